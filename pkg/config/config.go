@@ -1,0 +1,226 @@
+// Package config holds ffl's settings: defaults, the TOML file
+// (/etc/ffl/ffl.toml, $FFL_CONFIG or --config), the FIREFOX_LAUNCHER_*
+// environment overrides and the validation of all of them.
+//
+// Parsing is strict on purpose: an unknown key, a key in the wrong case or a
+// value of the wrong type is an error naming the file and the key, because a
+// silently ignored typo in a file read by a root Epilog is worse than a
+// refused start. Every error is one line (see Error).
+package config
+
+import (
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Names of the places configuration comes from.
+const (
+	// DefaultPath is the system-wide file; missing is fine (defaults apply).
+	DefaultPath = "/etc/ffl/ffl.toml"
+	// EnvConfig names an explicit configuration file (missing is an error).
+	EnvConfig = "FFL_CONFIG"
+	// EnvCleanupTimeout overrides cleanup_timeout, in seconds ("2.5" allowed).
+	// The name is inherited from the original launcher, which documented it
+	// but never read it.
+	EnvCleanupTimeout = "FIREFOX_LAUNCHER_CLEANUP_TIMEOUT"
+	// EnvDebug turns on debug logging when truthy ("1", "true", "yes", "on").
+	EnvDebug = "FIREFOX_LAUNCHER_DEBUG"
+)
+
+// SlurmDefaultKillWait is Slurm's default KillWait: the time between the
+// SIGTERM that starts ffl's grace path and the SIGKILL that ends it.
+const SlurmDefaultKillWait = 30 * time.Second
+
+// Config is ffl's complete configuration. The zero value is not useful:
+// start from Default (Load does).
+type Config struct {
+	// StateDir holds per-session data in the user's home (may be NFS).
+	// "~/" is the job owner's home, expanded by ExpandHome.
+	StateDir string `toml:"state_dir"`
+	// RuntimeDir is the root-owned, node-local parent of job-<key>/ dirs
+	// made by ffl-prolog; the Epilog looks here first.
+	RuntimeDir string `toml:"runtime_dir"`
+	// TempDir is the fallback parent of ffl-<uid>/ when RuntimeDir/job-<key>
+	// does not exist (no Prolog configured).
+	TempDir string `toml:"temp_dir"`
+	// PortMin and PortMax bound the TCP ports tried for xpra's HTML5 server.
+	PortMin int `toml:"port_min"`
+	PortMax int `toml:"port_max"`
+	// BindAddress is where xpra listens (loopback by default: reach it
+	// through an SSH or Jupyter proxy).
+	BindAddress string `toml:"bind_address"`
+	// StartTimeout bounds the wait for xpra's HTML5 page to answer.
+	StartTimeout Duration `toml:"start_timeout"`
+	// CleanupTimeout bounds the grace path: SIGTERM to a session, then
+	// SIGKILL. It must end well inside Slurm's KillWait.
+	CleanupTimeout Duration `toml:"cleanup_timeout"`
+	// PortAttempts bounds the retries when xpra reports "Address already in
+	// use" (xpra's own bind is the only race-free port check).
+	PortAttempts int `toml:"port_attempts"`
+	// Xpra is the xpra command: a name looked up in PATH or an absolute path.
+	Xpra string `toml:"xpra"`
+	// XpraArgs are extra "--option" arguments for xpra. Options ffl sets
+	// itself (binding, auth, daemon, sockets, children) are refused.
+	XpraArgs []string `toml:"xpra_args"`
+	// Firefox is the browser command (a name in PATH or an absolute path).
+	Firefox string `toml:"firefox"`
+	// FirefoxArgs are extra options for Firefox; profile selection is ffl's.
+	FirefoxArgs []string `toml:"firefox_args"`
+	// StartURL is the page Firefox opens first.
+	StartURL string `toml:"start_url"`
+	// MaxSessions bounds the sessions one job may run at once.
+	MaxSessions int `toml:"max_sessions"`
+	// LogFormat is "text" or "json".
+	LogFormat string `toml:"log_format"`
+	// Epilog holds the settings of ffl-epilog and ffl-prolog.
+	Epilog EpilogConfig `toml:"epilog"`
+
+	// Debug enables debug logging. It is not read from the file: it comes
+	// from FIREFOX_LAUNCHER_DEBUG (ApplyEnv) or --debug.
+	Debug bool `toml:"-"`
+}
+
+// EpilogConfig is the [epilog] table: settings of the root-run cleanup.
+type EpilogConfig struct {
+	// Timeout bounds one whole Epilog run; slurmd drains the node when its
+	// PrologEpilogTimeout is exceeded, so ffl gives up first.
+	Timeout Duration `toml:"timeout"`
+	// FailOnUnkillable makes the Epilog exit non-zero (draining the node)
+	// when a leftover process survives SIGKILL. Off by default: a drained
+	// node costs more than a stuck process.
+	FailOnUnkillable bool `toml:"fail_on_unkillable"`
+	// LogFile is an extra log file for the Epilog ("" = none): slurmd
+	// discards its stdout and stderr.
+	LogFile string `toml:"log_file"`
+	// Syslog sends Epilog messages to syslog.
+	Syslog bool `toml:"syslog"`
+	// SweepOlderThan is the age after which the sweep removes session trees
+	// of jobs that no longer exist.
+	SweepOlderThan Duration `toml:"sweep_older_than"`
+	// TempOlderThan is the age after which stale ffl-<uid> temp dirs go.
+	TempOlderThan Duration `toml:"temp_older_than"`
+}
+
+// Default returns the built-in configuration (what an absent
+// /etc/ffl/ffl.toml means). etc/ffl.toml documents the same values.
+func Default() Config {
+	return Config{
+		StateDir:       "~/.firefox-launcher",
+		RuntimeDir:     "/run/ffl",
+		TempDir:        "/tmp",
+		PortMin:        8001,
+		PortMax:        8999,
+		BindAddress:    "127.0.0.1",
+		StartTimeout:   Duration{45 * time.Second},
+		CleanupTimeout: Duration{3 * time.Second},
+		PortAttempts:   10,
+		Xpra:           "xpra",
+		Firefox:        "firefox-esr",
+		StartURL:       "about:blank",
+		MaxSessions:    4,
+		LogFormat:      "text",
+		Epilog: EpilogConfig{
+			Timeout:        Duration{10 * time.Second},
+			Syslog:         true,
+			SweepOlderThan: Duration{168 * time.Hour},
+			TempOlderThan:  Duration{24 * time.Hour},
+		},
+	}
+}
+
+// ExpandHome returns StateDir with a leading "~" replaced by home, the job
+// owner's home directory as NSS reports it (never $HOME: the Epilog has
+// none and the launcher's may be redirected). An absolute StateDir is
+// returned unchanged. home must be a clean absolute path other than "/".
+func (c Config) ExpandHome(home string) (string, error) {
+	rest, tilde := strings.CutPrefix(c.StateDir, "~/")
+	if !tilde {
+		if err := checkStateDir(c.StateDir); err != nil {
+			return "", &Error{Key: "state_dir", Value: strconv.Quote(c.StateDir), Reason: err.Error()}
+		}
+		return c.StateDir, nil
+	}
+	if err := checkAbsDir(home); err != nil {
+		return "", fmt.Errorf("home directory %q of the job owner: %w", home, err)
+	}
+	return filepath.Join(home, rest), nil
+}
+
+// Duration is a time.Duration that TOML spells "3s", "1m30s" or as an
+// integer number of seconds (TOML has no duration type, and nanoseconds, the
+// library's default for integers, are never what an admin means).
+type Duration struct{ time.Duration }
+
+// UnmarshalTOML implements toml.Unmarshaler.
+func (d *Duration) UnmarshalTOML(v any) error {
+	switch v := v.(type) {
+	case string:
+		p, err := time.ParseDuration(v)
+		if err != nil {
+			return fmt.Errorf(`not a duration (write e.g. "3s", "1m30s" or whole seconds)`)
+		}
+		d.Duration = p
+		return nil
+	case int64:
+		const limit = int64(1<<63-1) / int64(time.Second)
+		if v > limit || v < -limit {
+			return fmt.Errorf("too large a number of seconds")
+		}
+		d.Duration = time.Duration(v) * time.Second
+		return nil
+	default:
+		return fmt.Errorf(`must be a duration like "3s" or "1m30s", or whole seconds`)
+	}
+}
+
+// MarshalText writes the duration the way UnmarshalTOML reads it, so that an
+// encoded Config round-trips.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// Error is a configuration problem, printed as one line that names the file
+// (when there is one), the key or variable, its value and the fix:
+//
+//	/etc/ffl/ffl.toml: port_min = 99: must be between 1025 and 65535
+type Error struct {
+	File   string // the configuration file, "" for the environment or defaults
+	Key    string // TOML key ("epilog.timeout") or environment variable
+	Value  string // the offending value as written (quoted strings), may be ""
+	Reason string // what is wrong and what to write instead
+	Err    error  // underlying cause (an I/O error), may be nil
+}
+
+// Error formats `file: key = value: reason[: cause]` on one line, omitting
+// the parts that are empty.
+func (e *Error) Error() string {
+	var parts []string
+	if e.File != "" {
+		parts = append(parts, e.File)
+	}
+	if e.Key != "" {
+		k := e.Key
+		if e.Value != "" {
+			k += " = " + e.Value
+		}
+		parts = append(parts, k)
+	}
+	parts = append(parts, e.Reason)
+	if e.Err != nil {
+		parts = append(parts, e.Err.Error())
+	}
+	return oneLine(strings.Join(parts, ": "))
+}
+
+// Unwrap returns the underlying cause, if any.
+func (e *Error) Unwrap() error { return e.Err }
+
+func oneLine(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '\n' || r == '\r' || r == 0 {
+			return ' '
+		}
+		return r
+	}, s)
+}

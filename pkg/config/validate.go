@@ -1,0 +1,282 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// Bounds enforced by Validate.
+const (
+	// MinPort is the lowest port ffl may use: ports up to 1024 are
+	// privileged and reserved for system services.
+	MinPort = 1025
+	// MaxPort is the highest TCP port.
+	MaxPort = 65535
+	// MaxCount bounds port_attempts and max_sessions: larger values are typos.
+	MaxCount = 1000
+)
+
+// xpraReserved reports the xpra options ffl sets itself. Overriding them
+// from xpra_args would undo the session's confinement (sockets, pidfile,
+// chdir), its security (bind address, password auth) or its cleanup
+// (daemonizing, systemd-run moving xpra out of the job's cgroup, children
+// outliving xpra).
+func xpraReserved(name string) bool {
+	switch name {
+	case "auth", "bind", "bind-rfb", "bind-ssh", "bind-ssl", "bind-tcp", "bind-vsock", "bind-ws", "bind-wss",
+		"chdir", "daemon", "dbus-control", "dbus-launch", "dbus-proxy", "displayfd", "exit-with-children",
+		"html", "mdns", "pidfile", "socket-dir", "socket-dirs", "ssl-auth", "start", "start-after-connect",
+		"start-child", "start-child-after-connect", "start-child-on-connect", "start-child-on-last-client-exit",
+		"start-on-connect", "start-on-last-client-exit", "systemd-run", "tcp-auth", "terminate-children",
+		"ws-auth", "wss-auth":
+		return true
+	}
+	return false
+}
+
+// firefoxReserved reports the Firefox options that would move the session
+// out of its own profile or let it attach to another running Firefox.
+func firefoxReserved(name string) bool {
+	switch name {
+	case "new-instance", "no-remote", "remote", "p", "profile", "profilemanager":
+		return true
+	}
+	return false
+}
+
+// Validate checks every setting and returns the first problem as an *Error
+// naming the key, the value and the fix (File is filled in by Load).
+func (c Config) Validate() error {
+	for _, check := range []struct {
+		key, value string
+		err        error
+	}{
+		{"state_dir", strconv.Quote(c.StateDir), checkStateDir(c.StateDir)},
+		{"runtime_dir", strconv.Quote(c.RuntimeDir), checkAbsDir(c.RuntimeDir)},
+		{"temp_dir", strconv.Quote(c.TempDir), checkAbsDir(c.TempDir)},
+		{"port_min", strconv.Itoa(c.PortMin), checkRange(c.PortMin, MinPort, MaxPort)},
+		{"port_max", strconv.Itoa(c.PortMax), checkPortMax(c.PortMax, c.PortMin)},
+		{"bind_address", strconv.Quote(c.BindAddress), checkIP(c.BindAddress)},
+		{"start_timeout", quoteDuration(c.StartTimeout), checkPositive(c.StartTimeout)},
+		{"cleanup_timeout", quoteDuration(c.CleanupTimeout), checkPositive(c.CleanupTimeout)},
+		{"port_attempts", strconv.Itoa(c.PortAttempts), checkRange(c.PortAttempts, 1, MaxCount)},
+		{"xpra", strconv.Quote(c.Xpra), checkCommand(c.Xpra)},
+		{"xpra_args", renderStrings(c.XpraArgs), checkXpraArgs(c.XpraArgs)},
+		{"firefox", strconv.Quote(c.Firefox), checkCommand(c.Firefox)},
+		{"firefox_args", renderStrings(c.FirefoxArgs), checkFirefoxArgs(c.FirefoxArgs)},
+		{"start_url", strconv.Quote(c.StartURL), checkURL(c.StartURL)},
+		{"max_sessions", strconv.Itoa(c.MaxSessions), checkMaxSessions(c.MaxSessions, c.PortMin, c.PortMax)},
+		{"log_format", strconv.Quote(c.LogFormat), checkLogFormat(c.LogFormat)},
+		{"epilog.timeout", quoteDuration(c.Epilog.Timeout), checkPositive(c.Epilog.Timeout)},
+		{"epilog.log_file", strconv.Quote(c.Epilog.LogFile), checkLogFile(c.Epilog.LogFile)},
+		{"epilog.sweep_older_than", quoteDuration(c.Epilog.SweepOlderThan), checkPositive(c.Epilog.SweepOlderThan)},
+		{"epilog.temp_older_than", quoteDuration(c.Epilog.TempOlderThan), checkPositive(c.Epilog.TempOlderThan)},
+	} {
+		if check.err != nil {
+			return &Error{Key: check.key, Value: truncate(check.value), Reason: check.err.Error()}
+		}
+	}
+	return nil
+}
+
+func truncate(s string) string {
+	if len(s) > maxRendered {
+		return s[:maxRendered] + "..."
+	}
+	return s
+}
+
+func quoteDuration(d Duration) string { return strconv.Quote(d.String()) }
+
+func renderStrings(a []string) string {
+	q := make([]string, len(a))
+	for i, s := range a {
+		q[i] = strconv.Quote(s)
+	}
+	return "[" + strings.Join(q, ", ") + "]"
+}
+
+func checkRange(n, lo, hi int) error {
+	if n < lo || n > hi {
+		return fmt.Errorf("must be between %d and %d", lo, hi)
+	}
+	return nil
+}
+
+func checkPortMax(max, min int) error {
+	if err := checkRange(max, MinPort, MaxPort); err != nil {
+		return err
+	}
+	if max < min {
+		return fmt.Errorf("must not be below port_min (%d)", min)
+	}
+	return nil
+}
+
+func checkMaxSessions(n, portMin, portMax int) error {
+	if err := checkRange(n, 1, MaxCount); err != nil {
+		return err
+	}
+	if ports := portMax - portMin + 1; n > ports {
+		return fmt.Errorf("exceeds the %d ports from port_min to port_max (raise port_max or lower max_sessions)", ports)
+	}
+	return nil
+}
+
+func checkPositive(d Duration) error {
+	if d.Duration <= 0 {
+		return errors.New(`must be positive, like "3s" or "1m30s"`)
+	}
+	return nil
+}
+
+func checkIP(s string) error {
+	if net.ParseIP(s) == nil {
+		return errors.New(`must be an IP address, like "127.0.0.1"`)
+	}
+	return nil
+}
+
+func checkLogFormat(s string) error {
+	if s != "text" && s != "json" {
+		return errors.New(`must be "text" or "json"`)
+	}
+	return nil
+}
+
+// hasControl reports a control character: paths and arguments end up in
+// logs and command lines, where they could forge lines.
+func hasControl(s string) bool {
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return true
+		}
+	}
+	return false
+}
+
+// checkAbsDir accepts a clean absolute directory other than "/".
+func checkAbsDir(p string) error {
+	switch {
+	case p == "":
+		return errors.New("must not be empty (give an absolute directory)")
+	case hasControl(p):
+		return errors.New("must not contain control characters")
+	case !filepath.IsAbs(p):
+		return errors.New(`must be an absolute path, like "/run/ffl"`)
+	case filepath.Clean(p) != p:
+		return fmt.Errorf("must be a clean path (write %q)", filepath.Clean(p))
+	case p == "/":
+		return errors.New(`must not be "/" (give a dedicated directory)`)
+	}
+	return nil
+}
+
+// checkStateDir accepts "~/<relative>" (below the job owner's home) or a
+// clean absolute directory.
+func checkStateDir(p string) error {
+	rest, tilde := strings.CutPrefix(p, "~/")
+	switch {
+	case p == "":
+		return errors.New(`must not be empty (default "~/.firefox-launcher")`)
+	case p == "~" || p == "~/":
+		return errors.New(`must be a directory below the home, like "~/.firefox-launcher"`)
+	case strings.HasPrefix(p, "~") && !tilde:
+		return errors.New(`"~user" is not supported (write "~/dir" for the job owner's home, or an absolute path)`)
+	case !tilde:
+		return checkAbsDir(p)
+	case hasControl(rest):
+		return errors.New("must not contain control characters")
+	case filepath.Clean(rest) != rest || rest == "." || rest == ".." || strings.HasPrefix(rest, "../") || filepath.IsAbs(rest):
+		return errors.New(`must be a clean path below the home, like "~/.firefox-launcher"`)
+	}
+	return nil
+}
+
+// checkCommand accepts a bare command name (looked up in PATH) or a clean
+// absolute path. Neither may contain whitespace, quotes or backslashes: the
+// Firefox command becomes part of xpra's --start-child command line.
+func checkCommand(s string) error {
+	switch {
+	case s == "":
+		return errors.New(`must not be empty (give a command name like "firefox-esr" or an absolute path)`)
+	case strings.ContainsAny(s, " \t\"'\\") || hasControl(s):
+		return errors.New("must not contain spaces, quotes, backslashes or control characters")
+	case strings.HasPrefix(s, "-"):
+		return errors.New("must not start with '-'")
+	case strings.Contains(s, "/") && (!filepath.IsAbs(s) || filepath.Clean(s) != s):
+		return errors.New(`must be a command name without '/' or a clean absolute path, like "/usr/bin/xpra"`)
+	}
+	return nil
+}
+
+// optionName turns "--no-daemon=x" or "-Profile" into "daemon" / "profile".
+func optionName(arg string) string {
+	name := strings.TrimLeft(arg, "-")
+	name, _, _ = strings.Cut(name, "=")
+	name = strings.ToLower(name)
+	return strings.TrimPrefix(name, "no-")
+}
+
+func checkXpraArgs(args []string) error {
+	for i, a := range args {
+		switch {
+		case !strings.HasPrefix(a, "--") || len(a) == 2:
+			return fmt.Errorf(`element %d (%q) must be an option like "--speaker=off"`, i, a)
+		case hasControl(a):
+			return fmt.Errorf("element %d must not contain control characters", i)
+		case xpraReserved(optionName(a)):
+			return fmt.Errorf("element %d (%q): ffl sets --%s itself (remove it)", i, a, optionName(a))
+		case strings.HasPrefix(a, "--env=FFL_") || strings.HasPrefix(a, "--start-env=FFL_"):
+			return fmt.Errorf("element %d (%q): FFL_* variables are ffl's session markers (remove it)", i, a)
+		}
+	}
+	return nil
+}
+
+func checkFirefoxArgs(args []string) error {
+	for i, a := range args {
+		switch {
+		case !strings.HasPrefix(a, "-") || strings.Trim(a, "-") == "":
+			return fmt.Errorf(`element %d (%q) must be an option like "--kiosk"`, i, a)
+		case strings.ContainsAny(a, " \t\"'\\") || hasControl(a):
+			return fmt.Errorf("element %d (%q) must not contain spaces, quotes, backslashes or control characters (it is part of xpra's --start-child command line)", i, a)
+		case firefoxReserved(optionName(a)):
+			return fmt.Errorf("element %d (%q): ffl chooses the profile and instance itself (remove it)", i, a)
+		}
+	}
+	return nil
+}
+
+// checkURL accepts a URL with a scheme and nothing that would split or quote
+// xpra's --start-child command line.
+func checkURL(s string) error {
+	if s == "" {
+		return errors.New(`must not be empty (default "about:blank")`)
+	}
+	if strings.ContainsAny(s, " \t\"'\\") || hasControl(s) {
+		return errors.New("must not contain spaces, quotes, backslashes or control characters (percent-encode them)")
+	}
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme == "" {
+		return errors.New(`must be an absolute URL with a scheme, like "https://example.org/" or "about:blank"`)
+	}
+	return nil
+}
+
+func checkLogFile(p string) error {
+	switch {
+	case p == "":
+		return nil
+	case hasControl(p):
+		return errors.New("must not contain control characters")
+	case !filepath.IsAbs(p) || filepath.Clean(p) != p || p == "/":
+		return errors.New(`must be a clean absolute file name, like "/var/log/ffl-epilog.log" (or "" for none)`)
+	}
+	return nil
+}
