@@ -1,0 +1,141 @@
+package proc
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/hashicorp/go-multierror"
+	"golang.org/x/sys/unix"
+)
+
+// Defaults for Ender's zero fields.
+const (
+	DefaultPoll     = 50 * time.Millisecond
+	DefaultKillWait = 5 * time.Second
+)
+
+// EndResult says what End did.
+type EndResult struct {
+	// Termed and Killed count the SIGTERMs and SIGKILLs that were delivered.
+	Termed, Killed int
+	// Left holds the processes still alive when End returned: SIGKILL did not finish them within
+	// KillWait (uninterruptible sleep, a frozen cgroup), ctx ended first, or signalling failed
+	// for a reason other than ErrGone/ErrRefused. Refused identities are never in Left: they
+	// were not ours to end.
+	Left []Identity
+	// Errs collects the refusals and signalling failures (a go-multierror, one-line format), or
+	// is nil. A process that is simply gone is not an error.
+	Errs error
+}
+
+// Ender ends a set of processes the way every ffl cleanup path does: SIGTERM to all (through
+// Signal), wait up to Grace for them to go, SIGKILL the survivors, wait up to KillWait. Unlike an
+// executor that signals only a group leader in the graceful phase, every process gets the TERM,
+// because a session's processes live in several sessions and groups (Xvfb, crashhelper).
+// A zombie counts as gone.
+type Ender struct {
+	// Grace is how long processes get to exit after SIGTERM.
+	Grace time.Duration
+	// Poll is the interval between liveness checks; zero means DefaultPoll.
+	Poll time.Duration
+	// KillWait bounds the wait after SIGKILL; zero means DefaultKillWait.
+	KillWait time.Duration
+	// Reap, if set, runs before every liveness check. A child subreaper passes its
+	// Reaper.ReapOnce so that processes that reparented to it do not linger as zombies;
+	// zombies count as gone anyway, but reaping them frees their PIDs promptly.
+	Reap func()
+}
+
+// End sends SIGTERM to ids, waits up to grace (checking every poll), then SIGKILLs what is left
+// and waits up to DefaultKillWait; see Ender for details and for the reap hook.
+func End(ctx context.Context, ids []Identity, grace, poll time.Duration) EndResult {
+	return Ender{Grace: grace, Poll: poll}.End(ctx, ids)
+}
+
+// End ends ids. When ctx is done the waits are cut short, but the SIGKILL step still runs (it
+// costs nothing and is what a deadline calls for) and End returns what is still alive in Left.
+func (e Ender) End(ctx context.Context, ids []Identity) EndResult {
+	var res EndResult
+	var errs *multierror.Error
+	poll, killWait := e.Poll, e.KillWait
+	if poll <= 0 {
+		poll = DefaultPoll
+	}
+	if killWait <= 0 {
+		killWait = DefaultKillWait
+	}
+
+	// send signals each identity and keeps those that may still be alive.
+	send := func(ids []Identity, sig unix.Signal, count *int) []Identity {
+		var keep []Identity
+		for _, id := range ids {
+			err := Signal(id, sig)
+			switch {
+			case err == nil:
+				*count++
+				keep = append(keep, id)
+			case errors.Is(err, ErrGone):
+			case errors.Is(err, ErrRefused):
+				errs = multierror.Append(errs, err)
+			default: // EPERM and the like: we could not signal it, it may well be alive
+				errs = multierror.Append(errs, err)
+				keep = append(keep, id)
+			}
+		}
+		return keep
+	}
+
+	pending := send(dedupe(ids), unix.SIGTERM, &res.Termed)
+	pending = e.waitGone(ctx, pending, e.Grace, poll)
+	if len(pending) > 0 {
+		pending = send(pending, unix.SIGKILL, &res.Killed)
+		pending = e.waitGone(ctx, pending, killWait, poll)
+	}
+	res.Left = pending
+	res.Errs = formatErrs(errs).ErrorOrNil()
+	return res
+}
+
+// waitGone polls until every id is gone, d has elapsed or ctx is done, and returns those still
+// alive. It checks at least once, even with d <= 0 or ctx already done.
+func (e Ender) waitGone(ctx context.Context, ids []Identity, d, poll time.Duration) []Identity {
+	deadline := time.Now().Add(d)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	for {
+		if e.Reap != nil {
+			e.Reap()
+		}
+		alive := ids[:0:0]
+		for _, id := range ids {
+			if id.Alive() {
+				alive = append(alive, id)
+			}
+		}
+		ids = alive
+		left := time.Until(deadline)
+		if len(ids) == 0 || left <= 0 || ctx.Err() != nil {
+			return ids
+		}
+		timer.Reset(min(poll, left))
+		select {
+		case <-ctx.Done():
+		case <-timer.C:
+		}
+	}
+}
+
+// dedupe drops repeated identities (a state file and a marker scan often name the same process).
+func dedupe(ids []Identity) []Identity {
+	seen := make(map[Identity]bool, len(ids))
+	out := make([]Identity, 0, len(ids))
+	for _, id := range ids {
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	return out
+}
