@@ -1,0 +1,94 @@
+// Command fakexpra stands in for `xpra start` in fast lifecycle tests: it takes xpra's command
+// line, binds --bind-tcp, answers GET / with 200, writes a display number to --displayfd, and
+// builds a session-shaped process tree with internal/faketree (a TERM-ignoring child and a
+// daemonized grandchild). Its environment, including FFL_SESSION, reaches every process, as
+// xpra's does. Real xpra is used by the end-to-end tests; this one gives precise timing.
+//
+// Behaviour is chosen with --fakexpra-mode=MODES (comma-separated; the launcher passes
+// extra xpra arguments through, and the session's environment is cleared, so no variables):
+//
+//	compliant   on SIGTERM, end the tree (TERM to the child's group) and exit 0 (default: exit
+//	            at once and leave the tree, like a SIGKILLed xpra)
+//	ignore-term ignore SIGTERM itself (only KILL ends it)
+//	no-tree     do not start faketree
+//	slow-ready  wait 300 ms before listening
+//
+// --fakexpra-faketree=PATH is the faketree binary (required unless no-tree).
+package main
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	mode := map[string]bool{}
+	var bind, faketree string
+	displayFD := -1
+	for _, a := range os.Args[1:] {
+		if v, ok := strings.CutPrefix(a, "--fakexpra-mode="); ok {
+			for _, m := range strings.Split(v, ",") {
+				mode[strings.TrimSpace(m)] = true
+			}
+		}
+		if v, ok := strings.CutPrefix(a, "--fakexpra-faketree="); ok {
+			faketree = v
+		}
+		if v, ok := strings.CutPrefix(a, "--bind-tcp="); ok {
+			bind = v
+		}
+		if v, ok := strings.CutPrefix(a, "--displayfd="); ok {
+			displayFD, _ = strconv.Atoi(v)
+		}
+	}
+	if bind == "" {
+		fmt.Fprintln(os.Stderr, "fakexpra: --bind-tcp missing")
+		os.Exit(2)
+	}
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM)
+	if mode["ignore-term"] {
+		signal.Ignore(syscall.SIGTERM)
+	}
+	if mode["slow-ready"] {
+		time.Sleep(300 * time.Millisecond)
+	}
+	ln, err := net.Listen("tcp", bind)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "fakexpra: failed to bind %s: [Errno 98] Address already in use (%v)\n", bind, err)
+		os.Exit(1)
+	}
+	var tree *exec.Cmd
+	if !mode["no-tree"] {
+		tree = exec.Command(faketree, "-ignore-term", "-daemon")
+		tree.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err := tree.Start(); err != nil {
+			fmt.Fprintf(os.Stderr, "fakexpra: faketree: %v\n", err)
+			os.Exit(1)
+		}
+	}
+	if displayFD >= 0 {
+		f := os.NewFile(uintptr(displayFD), "displayfd")
+		fmt.Fprintln(f, os.Getpid()%1000+100)
+		f.Close()
+	}
+	go func() {
+		_ = http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprintln(w, "fake xpra websockets client")
+		}))
+	}()
+	<-sigs
+	if mode["compliant"] && tree != nil {
+		_ = syscall.Kill(-tree.Process.Pid, syscall.SIGKILL)
+		_, _ = tree.Process.Wait()
+	}
+	os.Exit(0)
+}

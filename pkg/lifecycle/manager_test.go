@@ -1,0 +1,267 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/ffl-hpc/ffl/internal/testutil"
+	"github.com/ffl-hpc/ffl/pkg/layout"
+	"github.com/ffl-hpc/ffl/pkg/proc"
+)
+
+// asUser runs the named test as a non-root user when the suite runs as root: session processes
+// of root are refused by design, exactly as in production.
+func asUser(t *testing.T, name string) (faketree, fakexpra, dir string, ok bool) {
+	t.Helper()
+	if testutil.IsChild() || os.Getuid() != 0 {
+		if testutil.IsChild() {
+			return os.Getenv("FFL_T_FAKETREE"), os.Getenv("FFL_T_FAKEXPRA"), os.Getenv("FFL_T_DIR"), true
+		}
+		return testutil.Build(t, "github.com/ffl-hpc/ffl/internal/faketree"), testutil.Build(t, "github.com/ffl-hpc/ffl/internal/fakexpra"), t.TempDir(), true
+	}
+	u := testutil.TestUser(t, "ffltest")
+	ft := testutil.Build(t, "github.com/ffl-hpc/ffl/internal/faketree")
+	fx := testutil.Build(t, "github.com/ffl-hpc/ffl/internal/fakexpra")
+	d := testutil.UserDir(t, u)
+	testutil.RunTestAs(t, u, name, "FFL_T_FAKETREE="+ft, "FFL_T_FAKEXPRA="+fx, "FFL_T_DIR="+d)
+	return "", "", "", false
+}
+
+func freeRange(t *testing.T, n int) (int, int) {
+	t.Helper()
+	for try := 0; try < 50; try++ {
+		lo := 20000 + rand.IntN(20000)
+		ok := true
+		for p := lo; p < lo+n; p++ {
+			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+			if err != nil {
+				ok = false
+				break
+			}
+			l.Close()
+		}
+		if ok {
+			return lo, lo + n - 1
+		}
+	}
+	t.Fatal("no free port range")
+	return 0, 0
+}
+
+func testManager(t *testing.T, faketree, fakexpra, dir, job, mode string, grace time.Duration) *Manager {
+	t.Helper()
+	lo, hi := freeRange(t, 8)
+	self, err := proc.Lookup(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := filepath.Join(dir, "tmp")
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	log := logrus.New()
+	log.SetLevel(logrus.DebugLevel)
+	r := proc.NewReaper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go r.Run(ctx)
+	m, err := NewManager(Settings{
+		Layout:         layout.Layout{StateDir: filepath.Join(dir, "home", ".firefox-launcher"), RuntimeDir: filepath.Join(dir, "run-ffl"), TempDir: tmp, UID: os.Getuid(), Node: "n1", JobKey: job},
+		User:           "tester",
+		Xpra:           fakexpra,
+		XpraArgs:       []string{"--fakexpra-faketree=" + faketree, "--fakexpra-mode=" + mode},
+		Firefox:        "/bin/true",
+		BindAddress:    "127.0.0.1",
+		PortMin:        lo,
+		PortMax:        hi,
+		PortAttempts:   3,
+		MaxSessions:    4,
+		StartTimeout:   30 * time.Second,
+		CleanupTimeout: grace,
+		BootID:         "test-boot",
+		Self:           self,
+		Log:            logrus.NewEntry(log),
+		Reaper:         r,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func markerProcs(t *testing.T, marker string) []proc.Identity {
+	t.Helper()
+	ids, err := proc.FindByMarker(os.Getuid(), layout.MarkerVar, marker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}
+
+func exists(p string) bool { _, err := os.Lstat(p); return err == nil }
+
+// TestStopOneSessionLeavesTheOther: a session tree with a TERM-ignoring child and a daemonized
+// grandchild is gone after Stop, with its directories, while a second session of the same user
+// and job beside it keeps every process and directory.
+func TestStopOneSessionLeavesTheOther(t *testing.T) {
+	faketree, fakexpra, dir, ok := asUser(t, "TestStopOneSessionLeavesTheOther")
+	if !ok {
+		return
+	}
+	if err := proc.SetChildSubreaper(); err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []string{"", "compliant", "ignore-term"} {
+		t.Run("mode="+mode, func(t *testing.T) {
+			m := testManager(t, faketree, fakexpra, filepath.Join(dir, "m"+mode), "77", mode, 500*time.Millisecond)
+			ctx := context.Background()
+			a, err := m.Start(ctx, StartRequest{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := m.Start(ctx, StartRequest{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			l := m.s.Layout
+			ma, mb := l.Marker(a.Port), l.Marker(b.Port)
+			// faketree is up when its daemon carries the marker: root, child, daemon + fakexpra.
+			for _, mk := range []string{ma, mb} {
+				if !testutil.Eventually(20*time.Second, func() bool { return len(markerProcs(t, mk)) >= 4 }) {
+					t.Fatalf("session %s: tree never came up: %v", mk, markerProcs(t, mk))
+				}
+			}
+			before := markerProcs(t, mb)
+			if err := m.Stop(ctx, a.Port); err != nil {
+				t.Fatalf("stop: %v", err)
+			}
+			if left := markerProcs(t, ma); len(left) != 0 {
+				t.Errorf("session A left processes: %v", left)
+			}
+			for _, p := range []string{l.HomeSessionDir(a.Port), filepath.Join(m.RuntimeDir(), layout.SessionDirName(a.Port))} {
+				if exists(p) {
+					t.Errorf("session A dir left: %s", p)
+				}
+			}
+			for _, id := range before {
+				if !id.Alive() {
+					t.Errorf("session B process %v was ended by A's stop", id)
+				}
+			}
+			for _, p := range []string{l.HomeSessionDir(b.Port), filepath.Join(m.RuntimeDir(), layout.SessionDirName(b.Port), layout.StateFile)} {
+				if !exists(p) {
+					t.Errorf("session B lost %s", p)
+				}
+			}
+			if err := m.StopAll(ctx); err != nil {
+				t.Fatalf("stop all: %v", err)
+			}
+			if left := markerProcs(t, l.JobMarkerPrefix()); len(left) != 0 {
+				t.Errorf("job left processes: %v", left)
+			}
+			if err := m.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if err := m.RemoveRuntimeJobDir(); err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range []string{l.HomeJobDir(), l.FallbackRuntimeJobDir()} {
+				if exists(p) {
+					t.Errorf("left behind: %s", p)
+				}
+			}
+			if !portFree("127.0.0.1", a.Port) || !portFree("127.0.0.1", b.Port) {
+				t.Errorf("ports still held")
+			}
+		})
+	}
+}
+
+// TestStartErrors covers bad requests: nothing of a refused or failed start is left.
+func TestStartErrors(t *testing.T) {
+	faketree, fakexpra, dir, ok := asUser(t, "TestStartErrors")
+	if !ok {
+		return
+	}
+	m := testManager(t, faketree, fakexpra, dir, "78", "no-tree", time.Second)
+	ctx := context.Background()
+	if _, err := m.Start(ctx, StartRequest{Port: 80}); !errors.Is(err, ErrBadInput) {
+		t.Errorf("port outside range: got %v, want ErrBadInput", err)
+	}
+	busy, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", m.s.PortMin))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	if _, err := m.Start(ctx, StartRequest{Port: m.s.PortMin}); !errors.Is(err, ErrBadInput) || !errors.Is(err, ErrPortInUse) {
+		t.Errorf("port in use: got %v", err)
+	}
+	if entries, _ := os.ReadDir(m.RuntimeDir()); len(entries) != 0 {
+		t.Errorf("refused starts left entries in %s: %v", m.RuntimeDir(), entries)
+	}
+	// A port taken between our check and xpra's bind: xpra's "Address already in use" makes the
+	// manager try another port.
+	info, err := m.Start(ctx, StartRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Port == m.s.PortMin {
+		t.Errorf("got the busy port")
+	}
+	if err := m.StopAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if entries, _ := os.ReadDir(m.RuntimeDir()); len(entries) != 0 {
+		t.Errorf("left entries in %s: %v", m.RuntimeDir(), entries)
+	}
+}
+
+func TestShellJoin(t *testing.T) {
+	for _, c := range []struct {
+		in   []string
+		want string
+	}{
+		{[]string{"firefox-esr", "--profile", "/home/a b/p"}, `firefox-esr --profile '/home/a b/p'`},
+		{[]string{"x", "it's"}, `x 'it'\''s'`},
+		{[]string{"about:blank"}, `about:blank`},
+		{[]string{""}, `''`},
+		{[]string{"$(rm -rf ~)"}, `'$(rm -rf ~)'`},
+	} {
+		if got := shellJoin(c.in); got != c.want {
+			t.Errorf("shellJoin(%q) = %s, want %s", c.in, got, c.want)
+		}
+	}
+}
+
+func TestXpraArgsConfine(t *testing.T) {
+	p := sessionPaths{Home: "/h/s", Runtime: "/r/s"}
+	args := xpraArgs(p, "127.0.0.1", 8001, 3, []string{"firefox-esr"}, []string{"--extra"})
+	want := map[string]bool{"--daemon=no": true, "--systemd-run=no": true, "--bind-tcp=127.0.0.1:8001": true,
+		"--tcp-auth=file:filename=/h/s/password": true, "--socket-dir=/r/s/xpra": true, "--displayfd=3": true, "--extra": true}
+	for _, a := range args {
+		delete(want, a)
+	}
+	if len(want) != 0 {
+		t.Errorf("missing args: %v in %v", want, args)
+	}
+	env := xpraEnv(p, "u", "/bin", "", "1/n/8001/")
+	found := false
+	for _, e := range env {
+		if e == layout.MarkerVar+"=1/n/8001/" {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("marker missing from %v", env)
+	}
+}
