@@ -1,0 +1,157 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ffl-hpc/ffl/pkg/layout"
+)
+
+// TestFastPath: a job that never ran ffl leaves only the Prolog's empty dir; the Epilog removes
+// it without looking at the user or the home.
+func TestFastPath(t *testing.T) {
+	h := newHarness(t, "")
+	dir := h.layout(h.user, jobA).PreferredRuntimeJobDir()
+	mkdirAs(t, dir, h.user, 0o700)
+	before := snapshot(t, h.world()...)
+	r := h.epilog(jobA, h.user)
+	if exists(dir) {
+		t.Error("the Prolog's dir was not removed")
+	}
+	assertUnchanged(t, before, snapshot(t, h.world()...), dir)
+	if !strings.Contains(r.log, "fast=true") || !strings.Contains(r.log, "errors=0") {
+		t.Error("summary line does not say fast=true, errors=0")
+	}
+	// Nothing at all (no Prolog configured, no ffl): still exit 0, fast.
+	r = h.epilog("501", h.user)
+	if !strings.Contains(r.log, "job=501") {
+		t.Error("no summary for a job without anything")
+	}
+}
+
+// TestManualRun: an admin cleans up after a job whose Epilog did not run.
+func TestManualRun(t *testing.T) {
+	h := newHarness(t, "")
+	procs := h.tree(h.user, h.layout(h.user, jobA).Marker(8001))
+	h.session(h.user, jobA, 8001, true, procs, "")
+	env := []string{"SLURMD_NODENAME=" + h.node, "PATH=/usr/bin:/bin"}
+	r := h.run(env, "--job", jobA, "--user", h.user.name)
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	waitGone(t, procs)
+	for _, p := range h.jobPaths(h.user, jobA) {
+		if exists(p) {
+			t.Errorf("%s not removed", p)
+		}
+	}
+	for name, args := range map[string][]string{
+		"job without user": {"--job", jobA},
+		"user without job": {"--user", h.user.name},
+		"bad job":          {"--job", "../x", "--user", h.user.name},
+		"unknown user":     {"--job", jobA, "--user", "no-such-user-ffl"},
+		"unknown flag":     {"--bogus"},
+		"stray argument":   {"now"},
+	} {
+		if r := h.run(env, args...); r.code != exitUsage {
+			t.Errorf("%s: exit %d, want %d (a human gave bad flags)", name, r.code, exitUsage)
+		}
+	}
+}
+
+// TestLogFileRefused: a log file that is a symlink (someone planted it) is not opened; the
+// Epilog still runs and exits 0, and says so on stderr.
+func TestLogFileRefused(t *testing.T) {
+	h := newHarness(t, "")
+	victim := filepath.Join(h.root, "victim")
+	must(t, os.WriteFile(victim, []byte("keep"), 0o644))
+	must(t, os.Symlink(victim, h.logFile))
+	r := h.run(h.slurmEnv(jobA, h.user))
+	if r.code != 0 {
+		t.Errorf("exit %d", r.code)
+	}
+	if data, _ := os.ReadFile(victim); string(data) != "keep" {
+		t.Errorf("wrote through the symlink: %q", data)
+	}
+	if !strings.Contains(r.stderr, "log file") || !strings.Contains(r.stderr, "epilog done") {
+		t.Errorf("stderr does not report the log file problem and the summary: %s", r.stderr)
+	}
+}
+
+// TestBrokenConfig: an unusable configuration is reported and the defaults are used; exit 0.
+func TestBrokenConfig(t *testing.T) {
+	h := newHarness(t, "")
+	must(t, os.WriteFile(h.conf, []byte("runtime_dir = 42\nbogus = true\n"), 0o644))
+	r := h.run(h.slurmEnv("4294967290", h.user))
+	if r.code != 0 || !strings.Contains(r.stderr, "configuration unusable") {
+		t.Errorf("exit %d, stderr %s", r.code, r.stderr)
+	}
+}
+
+// TestFailOnUnkillable: with epilog.fail_on_unkillable, processes that do end keep the exit
+// status at 0 (only a survivor of SIGKILL would make it 1).
+func TestFailOnUnkillable(t *testing.T) {
+	h := newHarness(t, "fail_on_unkillable = true")
+	procs := h.tree(h.user, h.layout(h.user, jobA).Marker(8001))
+	h.session(h.user, jobA, 8001, false, procs, "")
+	r := h.epilog(jobA, h.user)
+	waitGone(t, procs)
+	if !strings.Contains(r.log, "left=0") {
+		t.Error("summary does not say left=0")
+	}
+}
+
+// TestSweepCommand: `ffl-epilog sweep` removes an old stale session of a user (as that user) and
+// leaves a live one; --dry-run changes nothing.
+func TestSweepCommand(t *testing.T) {
+	h := newHarness(t, "")
+	stale := h.tree(h.user, h.layout(h.user, "700").Marker(8001))
+	h.session(h.user, "700", 8001, false, stale, "")
+	live := h.tree(h.other, h.layout(h.other, "701").Marker(8001))
+	h.session(h.other, "701", 8001, false, live, "")
+	// Job 701's supervisor is alive: a live process of its user.
+	sup := live[0]
+	rec := layout.Supervisor{Schema: 1, Job: "701", Node: h.node, BootID: h.bootID, Process: sup, Started: time.Now()}
+	data, _ := rec.Marshal()
+	writeAs(t, filepath.Join(h.layout(h.other, "701").PreferredRuntimeJobDir(), layout.SupervisorFile), h.other, data)
+	for _, p := range h.jobPaths(h.user, "700") {
+		old := time.Now().Add(-48 * time.Hour)
+		_ = filepath.Walk(p, func(q string, _ os.FileInfo, err error) error {
+			if err == nil {
+				_ = os.Chtimes(q, old, old)
+			}
+			return nil
+		})
+	}
+	env := []string{"PATH=/usr/bin:/bin"}
+	before := snapshot(t, h.world()...)
+	r := h.run(env, "sweep", "--node", h.node, "--older-than", "24h", "--dry-run")
+	if r.code != 0 {
+		t.Fatalf("dry run: exit %d: %s", r.code, r.stderr)
+	}
+	assertAlive(t, "dry run", stale)
+	assertUnchanged(t, before, snapshot(t, h.world()...))
+	if strings.Count(r.log, "would remove") != 1 || !strings.Contains(r.log, "would remove job 700") {
+		t.Error("dry run does not say, once, what it would remove")
+	}
+	r = h.run(env, "sweep", "--node", h.node, "--older-than", "24h")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	waitGone(t, stale)
+	assertAlive(t, "live job of another user", live)
+	for _, p := range h.jobPaths(h.user, "700") {
+		if exists(p) {
+			t.Errorf("%s not removed", p)
+		}
+	}
+	if !exists(filepath.Join(h.layout(h.other, "701").PreferredRuntimeJobDir(), "session-8001")) {
+		t.Error("live session removed")
+	}
+	if !strings.Contains(r.log, "sweep done") {
+		t.Error("no sweep summary line")
+	}
+}

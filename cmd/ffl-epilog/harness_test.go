@@ -1,0 +1,465 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ffl-hpc/ffl/internal/faketree/ftest"
+	"github.com/ffl-hpc/ffl/pkg/layout"
+	"github.com/ffl-hpc/ffl/pkg/proc"
+)
+
+// The binaries under test, built once by TestMain (as root) into a directory every user may
+// enter: the Epilog re-executes itself as the job's user.
+var epilogBin, faketreeBin string
+
+func TestMain(m *testing.M) {
+	os.Exit(func() int {
+		if os.Geteuid() != 0 {
+			return m.Run() // every test skips
+		}
+		dir, err := os.MkdirTemp("", "ffl-epilog-test-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		if err := os.Chmod(dir, 0o755); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		epilogBin = filepath.Join(dir, "ffl-epilog")
+		cmd := exec.Command("go", "build", "-o", epilogBin, ".")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "go build ffl-epilog: %v\n%s", err, out)
+			return 1
+		}
+		if faketreeBin, err = ftest.BuildIn(dir); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		return m.Run()
+	}())
+}
+
+func requireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: runs ffl-epilog as root against trees and processes of test users")
+	}
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+type testUser struct {
+	name     string
+	uid, gid int
+	home     string
+}
+
+func (u testUser) cred() *syscall.Credential {
+	return &syscall.Credential{Uid: uint32(u.uid), Gid: uint32(u.gid)}
+}
+
+// ensureUser creates (idempotently) a login-less test user with the given home; the home is
+// created (the user's, 0700) unless it is below /nonexistent.
+func ensureUser(t testing.TB, name, home string) testUser {
+	t.Helper()
+	requireRoot(t)
+	if _, err := user.Lookup(name); err != nil {
+		out, err := exec.Command("useradd", "-M", "-d", home, "-s", "/usr/sbin/nologin", "-c", "ffl test user", name).CombinedOutput()
+		if _, lerr := user.Lookup(name); lerr != nil {
+			t.Fatalf("useradd %s: %v: %s", name, err, out)
+		}
+	}
+	u, err := user.Lookup(name)
+	must(t, err)
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	if !strings.HasPrefix(u.HomeDir, "/nonexistent") {
+		must(t, os.MkdirAll(filepath.Dir(u.HomeDir), 0o755))
+		_ = os.Chmod(filepath.Dir(u.HomeDir), 0o755)
+		must(t, os.MkdirAll(u.HomeDir, 0o700))
+		must(t, os.Chown(u.HomeDir, uid, gid))
+	}
+	return testUser{name: name, uid: uid, gid: gid, home: u.HomeDir}
+}
+
+// harness is one test's private world: runtime root, temp dir, X dir, config, log file, and a
+// unique node name and state dir name, so tests share the test users' homes without meeting.
+type harness struct {
+	t                              *testing.T
+	root, runtime, temp, xdir      string
+	conf, logFile, node, stateName string
+	user, other                    testUser
+	bootID                         string
+}
+
+func newHarness(t *testing.T, extraConfig string) *harness {
+	t.Helper()
+	requireRoot(t)
+	h := &harness{t: t,
+		user:  ensureUser(t, "ffltest1", "/var/tmp/ffltest-homes/ffltest1"),
+		other: ensureUser(t, "ffltest2", "/var/tmp/ffltest-homes/ffltest2"),
+	}
+	h.root = t.TempDir()
+	must(t, os.Chmod(filepath.Dir(h.root), 0o755))
+	must(t, os.Chmod(h.root, 0o755))
+	h.runtime = filepath.Join(h.root, "run", "ffl")
+	must(t, os.MkdirAll(h.runtime, 0o755))
+	must(t, os.Chmod(filepath.Dir(h.runtime), 0o755))
+	h.temp = filepath.Join(h.root, "tmp")
+	must(t, os.Mkdir(h.temp, 0o755))
+	must(t, os.Chmod(h.temp, 0o777|os.ModeSticky))
+	h.xdir = filepath.Join(h.root, "x")
+	must(t, os.Mkdir(h.xdir, 0o755))
+	must(t, os.Chmod(h.xdir, 0o777|os.ModeSticky))
+	var rnd [4]byte
+	_, _ = rand.Read(rnd[:])
+	h.node = "e" + hex.EncodeToString(rnd[:])
+	h.stateName = ".ffl-test-" + h.node
+	h.logFile = filepath.Join(t.TempDir(), "epilog.log") // outside the world the tests snapshot
+	h.conf = filepath.Join(h.root, "ffl.toml")
+	cfg := fmt.Sprintf("state_dir = %q\nruntime_dir = %q\ntemp_dir = %q\ncleanup_timeout = \"300ms\"\n%s\n[epilog]\nsyslog = false\nlog_file = %q\n",
+		"~/"+h.stateName, h.runtime, h.temp, "", h.logFile)
+	if extraConfig != "" {
+		cfg += extraConfig + "\n"
+	}
+	must(t, os.WriteFile(h.conf, []byte(cfg), 0o644))
+	id, err := proc.BootID()
+	must(t, err)
+	h.bootID = id
+	t.Cleanup(func() {
+		for _, u := range []testUser{h.user, h.other} {
+			if !strings.HasPrefix(u.home, "/nonexistent") {
+				os.RemoveAll(filepath.Join(u.home, h.stateName))
+				os.RemoveAll(filepath.Join(u.home, h.stateName+".aside")) // moved aside by symlink cases
+			}
+		}
+	})
+	return h
+}
+
+// stateDir is u's state dir under this harness's config.
+func (h *harness) stateDir(u testUser) string { return filepath.Join(u.home, h.stateName) }
+
+func (h *harness) layout(u testUser, job string) layout.Layout {
+	return layout.Layout{StateDir: h.stateDir(u), RuntimeDir: h.runtime, TempDir: h.temp, UID: u.uid, Node: h.node, JobKey: job}
+}
+
+// slurmEnv is the Epilog's environment as slurmd gives it: SLURM_* only, no PATH, HOME, USER.
+func (h *harness) slurmEnv(job string, u testUser) []string {
+	return []string{
+		"SLURMD_NODENAME=" + h.node, "SLURM_CLUSTER_NAME=testcluster", "SLURM_CONF=/etc/slurm/slurm.conf",
+		"SLURM_JOBID=" + job, "SLURM_JOB_ID=" + job, "SLURM_JOB_UID=" + strconv.Itoa(u.uid),
+		"SLURM_JOB_GID=" + strconv.Itoa(u.gid), "SLURM_JOB_USER=" + u.name, "SLURM_JOB_PARTITION=debug",
+		"SLURM_JOB_NUM_NODES=1", "SLURM_NODELIST=" + h.node, "SLURM_UID=" + strconv.Itoa(u.uid),
+		"SLURM_SCRIPT_CONTEXT=epilog_slurmd", "SLURM_JOB_EXIT_CODE=0", "SLURM_JOB_EXIT_CODE2=0:0", "SLURM_JOB_DERIVED_EC=0",
+	}
+}
+
+// result is one run of the binary.
+type result struct {
+	code   int
+	stderr string
+	log    string // the whole log file after the run
+}
+
+// run runs ffl-epilog (with --config and the test X dir) in env, from a directory like slurmd's.
+func (h *harness) run(env []string, args ...string) result {
+	h.t.Helper()
+	full := append([]string{"--config", h.conf, "--x-dir", h.xdir}, args...)
+	// A bug that blocks (a FIFO opened for reading, a hung helper) must fail the test, not hang it.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, epilogBin, full...)
+	cmd.Env = env
+	cmd.Dir = h.root
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		h.t.Fatalf("run ffl-epilog: %v", err)
+	}
+	data, _ := os.ReadFile(h.logFile)
+	r := result{code: code, stderr: stderr.String(), log: string(data)}
+	h.t.Logf("ffl-epilog %v: exit %d\n%s", args, code, r.log)
+	return r
+}
+
+// epilog runs the Epilog for job of u and requires exit 0 and a summary line.
+func (h *harness) epilog(job string, u testUser) result {
+	h.t.Helper()
+	r := h.run(h.slurmEnv(job, u))
+	if r.code != 0 {
+		h.t.Errorf("exit status %d, want 0; stderr: %s", r.code, r.stderr)
+	}
+	if !strings.Contains(r.log, "epilog done") || !strings.Contains(r.log, "job="+job) {
+		h.t.Errorf("no summary line for job %s in the log", job)
+	}
+	return r
+}
+
+// mkdirAs creates every missing directory of path as u with mode.
+func mkdirAs(t testing.TB, path string, u testUser, mode os.FileMode) {
+	t.Helper()
+	var missing []string
+	for p := path; ; p = filepath.Dir(p) {
+		if _, err := os.Lstat(p); err == nil {
+			break
+		}
+		missing = append([]string{p}, missing...)
+	}
+	for _, p := range missing {
+		must(t, os.Mkdir(p, mode))
+		must(t, os.Chown(p, u.uid, u.gid))
+		must(t, os.Chmod(p, mode))
+	}
+}
+
+func writeAs(t testing.TB, path string, u testUser, data []byte) {
+	t.Helper()
+	must(t, os.WriteFile(path, data, 0o600))
+	must(t, os.Chown(path, u.uid, u.gid))
+}
+
+func symlinkAs(t testing.TB, target, path string, u testUser) {
+	t.Helper()
+	must(t, os.Symlink(target, path))
+	must(t, os.Lchown(path, u.uid, u.gid))
+}
+
+// deadID names no process.
+var deadID = proc.Identity{PID: 999_999_999, StartTime: 1}
+
+// session lays out one session of job for u (node-local dir with state.json, home dir with a
+// password and a profile) and returns (node-local session dir, home session dir).
+func (h *harness) session(u testUser, job string, port int, fallback bool, procs []proc.Identity, display string) (string, string) {
+	t := h.t
+	t.Helper()
+	l := h.layout(u, job)
+	jobDir := l.PreferredRuntimeJobDir()
+	if fallback {
+		jobDir = l.FallbackRuntimeJobDir()
+	}
+	rt := filepath.Join(jobDir, layout.SessionDirName(port))
+	for _, d := range []string{"run", "xpra", "tmp", "cache"} {
+		mkdirAs(t, filepath.Join(rt, d), u, 0o700)
+	}
+	if procs == nil {
+		procs = []proc.Identity{}
+	}
+	st := layout.State{Schema: layout.StateSchema, Job: job, Node: h.node, BootID: h.bootID, UID: u.uid, User: u.name,
+		Port: port, Display: display, Created: time.Now().UTC(), Marker: l.Marker(port), SessionDir: l.HomeSessionDir(port),
+		RuntimeDir: rt, Supervisor: deadID, Processes: procs}
+	data, err := st.Marshal()
+	must(t, err)
+	writeAs(t, filepath.Join(rt, layout.StateFile), u, data)
+	sup := layout.Supervisor{Schema: layout.StateSchema, Job: job, Node: h.node, BootID: h.bootID, Process: deadID, Started: time.Now().UTC()}
+	data, err = sup.Marshal()
+	must(t, err)
+	writeAs(t, filepath.Join(jobDir, layout.SupervisorFile), u, data)
+	home := l.HomeSessionDir(port)
+	mkdirAs(t, filepath.Join(home, "profile"), u, 0o700)
+	writeAs(t, filepath.Join(home, layout.PasswordFile), u, []byte("secret"))
+	writeAs(t, filepath.Join(home, "profile", "prefs.js"), u, []byte("user_pref(\"a\", 1);\n"))
+	return rt, home
+}
+
+// tree starts a faketree as u carrying marker, with a TERM-ignoring child and a daemon.
+func (h *harness) tree(u testUser, marker string) []proc.Identity {
+	h.t.Helper()
+	args := []string{"-ignore-term", "-daemon"}
+	if marker != "" {
+		args = append(args, "-marker", layout.MarkerVar+"="+marker)
+	}
+	tr := ftest.Start(h.t, faketreeBin, ftest.Options{Args: args, Credential: u.cred(), Env: []string{"PATH=/usr/bin:/bin"}})
+	var out []proc.Identity
+	for _, pid := range tr.PIDs() {
+		id, err := proc.Lookup(pid)
+		must(h.t, err)
+		out = append(out, id)
+	}
+	return out
+}
+
+// canary is a process that must not be signalled: a shell that writes the name of every
+// catchable signal it gets to a file (and a SIGKILL shows as its death).
+type canary struct {
+	id  proc.Identity
+	log string
+}
+
+// canary starts a canary as u (root when u is nil) with extra environment (a marker, say).
+func (h *harness) canary(u *testUser, env ...string) *canary {
+	t := h.t
+	t.Helper()
+	dir, err := os.MkdirTemp(h.root, "canary-")
+	must(t, err)
+	must(t, os.Chmod(dir, 0o777))
+	log := filepath.Join(dir, "signals")
+	script := `for s in TERM HUP INT USR1 USR2 QUIT; do trap "echo $s >> $LOG" $s; done; : > $LOG.ready; while :; do sleep 0.05; done`
+	cmd := exec.Command("/bin/sh", "-c", script)
+	cmd.Env = append([]string{"PATH=/usr/bin:/bin", "LOG=" + log}, env...)
+	if u != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: u.cred()}
+	}
+	must(t, cmd.Start())
+	pidfd, err := pidfdOpen(cmd.Process.Pid)
+	must(t, err)
+	t.Cleanup(func() {
+		_ = pidfdKill(pidfd)
+		_ = cmd.Wait()
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for !exists(log + ".ready") {
+		if time.Now().After(deadline) {
+			t.Fatal("canary did not start")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	id, err := proc.Lookup(cmd.Process.Pid)
+	must(t, err)
+	return &canary{id: id, log: log}
+}
+
+// untouched fails unless the canary is alive and got no signal.
+func (c *canary) untouched(t testing.TB, what string) {
+	t.Helper()
+	time.Sleep(200 * time.Millisecond) // a trap runs between two sleeps of the loop
+	if !c.id.Alive() {
+		t.Errorf("%s (%s) was killed", what, c.id)
+	}
+	if data, _ := os.ReadFile(c.log); len(data) > 0 {
+		t.Errorf("%s (%s) got signals: %q", what, c.id, data)
+	}
+}
+
+func exists(p string) bool {
+	_, err := os.Lstat(p)
+	return err == nil
+}
+
+func waitGone(t testing.TB, ids []proc.Identity) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var alive []proc.Identity
+		for _, id := range ids {
+			if id.Alive() {
+				alive = append(alive, id)
+			}
+		}
+		if len(alive) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still alive: %v", alive)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func assertAlive(t testing.TB, what string, ids []proc.Identity) {
+	t.Helper()
+	for _, id := range ids {
+		if !id.Alive() {
+			t.Errorf("%s: %s was ended", what, id)
+		}
+	}
+}
+
+// snapshot records every entry below the roots: type, mode, owner, size, mtime, link target.
+func snapshot(t testing.TB, roots ...string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, root := range roots {
+		_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return nil
+			}
+			var st syscall.Stat_t
+			if err := syscall.Lstat(p, &st); err != nil {
+				return nil
+			}
+			desc := fmt.Sprintf("mode=%o uid=%d", st.Mode, st.Uid)
+			if !d.IsDir() {
+				desc += fmt.Sprintf(" size=%d mtime=%d", st.Size, st.Mtim.Nano())
+			}
+			if d.Type()&fs.ModeSymlink != 0 {
+				target, _ := os.Readlink(p)
+				desc += " -> " + target
+			}
+			out[p] = desc
+			return nil
+		})
+	}
+	return out
+}
+
+// assertUnchanged compares snapshots, ignoring everything at or below an allowed path.
+func assertUnchanged(t testing.TB, before, after map[string]string, allowed ...string) {
+	t.Helper()
+	in := func(p string) bool {
+		for _, a := range allowed {
+			if p == a || strings.HasPrefix(p, a+"/") {
+				return true
+			}
+		}
+		return false
+	}
+	n := 0
+	for p, b := range before {
+		if in(p) {
+			continue
+		}
+		if a, ok := after[p]; !ok {
+			t.Errorf("%q was removed (outside the job's subtree)", p)
+			n++
+		} else if a != b {
+			t.Errorf("%q changed: %s -> %s", p, b, a)
+			n++
+		}
+		if n > 20 {
+			t.Fatal("too many differences")
+		}
+	}
+	for p := range after {
+		if _, ok := before[p]; !ok && !in(p) {
+			t.Errorf("%q appeared", p)
+		}
+	}
+}
+
+func pidfdOpen(pid int) (int, error) { return unix.PidfdOpen(pid, 0) }
+
+func pidfdKill(fd int) error {
+	defer unix.Close(fd)
+	return unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)
+}

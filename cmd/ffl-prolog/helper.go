@@ -1,0 +1,27 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"os"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/ffl-hpc/ffl/pkg/reclaim"
+)
+
+// helperCommand is the privilege-dropped side of the Prolog's sweep: the root process
+// re-executes this binary as the job's user with one JSON argument (reclaim.HelperRequest) and
+// reads one JSON result from stdout. Not for humans.
+var helperCommand = &cli.Command{
+	Name:      "helper",
+	Usage:     "internal: the part of the sweep that runs as the user",
+	ArgsUsage: "REQUEST",
+	Hidden:    true,
+	Action: func(c *cli.Context) error {
+		if c.NArg() != 1 {
+			return errors.New("helper takes exactly one REQUEST")
+		}
+		return reclaim.ServeHelper(context.Background(), c.Args().First(), os.Stdout)
+	},
+}

@@ -1,0 +1,167 @@
+package reclaim
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/ffl-hpc/ffl/pkg/layout"
+	"github.com/ffl-hpc/ffl/pkg/slurmenv"
+)
+
+// MaxEpilogGrace caps the SIGTERM grace of the Epilog: the job is over, its processes already
+// had Slurm's KillWait, and the node stays COMPLETING (no new job) while the Epilog runs.
+const MaxEpilogGrace = 2 * time.Second
+
+// EpilogParams is one Epilog run (root, after a job) or a manual `ffl-epilog --job --user`.
+type EpilogParams struct {
+	// Job is the job as read from the environment without asking NSS (slurmenv.ForEpilog with
+	// lookups that fail), or, for a manual run, from slurmenv.Manual.
+	Job slurmenv.Job
+	// Resolve, if set, re-reads the job with NSS (slurmenv.ForEpilog): it is called only on the
+	// slow path, so the fast path asks no directory service. Nil means Job is already resolved
+	// (a manual run), and the fast path is skipped.
+	Resolve func() (slurmenv.Job, error)
+	// RuntimeDir, TempDir, StateDir are the configured roots (StateDir may be "~/...").
+	RuntimeDir, TempDir, StateDir string
+	// XDir is where X lock files live ("" = /tmp).
+	XDir string
+	// Grace is the SIGTERM grace (capped at MaxEpilogGrace).
+	Grace time.Duration
+	// Helper re-executes this program as the user for the home step.
+	Helper Helper
+	// BootID is this boot's id ("" = read it).
+	BootID string
+	// Log receives the problem lines (the caller logs the summary).
+	Log *logrus.Entry
+}
+
+// EpilogResult is the outcome of one Epilog run, for its single summary line.
+type EpilogResult struct {
+	Report
+	// Job, UID and User name the job ("" / -1 when the environment was unusable).
+	Job  string
+	UID  int
+	User string
+	// Fast is true when the job used no ffl session (nothing but the Prolog's empty dir).
+	Fast bool
+	// Unkillable counts the job's processes still alive after SIGKILL, as counted by this
+	// (root) process: the only number fail_on_unkillable looks at.
+	Unkillable int
+	// Duration is how long the run took.
+	Duration time.Duration
+}
+
+// Epilog ends and removes everything job p.Job left on this node. It never fails: every problem
+// is a line in the result (and in the log). Fast path: when NodeLocalUsage says the job used no
+// ffl session, only its (empty) node-local dirs are removed, with no user lookup and no home
+// access. Slow path: (1) as root, end the job's processes (EndJob); (2) in a helper running as
+// the user and killed at the deadline, remove the home job subtree and the X files (CleanHome);
+// (3) as root, remove the node-local job dirs (RemoveNodeLocal).
+func Epilog(ctx context.Context, p EpilogParams) EpilogResult {
+	t0 := time.Now()
+	res := EpilogResult{Job: p.Job.ID, UID: p.Job.UID, User: p.Job.User}
+	t := newTally(p.Log)
+	l := layout.Layout{StateDir: "/", RuntimeDir: p.RuntimeDir, TempDir: p.TempDir, UID: p.Job.UID, Node: p.Job.Node, JobKey: p.Job.Key()}
+	opts := Options{BootID: p.BootID, Grace: min(max(p.Grace, 0), MaxEpilogGrace), Log: p.Log, XDir: p.XDir}
+	finish := func() EpilogResult {
+		res.Report.Add(t.report())
+		res.Duration = time.Since(t0)
+		return res
+	}
+	if err := validNodeLocal(l); err != nil {
+		t.problem("job %s: %v: nothing done", p.Job.ID, err)
+		return finish()
+	}
+	if p.Resolve != nil {
+		if used, _ := NodeLocalUsage(l); !used {
+			res.Fast = true
+			res.Report.Add(RemoveNodeLocal(ctx, l, opts))
+			return finish()
+		}
+		job, err := p.Resolve()
+		if err != nil {
+			t.problem("job %s: environment: %v: nothing done", p.Job.ID, err)
+			return finish()
+		}
+		if job.UID != p.Job.UID || job.Key() != p.Job.Key() || job.Node != p.Job.Node {
+			t.problem("job %s: environment changed between reads: nothing done", p.Job.ID)
+			return finish()
+		}
+		p.Job, res.User = job, job.User
+	}
+	if p.Job.UID == 0 {
+		t.problem("job %s of uid 0: ffl never cleans up after root; nothing done", p.Job.ID)
+		return finish()
+	}
+	if opts.BootID == "" {
+		id, err := bootIDOf(opts)
+		if err != nil {
+			t.problem("%v: nothing done", err)
+			return finish()
+		}
+		opts.BootID = id
+	}
+
+	// (1) Processes, as root.
+	rep, displays := EndJob(ctx, l, opts)
+	res.Report.Add(rep)
+	res.Unkillable = rep.Left
+
+	// (2) The home, as the user, in a helper killed at its deadline; leave time for (3).
+	homeReport, err := runHomeHelper(ctx, p, l, opts, displays)
+	if err != nil {
+		t.problem("job %s: home: %v", p.Job.ID, err)
+	}
+	homeReport.Sessions = 0 // counted from the node-local records in (1)
+	homeReport.Left = 0     // the helper ends no process in this step; never trust it for that
+	res.Report.Add(homeReport)
+
+	// (3) Node-local dirs, as root.
+	res.Report.Add(RemoveNodeLocal(ctx, l, opts))
+	return finish()
+}
+
+// runHomeHelper resolves the user's home and runs CleanHome in the helper.
+func runHomeHelper(ctx context.Context, p EpilogParams, l layout.Layout, opts Options, displays []int) (Report, error) {
+	acct, err := LookupAccount(ctx, p.Job.UID)
+	if err != nil {
+		return Report{}, fmt.Errorf("%w: home not cleaned", err)
+	}
+	stateDir, err := ExpandStateDir(p.StateDir, acct.Home)
+	if err != nil {
+		return Report{}, fmt.Errorf("user %s: %w: home not cleaned", acct.Name, err)
+	}
+	hctx, cancel := context.WithDeadline(ctx, helperDeadline(ctx))
+	defer cancel()
+	req := HelperRequest{
+		Op: OpHome, Home: acct.Home, StateDir: stateDir, RuntimeDir: l.RuntimeDir, TempDir: l.TempDir,
+		XDir: p.XDir, Node: l.Node, Job: l.JobKey, BootID: opts.BootID, Displays: displays,
+	}
+	rep, err := p.Helper.Run(hctx, acct, p.Job.GID, req)
+	for i, line := range rep.Problems {
+		rep.Problems[i] = "helper: " + line
+	}
+	for _, line := range rep.Problems {
+		p.logger().Warn(line)
+	}
+	return rep, err
+}
+
+// helperDeadline leaves a fifth of the remaining time (at least 300 ms, at most 2 s) after the
+// helper for the root's last step.
+func helperDeadline(ctx context.Context) time.Time {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return time.Now().Add(DefaultHelperTimeout)
+	}
+	left := time.Until(dl)
+	reserve := min(max(left/5, 300*time.Millisecond), 2*time.Second, left/2)
+	return dl.Add(-reserve)
+}
+
+func (p EpilogParams) logger() *logrus.Entry {
+	return newTally(p.Log).log
+}

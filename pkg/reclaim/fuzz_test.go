@@ -1,0 +1,121 @@
+package reclaim
+
+import (
+	"encoding/json"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// Fuzz targets for every parser the root-run Epilog, Prolog and sweep feed with input a user
+// controls. State and supervisor files are fuzzed in pkg/layout (state_fuzz_test.go).
+
+func FuzzParseHelperRequest(f *testing.F) {
+	good, _ := json.Marshal(validRequest())
+	f.Add(good)
+	f.Add([]byte(`{"op":"sweep"}`))
+	f.Add([]byte(`{}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := ParseHelperRequest(data)
+		if err != nil {
+			return
+		}
+		if r.UID <= 0 {
+			t.Fatalf("accepted uid %d", r.UID)
+		}
+		if err := r.layout().Validate(); err != nil {
+			t.Fatalf("accepted an invalid layout: %v", err)
+		}
+		for _, p := range []string{r.StateDir, r.RuntimeDir, r.TempDir} {
+			if !cleanAbs(p) {
+				t.Fatalf("accepted path %q", p)
+			}
+		}
+		again, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ParseHelperRequest(again); err != nil {
+			t.Fatalf("re-encoded request refused: %v", err)
+		}
+	})
+}
+
+func FuzzParseHelperResult(f *testing.F) {
+	f.Add([]byte(`{"report":{"sessions":1,"problems":["x\ny"],"removed":["a"]},"error":"e"}`))
+	f.Add([]byte(`{"report":{}}`))
+	f.Add([]byte(`null`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := ParseHelperResult(data)
+		if err != nil {
+			return
+		}
+		rep := r.Report
+		if rep.Sessions < 0 || rep.Termed < 0 || rep.Killed < 0 || rep.Left < 0 || rep.Dirs < 0 || rep.Files < 0 || rep.Refused < 0 || rep.Bytes < 0 {
+			t.Fatalf("negative count accepted: %+v", rep)
+		}
+		for _, l := range append(append([]string{r.Error}, rep.Problems...), rep.Removed...) {
+			if !noControl(l) {
+				t.Fatalf("control character in %q", l)
+			}
+		}
+	})
+}
+
+func FuzzParseDisplay(f *testing.F) {
+	for _, s := range []string{":0", ":100", ":65535", ":65536", "1", ":01", ":-1", ":1\n"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := ParseDisplay(s)
+		if err != nil {
+			return
+		}
+		if n < 0 || n > 65535 || ":"+strconv.Itoa(n) != s {
+			t.Fatalf("ParseDisplay(%q) = %d", s, n)
+		}
+	})
+}
+
+func FuzzParseXLock(f *testing.F) {
+	for _, s := range []string{"      4242\n", "1", "", "0", "-1", "99999999999"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		pid, err := ParseXLock(data)
+		if err != nil {
+			return
+		}
+		if pid <= 0 || strconv.Itoa(pid) != strings.TrimSpace(string(data)) {
+			t.Fatalf("ParseXLock(%q) = %d", data, pid)
+		}
+	})
+}
+
+func FuzzParseStepdCmdline(f *testing.F) {
+	for _, s := range []string{"slurmstepd: [123.batch]\x00", "slurmstepd: [1]", "slurmstepd: [", "x"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		id, ok := ParseStepdCmdline(data)
+		if !ok {
+			return
+		}
+		if id == "" || strings.Trim(id, "0123456789") != "" || id[0] == '0' {
+			t.Fatalf("ParseStepdCmdline(%q) = %q", data, id)
+		}
+	})
+}
+
+func FuzzSanitize(f *testing.F) {
+	for _, s := range []string{"a\nb", "\x00", "ok", "\xff\xfe", "\u2028"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		out := Sanitize(s)
+		if !noControl(out) || strings.ContainsAny(out, "\u2028\u2029") {
+			t.Fatalf("Sanitize(%q) = %q", s, out)
+		}
+	})
+}

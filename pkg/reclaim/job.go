@@ -1,0 +1,255 @@
+package reclaim
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/ffl-hpc/ffl/pkg/layout"
+	"github.com/ffl-hpc/ffl/pkg/proc"
+)
+
+// Job ends and removes everything of job l.JobKey on node l.Node, in this process: the
+// processes that carry the job's marker (for uid l.UID; identities recorded in state files are
+// cross-checked against them, each signalled only via proc.Signal), the X lock and socket of
+// the recorded displays when they are the user's, the home job subtree and the node-local
+// runtime job dir(s), in that order (the node-local record goes last, so an interrupted run
+// can be repeated). Idempotent; tolerates half-created state.
+//
+// Run as root, the home part is done by root too: the Epilog instead runs EndJob and
+// RemoveNodeLocal as root and CleanHome in a helper running as the user (RunHelper).
+func Job(ctx context.Context, l layout.Layout, opts Options) (Report, error) {
+	if err := l.Validate(); err != nil {
+		return Report{}, fmt.Errorf("reclaim job: %w", err)
+	}
+	t := newTally(opts.Log)
+	bootID, err := bootIDOf(opts)
+	if err != nil {
+		return Report{}, err
+	}
+	j := newJobInfo(l.JobKey)
+	readJobNodeLocal(l, j, t)
+	readJobHome(l, j, t)
+	reclaimJobs(ctx, l, []*jobInfo{j}, bootID, opts, t, "job cleanup requested")
+	rep := t.report()
+	return rep, rep.Err()
+}
+
+// EndJob is the Epilog's first step, as root: read job l.JobKey's node-local records (both
+// runtime job dirs; never the home) and end its processes. It returns the X displays the
+// records name, for CleanHome. Only RuntimeDir, TempDir, UID, Node and JobKey of l are used.
+func EndJob(ctx context.Context, l layout.Layout, opts Options) (Report, []int) {
+	t := newTally(opts.Log)
+	if err := validNodeLocal(l); err != nil {
+		t.problem("%v", err)
+		return t.report(), nil
+	}
+	bootID, err := bootIDOf(opts)
+	if err != nil {
+		t.problem("%v", err)
+		return t.report(), nil
+	}
+	j := newJobInfo(l.JobKey)
+	readJobNodeLocal(l, j, t)
+	endProcesses(ctx, l, []*jobInfo{j}, bootID, opts, t)
+	t.update(func(r *Report) { r.Sessions += len(j.sessions) })
+	return t.report(), j.displays(bootID)
+}
+
+// CleanHome is the Epilog's second step, meant to run as the job's user (in the helper):
+// remove <state>/sessions/<node>/job-<key> and the X files of displays (see Job).
+func CleanHome(ctx context.Context, l layout.Layout, displays []int, opts Options) Report {
+	t := newTally(opts.Log)
+	if err := l.Validate(); err != nil {
+		t.problem("%v", err)
+		return t.report()
+	}
+	j := newJobInfo(l.JobKey)
+	readJobHome(l, j, t)
+	removeXFiles(opts.XDir, displays, l.UID, opts.DryRun, t)
+	if j.home != "" { // else missing, or its parents were refused (and reported)
+		removeHomeJob(ctx, l, l.JobKey, opts, t)
+	}
+	t.update(func(r *Report) { r.Sessions += len(j.sessions) })
+	return t.report()
+}
+
+// RemoveNodeLocal is the Epilog's last step (and its fast path), as root: remove job
+// l.JobKey's node-local runtime job dirs, never entering or removing anything not owned by
+// l.UID and never following a symlink.
+func RemoveNodeLocal(ctx context.Context, l layout.Layout, opts Options) Report {
+	t := newTally(opts.Log)
+	if err := validNodeLocal(l); err != nil {
+		t.problem("%v", err)
+		return t.report()
+	}
+	removeNodeLocalJob(ctx, l, l.JobKey, opts, t)
+	return t.report()
+}
+
+// NodeLocalUsage decides, from node-local state alone, whether job l.JobKey may have used ffl
+// on this node: a session-* entry or a supervisor record in either runtime job dir. It is the
+// Epilog's fast path for the many jobs that never ran ffl, so it costs a few lstat calls and
+// one short directory read, and needs neither a user lookup nor the home. Anything unexpected
+// (a symlink, a foreign owner, a crowded directory) answers used, with why: the slow path then
+// looks closely and logs.
+func NodeLocalUsage(l layout.Layout) (used bool, why string) {
+	if err := validNodeLocal(l); err != nil {
+		return true, err.Error()
+	}
+	name := layout.JobDirName(l.JobKey)
+	check := func(parent *os.File) (bool, string) {
+		fi, err := lstatAt(parent, name)
+		if isNotExist(err) {
+			return false, ""
+		}
+		path := filepath.Join(parent.Name(), name)
+		if err != nil {
+			return true, fmt.Sprintf("%s: %v", path, err)
+		}
+		if !fi.isDir() || fi.uid != l.UID {
+			return true, fmt.Sprintf("%s: not a directory of uid %d", path, l.UID)
+		}
+		d, err := openOwnedDirAt(parent, name, l.UID)
+		if err != nil {
+			return true, fmt.Sprintf("%s: %v", path, err)
+		}
+		defer d.Close()
+		names, more, err := listNames(d, 64)
+		if err != nil || more {
+			return true, fmt.Sprintf("%s: crowded or unreadable", path)
+		}
+		for _, n := range names {
+			if n == layout.SupervisorFile || strings.HasPrefix(n, "session-") {
+				return true, fmt.Sprintf("%s holds %s", path, n)
+			}
+		}
+		return false, ""
+	}
+	if rt, err := openTrusted(l.RuntimeDir); err == nil {
+		used, why := check(rt)
+		rt.Close()
+		if used {
+			return true, why
+		}
+	} else if !isNotExist(err) {
+		return true, fmt.Sprintf("runtime dir %s: %v", l.RuntimeDir, err)
+	}
+	tmp, err := openTrusted(l.TempDir)
+	if err != nil {
+		if isNotExist(err) {
+			return false, ""
+		}
+		return true, fmt.Sprintf("temp dir %s: %v", l.TempDir, err)
+	}
+	defer tmp.Close()
+	userName := layout.UserTempName(l.UID)
+	fi, err := lstatAt(tmp, userName)
+	if isNotExist(err) {
+		return false, ""
+	}
+	if err != nil || !fi.isDir() || fi.uid != l.UID {
+		return true, fmt.Sprintf("%s: not a directory of uid %d", filepath.Join(l.TempDir, userName), l.UID)
+	}
+	ud, err := openOwnedDirAt(tmp, userName, l.UID)
+	if err != nil {
+		return true, fmt.Sprintf("%s: %v", filepath.Join(l.TempDir, userName), err)
+	}
+	defer ud.Close()
+	return check(ud)
+}
+
+// reclaimJobs ends the processes of jobs together (one grace for all), then removes each job's
+// X files, home subtree and node-local dirs. why, if set, says why the jobs are being removed.
+func reclaimJobs(ctx context.Context, l layout.Layout, jobs []*jobInfo, bootID string, opts Options, t *tally, why string) {
+	endProcesses(ctx, l, jobs, bootID, opts, t)
+	for _, j := range jobs {
+		removeXFiles(opts.XDir, j.displays(bootID), l.UID, opts.DryRun, t)
+		if j.home != "" {
+			removeHomeJob(ctx, l, j.key, opts, t)
+		}
+		removeNodeLocalJob(ctx, l, j.key, opts, t)
+		t.update(func(r *Report) { r.Sessions += len(j.sessions) })
+		verb := "removed"
+		if opts.DryRun {
+			verb = "would remove"
+		}
+		reason := why
+		if reason == "" {
+			reason = j.reason
+		}
+		t.removed("%s job %s on %s (%s): %s", verb, j.key, l.Node, reason, j.describe())
+	}
+}
+
+// describe lists what a job has on disk, for the human lines.
+func (j *jobInfo) describe() string {
+	var parts []string
+	if ports := j.ports(); len(ports) > 0 {
+		s := make([]string, len(ports))
+		for i, p := range ports {
+			s[i] = strconv.Itoa(p)
+		}
+		parts = append(parts, "sessions "+strings.Join(s, ","))
+	} else {
+		parts = append(parts, "no sessions")
+	}
+	parts = append(parts, j.runtime...)
+	if j.home != "" {
+		parts = append(parts, j.home)
+	}
+	return strings.Join(parts, " ")
+}
+
+// readJobHome reads the home job dir of j.key, if any.
+func readJobHome(l layout.Layout, j *jobInfo, t *tally) {
+	node, err := openHomeNodeDir(l)
+	if err != nil {
+		if refusedErr(err) {
+			t.update(func(r *Report) { r.Refused++ })
+		}
+		t.problem("home: %v", err)
+		return
+	}
+	if node == nil {
+		return
+	}
+	defer node.Close()
+	name := layout.JobDirName(j.key)
+	fi, err := lstatAt(node, name)
+	if err != nil {
+		if !isNotExist(err) {
+			t.problem("home job dir %s: %v", filepath.Join(l.HomeNodeDir(), name), err)
+		}
+		return
+	}
+	j.home = filepath.Join(l.HomeNodeDir(), name)
+	j.touch(fi.mtime)
+	if fi.isDir() {
+		readHomeJob(node, name, j.home, l, j, t)
+	}
+}
+
+// validNodeLocal checks the parts of l the node-local steps use (the home may be unknown).
+func validNodeLocal(l layout.Layout) error {
+	v := l
+	v.StateDir = "/"
+	if err := v.Validate(); err != nil {
+		return fmt.Errorf("reclaim: %w", err)
+	}
+	return nil
+}
+
+func bootIDOf(opts Options) (string, error) {
+	if opts.BootID != "" {
+		return opts.BootID, nil
+	}
+	id, err := proc.BootID()
+	if err != nil {
+		return "", fmt.Errorf("reclaim: %w", err)
+	}
+	return id, nil
+}

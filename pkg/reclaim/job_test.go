@@ -1,0 +1,288 @@
+package reclaim
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ffl-hpc/ffl/pkg/layout"
+	"github.com/ffl-hpc/ffl/pkg/proc"
+	"github.com/ffl-hpc/ffl/pkg/slurmenv"
+)
+
+// leftovers lays out the "real leftover" scene: job A with sessions 8001 and 8002, job B (same
+// user), and another user's job A-lookalike, each with a live faketree carrying its marker
+// (TERM-ignoring child, daemonized grandchild), as after a SIGKILL of every launcher.
+type leftovers struct {
+	a1, a2, b, other, otherNode []proc.Identity
+	aRuntime, bRuntime          string
+	aHome, bHome, otherHome     string
+}
+
+func (f *fixture) leftovers(jobA, jobB string) leftovers {
+	t := f.t
+	var s leftovers
+	la := f.layout(f.user, jobA)
+	tA1 := f.tree(f.user, la.Marker(8001))
+	tA2 := f.tree(f.user, la.Marker(8002))
+	tB := f.tree(f.user, f.layout(f.user, jobB).Marker(8001))
+	tO := f.tree(f.other, f.layout(f.other, jobA).Marker(8001)) // same marker text, another uid
+	tN := f.tree(f.user, jobA+"/elsewhere/8001/")               // same job, another node
+	s.a1, s.a2, s.b, s.other, s.otherNode = ids(t, tA1), ids(t, tA2), ids(t, tB), ids(t, tO), ids(t, tN)
+	f.addSession(sessionSpec{user: f.user, job: jobA, port: 8001, display: ":4201", processes: s.a1})
+	f.addSession(sessionSpec{user: f.user, job: jobA, port: 8002, processes: s.a2[:1]})
+	f.addSupervisor(sessionSpec{user: f.user, job: jobA}, deadID, "")
+	f.addSession(sessionSpec{user: f.user, job: jobB, port: 8001, processes: s.b, fallback: true})
+	f.addSession(sessionSpec{user: f.other, job: jobA, port: 8001, processes: s.other, fallback: true})
+	s.aRuntime = filepath.Join(f.runtime, layout.JobDirName(jobA))
+	s.bRuntime = filepath.Join(f.temp, layout.UserTempName(f.user.uid), layout.JobDirName(jobB))
+	s.aHome = la.HomeJobDir()
+	s.bHome = f.layout(f.user, jobB).HomeJobDir()
+	s.otherHome = f.layout(f.other, jobA).HomeJobDir()
+	// A stale X lock of job A's display, and its socket.
+	writeAs(t, filepath.Join(f.xdir, ".X4201-lock"), f.user, []byte(fmt.Sprintf("%10d\n", 999_999_999)))
+	sock := filepath.Join(f.xdir, ".X11-unix", "X4201")
+	ln, err := net.Listen("unix", sock)
+	must(t, err)
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	ln.Close()
+	must(t, os.Lchown(sock, f.user.uid, f.user.gid))
+	return s
+}
+
+func (s leftovers) check(t *testing.T, f *fixture) {
+	t.Helper()
+	waitGone(t, append(append([]proc.Identity{}, s.a1...), s.a2...))
+	assertAlive(t, "job B", s.b)
+	assertAlive(t, "another user", s.other)
+	assertAlive(t, "job A on another node", s.otherNode)
+	for _, p := range []string{s.aRuntime, s.aHome, filepath.Join(f.xdir, ".X4201-lock"), filepath.Join(f.xdir, ".X11-unix", "X4201")} {
+		if exists(p) {
+			t.Errorf("%s still exists", p)
+		}
+	}
+	for _, p := range []string{s.bRuntime, s.bHome, s.otherHome} {
+		if !exists(p) {
+			t.Errorf("%s was removed", p)
+		}
+	}
+}
+
+func TestJobEndsExactlyItsJob(t *testing.T) {
+	f := newFixture(t)
+	s := f.leftovers("101", "102")
+	before := snapshot(t, f.root)
+	rep, err := Job(context.Background(), f.layout(f.user, "101"), f.opts())
+	t.Logf("report: %+v, err: %v", rep, err)
+	s.check(t, f)
+	if rep.Sessions != 2 || rep.Termed < 6 || rep.Killed < 2 || rep.Left != 0 {
+		t.Errorf("report: want 2 sessions, >= 6 TERMs, >= 2 KILLs (TERM-ignoring children), 0 left: %+v", rep)
+	}
+	assertUnchanged(t, before, snapshot(t, f.root), s.aRuntime, filepath.Join(f.xdir, ".X4201-lock"), filepath.Join(f.xdir, ".X11-unix", "X4201"))
+	// Idempotent: a second run finds nothing and reports no problem.
+	rep, err = Job(context.Background(), f.layout(f.user, "101"), f.opts())
+	if err != nil || rep.Termed != 0 || rep.Dirs != 0 {
+		t.Errorf("second run: %+v, %v", rep, err)
+	}
+}
+
+// TestEpilogSlowPath runs the Epilog's three steps, the home one in a real helper (this test
+// binary re-executed as the user).
+func TestEpilogSlowPath(t *testing.T) {
+	f := newFixture(t)
+	s := f.leftovers("201", "202")
+	resolved := false
+	res := Epilog(context.Background(), EpilogParams{
+		Job: slurmenv.Job{ID: "201", UID: f.user.uid, GID: f.user.gid, User: f.user.name, Node: f.node},
+		Resolve: func() (slurmenv.Job, error) {
+			resolved = true
+			return slurmenv.Job{ID: "201", UID: f.user.uid, GID: f.user.gid, User: f.user.name, Node: f.node}, nil
+		},
+		RuntimeDir: f.runtime, TempDir: f.temp, StateDir: "~/.firefox-launcher", XDir: f.xdir,
+		Grace: 300 * time.Millisecond, Helper: testHelper, BootID: f.bootID,
+	})
+	t.Logf("result: %+v", res)
+	if res.Fast || !resolved {
+		t.Errorf("took the fast path (fast=%v, resolved=%v)", res.Fast, resolved)
+	}
+	s.check(t, f)
+	if res.Sessions != 2 || res.Unkillable != 0 || res.Dirs < 2 {
+		t.Errorf("result: %+v", res)
+	}
+}
+
+func TestEpilogFastPath(t *testing.T) {
+	f := newFixture(t)
+	job := "301"
+	dir := filepath.Join(f.runtime, layout.JobDirName(job))
+	mkdirAs(t, dir, f.user, 0o700)
+	res := Epilog(context.Background(), EpilogParams{
+		Job:        slurmenv.Job{ID: job, UID: f.user.uid, GID: f.user.gid, User: f.user.name, Node: f.node},
+		Resolve:    func() (slurmenv.Job, error) { t.Error("the fast path resolved the user"); return slurmenv.Job{}, nil },
+		RuntimeDir: f.runtime, TempDir: f.temp, StateDir: "~/.firefox-launcher", XDir: f.xdir, Helper: testHelper, BootID: f.bootID,
+	})
+	if !res.Fast || len(res.Problems) != 0 || exists(dir) {
+		t.Errorf("fast path: %+v, dir exists: %v", res, exists(dir))
+	}
+}
+
+func TestNodeLocalUsage(t *testing.T) {
+	f := newFixture(t)
+	for _, tc := range []struct {
+		name  string
+		setup func(job string)
+		used  bool
+	}{
+		{"nothing", func(string) {}, false},
+		{"empty prolog dir", func(job string) { mkdirAs(t, filepath.Join(f.runtime, "job-"+job), f.user, 0o700) }, false},
+		{"prolog dir with junk", func(job string) {
+			d := filepath.Join(f.runtime, "job-"+job)
+			mkdirAs(t, d, f.user, 0o700)
+			writeAs(t, filepath.Join(d, "junk"), f.user, nil)
+		}, false},
+		{"session dir", func(job string) {
+			mkdirAs(t, filepath.Join(f.runtime, "job-"+job, "session-8001"), f.user, 0o700)
+		}, true},
+		{"supervisor in fallback", func(job string) {
+			d := filepath.Join(f.temp, layout.UserTempName(f.user.uid), "job-"+job)
+			mkdirAs(t, d, f.user, 0o700)
+			writeAs(t, filepath.Join(d, layout.SupervisorFile), f.user, []byte("{}"))
+		}, true},
+		{"symlink as job dir", func(job string) {
+			must(t, os.Symlink("/etc", filepath.Join(f.runtime, "job-"+job)))
+		}, true},
+		{"foreign ffl-uid", func(job string) {
+			d := filepath.Join(f.temp, layout.UserTempName(f.user.uid))
+			mkdirAs(t, filepath.Join(d, "job-"+job), f.other, 0o700)
+		}, true},
+		{"crowded", func(job string) {
+			d := filepath.Join(f.runtime, "job-"+job)
+			mkdirAs(t, d, f.user, 0o700)
+			for i := 0; i < 100; i++ {
+				writeAs(t, filepath.Join(d, fmt.Sprintf("f%d", i)), f.user, nil)
+			}
+		}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			job := fmt.Sprintf("4%d", len(tc.name))
+			os.RemoveAll(filepath.Join(f.runtime, "job-"+job))
+			os.RemoveAll(filepath.Join(f.temp, layout.UserTempName(f.user.uid)))
+			tc.setup(job)
+			used, why := NodeLocalUsage(f.layout(f.user, job))
+			if used != tc.used {
+				t.Errorf("used = %v (%s), want %v", used, why, tc.used)
+			}
+		})
+	}
+}
+
+func TestOpenTrusted(t *testing.T) {
+	f := newFixture(t)
+	target := filepath.Join(f.root, "target")
+	must(t, os.Mkdir(target, 0o755))
+	// A symlink root made in a directory only root can write: followed.
+	must(t, os.Symlink(target, filepath.Join(f.root, "rootlink")))
+	d, err := openTrusted(filepath.Join(f.root, "rootlink"))
+	if err != nil {
+		t.Fatalf("root's symlink refused: %v", err)
+	}
+	d.Close()
+	// Relative targets and chains work too.
+	must(t, os.Symlink("rootlink", filepath.Join(f.root, "chain")))
+	if d, err := openTrusted(filepath.Join(f.root, "chain")); err != nil {
+		t.Errorf("chain refused: %v", err)
+	} else {
+		d.Close()
+	}
+	// The same symlink in a user's directory, or in a world-writable one: refused.
+	userDir := filepath.Join(f.root, "userdir")
+	mkdirAs(t, userDir, f.user, 0o755)
+	must(t, os.Symlink(target, filepath.Join(userDir, "link")))
+	must(t, os.Symlink(target, filepath.Join(f.temp, "link")))
+	for _, p := range []string{filepath.Join(userDir, "link"), filepath.Join(f.temp, "link"), filepath.Join(userDir, "link", "x")} {
+		if d, err := openTrusted(p); err == nil {
+			d.Close()
+			t.Errorf("%s: followed a symlink a user could have planted", p)
+		}
+	}
+	// A loop ends.
+	must(t, os.Symlink("loop", filepath.Join(f.root, "loop")))
+	if d, err := openTrusted(filepath.Join(f.root, "loop")); err == nil {
+		d.Close()
+		t.Error("symlink loop opened")
+	}
+}
+
+func TestPrepareRuntimeJobDir(t *testing.T) {
+	f := newFixture(t)
+	rt := filepath.Join(f.root, "prun", "ffl")
+	must(t, os.Mkdir(filepath.Dir(rt), 0o755))
+	dir, err := PrepareRuntimeJobDir(rt, f.user.uid, f.user.gid, "501")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		path     string
+		uid, gid int
+		mode     os.FileMode
+	}{{rt, 0, 0, 0o755}, {dir, f.user.uid, f.user.gid, 0o700}} {
+		fi, err := os.Lstat(c.path)
+		must(t, err)
+		st := fi.Sys().(*syscallStat)
+		if int(st.Uid) != c.uid || int(st.Gid) != c.gid || fi.Mode().Perm() != c.mode || !fi.IsDir() {
+			t.Errorf("%s: uid %d gid %d mode %v, want %d %d %v", c.path, st.Uid, st.Gid, fi.Mode(), c.uid, c.gid, c.mode)
+		}
+	}
+	// Idempotent (a requeued job).
+	if _, err := PrepareRuntimeJobDir(rt, f.user.uid, f.user.gid, "501"); err != nil {
+		t.Errorf("second run: %v", err)
+	}
+	// Another user's job dir of that name is left alone.
+	if _, err := PrepareRuntimeJobDir(rt, f.other.uid, f.other.gid, "501"); err == nil {
+		t.Error("adopted another user's job dir")
+	}
+	// A symlink, or a user-owned or world-writable dir, as the runtime root: refused, untouched.
+	for name, setup := range map[string]func(p string){
+		"symlink":        func(p string) { must(t, os.Symlink(f.temp, p)) },
+		"user's":         func(p string) { mkdirAs(t, p, f.user, 0o755) },
+		"world-writable": func(p string) { must(t, os.Mkdir(p, 0o755)); must(t, os.Chmod(p, 0o777)) },
+	} {
+		p := filepath.Join(f.root, "bad-"+strings.ReplaceAll(name, "'", ""))
+		setup(p)
+		before := snapshot(t, f.root)
+		if _, err := PrepareRuntimeJobDir(p, f.user.uid, f.user.gid, "502"); err == nil {
+			t.Errorf("%s runtime root accepted", name)
+		}
+		assertUnchanged(t, before, snapshot(t, f.root))
+	}
+}
+
+func TestEnsureX11Dir(t *testing.T) {
+	f := newFixture(t)
+	x := filepath.Join(f.root, "x2")
+	must(t, os.Mkdir(x, 0o755))
+	must(t, os.Chmod(x, 0o777|os.ModeSticky))
+	if err := EnsureX11Dir(x); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Lstat(filepath.Join(x, ".X11-unix"))
+	must(t, err)
+	if st := fi.Sys().(*syscallStat); st.Uid != 0 || fi.Mode()&os.ModeSticky == 0 || fi.Mode().Perm() != 0o777 {
+		t.Errorf(".X11-unix: %v uid %d", fi.Mode(), st.Uid)
+	}
+	// A user's .X11-unix is reported and never changed.
+	x3 := filepath.Join(f.root, "x3")
+	must(t, os.Mkdir(x3, 0o755))
+	must(t, os.Chmod(x3, 0o777|os.ModeSticky))
+	mkdirAs(t, filepath.Join(x3, ".X11-unix"), f.user, 0o700)
+	before := snapshot(t, x3)
+	if err := EnsureX11Dir(x3); err == nil || !strings.Contains(err.Error(), "left alone") {
+		t.Errorf("user's .X11-unix: %v", err)
+	}
+	assertUnchanged(t, before, snapshot(t, x3))
+}

@@ -1,0 +1,251 @@
+// Package reclaim ends and removes what ffl sessions leave behind: processes, the node-local
+// runtime directories, the session trees in the user's home and the X lock files of their
+// displays. It is the core of ffl-epilog (root, after every job), ffl-prolog, the periodic sweep
+// and `ffl-launch clean` / `list`.
+//
+// Everything here may run as root in directories a user can write, acting on PIDs a user can
+// write into a state file, so the rules are:
+//
+//   - a directory is opened only through safefs or openTrusted (no symlink followed below an
+//     admin-controlled prefix), its owner checked before anything in it is trusted, and removed
+//     only through safefs with the job owner's uid as the only owner whose files go;
+//   - state and supervisor records are read with a size cap and parsed strictly
+//     (layout.ParseState), and acted upon only when node, boot id, job and uid match;
+//   - a process is signalled only through proc.Signal, only when it runs as the job's uid and
+//     carries the job's FFL_SESSION marker (a record alone never names a process ffl may end),
+//     never slurmstepd or slurmd;
+//   - work in the home (possibly NFS, possibly hung, possibly root_squash) is done by a
+//     re-executed helper running as the user (RunHelper), killed at a deadline, whose output is
+//     parsed with a cap and trusted only for logging.
+//
+// reclaim never imports lifecycle or control: the root-run core stays small and auditable.
+package reclaim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-multierror"
+	"github.com/sirupsen/logrus"
+)
+
+// Options tunes Stale and Job (and the helper operations built on them).
+type Options struct {
+	// BootID is this boot's id (proc.BootID); records from another boot are stale and their
+	// PIDs mean nothing. Empty: read it from /proc.
+	BootID string
+	// Grace is how long processes get between SIGTERM and SIGKILL.
+	Grace time.Duration
+	// DryRun reports what would be ended and removed, and changes nothing.
+	DryRun bool
+	// OlderThan, when > 0, limits Stale to jobs whose last activity (newest mtime of their
+	// directories and records) is older than that.
+	OlderThan time.Duration
+	// Log receives one line per problem and per removed session; nil discards.
+	Log *logrus.Entry
+
+	// XDir is where X servers keep their lock files (/tmp/.X<N>-lock, /tmp/.X11-unix/X<N>);
+	// empty means /tmp. Xvfb hard-codes /tmp; tests point it elsewhere.
+	XDir string
+	// KillWait bounds the wait after SIGKILL; zero means DefaultKillWait.
+	KillWait time.Duration
+	// RemoveTimeout bounds each directory removal when ctx has no earlier deadline; zero means
+	// DefaultRemoveTimeout.
+	RemoveTimeout time.Duration
+}
+
+// Defaults for Options' zero fields.
+const (
+	// DefaultKillWait is the wait after SIGKILL before a process counts as unkillable.
+	DefaultKillWait = 2 * time.Second
+	// DefaultRemoveTimeout bounds one tree removal without a context deadline.
+	DefaultRemoveTimeout = 30 * time.Second
+	// RecordlessGrace protects a job directory without any supervisor record: a launcher
+	// writes its record right after creating the directory, so only a directory older than
+	// this without one is an abandoned start (or a reboot's leftover) rather than a start in
+	// progress.
+	RecordlessGrace = 2 * time.Minute
+	// DefaultXDir is where X servers put their lock files and sockets.
+	DefaultXDir = "/tmp"
+	// maxProblems bounds the problem lines one report carries (the rest are counted).
+	maxProblems = 50
+	// maxRemoved bounds the human lines of one report.
+	maxRemoved = 1000
+)
+
+// Report says what a reclaim call did, for the one summary line the Epilog logs and for
+// `ffl-launch clean`.
+type Report struct {
+	// Sessions counts the sessions (session-<port> dirs, node-local or home) ended or removed.
+	Sessions int `json:"sessions"`
+	// Termed and Killed count SIGTERMs and SIGKILLs delivered; Left counts processes still
+	// alive at the end (unkillable, or not signallable).
+	Termed int `json:"termed"`
+	Killed int `json:"killed"`
+	Left   int `json:"left"`
+	// Dirs counts the job and session trees removed; Files the entries removed inside them.
+	Dirs  int `json:"dirs"`
+	Files int `json:"files"`
+	// Refused counts what was left alone on principle: a process that is root's, another
+	// user's, slurmstepd or without the job's marker; a file or directory not owned by the job's
+	// user; a mount point.
+	Refused int `json:"refused"`
+	// Bytes is the size of the regular files removed.
+	Bytes int64 `json:"bytes"`
+	// Removed has one human line per job or session removed (or that would be, with DryRun).
+	Removed []string `json:"removed,omitempty"`
+	// Problems has one line per problem met (each also logged), capped.
+	Problems []string `json:"problems,omitempty"`
+	// MoreProblems counts the problems beyond the cap.
+	MoreProblems int `json:"more_problems,omitempty"`
+}
+
+// Add folds o into r (counts summed, lines appended within their caps).
+func (r *Report) Add(o Report) {
+	r.Sessions += o.Sessions
+	r.Termed += o.Termed
+	r.Killed += o.Killed
+	r.Left += o.Left
+	r.Dirs += o.Dirs
+	r.Files += o.Files
+	r.Refused += o.Refused
+	r.Bytes += o.Bytes
+	for _, l := range o.Removed {
+		if len(r.Removed) < maxRemoved {
+			r.Removed = append(r.Removed, l)
+		}
+	}
+	for _, p := range o.Problems {
+		if len(r.Problems) < maxProblems {
+			r.Problems = append(r.Problems, p)
+		} else {
+			r.MoreProblems++
+		}
+	}
+	r.MoreProblems += o.MoreProblems
+}
+
+// Err returns the problems as one error (nil when there were none), so callers that only
+// want "did it all work" need not look at the lines.
+func (r Report) Err() error {
+	if len(r.Problems) == 0 && r.MoreProblems == 0 {
+		return nil
+	}
+	var errs *multierror.Error
+	for _, p := range r.Problems {
+		errs = multierror.Append(errs, errors.New(p))
+	}
+	if r.MoreProblems > 0 {
+		errs = multierror.Append(errs, fmt.Errorf("%d more problems", r.MoreProblems))
+	}
+	errs.ErrorFormat = oneLineErrors
+	return errs
+}
+
+// oneLineErrors formats a multierror on one line: these end up in log lines.
+func oneLineErrors(es []error) string {
+	if len(es) == 1 {
+		return es[0].Error()
+	}
+	parts := make([]string, len(es))
+	for i, e := range es {
+		parts[i] = e.Error()
+	}
+	return fmt.Sprintf("%d problems: %s", len(es), strings.Join(parts, "; "))
+}
+
+// tally collects one call's report and logs as it goes; safe for concurrent use.
+type tally struct {
+	mu  sync.Mutex
+	rep Report
+	log *logrus.Entry
+}
+
+func newTally(log *logrus.Entry) *tally {
+	if log == nil {
+		l := logrus.New()
+		l.SetOutput(io.Discard)
+		log = logrus.NewEntry(l)
+	}
+	return &tally{log: log}
+}
+
+// problem records and logs one problem; the line names the thing and what was wrong.
+func (t *tally) problem(format string, args ...any) {
+	msg := Sanitize(fmt.Sprintf(format, args...))
+	t.mu.Lock()
+	if len(t.rep.Problems) < maxProblems {
+		t.rep.Problems = append(t.rep.Problems, msg)
+	} else {
+		t.rep.MoreProblems++
+	}
+	t.mu.Unlock()
+	t.log.Warn(msg)
+}
+
+// removed records and logs one removed (or would-be removed) thing.
+func (t *tally) removed(format string, args ...any) {
+	msg := Sanitize(fmt.Sprintf(format, args...))
+	t.mu.Lock()
+	if len(t.rep.Removed) < maxRemoved {
+		t.rep.Removed = append(t.rep.Removed, msg)
+	}
+	t.mu.Unlock()
+	t.log.Info(msg)
+}
+
+func (t *tally) update(fn func(r *Report)) {
+	t.mu.Lock()
+	fn(&t.rep)
+	t.mu.Unlock()
+}
+
+func (t *tally) report() Report {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	r := t.rep
+	r.Removed = append([]string(nil), r.Removed...)
+	r.Problems = append([]string(nil), r.Problems...)
+	return r
+}
+
+// Sanitize makes s safe for a log line: control characters (a newline in a user's file name
+// could forge a log line) are escaped the way strconv.Quote would, and the length is capped.
+func Sanitize(s string) string {
+	const maxLen = 2048
+	var b strings.Builder
+	for _, r := range s {
+		if b.Len() >= maxLen {
+			b.WriteString("...")
+			break
+		}
+		if r == '\ufffd' { // invalid UTF-8 (or a real U+FFFD): say so visibly
+			b.WriteString(`\ufffd`)
+			continue
+		}
+		if r < 0x20 || r == 0x7f || r == '\u2028' || r == '\u2029' || (r >= 0x80 && r < 0xa0) {
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// deadline returns the removal deadline: ctx's, else now + d.
+func deadline(ctx context.Context, d time.Duration) time.Time {
+	if d <= 0 {
+		d = DefaultRemoveTimeout
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		return dl
+	}
+	return time.Now().Add(d)
+}

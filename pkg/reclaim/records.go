@@ -1,0 +1,488 @@
+package reclaim
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ffl-hpc/ffl/pkg/layout"
+	"github.com/ffl-hpc/ffl/pkg/proc"
+	"github.com/ffl-hpc/ffl/pkg/safefs"
+)
+
+// Bounds on what one scan reads from directories a user fills.
+const (
+	// maxJobEntries bounds the names read from one job dir (sessions are at most max_sessions).
+	maxJobEntries = 4096
+	// maxJobs bounds the job dirs read from one parent.
+	maxJobs = 4096
+)
+
+// sessionInfo is one session of a job as found on disk.
+type sessionInfo struct {
+	port       int
+	runtimeDir string        // node-local session dir, "" if none
+	homeDir    string        // home session dir, "" if none
+	state      *layout.State // parsed and consistent with (node, job, uid, port); nil otherwise
+	activity   time.Time
+}
+
+// jobInfo is everything found on disk about one job of one user on this node.
+type jobInfo struct {
+	key      string
+	runtime  []string            // existing node-local job dirs, preferred first
+	home     string              // the home job dir ("" if none)
+	sups     []layout.Supervisor // supervisor records consistent with (node, job)
+	sessions map[int]*sessionInfo
+	activity time.Time // newest mtime of its dirs and records
+	reason   string    // why it is stale (or live), for the human lines
+	entries  int       // names found in its node-local job dirs
+	// removable is true when this process may remove one of its node-local job dirs itself
+	// (root, or the fallback dir under the user's own <temp>/ffl-<uid>).
+	removable bool
+}
+
+// empty reports that the job has nothing this process could remove: no session, no record, no
+// home dir, and only empty node-local dirs it may not remove (a user in the root-owned runtime
+// root). Reporting such a job as removed would repeat at every run until root removes the dir.
+func (j *jobInfo) empty() bool {
+	return len(j.sessions) == 0 && len(j.sups) == 0 && j.home == "" && j.entries == 0 && !j.removable
+}
+
+func newJobInfo(key string) *jobInfo {
+	return &jobInfo{key: key, sessions: map[int]*sessionInfo{}}
+}
+
+func (j *jobInfo) session(port int) *sessionInfo {
+	s := j.sessions[port]
+	if s == nil {
+		s = &sessionInfo{port: port}
+		j.sessions[port] = s
+	}
+	return s
+}
+
+func (j *jobInfo) touch(t time.Time) {
+	if t.After(j.activity) {
+		j.activity = t
+	}
+}
+
+// ports returns the job's session ports in order.
+func (j *jobInfo) ports() []int {
+	ports := make([]int, 0, len(j.sessions))
+	for p := range j.sessions {
+		ports = append(ports, p)
+	}
+	sort.Ints(ports)
+	return ports
+}
+
+// states returns the job's consistent state records whose boot id is bootID.
+func (j *jobInfo) states(bootID string) []*layout.State {
+	var out []*layout.State
+	for _, p := range j.ports() {
+		if st := j.sessions[p].state; st != nil && st.BootID == bootID {
+			out = append(out, st)
+		}
+	}
+	return out
+}
+
+// displays returns the X displays recorded for this boot, deduplicated.
+func (j *jobInfo) displays(bootID string) []int {
+	seen := map[int]bool{}
+	var out []int
+	for _, st := range j.states(bootID) {
+		if n, err := ParseDisplay(st.Display); err == nil && !seen[n] {
+			seen[n] = true
+			out = append(out, n)
+		}
+	}
+	sort.Ints(out)
+	return out
+}
+
+// recorded returns the process identities of the job's records from this boot, with the uid
+// forced to the job's uid: a record naming another uid is counted as refused, never acted on.
+func (j *jobInfo) recorded(bootID string, uid int, t *tally) []proc.Identity {
+	var out []proc.Identity
+	for _, st := range j.states(bootID) {
+		for _, id := range st.Processes {
+			if id.UID != uid {
+				t.problem("job %s session %d: state file names %s, not of the job's uid %d: refused", j.key, st.Port, id, uid)
+				t.update(func(r *Report) { r.Refused++ })
+				continue
+			}
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// ParseDisplay parses an X display as recorded in a state file (":N", N a canonical decimal
+// below 65536) and returns N; it is the only thing that turns a display into a file name.
+func ParseDisplay(s string) (int, error) {
+	d, ok := strings.CutPrefix(s, ":")
+	if !ok || d == "" || len(d) > 5 || (d[0] == '0' && d != "0") {
+		return 0, fmt.Errorf("display %q: want \":N\"", s)
+	}
+	n, err := strconv.Atoi(d)
+	if err != nil || n < 0 || n > 65535 || strconv.Itoa(n) != d {
+		return 0, fmt.Errorf("display %q: want \":N\"", s)
+	}
+	return n, nil
+}
+
+// openOwnedDirAt opens name below dir without following a symlink and checks that it is uid's
+// and writable by nobody else: root acts only in directories nobody but the job's user prepared.
+func openOwnedDirAt(dir *os.File, name string, uid int) (*os.File, error) {
+	f, err := safefs.OpenDirAt(dir, name)
+	if err != nil {
+		return nil, err
+	}
+	if err := safefs.CheckOwner(f, uid, true); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// openOwnedTrusted opens an absolute path with openTrusted and checks its owner like
+// openOwnedDirAt.
+func openOwnedTrusted(path string, uid int) (*os.File, error) {
+	f, err := openTrusted(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := safefs.CheckOwner(f, uid, true); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// refusedErr reports whether err is one of the reasons to leave a directory alone on principle
+// (to be counted as refused), rather than an I/O problem.
+func refusedErr(err error) bool {
+	return errors.Is(err, safefs.ErrSymlink) || errors.Is(err, safefs.ErrNotOwned) || errors.Is(err, safefs.ErrBadMode)
+}
+
+// nodeLocalParents opens the directories that hold this user's node-local job dirs: the
+// runtime root (root's) and <temp>/ffl-<uid> (the user's). A missing one is skipped; a foreign
+// or symlinked ffl-<uid> is a problem (another user may have planted it).
+func nodeLocalParents(l layout.Layout, t *tally) []*os.File {
+	var out []*os.File
+	if f, err := openTrusted(l.RuntimeDir); err == nil {
+		out = append(out, f)
+	} else if !isNotExist(err) {
+		t.problem("runtime dir %s: %v", l.RuntimeDir, err)
+	}
+	tmp, err := openTrusted(l.TempDir)
+	if err != nil {
+		if !isNotExist(err) {
+			t.problem("temp dir %s: %v", l.TempDir, err)
+		}
+		return out
+	}
+	defer tmp.Close()
+	name := layout.UserTempName(l.UID)
+	f, err := openOwnedDirAt(tmp, name, l.UID)
+	switch {
+	case err == nil:
+		out = append(out, f)
+	case isNotExist(err):
+	default:
+		if refusedErr(err) {
+			t.update(func(r *Report) { r.Refused++ })
+		}
+		t.problem("%s: %v: not used", filepath.Join(l.TempDir, name), err)
+	}
+	return out
+}
+
+// readNodeLocalJob reads one node-local job dir (open as dir, at path) into j: its supervisor
+// record and its sessions' state files. Every record is checked against (node, job, uid, port);
+// anything else is a problem and ignored.
+func readNodeLocalJob(dir *os.File, path string, l layout.Layout, j *jobInfo, t *tally) {
+	j.runtime = append(j.runtime, path)
+	if fi, err := fstatFile(dir); err == nil {
+		j.touch(fi.mtime)
+	}
+	names, more, err := listNames(dir, maxJobEntries)
+	if err != nil {
+		t.problem("%v", err)
+	}
+	if more {
+		t.problem("%s: more than %d entries; only the first were read", path, maxJobEntries)
+	}
+	j.entries += len(names)
+	for _, name := range names {
+		if name == layout.SupervisorFile {
+			readSupervisor(dir, path, l, j, t)
+			continue
+		}
+		port, err := layout.ParseSessionDirName(name)
+		if err != nil {
+			continue // control.sock, temp files: nothing to read
+		}
+		s := j.session(port)
+		s.runtimeDir = filepath.Join(path, name)
+		sd, err := openOwnedDirAt(dir, name, l.UID)
+		if err != nil {
+			if refusedErr(err) {
+				t.update(func(r *Report) { r.Refused++ })
+			}
+			t.problem("session dir %s: %v: its state is not read", s.runtimeDir, err)
+			continue
+		}
+		if fi, err := fstatFile(sd); err == nil {
+			j.touch(fi.mtime)
+			if fi.mtime.After(s.activity) {
+				s.activity = fi.mtime
+			}
+		}
+		data, err := safefs.ReadFileCapped(sd, layout.StateFile, layout.MaxStateSize)
+		if fi, serr := lstatAt(sd, layout.StateFile); serr == nil {
+			j.touch(fi.mtime)
+		}
+		sd.Close()
+		if err != nil {
+			if !isNotExist(err) { // a session being created has no state file yet
+				t.problem("state file %s/%s: %v", s.runtimeDir, layout.StateFile, err)
+			}
+			continue
+		}
+		st, err := layout.ParseState(data)
+		if err != nil {
+			t.problem("state file %s/%s: %v", s.runtimeDir, layout.StateFile, err)
+			continue
+		}
+		if err := consistent(st, l, j.key, port); err != nil {
+			t.problem("state file %s/%s: %v: ignored", s.runtimeDir, layout.StateFile, err)
+			continue
+		}
+		s.state = &st
+	}
+}
+
+// consistent checks that a state file describes the session whose directory holds it.
+func consistent(st layout.State, l layout.Layout, key string, port int) error {
+	switch {
+	case st.Node != l.Node:
+		return fmt.Errorf("node %q, this is %q", st.Node, l.Node)
+	case st.Job != key:
+		return fmt.Errorf("job %q, its directory says %q", st.Job, key)
+	case st.UID != l.UID:
+		return fmt.Errorf("uid %d, the directory's owner is %d", st.UID, l.UID)
+	case st.Port != port:
+		return fmt.Errorf("port %d, its directory says %d", st.Port, port)
+	}
+	return nil
+}
+
+func readSupervisor(dir *os.File, path string, l layout.Layout, j *jobInfo, t *tally) {
+	p := filepath.Join(path, layout.SupervisorFile)
+	if fi, err := lstatAt(dir, layout.SupervisorFile); err == nil {
+		j.touch(fi.mtime)
+	}
+	data, err := safefs.ReadFileCapped(dir, layout.SupervisorFile, layout.MaxStateSize)
+	if err != nil {
+		if !isNotExist(err) {
+			t.problem("supervisor record %s: %v", p, err)
+		}
+		return
+	}
+	sup, err := layout.ParseSupervisor(data)
+	if err != nil {
+		t.problem("supervisor record %s: %v", p, err)
+		return
+	}
+	if sup.Node != l.Node || sup.Job != j.key {
+		t.problem("supervisor record %s: names job %q on node %q: ignored", p, sup.Job, sup.Node)
+		return
+	}
+	j.sups = append(j.sups, sup)
+}
+
+// readJobNodeLocal reads the node-local dirs of job l.JobKey (both candidates).
+func readJobNodeLocal(l layout.Layout, j *jobInfo, t *tally) {
+	parents := nodeLocalParents(l, t)
+	defer closeAll(parents)
+	name := layout.JobDirName(j.key)
+	for _, p := range parents {
+		path := filepath.Join(p.Name(), name)
+		d, err := openOwnedDirAt(p, name, l.UID)
+		if err != nil {
+			if !isNotExist(err) {
+				if refusedErr(err) {
+					t.update(func(r *Report) { r.Refused++ })
+				}
+				t.problem("job dir %s: %v: its records are not read", path, err)
+			}
+			continue
+		}
+		readNodeLocalJob(d, path, l, j, t)
+		d.Close()
+	}
+}
+
+// scanNodeLocal finds every node-local job dir of user l.UID (both parents) and reads them.
+func scanNodeLocal(l layout.Layout, jobs map[string]*jobInfo, t *tally) {
+	parents := nodeLocalParents(l, t)
+	defer closeAll(parents)
+	for _, p := range parents {
+		names, more, err := listNames(p, maxJobs)
+		if err != nil {
+			t.problem("%v", err)
+		}
+		if more {
+			t.problem("%s: more than %d entries; only the first were read", p.Name(), maxJobs)
+		}
+		for _, name := range names {
+			key, err := layout.ParseJobDirName(name)
+			if err != nil {
+				continue
+			}
+			fi, err := lstatAt(p, name)
+			if err != nil || !fi.isDir() || fi.uid != l.UID {
+				continue // another user's job (the runtime root is shared), or not a dir
+			}
+			d, err := openOwnedDirAt(p, name, l.UID)
+			if err != nil {
+				if !isNotExist(err) {
+					t.problem("job dir %s: %v", filepath.Join(p.Name(), name), err)
+				}
+				continue
+			}
+			j := jobs[key]
+			if j == nil {
+				j = newJobInfo(key)
+				jobs[key] = j
+			}
+			if mayRemoveIn(p) {
+				j.removable = true
+			}
+			readNodeLocalJob(d, filepath.Join(p.Name(), name), l, j, t)
+			d.Close()
+		}
+	}
+}
+
+// openHomeNodeDir opens <state>/sessions/<node>, checking that every level is the user's and
+// no symlink below an admin-controlled prefix is followed. A missing level returns nil, nil.
+func openHomeNodeDir(l layout.Layout) (*os.File, error) {
+	state, err := openOwnedTrusted(l.StateDir, l.UID)
+	if err != nil {
+		if isNotExist(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("state dir %s: %w", l.StateDir, err)
+	}
+	defer state.Close()
+	sessions, err := openOwnedDirAt(state, layout.SessionsDir, l.UID)
+	if err != nil {
+		if isNotExist(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("%s: %w", filepath.Join(l.StateDir, layout.SessionsDir), err)
+	}
+	defer sessions.Close()
+	node, err := openOwnedDirAt(sessions, l.Node, l.UID)
+	if err != nil {
+		if isNotExist(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("%s: %w", l.HomeNodeDir(), err)
+	}
+	return node, nil
+}
+
+// scanHome finds the user's home job dirs for this node and their sessions.
+func scanHome(l layout.Layout, jobs map[string]*jobInfo, t *tally) {
+	node, err := openHomeNodeDir(l)
+	if err != nil {
+		if refusedErr(err) {
+			t.update(func(r *Report) { r.Refused++ })
+		}
+		t.problem("home: %v: not looked at", err)
+		return
+	}
+	if node == nil {
+		return
+	}
+	defer node.Close()
+	names, more, err := listNames(node, maxJobs)
+	if err != nil {
+		t.problem("%v", err)
+	}
+	if more {
+		t.problem("%s: more than %d entries; only the first were read", l.HomeNodeDir(), maxJobs)
+	}
+	for _, name := range names {
+		key, err := layout.ParseJobDirName(name)
+		if err != nil {
+			continue
+		}
+		fi, err := lstatAt(node, name)
+		if err != nil {
+			continue
+		}
+		j := jobs[key]
+		if j == nil {
+			j = newJobInfo(key)
+			jobs[key] = j
+		}
+		path := filepath.Join(l.HomeNodeDir(), name)
+		j.home = path
+		j.touch(fi.mtime)
+		if !fi.isDir() {
+			continue // a symlink or file in its place: removed as it is, never followed
+		}
+		readHomeJob(node, name, path, l, j, t)
+	}
+}
+
+// readHomeJob lists the sessions of one home job dir.
+func readHomeJob(node *os.File, name, path string, l layout.Layout, j *jobInfo, t *tally) {
+	d, err := openOwnedDirAt(node, name, l.UID)
+	if err != nil {
+		if !isNotExist(err) {
+			t.problem("home job dir %s: %v", path, err)
+		}
+		return
+	}
+	defer d.Close()
+	names, _, err := listNames(d, maxJobEntries)
+	if err != nil {
+		t.problem("%v", err)
+	}
+	for _, n := range names {
+		port, err := layout.ParseSessionDirName(n)
+		if err != nil {
+			continue
+		}
+		s := j.session(port)
+		s.homeDir = filepath.Join(path, n)
+		if fi, err := lstatAt(d, n); err == nil {
+			if fi.isSymlink() {
+				t.problem("home session dir %s is a symlink: only the link is removed, nothing is followed", s.homeDir)
+			}
+			j.touch(fi.mtime)
+			if fi.mtime.After(s.activity) {
+				s.activity = fi.mtime
+			}
+		}
+	}
+}
+
+func closeAll(fs []*os.File) {
+	for _, f := range fs {
+		f.Close()
+	}
+}

@@ -1,0 +1,310 @@
+package reclaim
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+
+	"github.com/ffl-hpc/ffl/pkg/layout"
+)
+
+// DefaultSweepUserTimeout bounds the helper of one user in a sweep.
+const DefaultSweepUserTimeout = 2 * time.Minute
+
+// SweepParams is one periodic sweep (root; a systemd timer or cron).
+type SweepParams struct {
+	// Node is this node's Slurm name (the <node> of the home subtrees).
+	Node string
+	// RuntimeDir, TempDir, StateDir are the configured roots; XDir is where X lock files live.
+	RuntimeDir, TempDir, StateDir, XDir string
+	// OlderThan: remove stale sessions whose last activity is older than this (home included).
+	OlderThan time.Duration
+	// TempOlderThan: remove the node-local dirs of dead jobs older than this (the home part
+	// waits for OlderThan), and empty <temp>/ffl-<uid> dirs.
+	TempOlderThan time.Duration
+	// Grace is the SIGTERM grace for stale sessions' processes.
+	Grace time.Duration
+	// DryRun reports and changes nothing.
+	DryRun bool
+	// PerUserTimeout bounds each user's helper (default DefaultSweepUserTimeout).
+	PerUserTimeout time.Duration
+	Helper         Helper
+	BootID         string
+	Log            *logrus.Entry
+}
+
+// Sweep reclaims, for every user with ffl state on this node (owners of <runtime>/job-* and of
+// <temp>/ffl-<uid>), that user's stale sessions, each user's part in a helper running as that
+// user (SweepUser), then removes, as root, the empty runtime dirs of the dead jobs it found.
+// Users NSS does not know, and root, are reported and skipped.
+func Sweep(ctx context.Context, p SweepParams) Report {
+	t := newTally(p.Log)
+	if err := layout.ValidComponent(p.Node); err != nil {
+		t.problem("node name: %v: nothing done", err)
+		return t.report()
+	}
+	var total Report
+	for _, uid := range owners(p.RuntimeDir, p.TempDir, t) {
+		if ctx.Err() != nil {
+			t.problem("sweep: %v: remaining users skipped", context.Cause(ctx))
+			break
+		}
+		timeout := p.PerUserTimeout
+		if timeout <= 0 {
+			timeout = DefaultSweepUserTimeout
+		}
+		uctx, cancel := context.WithTimeout(ctx, timeout)
+		acct, err := LookupAccount(uctx, uid)
+		if err != nil {
+			cancel()
+			t.problem("uid %d: %v: skipped", uid, err)
+			continue
+		}
+		rep := sweepOneUser(uctx, sweepUser{
+			uid: uid, gid: acct.GID, acct: &acct, node: p.Node, exclude: SweepJobKey,
+			runtimeDir: p.RuntimeDir, tempDir: p.TempDir, stateDir: p.StateDir, xDir: p.XDir,
+			olderThan: p.OlderThan, tempOlderThan: p.TempOlderThan, grace: p.Grace, dryRun: p.DryRun,
+			op: OpSweep, helper: p.Helper, bootID: p.BootID,
+		}, t)
+		cancel()
+		total.Add(rep)
+	}
+	total.Add(t.report())
+	return total
+}
+
+// sweepUser is one user's part of a sweep or of the Prolog.
+type sweepUser struct {
+	uid, gid                            int
+	acct                                *Account // nil: look it up
+	node, exclude                       string
+	runtimeDir, tempDir, stateDir, xDir string
+	olderThan, tempOlderThan, grace     time.Duration
+	dryRun                              bool
+	op                                  string
+	helper                              Helper
+	bootID                              string
+}
+
+// sweepOneUser finds, as root, the dead jobs of the user in the runtime root (before the helper
+// changes their mtimes), runs the helper, and then removes those runtime job dirs the helper
+// emptied (the user cannot remove them from the root-owned runtime root). rmdir removes only
+// empty directories, so nothing the helper left is touched.
+func sweepOneUser(ctx context.Context, u sweepUser, t *tally) Report {
+	var out Report
+	if u.uid <= 0 {
+		t.problem("uid %d: never swept", u.uid)
+		return out
+	}
+	acct := u.acct
+	if acct == nil {
+		a, err := LookupAccount(ctx, u.uid)
+		if err != nil {
+			t.problem("uid %d: %v: stale sessions not swept", u.uid, err)
+			return out
+		}
+		acct = &a
+	}
+	stateDir, err := ExpandStateDir(u.stateDir, acct.Home)
+	if err != nil {
+		t.problem("user %s: %v: not swept", acct.Name, err)
+		return out
+	}
+	bootID := u.bootID
+	if bootID == "" {
+		if bootID, err = bootIDOf(Options{}); err != nil {
+			t.problem("%v", err)
+			return out
+		}
+	}
+	l := layout.Layout{StateDir: stateDir, RuntimeDir: u.runtimeDir, TempDir: u.tempDir, UID: u.uid, Node: u.node, JobKey: u.exclude}
+	if err := l.Validate(); err != nil {
+		t.problem("user %s: %v: not swept", acct.Name, err)
+		return out
+	}
+	dead := deadRuntimeDirs(l, bootID, t)
+	req := HelperRequest{
+		Op: u.op, Home: acct.Home, StateDir: stateDir, RuntimeDir: u.runtimeDir, TempDir: u.tempDir, XDir: u.xDir,
+		Node: u.node, Job: u.exclude, BootID: bootID, GraceMS: ms(u.grace), OlderThanMS: ms(u.olderThan),
+		TempOlderThanMS: ms(u.tempOlderThan), DryRun: u.dryRun,
+	}
+	rep, err := u.helper.Run(ctx, *acct, u.gid, req)
+	if err != nil {
+		t.problem("user %s: %v", acct.Name, err)
+	}
+	for i, line := range rep.Problems {
+		rep.Problems[i] = fmt.Sprintf("user %s: helper: %s", acct.Name, line)
+		t.log.Warn(rep.Problems[i])
+	}
+	for _, line := range rep.Removed {
+		t.log.WithField("user", acct.Name).Info(line)
+	}
+	out.Add(rep)
+	if u.dryRun {
+		return out
+	}
+	rt, err := openTrusted(u.runtimeDir)
+	if err != nil {
+		return out
+	}
+	defer rt.Close()
+	for _, name := range dead {
+		if fi, err := lstatAt(rt, name); err != nil || !fi.isDir() || fi.uid != u.uid {
+			continue
+		}
+		if err := unlinkAt(rt, name, unix.AT_REMOVEDIR); err == nil {
+			out.Dirs++
+			t.log.WithField("user", acct.Name).Infof("removed empty runtime dir %s of a dead job", filepath.Join(u.runtimeDir, name))
+		}
+	}
+	return out
+}
+
+// deadRuntimeDirs returns the names of user l.UID's runtime job dirs (l.JobKey excluded) whose
+// job is dead by the same rules as Stale (read as root, from node-local records only).
+func deadRuntimeDirs(l layout.Layout, bootID string, t *tally) []string {
+	rt, err := openTrusted(l.RuntimeDir)
+	if err != nil {
+		return nil
+	}
+	defer rt.Close()
+	names, _, _ := listNames(rt, maxJobs)
+	quiet := newTally(nil) // the helper reports the same problems, as the user; say them once
+	now := time.Now()
+	var running runningJobs
+	var dead []string
+	for _, name := range names {
+		key, err := layout.ParseJobDirName(name)
+		if err != nil || key == l.JobKey {
+			continue
+		}
+		fi, err := lstatAt(rt, name)
+		if err != nil || !fi.isDir() || fi.uid != l.UID {
+			continue
+		}
+		d, err := openOwnedDirAt(rt, name, l.UID)
+		if err != nil {
+			continue
+		}
+		j := newJobInfo(key)
+		readNodeLocalJob(d, filepath.Join(l.RuntimeDir, name), l, j, quiet)
+		d.Close()
+		if live, _ := liveness(j, l.UID, bootID, now, &running); !live {
+			dead = append(dead, name)
+		}
+	}
+	return dead
+}
+
+// owners lists the uids (never 0) that have ffl state on this node: owners of runtime job dirs,
+// and of <temp>/ffl-<uid> dirs whose owner matches their name (another is a foreign plant,
+// reported and skipped).
+func owners(runtimeDir, tempDir string, t *tally) []int {
+	set := map[int]bool{}
+	if rt, err := openTrusted(runtimeDir); err == nil {
+		names, _, _ := listNames(rt, maxJobs)
+		for _, n := range names {
+			if _, err := layout.ParseJobDirName(n); err != nil {
+				continue
+			}
+			if fi, err := lstatAt(rt, n); err == nil && fi.isDir() && fi.uid != 0 {
+				set[fi.uid] = true
+			}
+		}
+		rt.Close()
+	} else if !isNotExist(err) {
+		t.problem("runtime dir %s: %v", runtimeDir, err)
+	}
+	if tmp, err := openTrusted(tempDir); err == nil {
+		names, _, _ := listNames(tmp, 1<<20)
+		for _, n := range names {
+			uid, err := layout.ParseUserTempName(n)
+			if err != nil {
+				continue
+			}
+			fi, err := lstatAt(tmp, n)
+			switch {
+			case err != nil:
+			case !fi.isDir() || fi.uid != uid:
+				t.problem("%s: owner uid %d, not a directory of uid %d: foreign, left alone", filepath.Join(tempDir, n), fi.uid, uid)
+				t.update(func(r *Report) { r.Refused++ })
+			case uid != 0:
+				set[uid] = true
+			}
+		}
+		tmp.Close()
+	} else if !isNotExist(err) {
+		t.problem("temp dir %s: %v", tempDir, err)
+	}
+	uids := make([]int, 0, len(set))
+	for u := range set {
+		uids = append(uids, u)
+	}
+	sort.Ints(uids)
+	return uids
+}
+
+// SweepUser is the user's side of a sweep (run in the helper as that user): Stale with
+// opts.OlderThan, then the node-local dirs of dead jobs older than tempOlderThan (their home
+// part waits for OlderThan), then <temp>/ffl-<uid> itself when it is empty and older than
+// tempOlderThan. l.JobKey is excluded (pass SweepJobKey to exclude nothing).
+func SweepUser(ctx context.Context, l layout.Layout, opts Options, tempOlderThan time.Duration) (Report, error) {
+	if err := l.Validate(); err != nil {
+		return Report{}, fmt.Errorf("reclaim sweep: %w", err)
+	}
+	t := newTally(opts.Log)
+	bootID, err := bootIDOf(opts)
+	if err != nil {
+		return Report{}, err
+	}
+	stale := findStale(l, bootID, opts.OlderThan, t)
+	reclaimJobs(ctx, l, stale, bootID, opts, t, "")
+	if tempOlderThan > 0 {
+		done := map[string]bool{}
+		for _, j := range stale {
+			done[j.key] = true
+		}
+		var nodeLocal []*jobInfo
+		for _, j := range findStale(l, bootID, tempOlderThan, newTally(nil)) { // problems: said above
+			if len(j.runtime) > 0 && !done[j.key] {
+				nodeLocal = append(nodeLocal, j)
+			}
+		}
+		endProcesses(ctx, l, nodeLocal, bootID, opts, t)
+		verb := "removed"
+		if opts.DryRun {
+			verb = "would remove"
+		}
+		for _, j := range nodeLocal {
+			removeXFiles(opts.XDir, j.displays(bootID), l.UID, opts.DryRun, t)
+			removeNodeLocalJob(ctx, l, j.key, opts, t)
+			t.removed("%s node-local dirs of job %s on %s (%s; idle more than %s): %s", verb, j.key, l.Node, j.reason, tempOlderThan, j.describe())
+		}
+		if !opts.DryRun {
+			removeOldEmptyUserTemp(l, tempOlderThan)
+		}
+	}
+	rep := t.report()
+	return rep, rep.Err()
+}
+
+// removeOldEmptyUserTemp removes <temp>/ffl-<uid> when it is empty and unchanged for olderThan
+// (rmdir fails harmlessly when a launcher put something in it meanwhile).
+func removeOldEmptyUserTemp(l layout.Layout, olderThan time.Duration) {
+	tmp, err := openTrusted(l.TempDir)
+	if err != nil {
+		return
+	}
+	defer tmp.Close()
+	name := layout.UserTempName(l.UID)
+	fi, err := lstatAt(tmp, name)
+	if err != nil || !fi.isDir() || fi.uid != l.UID || time.Since(fi.mtime) < olderThan {
+		return
+	}
+	_ = unlinkAt(tmp, name, unix.AT_REMOVEDIR)
+}
