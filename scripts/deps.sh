@@ -1,0 +1,23 @@
+#!/bin/bash
+# deps.sh: install what ffl's build, demo and tests need on Debian 12 (as root). Idempotent:
+# packages already present are not fetched again.
+#   xpra firefox-esr xvfb   the session itself (xpra ships the HTML5 client)
+#   chromium                the real browser the tests drive on the HTML5 client
+#   slurm-wlm munge         the local single-node cluster of the demo and the scenarios
+set -euo pipefail
+PKGS=(xpra firefox-esr xvfb xauth chromium slurm-wlm munge curl procps ca-certificates python3)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  [ "$(id -u)" = 0 ] || { echo "deps.sh: missing ${missing[*]}; run as root (sudo make deps)" >&2; exit 3; }
+  echo "deps.sh: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get -o DPkg::Lock::Timeout=600 update -q >&2
+  apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${missing[@]}" >&2
+fi
+command -v go >/dev/null || { echo "deps.sh: Go 1.26 is needed (https://go.dev/dl) and not in PATH" >&2; exit 3; }
+# Xvfb run by a user creates /tmp/.X11-unix as that user when it is missing.
+if [ "$(id -u)" = 0 ] && [ ! -e /tmp/.X11-unix ]; then mkdir -m 1777 /tmp/.X11-unix; fi
+echo "deps.sh: all present" >&2
