@@ -12,6 +12,8 @@
 //	ignore-term ignore SIGTERM itself (only KILL ends it)
 //	no-tree     do not start faketree
 //	slow-ready  wait 300 ms before listening
+//	inuse=PORT  fail as xpra does when PORT is taken by someone else between the launcher's
+//	            check and xpra's bind ("Address already in use", exit 1 after ~0.3 s)
 //
 // --fakexpra-faketree=PATH is the faketree binary (required unless no-tree).
 package main
@@ -60,6 +62,13 @@ func main() {
 	}
 	if mode["slow-ready"] {
 		time.Sleep(300 * time.Millisecond)
+	}
+	for m := range mode {
+		if p, ok := strings.CutPrefix(m, "inuse="); ok && strings.HasSuffix(bind, ":"+p) {
+			time.Sleep(300 * time.Millisecond)
+			fmt.Fprintf(os.Stderr, "fakexpra: failed to bind %s: [Errno 98] Address already in use\n", bind)
+			os.Exit(1)
+		}
 	}
 	ln, err := net.Listen("tcp", bind)
 	if err != nil {

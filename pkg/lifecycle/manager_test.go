@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -209,8 +210,6 @@ func TestStartErrors(t *testing.T) {
 	if entries, _ := os.ReadDir(m.RuntimeDir()); len(entries) != 0 {
 		t.Errorf("refused starts left entries in %s: %v", m.RuntimeDir(), entries)
 	}
-	// A port taken between our check and xpra's bind: xpra's "Address already in use" makes the
-	// manager try another port.
 	info, err := m.Start(ctx, StartRequest{})
 	if err != nil {
 		t.Fatal(err)
@@ -263,5 +262,52 @@ func TestXpraArgsConfine(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("marker missing from %v", env)
+	}
+}
+
+// TestPortTakenMeanwhile: a port that is free when the manager looks but taken when xpra binds
+// (another user's start won the race) makes xpra exit with "Address already in use"; the manager
+// cleans that attempt up completely and tries another port, bounded by PortAttempts.
+func TestPortTakenMeanwhile(t *testing.T) {
+	faketree, fakexpra, dir, ok := asUser(t, "TestPortTakenMeanwhile")
+	if !ok {
+		return
+	}
+	m := testManager(t, faketree, fakexpra, dir, "79", "no-tree", time.Second)
+	// Every port but the last is "taken meanwhile": the manager must walk to the last one.
+	var modes []string
+	for p := m.s.PortMin; p < m.s.PortMax; p++ {
+		modes = append(modes, "inuse="+strconv.Itoa(p))
+	}
+	m.s.XpraArgs = []string{"--fakexpra-mode=no-tree," + strings.Join(modes, ",")}
+	m.s.PortAttempts = m.s.PortMax - m.s.PortMin + 1
+	ctx := context.Background()
+	info, err := m.Start(ctx, StartRequest{})
+	if err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	if info.Port != m.s.PortMax {
+		t.Errorf("port %d, want the only bindable one %d", info.Port, m.s.PortMax)
+	}
+	entries, _ := os.ReadDir(m.RuntimeDir())
+	if len(entries) != 1 {
+		t.Errorf("failed attempts left entries: %v", entries)
+	}
+	// With fewer attempts than taken ports the start fails, naming the cause, and leaves nothing.
+	m2 := testManager(t, faketree, fakexpra, filepath.Join(dir, "m2"), "80", "no-tree", time.Second)
+	var all []string
+	for p := m2.s.PortMin; p <= m2.s.PortMax; p++ {
+		all = append(all, "inuse="+strconv.Itoa(p))
+	}
+	m2.s.XpraArgs = []string{"--fakexpra-mode=no-tree," + strings.Join(all, ",")}
+	m2.s.PortAttempts = 2
+	if _, err := m2.Start(ctx, StartRequest{}); !errors.Is(err, ErrPortInUse) {
+		t.Errorf("all ports taken: got %v, want ErrPortInUse", err)
+	}
+	if entries, _ := os.ReadDir(m2.RuntimeDir()); len(entries) != 0 {
+		t.Errorf("failed attempts left entries: %v", entries)
+	}
+	if err := m.StopAll(ctx); err != nil {
+		t.Fatal(err)
 	}
 }
