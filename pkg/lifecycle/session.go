@@ -299,7 +299,11 @@ func (s *Session) launch(ctx context.Context, url string) error {
 				polled = true
 				s.m.failpoint(StepWaitingReady)
 			}
-			if httpReady(ctx, client, target) {
+			if tail := lastLines(s.paths.xpraLog(), 40); strings.Contains(tail, "failed to listen") || strings.Contains(tail, "Address already in use") {
+				// xpra lost the race for the port but keeps running without its TCP socket.
+				return &StartError{Port: s.port, Reason: "address already in use", Tail: lastLines(s.paths.xpraLog(), 4), Err: ErrPortInUse}
+			}
+			if httpReady(ctx, client, target) && ownsListener(s.xpra.PID, s.port) {
 				s.refresh()
 				s.log.WithFields(logrus.Fields{"pid": s.xpra.PID, "display": s.display, "ready_ms": time.Since(s.created).Milliseconds()}).Info("session ready")
 				return nil
