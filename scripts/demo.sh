@@ -1,0 +1,213 @@
+#!/bin/bash
+# demo.sh [stop]
+#
+# The README's "one command" (`sudo make demo` = deps + build + this script), as root on a
+# fresh Debian 12:
+#   1. installs bin/ffl-launch into /usr/local/bin and bin/ffl-epilog, bin/ffl-prolog into
+#      /usr/local/sbin; writes /etc/ffl/ffl.toml from etc/ffl.toml if there is none (with the
+#      Epilog's log file set, so that its summary line can be shown: slurmd discards its output);
+#   2. creates the demo user ffluser1 (tests/slurm/users.sh);
+#   3. starts a local single-node Slurm from /var/tmp/ffl-slurm with ffl-prolog and ffl-epilog
+#      as its Prolog and Epilog (tests/slurm/start-local-slurm.sh);
+#   4. submits contrib/sbatch/firefox.sbatch as ffluser1 from its home, waits until the session
+#      is ready and prints the connection info from the job's log;
+#   5. takes a screenshot of Firefox in the xpra HTML5 client with headless chromium
+#      (internal/cmd/ffl-screenshot) into ./demo-firefox.png.
+#
+# `sudo make demo-stop` (= demo.sh stop) cancels the demo job, waits for it to leave the queue,
+# shows the Epilog's summary line and that nothing of the job is left (processes, directories,
+# port), and stops the local Slurm. The installed binaries and /etc/ffl/ffl.toml stay.
+#
+# Environment: DEMO_USER [ffluser1], SLURM_CONFDIR [/var/tmp/ffl-slurm],
+#              DEMO_PNG [./demo-firefox.png], DEMO_READY_TIMEOUT seconds [180].
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
+ROOT=$(cd "$HERE/.." && pwd -P)
+DEMO_USER=${DEMO_USER:-ffluser1}
+CONFDIR=${SLURM_CONFDIR:-/var/tmp/ffl-slurm}
+PNG=${DEMO_PNG:-$PWD/demo-firefox.png}
+READY_TIMEOUT=${DEMO_READY_TIMEOUT:-180}
+PREFIX=/usr/local
+ETC=/etc/ffl/ffl.toml
+STATE=$CONFDIR/demo.env # root-owned CONFDIR: what `demo.sh stop` needs
+export PATH="$PATH:/usr/local/go/bin:/usr/sbin:/sbin"
+export SLURM_CONF=$CONFDIR/slurm.conf
+
+say() { printf '\033[1mdemo:\033[0m %s\n' "$*" >&2; }
+die() { echo "demo: ERROR: $*" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || die "run as root (sudo make demo)"
+
+# in_queue JOB: squeue still lists it (a job stays COMPLETING until its Epilog is done).
+in_queue() { [ -n "$(squeue -h -j "$1" -o %T 2>/dev/null)" ]; }
+
+# epilog_log: the Epilog's log file from the [epilog] section of /etc/ffl/ffl.toml ("" = none).
+epilog_log() {
+  [ -r "$ETC" ] || return 0
+  awk '/^\[/{sec=$0} sec=="[epilog]" && /^[ \t]*log_file[ \t]*=/{sub(/^[^=]*=[ \t]*"/,""); sub(/".*$/,""); print; exit}' "$ETC"
+}
+
+# runtime_dir: runtime_dir from /etc/ffl/ffl.toml (a top-level key), else the default.
+runtime_dir() {
+  local d=""
+  [ -r "$ETC" ] && d=$(awk '/^\[/{exit} /^[ \t]*runtime_dir[ \t]*=/{sub(/^[^=]*=[ \t]*"/,""); sub(/".*$/,""); print; exit}' "$ETC")
+  echo "${d:-/run/ffl}"
+}
+
+# job_procs JOB UID: PIDs of uid whose environment carries the job's session marker.
+job_procs() {
+  local p
+  for p in $(pgrep -u "$2" 2>/dev/null || true); do
+    if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -q "^FFL_SESSION=$1/"; then echo "$p"; fi
+  done
+}
+
+stop_demo() {
+  if [ ! -s "$STATE" ]; then
+    say "no demo job recorded in $STATE"
+  else
+    # shellcheck source=/dev/null
+    . "$STATE"
+    if in_queue "$DEMO_JOB"; then
+      say "scancel $DEMO_JOB"
+      scancel "$DEMO_JOB" || true
+      for _ in $(seq 1 600); do in_queue "$DEMO_JOB" || break; sleep 0.1; done
+      in_queue "$DEMO_JOB" && die "job $DEMO_JOB still in the queue after 60 s: squeue -j $DEMO_JOB"
+    fi
+    say "job $DEMO_JOB: $(scontrol show job -o "$DEMO_JOB" 2>/dev/null | grep -o 'JobState=[A-Z_]*' || echo 'ended')"
+    log=$(epilog_log)
+    if [ -n "$log" ] && [ -r "$log" ]; then
+      line=$(grep -F "job=$DEMO_JOB " "$log" | grep 'msg="epilog done' | tail -n 1 || true)
+      say "the Epilog's summary ($log):"
+      echo "  ${line:-(none found for job $DEMO_JOB)}"
+    else
+      say "the Epilog logs to syslog only (set [epilog] log_file in $ETC for a file)"
+    fi
+    say "what is left of job $DEMO_JOB:"
+    left=0
+    procs=$(job_procs "$DEMO_JOB" "$DEMO_UID")
+    if [ -n "$procs" ]; then
+      left=1
+      # shellcheck disable=SC2086
+      echo "  processes: $(ps -o pid=,comm= -p $procs | tr '\n' ' ')"
+    else
+      echo "  processes with FFL_SESSION=$DEMO_JOB/...: none"
+    fi
+    for d in "$DEMO_HOME_JOB" "$DEMO_RUNTIME_JOB" "/tmp/ffl-$DEMO_UID/job-$DEMO_JOB"; do
+      if [ -e "$d" ] || [ -L "$d" ]; then
+        left=1
+        echo "  $d: STILL THERE"
+      else
+        echo "  $d: gone"
+      fi
+    done
+    if [ -n "${DEMO_PORT:-}" ]; then
+      if (exec 3<>"/dev/tcp/127.0.0.1/$DEMO_PORT") 2>/dev/null; then
+        left=1
+        echo "  port $DEMO_PORT: STILL LISTENING"
+      else
+        echo "  port $DEMO_PORT: free"
+      fi
+    fi
+    if [ "$left" = 0 ]; then say "nothing left behind"; else say "something was left behind (see above)"; fi
+    rm -f "$STATE"
+  fi
+  "$ROOT/tests/slurm/stop-local-slurm.sh" "$CONFDIR"
+  say "local Slurm stopped; /usr/local/{bin,sbin}/ffl-* and $ETC stay installed"
+}
+
+if [ "${1:-}" = stop ]; then
+  stop_demo
+  exit 0
+fi
+[ $# -eq 0 ] || die "usage: $0 [stop]"
+
+# ---------------------------------------------------------------- 1. install
+for b in ffl-launch ffl-epilog ffl-prolog; do
+  [ -x "$ROOT/bin/$b" ] || die "$ROOT/bin/$b missing: run 'make build' first (sudo make demo does)"
+done
+install -D -m0755 "$ROOT/bin/ffl-launch" "$PREFIX/bin/ffl-launch"
+install -D -m0755 "$ROOT/bin/ffl-epilog" "$PREFIX/sbin/ffl-epilog"
+install -D -m0755 "$ROOT/bin/ffl-prolog" "$PREFIX/sbin/ffl-prolog"
+install -D -m0644 "$ROOT/contrib/sbatch/firefox.sbatch" "$PREFIX/share/ffl/firefox.sbatch"
+say "installed $PREFIX/bin/ffl-launch, $PREFIX/sbin/ffl-epilog, $PREFIX/sbin/ffl-prolog"
+if [ ! -e "$ETC" ]; then
+  mkdir -p "$(dirname "$ETC")"
+  # The example with every key commented out (the defaults), except the Epilog's log file.
+  sed -e 's|^#\[epilog\]$|[epilog]|' -e 's|^#log_file = ""$|log_file = "/var/log/ffl-epilog.log"|' \
+    "$ROOT/etc/ffl.toml" >"$ETC.tmp"
+  { grep -qx '\[epilog\]' "$ETC.tmp" && grep -q '^log_file = ' "$ETC.tmp"; } ||
+    die "etc/ffl.toml changed: cannot set [epilog] log_file"
+  chmod 0644 "$ETC.tmp"
+  mv "$ETC.tmp" "$ETC"
+  say "wrote $ETC (defaults; Epilog log: /var/log/ffl-epilog.log)"
+else
+  say "keeping the existing $ETC"
+fi
+
+# ---------------------------------------------------------------- 2. user
+read -r _ DEMO_UID _ DEMO_HOMEDIR < <("$ROOT/tests/slurm/users.sh" "$DEMO_USER" | tail -n 1)
+say "demo user $DEMO_USER (uid $DEMO_UID, home $DEMO_HOMEDIR)"
+
+# ---------------------------------------------------------------- 3. Slurm
+SLURM_PROLOG=$PREFIX/sbin/ffl-prolog SLURM_EPILOG=$PREFIX/sbin/ffl-epilog SLURM_KILLWAIT=${SLURM_KILLWAIT:-10} \
+  "$ROOT/tests/slurm/start-local-slurm.sh" "$CONFDIR" >/dev/null
+NODE=$(hostname -s)
+say "local Slurm up: node $NODE $(sinfo -h -N -o %T | head -n 1), Prolog/Epilog = ffl-prolog/ffl-epilog"
+
+# ---------------------------------------------------------------- 4. the job
+if [ -s "$STATE" ]; then
+  # shellcheck source=/dev/null
+  . "$STATE"
+  if in_queue "$DEMO_JOB"; then
+    say "the demo job $DEMO_JOB is still running; showing it (sudo make demo-stop ends it)"
+  else
+    rm -f "$STATE"
+  fi
+fi
+if [ ! -s "$STATE" ]; then
+  install -o "$DEMO_USER" -g "$(id -g "$DEMO_USER")" -m0644 "$ROOT/contrib/sbatch/firefox.sbatch" "$DEMO_HOMEDIR/firefox.sbatch"
+  DEMO_JOB=$(runuser -l "$DEMO_USER" -c "cd && SLURM_CONF=$SLURM_CONF sbatch --parsable firefox.sbatch" | cut -d';' -f1)
+  [[ $DEMO_JOB =~ ^[0-9]+$ ]] || die "sbatch printed '$DEMO_JOB'"
+  say "submitted as $DEMO_USER: cd ~ && sbatch firefox.sbatch  ->  job $DEMO_JOB"
+fi
+LOG=$DEMO_HOMEDIR/firefox-$DEMO_JOB.log
+t0=$(date +%s)
+until grep -q 'Firefox session ready' "$LOG" 2>/dev/null; do
+  if ! in_queue "$DEMO_JOB"; then
+    cat "$LOG" >&2 2>/dev/null || true
+    die "job $DEMO_JOB ended before a session was ready (log above)"
+  fi
+  [ $(($(date +%s) - t0)) -lt "$READY_TIMEOUT" ] || { cat "$LOG" >&2 || true; die "no session after ${READY_TIMEOUT}s"; }
+  sleep 0.5
+done
+URL=$(sed -n 's/^ *on the node: *//p' "$LOG" | head -n 1)
+PWFILE=$(sed -n 's/^ *password: *cat *//p' "$LOG" | head -n 1)
+PORT=$(sed -n 's/.*Firefox session ready: node [^,]*, port \([0-9]*\),.*/\1/p' "$LOG" | head -n 1)
+{ [ -n "$URL" ] && [ -n "$PWFILE" ] && [ -n "$PORT" ]; } || die "cannot read the connection info from $LOG"
+cat >"$STATE" <<EOF
+DEMO_JOB=$DEMO_JOB
+DEMO_UID=$DEMO_UID
+DEMO_PORT=$PORT
+DEMO_HOME_JOB=$(dirname "$(dirname "$PWFILE")")
+DEMO_RUNTIME_JOB=$(runtime_dir)/job-$DEMO_JOB
+EOF
+say "session ready after $(($(date +%s) - t0)) s; the job's log ($LOG) says:"
+sed -n '/Firefox session ready/,/stop it:/p' "$LOG" | sed 's/^/    /'
+
+# ---------------------------------------------------------------- 5. screenshot
+go build -o "$ROOT/bin/ffl-screenshot" "$ROOT/internal/cmd/ffl-screenshot"
+say "taking a screenshot of the HTML5 client with headless chromium..."
+if title=$(cd "$ROOT" && "$ROOT/bin/ffl-screenshot" "$URL" "$PWFILE" "$PNG"); then
+  if [ -n "${SUDO_UID:-}" ] && [ -n "${SUDO_GID:-}" ]; then chown "$SUDO_UID:$SUDO_GID" "$PNG" || true; fi
+  say "screenshot: $PNG (window: $title)"
+else
+  say "screenshot failed (the session itself runs; open $URL yourself)"
+fi
+cat >&2 <<EOF
+
+  The session runs as job $DEMO_JOB of $DEMO_USER on $NODE, port $PORT.
+  Password:  cat $PWFILE
+  From another machine: ssh -N -L $PORT:127.0.0.1:$PORT <this host>, then http://localhost:$PORT/
+  Stop it:   sudo make demo-stop     (scancel, the Epilog's summary, nothing left, Slurm stopped)
+EOF
