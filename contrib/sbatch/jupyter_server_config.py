@@ -50,8 +50,44 @@
 #   control socket, which lives in a 0700 directory owned by the user, i.e.
 #   the user's own processes in this job (and root).
 import os
+import random
+import socket
 
 c = get_config()  # noqa: F821 -- provided by Jupyter when it loads this file
+
+
+def _ffl_port_range():
+    """port_min/port_max from ffl's config ($FFL_CONFIG or /etc/ffl/ffl.toml; defaults 8001-8999).
+
+    ffl-launch accepts only ports of that range (the site's choice, e.g. for firewalls), while
+    jupyter-server-proxy would pick any free port; so the port is chosen here, from the range.
+    """
+    lo, hi = 8001, 8999
+    path = os.environ.get("FFL_CONFIG", "/etc/ffl/ffl.toml")
+    try:
+        import tomllib  # Python 3.11+
+
+        with open(path, "rb") as f:
+            cfg = tomllib.load(f)
+        lo, hi = int(cfg.get("port_min", lo)), int(cfg.get("port_max", hi))
+    except (ImportError, OSError, ValueError):
+        pass
+    return lo, hi
+
+
+def _pick_port():
+    """A port of ffl's range that is free now (xpra's own bind decides in the end)."""
+    lo, hi = _ffl_port_range()
+    ports = list(range(lo, hi + 1))
+    random.shuffle(ports)
+    for port in ports[:200]:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+    return 0  # let jupyter-server-proxy choose; ffl-launch start then explains the range
 
 # FFL_LAUNCH=/path/to/ffl-launch selects the binary when it is not on PATH.
 _FFL_LAUNCH = os.environ.get("FFL_LAUNCH", "ffl-launch")
@@ -92,6 +128,8 @@ if "{" in _SESSION_SCRIPT or "}" in _SESSION_SCRIPT:
 c.ServerProxy.servers = {
     "firefox": {
         "command": ["/bin/bash", "-c", _SESSION_SCRIPT, "ffl-firefox", _FFL_LAUNCH, "{port}"],
+        # Chosen from ffl's port range when this config is loaded (see _pick_port).
+        "port": _pick_port(),
         # xpra answers 1.5-3 s after start; allow for a busy node.
         "timeout": 90,
         # xpra serves its HTML5 client at /, so strip the /firefox prefix.
