@@ -4,7 +4,7 @@
 // 0 on every problem, each logged (syslog and/or epilog.log_file, since slurmd discards its
 // output), unless epilog.fail_on_unkillable is set and a process of the job survived SIGKILL.
 //
-//	Epilog=/usr/sbin/ffl-epilog                 # slurm.conf
+//	Epilog=/usr/local/sbin/ffl-epilog                 # slurm.conf
 //	ffl-epilog --job 1234 --user alice          # by hand, after a job whose Epilog did not run
 //	ffl-epilog sweep --older-than 168h          # periodically (systemd timer, cron)
 //
@@ -56,7 +56,7 @@ func main() {
 			// Xvfb hard-codes /tmp; only tests point this elsewhere.
 			&cli.StringFlag{Name: "x-dir", Hidden: true, Usage: "directory of X lock files (default /tmp)"},
 		},
-		ArgsUsage: "\n\nEXAMPLES:\n   Epilog=/usr/sbin/ffl-epilog            (slurm.conf)\n   ffl-epilog --job 1234 --user alice",
+		ArgsUsage: "\n\nEXAMPLES:\n   Epilog=/usr/local/sbin/ffl-epilog            (slurm.conf)\n   ffl-epilog --job 1234 --user alice",
 		Action:    epilogAction,
 		Commands:  []*cli.Command{sweepCommand, helperCommand},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {

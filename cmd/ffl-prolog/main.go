@@ -4,7 +4,7 @@
 // user's stale ffl sessions on the node (as the user, the new job excluded). It always exits 0:
 // a Prolog failure would drain the node and requeue the job.
 //
-//	Prolog=/usr/sbin/ffl-prolog                 # slurm.conf
+//	Prolog=/usr/local/sbin/ffl-prolog                 # slurm.conf
 //
 // Build with CGO_ENABLED=1 so that users resolve through NSS (LDAP, SSSD). See docs/EPILOG.md.
 package main
