@@ -97,12 +97,15 @@ func (s *supervisor) run() error {
 		return fmt.Errorf("own identity: %w", err)
 	}
 	// This user's sessions on this node whose supervisor is gone (a SIGKILLed launcher of an
-	// earlier job whose Epilog did not run) go first; they may hold ports and disk.
-	if rep, err := reclaim.Stale(ctx, e.layout, reclaim.Options{BootID: bootID, Grace: e.cfg.CleanupTimeout.Duration, Log: log}); err != nil {
-		log.WithError(err).Warn("removing stale sessions")
-	} else if rep.Sessions > 0 {
-		log.WithFields(logrus.Fields{"sessions": rep.Sessions, "killed": rep.Killed, "dirs": rep.Dirs}).Info("removed stale sessions")
-	}
+	// earlier job whose Epilog did not run) are removed beside the first start, not before it:
+	// they never share a directory with this job, and xpra's bind settles any port they hold.
+	go func() {
+		if rep, err := reclaim.Stale(ctx, e.layout, reclaim.Options{BootID: bootID, Grace: e.cfg.CleanupTimeout.Duration, Log: log}); err != nil {
+			log.WithError(err).Warn("removing stale sessions")
+		} else if rep.Sessions > 0 {
+			log.WithFields(logrus.Fields{"sessions": rep.Sessions, "killed": rep.Killed, "dirs": rep.Dirs}).Info("removed stale sessions")
+		}
+	}()
 
 	mgr, err := lifecycle.NewManager(e.settings(reaper, self, bootID))
 	if err != nil {

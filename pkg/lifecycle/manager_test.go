@@ -136,9 +136,21 @@ func TestStopOneSessionLeavesTheOther(t *testing.T) {
 			}
 			l := m.s.Layout
 			ma, mb := l.Marker(a.Port), l.Marker(b.Port)
-			// faketree is up when its daemon carries the marker: root, child, daemon + fakexpra.
+			// The tree is complete when fakexpra, faketree's root and child, and the daemon are up
+			// and faketree's short-lived intermediate is gone: the daemon then has reparented to
+			// this process (the subreaper), beside xpra.
+			treeUp := func(mk string) bool {
+				ids := markerProcs(t, mk)
+				ours := 0
+				for _, id := range ids {
+					if st, err := proc.ReadStat(id.PID); err == nil && st.PPID == os.Getpid() {
+						ours++
+					}
+				}
+				return len(ids) == 4 && ours == 2
+			}
 			for _, mk := range []string{ma, mb} {
-				if !testutil.Eventually(20*time.Second, func() bool { return len(markerProcs(t, mk)) >= 4 }) {
+				if !testutil.Eventually(20*time.Second, func() bool { return treeUp(mk) }) {
 					t.Fatalf("session %s: tree never came up: %v", mk, markerProcs(t, mk))
 				}
 			}

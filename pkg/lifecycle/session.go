@@ -197,7 +197,7 @@ func (s *Session) start(ctx context.Context, url string) error {
 				return fmt.Errorf("open %s/%s: %w", s.paths.Home, f.dir, err)
 			}
 		}
-		err := safefs.WriteFileAtomic(dir, f.name, f.data, 0o600)
+		err := safefs.ReplaceFile(dir, f.name, f.data, 0o600)
 		if dir != home {
 			dir.Close()
 		}
@@ -273,7 +273,9 @@ func (s *Session) launch(ctx context.Context, url string) error {
 	if st.BindAddress == "0.0.0.0" || st.BindAddress == "::" {
 		target = "http://127.0.0.1:" + strconv.Itoa(s.port) + "/"
 	}
-	tick := time.NewTicker(10 * time.Millisecond)
+	// A refused connection costs microseconds: poll often, so that ffl adds little to xpra's
+	// own time to ready.
+	tick := time.NewTicker(2 * time.Millisecond)
 	defer tick.Stop()
 	polled := false
 	for {
@@ -299,15 +301,19 @@ func (s *Session) launch(ctx context.Context, url string) error {
 				polled = true
 				s.m.failpoint(StepWaitingReady)
 			}
-			if tail := lastLines(s.paths.xpraLog(), 40); strings.Contains(tail, "failed to listen") || strings.Contains(tail, "Address already in use") {
-				// xpra lost the race for the port but keeps running without its TCP socket.
-				return &StartError{Port: s.port, Reason: "address already in use", Tail: lastLines(s.paths.xpraLog(), 4), Err: ErrPortInUse}
+			if !httpReady(ctx, client, target) {
+				continue
 			}
-			if httpReady(ctx, client, target) && ownsListener(s.xpra.PID, s.port) {
-				s.refresh()
-				s.log.WithFields(logrus.Fields{"pid": s.xpra.PID, "display": s.display, "ready_ms": time.Since(s.created).Milliseconds()}).Info("session ready")
-				return nil
+			if !ownsListener(s.xpra.PID, s.port) {
+				// Someone answers, but not our xpra: it lost the race for the port (xpra binds
+				// with SO_REUSEADDR and listens later) and keeps running without its socket.
+				if tail := lastLines(s.paths.xpraLog(), 40); strings.Contains(tail, "failed to listen") || strings.Contains(tail, "Address already in use") {
+					return &StartError{Port: s.port, Reason: "address already in use", Tail: lastLines(s.paths.xpraLog(), 4), Err: ErrPortInUse}
+				}
+				continue
 			}
+			s.log.WithFields(logrus.Fields{"pid": s.xpra.PID, "display": s.display, "ready_ms": time.Since(s.created).Milliseconds()}).Info("session ready")
+			return nil
 		}
 	}
 }
@@ -363,6 +369,9 @@ func (s *Session) watch() {
 	defer s.m.wg.Done()
 	t := time.NewTicker(s.m.s.RefreshInterval)
 	defer t.Stop()
+	// Record the ready session's processes now, off the start's critical path, and again at
+	// each tick (Firefox starts content processes as pages load).
+	s.refresh()
 	for {
 		select {
 		case <-s.stopping:
@@ -388,9 +397,10 @@ func (s *Session) watch() {
 	}
 }
 
-// sessionProcesses returns every live process of this session: xpra's process group, the
-// processes carrying the marker (also those that escaped the group: Xvfb, crashhelper), and the
-// recorded identities that are still alive. Each one is the job user's.
+// sessionProcesses returns every live process of this session: those carrying the marker (xpra
+// passes its environment to everything it starts, also to what escapes its process group: Xvfb,
+// crashhelper) and the recorded identities that are still alive. Each one is the job user's.
+// One /proc scan: with many sessions stopping at once on a small node, scans are the cost.
 func (s *Session) sessionProcesses() []proc.Identity {
 	uid := s.m.s.Layout.UID
 	seen := map[int]proc.Identity{}
@@ -405,15 +415,6 @@ func (s *Session) sessionProcesses() []proc.Identity {
 		add(ids)
 	} else {
 		s.log.WithError(err).Warn("marker scan")
-	}
-	if s.xpra.PID > 0 {
-		pgid := s.xpra.PID
-		if ids, err := proc.Scan(func(st proc.Stat, u int) bool { return st.PGID == pgid && u == uid }); err == nil {
-			add(ids)
-		}
-		if ids, err := proc.Descendants(s.xpra.PID); err == nil {
-			add(ids)
-		}
 	}
 	s.stateMu.Lock()
 	recorded := append([]proc.Identity(nil), s.state.Processes...)
@@ -470,7 +471,9 @@ func (s *Session) writeState() error {
 		return fmt.Errorf("write state: %w", err)
 	}
 	defer dir.Close()
-	if err := safefs.WriteFileAtomic(dir, layout.StateFile, data, 0o600); err != nil {
+	// Not fsynced: the state matters across a SIGKILL of the launcher, not a power loss (after a
+	// reboot its processes are gone and /run is empty).
+	if err := safefs.ReplaceFile(dir, layout.StateFile, data, 0o600); err != nil {
 		return fmt.Errorf("write state %s: %w", filepath.Join(s.paths.Runtime, layout.StateFile), err)
 	}
 	return nil

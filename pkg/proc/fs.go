@@ -23,6 +23,8 @@ const (
 	maxStatSize    = 4 << 10
 	maxStatusRead  = 4 << 10
 	maxEnvironRead = 1 << 20
+	// initialEnvironRead is the first read size for an environ; larger ones are re-read.
+	initialEnvironRead = 64 << 10
 	maxBootIDSize  = 64
 )
 
@@ -360,13 +362,19 @@ func (fs FS) FindByMarker(uid int, name, valuePrefix string) ([]Identity, error)
 	if name == "" || bytes.ContainsAny([]byte(name), "=\x00") || bytes.IndexByte([]byte(valuePrefix), 0) >= 0 {
 		return nil, fmt.Errorf("find by marker: bad marker %q=%q", name, valuePrefix)
 	}
-	envBuf := make([]byte, maxEnvironRead)
+	// Most environments are a few KiB: start small and grow only for the rare large one, so a
+	// supervisor scanning for several sessions at once does not hold MiBs of buffers.
+	envBuf := make([]byte, initialEnvironRead)
 	var ids []Identity
 	err := fs.newScanner().walk(true, func(d pidDir, st Stat, puid int) {
 		if puid != uid || st.Zombie() {
 			return
 		}
-		env, _, err := d.read("environ", envBuf)
+		env, truncated, err := d.read("environ", envBuf)
+		if err == nil && truncated && len(envBuf) < maxEnvironRead {
+			envBuf = make([]byte, maxEnvironRead)
+			env, _, err = d.read("environ", envBuf)
+		}
 		if err != nil {
 			return // unreadable environ: skip, as documented
 		}

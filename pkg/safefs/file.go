@@ -15,6 +15,18 @@ import (
 // ignored), written, fsynced, renamed over name, and dir is fsynced. On any error the temp file
 // is removed. If name is a symlink, the symlink itself is replaced.
 func WriteFileAtomic(dir *os.File, name string, data []byte, perm os.FileMode) error {
+	return writeFile(dir, name, data, perm, true)
+}
+
+// ReplaceFile is WriteFileAtomic without the two fsyncs: atomic for readers and against a
+// SIGKILL of the writer, but not durable across a power loss. It is for files that a reboot makes
+// meaningless anyway (a session's state on the node, its password, its profile defaults), where
+// fsync would only add milliseconds to every session start on a busy or networked filesystem.
+func ReplaceFile(dir *os.File, name string, data []byte, perm os.FileMode) error {
+	return writeFile(dir, name, data, perm, false)
+}
+
+func writeFile(dir *os.File, name string, data []byte, perm os.FileMode, durable bool) error {
 	if err := checkName(name); err != nil {
 		return fmt.Errorf("safefs: write below %s: %w", dir.Name(), err)
 	}
@@ -51,8 +63,10 @@ func WriteFileAtomic(dir *os.File, name string, data []byte, perm os.FileMode) e
 		if err := writeAll(fd, data); err != nil {
 			return fmt.Errorf("safefs: write %s: %w", tmpPath, err)
 		}
-		if err := unix.Fsync(fd); err != nil {
-			return fmt.Errorf("safefs: fsync %s: %w", tmpPath, err)
+		if durable {
+			if err := unix.Fsync(fd); err != nil {
+				return fmt.Errorf("safefs: fsync %s: %w", tmpPath, err)
+			}
 		}
 		err = unix.Close(fd)
 		fd = -1
@@ -63,6 +77,9 @@ func WriteFileAtomic(dir *os.File, name string, data []byte, perm os.FileMode) e
 			return fmt.Errorf("safefs: rename %s to %s: %w", tmpPath, path, err)
 		}
 		renamed = true
+		if !durable {
+			return nil
+		}
 		if err := unix.Fsync(dfd); err != nil {
 			return fmt.Errorf("safefs: fsync %s: %w", dir.Name(), err)
 		}
