@@ -25,7 +25,7 @@ const (
 	maxEnvironRead = 1 << 20
 	// initialEnvironRead is the first read size for an environ; larger ones are re-read.
 	initialEnvironRead = 64 << 10
-	maxBootIDSize  = 64
+	maxBootIDSize      = 64
 )
 
 // FS reads a procfs tree. Its only purpose is testability: Root points at a fixture directory
