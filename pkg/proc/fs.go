@@ -353,20 +353,56 @@ func Scan(keep func(st Stat, uid int) bool) ([]Identity, error) { return FS{}.Sc
 // An empty valuePrefix matches every value of NAME. The result is always usable; see Scan for the
 // meaning of a non-nil error.
 func (fs FS) FindByMarker(uid int, name, valuePrefix string) ([]Identity, error) {
+	if bytes.IndexByte([]byte(valuePrefix), 0) >= 0 {
+		return nil, fmt.Errorf("find by marker: bad marker %q=%q", name, valuePrefix)
+	}
+	var ids []Identity
+	err := fs.markerScan(uid, name, func(env []byte) bool { return environHas(env, name, valuePrefix) }, func(id Identity) {
+		ids = append(ids, id)
+	})
+	return ids, err
+}
+
+// FindByMarkers is FindByMarker for many prefixes in ONE /proc scan: it returns, for every
+// process of uid whose NAME value starts with one of prefixes, the index of the first such
+// prefix. Cleaning up many jobs (a sweep of thousands of stale sessions) then costs one scan,
+// not one per job.
+func (fs FS) FindByMarkers(uid int, name string, prefixes []string) (map[Identity]int, error) {
+	for _, p := range prefixes {
+		if bytes.IndexByte([]byte(p), 0) >= 0 {
+			return nil, fmt.Errorf("find by markers: bad marker %q=%q", name, p)
+		}
+	}
+	out := map[Identity]int{}
+	var match int
+	err := fs.markerScan(uid, name, func(env []byte) bool {
+		for i, p := range prefixes {
+			if environHas(env, name, p) {
+				match = i
+				return true
+			}
+		}
+		return false
+	}, func(id Identity) { out[id] = match })
+	return out, err
+}
+
+// markerScan walks /proc once, reading the environ of every live process of uid, and calls found
+// for those whose environ satisfies match.
+func (fs FS) markerScan(uid int, name string, match func(env []byte) bool, found func(Identity)) error {
 	if uid == 0 {
-		return nil, fmt.Errorf("find by marker %s=%s*: uid 0: %w", name, valuePrefix, ErrRefused)
+		return fmt.Errorf("find by marker %s: uid 0: %w", name, ErrRefused)
 	}
 	if uid < 0 {
-		return nil, fmt.Errorf("find by marker: bad uid %d", uid)
+		return fmt.Errorf("find by marker: bad uid %d", uid)
 	}
-	if name == "" || bytes.ContainsAny([]byte(name), "=\x00") || bytes.IndexByte([]byte(valuePrefix), 0) >= 0 {
-		return nil, fmt.Errorf("find by marker: bad marker %q=%q", name, valuePrefix)
+	if name == "" || bytes.ContainsAny([]byte(name), "=\x00") {
+		return fmt.Errorf("find by marker: bad marker name %q", name)
 	}
 	// Most environments are a few KiB: start small and grow only for the rare large one, so a
 	// supervisor scanning for several sessions at once does not hold MiBs of buffers.
 	envBuf := make([]byte, initialEnvironRead)
-	var ids []Identity
-	err := fs.newScanner().walk(true, func(d pidDir, st Stat, puid int) {
+	return fs.newScanner().walk(true, func(d pidDir, st Stat, puid int) {
 		if puid != uid || st.Zombie() {
 			return
 		}
@@ -378,11 +414,15 @@ func (fs FS) FindByMarker(uid int, name, valuePrefix string) ([]Identity, error)
 		if err != nil {
 			return // unreadable environ: skip, as documented
 		}
-		if environHas(env, name, valuePrefix) {
-			ids = append(ids, Identity{PID: st.PID, StartTime: st.StartTime, UID: puid})
+		if match(env) {
+			found(Identity{PID: st.PID, StartTime: st.StartTime, UID: puid})
 		}
 	})
-	return ids, err
+}
+
+// FindByMarkers searches /proc; see FS.FindByMarkers.
+func FindByMarkers(uid int, name string, prefixes []string) (map[Identity]int, error) {
+	return FS{}.FindByMarkers(uid, name, prefixes)
 }
 
 // FindByMarker searches /proc; see FS.FindByMarker.

@@ -314,3 +314,29 @@ func TestBootID(t *testing.T) {
 		t.Errorf("BootID changed: %q then %q (%v)", id, again, err)
 	}
 }
+
+// TestFixtureFindByMarkers: one scan for many prefixes gives the same processes as one
+// FindByMarker per prefix, each tagged with its first matching prefix.
+func TestFixtureFindByMarkers(t *testing.T) {
+	fs := writeFixture(t, fixtureSession)
+	prefixes := []string{"10/n1/", "1/n1/8002", "1/n1/", "2/"}
+	got, err := fs.FindByMarkers(1000, "FFL_SESSION", prefixes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[int]int{104: 0, 107: 1, 100: 2, 101: 2, 108: 2}
+	if len(got) != len(want) {
+		t.Errorf("FindByMarkers = %v, want pids->prefix %v", got, want)
+	}
+	for id, i := range got {
+		if w, ok := want[id.PID]; !ok || w != i {
+			t.Errorf("pid %d matched prefix %d (%q), want %d", id.PID, i, prefixes[i], w)
+		}
+	}
+	if _, err := fs.FindByMarkers(0, "FFL_SESSION", prefixes); !errors.Is(err, ErrRefused) {
+		t.Errorf("FindByMarkers(uid 0) = %v, want ErrRefused", err)
+	}
+	if got, err := fs.FindByMarkers(1000, "FFL_SESSION", nil); err != nil || len(got) != 0 {
+		t.Errorf("no prefixes: %v %v", got, err)
+	}
+}

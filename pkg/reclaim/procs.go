@@ -39,17 +39,20 @@ func endProcesses(ctx context.Context, l layout.Layout, jobs []*jobInfo, bootID 
 	if killWait <= 0 {
 		killWait = DefaultKillWait
 	}
+	prefixes := make([]string, len(jobs))
+	for i, j := range jobs {
+		prefixes[i] = j.key + "/" + l.Node + "/"
+	}
+	// One /proc scan per round for all jobs: a sweep of thousands of stale jobs must not cost a
+	// scan each.
 	scan := func() map[proc.Identity]string {
 		found := map[proc.Identity]string{}
-		for _, j := range jobs {
-			prefix := j.key + "/" + l.Node + "/"
-			ids, err := proc.FindByMarker(l.UID, layout.MarkerVar, prefix)
-			if err != nil {
-				t.problem("marker scan for %s=%s: %v", layout.MarkerVar, prefix, err)
-			}
-			for _, id := range ids {
-				found[id] = j.key
-			}
+		ids, err := proc.FindByMarkers(l.UID, layout.MarkerVar, prefixes)
+		if err != nil {
+			t.problem("marker scan for %s=%s: %v", layout.MarkerVar, jobKeys(jobs), err)
+		}
+		for id, i := range ids {
+			found[id] = jobs[i].key
 		}
 		return found
 	}
