@@ -87,11 +87,14 @@ func holdsSocket(procRoot string, pid int, inodes map[uint64]bool) bool {
 	return false
 }
 
-// ownsListener reports whether pid is the process listening on port.
+// ownsListener reports whether pid is the process listening on port: the kernel's sock_diag
+// answer, or /proc/net/tcp where netlink is not allowed.
 func ownsListener(pid, port int) bool {
-	inodes, err := listeningInodes("/proc", port)
+	inodes, err := listeningInodesDiag(port)
 	if err != nil {
-		return false
+		if inodes, err = listeningInodes("/proc", port); err != nil {
+			return false
+		}
 	}
 	return holdsSocket("/proc", pid, inodes)
 }

@@ -44,3 +44,37 @@ func TestOwnsListener(t *testing.T) {
 		t.Errorf("closed listener still owned")
 	}
 }
+
+// TestListeningInodesDiag: the netlink answer names the same listener as /proc/net/tcp.
+func TestListeningInodesDiag(t *testing.T) {
+	for _, addr := range []string{"127.0.0.1:0", "[::1]:0"} {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Logf("%s: %v (skipped)", addr, err)
+			continue
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		viaDiag, err := listeningInodesDiag(port)
+		if err != nil {
+			l.Close()
+			t.Fatalf("sock_diag: %v", err)
+		}
+		viaProc, err := listeningInodes("/proc", port)
+		if err != nil {
+			l.Close()
+			t.Fatal(err)
+		}
+		if len(viaDiag) != 1 || len(viaProc) != 1 {
+			t.Errorf("%s: diag %v, /proc %v: want one listener each", addr, viaDiag, viaProc)
+		}
+		for ino := range viaProc {
+			if !viaDiag[ino] {
+				t.Errorf("%s: inode %d from /proc/net not in sock_diag answer %v", addr, ino, viaDiag)
+			}
+		}
+		l.Close()
+		if after, err := listeningInodesDiag(port); err != nil || len(after) != 0 {
+			t.Errorf("%s after close: %v %v", addr, after, err)
+		}
+	}
+}
