@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/ffl-hpc/ffl/pkg/layout"
 	"github.com/ffl-hpc/ffl/pkg/proc"
@@ -166,22 +168,43 @@ func NodeLocalUsage(l layout.Layout) (used bool, why string) {
 // X files, home subtree and node-local dirs. why, if set, says why the jobs are being removed.
 func reclaimJobs(ctx context.Context, l layout.Layout, jobs []*jobInfo, bootID string, opts Options, t *tally, why string) {
 	endProcesses(ctx, l, jobs, bootID, opts, t)
-	for _, j := range jobs {
-		removeXFiles(opts.XDir, j.displays(bootID), l.UID, opts.DryRun, t)
-		if j.home != "" {
-			removeHomeJob(ctx, l, j.key, opts, t)
-		}
-		removeNodeLocalJob(ctx, l, j.key, opts, t)
-		t.update(func(r *Report) { r.Sessions += len(j.sessions) })
-		verb := "removed"
-		if opts.DryRun {
-			verb = "would remove"
-		}
-		reason := why
-		if reason == "" {
-			reason = j.reason
-		}
-		t.removed("%s job %s on %s (%s): %s", verb, j.key, l.Node, reason, j.describe())
+	// Removal is syscall-bound: one worker per CPU removes whole job dirs side by side (a sweep
+	// of thousands of stale jobs then approaches parallel rm -rf). The human lines keep the
+	// jobs' order.
+	lines := make([]string, len(jobs))
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for w := 0; w < min(max(runtime.NumCPU(), 2), len(jobs)); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				j := jobs[i]
+				removeXFiles(opts.XDir, j.displays(bootID), l.UID, opts.DryRun, t)
+				if j.home != "" {
+					removeHomeJob(ctx, l, j.key, opts, t)
+				}
+				removeNodeLocalJob(ctx, l, j.key, opts, t)
+				t.update(func(r *Report) { r.Sessions += len(j.sessions) })
+				verb := "removed"
+				if opts.DryRun {
+					verb = "would remove"
+				}
+				reason := why
+				if reason == "" {
+					reason = j.reason
+				}
+				lines[i] = fmt.Sprintf("%s job %s on %s (%s): %s", verb, j.key, l.Node, reason, j.describe())
+			}
+		}()
+	}
+	for i := range jobs {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	for _, line := range lines {
+		t.removed("%s", line)
 	}
 }
 
