@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ffl-hpc/ffl/internal/testutil"
 	"github.com/ffl-hpc/ffl/pkg/layout"
 )
 
@@ -18,7 +19,7 @@ func TestFastPath(t *testing.T) {
 	mkdirAs(t, dir, h.user, 0o700)
 	before := snapshot(t, h.world()...)
 	r := h.epilog(jobA, h.user)
-	if exists(dir) {
+	if testutil.Exists(dir) {
 		t.Error("the Prolog's dir was not removed")
 	}
 	assertUnchanged(t, before, snapshot(t, h.world()...), dir)
@@ -42,9 +43,9 @@ func TestManualRun(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
-	waitGone(t, procs)
+	testutil.WaitGone(t, procs)
 	for _, p := range h.jobPaths(h.user, jobA) {
-		if exists(p) {
+		if testutil.Exists(p) {
 			t.Errorf("%s not removed", p)
 		}
 	}
@@ -98,7 +99,7 @@ func TestFailOnUnkillable(t *testing.T) {
 	procs := h.tree(h.user, h.layout(h.user, jobA).Marker(8001))
 	h.session(h.user, jobA, 8001, false, procs, "")
 	r := h.epilog(jobA, h.user)
-	waitGone(t, procs)
+	testutil.WaitGone(t, procs)
 	if !strings.Contains(r.log, "left=0") {
 		t.Error("summary does not say left=0")
 	}
@@ -132,7 +133,7 @@ func TestSweepCommand(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("dry run: exit %d: %s", r.code, r.stderr)
 	}
-	assertAlive(t, "dry run", stale)
+	testutil.AssertAlive(t, "dry run", stale)
 	assertUnchanged(t, before, snapshot(t, h.world()...))
 	if strings.Count(r.log, "would remove") != 1 || !strings.Contains(r.log, "would remove job 700") {
 		t.Error("dry run does not say, once, what it would remove")
@@ -141,14 +142,14 @@ func TestSweepCommand(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
-	waitGone(t, stale)
-	assertAlive(t, "live job of another user", live)
+	testutil.WaitGone(t, stale)
+	testutil.AssertAlive(t, "live job of another user", live)
 	for _, p := range h.jobPaths(h.user, "700") {
-		if exists(p) {
+		if testutil.Exists(p) {
 			t.Errorf("%s not removed", p)
 		}
 	}
-	if !exists(filepath.Join(h.layout(h.other, "701").PreferredRuntimeJobDir(), "session-8001")) {
+	if !testutil.Exists(filepath.Join(h.layout(h.other, "701").PreferredRuntimeJobDir(), "session-8001")) {
 		t.Error("live session removed")
 	}
 	if !strings.Contains(r.log, "sweep done") {

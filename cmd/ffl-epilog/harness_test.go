@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ffl-hpc/ffl/internal/faketree/ftest"
+	"github.com/ffl-hpc/ffl/internal/testutil"
 	"github.com/ffl-hpc/ffl/pkg/layout"
 	"github.com/ffl-hpc/ffl/pkg/proc"
 )
@@ -338,7 +339,7 @@ func (h *harness) canary(u *testUser, env ...string) *canary {
 		_ = cmd.Wait()
 	})
 	deadline := time.Now().Add(30 * time.Second)
-	for !exists(log + ".ready") {
+	for !testutil.Exists(log + ".ready") {
 		if time.Now().After(deadline) {
 			t.Fatal("canary did not start")
 		}
@@ -358,40 +359,6 @@ func (c *canary) untouched(t testing.TB, what string) {
 	}
 	if data, _ := os.ReadFile(c.log); len(data) > 0 {
 		t.Errorf("%s (%s) got signals: %q", what, c.id, data)
-	}
-}
-
-func exists(p string) bool {
-	_, err := os.Lstat(p)
-	return err == nil
-}
-
-func waitGone(t testing.TB, ids []proc.Identity) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		var alive []proc.Identity
-		for _, id := range ids {
-			if id.Alive() {
-				alive = append(alive, id)
-			}
-		}
-		if len(alive) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still alive: %v", alive)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func assertAlive(t testing.TB, what string, ids []proc.Identity) {
-	t.Helper()
-	for _, id := range ids {
-		if !id.Alive() {
-			t.Errorf("%s: %s was ended", what, id)
-		}
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ffl-hpc/ffl/internal/testutil"
 	"github.com/ffl-hpc/ffl/pkg/layout"
 	"github.com/ffl-hpc/ffl/pkg/proc"
 )
@@ -218,7 +219,7 @@ func TestHostileStateFilesNameOtherProcesses(t *testing.T) {
 	h.session(h.user, jobA, 8001, false, named, "")
 	before := snapshot(t, h.world()...)
 	r := h.epilog(jobA, h.user)
-	waitGone(t, own)
+	testutil.WaitGone(t, own)
 	for _, c := range []struct {
 		c    *canary
 		what string
@@ -312,10 +313,10 @@ func TestHostileFiles(t *testing.T) {
 			start := time.Now()
 			r := h.epilog(jobA, h.user)
 			t.Logf("epilog took %s", time.Since(start))
-			waitGone(t, procs)
+			testutil.WaitGone(t, procs)
 			assertUnchanged(t, before, snapshot(t, h.world()...), h.jobPaths(h.user, jobA)...)
 			for _, p := range h.jobPaths(h.user, jobA) {
-				if exists(p) {
+				if testutil.Exists(p) {
 					t.Errorf("%s not removed", p)
 				}
 			}
@@ -400,7 +401,7 @@ func TestHostileEnvironment(t *testing.T) {
 			if r.code != 0 {
 				t.Errorf("exit %d, want 0", r.code)
 			}
-			assertAlive(t, "the job's session (the environment was not trusted)", procs)
+			testutil.AssertAlive(t, "the job's session (the environment was not trusted)", procs)
 			assertUnchanged(t, before, snapshot(t, h.world()...))
 			if !strings.Contains(r.log, tc.variable) {
 				t.Errorf("no log line names %s", tc.variable)
@@ -428,9 +429,9 @@ func TestHostileMissingHome(t *testing.T) {
 	writeAs(t, filepath.Join(rt, layout.StateFile), u, data)
 	before := snapshot(t, h.world()...)
 	r := h.epilog(jobA, u)
-	waitGone(t, procs)
+	testutil.WaitGone(t, procs)
 	assertUnchanged(t, before, snapshot(t, h.world()...), h.jobPaths(u, jobA)...)
-	if exists(l.PreferredRuntimeJobDir()) {
+	if testutil.Exists(l.PreferredRuntimeJobDir()) {
 		t.Error("node-local job dir not removed")
 	}
 	if !strings.Contains(r.log, "home /nonexistent/ffltest3 of uid") || !strings.Contains(r.log, "does not exist") {
@@ -450,9 +451,9 @@ func TestHostileSharedHomeOtherNode(t *testing.T) {
 	writeAs(t, filepath.Join(other.HomeSessionDir(8001), layout.PasswordFile), h.user, []byte("other node"))
 	before := snapshot(t, h.world()...)
 	r := h.epilog(jobA, h.user)
-	waitGone(t, procs)
+	testutil.WaitGone(t, procs)
 	assertUnchanged(t, before, snapshot(t, h.world()...), h.jobPaths(h.user, jobA)...)
-	if !exists(other.HomeSessionDir(8001)) || exists(h.layout(h.user, jobA).HomeJobDir()) {
+	if !testutil.Exists(other.HomeSessionDir(8001)) || testutil.Exists(h.layout(h.user, jobA).HomeJobDir()) {
 		t.Error("wrong node's subtree removed")
 	}
 	if !strings.Contains(r.log, "sessions=1") {
@@ -477,11 +478,11 @@ func TestRealLeftoverTree(t *testing.T) {
 	writeAs(t, filepath.Join(h.xdir, ".X4301-lock"), h.user, []byte("  999999999\n"))
 	before := snapshot(t, h.world()...)
 	r := h.epilog(jobA, h.user)
-	waitGone(t, append(a1, a2...))
-	assertAlive(t, "job B", b)
-	assertAlive(t, "another user", o)
+	testutil.WaitGone(t, append(a1, a2...))
+	testutil.AssertAlive(t, "job B", b)
+	testutil.AssertAlive(t, "another user", o)
 	assertUnchanged(t, before, snapshot(t, h.world()...), append(h.jobPaths(h.user, jobA), filepath.Join(h.xdir, ".X4301-lock"))...)
-	if exists(filepath.Join(h.xdir, ".X4301-lock")) {
+	if testutil.Exists(filepath.Join(h.xdir, ".X4301-lock")) {
 		t.Error("stale X lock of job A not removed")
 	}
 	for _, want := range []string{"sessions=2", "termed=6", "killed=2", "left=0", "errors=0"} {

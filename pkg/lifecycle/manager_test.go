@@ -109,7 +109,6 @@ func markerProcs(t *testing.T, marker string) []proc.Identity {
 	return ids
 }
 
-func exists(p string) bool { _, err := os.Lstat(p); return err == nil }
 
 // TestStopOneSessionLeavesTheOther: a session tree with a TERM-ignoring child and a daemonized
 // grandchild is gone after Stop, with its directories, while a second session of the same user
@@ -162,7 +161,7 @@ func TestStopOneSessionLeavesTheOther(t *testing.T) {
 				t.Errorf("session A left processes: %v", left)
 			}
 			for _, p := range []string{l.HomeSessionDir(a.Port), filepath.Join(m.RuntimeDir(), layout.SessionDirName(a.Port))} {
-				if exists(p) {
+				if testutil.Exists(p) {
 					t.Errorf("session A dir left: %s", p)
 				}
 			}
@@ -172,7 +171,7 @@ func TestStopOneSessionLeavesTheOther(t *testing.T) {
 				}
 			}
 			for _, p := range []string{l.HomeSessionDir(b.Port), filepath.Join(m.RuntimeDir(), layout.SessionDirName(b.Port), layout.StateFile)} {
-				if !exists(p) {
+				if !testutil.Exists(p) {
 					t.Errorf("session B lost %s", p)
 				}
 			}
@@ -189,7 +188,7 @@ func TestStopOneSessionLeavesTheOther(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, p := range []string{l.HomeJobDir(), l.FallbackRuntimeJobDir()} {
-				if exists(p) {
+				if testutil.Exists(p) {
 					t.Errorf("left behind: %s", p)
 				}
 			}

@@ -296,41 +296,6 @@ func ids(t testing.TB, tr *ftest.Tree) []proc.Identity {
 	return out
 }
 
-// waitGone waits (generously) until every identity is gone, and fails naming the survivors.
-func waitGone(t testing.TB, ids []proc.Identity) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		var alive []proc.Identity
-		for _, id := range ids {
-			if id.Alive() {
-				alive = append(alive, id)
-			}
-		}
-		if len(alive) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still alive: %v", alive)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func assertAlive(t testing.TB, what string, ids []proc.Identity) {
-	t.Helper()
-	for _, id := range ids {
-		if !id.Alive() {
-			t.Errorf("%s: %s was ended, but must not have been", what, id)
-		}
-	}
-}
-
-func exists(p string) bool {
-	_, err := os.Lstat(p)
-	return err == nil
-}
-
 // snapshot records every entry below root (type, mode, owner, size, mtime, link target), to
 // prove later that nothing outside a job's subtree changed.
 func snapshot(t testing.TB, root string) map[string]string {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ffl-hpc/ffl/internal/testutil"
 	"github.com/ffl-hpc/ffl/pkg/layout"
 	"github.com/ffl-hpc/ffl/pkg/slurmenv"
 )
@@ -46,7 +47,7 @@ func TestHelperRefusesRoot(t *testing.T) {
 	requireRoot(t)
 	ran := filepath.Join(t.TempDir(), "ran")
 	_, err := shHelper("touch "+ran).Run(context.Background(), Account{Name: "root"}, 0, HelperRequest{})
-	if err == nil || exists(ran) {
+	if err == nil || testutil.Exists(ran) {
 		t.Errorf("helper ran as root (err %v)", err)
 	}
 }
@@ -138,11 +139,11 @@ func TestEpilogHungHelper(t *testing.T) {
 	if !hasLine(res.Problems, "timed out") {
 		t.Errorf("no problem line says the helper timed out: %q", res.Problems)
 	}
-	waitGone(t, procs)
-	if exists(f.layout(f.user, "1101").PreferredRuntimeJobDir()) {
+	testutil.WaitGone(t, procs)
+	if testutil.Exists(f.layout(f.user, "1101").PreferredRuntimeJobDir()) {
 		t.Error("node-local dir not removed after the helper timed out")
 	}
-	if !exists(f.layout(f.user, "1101").HomeJobDir()) {
+	if !testutil.Exists(f.layout(f.user, "1101").HomeJobDir()) {
 		t.Error("the home was touched by root")
 	}
 	_ = layout.StateFile

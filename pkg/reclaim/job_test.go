@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ffl-hpc/ffl/internal/testutil"
 	"github.com/ffl-hpc/ffl/pkg/layout"
 	"github.com/ffl-hpc/ffl/pkg/proc"
 	"github.com/ffl-hpc/ffl/pkg/slurmenv"
@@ -57,17 +58,17 @@ func (f *fixture) leftovers(jobA, jobB string) leftovers {
 
 func (s leftovers) check(t *testing.T, f *fixture) {
 	t.Helper()
-	waitGone(t, append(append([]proc.Identity{}, s.a1...), s.a2...))
-	assertAlive(t, "job B", s.b)
-	assertAlive(t, "another user", s.other)
-	assertAlive(t, "job A on another node", s.otherNode)
+	testutil.WaitGone(t, append(append([]proc.Identity{}, s.a1...), s.a2...))
+	testutil.AssertAlive(t, "job B", s.b)
+	testutil.AssertAlive(t, "another user", s.other)
+	testutil.AssertAlive(t, "job A on another node", s.otherNode)
 	for _, p := range []string{s.aRuntime, s.aHome, filepath.Join(f.xdir, ".X4201-lock"), filepath.Join(f.xdir, ".X11-unix", "X4201")} {
-		if exists(p) {
+		if testutil.Exists(p) {
 			t.Errorf("%s still exists", p)
 		}
 	}
 	for _, p := range []string{s.bRuntime, s.bHome, s.otherHome} {
-		if !exists(p) {
+		if !testutil.Exists(p) {
 			t.Errorf("%s was removed", p)
 		}
 	}
@@ -126,8 +127,8 @@ func TestEpilogFastPath(t *testing.T) {
 		Resolve:    func() (slurmenv.Job, error) { t.Error("the fast path resolved the user"); return slurmenv.Job{}, nil },
 		RuntimeDir: f.runtime, TempDir: f.temp, StateDir: "~/.firefox-launcher", XDir: f.xdir, Helper: testHelper, BootID: f.bootID,
 	})
-	if !res.Fast || len(res.Problems) != 0 || exists(dir) {
-		t.Errorf("fast path: %+v, dir exists: %v", res, exists(dir))
+	if !res.Fast || len(res.Problems) != 0 || testutil.Exists(dir) {
+		t.Errorf("fast path: %+v, dir exists: %v", res, testutil.Exists(dir))
 	}
 }
 

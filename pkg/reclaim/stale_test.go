@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ffl-hpc/ffl/internal/testutil"
 	"github.com/ffl-hpc/ffl/pkg/layout"
 	"github.com/ffl-hpc/ffl/pkg/proc"
 	"github.com/ffl-hpc/ffl/pkg/slurmenv"
@@ -138,9 +139,9 @@ func TestStale(t *testing.T) {
 			rep, err := Stale(context.Background(), f.layout(f.user, s.current), opts)
 			t.Logf("report: %+v, err: %v", rep, err)
 			if tc.removed {
-				waitGone(t, s.procs)
+				testutil.WaitGone(t, s.procs)
 				for _, p := range s.paths {
-					if exists(p) {
+					if testutil.Exists(p) {
 						t.Errorf("%s not removed", p)
 					}
 				}
@@ -149,9 +150,9 @@ func TestStale(t *testing.T) {
 				}
 				return
 			}
-			assertAlive(t, "kept session", s.procs)
+			testutil.AssertAlive(t, "kept session", s.procs)
 			assertUnchanged(t, before, snapshot(t, f.root))
-			if !exists(s.paths[1]) {
+			if !testutil.Exists(s.paths[1]) {
 				t.Errorf("%s removed", s.paths[1])
 			}
 			if tc.reason != "" && !hasLine(rep.Removed, tc.reason) {
@@ -214,15 +215,15 @@ func TestPrologSweepsAsUser(t *testing.T) {
 	if !res.Swept || res.RuntimeJobDir != filepath.Join(f.runtime, "job-903") || len(res.Problems) != 0 {
 		t.Errorf("result: %+v", res)
 	}
-	waitGone(t, spec.processes)
-	assertAlive(t, "live job 902", keep.processes)
+	testutil.WaitGone(t, spec.processes)
+	testutil.AssertAlive(t, "live job 902", keep.processes)
 	for _, p := range []string{filepath.Join(f.runtime, "job-901"), f.layout(f.user, "901").HomeJobDir()} {
-		if exists(p) {
+		if testutil.Exists(p) {
 			t.Errorf("%s not removed", p)
 		}
 	}
 	for _, p := range []string{filepath.Join(f.runtime, "job-902", "session-8002", layout.StateFile), f.layout(f.user, "902").HomeJobDir(), filepath.Join(f.runtime, "job-903")} {
-		if !exists(p) {
+		if !testutil.Exists(p) {
 			t.Errorf("%s removed", p)
 		}
 	}
@@ -256,12 +257,12 @@ func TestSweep(t *testing.T) {
 	})
 	t.Logf("report: %+v", rep)
 	for _, p := range []string{filepath.Join(f.runtime, "job-1001"), lo.HomeJobDir(), lm.FallbackRuntimeJobDir()} {
-		if exists(p) {
+		if testutil.Exists(p) {
 			t.Errorf("%s not removed", p)
 		}
 	}
 	for _, p := range []string{lm.HomeJobDir(), filepath.Join(f.runtime, "job-1003", "session-8003"), f.layout(f.other, "1003").HomeJobDir()} {
-		if !exists(p) {
+		if !testutil.Exists(p) {
 			t.Errorf("%s removed", p)
 		}
 	}
