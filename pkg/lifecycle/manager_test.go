@@ -109,7 +109,6 @@ func markerProcs(t *testing.T, marker string) []proc.Identity {
 	return ids
 }
 
-
 // TestStopOneSessionLeavesTheOther: a session tree with a TERM-ignoring child and a daemonized
 // grandchild is gone after Stop, with its directories, while a second session of the same user
 // and job beside it keeps every process and directory.
