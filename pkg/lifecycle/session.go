@@ -27,6 +27,7 @@ import (
 
 	"github.com/ffl-hpc/ffl/pkg/layout"
 	"github.com/ffl-hpc/ffl/pkg/proc"
+	"github.com/ffl-hpc/ffl/pkg/reclaim"
 	"github.com/ffl-hpc/ffl/pkg/safefs"
 )
 
@@ -541,8 +542,12 @@ func (s *Session) stop(ctx context.Context, grace time.Duration) error {
 			errs = multierror.Append(errs, fmt.Errorf("xpra %d not reaped", s.xpra.PID))
 		}
 	}
-	if err := removeXFiles(s.display, s.m.s.Layout.UID); err != nil {
-		errs = multierror.Append(errs, err)
+	// After a KILL, Xvfb cannot remove its lock and socket itself, and a stale lock makes later
+	// servers skip that display forever; reclaim decides which may go (the user's, server gone).
+	if n, err := strconv.Atoi(strings.TrimPrefix(s.display, ":")); err == nil && s.display != "" {
+		if err := reclaim.RemoveXFiles("", []int{n}, s.m.s.Layout.UID).Err(); err != nil {
+			errs = multierror.Append(errs, err)
+		}
 	}
 	uid := s.m.s.Layout.UID
 	removal := time.Now().Add(2 * time.Second)
@@ -560,49 +565,4 @@ func (s *Session) stop(ctx context.Context, grace time.Duration) error {
 	s.log.WithFields(logrus.Fields{"pid": s.xpra.PID, "termed": termed, "killed": killed, "bytes_freed": freed,
 		"duration_ms": time.Since(t0).Milliseconds()}).Info("session stopped")
 	return errs
-}
-
-// removeXFiles removes the display's /tmp/.X<N>-lock and /tmp/.X11-unix/X<N> when they are the
-// user's and the X server is gone: after a KILL, Xvfb cannot remove them itself, and a stale lock
-// makes a later server skip that display forever.
-func removeXFiles(display string, uid int) error {
-	n, err := strconv.Atoi(strings.TrimPrefix(display, ":"))
-	if display == "" || err != nil || n < 0 {
-		return nil
-	}
-	var errs error
-	for _, p := range []struct{ dir, name string }{{"/tmp", fmt.Sprintf(".X%d-lock", n)}, {"/tmp/.X11-unix", fmt.Sprintf("X%d", n)}} {
-		if err := removeIfOwned(p.dir, p.name, uid, p.name[0] == '.'); err != nil {
-			errs = multierror.Append(errs, err)
-		}
-	}
-	return errs
-}
-
-func removeIfOwned(dirPath, name string, uid int, isLock bool) error {
-	dir, err := safefs.OpenDir(dirPath)
-	if err != nil {
-		return nil
-	}
-	defer dir.Close()
-	var st unix.Stat_t
-	if err := unix.Fstatat(int(dir.Fd()), name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return nil
-	}
-	if int(st.Uid) != uid {
-		return nil
-	}
-	if isLock {
-		if data, err := safefs.ReadFileCapped(dir, name, 64); err == nil {
-			if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil {
-				if id, err := proc.Lookup(pid); err == nil && id.UID == uid {
-					return nil // its X server still runs (not ours to judge): leave it
-				}
-			}
-		}
-	}
-	if err := unix.Unlinkat(int(dir.Fd()), name, 0); err != nil && !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("remove %s/%s: %w", dirPath, name, err)
-	}
-	return nil
 }

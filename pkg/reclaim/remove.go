@@ -150,6 +150,14 @@ func removeHomeJob(ctx context.Context, l layout.Layout, key string, opts Option
 // server named in the lock is gone: after a SIGKILL, Xvfb cannot remove them itself, and a stale
 // lock makes later servers skip that display forever. A lock of another user, or of a live
 // server, is left alone (the display was reused).
+// RemoveXFiles is removeXFiles for the launcher, which stops a session itself: one routine
+// decides for both sides which X lock and socket of a display may go.
+func RemoveXFiles(xdir string, displays []int, uid int) Report {
+	t := newTally(nil)
+	removeXFiles(xdir, displays, uid, false, t)
+	return t.report()
+}
+
 func removeXFiles(xdir string, displays []int, uid int, dryRun bool, t *tally) {
 	if len(displays) == 0 {
 		return
