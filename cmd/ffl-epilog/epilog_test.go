@@ -16,7 +16,7 @@ import (
 func TestFastPath(t *testing.T) {
 	h := newHarness(t, "")
 	dir := h.layout(h.user, jobA).PreferredRuntimeJobDir()
-	mkdirAs(t, dir, h.user, 0o700)
+	testutil.MkdirAs(t, dir, h.user, 0o700)
 	before := snapshot(t, h.world()...)
 	r := h.epilog(jobA, h.user)
 	if testutil.Exists(dir) {
@@ -117,7 +117,7 @@ func TestSweepCommand(t *testing.T) {
 	sup := live[0]
 	rec := layout.Supervisor{Schema: 1, Job: "701", Node: h.node, BootID: h.bootID, Process: sup, Started: time.Now()}
 	data, _ := rec.Marshal()
-	writeAs(t, filepath.Join(h.layout(h.other, "701").PreferredRuntimeJobDir(), layout.SupervisorFile), h.other, data)
+	testutil.WriteAs(t, filepath.Join(h.layout(h.other, "701").PreferredRuntimeJobDir(), layout.SupervisorFile), h.other, data)
 	for _, p := range h.jobPaths(h.user, "700") {
 		old := time.Now().Add(-48 * time.Hour)
 		_ = filepath.Walk(p, func(q string, _ os.FileInfo, err error) error {

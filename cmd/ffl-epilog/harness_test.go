@@ -80,6 +80,9 @@ type testUser struct {
 	home     string
 }
 
+// IDs makes testUser a testutil.Owner.
+func (u testUser) IDs() (int, int) { return u.uid, u.gid }
+
 func (u testUser) cred() *syscall.Credential {
 	return &syscall.Credential{Uid: uint32(u.uid), Gid: uint32(u.gid)}
 }
@@ -227,35 +230,6 @@ func (h *harness) epilog(job string, u testUser) result {
 	return r
 }
 
-// mkdirAs creates every missing directory of path as u with mode.
-func mkdirAs(t testing.TB, path string, u testUser, mode os.FileMode) {
-	t.Helper()
-	var missing []string
-	for p := path; ; p = filepath.Dir(p) {
-		if _, err := os.Lstat(p); err == nil {
-			break
-		}
-		missing = append([]string{p}, missing...)
-	}
-	for _, p := range missing {
-		must(t, os.Mkdir(p, mode))
-		must(t, os.Chown(p, u.uid, u.gid))
-		must(t, os.Chmod(p, mode))
-	}
-}
-
-func writeAs(t testing.TB, path string, u testUser, data []byte) {
-	t.Helper()
-	must(t, os.WriteFile(path, data, 0o600))
-	must(t, os.Chown(path, u.uid, u.gid))
-}
-
-func symlinkAs(t testing.TB, target, path string, u testUser) {
-	t.Helper()
-	must(t, os.Symlink(target, path))
-	must(t, os.Lchown(path, u.uid, u.gid))
-}
-
 // deadID names no process.
 var deadID = proc.Identity{PID: 999_999_999, StartTime: 1}
 
@@ -271,7 +245,7 @@ func (h *harness) session(u testUser, job string, port int, fallback bool, procs
 	}
 	rt := filepath.Join(jobDir, layout.SessionDirName(port))
 	for _, d := range []string{"run", "xpra", "tmp", "cache"} {
-		mkdirAs(t, filepath.Join(rt, d), u, 0o700)
+		testutil.MkdirAs(t, filepath.Join(rt, d), u, 0o700)
 	}
 	if procs == nil {
 		procs = []proc.Identity{}
@@ -281,15 +255,15 @@ func (h *harness) session(u testUser, job string, port int, fallback bool, procs
 		RuntimeDir: rt, Supervisor: deadID, Processes: procs}
 	data, err := st.Marshal()
 	must(t, err)
-	writeAs(t, filepath.Join(rt, layout.StateFile), u, data)
+	testutil.WriteAs(t, filepath.Join(rt, layout.StateFile), u, data)
 	sup := layout.Supervisor{Schema: layout.StateSchema, Job: job, Node: h.node, BootID: h.bootID, Process: deadID, Started: time.Now().UTC()}
 	data, err = sup.Marshal()
 	must(t, err)
-	writeAs(t, filepath.Join(jobDir, layout.SupervisorFile), u, data)
+	testutil.WriteAs(t, filepath.Join(jobDir, layout.SupervisorFile), u, data)
 	home := l.HomeSessionDir(port)
-	mkdirAs(t, filepath.Join(home, "profile"), u, 0o700)
-	writeAs(t, filepath.Join(home, layout.PasswordFile), u, []byte("secret"))
-	writeAs(t, filepath.Join(home, "profile", "prefs.js"), u, []byte("user_pref(\"a\", 1);\n"))
+	testutil.MkdirAs(t, filepath.Join(home, "profile"), u, 0o700)
+	testutil.WriteAs(t, filepath.Join(home, layout.PasswordFile), u, []byte("secret"))
+	testutil.WriteAs(t, filepath.Join(home, "profile", "prefs.js"), u, []byte("user_pref(\"a\", 1);\n"))
 	return rt, home
 }
 

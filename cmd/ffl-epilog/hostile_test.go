@@ -73,7 +73,7 @@ func TestHostileSymlinks(t *testing.T) {
 	// (where nothing may touch it either).
 	replace := func(h *harness, path, target string, owner testUser) {
 		must(h.t, os.Rename(path, path+".aside"))
-		symlinkAs(h.t, target, path, owner)
+		testutil.SymlinkAs(h.t, target, path, owner)
 	}
 	for _, tc := range []struct {
 		name     string
@@ -114,8 +114,8 @@ func TestHostileSymlinks(t *testing.T) {
 		}, "symlink"},
 		{"inside the trees", false, func(h *harness, v string) {
 			l := h.layout(h.user, jobA)
-			symlinkAs(h.t, v, filepath.Join(l.PreferredRuntimeJobDir(), "session-8001", "tmp", "link"), h.user)
-			symlinkAs(h.t, filepath.Join(v, "file"), filepath.Join(l.HomeSessionDir(8001), "profile", "lock"), h.user)
+			testutil.SymlinkAs(h.t, v, filepath.Join(l.PreferredRuntimeJobDir(), "session-8001", "tmp", "link"), h.user)
+			testutil.SymlinkAs(h.t, filepath.Join(v, "file"), filepath.Join(l.HomeSessionDir(8001), "profile", "lock"), h.user)
 			replace(h, filepath.Join(l.PreferredRuntimeJobDir(), "session-8001", layout.StateFile), filepath.Join(v, "file"), h.user)
 		}, "symlink"},
 	} {
@@ -151,9 +151,9 @@ func TestHostileSymlinkRace(t *testing.T) {
 	for i := 0; i < 200; i++ {
 		for _, base := range []string{filepath.Join(rt, "tmp"), filepath.Join(home, "profile")} {
 			d := filepath.Join(base, fmt.Sprintf("d%03d", i))
-			mkdirAs(t, filepath.Join(d, "sub"), h.user, 0o700)
+			testutil.MkdirAs(t, filepath.Join(d, "sub"), h.user, 0o700)
 			for j := 0; j < 5; j++ {
-				writeAs(t, filepath.Join(d, "sub", fmt.Sprintf("f%d", j)), h.user, []byte("data"))
+				testutil.WriteAs(t, filepath.Join(d, "sub", fmt.Sprintf("f%d", j)), h.user, []byte("data"))
 			}
 			dirs = append(dirs, d)
 		}
@@ -252,18 +252,18 @@ func TestHostileFiles(t *testing.T) {
 		problem string // a log line contains this ("" : the summary line suffices)
 	}{
 		{"garbage state file", func(h *harness, rt, home string) {
-			writeAs(h.t, filepath.Join(rt, layout.StateFile), h.user, []byte("{\"schema\":1,\"job\":\"500\",garbage"))
+			testutil.WriteAs(h.t, filepath.Join(rt, layout.StateFile), h.user, []byte("{\"schema\":1,\"job\":\"500\",garbage"))
 		}, "invalid state file"},
 		{"huge state file", func(h *harness, rt, home string) {
-			writeAs(h.t, filepath.Join(rt, layout.StateFile), h.user, []byte(strings.Repeat(" ", 100<<10)+"{}"))
+			testutil.WriteAs(h.t, filepath.Join(rt, layout.StateFile), h.user, []byte(strings.Repeat(" ", 100<<10)+"{}"))
 		}, "too large"},
 		{"binary state file", func(h *harness, rt, home string) {
 			b := make([]byte, 4096)
 			_, _ = rand.Read(b)
-			writeAs(h.t, filepath.Join(rt, layout.StateFile), h.user, b)
+			testutil.WriteAs(h.t, filepath.Join(rt, layout.StateFile), h.user, b)
 		}, "invalid state file"},
 		{"garbage supervisor record", func(h *harness, rt, home string) {
-			writeAs(h.t, filepath.Join(filepath.Dir(rt), layout.SupervisorFile), h.user, []byte("\x00\x01not json"))
+			testutil.WriteAs(h.t, filepath.Join(filepath.Dir(rt), layout.SupervisorFile), h.user, []byte("\x00\x01not json"))
 		}, "supervisor record"},
 		{"fifos and sockets", func(h *harness, rt, home string) {
 			for _, p := range []string{filepath.Join(rt, layout.StateFile), filepath.Join(filepath.Dir(rt), layout.SupervisorFile), filepath.Join(home, "fifo")} {
@@ -281,8 +281,8 @@ func TestHostileFiles(t *testing.T) {
 		}, "not a regular file"},
 		{"mode 000 dirs and files", func(h *harness, rt, home string) {
 			for _, d := range []string{filepath.Join(rt, "run"), filepath.Join(home, "profile")} {
-				mkdirAs(h.t, filepath.Join(d, "locked", "inner"), h.user, 0o700)
-				writeAs(h.t, filepath.Join(d, "locked", "inner", "f"), h.user, []byte("x"))
+				testutil.MkdirAs(h.t, filepath.Join(d, "locked", "inner"), h.user, 0o700)
+				testutil.WriteAs(h.t, filepath.Join(d, "locked", "inner", "f"), h.user, []byte("x"))
 				must(h.t, os.Chmod(filepath.Join(d, "locked", "inner", "f"), 0))
 				must(h.t, os.Chmod(filepath.Join(d, "locked", "inner"), 0))
 				must(h.t, os.Chmod(filepath.Join(d, "locked"), 0))
@@ -297,11 +297,11 @@ func TestHostileFiles(t *testing.T) {
 		}, ""},
 		{"names with newlines", func(h *harness, rt, home string) {
 			for _, d := range []string{rt, home} {
-				mkdirAs(h.t, filepath.Join(d, "dir\nlevel=error msg=forged"), h.user, 0o700)
-				writeAs(h.t, filepath.Join(d, "dir\nlevel=error msg=forged", "file\n\x01\x7f"), h.user, []byte("x"))
-				writeAs(h.t, filepath.Join(d, "session-8001\n"), h.user, []byte("x"))
+				testutil.MkdirAs(h.t, filepath.Join(d, "dir\nlevel=error msg=forged"), h.user, 0o700)
+				testutil.WriteAs(h.t, filepath.Join(d, "dir\nlevel=error msg=forged", "file\n\x01\x7f"), h.user, []byte("x"))
+				testutil.WriteAs(h.t, filepath.Join(d, "session-8001\n"), h.user, []byte("x"))
 			}
-			mkdirAs(h.t, filepath.Join(h.runtime, "job-"+jobA+"\nforged"), h.user, 0o700)
+			testutil.MkdirAs(h.t, filepath.Join(h.runtime, "job-"+jobA+"\nforged"), h.user, 0o700)
 		}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -421,12 +421,12 @@ func TestHostileMissingHome(t *testing.T) {
 	procs := h.tree(u, h.layout(u, jobA).Marker(8001))
 	l := h.layout(u, jobA)
 	rt := filepath.Join(l.PreferredRuntimeJobDir(), "session-8001")
-	mkdirAs(t, rt, u, 0o700)
+	testutil.MkdirAs(t, rt, u, 0o700)
 	st := layout.State{Schema: 1, Job: jobA, Node: h.node, BootID: h.bootID, UID: u.uid, User: u.name, Port: 8001,
 		Created: time.Now(), Marker: l.Marker(8001), Supervisor: deadID, Processes: procs}
 	data, err := st.Marshal()
 	must(t, err)
-	writeAs(t, filepath.Join(rt, layout.StateFile), u, data)
+	testutil.WriteAs(t, filepath.Join(rt, layout.StateFile), u, data)
 	before := snapshot(t, h.world()...)
 	r := h.epilog(jobA, u)
 	testutil.WaitGone(t, procs)
@@ -447,8 +447,8 @@ func TestHostileSharedHomeOtherNode(t *testing.T) {
 	h.session(h.user, jobA, 8001, false, procs, "")
 	other := h.layout(h.user, jobA)
 	other.Node = "othernode"
-	mkdirAs(t, filepath.Join(other.HomeSessionDir(8001), "profile"), h.user, 0o700)
-	writeAs(t, filepath.Join(other.HomeSessionDir(8001), layout.PasswordFile), h.user, []byte("other node"))
+	testutil.MkdirAs(t, filepath.Join(other.HomeSessionDir(8001), "profile"), h.user, 0o700)
+	testutil.WriteAs(t, filepath.Join(other.HomeSessionDir(8001), layout.PasswordFile), h.user, []byte("other node"))
 	before := snapshot(t, h.world()...)
 	r := h.epilog(jobA, h.user)
 	testutil.WaitGone(t, procs)
@@ -475,7 +475,7 @@ func TestRealLeftoverTree(t *testing.T) {
 	h.session(h.user, jobA, 8002, false, a2[:1], "")
 	h.session(h.user, "600", 8001, true, b, "")
 	h.session(h.other, jobA, 8001, true, o, "")
-	writeAs(t, filepath.Join(h.xdir, ".X4301-lock"), h.user, []byte("  999999999\n"))
+	testutil.WriteAs(t, filepath.Join(h.xdir, ".X4301-lock"), h.user, []byte("  999999999\n"))
 	before := snapshot(t, h.world()...)
 	r := h.epilog(jobA, h.user)
 	testutil.WaitGone(t, append(a1, a2...))

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/ffl-hpc/ffl/internal/faketree/ftest"
+	"github.com/ffl-hpc/ffl/internal/testutil"
 	"github.com/ffl-hpc/ffl/pkg/layout"
 	"github.com/ffl-hpc/ffl/pkg/proc"
 )
@@ -69,6 +70,9 @@ type testUser struct {
 
 // syscallStat is what os.FileInfo.Sys() holds on Linux.
 type syscallStat = syscall.Stat_t
+
+// IDs makes testUser a testutil.Owner.
+func (u testUser) IDs() (int, int) { return u.uid, u.gid }
 
 func (u testUser) cred() *syscall.Credential {
 	return &syscall.Credential{Uid: uint32(u.uid), Gid: uint32(u.gid)}
@@ -172,30 +176,6 @@ func (f *fixture) opts() Options {
 	return Options{BootID: f.bootID, Grace: 300 * time.Millisecond, XDir: f.xdir, KillWait: 5 * time.Second}
 }
 
-// mkdirAs creates every missing directory of path as u with mode (existing ones are kept).
-func mkdirAs(t testing.TB, path string, u testUser, mode os.FileMode) {
-	t.Helper()
-	var missing []string
-	for p := path; ; p = filepath.Dir(p) {
-		if _, err := os.Lstat(p); err == nil {
-			break
-		}
-		missing = append([]string{p}, missing...)
-	}
-	for _, p := range missing {
-		must(t, os.Mkdir(p, mode))
-		must(t, os.Chown(p, u.uid, u.gid))
-		must(t, os.Chmod(p, mode))
-	}
-}
-
-// writeAs writes a file owned by u.
-func writeAs(t testing.TB, path string, u testUser, data []byte) {
-	t.Helper()
-	must(t, os.WriteFile(path, data, 0o600))
-	must(t, os.Chown(path, u.uid, u.gid))
-}
-
 // sessionSpec describes one session to lay out on disk.
 type sessionSpec struct {
 	user      testUser
@@ -219,7 +199,7 @@ func (f *fixture) runtimeJobDir(s sessionSpec) string {
 	} else {
 		dir = filepath.Join(f.runtime, layout.JobDirName(s.job))
 	}
-	mkdirAs(f.t, dir, s.user, 0o700)
+	testutil.MkdirAs(f.t, dir, s.user, 0o700)
 	return dir
 }
 
@@ -230,9 +210,9 @@ func (f *fixture) addSession(s sessionSpec) (string, string) {
 	t.Helper()
 	l := f.layout(s.user, s.job)
 	rt := filepath.Join(f.runtimeJobDir(s), layout.SessionDirName(s.port))
-	mkdirAs(t, rt, s.user, 0o700)
+	testutil.MkdirAs(t, rt, s.user, 0o700)
 	for _, d := range []string{"run", "xpra", "tmp", "cache"} {
-		mkdirAs(t, filepath.Join(rt, d), s.user, 0o700)
+		testutil.MkdirAs(t, filepath.Join(rt, d), s.user, 0o700)
 	}
 	sup := deadID
 	if s.sup != nil {
@@ -252,11 +232,11 @@ func (f *fixture) addSession(s sessionSpec) (string, string) {
 	}
 	data, err := st.Marshal()
 	must(t, err)
-	writeAs(t, filepath.Join(rt, layout.StateFile), s.user, data)
+	testutil.WriteAs(t, filepath.Join(rt, layout.StateFile), s.user, data)
 	home := l.HomeSessionDir(s.port)
-	mkdirAs(t, filepath.Join(home, "profile"), s.user, 0o700)
-	writeAs(t, filepath.Join(home, layout.PasswordFile), s.user, []byte("secret"))
-	writeAs(t, filepath.Join(home, "profile", "user.js"), s.user, []byte("user_pref(\"x\", 1);\n"))
+	testutil.MkdirAs(t, filepath.Join(home, "profile"), s.user, 0o700)
+	testutil.WriteAs(t, filepath.Join(home, layout.PasswordFile), s.user, []byte("secret"))
+	testutil.WriteAs(t, filepath.Join(home, "profile", "user.js"), s.user, []byte("user_pref(\"x\", 1);\n"))
 	return rt, home
 }
 
@@ -270,7 +250,7 @@ func (f *fixture) addSupervisor(s sessionSpec, id proc.Identity, bootID string) 
 	rec := layout.Supervisor{Schema: layout.StateSchema, Job: s.job, Node: f.node, BootID: bootID, Process: id, Started: time.Now().UTC()}
 	data, err := rec.Marshal()
 	must(t, err)
-	writeAs(t, filepath.Join(f.runtimeJobDir(s), layout.SupervisorFile), s.user, data)
+	testutil.WriteAs(t, filepath.Join(f.runtimeJobDir(s), layout.SupervisorFile), s.user, data)
 }
 
 // tree starts a faketree as u carrying marker (none if ""), with a TERM-ignoring child and a

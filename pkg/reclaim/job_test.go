@@ -46,7 +46,7 @@ func (f *fixture) leftovers(jobA, jobB string) leftovers {
 	s.bHome = f.layout(f.user, jobB).HomeJobDir()
 	s.otherHome = f.layout(f.other, jobA).HomeJobDir()
 	// A stale X lock of job A's display, and its socket.
-	writeAs(t, filepath.Join(f.xdir, ".X4201-lock"), f.user, []byte(fmt.Sprintf("%10d\n", 999_999_999)))
+	testutil.WriteAs(t, filepath.Join(f.xdir, ".X4201-lock"), f.user, []byte(fmt.Sprintf("%10d\n", 999_999_999)))
 	sock := filepath.Join(f.xdir, ".X11-unix", "X4201")
 	ln, err := net.Listen("unix", sock)
 	must(t, err)
@@ -121,7 +121,7 @@ func TestEpilogFastPath(t *testing.T) {
 	f := newFixture(t)
 	job := "301"
 	dir := filepath.Join(f.runtime, layout.JobDirName(job))
-	mkdirAs(t, dir, f.user, 0o700)
+	testutil.MkdirAs(t, dir, f.user, 0o700)
 	res := Epilog(context.Background(), EpilogParams{
 		Job:        slurmenv.Job{ID: job, UID: f.user.uid, GID: f.user.gid, User: f.user.name, Node: f.node},
 		Resolve:    func() (slurmenv.Job, error) { t.Error("the fast path resolved the user"); return slurmenv.Job{}, nil },
@@ -140,32 +140,32 @@ func TestNodeLocalUsage(t *testing.T) {
 		used  bool
 	}{
 		{"nothing", func(string) {}, false},
-		{"empty prolog dir", func(job string) { mkdirAs(t, filepath.Join(f.runtime, "job-"+job), f.user, 0o700) }, false},
+		{"empty prolog dir", func(job string) { testutil.MkdirAs(t, filepath.Join(f.runtime, "job-"+job), f.user, 0o700) }, false},
 		{"prolog dir with junk", func(job string) {
 			d := filepath.Join(f.runtime, "job-"+job)
-			mkdirAs(t, d, f.user, 0o700)
-			writeAs(t, filepath.Join(d, "junk"), f.user, nil)
+			testutil.MkdirAs(t, d, f.user, 0o700)
+			testutil.WriteAs(t, filepath.Join(d, "junk"), f.user, nil)
 		}, false},
 		{"session dir", func(job string) {
-			mkdirAs(t, filepath.Join(f.runtime, "job-"+job, "session-8001"), f.user, 0o700)
+			testutil.MkdirAs(t, filepath.Join(f.runtime, "job-"+job, "session-8001"), f.user, 0o700)
 		}, true},
 		{"supervisor in fallback", func(job string) {
 			d := filepath.Join(f.temp, layout.UserTempName(f.user.uid), "job-"+job)
-			mkdirAs(t, d, f.user, 0o700)
-			writeAs(t, filepath.Join(d, layout.SupervisorFile), f.user, []byte("{}"))
+			testutil.MkdirAs(t, d, f.user, 0o700)
+			testutil.WriteAs(t, filepath.Join(d, layout.SupervisorFile), f.user, []byte("{}"))
 		}, true},
 		{"symlink as job dir", func(job string) {
 			must(t, os.Symlink("/etc", filepath.Join(f.runtime, "job-"+job)))
 		}, true},
 		{"foreign ffl-uid", func(job string) {
 			d := filepath.Join(f.temp, layout.UserTempName(f.user.uid))
-			mkdirAs(t, filepath.Join(d, "job-"+job), f.other, 0o700)
+			testutil.MkdirAs(t, filepath.Join(d, "job-"+job), f.other, 0o700)
 		}, true},
 		{"crowded", func(job string) {
 			d := filepath.Join(f.runtime, "job-"+job)
-			mkdirAs(t, d, f.user, 0o700)
+			testutil.MkdirAs(t, d, f.user, 0o700)
 			for i := 0; i < 100; i++ {
-				writeAs(t, filepath.Join(d, fmt.Sprintf("f%d", i)), f.user, nil)
+				testutil.WriteAs(t, filepath.Join(d, fmt.Sprintf("f%d", i)), f.user, nil)
 			}
 		}, true},
 	} {
@@ -202,7 +202,7 @@ func TestOpenTrusted(t *testing.T) {
 	}
 	// The same symlink in a user's directory, or in a world-writable one: refused.
 	userDir := filepath.Join(f.root, "userdir")
-	mkdirAs(t, userDir, f.user, 0o755)
+	testutil.MkdirAs(t, userDir, f.user, 0o755)
 	must(t, os.Symlink(target, filepath.Join(userDir, "link")))
 	must(t, os.Symlink(target, filepath.Join(f.temp, "link")))
 	for _, p := range []string{filepath.Join(userDir, "link"), filepath.Join(f.temp, "link"), filepath.Join(userDir, "link", "x")} {
@@ -250,7 +250,7 @@ func TestPrepareRuntimeJobDir(t *testing.T) {
 	// A symlink, or a user-owned or world-writable dir, as the runtime root: refused, untouched.
 	for name, setup := range map[string]func(p string){
 		"symlink":        func(p string) { must(t, os.Symlink(f.temp, p)) },
-		"user's":         func(p string) { mkdirAs(t, p, f.user, 0o755) },
+		"user's":         func(p string) { testutil.MkdirAs(t, p, f.user, 0o755) },
 		"world-writable": func(p string) { must(t, os.Mkdir(p, 0o755)); must(t, os.Chmod(p, 0o777)) },
 	} {
 		p := filepath.Join(f.root, "bad-"+strings.ReplaceAll(name, "'", ""))
@@ -280,7 +280,7 @@ func TestEnsureX11Dir(t *testing.T) {
 	x3 := filepath.Join(f.root, "x3")
 	must(t, os.Mkdir(x3, 0o755))
 	must(t, os.Chmod(x3, 0o777|os.ModeSticky))
-	mkdirAs(t, filepath.Join(x3, ".X11-unix"), f.user, 0o700)
+	testutil.MkdirAs(t, filepath.Join(x3, ".X11-unix"), f.user, 0o700)
 	before := snapshot(t, x3)
 	if err := EnsureX11Dir(x3); err == nil || !strings.Contains(err.Error(), "left alone") {
 		t.Errorf("user's .X11-unix: %v", err)
