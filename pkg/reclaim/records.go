@@ -332,23 +332,34 @@ func readJobNodeLocal(l layout.Layout, j *jobInfo, t *tally) {
 	}
 }
 
+// jobDir is a "job-<key>" entry of a node-local parent or a home node dir.
+type jobDir struct{ name, key string }
+
+// jobDirs lists the job-<key> entries of dir (at most maxJobs; path names dir in problems).
+func jobDirs(dir *os.File, path string, t *tally) []jobDir {
+	names, more, err := listNames(dir, maxJobs)
+	if err != nil {
+		t.problem("%v", err)
+	}
+	if more {
+		t.problem("%s: more than %d entries; only the first were read", path, maxJobs)
+	}
+	var out []jobDir
+	for _, name := range names {
+		if key, err := layout.ParseJobDirName(name); err == nil {
+			out = append(out, jobDir{name, key})
+		}
+	}
+	return out
+}
+
 // scanNodeLocal finds every node-local job dir of user l.UID (both parents) and reads them.
 func scanNodeLocal(l layout.Layout, jobs map[string]*jobInfo, t *tally) {
 	parents := nodeLocalParents(l, t)
 	defer closeAll(parents)
 	for _, p := range parents {
-		names, more, err := listNames(p, maxJobs)
-		if err != nil {
-			t.problem("%v", err)
-		}
-		if more {
-			t.problem("%s: more than %d entries; only the first were read", p.Name(), maxJobs)
-		}
-		for _, name := range names {
-			key, err := layout.ParseJobDirName(name)
-			if err != nil {
-				continue
-			}
+		for _, jd := range jobDirs(p, p.Name(), t) {
+			name, key := jd.name, jd.key
 			fi, err := lstatAt(p, name)
 			if err != nil || !fi.isDir() || fi.uid != l.UID {
 				continue // another user's job (the runtime root is shared), or not a dir
@@ -417,18 +428,8 @@ func scanHome(l layout.Layout, jobs map[string]*jobInfo, t *tally) {
 		return
 	}
 	defer node.Close()
-	names, more, err := listNames(node, maxJobs)
-	if err != nil {
-		t.problem("%v", err)
-	}
-	if more {
-		t.problem("%s: more than %d entries; only the first were read", l.HomeNodeDir(), maxJobs)
-	}
-	for _, name := range names {
-		key, err := layout.ParseJobDirName(name)
-		if err != nil {
-			continue
-		}
+	for _, jd := range jobDirs(node, l.HomeNodeDir(), t) {
+		name, key := jd.name, jd.key
 		fi, err := lstatAt(node, name)
 		if err != nil {
 			continue
