@@ -47,12 +47,6 @@ type Ender struct {
 	Reap func()
 }
 
-// End sends SIGTERM to ids, waits up to grace (checking every poll), then SIGKILLs what is left
-// and waits up to DefaultKillWait; see Ender for details and for the reap hook.
-func End(ctx context.Context, ids []Identity, grace, poll time.Duration) EndResult {
-	return Ender{Grace: grace, Poll: poll}.End(ctx, ids)
-}
-
 // End ends ids. When ctx is done the waits are cut short, but the SIGKILL step still runs (it
 // costs nothing and is what a deadline calls for) and End returns what is still alive in Left.
 func (e Ender) End(ctx context.Context, ids []Identity) EndResult {

@@ -438,41 +438,6 @@ func (fs FS) Children(ppid int) ([]Identity, error) {
 // Children scans /proc; see FS.Children.
 func Children(ppid int) ([]Identity, error) { return FS{}.Children(ppid) }
 
-// Descendants returns every live process whose chain of parents reaches ppid, from one scan.
-// A daemonized process has left the tree (its parent is a subreaper or PID 1) and is not found
-// here unless ppid is that subreaper; use FindByMarker for those.
-func (fs FS) Descendants(ppid int) ([]Identity, error) {
-	type node struct {
-		id     Identity
-		zombie bool
-	}
-	kids := map[int][]node{}
-	err := fs.newScanner().walk(true, func(_ pidDir, st Stat, uid int) {
-		kids[st.PPID] = append(kids[st.PPID], node{Identity{PID: st.PID, StartTime: st.StartTime, UID: uid}, st.Zombie()})
-	})
-	var ids []Identity
-	seen := map[int]bool{ppid: true} // a non-atomic scan may show a cycle through a reused PID
-	queue := []int{ppid}
-	for len(queue) > 0 {
-		p := queue[0]
-		queue = queue[1:]
-		for _, n := range kids[p] {
-			if seen[n.id.PID] {
-				continue
-			}
-			seen[n.id.PID] = true
-			queue = append(queue, n.id.PID)
-			if !n.zombie {
-				ids = append(ids, n.id)
-			}
-		}
-	}
-	return ids, err
-}
-
-// Descendants scans /proc; see FS.Descendants.
-func Descendants(ppid int) ([]Identity, error) { return FS{}.Descendants(ppid) }
-
 // formatErrs gives a multierror a one-line format: these errors end up in log lines and in the
 // one-line messages of ffl's commands.
 func formatErrs(errs *multierror.Error) *multierror.Error {

@@ -356,7 +356,7 @@ func TestFindByMarker(t *testing.T) {
 	}
 }
 
-func TestChildrenAndDescendants(t *testing.T) {
+func TestChildrenAndDaemon(t *testing.T) {
 	tree := startTree(t, "-daemon")
 	kids, err := Children(tree.Root)
 	if err != nil {
@@ -364,17 +364,6 @@ func TestChildrenAndDescendants(t *testing.T) {
 	}
 	if got := pidsOf(kids); !slices.Equal(got, []int{tree.Child}) {
 		t.Errorf("Children(root) = %v, want [%d]", got, tree.Child)
-	}
-	desc, err := Descendants(os.Getpid())
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := pidsOf(desc)
-	if !slices.Contains(got, tree.Root) || !slices.Contains(got, tree.Child) {
-		t.Errorf("Descendants(self) = %v, want root %d and child %d in it", got, tree.Root, tree.Child)
-	}
-	if slices.Contains(got, tree.Daemon) {
-		t.Errorf("Descendants(self) = %v holds the daemon %d, which left the tree", got, tree.Daemon)
 	}
 	// The daemonized process is in its own session, as Xvfb and crashhelper are.
 	st, err := ReadStat(tree.Daemon)
@@ -432,7 +421,7 @@ func TestEndCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	// An hour of grace: only the cancelled context lets this return; SIGKILL must still be sent.
-	res := End(ctx, ids, time.Hour, time.Hour)
+	res := Ender{Grace: time.Hour, Poll: time.Hour}.End(ctx, ids)
 	if res.Termed != 3 || res.Killed < 1 || res.Errs != nil {
 		t.Errorf("End = %+v, want 3 TERMs, a KILL for the child, no errors", res)
 	}
@@ -442,7 +431,7 @@ func TestEndCancelled(t *testing.T) {
 }
 
 func TestEndNothing(t *testing.T) {
-	res := End(context.Background(), nil, time.Hour, time.Hour)
+	res := Ender{Grace: time.Hour, Poll: time.Hour}.End(context.Background(), nil)
 	if res.Termed != 0 || res.Killed != 0 || len(res.Left) != 0 || res.Errs != nil {
 		t.Errorf("End(nothing) = %+v", res)
 	}
@@ -477,9 +466,9 @@ func TestHelperReaper(t *testing.T) {
 	if err != nil || st.PPID != me {
 		t.Fatalf("daemon stat %+v, %v: want ppid %d (the subreaper)", st, err, me)
 	}
-	desc, err := Descendants(me)
-	if err != nil || !slices.Contains(pidsOf(desc), tree.Daemon) {
-		t.Errorf("Descendants(self) = %v, %v: want the adopted daemon %d", pidsOf(desc), err, tree.Daemon)
+	kids, err := Children(me)
+	if err != nil || !slices.Contains(pidsOf(kids), tree.Daemon) {
+		t.Errorf("Children(self) = %v, %v: want the adopted daemon %d", pidsOf(kids), err, tree.Daemon)
 	}
 	isZombie := func(pid int) func() bool {
 		return func() bool { st, err := ReadStat(pid); return err == nil && st.State == 'Z' }
