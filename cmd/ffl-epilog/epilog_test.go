@@ -17,12 +17,12 @@ func TestFastPath(t *testing.T) {
 	h := newHarness(t, "")
 	dir := h.layout(h.user, jobA).PreferredRuntimeJobDir()
 	testutil.MkdirAs(t, dir, h.user, 0o700)
-	before := snapshot(t, h.world()...)
+	before := testutil.Snapshot(t, h.world()...)
 	r := h.epilog(jobA, h.user)
 	if testutil.Exists(dir) {
 		t.Error("the Prolog's dir was not removed")
 	}
-	assertUnchanged(t, before, snapshot(t, h.world()...), dir)
+	testutil.AssertUnchanged(t, before, testutil.Snapshot(t, h.world()...), dir)
 	if !strings.Contains(r.log, "fast=true") || !strings.Contains(r.log, "errors=0") {
 		t.Error("summary line does not say fast=true, errors=0")
 	}
@@ -128,13 +128,13 @@ func TestSweepCommand(t *testing.T) {
 		})
 	}
 	env := []string{"PATH=/usr/bin:/bin"}
-	before := snapshot(t, h.world()...)
+	before := testutil.Snapshot(t, h.world()...)
 	r := h.run(env, "sweep", "--node", h.node, "--older-than", "24h", "--dry-run")
 	if r.code != 0 {
 		t.Fatalf("dry run: exit %d: %s", r.code, r.stderr)
 	}
 	testutil.AssertAlive(t, "dry run", stale)
-	assertUnchanged(t, before, snapshot(t, h.world()...))
+	testutil.AssertUnchanged(t, before, testutil.Snapshot(t, h.world()...))
 	if strings.Count(r.log, "would remove") != 1 || !strings.Contains(r.log, "would remove job 700") {
 		t.Error("dry run does not say, once, what it would remove")
 	}

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
 	"os/user"
@@ -333,68 +332,6 @@ func (c *canary) untouched(t testing.TB, what string) {
 	}
 	if data, _ := os.ReadFile(c.log); len(data) > 0 {
 		t.Errorf("%s (%s) got signals: %q", what, c.id, data)
-	}
-}
-
-// snapshot records every entry below the roots: type, mode, owner, size, mtime, link target.
-func snapshot(t testing.TB, roots ...string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	for _, root := range roots {
-		_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return nil
-			}
-			var st syscall.Stat_t
-			if err := syscall.Lstat(p, &st); err != nil {
-				return nil
-			}
-			desc := fmt.Sprintf("mode=%o uid=%d", st.Mode, st.Uid)
-			if !d.IsDir() {
-				desc += fmt.Sprintf(" size=%d mtime=%d", st.Size, st.Mtim.Nano())
-			}
-			if d.Type()&fs.ModeSymlink != 0 {
-				target, _ := os.Readlink(p)
-				desc += " -> " + target
-			}
-			out[p] = desc
-			return nil
-		})
-	}
-	return out
-}
-
-// assertUnchanged compares snapshots, ignoring everything at or below an allowed path.
-func assertUnchanged(t testing.TB, before, after map[string]string, allowed ...string) {
-	t.Helper()
-	in := func(p string) bool {
-		for _, a := range allowed {
-			if p == a || strings.HasPrefix(p, a+"/") {
-				return true
-			}
-		}
-		return false
-	}
-	n := 0
-	for p, b := range before {
-		if in(p) {
-			continue
-		}
-		if a, ok := after[p]; !ok {
-			t.Errorf("%q was removed (outside the job's subtree)", p)
-			n++
-		} else if a != b {
-			t.Errorf("%q changed: %s -> %s", p, b, a)
-			n++
-		}
-		if n > 20 {
-			t.Fatal("too many differences")
-		}
-	}
-	for p := range after {
-		if _, ok := before[p]; !ok && !in(p) {
-			t.Errorf("%q appeared", p)
-		}
 	}
 }
 

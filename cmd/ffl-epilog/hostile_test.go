@@ -130,9 +130,9 @@ func TestHostileSymlinks(t *testing.T) {
 				procs := h.tree(h.user, h.layout(h.user, jobA).Marker(8001))
 				h.session(h.user, jobA, 8001, tc.fallback, procs, "")
 				tc.swap(h, victim)
-				before := snapshot(t, h.world()...)
+				before := testutil.Snapshot(t, h.world()...)
 				r := h.epilog(jobA, h.user)
-				assertUnchanged(t, before, snapshot(t, h.world()...), h.jobPaths(h.user, jobA)...)
+				testutil.AssertUnchanged(t, before, testutil.Snapshot(t, h.world()...), h.jobPaths(h.user, jobA)...)
 				if !strings.Contains(r.log, tc.problem) {
 					t.Errorf("no log line names the problem (%q)", tc.problem)
 				}
@@ -158,7 +158,7 @@ func TestHostileSymlinkRace(t *testing.T) {
 			dirs = append(dirs, d)
 		}
 	}
-	before := snapshot(t, h.world()...)
+	before := testutil.Snapshot(t, h.world()...)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for w := 0; w < 2; w++ {
@@ -188,7 +188,7 @@ func TestHostileSymlinkRace(t *testing.T) {
 	r := h.epilog(jobA, h.user)
 	close(stop)
 	wg.Wait()
-	assertUnchanged(t, before, snapshot(t, h.world()...), h.jobPaths(h.user, jobA)...)
+	testutil.AssertUnchanged(t, before, testutil.Snapshot(t, h.world()...), h.jobPaths(h.user, jobA)...)
 	if !strings.Contains(r.log, "epilog done") {
 		t.Error("no summary line")
 	}
@@ -217,7 +217,7 @@ func TestHostileStateFilesNameOtherProcesses(t *testing.T) {
 	named := append([]proc.Identity{one, asUser(rootC.id), asUser(otherC.id), otherC.id, rootC.id, sameC.id, reused,
 		jobBC.id, nodeC.id}, own...)
 	h.session(h.user, jobA, 8001, false, named, "")
-	before := snapshot(t, h.world()...)
+	before := testutil.Snapshot(t, h.world()...)
 	r := h.epilog(jobA, h.user)
 	testutil.WaitGone(t, own)
 	for _, c := range []struct {
@@ -227,7 +227,7 @@ func TestHostileStateFilesNameOtherProcesses(t *testing.T) {
 		{jobBC, "a process of another job"}, {nodeC, "a process of the job on another node"}} {
 		c.c.untouched(t, c.what)
 	}
-	assertUnchanged(t, before, snapshot(t, h.world()...), h.jobPaths(h.user, jobA)...)
+	testutil.AssertUnchanged(t, before, testutil.Snapshot(t, h.world()...), h.jobPaths(h.user, jobA)...)
 	for _, want := range []string{
 		"state file names pid 1 ",
 		fmt.Sprintf("pid %d (start %d, uid %d) runs as uid 0", rootC.id.PID, rootC.id.StartTime, h.user.uid),
@@ -309,12 +309,12 @@ func TestHostileFiles(t *testing.T) {
 			procs := h.tree(h.user, h.layout(h.user, jobA).Marker(8001))
 			rt, home := h.session(h.user, jobA, 8001, false, procs, "")
 			tc.setup(h, rt, home)
-			before := snapshot(t, h.world()...)
+			before := testutil.Snapshot(t, h.world()...)
 			start := time.Now()
 			r := h.epilog(jobA, h.user)
 			t.Logf("epilog took %s", time.Since(start))
 			testutil.WaitGone(t, procs)
-			assertUnchanged(t, before, snapshot(t, h.world()...), h.jobPaths(h.user, jobA)...)
+			testutil.AssertUnchanged(t, before, testutil.Snapshot(t, h.world()...), h.jobPaths(h.user, jobA)...)
 			for _, p := range h.jobPaths(h.user, jobA) {
 				if testutil.Exists(p) {
 					t.Errorf("%s not removed", p)
@@ -396,13 +396,13 @@ func TestHostileEnvironment(t *testing.T) {
 			if tc.value != "" {
 				env = append(env, tc.variable+"="+tc.value)
 			}
-			before := snapshot(t, h.world()...)
+			before := testutil.Snapshot(t, h.world()...)
 			r := h.run(env)
 			if r.code != 0 {
 				t.Errorf("exit %d, want 0", r.code)
 			}
 			testutil.AssertAlive(t, "the job's session (the environment was not trusted)", procs)
-			assertUnchanged(t, before, snapshot(t, h.world()...))
+			testutil.AssertUnchanged(t, before, testutil.Snapshot(t, h.world()...))
 			if !strings.Contains(r.log, tc.variable) {
 				t.Errorf("no log line names %s", tc.variable)
 			}
@@ -427,10 +427,10 @@ func TestHostileMissingHome(t *testing.T) {
 	data, err := st.Marshal()
 	must(t, err)
 	testutil.WriteAs(t, filepath.Join(rt, layout.StateFile), u, data)
-	before := snapshot(t, h.world()...)
+	before := testutil.Snapshot(t, h.world()...)
 	r := h.epilog(jobA, u)
 	testutil.WaitGone(t, procs)
-	assertUnchanged(t, before, snapshot(t, h.world()...), h.jobPaths(u, jobA)...)
+	testutil.AssertUnchanged(t, before, testutil.Snapshot(t, h.world()...), h.jobPaths(u, jobA)...)
 	if testutil.Exists(l.PreferredRuntimeJobDir()) {
 		t.Error("node-local job dir not removed")
 	}
@@ -449,10 +449,10 @@ func TestHostileSharedHomeOtherNode(t *testing.T) {
 	other.Node = "othernode"
 	testutil.MkdirAs(t, filepath.Join(other.HomeSessionDir(8001), "profile"), h.user, 0o700)
 	testutil.WriteAs(t, filepath.Join(other.HomeSessionDir(8001), layout.PasswordFile), h.user, []byte("other node"))
-	before := snapshot(t, h.world()...)
+	before := testutil.Snapshot(t, h.world()...)
 	r := h.epilog(jobA, h.user)
 	testutil.WaitGone(t, procs)
-	assertUnchanged(t, before, snapshot(t, h.world()...), h.jobPaths(h.user, jobA)...)
+	testutil.AssertUnchanged(t, before, testutil.Snapshot(t, h.world()...), h.jobPaths(h.user, jobA)...)
 	if !testutil.Exists(other.HomeSessionDir(8001)) || testutil.Exists(h.layout(h.user, jobA).HomeJobDir()) {
 		t.Error("wrong node's subtree removed")
 	}
@@ -476,12 +476,12 @@ func TestRealLeftoverTree(t *testing.T) {
 	h.session(h.user, "600", 8001, true, b, "")
 	h.session(h.other, jobA, 8001, true, o, "")
 	testutil.WriteAs(t, filepath.Join(h.xdir, ".X4301-lock"), h.user, []byte("  999999999\n"))
-	before := snapshot(t, h.world()...)
+	before := testutil.Snapshot(t, h.world()...)
 	r := h.epilog(jobA, h.user)
 	testutil.WaitGone(t, append(a1, a2...))
 	testutil.AssertAlive(t, "job B", b)
 	testutil.AssertAlive(t, "another user", o)
-	assertUnchanged(t, before, snapshot(t, h.world()...), append(h.jobPaths(h.user, jobA), filepath.Join(h.xdir, ".X4301-lock"))...)
+	testutil.AssertUnchanged(t, before, testutil.Snapshot(t, h.world()...), append(h.jobPaths(h.user, jobA), filepath.Join(h.xdir, ".X4301-lock"))...)
 	if testutil.Exists(filepath.Join(h.xdir, ".X4301-lock")) {
 		t.Error("stale X lock of job A not removed")
 	}

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
 	"os/user"
@@ -274,64 +273,6 @@ func ids(t testing.TB, tr *ftest.Tree) []proc.Identity {
 		out = append(out, id)
 	}
 	return out
-}
-
-// snapshot records every entry below root (type, mode, owner, size, mtime, link target), to
-// prove later that nothing outside a job's subtree changed.
-func snapshot(t testing.TB, root string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			out[p] = "error: " + err.Error()
-			return nil
-		}
-		var st syscall.Stat_t
-		if err := syscall.Lstat(p, &st); err != nil {
-			out[p] = "gone"
-			return nil
-		}
-		desc := fmt.Sprintf("mode=%o uid=%d size=%d mtime=%d", st.Mode, st.Uid, st.Size, st.Mtim.Nano())
-		if d.Type()&fs.ModeSymlink != 0 {
-			target, _ := os.Readlink(p)
-			desc += " -> " + target
-		}
-		if d.IsDir() {
-			desc = fmt.Sprintf("dir mode=%o uid=%d", st.Mode, st.Uid) // entries are listed themselves
-		}
-		out[p] = desc
-		return nil
-	})
-	return out
-}
-
-// assertUnchanged compares two snapshots, ignoring paths below any of the allowed prefixes
-// (the job subtree that was meant to go).
-func assertUnchanged(t testing.TB, before, after map[string]string, allowed ...string) {
-	t.Helper()
-	inAllowed := func(p string) bool {
-		for _, a := range allowed {
-			if p == a || strings.HasPrefix(p, a+"/") {
-				return true
-			}
-		}
-		return false
-	}
-	for p, b := range before {
-		if inAllowed(p) {
-			continue
-		}
-		if a, ok := after[p]; !ok {
-			t.Errorf("%s was removed (it is outside the job's subtree)", p)
-		} else if a != b {
-			t.Errorf("%s changed: %s -> %s", p, b, a)
-		}
-	}
-	for p := range after {
-		if _, ok := before[p]; !ok && !inAllowed(p) {
-			t.Errorf("%s appeared", p)
-		}
-	}
 }
 
 // hasLine reports whether some problem line contains every one of the substrings.

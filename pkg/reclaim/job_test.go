@@ -77,14 +77,14 @@ func (s leftovers) check(t *testing.T, f *fixture) {
 func TestJobEndsExactlyItsJob(t *testing.T) {
 	f := newFixture(t)
 	s := f.leftovers("101", "102")
-	before := snapshot(t, f.root)
+	before := testutil.Snapshot(t, f.root)
 	rep, err := Job(context.Background(), f.layout(f.user, "101"), f.opts())
 	t.Logf("report: %+v, err: %v", rep, err)
 	s.check(t, f)
 	if rep.Sessions != 2 || rep.Termed < 6 || rep.Killed < 2 || rep.Left != 0 {
 		t.Errorf("report: want 2 sessions, >= 6 TERMs, >= 2 KILLs (TERM-ignoring children), 0 left: %+v", rep)
 	}
-	assertUnchanged(t, before, snapshot(t, f.root), s.aRuntime, filepath.Join(f.xdir, ".X4201-lock"), filepath.Join(f.xdir, ".X11-unix", "X4201"))
+	testutil.AssertUnchanged(t, before, testutil.Snapshot(t, f.root), s.aRuntime, filepath.Join(f.xdir, ".X4201-lock"), filepath.Join(f.xdir, ".X11-unix", "X4201"))
 	// Idempotent: a second run finds nothing and reports no problem.
 	rep, err = Job(context.Background(), f.layout(f.user, "101"), f.opts())
 	if err != nil || rep.Termed != 0 || rep.Dirs != 0 {
@@ -255,11 +255,11 @@ func TestPrepareRuntimeJobDir(t *testing.T) {
 	} {
 		p := filepath.Join(f.root, "bad-"+strings.ReplaceAll(name, "'", ""))
 		setup(p)
-		before := snapshot(t, f.root)
+		before := testutil.Snapshot(t, f.root)
 		if _, err := PrepareRuntimeJobDir(p, f.user.uid, f.user.gid, "502"); err == nil {
 			t.Errorf("%s runtime root accepted", name)
 		}
-		assertUnchanged(t, before, snapshot(t, f.root))
+		testutil.AssertUnchanged(t, before, testutil.Snapshot(t, f.root))
 	}
 }
 
@@ -281,9 +281,9 @@ func TestEnsureX11Dir(t *testing.T) {
 	must(t, os.Mkdir(x3, 0o755))
 	must(t, os.Chmod(x3, 0o777|os.ModeSticky))
 	testutil.MkdirAs(t, filepath.Join(x3, ".X11-unix"), f.user, 0o700)
-	before := snapshot(t, x3)
+	before := testutil.Snapshot(t, x3)
 	if err := EnsureX11Dir(x3); err == nil || !strings.Contains(err.Error(), "left alone") {
 		t.Errorf("user's .X11-unix: %v", err)
 	}
-	assertUnchanged(t, before, snapshot(t, x3))
+	testutil.AssertUnchanged(t, before, testutil.Snapshot(t, x3))
 }

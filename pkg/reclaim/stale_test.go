@@ -135,7 +135,7 @@ func TestStale(t *testing.T) {
 			if tc.opts != nil {
 				tc.opts(&opts)
 			}
-			before := snapshot(t, f.root)
+			before := testutil.Snapshot(t, f.root)
 			rep, err := Stale(context.Background(), f.layout(f.user, s.current), opts)
 			t.Logf("report: %+v, err: %v", rep, err)
 			if tc.removed {
@@ -151,7 +151,7 @@ func TestStale(t *testing.T) {
 				return
 			}
 			testutil.AssertAlive(t, "kept session", s.procs)
-			assertUnchanged(t, before, snapshot(t, f.root))
+			testutil.AssertUnchanged(t, before, testutil.Snapshot(t, f.root))
 			if !testutil.Exists(s.paths[1]) {
 				t.Errorf("%s removed", s.paths[1])
 			}
