@@ -48,7 +48,7 @@ func main() {
 			&cli.StringFlag{Name: "log-format", Usage: "text or json (default from config: text)"},
 		},
 		Commands: []*cli.Command{
-			runCommand, startCommand, stopCommand, listCommand, cleanCommand,
+			runCommand, startCommand, stopCommand, listCommand, cleanCommand, proxyCommand,
 		},
 		ExitErrHandler: func(*cli.Context, error) {},
 	}

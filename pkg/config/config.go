@@ -57,7 +57,8 @@ type Config struct {
 	// CleanupTimeout bounds the grace path: SIGTERM to a session, then
 	// SIGKILL. It must end well inside Slurm's KillWait.
 	CleanupTimeout Duration `toml:"cleanup_timeout"`
-	// PortAttempts bounds the retries when xpra reports "Address already in
+	// PortAttempts is no longer used (ffl binds each port itself, so nothing is retried); it
+	// is still accepted so that existing files keep working. It bounded the retries when xpra reported "Address already in
 	// use" (xpra's own bind is the only race-free port check).
 	PortAttempts int `toml:"port_attempts"`
 	// Xpra is the xpra command: a name looked up in PATH or an absolute path.
@@ -71,6 +72,11 @@ type Config struct {
 	FirefoxArgs []string `toml:"firefox_args"`
 	// StartURL is the page Firefox opens first.
 	StartURL string `toml:"start_url"`
+	// ScreenSize is the Xvfb screen ("WIDTHxHEIGHT"): xpra resizes the display to the
+	// client's window, up to this size.
+	ScreenSize string `toml:"screen_size"`
+	// ContentProcesses bounds Firefox's web content processes (each costs tens of MiB).
+	ContentProcesses int `toml:"content_processes"`
 	// MaxSessions bounds the sessions one job may run at once.
 	MaxSessions int `toml:"max_sessions"`
 	// LogFormat is "text" or "json".
@@ -108,20 +114,22 @@ type EpilogConfig struct {
 // /etc/ffl/ffl.toml means). etc/ffl.toml documents the same values.
 func Default() Config {
 	return Config{
-		StateDir:       "~/.firefox-launcher",
-		RuntimeDir:     "/run/ffl",
-		TempDir:        "/tmp",
-		PortMin:        8001,
-		PortMax:        8999,
-		BindAddress:    "127.0.0.1",
-		StartTimeout:   Duration{45 * time.Second},
-		CleanupTimeout: Duration{3 * time.Second},
-		PortAttempts:   10,
-		Xpra:           "xpra",
-		Firefox:        "firefox-esr",
-		StartURL:       "about:blank",
-		MaxSessions:    4,
-		LogFormat:      "text",
+		StateDir:         "~/.firefox-launcher",
+		RuntimeDir:       "/run/ffl",
+		TempDir:          "/tmp",
+		PortMin:          8001,
+		PortMax:          8999,
+		BindAddress:      "127.0.0.1",
+		StartTimeout:     Duration{45 * time.Second},
+		CleanupTimeout:   Duration{3 * time.Second},
+		PortAttempts:     10,
+		Xpra:             "xpra",
+		Firefox:          "firefox-esr",
+		StartURL:         "about:blank",
+		MaxSessions:      4,
+		ScreenSize:       "2560x1600",
+		ContentProcesses: 2,
+		LogFormat:        "text",
 		Epilog: EpilogConfig{
 			Timeout:        Duration{10 * time.Second},
 			Syslog:         true,

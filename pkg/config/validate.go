@@ -70,6 +70,8 @@ func (c Config) Validate() error {
 		{"firefox", strconv.Quote(c.Firefox), checkCommand(c.Firefox)},
 		{"firefox_args", renderStrings(c.FirefoxArgs), checkFirefoxArgs(c.FirefoxArgs)},
 		{"start_url", strconv.Quote(c.StartURL), checkURL(c.StartURL)},
+		{"screen_size", strconv.Quote(c.ScreenSize), checkScreen(c.ScreenSize)},
+		{"content_processes", strconv.Itoa(c.ContentProcesses), checkRange(c.ContentProcesses, 1, 16)},
 		{"max_sessions", strconv.Itoa(c.MaxSessions), checkMaxSessions(c.MaxSessions, c.PortMin, c.PortMax)},
 		{"log_format", strconv.Quote(c.LogFormat), checkLogFormat(c.LogFormat)},
 		{"epilog.timeout", quoteDuration(c.Epilog.Timeout), checkPositive(c.Epilog.Timeout)},
@@ -99,6 +101,20 @@ func renderStrings(a []string) string {
 		q[i] = strconv.Quote(s)
 	}
 	return "[" + strings.Join(q, ", ") + "]"
+}
+
+// checkScreen accepts "WIDTHxHEIGHT" between 640x480 and 8192x8192.
+func checkScreen(s string) error {
+	w, h, ok := strings.Cut(s, "x")
+	wi, err1 := strconv.Atoi(w)
+	hi, err2 := strconv.Atoi(h)
+	if !ok || err1 != nil || err2 != nil || strconv.Itoa(wi) != w || strconv.Itoa(hi) != h {
+		return errors.New(`must be WIDTHxHEIGHT, like "2560x1600"`)
+	}
+	if wi < 640 || hi < 480 || wi > 8192 || hi > 8192 {
+		return errors.New("must be between 640x480 and 8192x8192")
+	}
+	return nil
 }
 
 func checkRange(n, lo, hi int) error {
