@@ -39,8 +39,12 @@ e2e: build ## real xpra + firefox-esr + chromium end to end (root)
 slurm-test: build ## real Slurm scenarios: sbatch, scancel, time limit, SIGKILL, Epilog (root)
 	FFL_E2E=1 SLURM_CONFDIR=$(SLURM_CONFDIR) $(GO) test -count=1 -v -timeout 40m ./tests/slurm/...
 
+.PHONY: preflight
+preflight: build ## ffl-launch doctor: fails (exit 3) when a session could not draw on this machine
+	$(BIN)/ffl-launch doctor
+
 .PHONY: check
-check: deps lint test e2e slurm-test ## everything CI runs: deps, lint, unit, e2e, Slurm scenarios
+check: deps lint preflight test e2e slurm-test ## everything CI runs: deps, lint, doctor, unit, e2e, Slurm scenarios
 
 .PHONY: demo
 demo: deps build ## local single-node Slurm + a real session from contrib/sbatch/firefox.sbatch

@@ -58,7 +58,7 @@ func main() {
 		},
 		ArgsUsage: "\n\nEXAMPLES:\n   Epilog=/usr/local/sbin/ffl-epilog            (slurm.conf)\n   ffl-epilog --job 1234 --user alice",
 		Action:    epilogAction,
-		Commands:  []*cli.Command{sweepCommand, helperCommand},
+		Commands:  []*cli.Command{sweepCommand, helperCommand, doctorCommand},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return fmt.Errorf("%w: %v", errUsage, err)
 		},

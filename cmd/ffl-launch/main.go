@@ -48,7 +48,7 @@ func main() {
 			&cli.StringFlag{Name: "log-format", Usage: "text or json (default from config: text)"},
 		},
 		Commands: []*cli.Command{
-			runCommand, startCommand, stopCommand, listCommand, cleanCommand, proxyCommand,
+			runCommand, startCommand, stopCommand, listCommand, cleanCommand, proxyCommand, doctorCommand,
 		},
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
