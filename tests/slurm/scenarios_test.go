@@ -157,8 +157,12 @@ func (b *bystanders) stopAll(t *testing.T) {
 // session and exits 0, the job completes by itself.
 func scenarioNormalEnd(t *testing.T, c *Cluster, by *bystanders) {
 	u := c.users["ffluser1"]
-	j := c.submit(t, submitOpts{user: u})
+	page := c.colorPage(t, u)
+	j := c.submit(t, submitOpts{user: u, args: []string{"--json", "--url", page}})
 	info := j.waitReady(t)
+	// What the user sees the moment the job announces the session: Firefox's page, painted in
+	// the HTML5 client, no password asked.
+	c.seeFirefox(t, u, info)
 	ff := firefoxMain(t, j, info.Port)
 	if _, err := c.asUser(context.Background(), u, "kill", "-TERM", strconv.Itoa(ff.PID)); err != nil {
 		t.Fatalf("close Firefox (pid %d) as %s: %v", ff.PID, u.Name, err)
@@ -456,7 +460,7 @@ func scenarioLinuxproc(t *testing.T, c *Cluster, by *bystanders) {
 }
 
 // 8. A hostile home: while the session runs, the user plants symlinks to a root-owned file and
-// directory in the job's home subtree (one replacing the password file, one named like a
+// directory in the job's home subtree (one replacing the Xauthority file, one named like a
 // session dir). The launcher is SIGKILLed so that the Epilog has to clean the home; it must
 // exit 0 (node not drained), remove the job's subtree and leave the root-owned targets intact.
 func scenarioHostileHome(t *testing.T, c *Cluster, by *bystanders) {
@@ -475,7 +479,7 @@ func scenarioHostileHome(t *testing.T, c *Cluster, by *bystanders) {
 	sess := j.Layout.HomeSessionDir(info.Port)
 	plant := fmt.Sprintf(`set -e
 ln -s %[1]q %[2]q/profile/evil-file
-rm -f %[2]q/password && ln -s %[1]q %[2]q/password
+rm -f %[2]q/Xauthority && ln -s %[1]q %[2]q/Xauthority
 ln -s %[3]q %[4]q/session-9
 ln -s %[3]q %[4]q/evil-dir
 ln -s %[1]q %[4]q/evil-file`, precious, sess, target, j.Layout.HomeJobDir())
