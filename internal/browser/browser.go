@@ -80,10 +80,16 @@ const pollJS = `(() => {
   return best[1] ? 'canvas:' + best.join(':') : 'none';
 })()`
 
-// SeePage opens url (the HTML5 client) in headless chromium and waits, up to opts.Wait, for
-// Firefox's page of opts.Color to be painted in a window canvas. It fails with one of the Err*
-// kinds, saying what the user would have seen instead.
-func SeePage(ctx context.Context, url string, opts Options) (Seen, error) {
+// Browser is a running headless chromium, started before it is needed so that a measurement
+// of "the session is ready -> the user sees Firefox" does not include chromium's own start.
+type Browser struct {
+	opts   Options
+	ctx    context.Context
+	cancel func()
+}
+
+// Start starts chromium (as opts.UID when set) on a blank page.
+func Start(ctx context.Context, opts Options) (*Browser, error) {
 	if opts.MinShare <= 0 {
 		opts.MinShare = 0.3
 	}
@@ -109,9 +115,34 @@ func SeePage(ctx context.Context, url string, opts Options) (Seen, error) {
 		}))
 	}
 	actx, cancel := chromedp.NewExecAllocator(ctx, flags...)
-	defer cancel()
 	bctx, cancel2 := chromedp.NewContext(actx)
-	defer cancel2()
+	b := &Browser{opts: opts, ctx: bctx, cancel: func() { cancel2(); cancel() }}
+	if _, err := chromedp.Run(bctx, chromedp.Navigate("about:blank")); err != nil {
+		b.Close()
+		return nil, fmt.Errorf("start chromium: %w", err)
+	}
+	return b, nil
+}
+
+// Close ends chromium.
+func (b *Browser) Close() { b.cancel() }
+
+// SeePage opens url (the HTML5 client) in headless chromium and waits, up to opts.Wait, for
+// Firefox's page of opts.Color to be painted in a window canvas. It fails with one of the Err*
+// kinds, saying what the user would have seen instead.
+func SeePage(ctx context.Context, url string, opts Options) (Seen, error) {
+	b, err := Start(ctx, opts)
+	if err != nil {
+		return Seen{}, err
+	}
+	defer b.Close()
+	return b.See(url)
+}
+
+// See navigates to url and waits for Firefox's page (see SeePage); Painted is measured from the
+// start of the navigation.
+func (b *Browser) See(url string) (Seen, error) {
+	opts, bctx := b.opts, b.ctx
 	var seen Seen
 	shot := func() {
 		if opts.Shot == "" {
@@ -156,7 +187,7 @@ func SeePage(ctx context.Context, url string, opts Options) (Seen, error) {
 				}
 			}
 		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
+		if time.Now().After(deadline) || bctx.Err() != nil {
 			shot()
 			switch {
 			case strings.HasPrefix(last, "canvas:"):
@@ -167,6 +198,6 @@ func SeePage(ctx context.Context, url string, opts Options) (Seen, error) {
 				return seen, fmt.Errorf("%w (state %q)", ErrNoWindow, last)
 			}
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
 }
