@@ -40,6 +40,9 @@ type Seen struct {
 	// Painted is how long after the navigation started the page colour covered MinShare of a
 	// window canvas.
 	Painted time.Duration
+	// Loaded is when the navigation finished (the HTML5 client's page loaded), Window when a
+	// window canvas first existed, both from the start of the navigation.
+	Loaded, Window time.Duration
 	// Pixels and Canvas: the coloured pixels and the canvas size where they were.
 	Pixels         int
 	Width, Height  int
@@ -55,7 +58,9 @@ var (
 	ErrNoPage         = errors.New("no page at all (connection refused or closed)")
 )
 
-// pollJS reports the client's state as a string: "connect:<text>" on xpra's disconnect page,
+// pollJS reports the client's state as a string (a pixel counts as the page's colour within 24
+// of each channel: xpra's first frames of a window may be lossy, and a user sees them as the
+// page): "connect:<text>" on xpra's disconnect page,
 // "canvas:<pixels>:<w>:<h>" for the canvas with most pixels of the colour, "none" before any
 // window canvas exists, "empty" for a page that is not the HTML5 client.
 const pollJS = `(() => {
@@ -73,7 +78,7 @@ const pollJS = `(() => {
     try { d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; } catch (e) { continue; }
     let hit = 0;
     for (let i = 0; i < d.length; i += 4) {
-      if (Math.abs(d[i]-want[0]) < 8 && Math.abs(d[i+1]-want[1]) < 8 && Math.abs(d[i+2]-want[2]) < 8) hit++;
+      if (Math.abs(d[i]-want[0]) < 24 && Math.abs(d[i+1]-want[1]) < 24 && Math.abs(d[i+2]-want[2]) < 24) hit++;
     }
     if (best[1] * best[2] === 0 || hit > best[0]) best = [hit, c.width, c.height];
   }
@@ -161,6 +166,7 @@ func (b *Browser) See(url string) (Seen, error) {
 		}
 		return seen, fmt.Errorf("open the HTML5 client: %w", err)
 	}
+	seen.Loaded = time.Since(t0)
 	deadline := t0.Add(opts.Wait)
 	js := fmt.Sprintf(pollJS, opts.Color>>16&0xff, opts.Color>>8&0xff, opts.Color&0xff)
 	last := ""
@@ -180,6 +186,9 @@ func (b *Browser) See(url string) (Seen, error) {
 				var hit, w, h int
 				fmt.Sscanf(strings.ReplaceAll(strings.TrimPrefix(state, "canvas:"), ":", " "), "%d %d %d", &hit, &w, &h)
 				seen.Pixels, seen.Width, seen.Height = hit, w, h
+				if seen.Window == 0 {
+					seen.Window = time.Since(t0)
+				}
 				if w > 0 && float64(hit) >= opts.MinShare*float64(w*h) {
 					seen.Painted = time.Since(t0)
 					shot()

@@ -32,10 +32,6 @@ type ProbeTarget struct {
 	XDir string
 	// Started is when xpra was started; the figures are measured from it.
 	Started time.Time
-	// PageTitle: Firefox opens a page that sets the window title (any URL but about:); the
-	// session is ready only once the title shows it loaded, and a "Problem loading page" title
-	// fails the start.
-	PageTitle bool
 }
 
 // Readiness is how long a start took, from xpra's exec.
@@ -61,7 +57,10 @@ var (
 )
 
 // VisibleProbe is the readiness a user means: xpra serves its page, Firefox's window exists and
-// is mapped, it has painted, and (PageTitle) the start page has loaded into it. xpra keeps client windows unmapped until a client asks for
+// is mapped, and it has painted. (A page's own title cannot mark "loaded": a page without a
+// <title> leaves the window's "Mozilla Firefox"; a start page the node cannot load is refused
+// before the start by CheckStartURL, and a "Problem loading page" title seen while waiting fails
+// the start.) xpra keeps client windows unmapped until a client asks for
 // them, so the probe asks xpra to show them (its show-all-windows control command) and then
 // reads the window's pixels from the X server: a window that is one colour has not painted.
 type VisibleProbe struct {
@@ -132,9 +131,6 @@ func (p VisibleProbe) Wait(ctx context.Context, t ProbeTarget) (Readiness, error
 		}
 		if !w.Viewable {
 			return false, nil
-		}
-		if t.PageTitle && (w.Title == "" || w.Title == "Mozilla Firefox") {
-			return false, nil // the page has not loaded into the tab yet
 		}
 		colors, err := d.Colors(w, 8)
 		return err == nil && colors >= 2, nil

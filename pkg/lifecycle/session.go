@@ -315,7 +315,7 @@ func (s *Session) launch(ctx context.Context, url string) error {
 	go func() {
 		r, err := st.Probe.Wait(ctx, ProbeTarget{
 			Socket: s.paths.socket(), Display: s.waitDisplay, Xauthority: s.paths.xauthority(),
-			XDir: st.XDir, Started: started, PageTitle: !strings.HasPrefix(url, "about:"),
+			XDir: st.XDir, Started: started,
 		})
 		done <- result{r, err}
 	}()

@@ -42,11 +42,11 @@ func (b *bench) sessionFigures() {
 		med := medianInt(pss)
 		b.rep.add(row{"L5", "Session PSS, idle 20 s after ready (xpra + Xvfb + Firefox on about:blank, every process with the session's marker)",
 			fmt.Sprintf("median %s, max %s (n=%d)", mib(med), mib(maxInt(pss)), len(pss)), "<= 350 MiB", verdict(med <= 350*1024)})
-		b.rep.note("L5 breakdown of the last run (PSS by process name): %s. Before the lean defaults (xpra's and Firefox's own defaults, 5760x2560 Xvfb with GLX) a session was about 600-670 MiB here (issue 7; 667 MiB measured on this machine with the prototype).", parts[len(parts)-1])
+		b.rep.note("L5 breakdown of the last run (PSS by process name): %s. PSS splits a shared library's pages among every process mapping it, so other Firefox sessions on the node lower it. Before the lean defaults (xpra's and Firefox's own defaults, 5760x2560 Xvfb with GLX) a session was about 600-670 MiB here (issue 7; 667 MiB measured on this machine with the prototype).", parts[len(parts)-1])
 	}
 
 	b.progress("exec -> Firefox's page painted in a real browser, %d runs", reps)
-	var http, window, seen, total samples
+	var http, window, seen, total, loaded, shown samples
 	for i := 0; i < reps; i++ {
 		r, err := b.paintedRun()
 		if err != nil {
@@ -54,6 +54,7 @@ func (b *bench) sessionFigures() {
 			continue
 		}
 		http, window, seen, total = append(http, r.http), append(window, r.window), append(seen, r.browser), append(total, r.total)
+		loaded, shown = append(loaded, r.loaded), append(shown, r.shown)
 	}
 	if len(total) == 0 {
 		b.rep.add(row{"L6", "exec -> Firefox's page painted in a real browser", "no successful run", "", resError})
@@ -63,6 +64,8 @@ func (b *bench) sessionFigures() {
 	b.rep.add(row{"L6b", "Firefox's own start (http_ms -> Firefox's window mapped and painted: window_ms - http_ms)", diff(window, http).summary(), "reference", resInfo})
 	b.rep.add(row{"L6c", "Session ready -> the page painted in the HTML5 client of a running chromium (JSON line -> canvas shows the page)", seen.summary(), "<= 1 s", verdict(seen.median() <= time.Second)})
 	b.rep.add(row{"L6", "ffl-launch exec -> Firefox's page painted in a real browser", total.summary(), "information (L6a + L6b + L6c + the launcher's own start)", resInfo})
+	b.rep.note("L6c in parts (medians, from chromium's navigation): the HTML5 client's page loaded after %s, the first window canvas existed after %s, the page's colour covered it after %s; load average %s.",
+		ms(loaded.median()), ms(shown.median()), ms(seen.median()), loadavg())
 	b.rep.note("L6: `ffl-launch run --sessions 1 --json --url file://<page of one colour>` as the bench user with the real xpra and firefox-esr; chromium (headless, as the bench user: the session admits only its user) is started before the launcher and navigates to the session's URL the moment the JSON line is printed; the page counts as painted when a window canvas of the HTML5 client has >= 30%% of its pixels in the page's colour (polled every 20 ms).")
 }
 
@@ -90,12 +93,15 @@ func (b *bench) idlePSSRun() (int64, string, error) {
 	}
 	time.Sleep(20 * time.Second)
 	lay := b.layout(l.job)
-	var total int64
+	var total, uss int64
 	byComm := map[string]int64{}
 	for _, id := range b.marked(lay.Marker(got[0].Port)) {
-		kb, err := pssKB(id.PID)
+		kb, err := smapsKB(id.PID, "Pss")
 		if err != nil {
 			continue
+		}
+		if u, err := smapsKB(id.PID, "Private_Clean", "Private_Dirty"); err == nil {
+			uss += u
 		}
 		st, _ := proc.ReadStat(id.PID)
 		total += kb
@@ -113,25 +119,37 @@ func (b *bench) idlePSSRun() (int64, string, error) {
 	for _, n := range names {
 		parts = append(parts, fmt.Sprintf("%s %s", n, mib(byComm[n])))
 	}
-	return total, strings.Join(parts, ", "), nil
+	return total, fmt.Sprintf("%s; USS (pages no other process shares, the least the session costs) %s", strings.Join(parts, ", "), mib(uss)), nil
 }
 
-// pssKB reads Pss from /proc/PID/smaps_rollup (kB).
-func pssKB(pid int) (int64, error) {
+// smapsKB reads fields of /proc/PID/smaps_rollup (kB), summed.
+func smapsKB(pid int, fields ...string) (int64, error) {
 	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/smaps_rollup")
 	if err != nil {
 		return 0, err
 	}
+	var sum int64
+	found := 0
 	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, "Pss:"); ok {
-			return strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+		for _, f := range fields {
+			if v, ok := strings.CutPrefix(line, f+":"); ok {
+				n, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+				if err == nil {
+					sum += n
+					found++
+				}
+			}
 		}
 	}
-	return 0, fmt.Errorf("pid %d: no Pss", pid)
+	if found != len(fields) {
+		return 0, fmt.Errorf("pid %d: smaps_rollup lacks %v", pid, fields)
+	}
+	return sum, nil
 }
 
 type paintedResult struct {
 	http, window, browser, total time.Duration
+	loaded, shown                time.Duration
 }
 
 // paintedRun: chromium first, then the launcher; at the JSON line chromium opens the session.
@@ -170,7 +188,7 @@ func (b *bench) paintedRun() (paintedResult, error) {
 		return r, err
 	}
 	r.total = got[0].at.Sub(l.started) + seen.Painted
-	r.browser = seen.Painted
+	r.browser, r.loaded, r.shown = seen.Painted, seen.Loaded, seen.Window
 	_ = l.cmd.Process.Signal(unix.SIGTERM)
 	<-l.exited
 	httpMS, ok1 := l.logField("session ready", "http_ms")
