@@ -35,6 +35,7 @@ func TestScenarios(t *testing.T) {
 		name string
 		run  func(*testing.T, *Cluster, *bystanders)
 	}{
+		{"00_node_doctor", scenarioNodeDoctor},
 		{"01_normal_end", scenarioNormalEnd},
 		{"02_scancel", scenarioScancel},
 		{"03_time_limit", scenarioTimeLimit},
@@ -152,6 +153,28 @@ func (b *bystanders) stopAll(t *testing.T) {
 }
 
 // ---------------------------------------------------------------- scenarios
+
+// 0. `ffl-epilog doctor` on this node, against this cluster's slurm.conf, as an admin would run
+// it after installing: every check that matters passes (the Epilog is configured, the cleanup
+// timeout fits KillWait, xpra can draw), and it exits 0.
+func scenarioNodeDoctor(t *testing.T, c *Cluster, _ *bystanders) {
+	out, err := output(context.Background(), nil, filepath.Join(c.dir, "bin", "ffl-epilog"), "doctor", "--slurm-conf", filepath.Join(c.confDir, "slurm.conf"))
+	t.Logf("ffl-epilog doctor:\n%s", out)
+	if err != nil {
+		t.Errorf("ffl-epilog doctor: %v", err)
+	}
+	for _, want := range []string{"Epilog ", "KillWait vs cleanup", "python: PIL.Image", "X socket dir", "xpra "} {
+		found := false
+		for _, line := range strings.Split(out, "\n") {
+			if strings.HasPrefix(line, want) && strings.Contains(line, " pass ") {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("doctor: no passing %q check", want)
+		}
+	}
+}
 
 // 1. The user closes Firefox: xpra exits with its last child, the launcher cleans up the
 // session and exits 0, the job completes by itself.
