@@ -76,6 +76,23 @@ func dial(t *testing.T, f *Front) net.Conn {
 	return c
 }
 
+// refusedRead connects and returns what the front sends before it closes the connection; a
+// front that resets the connection before connect(2) even returns sent nothing too.
+func refusedRead(t *testing.T, f *Front, send string) string {
+	t.Helper()
+	c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(f.Port()))
+	if err != nil {
+		if isReset(err) {
+			return ""
+		}
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	_, _ = io.WriteString(c, send)
+	return readAll(t, c)
+}
+
 // readAll reads what the front sends until it closes the connection.
 func readAll(t *testing.T, c net.Conn) string {
 	t.Helper()
@@ -174,9 +191,7 @@ func TestRefusedGetsNothing(t *testing.T) {
 	target := echoServer(t)
 	f := listen(t, Options{UID: os.Getuid() + 4242})
 	f.Ready(target)
-	c := dial(t, f)
-	_, _ = io.WriteString(c, "GET / HTTP/1.0\r\n\r\nhello\n")
-	if got := readAll(t, c); got != "" {
+	if got := refusedRead(t, f, "GET / HTTP/1.0\r\n\r\nhello\n"); got != "" {
 		t.Errorf("refused client got %q, want nothing", got)
 	}
 }
@@ -266,9 +281,7 @@ func TestStates(t *testing.T) {
 	t.Run("peer lookup error refuses", func(t *testing.T) {
 		f := listen(t, Options{UID: 7, PeerUID: func(_, _ *net.TCPAddr) (int, error) { return -1, ErrNoPeer }})
 		f.Ready(target)
-		c := dial(t, f)
-		_, _ = io.WriteString(c, "x\n")
-		if got := readAll(t, c); got != "" {
+		if got := refusedRead(t, f, "x\n"); got != "" {
 			t.Errorf("got %q, want nothing", got)
 		}
 	})
