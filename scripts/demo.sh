@@ -61,7 +61,7 @@ runtime_dir() {
 job_procs() {
   local p
   for p in $(pgrep -u "$2" 2>/dev/null || true); do
-    if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -q "^FFL_SESSION=$1/"; then echo "$p"; fi
+    if { tr '\0' '\n' <"/proc/$p/environ"; } 2>/dev/null | grep -q "^FFL_SESSION=$1/"; then echo "$p"; fi
   done
 }
 
