@@ -65,6 +65,10 @@ fuzz: ## run every fuzz target for FUZZTIME each
 	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 	  done; done
 
+.PHONY: docs
+docs: ## regenerate the man pages, bash completion and etc/ffl.toml from the CLI and pkg/config
+	FFL_UPDATE_DOCS=1 $(GO) test -count=1 -run 'TestGeneratedDocs|TestConfigManPage|TestExampleIsGenerated' ./cmd/... ./internal/clidoc ./pkg/config
+
 .PHONY: lint
 lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
