@@ -60,7 +60,7 @@ t1=$(date +%s.%N)
 # lintian exits non-zero on errors (its default --fail-on error).
 lintian --info --display-info --fail-on error "$DEB" >build/deb/lintian.log 2>&1 && lint=0 || lint=$?
 t2=$(date +%s.%N)
-sed 's/^/lintian: /' build/deb/lintian.log >&2
+grep -E '^[EWIPXO]: ' build/deb/lintian.log | sed 's/^/lintian: /' >&2 || true
 [ "$lint" = 0 ] || die "lintian reports errors for $DEB (above)"
 awk -v deb="$DEB" -v size="$(stat -c %s "$DEB")" -v t0="$t0" -v t1="$t1" -v t2="$t2" \
   -v e="$(grep -c '^E:' build/deb/lintian.log || true)" -v w="$(grep -c '^W:' build/deb/lintian.log || true)" \
