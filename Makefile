@@ -49,7 +49,7 @@ preflight: build ## ffl-launch doctor: fails (exit 3) when a session could not d
 	$(BIN)/ffl-launch doctor
 
 .PHONY: check
-check: deps lint preflight test e2e slurm-test ## everything CI runs: deps, lint, doctor, unit, e2e, Slurm scenarios
+check: deps lint preflight test e2e slurm-test deb-test ## everything CI runs: deps, lint, doctor, unit, e2e, Slurm scenarios, the package
 
 .PHONY: demo
 demo: deps build ## local single-node Slurm + a real session from contrib/sbatch/firefox.sbatch

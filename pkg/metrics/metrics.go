@@ -30,6 +30,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 )
 
@@ -458,4 +459,30 @@ func formatValue(v float64) string {
 		return strconv.FormatInt(int64(v), 10)
 	}
 	return strconv.FormatFloat(v, 'f', -1, 64)
+}
+
+// HookBudget bounds what recording costs a hook: the wait for the lock (the reads and writes
+// are of a small file in a local directory). ffl-epilog doctor keeps epilog.timeout a second
+// below PrologEpilogTimeout, which this fits in.
+const HookBudget = 500 * time.Millisecond
+
+// RecordForHook is Record the way the root hooks call it, after their work: path "" does
+// nothing, a missing directory means metrics are off on this node (a debug line), any other
+// problem is one warning line. It never fails the hook and returns within HookBudget plus the
+// file operations.
+func RecordForHook(path string, run Run, log *logrus.Entry) {
+	if path == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), HookBudget)
+	defer cancel()
+	err := Record(ctx, path, run, time.Now())
+	switch {
+	case err == nil:
+		log.WithField("metrics_file", path).Debug("metrics recorded")
+	case errors.Is(err, ErrNoDirectory):
+		log.WithField("metrics_file", path).Debug("metrics off: no such directory")
+	default:
+		log.WithError(err).Warn("metrics not recorded")
+	}
 }

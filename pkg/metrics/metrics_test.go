@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sirupsen/logrus"
+	logrustest "github.com/sirupsen/logrus/hooks/test"
 	"golang.org/x/sys/unix"
 )
 
@@ -413,5 +415,40 @@ func TestNodeExporterReadsIt(t *testing.T) {
 		if !strings.Contains(body, want+"\n") {
 			t.Errorf("node_exporter's /metrics lacks %q\nnode_exporter's log:\n%s", want, logs.String())
 		}
+	}
+}
+
+func TestRecordForHook(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct {
+		name, path string
+		wantLevel  string // of the one log line, "" for none
+		wantFile   bool
+	}{
+		{"off", "", "", false},
+		{"no directory", filepath.Join(dir, "none", "ffl.prom"), "debug", false},
+		{"written", filepath.Join(dir, "ffl.prom"), "debug", true},
+		{"refused", filepath.Join(dir, "ww", "ffl.prom"), "warning", false},
+	}
+	mustMkdir(t, filepath.Join(dir, "ww"), 0o777)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			log, hook := logrustest.NewNullLogger()
+			log.SetLevel(logrus.DebugLevel)
+			RecordForHook(tt.path, Run{Hook: HookProlog, Jobs: 1}, logrus.NewEntry(log))
+			var levels []string
+			for _, e := range hook.AllEntries() {
+				levels = append(levels, e.Level.String())
+			}
+			if strings.Join(levels, ",") != tt.wantLevel {
+				t.Errorf("log levels %q, want %q", levels, tt.wantLevel)
+			}
+			if tt.path != "" {
+				_, err := os.Stat(tt.path)
+				if (err == nil) != tt.wantFile {
+					t.Errorf("file written = %v, want %v", err == nil, tt.wantFile)
+				}
+			}
+		})
 	}
 }
