@@ -33,11 +33,12 @@ fi
 
 # One Slurm cluster at a time (and its tests own /etc/ffl/ffl.toml while it runs): wait for a
 # cluster someone else runs to stop rather than colliding with it.
+slurm_pids() { pgrep -x slurmctld; pgrep -x slurmd; }
 for _ in $(seq 1 600); do
-  pgrep -x 'slurmctld|slurmd' >/dev/null || break
+  [ -n "$(slurm_pids)" ] || break
   sleep 1
 done
-! pgrep -x 'slurmctld|slurmd' >/dev/null || die "a Slurm cluster still runs (pids $(pgrep -x 'slurmctld|slurmd' | tr '\n' ' ')) after 10 min"
+[ -z "$(slurm_pids)" ] || die "a Slurm cluster still runs (pids $(slurm_pids | tr '\n' ' ')) after 10 min"
 
 # Paths that must be gone after the purge (as they were before the install).
 mapfile -t FILES < <(dpkg-deb -c "$DEB" | awk '{print substr($6, 2)}' | grep -v '/$')
@@ -107,8 +108,9 @@ for page in ffl-launch.1 ffl.toml.5 ffl-epilog.8 ffl-prolog.8; do
   out=$(MANWIDTH=80 man --warnings "${page##*.}" "${page%.*}" 2>&1 >/dev/null) || die "man ${page%.*}: $out"
   [ -z "$out" ] || die "man ${page%.*} warns: $out"
 done
-comp=$(bash -c 'source /usr/share/bash-completion/bash_completion; COMP_WORDS=(ffl-launch st); COMP_CWORD=1
-  _completion_loader ffl-launch; complete -p ffl-launch >/dev/null && _ffl_launch; echo "${COMPREPLY[*]}"' 2>/dev/null)
+comp=$(bash -c 'source /usr/share/bash-completion/bash_completion; COMP_LINE="ffl-launch st"; COMP_POINT=13
+  COMP_WORDS=(ffl-launch st); COMP_CWORD=1; _completion_loader ffl-launch; complete -p ffl-launch >/dev/null &&
+  _ffl_launch; echo "${COMPREPLY[*]}"' 2>/dev/null)
 [ "$comp" = "start stop" ] || die "bash completion of 'ffl-launch st' = '$comp', want 'start stop'"
 grep -qx /etc/ffl/ffl.toml /var/lib/dpkg/info/ffl.conffiles || die "/etc/ffl/ffl.toml is not a conffile"
 [ -L /etc/systemd/system/timers.target.wants/ffl-sweep.timer ] || die "ffl-sweep.timer is not enabled"
