@@ -527,7 +527,9 @@ case $CMD in
     load_cluster_env || ls_die "$CONFDIR: no cluster (cluster.env missing)"
     p=$(node_pid "$3") || ls_die "node $3 is not running"
     shift 3
-    exec nsenter --target "$p" --mount --uts --net --pid --wd=/ -- "$@"
+    # --time too: ffl compares recorded start times with /proc, which the
+    # node's time namespace shifts
+    exec nsenter --target "$p" --mount --uts --net --pid --time --wd=/ -- "$@"
     ;;
   status)
     load_cluster_env || { echo "no cluster in $CONFDIR"; exit 1; }
