@@ -168,6 +168,11 @@ net_down() {
   ip link del fflmn-c 2>/dev/null || true
   ip netns del "$CTL_NS" 2>/dev/null || true
   ip link del "$BRIDGE" 2>/dev/null || true
+  # `ip netns add` made /run/netns a mount point (bound onto itself); undo
+  # that only if it was not one before we started and no namespace is left
+  if [ "${NETNS_MOUNT_OURS:-0}" = 1 ] && mountpoint -q /run/netns && [ -z "$(ls -A /run/netns)" ]; then
+    umount /run/netns && rmdir /run/netns 2>/dev/null || true
+  fi
 }
 
 # ---------------------------------------------------------------- munge
@@ -466,8 +471,10 @@ case $CMD in
       for f in "$LOGD/slurmd-$n.log" "$LOGD/node-$n.log"; do [ ! -f "$f" ] || mv -f "$f" "$f.prev"; done
     done
     [ ! -f "$LOGD/slurmctld.log" ] || mv -f "$LOGD/slurmctld.log" "$LOGD/slurmctld.log.prev"
+    NETNS_MOUNT_OURS=1
+    if mountpoint -q /run/netns 2>/dev/null; then NETNS_MOUNT_OURS=0; fi
     {
-      printf 'SUBNET=%q\nNODES=%q\nCTL_NAME=%q\nCTL_ADDR=%q\n' "$SUBNET" "$NODES" "$CTL_NAME" "$SUBNET.2"
+      printf 'SUBNET=%q\nNODES=%q\nCTL_NAME=%q\nCTL_ADDR=%q\nNETNS_MOUNT_OURS=%q\n' "$SUBNET" "$NODES" "$CTL_NAME" "$SUBNET.2" "$NETNS_MOUNT_OURS"
     } >"$CONFDIR/cluster.env"
     chmod 0644 "$CONFDIR/cluster.env"
     write_conf

@@ -252,8 +252,14 @@ func (c *MultiCluster) teardown(keep bool) error {
 		}
 	}
 	for name, w := range c.work {
-		if _, err := c.asUser(context.Background(), c.users[name], "rm", "-rf", w); err != nil {
+		u := c.users[name]
+		if _, err := c.asUser(context.Background(), u, "rm", "-rf", w); err != nil {
 			errs = append(errs, err)
+		}
+		// The launchers leave <state>/sessions/<node> (empty) behind, by design; these nodes
+		// exist only here. rmdir: anything still in them stays (the scenarios report it).
+		for _, n := range c.nodes {
+			_, _ = c.asUser(context.Background(), u, "rmdir", filepath.Join(u.Home, ".firefox-launcher", "sessions", n.Name))
 		}
 	}
 	if keep {
