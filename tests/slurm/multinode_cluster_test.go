@@ -651,7 +651,8 @@ func (j *MJob) waitReady(t *testing.T) map[string]lifecycle.Info {
 }
 
 // assertOwnsPort: the listener on port in node n's network is a process of this job's session
-// on n (its marker), not another node's or job's.
+// on n (its marker) or this job's launcher on n (which binds the port itself when it relays to
+// xpra), not another node's or job's.
 func (j *MJob) assertOwnsPort(t *testing.T, n *Node, port int) {
 	t.Helper()
 	marker := j.layout(n).Marker(port)
@@ -659,6 +660,7 @@ func (j *MJob) assertOwnsPort(t *testing.T, n *Node, port int) {
 	ok := waitUntil(10*time.Second, func() bool {
 		owners = n.listeners(t, port)
 		ids, _ := proc.FindByMarker(j.User.UID, layout.MarkerVar, marker)
+		ids = append(ids, j.launcherOn(t, n)...)
 		for _, id := range ids {
 			if containsInt(owners, id.PID) && n.inNode(t, id.PID) {
 				return true
