@@ -433,8 +433,6 @@ case $CMD in
     for b in ip nsenter unshare slurmctld slurmd slurmstepd munged sbatch; do
       command -v "$b" >/dev/null || ls_die "$b not found (make deps: slurm-wlm munge iproute2 util-linux)"
     done
-    NODES=$(seq -f 'fflnode%g' 1 "$MN_NODES" | tr '\n' ' ')
-    NODES=${NODES% }
     mn_lock
     if load_cluster_env 2>/dev/null; then
       ls_log "stopping what an earlier run of $CONFDIR left"
@@ -485,7 +483,6 @@ case $CMD in
     ls_log "network up in $(ls_elapsed "$t") s: bridge $BRIDGE $SUBNET.1, $CTL_NAME $SUBNET.2, nodes $NODES"
     munge_up
     ctld_up
-    CTLD_LOG_OFF=0
     for n in $NODES; do node_boot "$n"; done
     WAIT_NODES=$NODES
     wait_nodes idle || ls_die "nodes not idle after ${START_TIMEOUT}s (see $LOGD/)"
