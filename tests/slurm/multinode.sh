@@ -56,6 +56,8 @@
 #   SLURM_PROLOG_EPILOG_TIMEOUT=N  PrologEpilogTimeout          [Slurm default]
 #   SLURM_FIRST_JOB_ID=N       FirstJobId                              [1]
 #   SLURM_DEBUG_LEVEL          slurmctld/slurmd log level              [info]
+#   SLURM_SLURMD_TIMEOUT=N     SlurmdTimeout: a crashed node is DOWN and its
+#                              jobs NODE_FAIL within N..2N s            [30]
 #   SLURM_CONF_EXTRA           lines appended to slurm.conf
 #   SLURM_START_TIMEOUT=N      seconds to wait for the nodes           [60]
 #   SLURM_STOP_TIMEOUT=N       seconds per daemon when stopping        [15]
@@ -237,7 +239,7 @@ write_conf() {
     echo "JobAcctGatherType=jobacct_gather/none"
     echo "JobCompType=jobcomp/none"
     echo "SlurmctldTimeout=30"
-    echo "SlurmdTimeout=30"
+    echo "SlurmdTimeout=$SLURM_SLURMD_TIMEOUT"
     echo "InactiveLimit=0"
     echo "MinJobAge=300"
     echo "Waittime=0"
@@ -421,6 +423,8 @@ case $CMD in
     SLURM_FIRST_JOB_ID=${SLURM_FIRST_JOB_ID:-}
     SLURM_DEBUG_LEVEL=${SLURM_DEBUG_LEVEL:-info}
     SLURM_CONF_EXTRA=${SLURM_CONF_EXTRA:-}
+    SLURM_SLURMD_TIMEOUT=${SLURM_SLURMD_TIMEOUT:-30}
+    [[ $SLURM_SLURMD_TIMEOUT =~ ^[1-9][0-9]*$ ]] || ls_die "SLURM_SLURMD_TIMEOUT=$SLURM_SLURMD_TIMEOUT: want seconds"
     [[ $MN_NODES =~ ^[1-9]$ ]] || ls_die "MN_NODES=$MN_NODES: want 1..9"
     [[ $SUBNET =~ ^[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}$ ]] || ls_die "MN_SUBNET=$SUBNET: want the first three octets of a /24, e.g. 10.250.47"
     case $SLURM_PROCTRACK in cgroup | linuxproc | pgid) ;; *) ls_die "SLURM_PROCTRACK=$SLURM_PROCTRACK: want cgroup, linuxproc or pgid" ;; esac

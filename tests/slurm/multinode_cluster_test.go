@@ -35,6 +35,9 @@ const (
 	mnRuntimeDir = "/run/ffl"
 	// mnKillWait is the cluster's KillWait (the launcher's cleanup_timeout, 3 s, is inside it).
 	mnKillWait = 5 * time.Second
+	// mnSlurmdTimeout is the cluster's SlurmdTimeout: slurmctld declares a crashed node DOWN,
+	// and its jobs NODE_FAIL, 10-20 s after the crash.
+	mnSlurmdTimeout = 10 * time.Second
 )
 
 // MultiCluster is the running multi-node cluster of TestMultiNode and what its scenarios share.
@@ -196,6 +199,7 @@ exec srun --output="mn-%j-%N.log" "$FFL_LAUNCH" run "$@"
 		"MN_NODES=3", "MN_FFL_TOML="+filepath.Join(dir, "ffl.toml"),
 		"SLURM_PROLOG="+filepath.Join(dir, "bin", "ffl-prolog"), "SLURM_EPILOG="+c.epilog,
 		"SLURM_KILLWAIT="+strconv.Itoa(int(mnKillWait/time.Second)),
+		"SLURM_SLURMD_TIMEOUT="+strconv.Itoa(int(mnSlurmdTimeout/time.Second)),
 		"SLURM_FIRST_JOB_ID="+strconv.Itoa(10000+rand.IntN(800000)))
 	if err != nil {
 		return c, err
@@ -292,11 +296,21 @@ func (c *MultiCluster) slurm(ctx context.Context, name string, args ...string) (
 	return output(ctx, []string{"SLURM_CONF=" + filepath.Join(c.confDir, "slurm.conf")}, name, args...)
 }
 
-// reboot is a node's power cut and boot: every process of the node dies at once, its /run,
-// /tmp and /dev/shm start empty, its boot id is new; the shared home keeps what it had.
-func (c *MultiCluster) reboot(t *testing.T, n *Node) {
+// crash is a node's power cut: every process of the node dies at once; its /run, /tmp and
+// /dev/shm go with it; the shared home keeps what it had. slurmctld notices after
+// SlurmdTimeout.
+func (c *MultiCluster) crash(t *testing.T, n *Node) {
 	t.Helper()
-	if err := c.harnessArgs("reboot", []string{n.Name}); err != nil {
+	if err := c.harnessArgs("crash", []string{n.Name}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// boot starts a crashed node: empty /run, /tmp and /dev/shm, a new boot id, uptime from 0; it
+// returns once slurmctld has the node back.
+func (c *MultiCluster) boot(t *testing.T, n *Node) {
+	t.Helper()
+	if err := c.harnessArgs("boot", []string{n.Name}); err != nil {
 		t.Fatal(err)
 	}
 }

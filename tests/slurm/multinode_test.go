@@ -199,14 +199,16 @@ func mnKillLauncherOneNode(t *testing.T, c *MultiCluster) {
 	assertOwnPartOnly(t, c, j)
 }
 
-// 4. A node reboots (power cut: all its processes die at once, its /run and /tmp start empty,
-// its boot id is new; slurmctld ends its jobs as NODE_FAIL), while the same user has a session
-// on another node. The home subtrees of the node's jobs stay behind. No other node removes them:
-// not while their jobs could still be live (before the reboot), not after (when they are stale by
-// every rule): neither the other node's Prolog nor its sweep. On the rebooted node the next
-// Prolog that sweeps the user's sessions removes the user's subtree, and the sweep removes
-// another user's. (A reboot takes minutes; the subtrees are backdated by two hours so that the
-// test need not wait reclaim.RecordlessGrace or the sweep's --older-than.)
+// 4. A node reboots: a power cut (all its processes die at once, its /run and /tmp with them),
+// slurmctld declares it DOWN after SlurmdTimeout and ends its jobs as NODE_FAIL, then it boots
+// (empty /run and /tmp, a new boot id) and returns to service. Meanwhile the same user has a
+// session on another node. The home subtrees of the node's jobs stay behind. No other node
+// removes them: not while their jobs could still be live (before the power cut, and while Slurm
+// still counts them as running), not after (when they are stale by every rule): neither the
+// other node's Prolog nor its sweep. On the rebooted node the first Prolog that sweeps the
+// user's sessions removes the user's subtree, and the sweep removes another user's. (A reboot
+// takes minutes; the subtrees are backdated by two hours so that the test need not wait
+// reclaim.RecordlessGrace or the sweep's --older-than.)
 func mnNodeReboot(t *testing.T, c *MultiCluster) {
 	u1, u2 := c.users["ffluser1"], c.users["ffluser2"]
 	n1, n2 := c.nodes[0], c.nodes[1]
@@ -214,7 +216,6 @@ func mnNodeReboot(t *testing.T, c *MultiCluster) {
 	j2 := c.submit(t, mnSubmit{user: u2, nodes: []*Node{n1}})
 	j3 := c.submit(t, mnSubmit{user: u1, nodes: []*Node{n2}})
 	i1, i2, i3 := j1.waitReady(t)[n1.Name], j2.waitReady(t)[n1.Name], j3.waitReady(t)[n2.Name]
-	readyAt := time.Now()
 	home1, home2 := j1.layout(n1).HomeJobDir(), j2.layout(n1).HomeJobDir()
 	mustExist := func(when string, paths ...string) {
 		t.Helper()
@@ -238,26 +239,33 @@ func mnNodeReboot(t *testing.T, c *MultiCluster) {
 	j2.assertRunning(t, n1, i2)
 	j3.assertRunning(t, n2, i3)
 
-	// slurmctld counts a job as lost in a reboot only if it started more than
-	// MessageTimeout + 5 s (15 s) before the node's new boot time.
-	if d := 20*time.Second - time.Since(readyAt); d > 0 {
-		time.Sleep(d)
-	}
+	// The power cut: every process of n1 dies at once. Until slurmctld notices (SlurmdTimeout)
+	// its jobs are RUNNING as far as Slurm knows: n2 must still leave their subtrees alone.
 	oldInit := n1.mustInit(t)
-	c.reboot(t, n1)
+	c.crash(t, n1)
+	for _, j := range []*MJob{j1, j2} {
+		if ids := j.jobProcs(t); len(ids) > 0 {
+			t.Errorf("job %s: processes outlived the power cut of %s: %v", j.ID, n1.Name, describe(ids))
+		}
+	}
+	st1, _ := j1.state()
+	t.Logf("sweep on %s (%s down, job %s %s to Slurm): %s", n2.Name, n1.Name, j1.ID, st1, n2.run(t, c.epilog, "sweep", "--older-than", "0s", "--temp-older-than", "0s"))
+	mustExist("other node's sweep while the node is down", home1, home2)
+	// slurmctld declares n1 DOWN after SlurmdTimeout and ends its jobs (JobRequeue=0).
+	for _, j := range []*MJob{j1, j2} {
+		j.waitGone(t)
+		st, code := j.state()
+		t.Logf("job %s after %s's power cut: %s (exit %s)", j.ID, n1.Name, st, code)
+		if st != "NODE_FAIL" {
+			t.Errorf("job %s: state %s after its node went down, want NODE_FAIL", j.ID, st)
+		}
+	}
+	t.Logf("%s before the boot: %s", n1.Name, n1.state())
+	c.boot(t, n1)
 	if n1.mustInit(t) == oldInit {
 		t.Fatalf("%s has the same PID 1 after the reboot", n1.Name)
 	}
 	for _, j := range []*MJob{j1, j2} {
-		j.waitGone(t)
-		st, code := j.state()
-		t.Logf("job %s after %s's reboot: %s (exit %s)", j.ID, n1.Name, st, code)
-		if st != "NODE_FAIL" {
-			t.Errorf("job %s: state %s after its node rebooted, want NODE_FAIL", j.ID, st)
-		}
-		if ids := j.jobProcs(t); len(ids) > 0 {
-			t.Errorf("job %s: processes outlived the reboot of %s: %v", j.ID, n1.Name, describe(ids))
-		}
 		for _, p := range []string{n1.path(t, j.layout(n1).PreferredRuntimeJobDir()), n1.path(t, j.layout(n1).FallbackRuntimeJobDir())} {
 			if _, err := os.Lstat(p); !errors.Is(err, fs.ErrNotExist) {
 				t.Errorf("job %s: %s after the reboot (%v)", j.ID, p, err)
