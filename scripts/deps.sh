@@ -10,8 +10,9 @@
 #   xauth                   xpra writes the Xvfb cookie with it
 #   chromium                the real browser the tests drive on the HTML5 client
 #   slurm-wlm munge         the local single-node cluster of the demo and the scenarios
+#   iproute2 util-linux     ip netns, nsenter, unshare: the multi-node test cluster
 set -euo pipefail
-PKGS=(xpra python3-pil python3-lz4 firefox-esr xvfb xauth chromium slurm-wlm munge curl procps ca-certificates python3)
+PKGS=(xpra python3-pil python3-lz4 firefox-esr xvfb xauth chromium slurm-wlm munge curl procps ca-certificates python3 iproute2 util-linux)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
