@@ -16,12 +16,13 @@ GOFLAGS_BUILD := -trimpath $(BUILDMODE) -ldflags "$(LDFLAGS)"
 CMDS        := ffl-launch ffl-epilog ffl-prolog
 FUZZTIME    ?= 20s
 SLURM_CONFDIR ?= /var/tmp/ffl-slurm
+SLURM_MN_CONFDIR ?= /var/tmp/ffl-multinode
 
 .DEFAULT_GOAL := help
 
 .PHONY: help
 help: ## list the targets
-	@awk 'BEGIN{FS=":.*## "} /^[a-zA-Z_-]+:.*## /{printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN{FS=":.*## "} /^[a-zA-Z_-]+:.*## /{printf "  %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: build
 build: ## build bin/ffl-launch, bin/ffl-epilog, bin/ffl-prolog
@@ -29,7 +30,7 @@ build: ## build bin/ffl-launch, bin/ffl-epilog, bin/ffl-prolog
 	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/ ./cmd/...
 
 .PHONY: deps
-deps: ## install xpra, firefox-esr, chromium, slurm-wlm, munge (Debian 12, root)
+deps: ## install xpra, firefox-esr, chromium, slurm-wlm, munge, iproute2 (Debian 12, root)
 	./scripts/deps.sh
 
 .PHONY: test
@@ -42,14 +43,18 @@ e2e: build ## real xpra + firefox-esr + chromium end to end (root)
 
 .PHONY: slurm-test
 slurm-test: build ## real Slurm scenarios: sbatch, scancel, time limit, SIGKILL, Epilog (root)
-	FFL_E2E=1 SLURM_CONFDIR=$(SLURM_CONFDIR) $(GO) test -count=1 -v -timeout 40m ./tests/slurm/...
+	FFL_E2E=1 SLURM_CONFDIR=$(SLURM_CONFDIR) $(GO) test -count=1 -v -timeout 40m -skip '^TestMultiNode$$' ./tests/slurm/...
+
+.PHONY: multinode-test
+multinode-test: build ## real Slurm on three nodes (own namespaces, one /home): same port, srun -N2, kill -9, reboot (root)
+	FFL_E2E=1 SLURM_MN_CONFDIR=$(SLURM_MN_CONFDIR) $(GO) test -count=1 -v -timeout 20m -run '^TestMultiNode$$' ./tests/slurm/...
 
 .PHONY: preflight
 preflight: build ## ffl-launch doctor: fails (exit 3) when a session could not draw on this machine
 	$(BIN)/ffl-launch doctor
 
 .PHONY: check
-check: deps lint preflight test e2e slurm-test deb-test ## everything CI runs: deps, lint, doctor, unit, e2e, Slurm scenarios, the package
+check: deps lint preflight test e2e slurm-test multinode-test deb-test ## everything CI runs: deps, lint, doctor, unit, e2e, Slurm scenarios (one node, three nodes), the package
 
 .PHONY: demo
 demo: deps build ## local single-node Slurm + a real session from contrib/sbatch/firefox.sbatch

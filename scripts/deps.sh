@@ -10,10 +10,11 @@
 #   xauth                   xpra writes the Xvfb cookie with it
 #   chromium                the real browser the tests drive on the HTML5 client
 #   slurm-wlm munge         the local single-node cluster of the demo and the scenarios
+#   iproute2 util-linux     ip netns, nsenter, unshare: the multi-node test cluster
 #   bash-completion         runs the generated completion scripts in their test
 #   debhelper lintian       make deb builds the Debian package with them and checks it
 set -euo pipefail
-PKGS=(xpra python3-pil python3-lz4 firefox-esr xvfb xauth chromium slurm-wlm munge curl procps ca-certificates python3 bash-completion debhelper lintian)
+PKGS=(xpra python3-pil python3-lz4 firefox-esr xvfb xauth chromium slurm-wlm munge curl procps ca-certificates python3 iproute2 util-linux bash-completion debhelper lintian)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -17,6 +17,7 @@ import (
 
 	"github.com/ffl-hpc/ffl/pkg/front"
 	"github.com/ffl-hpc/ffl/pkg/layout"
+	"github.com/ffl-hpc/ffl/pkg/prereq"
 	"github.com/ffl-hpc/ffl/pkg/proc"
 	"github.com/ffl-hpc/ffl/pkg/safefs"
 )
@@ -142,7 +143,15 @@ func NewManager(s Settings) (*Manager, error) {
 	if s.Probe == nil {
 		s.Probe = VisibleProbe{}
 	}
-	if err := CheckPrerequisites(context.Background(), s.Xpra, s.Firefox, s.Path, s.DrawCheck); err != nil {
+	draw := s.DrawCheck
+	if draw == nil && s.Reaper != nil {
+		// The supervisor's reaper runs already: the check's python3 must be owned by it.
+		r := s.Reaper
+		draw = func(ctx context.Context, xpraPath, path string) error {
+			return prereq.CheckDrawWith(ctx, r, xpraPath, path)
+		}
+	}
+	if err := CheckPrerequisites(context.Background(), s.Xpra, s.Firefox, s.Path, draw); err != nil {
 		return nil, err
 	}
 	dir, err := PrepareRuntimeJobDir(s.Layout)

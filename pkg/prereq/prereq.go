@@ -105,9 +105,24 @@ func Interpreter(script, path string) ([]string, error) {
 	return words, nil
 }
 
+// Runner starts a command and waits for it. A process that reaps orphans itself (a child
+// subreaper running proc.Reaper, as ffl-launch's supervisor does) must run its own short-lived
+// children through one that keeps the reaper off them: otherwise the reaper may take the child's
+// exit status first and the wait fails with ECHILD ("wait: no child processes"). *proc.Reaper
+// is such a Runner.
+type Runner interface {
+	Start(cmd *exec.Cmd) error
+	Wait(cmd *exec.Cmd) error
+}
+
 // MissingModules imports every module in one run of the interpreter (argv, from Interpreter)
 // and returns those that failed, in order. An interpreter that cannot run is an error.
 func MissingModules(ctx context.Context, interp []string, mods []Module) ([]Module, error) {
+	return MissingModulesWith(ctx, nil, interp, mods)
+}
+
+// MissingModulesWith is MissingModules running the interpreter through run (nil: os/exec alone).
+func MissingModulesWith(ctx context.Context, run Runner, interp []string, mods []Module) ([]Module, error) {
 	if len(interp) == 0 {
 		return nil, errors.New("no interpreter")
 	}
@@ -124,7 +139,13 @@ func MissingModules(ctx context.Context, interp []string, mods []Module) ([]Modu
 	cmd.Env = []string{"PATH=/usr/bin:/bin", "LANG=C.UTF-8", "HOME=/nonexistent"}
 	var out, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &stderr
-	if err := cmd.Run(); err != nil {
+	var err error
+	if run == nil {
+		err = cmd.Run()
+	} else if err = run.Start(cmd); err == nil {
+		err = run.Wait(cmd)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("%s: %v: %s", interp[0], err, strings.TrimSpace(stderr.String()))
 	}
 	failed := map[string]bool{}
@@ -143,11 +164,16 @@ func MissingModules(ctx context.Context, interp []string, mods []Module) ([]Modu
 // CheckDraw is the preflight: xpra's interpreter imports every required DrawModule. The error
 // is one line naming the Debian packages to install.
 func CheckDraw(ctx context.Context, xpraPath, path string) error {
+	return CheckDrawWith(ctx, nil, xpraPath, path)
+}
+
+// CheckDrawWith is CheckDraw running xpra's interpreter through run (see Runner).
+func CheckDrawWith(ctx context.Context, run Runner, xpraPath, path string) error {
 	interp, err := Interpreter(xpraPath, path)
 	if err != nil {
 		return fmt.Errorf("%w: %v: reinstall the Debian package xpra", ErrMissing, err)
 	}
-	missing, err := MissingModules(ctx, interp, DrawModules)
+	missing, err := MissingModulesWith(ctx, run, interp, DrawModules)
 	if err != nil {
 		return fmt.Errorf("%w: xpra's interpreter does not run: %v", ErrMissing, err)
 	}

@@ -126,11 +126,11 @@ func (d *Display) Windows(match func(class string) bool) ([]Window, error) {
 	seen := 0
 	var walk func(w xproto.Window, depth int) error
 	walk = func(w xproto.Window, depth int) error {
-		tree, err := xproto.QueryTree(d.x, w).Reply()
+		children, err := d.children(w)
 		if err != nil {
-			return fmt.Errorf("x11: query tree: %w", err)
+			return err
 		}
-		for _, ch := range tree.Children {
+		for _, ch := range children {
 			if seen++; seen > maxWalk {
 				return nil
 			}
@@ -150,6 +150,22 @@ func (d *Display) Windows(match func(class string) bool) ([]Window, error) {
 	}
 	err := walk(d.root, 1)
 	return out, err
+}
+
+// children lists w's children. A window destroyed between its parent's listing and this query
+// (Firefox and xpra create and destroy windows while a session starts) has none: BadWindow then
+// means "gone meanwhile", not a broken display.
+func (d *Display) children(w xproto.Window) ([]xproto.Window, error) {
+	tree, err := xproto.QueryTree(d.x, w).Reply()
+	var gone xproto.WindowError
+	switch {
+	case err == nil:
+		return tree.Children, nil
+	case w != d.root && errors.As(err, &gone):
+		return nil, nil
+	default:
+		return nil, fmt.Errorf("x11: query tree: %w", err)
+	}
 }
 
 func (d *Display) describe(w xproto.Window, cls string) (Window, bool) {

@@ -161,4 +161,20 @@ func TestRealXvfb(t *testing.T) {
 	if px, err := d.Pixel(ws[0], 10, 10); err != nil || px != 0x3a9d23 {
 		t.Errorf("pixel = %06x, %v", px, err)
 	}
+	// A window destroyed while Windows walks the tree (listed by its parent, gone when its own
+	// children are asked for) is skipped, not an error that fails the session's start.
+	gone, _ := xproto.NewWindowId(x)
+	if err := xproto.CreateWindowChecked(x, screen.RootDepth, gone, screen.Root, 0, 0, 10, 10, 0,
+		xproto.WindowClassInputOutput, screen.RootVisual, 0, nil).Check(); err != nil {
+		t.Fatal(err)
+	}
+	if err := xproto.DestroyWindowChecked(x, gone).Check(); err != nil {
+		t.Fatal(err)
+	}
+	if ch, err := d.children(gone); err != nil || len(ch) != 0 {
+		t.Errorf("children of a destroyed window: %v, %v; want none, no error", ch, err)
+	}
+	if ch, err := d.children(screen.Root); err != nil || len(ch) == 0 {
+		t.Errorf("children of the root: %v, %v", ch, err)
+	}
 }

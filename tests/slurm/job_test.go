@@ -205,10 +205,46 @@ func (j *Job) assertOwnsPort(t *testing.T, port int) {
 }
 
 // listeners returns the PIDs holding a listening TCP socket on port (any address, IPv4 or 6).
-func listeners(port int) []int {
+func listeners(port int) []int { return socketListeners("/proc/net", port, "") }
+
+// socketListeners returns the PIDs holding a listening TCP socket on port in the network
+// namespace whose tcp and tcp6 tables are in netDir ("/proc/net", or /proc/PID/net for PID's
+// namespace); netns, when set, skips processes of other network namespaces (cheaper, and a
+// socket inode is only meaningful in its own namespace's table).
+func socketListeners(netDir string, port int, netns string) []int {
+	inodes := listenInodes(netDir, port)
+	if len(inodes) == 0 {
+		return nil
+	}
+	var pids []int
+	dirs, _ := os.ReadDir("/proc")
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		if netns != "" {
+			if l, err := os.Readlink(filepath.Join("/proc", d.Name(), "ns", "net")); err != nil || l != netns {
+				continue
+			}
+		}
+		fds, _ := os.ReadDir(filepath.Join("/proc", d.Name(), "fd"))
+		for _, fd := range fds {
+			if link, err := os.Readlink(filepath.Join("/proc", d.Name(), "fd", fd.Name())); err == nil && inodes[link] {
+				pids = append(pids, pid)
+				break
+			}
+		}
+	}
+	return pids
+}
+
+// listenInodes returns the "socket:[inode]" names of the listening TCP sockets on port in
+// netDir's tcp and tcp6 tables.
+func listenInodes(netDir string, port int) map[string]bool {
 	inodes := map[string]bool{}
-	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
-		data, err := os.ReadFile(f)
+	for _, f := range []string{"tcp", "tcp6"} {
+		data, err := os.ReadFile(filepath.Join(netDir, f))
 		if err != nil {
 			continue
 		}
@@ -223,25 +259,7 @@ func listeners(port int) []int {
 			}
 		}
 	}
-	var pids []int
-	if len(inodes) == 0 {
-		return nil
-	}
-	dirs, _ := os.ReadDir("/proc")
-	for _, d := range dirs {
-		pid, err := strconv.Atoi(d.Name())
-		if err != nil {
-			continue
-		}
-		fds, _ := os.ReadDir(filepath.Join("/proc", d.Name(), "fd"))
-		for _, fd := range fds {
-			if link, err := os.Readlink(filepath.Join("/proc", d.Name(), "fd", fd.Name())); err == nil && inodes[link] {
-				pids = append(pids, pid)
-				break
-			}
-		}
-	}
-	return pids
+	return inodes
 }
 
 func containsInt(list []int, n int) bool {
