@@ -130,7 +130,8 @@ say "Slurm scenarios $SCENARIOS against /usr/bin, /usr/sbin, /usr/share/ffl: pas
 
 # ------------------------------------------------------------ 4. purge: nothing left
 purge
-dpkg-query -W -f='${db:Status-Status}' ffl 2>/dev/null | grep -qv '^installed$' || die "ffl still installed after the purge"
+status=$(dpkg-query -W -f='${db:Status-Status}' ffl 2>/dev/null || true)
+[ -z "$status" ] || [ "$status" = not-installed ] || die "ffl is '$status' after the purge"
 [ ! -e /var/lib/dpkg/info/ffl.list ] || die "dpkg still lists files of ffl"
 left=()
 for p in "${FILES[@]}" "${EXTRA[@]}"; do
