@@ -74,6 +74,7 @@ c.SlurmSpawner.req_prologue = %[9]q
 # A virtualenv's absolute command, not on the job's PATH.
 c.Spawner.cmd = [%[10]q]
 c.Spawner.environment["FIREFOX_LAUNCHER_CLEANUP_TIMEOUT"] = "3"
+c.Spawner.environment["JUPYTER_CONFIG_PATH"] = %[11]q
 c.Spawner.debug = True
 
 _base_env = dict(c.Spawner.environment)
@@ -105,12 +106,15 @@ func newHub(e *Env) (*Hub, error) {
 		jcp += ":" + filepath.Join(e.pythonPath, "jupyter_server_proxy", "etc")
 	}
 	e.jupyterCfg = jcp
-	prologue := "export PATH=" + e.bin + ":" + userPath + " JUPYTER_CONFIG_PATH=" + jcp
+	// What the prologue exports reaches the srun'd server only when it is in keepvars (sbatch
+	// --export=LIST makes srun export just those): PATH and PYTHONPATH are; JUPYTER_CONFIG_PATH
+	// goes through Spawner.environment instead.
+	prologue := "export PATH=" + e.bin + ":" + userPath
 	if e.pythonPath != "" {
 		prologue += " PYTHONPATH=" + e.pythonPath
 	}
 	cfg := fmt.Sprintf(hubConfig, filepath.Join(e.root, "contrib", "sbatch", "jupyterhub_config.py"),
-		lo, lo+1, lo+2, dir, h.Password, h.token, partition, prologue, filepath.Join(e.dir, "venv", "bin", "jupyterhub-singleuser"))
+		lo, lo+1, lo+2, dir, h.Password, h.token, partition, prologue, filepath.Join(e.dir, "venv", "bin", "jupyterhub-singleuser"), jcp)
 	if err := os.WriteFile(filepath.Join(dir, "jupyterhub_config.py"), []byte(cfg), 0o600); err != nil {
 		return nil, err
 	}

@@ -197,10 +197,11 @@ func (e *Env) assertNotDrained(t *testing.T) {
 	}
 }
 
-// nodeState is the node's Slurm state (idle, mixed, allocated, ...).
+// nodeState is the node's Slurm state (idle, mixed, allocated, ...; sinfo prints it once per
+// partition).
 func (e *Env) nodeState() string {
-	out, _ := e.slurm(context.Background(), "sinfo", "-h", "-N", "-o", "%T")
-	return strings.TrimSpace(out)
+	out, _ := e.slurm(context.Background(), "sinfo", "-h", "-n", e.node, "-o", "%T")
+	return strings.Join(dedup(strings.Fields(out)), ",")
 }
 
 // dumpJob prints the job's log when t failed.
