@@ -193,6 +193,9 @@ func TestJourney(t *testing.T) {
 			if err == nil || st.State == "painted" || st.State == "window" {
 				t.Fatalf("ffluser2 opened /user/ffluser1/firefox/: %s %v", st.State, err)
 			}
+			if !strings.Contains(st.Detail, "403") {
+				t.Errorf("ffluser2 at /user/ffluser1/firefox/: want the hub's 403 page, got %q: %v", st.State, err)
+			}
 			t.Logf("ffluser2 at /user/ffluser1/firefox/: %v", err)
 			// On the node: a process of ffluser2 gets no page from ffluser1's port.
 			port, err := s1.job.serverEnv("FFL_PROXY_PORT")
@@ -200,7 +203,15 @@ func TestJourney(t *testing.T) {
 				t.Fatal(err)
 			}
 			proxyPort1, _ = strconv.Atoi(port)
-			out, _ := e.asUser(context.Background(), s2.u, nil, "curl", "-sS", "-m", "10", "http://127.0.0.1:"+port+"/")
+			url := "http://127.0.0.1:" + port + "/"
+			// The owner on the node (the ssh -L path) gets the HTML5 client without a password...
+			own, err := e.asUser(context.Background(), s1.u, nil, "curl", "-sS", "-m", "20", url)
+			if err != nil || !strings.Contains(strings.ToLower(own), "<html") {
+				ss, _ := output(context.Background(), nil, "ss", "-ltnp", "sport = :"+port)
+				t.Errorf("ffluser1's own curl of its session port %s got no page: %v %.200q\n%s", port, err, own, ss)
+			}
+			// ... another user of the node gets nothing.
+			out, _ := e.asUser(context.Background(), s2.u, nil, "curl", "-sS", "-m", "10", url)
 			if strings.Contains(strings.ToLower(out), "<html") || strings.Contains(out, "xpra") {
 				t.Errorf("ffluser2's curl of ffluser1's session port %s got a page: %.200q", port, out)
 			}
