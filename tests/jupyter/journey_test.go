@@ -37,7 +37,7 @@ type session struct {
 	b       *Browser
 	job     *Job
 	color   string
-	started []proc.Identity // the job's processes when it was last checked
+	started []proc.Identity // the job's and its sessions' processes when last checked
 }
 
 func (e *Env) newSession(t *testing.T, name string) *session {
@@ -100,7 +100,7 @@ func (s *session) visit(t *testing.T, what string) {
 	}
 	addFigure(t, what+": request of /user/"+s.u.Name+"/firefox/ to Firefox's painted page", d)
 	t.Logf("%s: %s (%.0f%% of the window is the page's colour)", what, st.Detail, 100*st.Match)
-	s.started = s.job.procs()
+	s.started = append(s.job.procs(), s.job.sessionProcs()...)
 }
 
 // TestFailFast: a launcher that fails at once (here a bad FIREFOX_LAUNCHER_CLEANUP_TIMEOUT in
@@ -345,8 +345,8 @@ func TestCollision(t *testing.T) {
 	logFile := filepath.Join(work, "firefox-"+sb.ID+".log")
 	if !waitUntil(spawnLimit, func() bool {
 		b, _ := os.ReadFile(logFile)
-		return strings.Contains(string(b), `"port":`+strconv.Itoa(lo))
-	}) {
+		return strings.Contains(string(b), `"port":`+strconv.Itoa(lo)) || !sb.inQueue()
+	}) || !sb.inQueue() {
 		b, _ := os.ReadFile(logFile)
 		t.Fatalf("ffluser2's sbatch session on port %d did not start:\n%s", lo, b)
 	}

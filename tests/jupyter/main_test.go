@@ -364,6 +364,9 @@ start_timeout = "90s"
 	if startURL != "" {
 		s += fmt.Sprintf("start_url = %q\n", startURL)
 	}
+	if n := portMax - portMin + 1; n < 4 {
+		s += fmt.Sprintf("max_sessions = %d\n", n) // at most the range (default 4)
+	}
 	return s + fmt.Sprintf(`
 [epilog]
 log_file = %q
