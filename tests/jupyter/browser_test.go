@@ -164,9 +164,10 @@ const checkPageJS = `(() => {
 	return {state: painted ? "window" : "empty", detail: "window " + detail, match: best};
 })()`
 
-// errorPage matches the text of the hub's and the server's error pages ("Spawn failed: ...",
-// "500 : Internal Server Error", "404 : Not Found"), not the hub's "Your server is starting up".
-var errorPage = regexp.MustCompile(`Spawn failed|\b[45]\d\d\b\s*:|could not start|Internal Server Error|Bad Gateway|Service Unavailable|Not Found|Forbidden`)
+// errorPage matches the text (title first) of the error pages of the hub ("Spawn failed: ..."),
+// the notebook server ("500 : Internal Server Error", "404 : Not Found") and ffl's front ("ffl:
+// No Firefox session is running on this port"), not the hub's "Your server is starting up".
+var errorPage = regexp.MustCompile(`^ffl: |Spawn failed|\b[45]\d\d\b\s*:|could not start|Internal Server Error|Bad Gateway|Service Unavailable|Not Found|Forbidden`)
 
 // VisitFirefox opens /user/NAME/firefox/ in a new tab and waits until Firefox has painted the
 // page of the given colour (#rrggbb). It returns the time from the request to the first painted

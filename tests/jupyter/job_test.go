@@ -110,10 +110,59 @@ func (j *Job) serverEnv(name string) (string, error) {
 	return "", fmt.Errorf("job %s: no notebook server process with %s in its environment among %v", j.ID, name, describe(j.procs()))
 }
 
+// proxyProcs returns the job's `ffl-launch proxy` processes (jupyter-server-proxy's command).
+func (j *Job) proxyProcs() []proc.Identity {
+	var out []proc.Identity
+	for _, id := range j.procs() {
+		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", id.PID))
+		if bytes.Contains(cmdline, []byte("ffl-launch\x00proxy\x00")) {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// firefoxMain returns the job's main Firefox process (comm firefox-esr, parent not Firefox).
+func firefoxMain(t *testing.T, j *Job) proc.Identity {
+	t.Helper()
+	var mains []proc.Identity
+	for _, id := range j.sessionProcs() {
+		st, err := proc.ReadStat(id.PID)
+		if err != nil || st.Comm != "firefox-esr" {
+			continue
+		}
+		if pst, err := proc.ReadStat(st.PPID); err == nil && pst.Comm == "firefox-esr" {
+			continue
+		}
+		mains = append(mains, id)
+	}
+	if len(mains) != 1 {
+		t.Fatalf("job %s: want one main firefox-esr, found %v among %v", j.ID, mains, describe(j.sessionProcs()))
+	}
+	return mains[0]
+}
+
 // sessionProcs returns the live processes carrying the job's session marker.
 func (j *Job) sessionProcs() []proc.Identity {
 	ids, _ := proc.FindByMarker(j.User.UID, layout.MarkerVar, j.Layout.JobMarkerPrefix())
 	return ids
+}
+
+// stable drops the processes that Firefox starts and ends by itself while it runs (its content
+// and utility processes, children of the main firefox-esr): a bystander check compares the rest.
+func stable(ids []proc.Identity) []proc.Identity {
+	var out []proc.Identity
+	for _, id := range ids {
+		st, err := proc.ReadStat(id.PID)
+		if err != nil {
+			continue
+		}
+		if pst, err := proc.ReadStat(st.PPID); err == nil && pst.Comm == "firefox-esr" {
+			continue
+		}
+		out = append(out, id)
+	}
+	return out
 }
 
 // assertRunning checks a bystander: the job runs, its notebook server and (when it has one)
@@ -124,7 +173,7 @@ func (j *Job) assertRunning(t *testing.T, before []proc.Identity) {
 		t.Errorf("job %s of %s: state %s, want RUNNING", j.ID, j.User.Name, st)
 	}
 	now := map[proc.Identity]bool{}
-	for _, id := range j.procs() {
+	for _, id := range append(j.procs(), j.sessionProcs()...) {
 		now[id] = true
 	}
 	for _, id := range before {

@@ -87,7 +87,7 @@ func (s *session) spawn(t *testing.T) {
 	}) {
 		t.Fatalf("%s's notebook server does not run under ffl-launch run (no FFL_CONTROL_SOCKET): %v", s.u.Name, err)
 	}
-	s.started = s.job.procs()
+	s.started = stable(s.job.procs())
 	t.Logf("%s's server: job %s, control socket %s, %d processes", s.u.Name, id, sockets, len(s.started))
 }
 
@@ -100,7 +100,7 @@ func (s *session) visit(t *testing.T, what string) {
 	}
 	addFigure(t, what+": request of /user/"+s.u.Name+"/firefox/ to Firefox's painted page", d)
 	t.Logf("%s: %s (%.0f%% of the window is the page's colour)", what, st.Detail, 100*st.Match)
-	s.started = append(s.job.procs(), s.job.sessionProcs()...)
+	s.started = stable(append(s.job.procs(), s.job.sessionProcs()...))
 }
 
 // TestFailFast: a launcher that fails at once (here a bad FIREFOX_LAUNCHER_CLEANUP_TIMEOUT in
@@ -216,6 +216,35 @@ func TestJourney(t *testing.T) {
 				t.Errorf("ffluser2's curl of ffluser1's session port %s got a page: %.200q", port, out)
 			}
 			t.Logf("ffluser2's curl of ffluser1's port %s: %.120q", port, out)
+		}},
+		{"firefox_closed", func(t *testing.T) {
+			e.requireProxy(t)
+			// The user quits Firefox: the session ends, `ffl-launch proxy` exits 0 and says
+			// nothing alarming; the next visit shows a page (Firefox again, or an error page
+			// that says what to do), never a hang or someone else's session.
+			logBefore := len(mustRead(t, s1.job.Log()))
+			ff := firefoxMain(t, s1.job)
+			if _, err := e.asUser(context.Background(), s1.u, nil, "kill", "-TERM", strconv.Itoa(ff.PID)); err != nil {
+				t.Fatalf("close Firefox (pid %d) as ffluser1: %v", ff.PID, err)
+			}
+			if !waitUntil(60*time.Second, func() bool { return len(s1.job.sessionProcs()) == 0 && len(s1.job.proxyProcs()) == 0 }) {
+				t.Fatalf("60 s after Firefox was closed: session processes %v, ffl-launch proxy %v", describe(s1.job.sessionProcs()), describe(s1.job.proxyProcs()))
+			}
+			for _, l := range strings.Split(string(mustRead(t, s1.job.Log())[logBefore:]), "\n") {
+				if strings.Contains(l, "level=warning") || strings.Contains(l, "level=error") {
+					t.Errorf("job log of ffluser1 after Firefox was closed: %s", l)
+				}
+			}
+			d, st, err := s1.b.VisitFirefox(s1.u.Name, s1.color, visitLimit)
+			switch {
+			case err == nil:
+				addFigure(t, "visit of ffluser1 after Firefox was closed (a new session)", d)
+			case st.State == "page" && errorPage.MatchString(st.Detail):
+				t.Logf("after Firefox was closed, ffluser1's /firefox/ shows: %q", st.Detail)
+			default:
+				t.Errorf("after Firefox was closed, /user/ffluser1/firefox/: want Firefox or an error page, got %q: %v", st.State, err)
+			}
+			s2.job.assertRunning(t, s2.started)
 		}},
 		{"cull_ffluser1", func(t *testing.T) {
 			if err := e.hub.StopServer("ffluser1"); err != nil {
