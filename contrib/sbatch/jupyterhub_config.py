@@ -12,43 +12,73 @@ import shlex
 
 from batchspawner import SlurmSpawner
 from batchspawner.batchspawner import JobStatus, format_template
+from tornado import web
 from traitlets import Float
 
 c = get_config()  # noqa: F821 -- provided by JupyterHub when it loads this file
 
 
+class SpawnFailed(web.HTTPError):
+    """A failed start whose reason the hub shows as it is: on its error page when the start
+    fails within a second of the request, after "Spawn failed:" on the spawn page otherwise
+    (the hub shows only "Unhandled error starting server" for other exceptions of the first
+    second)."""
+
+    def __init__(self, message):
+        super().__init__(500, "%s", message)  # log_message % args: no % in message is special
+        self.message = message
+
+    def __str__(self):
+        return self.message
+
+
 class FFLSlurmSpawner(SlurmSpawner):
-    """batchspawner's SlurmSpawner that gives up as soon as its job has ended.
+    """batchspawner's SlurmSpawner that gives up as soon as its job has ended, and says why.
 
     Once the job runs, batchspawner 1.3.0 waits only for the single-user server to report its
-    port. A job that ends before that (ffl-launch refused a setting, a command is missing) left
-    the user looking at "Cluster job running... waiting to connect" until start_timeout (and
-    unable to start another server meanwhile; jupyterhub/batchspawner#253, fixed after 1.3.0).
-    This spawner also polls the job while it waits and fails the start with the job's last log
-    lines, which name the reason, within seconds.
+    port. A job that ends before that (ffl-launch refused a setting, no port was free, a
+    command is missing) left the user looking at "Cluster job running... waiting to connect"
+    until start_timeout, unable to start another server meanwhile (jupyterhub/batchspawner#253,
+    fixed after 1.3.0). A job that ends at once gave only "The Jupyter batch job has disappeared
+    while pending in the queue or died immediately after starting". This spawner polls the job
+    while it waits and, either way, fails the start with the last lines of the job's log, which
+    name the reason, within seconds.
     """
 
     job_check_interval = Float(
         2.0, help="Seconds between checks, while waiting for the server's port, that the job still runs."
     ).tag(config=True)
 
+    _submitted_job_id = ""
+
+    async def submit_batch_script(self):
+        # batchspawner clears job_id before it reports a job that died at once: keep it.
+        self._submitted_job_id = await super().submit_batch_script()
+        return self._submitted_job_id
+
     async def start(self):
+        self._submitted_job_id = ""
         start = asyncio.ensure_future(super().start())
         try:
             while True:
                 done, _ = await asyncio.wait({start}, timeout=self.job_check_interval)
                 if done:
-                    return start.result()
+                    try:
+                        return start.result()
+                    except RuntimeError:
+                        if self._submitted_job_id:  # it ran, and ended at once
+                            raise await self._ended(self._submitted_job_id) from None
+                        raise
                 if not self.job_id or self.port:
                     continue  # not submitted yet, or the server has reported its port
                 job_id = self.job_id
                 if await self.query_job_status() == JobStatus.NOTFOUND:
-                    raise RuntimeError(await self._ended_message(job_id))
+                    raise await self._ended(job_id)
         finally:
             if not start.done():
                 start.cancel()
 
-    async def _ended_message(self, job_id):
+    async def _ended(self, job_id):
         log = os.path.join(self.req_homedir, f"jupyterhub_slurmspawner_{job_id}.log")
         msg = f"The batch job {job_id} ended before the notebook server started (its log: {log})"
         # The user's home is usually readable from the hub host too (and the hub is root or
@@ -59,8 +89,8 @@ class FFLSlurmSpawner(SlurmSpawner):
         try:
             tail = await asyncio.wait_for(self.run_command(cmd), timeout=10)
         except Exception:  # no log there: the message still names where it is
-            return msg
-        return f"{msg}: {tail}" if tail else msg
+            tail = ""
+        return SpawnFailed(f"{msg}: {tail}" if tail else msg)
 
 
 c.JupyterHub.spawner_class = FFLSlurmSpawner

@@ -25,8 +25,9 @@ type Browser struct {
 }
 
 func newBrowser(h *Hub, u User) (*Browser, error) {
-	profile := filepath.Join(h.e.dir, "chromium-"+u.Name)
-	if err := os.MkdirAll(profile, 0o700); err != nil {
+	// A fresh profile per browser: no cookie of an earlier test's login.
+	profile, err := os.MkdirTemp(h.e.dir, "chromium-"+u.Name+"-")
+	if err != nil {
 		return nil, err
 	}
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
@@ -88,7 +89,8 @@ type spawnResult struct {
 }
 
 // Spawn asks the hub for the user's server the way the home page's Start button does and waits
-// until the hub's spawn-pending page either redirects to the server or shows "Spawn failed".
+// until the hub's spawn-pending page either redirects to the server or shows "Spawn failed"
+// (or the hub answers with its error page: a start that fails within a second).
 func (b *Browser) Spawn(limit time.Duration) (spawnResult, error) {
 	ctx, cancel := context.WithTimeout(b.ctx, limit)
 	defer cancel()
@@ -99,7 +101,10 @@ func (b *Browser) Spawn(limit time.Duration) (spawnResult, error) {
 	js := fmt.Sprintf(`(() => {
 		if (location.pathname.startsWith(%q)) return {ok: true, message: "", url: location.href};
 		const t = document.body ? document.body.innerText : "";
-		const i = t.indexOf("Spawn failed");
+		// The spawn page after a slow failure, or the hub's error page when the start failed
+		// within its first second.
+		let i = t.indexOf("Spawn failed");
+		if (i < 0) i = t.indexOf("500 : Internal Server Error");
 		if (i >= 0) return {ok: false, message: t.slice(i, i + 600).trim(), url: location.href};
 		return {ok: false, message: "", url: location.href};
 	})()`, prefix)

@@ -221,9 +221,12 @@ func setup(pythonPath string) (e *Env, err error) {
 		root: root, dir: dir, bin: filepath.Join(dir, "bin"), confDir: confDir, node: node,
 		pythonPath: pythonPath, epilogLog: filepath.Join(dir, "epilog.log"), users: map[string]User{},
 	}
+	half := e // `return nil, err` clears e before this runs
 	defer func() {
 		if err != nil {
-			_ = e.teardown(true)
+			if terr := half.teardown(true); terr != nil {
+				logf("teardown after a failed setup: %v", terr)
+			}
 		}
 	}()
 
@@ -434,6 +437,9 @@ func (e *Env) harness(script string, env ...string) error {
 	cmd.Env = append(os.Environ(), env...)
 	var buf bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &buf, &buf
+	// A child that keeps the output pipe open (a daemon started without redirecting it) must
+	// not make Wait hang past the deadline.
+	cmd.WaitDelay = 10 * time.Second
 	t0 := time.Now()
 	err := cmd.Run()
 	logf("%s: %v (%v)", script, errOrOK(err), time.Since(t0).Round(time.Millisecond))
