@@ -20,13 +20,24 @@ c = get_config()  # noqa: F821 -- provided by JupyterHub when it loads this file
 
 class SpawnFailed(web.HTTPError):
     """A failed start whose reason the hub shows as it is: on its error page when the start
-    fails within a second of the request, after "Spawn failed:" on the spawn page otherwise
-    (the hub shows only "Unhandled error starting server" for other exceptions of the first
-    second)."""
+    fails within a second of the request, after "Spawn failed:" on the spawn page otherwise.
+    (For any other exception of the first second the hub shows only "Failed to start your
+    server on the last attempt".)"""
 
     def __init__(self, message):
-        super().__init__(500, "%s", message)  # log_message % args: no % in message is special
-        self.message = message
+        # One printable ASCII line: it is also the HTTP status line's reason phrase.
+        self.message = " ".join(message.encode("ascii", "replace").decode().split())
+        super().__init__(500, "%s", self.message)
+
+    # JupyterHub sets reason = "error" on a failed start and then shows its generic sentence
+    # instead of the message: keep ours.
+    @property
+    def reason(self):
+        return self.message
+
+    @reason.setter
+    def reason(self, value):
+        pass
 
     def __str__(self):
         return self.message
