@@ -36,6 +36,7 @@ type Job struct {
 }
 
 func (e *Env) job(u User, id string) *Job {
+	e.jobs[id] = u
 	return &Job{e: e, ID: id, User: u, Layout: layout.Layout{
 		StateDir: filepath.Join(u.Home, ".firefox-launcher"), RuntimeDir: runtimeRoot, TempDir: "/tmp",
 		UID: u.UID, Node: e.node, JobKey: id,

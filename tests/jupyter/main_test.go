@@ -81,6 +81,7 @@ type Env struct {
 	jupyterCfg string // JUPYTER_CONFIG_PATH of the notebook servers
 	epilogLog  string
 	users      map[string]User
+	jobs       map[string]User // every job of the run: its log in the user's home goes at the end
 	hub        *Hub
 	lock       *os.File
 	restore    func() error
@@ -219,7 +220,7 @@ func setup(pythonPath string) (e *Env, err error) {
 	}
 	e = &Env{
 		root: root, dir: dir, bin: filepath.Join(dir, "bin"), confDir: confDir, node: node,
-		pythonPath: pythonPath, epilogLog: filepath.Join(dir, "epilog.log"), users: map[string]User{},
+		pythonPath: pythonPath, epilogLog: filepath.Join(dir, "epilog.log"), users: map[string]User{}, jobs: map[string]User{},
 	}
 	half := e // `return nil, err` clears e before this runs
 	defer func() {
@@ -469,8 +470,13 @@ func (e *Env) teardown(keep bool) error {
 		}
 	}
 	_ = os.Remove(runtimeRoot) // only when empty: anything left is a finding
+	if !keep {
+		for id, u := range e.jobs { // as the user: never root in a user's directory
+			_, _ = e.asUser(context.Background(), u, nil, "rm", "-f", filepath.Join(u.Home, "jupyterhub_slurmspawner_"+id+".log"))
+		}
+	}
 	if keep {
-		logf("kept %s (hub log, configs, epilog.log)", e.dir)
+		logf("kept %s (hub log, configs, epilog.log) and the job logs in the users' homes", e.dir)
 	} else if err := os.RemoveAll(e.dir); err != nil {
 		errs = append(errs, err)
 	}
