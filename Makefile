@@ -30,7 +30,7 @@ build: ## build bin/ffl-launch, bin/ffl-epilog, bin/ffl-prolog
 	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/ ./cmd/...
 
 .PHONY: deps
-deps: ## install xpra, firefox-esr, chromium, slurm-wlm, munge, iproute2 (Debian 12, root)
+deps: ## install xpra, firefox-esr, chromium, slurm-wlm, munge, iproute2, jupyterhub, ... (Debian 12, root)
 	./scripts/deps.sh
 
 .PHONY: test
@@ -49,12 +49,16 @@ slurm-test: build ## real Slurm scenarios: sbatch, scancel, time limit, SIGKILL,
 multinode-test: build ## real Slurm on three nodes (own namespaces, one /home): same port, srun -N2, kill -9, reboot (root)
 	FFL_E2E=1 SLURM_MN_CONFDIR=$(SLURM_MN_CONFDIR) $(GO) test -count=1 -v -timeout 20m -run '^TestMultiNode$$' ./tests/slurm/...
 
+.PHONY: jupyter-test
+jupyter-test: build ## real JupyterHub + SlurmSpawner + jupyter-server-proxy + Slurm + chromium (root)
+	FFL_E2E=1 SLURM_CONFDIR=$(SLURM_CONFDIR) $(GO) test -count=1 -v -timeout 30m ./tests/jupyter/...
+
 .PHONY: preflight
 preflight: build ## ffl-launch doctor: fails (exit 3) when a session could not draw on this machine
 	$(BIN)/ffl-launch doctor
 
 .PHONY: check
-check: deps lint preflight test e2e slurm-test multinode-test deb-test ## everything CI runs: deps, lint, doctor, unit, e2e, Slurm scenarios (one node, three nodes), the package
+check: deps lint preflight test e2e slurm-test multinode-test jupyter-test deb-test ## everything CI runs: deps, lint, doctor, unit, e2e, Slurm scenarios (one node, three nodes), the Jupyter journey, the package
 
 .PHONY: demo
 demo: deps build ## local single-node Slurm + a real session from contrib/sbatch/firefox.sbatch

@@ -72,7 +72,17 @@ type Options struct {
 	// PeerUID finds the uid of a connection's client; nil means PeerUID (sock_diag). Tests
 	// replace it to drive the states without a second user.
 	PeerUID func(local, remote *net.TCPAddr) (int, error)
+	// OnDemand, if set, is called (in its own goroutine, once per idle or failed period) when
+	// the owner connects while no session is behind the port, or a while after a failed start:
+	// the supervisor then starts one, and the connection is held until it is ready. This is how
+	// the Jupyter proxy port gets Firefox back after the user closed it (jupyter-server-proxy
+	// 4.1 never runs its command again once it has exited).
+	OnDemand func()
 }
+
+// retryAfterFailure is how long a failed start's page is shown before a new visit asks for a
+// new start (OnDemand): a reload then tries again, a proxy's readiness polling does not loop.
+const retryAfterFailure = 5 * time.Second
 
 // Front is one bound port: a listener on the configured address and, for a loopback IPv4
 // address, on [::1] as well (else another user could listen there and catch a client that
@@ -86,6 +96,8 @@ type Front struct {
 	state   State
 	target  string // xpra's unix socket, in Ready
 	reason  string // the failure, in Failed
+	since   time.Time
+	asked   bool // OnDemand was called in this state
 	changed chan struct{}
 	conns   map[net.Conn]struct{} // every open connection, for Close
 	relayed map[net.Conn]struct{} // connections of the current Ready period
@@ -160,6 +172,7 @@ func (f *Front) set(s State, target, reason string) {
 		return
 	}
 	f.state, f.target, f.reason = s, target, reason
+	f.since, f.asked = time.Now(), false
 	close(f.changed)
 	f.changed = make(chan struct{})
 	var drop []net.Conn
@@ -280,10 +293,23 @@ func (f *Front) serve(c net.Conn) {
 	}
 	idleUntil := time.Now().Add(f.opts.IdleHold)
 	startUntil := time.Now().Add(f.opts.StartHold)
+	var askedAt time.Time // when this client's arrival asked for a start
 	for {
 		f.mu.Lock()
-		state, target, reason, changed := f.state, f.target, f.reason, f.changed
+		state, target, reason, changed, since := f.state, f.target, f.reason, f.changed, f.since
+		demand := f.opts.OnDemand != nil && !f.asked &&
+			(state == Idle || (state == Failed && time.Since(since) >= retryAfterFailure))
+		if demand {
+			f.asked = true
+			askedAt = time.Now()
+		}
+		if state == Failed && !askedAt.IsZero() && since.Before(askedAt) {
+			state = Idle // the failure is older than the start this client asked for: wait for it
+		}
 		f.mu.Unlock()
+		if demand {
+			go f.opts.OnDemand()
+		}
 		var wait time.Duration
 		switch state {
 		case Closed:

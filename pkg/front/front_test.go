@@ -318,3 +318,51 @@ func TestCloseReleasesPort(t *testing.T) {
 		t.Errorf("second Close: %v", err)
 	}
 }
+
+// TestOnDemand: an owner's visit to an idle port asks for a start (once) and is held until the
+// session is ready; a visit a while after a failed start asks again.
+func TestOnDemand(t *testing.T) {
+	target := echoServer(t)
+	asks := make(chan struct{}, 4)
+	var f *Front
+	f = listen(t, Options{UID: 7, PeerUID: uidIs(7), OnDemand: func() { asks <- struct{}{} }})
+	c := dial(t, f)
+	select {
+	case <-asks:
+	case <-time.After(10 * time.Second):
+		t.Fatal("an idle visit did not ask for a start")
+	}
+	f.Starting()
+	f.Ready(target)
+	_, _ = io.WriteString(c, "hi\n")
+	if line, err := bufio.NewReader(c).ReadString('\n'); err != nil || line != "xpra:hi\n" {
+		t.Fatalf("held visit: %q, %v", line, err)
+	}
+	f.Idle()
+	f.Failed("it broke")
+	c2 := dial(t, f)
+	resp, err := http.ReadResponse(bufio.NewReader(c2), nil)
+	if err != nil || resp.StatusCode != 503 {
+		t.Fatalf("a visit right after the failure: %v, %v", resp, err)
+	}
+	select {
+	case <-asks:
+		t.Fatal("a visit right after a failure asked for a start")
+	default:
+	}
+	f.mu.Lock()
+	f.since = time.Now().Add(-retryAfterFailure - time.Second)
+	f.mu.Unlock()
+	c3 := dial(t, f)
+	select {
+	case <-asks:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a visit a while after the failure did not ask again")
+	}
+	f.Starting()
+	f.Ready(target)
+	_, _ = io.WriteString(c3, "again\n")
+	if line, err := bufio.NewReader(c3).ReadString('\n'); err != nil || line != "xpra:again\n" {
+		t.Fatalf("held visit after a failure: %q, %v", line, err)
+	}
+}

@@ -222,7 +222,7 @@ func (m *Manager) Start(ctx context.Context, req StartRequest) (Info, error) {
 		return Info{}, err
 	}
 	if req.Port == 0 {
-		f, err := m.pickPort()
+		f, err := m.pickPort(nil)
 		if err != nil {
 			return Info{}, err
 		}
@@ -230,21 +230,33 @@ func (m *Manager) Start(ctx context.Context, req StartRequest) (Info, error) {
 	}
 	m.mu.Lock()
 	lent := m.lent[req.Port]
-	existing := m.sessions[req.Port]
 	m.mu.Unlock()
-	if existing != nil && req.Reuse {
-		return existing.waitStarted(ctx)
-	}
 	if lent == nil && (req.Port < m.s.PortMin || req.Port > m.s.PortMax) {
 		return Info{}, fmt.Errorf("%w: port %d is outside the allowed range %d-%d: pick a port in the range or omit --port", ErrBadInput, req.Port, m.s.PortMin, m.s.PortMax)
 	}
-	if err := m.reserve(req.Port); err != nil {
-		return Info{}, err
+	// With Reuse, two callers asking for the same port at once (jupyter-server-proxy's command
+	// and an owner's visit to the idle proxy port) end up with the one session.
+	for {
+		if s := m.session(req.Port); s != nil && req.Reuse {
+			return s.waitStarted(ctx)
+		}
+		err := m.reserve(req.Port)
+		if err == nil {
+			break
+		}
+		if !req.Reuse || !errors.Is(err, errReserved) {
+			return Info{}, err
+		}
+		select {
+		case <-ctx.Done():
+			return Info{}, context.Cause(ctx)
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
 	if lent != nil {
 		return m.startOne(ctx, lent, false, url)
 	}
-	f, err := m.bind(req.Port)
+	f, err := m.bind(req.Port, nil)
 	if err != nil {
 		m.release(req.Port)
 		if errors.Is(err, syscall.EADDRINUSE) {
@@ -256,9 +268,10 @@ func (m *Manager) Start(ctx context.Context, req StartRequest) (Info, error) {
 }
 
 // Bind holds a port of this job's range for the caller (the supervisor's proxy port): the
-// first free one after a random offset.
-func (m *Manager) Bind() (*front.Front, error) {
-	f, err := m.pickPort()
+// first free one after a random offset. onDemand, if set, is called with the port when the
+// owner visits it while no session is behind it (the front's OnDemand).
+func (m *Manager) Bind(onDemand func(port int)) (*front.Front, error) {
+	f, err := m.pickPort(onDemand)
 	if err != nil {
 		return nil, err
 	}
@@ -267,10 +280,12 @@ func (m *Manager) Bind() (*front.Front, error) {
 }
 
 // bind holds one port for a session of this job.
-func (m *Manager) bind(port int) (*front.Front, error) {
-	return front.Listen(m.s.BindAddress, port, front.Options{
-		UID: m.s.Layout.UID, StartHold: m.s.StartTimeout + 5*time.Second, Log: m.s.Log,
-	})
+func (m *Manager) bind(port int, onDemand func(port int)) (*front.Front, error) {
+	opts := front.Options{UID: m.s.Layout.UID, StartHold: m.s.StartTimeout + 5*time.Second, Log: m.s.Log, IdleHold: 5 * time.Second}
+	if onDemand != nil {
+		opts.OnDemand = func() { onDemand(port) }
+	}
+	return front.Listen(m.s.BindAddress, port, opts)
 }
 
 // waitStarted returns the session's Info once its start has finished.
@@ -322,7 +337,7 @@ func (m *Manager) release(port int) {
 // pickPort binds the first free port of the range after a random offset: concurrent starts
 // by many users then rarely try the same port, and the bind itself decides (a port ffl holds
 // cannot be taken by anyone else, and ffl never probes a port and binds it later).
-func (m *Manager) pickPort() (*front.Front, error) {
+func (m *Manager) pickPort(onDemand func(port int)) (*front.Front, error) {
 	n := m.s.PortMax - m.s.PortMin + 1
 	off := rand.IntN(n)
 	for i := 0; i < n; i++ {
@@ -339,7 +354,7 @@ func (m *Manager) pickPort() (*front.Front, error) {
 			}
 			return nil, err
 		}
-		f, err := m.bind(port)
+		f, err := m.bind(port, onDemand)
 		if err == nil {
 			return f, nil
 		}

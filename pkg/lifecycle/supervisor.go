@@ -147,7 +147,15 @@ func (s *Supervisor) Run(ctx context.Context, signals <-chan os.Signal) (int, er
 
 	env := []string{EnvControlSocket + "=" + sockPath}
 	if len(s.cfg.Command) > 0 && s.cfg.ProxyPort {
-		if s.proxy, err = mgr.Bind(); err != nil {
+		// A visit to the idle proxy port (the user closed Firefox earlier, and jupyter-server-
+		// proxy never runs its command again) starts a new session there.
+		onDemand := func(port int) {
+			s.log.WithField("port", port).Info("a visit to the Jupyter proxy port: starting a session")
+			if _, err := mgr.Start(ctx, StartRequest{Port: port, URL: s.cfg.URL, Reuse: true}); err != nil {
+				s.log.WithError(err).WithField("port", port).Warn("session for the Jupyter proxy port")
+			}
+		}
+		if s.proxy, err = mgr.Bind(onDemand); err != nil {
 			s.teardown()
 			return 0, fmt.Errorf("port for the Jupyter proxy: %w", err)
 		}

@@ -195,8 +195,9 @@ func readJSON(t *testing.T, path string, v any) {
 // wraps the notebook server. The supervisor holds $FFL_PROXY_PORT from its start; the proxy
 // starts the session there and the owner's request waits for it and gets the page; a second
 // proxy for the same port reuses the session; SIGTERM to a proxy stops the session (the port
-// stays held, quietly); a new proxy starts a new session; Firefox closed (xpra exits) makes the
-// proxy exit 0; nothing is left once the command ends.
+// stays held, quietly); the owner's next visit starts a new session there by itself (the proxy
+// never runs its command again); Firefox closed (xpra exits) makes the proxy exit 0; nothing is
+// left once the command ends.
 func TestProxyCommand(t *testing.T) {
 	e := fakeEnv(t, "9205", map[string]string{"xpra_args": `["--fakexpra-mode=no-tree,slow-ready"]`})
 	out := filepath.Join(e.dir, "cmd")
@@ -274,11 +275,12 @@ while [ ! -e "$OUT.go" ]; do sleep 0.05; done
 	if ids, _ := proc.FindByMarker(e.user.UID, layout.MarkerVar, e.layout().Marker(port)); len(ids) != 0 {
 		t.Errorf("stopped session left %v", ids)
 	}
-	// A new visit runs the command again: a new session on the same port.
-	_, p3done := proxy("proxy3")
+	// The owner comes back (jupyter-server-proxy 4.1 never runs an exited command again): the
+	// visit itself starts a new session on the held port, and is answered by it.
 	if code := httpAs(e.user, url); code != 200 {
-		t.Fatalf("after a restart: HTTP %d", code)
+		t.Fatalf("a visit to the idle proxy port: HTTP %d, want 200 (a new session)", code)
 	}
+	_, p3done := proxy("proxy3") // the proxy command again: reuses that session
 	var infos []lifecycle.Info
 	list := e.command("list", "--json")
 	b, err := list.Output()
@@ -287,9 +289,15 @@ while [ ! -e "$OUT.go" ]; do sleep 0.05; done
 	if len(infos) != 1 || infos[0].Port != port {
 		t.Fatalf("list: %s", b)
 	}
-	// Firefox closed: xpra exits by itself, the proxy exits 0.
+	// Firefox closed: xpra exits by itself, the proxy exits 0; the next visit starts Firefox again.
 	testutil.Must(t, syscall.Kill(infos[0].PID, syscall.SIGTERM), "end xpra")
 	waitExit("proxy3", p3done)
+	if code := httpAs(e.user, url); code != 200 {
+		t.Errorf("a visit after Firefox was closed: HTTP %d, want 200", code)
+	}
+	if code := httpAs(testutil.TestUser(t, "ffltest2"), url); code != 0 {
+		t.Errorf("another user got HTTP %d from the proxy port", code)
+	}
 	testutil.Must(t, os.WriteFile(out+".go", nil, 0o644), "go")
 	select {
 	case <-done:
