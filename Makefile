@@ -108,9 +108,8 @@ install-files:
 	chmod 0644 $(DESTDIR)$(UNITDIR)/ffl-sweep.service
 	install -m0644 etc/systemd/ffl-sweep.timer $(DESTDIR)$(UNITDIR)/ffl-sweep.timer
 	install -d $(DESTDIR)$(SHAREDIR)/ffl
-	install -m0755 contrib/sbatch/firefox.sbatch contrib/sbatch/slurmspawner.sh.j2 $(DESTDIR)$(SHAREDIR)/ffl/
-	install -m0644 contrib/sbatch/jupyterhub_config.py contrib/sbatch/jupyter_server_config.py \
-	  etc/slurm/slurm.conf.snippet $(DESTDIR)$(SHAREDIR)/ffl/
+	install -m0644 contrib/sbatch/* etc/slurm/slurm.conf.snippet $(DESTDIR)$(SHAREDIR)/ffl/
+	chmod 0755 $(DESTDIR)$(SHAREDIR)/ffl/firefox.sbatch $(DESTDIR)$(SHAREDIR)/ffl/slurmspawner.sh.j2
 	install -D -m0644 docs/man/ffl-launch.1 $(DESTDIR)$(SHAREDIR)/man/man1/ffl-launch.1
 	install -D -m0644 docs/man/ffl.toml.5 $(DESTDIR)$(SHAREDIR)/man/man5/ffl.toml.5
 	install -D -m0644 docs/man/ffl-epilog.8 $(DESTDIR)$(SHAREDIR)/man/man8/ffl-epilog.8
