@@ -462,9 +462,10 @@ func formatValue(v float64) string {
 }
 
 // HookBudget bounds what recording costs a hook: the wait for the lock (the reads and writes
-// are of a small file in a local directory). ffl-epilog doctor keeps epilog.timeout a second
-// below PrologEpilogTimeout, which this fits in.
-const HookBudget = 500 * time.Millisecond
+// are of a small file in a local directory, and another run holds the lock for as long as
+// those take). Small enough for a hook's last step after its timeout, even on the watchdog's
+// path: ffl-epilog doctor keeps epilog.timeout a second below PrologEpilogTimeout.
+const HookBudget = 200 * time.Millisecond
 
 // RecordForHook is Record the way the root hooks call it, after their work: path "" does
 // nothing, a missing directory means metrics are off on this node (a debug line), any other
