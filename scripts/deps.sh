@@ -18,10 +18,12 @@
 #                           neither of those two, nor simpervisor: the suite takes them from
 #                           the machine's Python or ../shared/thirdparty/python)
 #   sudo                    batchspawner's exec_prefix, `sudo -E -u {username}`
+#   bash-completion         runs the generated completion scripts in their test
+#   debhelper lintian       make deb builds the Debian package with them and checks it
 set -euo pipefail
 PKGS=(xpra python3-pil python3-lz4 firefox-esr xvfb xauth chromium slurm-wlm munge curl procps ca-certificates python3 iproute2 util-linux
   jupyterhub python3-jupyter-server node-configurable-http-proxy nodejs python3-aiohttp python3-jinja2 python3-requests
-  python3-tornado sudo)
+  python3-tornado sudo bash-completion debhelper lintian)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

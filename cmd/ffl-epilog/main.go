@@ -43,7 +43,12 @@ func (e exitStatus) Error() string { return fmt.Sprintf("exit status %d", e.code
 var errUsage = errors.New("usage")
 
 func main() {
-	app := &cli.App{
+	os.Exit(exitCode(newApp().Run(os.Args)))
+}
+
+// newApp is the whole command line; docs_test.go renders the man page and completion from it.
+func newApp() *cli.App {
+	return &cli.App{
 		Name:    "ffl-epilog",
 		Usage:   "Slurm Epilog: end and remove what the ffl sessions of a job left on this node",
 		Version: version,
@@ -64,7 +69,6 @@ func main() {
 		},
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
-	os.Exit(exitCode(app.Run(os.Args)))
 }
 
 func exitCode(err error) int {

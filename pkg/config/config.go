@@ -30,6 +30,10 @@ const (
 	EnvDebug = "FIREFOX_LAUNCHER_DEBUG"
 )
 
+// DefaultMetricsFile is in the directory Debian's prometheus-node-exporter reads
+// (--collector.textfile.directory).
+const DefaultMetricsFile = "/var/lib/prometheus/node-exporter/ffl.prom"
+
 // SlurmDefaultKillWait is Slurm's default KillWait: the time between the
 // SIGTERM that starts ffl's grace path and the SIGKILL that ends it.
 const SlurmDefaultKillWait = 30 * time.Second
@@ -108,6 +112,10 @@ type EpilogConfig struct {
 	SweepOlderThan Duration `toml:"sweep_older_than"`
 	// TempOlderThan is the age after which stale ffl-<uid> temp dirs go.
 	TempOlderThan Duration `toml:"temp_older_than"`
+	// MetricsFile is the node_exporter textfile-collector file the Epilog, the Prolog and the
+	// sweep add their counts to (pkg/metrics); "" turns metrics off, and so does a missing
+	// directory, so the default costs nothing on a node without node_exporter.
+	MetricsFile string `toml:"metrics_file"`
 }
 
 // Default returns the built-in configuration (what an absent
@@ -135,6 +143,7 @@ func Default() Config {
 			Syslog:         true,
 			SweepOlderThan: Duration{168 * time.Hour},
 			TempOlderThan:  Duration{24 * time.Hour},
+			MetricsFile:    DefaultMetricsFile,
 		},
 	}
 }

@@ -78,6 +78,7 @@ func (c Config) Validate() error {
 		{"epilog.log_file", strconv.Quote(c.Epilog.LogFile), checkLogFile(c.Epilog.LogFile)},
 		{"epilog.sweep_older_than", quoteDuration(c.Epilog.SweepOlderThan), checkPositive(c.Epilog.SweepOlderThan)},
 		{"epilog.temp_older_than", quoteDuration(c.Epilog.TempOlderThan), checkPositive(c.Epilog.TempOlderThan)},
+		{"epilog.metrics_file", strconv.Quote(c.Epilog.MetricsFile), checkMetricsFile(c.Epilog.MetricsFile)},
 	} {
 		if check.err != nil {
 			return &Error{Key: check.key, Value: truncate(check.value), Reason: check.err.Error()}
@@ -293,6 +294,22 @@ func checkLogFile(p string) error {
 		return errors.New("must not contain control characters")
 	case !filepath.IsAbs(p) || filepath.Clean(p) != p || p == "/":
 		return errors.New(`must be a clean absolute file name, like "/var/log/ffl-epilog.log" (or "" for none)`)
+	}
+	return nil
+}
+
+// checkMetricsFile accepts "" or a clean absolute "*.prom" file name: node_exporter's textfile
+// collector reads only *.prom, so another name would be written and never collected.
+func checkMetricsFile(p string) error {
+	switch {
+	case p == "":
+		return nil
+	case hasControl(p):
+		return errors.New("must not contain control characters")
+	case !filepath.IsAbs(p) || filepath.Clean(p) != p || p == "/":
+		return errors.New(`must be a clean absolute file name, like "/var/lib/prometheus/node-exporter/ffl.prom" (or "" for none)`)
+	case !strings.HasSuffix(filepath.Base(p), ".prom") || filepath.Base(p) == ".prom":
+		return errors.New(`must end in ".prom" (node_exporter's textfile collector reads only those)`)
 	}
 	return nil
 }

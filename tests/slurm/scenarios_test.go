@@ -158,7 +158,7 @@ func (b *bystanders) stopAll(t *testing.T) {
 // it after installing: every check that matters passes (the Epilog is configured, the cleanup
 // timeout fits KillWait, xpra can draw), and it exits 0.
 func scenarioNodeDoctor(t *testing.T, c *Cluster, _ *bystanders) {
-	out, err := output(context.Background(), nil, filepath.Join(c.dir, "bin", "ffl-epilog"), "doctor", "--slurm-conf", filepath.Join(c.confDir, "slurm.conf"))
+	out, err := output(context.Background(), nil, c.epilog, "doctor", "--slurm-conf", filepath.Join(c.confDir, "slurm.conf"))
 	t.Logf("ffl-epilog doctor:\n%s", out)
 	if err != nil {
 		t.Errorf("ffl-epilog doctor: %v", err)
