@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ffl-hpc/ffl/pkg/layout"
+	"github.com/ffl-hpc/ffl/pkg/safefs"
 )
 
 // Helper operations (HelperRequest.Op).
@@ -339,7 +340,7 @@ func serveHelper(ctx context.Context, arg string) HelperResult {
 	case OpHome:
 		rep = CleanHome(ctx, l, req.Displays, opts)
 		if len(rep.Problems) == 0 && req.Home != "" {
-			if _, err := os.Lstat(req.Home); isNotExist(err) {
+			if _, err := os.Lstat(req.Home); safefs.IsNotExist(err) {
 				rep.Problems = append(rep.Problems, Sanitize(fmt.Sprintf("home %s of uid %d does not exist", req.Home, req.UID)))
 			}
 		}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ffl-hpc/ffl/pkg/layout"
 	"github.com/ffl-hpc/ffl/pkg/proc"
+	"github.com/ffl-hpc/ffl/pkg/safefs"
 )
 
 // Job ends and removes everything of job l.JobKey on node l.Node, in this process: the
@@ -104,23 +105,23 @@ func NodeLocalUsage(l layout.Layout) (used bool, why string) {
 	}
 	name := layout.JobDirName(l.JobKey)
 	check := func(parent *os.File) (bool, string) {
-		fi, err := lstatAt(parent, name)
-		if isNotExist(err) {
+		fi, err := safefs.LstatAt(parent, name)
+		if safefs.IsNotExist(err) {
 			return false, ""
 		}
 		path := filepath.Join(parent.Name(), name)
 		if err != nil {
 			return true, fmt.Sprintf("%s: %v", path, err)
 		}
-		if !fi.isDir() || fi.uid != l.UID {
+		if !fi.IsDir() || fi.UID != l.UID {
 			return true, fmt.Sprintf("%s: not a directory of uid %d", path, l.UID)
 		}
-		d, err := openOwnedDirAt(parent, name, l.UID)
+		d, err := safefs.OpenDirAtOwned(parent, name, l.UID)
 		if err != nil {
 			return true, fmt.Sprintf("%s: %v", path, err)
 		}
 		defer d.Close()
-		names, more, err := listNames(d, 64)
+		names, more, err := safefs.ReadDirNames(d, 64)
 		if err != nil || more {
 			return true, fmt.Sprintf("%s: crowded or unreadable", path)
 		}
@@ -131,32 +132,32 @@ func NodeLocalUsage(l layout.Layout) (used bool, why string) {
 		}
 		return false, ""
 	}
-	if rt, err := openTrusted(l.RuntimeDir); err == nil {
+	if rt, err := safefs.OpenTrusted(l.RuntimeDir); err == nil {
 		used, why := check(rt)
 		rt.Close()
 		if used {
 			return true, why
 		}
-	} else if !isNotExist(err) {
+	} else if !safefs.IsNotExist(err) {
 		return true, fmt.Sprintf("runtime dir %s: %v", l.RuntimeDir, err)
 	}
-	tmp, err := openTrusted(l.TempDir)
+	tmp, err := safefs.OpenTrusted(l.TempDir)
 	if err != nil {
-		if isNotExist(err) {
+		if safefs.IsNotExist(err) {
 			return false, ""
 		}
 		return true, fmt.Sprintf("temp dir %s: %v", l.TempDir, err)
 	}
 	defer tmp.Close()
 	userName := layout.UserTempName(l.UID)
-	fi, err := lstatAt(tmp, userName)
-	if isNotExist(err) {
+	fi, err := safefs.LstatAt(tmp, userName)
+	if safefs.IsNotExist(err) {
 		return false, ""
 	}
-	if err != nil || !fi.isDir() || fi.uid != l.UID {
+	if err != nil || !fi.IsDir() || fi.UID != l.UID {
 		return true, fmt.Sprintf("%s: not a directory of uid %d", filepath.Join(l.TempDir, userName), l.UID)
 	}
-	ud, err := openOwnedDirAt(tmp, userName, l.UID)
+	ud, err := safefs.OpenDirAtOwned(tmp, userName, l.UID)
 	if err != nil {
 		return true, fmt.Sprintf("%s: %v", filepath.Join(l.TempDir, userName), err)
 	}
@@ -231,7 +232,7 @@ func (j *jobInfo) describe() string {
 func readJobHome(l layout.Layout, j *jobInfo, t *tally) {
 	node, err := openHomeNodeDir(l)
 	if err != nil {
-		if refusedErr(err) {
+		if safefs.Refused(err) {
 			t.update(func(r *Report) { r.Refused++ })
 		}
 		t.problem("home: %v", err)
@@ -242,16 +243,16 @@ func readJobHome(l layout.Layout, j *jobInfo, t *tally) {
 	}
 	defer node.Close()
 	name := layout.JobDirName(j.key)
-	fi, err := lstatAt(node, name)
+	fi, err := safefs.LstatAt(node, name)
 	if err != nil {
-		if !isNotExist(err) {
+		if !safefs.IsNotExist(err) {
 			t.problem("home job dir %s: %v", filepath.Join(l.HomeNodeDir(), name), err)
 		}
 		return
 	}
 	j.home = filepath.Join(l.HomeNodeDir(), name)
-	j.touch(fi.mtime)
-	if fi.isDir() {
+	j.touch(fi.Mtime)
+	if fi.IsDir() {
 		readHomeJob(node, name, j.home, l, j, t)
 	}
 }

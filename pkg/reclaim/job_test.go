@@ -182,43 +182,6 @@ func TestNodeLocalUsage(t *testing.T) {
 	}
 }
 
-func TestOpenTrusted(t *testing.T) {
-	f := newFixture(t)
-	target := filepath.Join(f.root, "target")
-	must(t, os.Mkdir(target, 0o755))
-	// A symlink root made in a directory only root can write: followed.
-	must(t, os.Symlink(target, filepath.Join(f.root, "rootlink")))
-	d, err := openTrusted(filepath.Join(f.root, "rootlink"))
-	if err != nil {
-		t.Fatalf("root's symlink refused: %v", err)
-	}
-	d.Close()
-	// Relative targets and chains work too.
-	must(t, os.Symlink("rootlink", filepath.Join(f.root, "chain")))
-	if d, err := openTrusted(filepath.Join(f.root, "chain")); err != nil {
-		t.Errorf("chain refused: %v", err)
-	} else {
-		d.Close()
-	}
-	// The same symlink in a user's directory, or in a world-writable one: refused.
-	userDir := filepath.Join(f.root, "userdir")
-	testutil.MkdirAs(t, userDir, f.user, 0o755)
-	must(t, os.Symlink(target, filepath.Join(userDir, "link")))
-	must(t, os.Symlink(target, filepath.Join(f.temp, "link")))
-	for _, p := range []string{filepath.Join(userDir, "link"), filepath.Join(f.temp, "link"), filepath.Join(userDir, "link", "x")} {
-		if d, err := openTrusted(p); err == nil {
-			d.Close()
-			t.Errorf("%s: followed a symlink a user could have planted", p)
-		}
-	}
-	// A loop ends.
-	must(t, os.Symlink("loop", filepath.Join(f.root, "loop")))
-	if d, err := openTrusted(filepath.Join(f.root, "loop")); err == nil {
-		d.Close()
-		t.Error("symlink loop opened")
-	}
-}
-
 func TestPrepareRuntimeJobDir(t *testing.T) {
 	f := newFixture(t)
 	rt := filepath.Join(f.root, "prun", "ffl")

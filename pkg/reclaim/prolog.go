@@ -2,16 +2,15 @@ package reclaim
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/sirupsen/logrus"
-	"golang.org/x/sys/unix"
 
 	"github.com/ffl-hpc/ffl/pkg/layout"
+	"github.com/ffl-hpc/ffl/pkg/safefs"
 	"github.com/ffl-hpc/ffl/pkg/slurmenv"
 )
 
@@ -131,105 +130,23 @@ func PrepareRuntimeJobDir(runtimeDir string, uid, gid int, key string) (string, 
 	if uid <= 0 || gid < 0 {
 		return "", fmt.Errorf("runtime dir for uid %d gid %d: refused", uid, gid)
 	}
-	parent, err := openTrusted(filepath.Dir(runtimeDir))
+	parent, err := safefs.OpenTrusted(filepath.Dir(runtimeDir))
 	if err != nil {
 		return "", fmt.Errorf("runtime dir %s: parent: %w", runtimeDir, err)
 	}
 	defer parent.Close()
-	root, err := mkdirOwned(parent, filepath.Base(runtimeDir), 0, 0, RuntimeRootMode, false)
+	root, err := safefs.EnsureDirAt(parent, filepath.Base(runtimeDir), safefs.DirSpec{UID: 0, GID: 0, Mode: RuntimeRootMode})
 	if err != nil {
 		return "", fmt.Errorf("runtime dir %s: %w: skipped (ffl-launch falls back to temp_dir)", runtimeDir, err)
 	}
 	defer root.Close()
 	name := layout.JobDirName(key)
-	job, err := mkdirOwned(root, name, uid, gid, RuntimeJobMode, true)
+	job, err := safefs.EnsureDirAt(root, name, safefs.DirSpec{UID: uid, GID: gid, Mode: RuntimeJobMode, Exact: true})
 	if err != nil {
 		return "", fmt.Errorf("job dir %s: %w", filepath.Join(runtimeDir, name), err)
 	}
 	job.Close()
 	return filepath.Join(runtimeDir, name), nil
-}
-
-// mkdirOwned creates name below dir (as root), or opens what is there, and returns it open.
-// What it created it chowns to uid:gid and chmods to mode through its descriptor. What already
-// existed must be a real directory owned by uid; exact demands that its mode be exactly mode,
-// otherwise it must merely not be writable by group or others.
-func mkdirOwned(dir *os.File, name string, uid, gid int, mode uint32, exact bool) (*os.File, error) {
-	created := false
-	err := withDirFD(dir, func(fd int) error { return unix.Mkdirat(fd, name, 0o700) })
-	switch {
-	case err == nil:
-		created = true
-	case errors.Is(err, unix.EEXIST):
-	default:
-		return nil, fmt.Errorf("mkdir: %w", err)
-	}
-	var f *os.File
-	err = withDirFD(dir, func(dfd int) error {
-		fd, err := unix.Openat(dfd, name, dirFlags, 0)
-		if err != nil {
-			return err
-		}
-		f = os.NewFile(uintptr(fd), filepath.Join(dir.Name(), name))
-		return nil
-	})
-	if err != nil {
-		if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) {
-			return nil, fmt.Errorf("something other than a directory is there (a symlink?): %w", err)
-		}
-		return nil, fmt.Errorf("open: %w", err)
-	}
-	fi, err := fstatFile(f)
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	if created {
-		if fi.uid != os.Geteuid() {
-			f.Close()
-			return nil, fmt.Errorf("replaced while being created (owner uid %d)", fi.uid)
-		}
-		err := withDirFD(f, func(fd int) error {
-			if err := unix.Fchown(fd, uid, gid); err != nil {
-				return fmt.Errorf("chown to %d:%d: %w", uid, gid, err)
-			}
-			if err := unix.Fchmod(fd, mode); err != nil {
-				return fmt.Errorf("chmod %#o: %w", mode, err)
-			}
-			return nil
-		})
-		if err != nil {
-			f.Close()
-			return nil, err
-		}
-		return f, nil
-	}
-	perm := fi.mode & 0o7777
-	switch {
-	case fi.uid != uid:
-		f.Close()
-		return nil, fmt.Errorf("exists, owned by uid %d, not %d: left alone", fi.uid, uid)
-	case exact && perm != mode:
-		f.Close()
-		return nil, fmt.Errorf("exists with mode %#o, not %#o: left alone", perm, mode)
-	case !exact && perm&0o022 != 0:
-		f.Close()
-		return nil, fmt.Errorf("exists with mode %#o, writable by group or others: left alone", perm)
-	}
-	return f, nil
-}
-
-// withDirFD runs fn with dir's descriptor (held against a concurrent Close).
-func withDirFD(dir *os.File, fn func(fd int) error) error {
-	rc, err := dir.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var fnErr error
-	if err := rc.Control(func(fd uintptr) { fnErr = fn(int(fd)) }); err != nil {
-		return err
-	}
-	return fnErr
 }
 
 // EnsureX11Dir creates <xdir>/.X11-unix as root's 1777 when it is missing, and never touches it
@@ -238,26 +155,26 @@ func EnsureX11Dir(xdir string) error {
 	if xdir == "" {
 		xdir = DefaultXDir
 	}
-	dir, err := openTrusted(xdir)
+	dir, err := safefs.OpenTrusted(xdir)
 	if err != nil {
 		return fmt.Errorf("X dir %s: %w", xdir, err)
 	}
 	defer dir.Close()
 	path := filepath.Join(xdir, ".X11-unix")
-	fi, err := lstatAt(dir, ".X11-unix")
+	fi, err := safefs.LstatAt(dir, ".X11-unix")
 	if err == nil {
-		if !fi.isDir() || fi.uid != 0 || fi.mode&0o7777 != X11DirMode {
-			return fmt.Errorf("%s exists but is not root's directory with mode 1777 (uid %d, mode %#o): left alone; X servers of other users may fail", path, fi.uid, fi.mode&0o7777)
+		if !fi.IsDir() || fi.UID != 0 || fi.Mode&0o7777 != X11DirMode {
+			return fmt.Errorf("%s exists but is not root's directory with mode 1777 (uid %d, mode %#o): left alone; X servers of other users may fail", path, fi.UID, fi.Mode&0o7777)
 		}
 		return nil
 	}
-	if !isNotExist(err) {
+	if !safefs.IsNotExist(err) {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("%s: missing, and only root should create it", path)
 	}
-	f, err := mkdirOwned(dir, ".X11-unix", 0, 0, X11DirMode, true)
+	f, err := safefs.EnsureDirAt(dir, ".X11-unix", safefs.DirSpec{UID: 0, GID: 0, Mode: X11DirMode, Exact: true})
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
@@ -270,8 +187,8 @@ func EnsureX11Dir(xdir string) error {
 // Prolog looks for stale sessions at all (lstat-level work; no NSS, no home).
 func hasOtherNodeLocalState(l layout.Layout) bool {
 	own := layout.JobDirName(l.JobKey)
-	if rt, err := openTrusted(l.RuntimeDir); err == nil {
-		names, more, _ := listNames(rt, maxJobs)
+	if rt, err := safefs.OpenTrusted(l.RuntimeDir); err == nil {
+		names, more, _ := safefs.ReadDirNames(rt, maxJobs)
 		for _, n := range names {
 			if n == own {
 				continue
@@ -279,7 +196,7 @@ func hasOtherNodeLocalState(l layout.Layout) bool {
 			if _, err := layout.ParseJobDirName(n); err != nil {
 				continue
 			}
-			if fi, err := lstatAt(rt, n); err == nil && fi.uid == l.UID {
+			if fi, err := safefs.LstatAt(rt, n); err == nil && fi.UID == l.UID {
 				rt.Close()
 				return true
 			}
@@ -289,11 +206,11 @@ func hasOtherNodeLocalState(l layout.Layout) bool {
 			return true
 		}
 	}
-	tmp, err := openTrusted(l.TempDir)
+	tmp, err := safefs.OpenTrusted(l.TempDir)
 	if err != nil {
 		return false
 	}
 	defer tmp.Close()
-	fi, err := lstatAt(tmp, layout.UserTempName(l.UID))
-	return err == nil && fi.uid == l.UID
+	fi, err := safefs.LstatAt(tmp, layout.UserTempName(l.UID))
+	return err == nil && fi.UID == l.UID
 }

@@ -30,7 +30,7 @@ func removeTree(ctx context.Context, parent *os.File, name string, uid int, opts
 	if err != nil {
 		t.problem("remove %s: %s", path, errLine(err))
 	}
-	if _, serr := lstatAt(parent, name); isNotExist(serr) {
+	if _, serr := safefs.LstatAt(parent, name); safefs.IsNotExist(serr) {
 		if st.Dirs > 0 || st.Files > 0 {
 			t.update(func(r *Report) { r.Dirs++ })
 		}
@@ -45,8 +45,8 @@ func mayRemoveIn(dir *os.File) bool {
 	if os.Geteuid() == 0 {
 		return true
 	}
-	fi, err := fstatFile(dir)
-	return err == nil && fi.uid == os.Geteuid()
+	fi, err := safefs.Fstat(dir)
+	return err == nil && fi.UID == os.Geteuid()
 }
 
 // removeNodeLocalJob removes job key's node-local job dirs (both candidates). Run by the user
@@ -58,16 +58,16 @@ func removeNodeLocalJob(ctx context.Context, l layout.Layout, key string, opts O
 	name := layout.JobDirName(key)
 	for _, p := range parents {
 		path := filepath.Join(p.Name(), name)
-		fi, err := lstatAt(p, name)
+		fi, err := safefs.LstatAt(p, name)
 		if err != nil {
-			if !isNotExist(err) {
+			if !safefs.IsNotExist(err) {
 				t.problem("job dir %s: %v", path, err)
 			}
 			continue
 		}
-		if fi.uid != l.UID {
+		if fi.UID != l.UID {
 			t.update(func(r *Report) { r.Refused++ })
-			t.problem("job dir %s: owner uid %d, not the job's uid %d: left alone", path, fi.uid, l.UID)
+			t.problem("job dir %s: owner uid %d, not the job's uid %d: left alone", path, fi.UID, l.UID)
 			continue
 		}
 		if opts.DryRun {
@@ -77,10 +77,10 @@ func removeNodeLocalJob(ctx context.Context, l layout.Layout, key string, opts O
 			removeTree(ctx, p, name, l.UID, opts, t)
 			continue
 		}
-		if !fi.isDir() {
+		if !fi.IsDir() {
 			continue
 		}
-		d, err := openOwnedDirAt(p, name, l.UID)
+		d, err := safefs.OpenDirAtOwned(p, name, l.UID)
 		if err != nil {
 			t.problem("job dir %s: %v", path, err)
 			continue
@@ -93,7 +93,7 @@ func removeNodeLocalJob(ctx context.Context, l layout.Layout, key string, opts O
 // emptyDir removes every entry of d (d itself stays).
 func emptyDir(ctx context.Context, d *os.File, uid int, opts Options, t *tally) {
 	for pass := 0; pass < 3; pass++ {
-		names, _, err := listNames(d, maxJobEntries)
+		names, _, err := safefs.ReadDirNames(d, maxJobEntries)
 		if err != nil {
 			t.problem("%v", err)
 			return
@@ -118,7 +118,7 @@ func emptyDir(ctx context.Context, d *os.File, uid int, opts Options, t *tally) 
 func removeHomeJob(ctx context.Context, l layout.Layout, key string, opts Options, t *tally) {
 	node, err := openHomeNodeDir(l)
 	if err != nil {
-		if refusedErr(err) {
+		if safefs.Refused(err) {
 			t.update(func(r *Report) { r.Refused++ })
 		}
 		t.problem("home: %v: not removed", err)
@@ -130,9 +130,9 @@ func removeHomeJob(ctx context.Context, l layout.Layout, key string, opts Option
 	defer node.Close()
 	name := layout.JobDirName(key)
 	path := filepath.Join(l.HomeNodeDir(), name)
-	fi, err := lstatAt(node, name)
+	fi, err := safefs.LstatAt(node, name)
 	if err != nil {
-		if !isNotExist(err) {
+		if !safefs.IsNotExist(err) {
 			t.problem("home job dir %s: %v", path, err)
 		}
 		return
@@ -140,7 +140,7 @@ func removeHomeJob(ctx context.Context, l layout.Layout, key string, opts Option
 	if opts.DryRun {
 		return
 	}
-	if fi.isSymlink() {
+	if fi.IsSymlink() {
 		t.problem("home job dir %s is a symlink: only the link is removed, nothing is followed", path)
 	}
 	removeTree(ctx, node, name, l.UID, opts, t)
@@ -165,7 +165,7 @@ func removeXFiles(xdir string, displays []int, uid int, dryRun bool, t *tally) {
 	if xdir == "" {
 		xdir = DefaultXDir
 	}
-	dir, err := openTrusted(xdir)
+	dir, err := safefs.OpenTrusted(xdir)
 	if err != nil {
 		t.problem("X lock dir %s: %v", xdir, err)
 		return
@@ -175,7 +175,7 @@ func removeXFiles(xdir string, displays []int, uid int, dryRun bool, t *tally) {
 	if f, err := safefs.OpenDirAt(dir, ".X11-unix"); err == nil {
 		sockets = f
 		defer f.Close()
-	} else if !isNotExist(err) {
+	} else if !safefs.IsNotExist(err) {
 		t.problem("X socket dir %s/.X11-unix: %v", xdir, err)
 	}
 	for _, n := range displays {
@@ -192,9 +192,9 @@ func removeXFiles(xdir string, displays []int, uid int, dryRun bool, t *tally) {
 		if dryRun {
 			continue
 		}
-		if err := unlinkAt(dir, lock, 0); err == nil {
+		if err := safefs.UnlinkAt(dir, lock, 0); err == nil {
 			t.update(func(r *Report) { r.Files++ })
-		} else if !isNotExist(err) {
+		} else if !safefs.IsNotExist(err) {
 			t.problem("remove %s: %v", lockPath, err)
 			continue
 		}
@@ -202,13 +202,13 @@ func removeXFiles(xdir string, displays []int, uid int, dryRun bool, t *tally) {
 			continue
 		}
 		sock := fmt.Sprintf("X%d", n)
-		fi, err := lstatAt(sockets, sock)
-		if err != nil || fi.uid != uid || !fi.isSocket() {
+		fi, err := safefs.LstatAt(sockets, sock)
+		if err != nil || fi.UID != uid || !fi.IsSocket() {
 			continue
 		}
-		if err := unlinkAt(sockets, sock, 0); err == nil {
+		if err := safefs.UnlinkAt(sockets, sock, 0); err == nil {
 			t.update(func(r *Report) { r.Files++ })
-		} else if !isNotExist(err) {
+		} else if !safefs.IsNotExist(err) {
 			t.problem("remove %s/.X11-unix/%s: %v", xdir, sock, err)
 		}
 	}
@@ -217,18 +217,18 @@ func removeXFiles(xdir string, displays []int, uid int, dryRun bool, t *tally) {
 // xLockStale looks at an X lock file: keep is true when it must stay (missing, another user's,
 // or its X server still runs). The lock holds the server's PID as text ("%10d\n").
 func xLockStale(dir *os.File, name string, uid int) (keep bool, err error) {
-	fi, err := lstatAt(dir, name)
-	if isNotExist(err) {
+	fi, err := safefs.LstatAt(dir, name)
+	if safefs.IsNotExist(err) {
 		return false, nil // no lock; the socket may still be stale
 	}
 	if err != nil {
 		return true, err
 	}
-	if fi.uid != uid {
+	if fi.UID != uid {
 		return true, nil
 	}
-	if !fi.isRegular() {
-		return true, fmt.Errorf("not a regular file (mode %#o)", fi.mode&unix.S_IFMT)
+	if !fi.IsRegular() {
+		return true, fmt.Errorf("not a regular file (mode %#o)", fi.Mode&unix.S_IFMT)
 	}
 	data, err := safefs.ReadFileCapped(dir, name, 64)
 	if err != nil {

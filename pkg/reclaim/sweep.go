@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ffl-hpc/ffl/pkg/layout"
+	"github.com/ffl-hpc/ffl/pkg/safefs"
 )
 
 // DefaultSweepUserTimeout bounds the helper of one user in a sweep.
@@ -148,16 +149,16 @@ func sweepOneUser(ctx context.Context, u sweepUser, t *tally) Report {
 	if u.dryRun {
 		return out
 	}
-	rt, err := openTrusted(u.runtimeDir)
+	rt, err := safefs.OpenTrusted(u.runtimeDir)
 	if err != nil {
 		return out
 	}
 	defer rt.Close()
 	for _, name := range dead {
-		if fi, err := lstatAt(rt, name); err != nil || !fi.isDir() || fi.uid != u.uid {
+		if fi, err := safefs.LstatAt(rt, name); err != nil || !fi.IsDir() || fi.UID != u.uid {
 			continue
 		}
-		if err := unlinkAt(rt, name, unix.AT_REMOVEDIR); err == nil {
+		if err := safefs.UnlinkAt(rt, name, unix.AT_REMOVEDIR); err == nil {
 			out.Dirs++
 			t.log.WithField("user", acct.Name).Infof("removed empty runtime dir %s of a dead job", filepath.Join(u.runtimeDir, name))
 		}
@@ -168,12 +169,12 @@ func sweepOneUser(ctx context.Context, u sweepUser, t *tally) Report {
 // deadRuntimeDirs returns the names of user l.UID's runtime job dirs (l.JobKey excluded) whose
 // job is dead by the same rules as Stale (read as root, from node-local records only).
 func deadRuntimeDirs(l layout.Layout, bootID string, t *tally) []string {
-	rt, err := openTrusted(l.RuntimeDir)
+	rt, err := safefs.OpenTrusted(l.RuntimeDir)
 	if err != nil {
 		return nil
 	}
 	defer rt.Close()
-	names, _, _ := listNames(rt, maxJobs)
+	names, _, _ := safefs.ReadDirNames(rt, maxJobs)
 	quiet := newTally(nil) // the helper reports the same problems, as the user; say them once
 	now := time.Now()
 	var running runningJobs
@@ -183,11 +184,11 @@ func deadRuntimeDirs(l layout.Layout, bootID string, t *tally) []string {
 		if err != nil || key == l.JobKey {
 			continue
 		}
-		fi, err := lstatAt(rt, name)
-		if err != nil || !fi.isDir() || fi.uid != l.UID {
+		fi, err := safefs.LstatAt(rt, name)
+		if err != nil || !fi.IsDir() || fi.UID != l.UID {
 			continue
 		}
-		d, err := openOwnedDirAt(rt, name, l.UID)
+		d, err := safefs.OpenDirAtOwned(rt, name, l.UID)
 		if err != nil {
 			continue
 		}
@@ -206,39 +207,39 @@ func deadRuntimeDirs(l layout.Layout, bootID string, t *tally) []string {
 // reported and skipped).
 func owners(runtimeDir, tempDir string, t *tally) []int {
 	set := map[int]bool{}
-	if rt, err := openTrusted(runtimeDir); err == nil {
-		names, _, _ := listNames(rt, maxJobs)
+	if rt, err := safefs.OpenTrusted(runtimeDir); err == nil {
+		names, _, _ := safefs.ReadDirNames(rt, maxJobs)
 		for _, n := range names {
 			if _, err := layout.ParseJobDirName(n); err != nil {
 				continue
 			}
-			if fi, err := lstatAt(rt, n); err == nil && fi.isDir() && fi.uid != 0 {
-				set[fi.uid] = true
+			if fi, err := safefs.LstatAt(rt, n); err == nil && fi.IsDir() && fi.UID != 0 {
+				set[fi.UID] = true
 			}
 		}
 		rt.Close()
-	} else if !isNotExist(err) {
+	} else if !safefs.IsNotExist(err) {
 		t.problem("runtime dir %s: %v", runtimeDir, err)
 	}
-	if tmp, err := openTrusted(tempDir); err == nil {
-		names, _, _ := listNames(tmp, 1<<20)
+	if tmp, err := safefs.OpenTrusted(tempDir); err == nil {
+		names, _, _ := safefs.ReadDirNames(tmp, 1<<20)
 		for _, n := range names {
 			uid, err := layout.ParseUserTempName(n)
 			if err != nil {
 				continue
 			}
-			fi, err := lstatAt(tmp, n)
+			fi, err := safefs.LstatAt(tmp, n)
 			switch {
 			case err != nil:
-			case !fi.isDir() || fi.uid != uid:
-				t.problem("%s: owner uid %d, not a directory of uid %d: foreign, left alone", filepath.Join(tempDir, n), fi.uid, uid)
+			case !fi.IsDir() || fi.UID != uid:
+				t.problem("%s: owner uid %d, not a directory of uid %d: foreign, left alone", filepath.Join(tempDir, n), fi.UID, uid)
 				t.update(func(r *Report) { r.Refused++ })
 			case uid != 0:
 				set[uid] = true
 			}
 		}
 		tmp.Close()
-	} else if !isNotExist(err) {
+	} else if !safefs.IsNotExist(err) {
 		t.problem("temp dir %s: %v", tempDir, err)
 	}
 	uids := make([]int, 0, len(set))
@@ -296,15 +297,15 @@ func SweepUser(ctx context.Context, l layout.Layout, opts Options, tempOlderThan
 // removeOldEmptyUserTemp removes <temp>/ffl-<uid> when it is empty and unchanged for olderThan
 // (rmdir fails harmlessly when a launcher put something in it meanwhile).
 func removeOldEmptyUserTemp(l layout.Layout, olderThan time.Duration) {
-	tmp, err := openTrusted(l.TempDir)
+	tmp, err := safefs.OpenTrusted(l.TempDir)
 	if err != nil {
 		return
 	}
 	defer tmp.Close()
 	name := layout.UserTempName(l.UID)
-	fi, err := lstatAt(tmp, name)
-	if err != nil || !fi.isDir() || fi.uid != l.UID || time.Since(fi.mtime) < olderThan {
+	fi, err := safefs.LstatAt(tmp, name)
+	if err != nil || !fi.IsDir() || fi.UID != l.UID || time.Since(fi.Mtime) < olderThan {
 		return
 	}
-	_ = unlinkAt(tmp, name, unix.AT_REMOVEDIR)
+	_ = safefs.UnlinkAt(tmp, name, unix.AT_REMOVEDIR)
 }
