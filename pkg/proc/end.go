@@ -7,6 +7,8 @@ import (
 
 	"github.com/hashicorp/go-multierror"
 	"golang.org/x/sys/unix"
+
+	"github.com/ffl-hpc/ffl/internal/oneline"
 )
 
 // Defaults for Ender's zero fields.
@@ -71,9 +73,9 @@ func (e Ender) End(ctx context.Context, ids []Identity) EndResult {
 				keep = append(keep, id)
 			case errors.Is(err, ErrGone):
 			case errors.Is(err, ErrRefused):
-				errs = multierror.Append(errs, err)
+				errs = oneline.Append(errs, err)
 			default: // EPERM and the like: we could not signal it, it may well be alive
-				errs = multierror.Append(errs, err)
+				errs = oneline.Append(errs, err)
 				keep = append(keep, id)
 			}
 		}
@@ -87,7 +89,7 @@ func (e Ender) End(ctx context.Context, ids []Identity) EndResult {
 		pending = e.waitGone(ctx, pending, killWait, poll)
 	}
 	res.Left = pending
-	res.Errs = formatErrs(errs).ErrorOrNil()
+	res.Errs = oneline.Err(errs)
 	return res
 }
 

@@ -11,6 +11,8 @@ import (
 
 	"github.com/hashicorp/go-multierror"
 	"golang.org/x/sys/unix"
+
+	"github.com/ffl-hpc/ffl/internal/oneline"
 )
 
 // DefaultRoot is where procfs is mounted; the package-level functions read it.
@@ -291,18 +293,18 @@ func (s *scanner) walk(withUID bool, fn func(d pidDir, st Stat, uid int)) error 
 				continue // not a PID directory: self, sys, cpuinfo, ...
 			}
 			if err := s.one(pid, withUID, fn); err != nil && !errors.Is(err, ErrGone) {
-				errs = multierror.Append(errs, err)
+				errs = oneline.Append(errs, err)
 			}
 		}
 		if rerr == io.EOF {
 			break
 		}
 		if rerr != nil {
-			errs = multierror.Append(errs, fmt.Errorf("scan %s: %w", s.fs.root(), rerr))
+			errs = oneline.Append(errs, fmt.Errorf("scan %s: %w", s.fs.root(), rerr))
 			break
 		}
 	}
-	return formatErrs(errs).ErrorOrNil()
+	return oneline.Err(errs)
 }
 
 func (s *scanner) one(pid int, withUID bool, fn func(d pidDir, st Stat, uid int)) error {
@@ -437,25 +439,3 @@ func (fs FS) Children(ppid int) ([]Identity, error) {
 
 // Children scans /proc; see FS.Children.
 func Children(ppid int) ([]Identity, error) { return FS{}.Children(ppid) }
-
-// formatErrs gives a multierror a one-line format: these errors end up in log lines and in the
-// one-line messages of ffl's commands.
-func formatErrs(errs *multierror.Error) *multierror.Error {
-	if errs != nil {
-		errs.ErrorFormat = func(es []error) string {
-			if len(es) == 1 {
-				return es[0].Error()
-			}
-			var b bytes.Buffer
-			fmt.Fprintf(&b, "%d errors: ", len(es))
-			for i, e := range es {
-				if i > 0 {
-					b.WriteString("; ")
-				}
-				b.WriteString(e.Error())
-			}
-			return b.String()
-		}
-	}
-	return errs
-}

@@ -14,8 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ffl-hpc/ffl/internal/faketree/ftest"
 	"golang.org/x/sys/unix"
+
+	"github.com/ffl-hpc/ffl/internal/faketree/ftest"
 )
 
 // waitTimeout bounds every wait on a real process: generous, the machine is shared and noisy.

@@ -33,6 +33,8 @@ import (
 
 	"github.com/hashicorp/go-multierror"
 	"github.com/sirupsen/logrus"
+
+	"github.com/ffl-hpc/ffl/internal/oneline"
 )
 
 // Options tunes Stale and Job (and the helper operations built on them).
@@ -139,25 +141,12 @@ func (r Report) Err() error {
 	}
 	var errs *multierror.Error
 	for _, p := range r.Problems {
-		errs = multierror.Append(errs, errors.New(p))
+		errs = oneline.Append(errs, errors.New(p))
 	}
 	if r.MoreProblems > 0 {
-		errs = multierror.Append(errs, fmt.Errorf("%d more problems", r.MoreProblems))
+		errs = oneline.Append(errs, fmt.Errorf("%d more problems", r.MoreProblems))
 	}
-	errs.ErrorFormat = oneLineErrors
-	return errs
-}
-
-// oneLineErrors formats a multierror on one line: these end up in log lines.
-func oneLineErrors(es []error) string {
-	if len(es) == 1 {
-		return es[0].Error()
-	}
-	parts := make([]string, len(es))
-	for i, e := range es {
-		parts[i] = e.Error()
-	}
-	return fmt.Sprintf("%d problems: %s", len(es), strings.Join(parts, "; "))
+	return oneline.Err(errs)
 }
 
 // tally collects one call's report and logs as it goes; safe for concurrent use.

@@ -16,11 +16,6 @@ import (
 	"github.com/ffl-hpc/ffl/pkg/safefs"
 )
 
-// errLine renders an error on one line (errors.Join separates with newlines).
-func errLine(err error) string {
-	return strings.ReplaceAll(err.Error(), "\n", "; ")
-}
-
 // removeTree removes name below parent with the job user as the only owner whose files go, and
 // accounts for it. It returns whether the entry is gone.
 func removeTree(ctx context.Context, parent *os.File, name string, uid int, opts Options, t *tally) bool {
@@ -28,7 +23,7 @@ func removeTree(ctx context.Context, parent *os.File, name string, uid int, opts
 	st, err := safefs.RemoveAllAt(parent, name, safefs.RemoveOptions{UID: uid, Deadline: deadline(ctx, opts.RemoveTimeout)})
 	t.update(func(r *Report) { r.Files += st.Files; r.Bytes += st.Bytes; r.Refused += st.Refused })
 	if err != nil {
-		t.problem("remove %s: %s", path, errLine(err))
+		t.problem("remove %s: %v", path, err)
 	}
 	if _, serr := safefs.LstatAt(parent, name); safefs.IsNotExist(serr) {
 		if st.Dirs > 0 || st.Files > 0 {
