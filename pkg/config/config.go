@@ -131,17 +131,21 @@ func Default() Config {
 	}
 }
 
-// ExpandHome returns StateDir with a leading "~" replaced by home, the job
-// owner's home directory as NSS reports it (never $HOME: the Epilog has
-// none and the launcher's may be redirected). An absolute StateDir is
-// returned unchanged. home must be a clean absolute path other than "/".
-func (c Config) ExpandHome(home string) (string, error) {
-	rest, tilde := strings.CutPrefix(c.StateDir, "~/")
+// ExpandHome returns StateDir with a leading "~" replaced by home: ExpandStateDir(c.StateDir, home).
+func (c Config) ExpandHome(home string) (string, error) { return ExpandStateDir(c.StateDir, home) }
+
+// ExpandStateDir is ffl's one home expansion, shared by the launcher and the root hooks: it
+// turns a state_dir ("~/dir" or a clean absolute path) into the job owner's absolute state dir.
+// home is the owner's home directory as NSS reports it (never $HOME: the Epilog has none and
+// the launcher's may be redirected) and must be a clean absolute path other than "/"; it is not
+// needed for an absolute stateDir. A stateDir that could leave the home ("~/../x") is refused.
+func ExpandStateDir(stateDir, home string) (string, error) {
+	if err := checkStateDir(stateDir); err != nil {
+		return "", &Error{Key: "state_dir", Value: strconv.Quote(stateDir), Reason: err.Error()}
+	}
+	rest, tilde := strings.CutPrefix(stateDir, "~/")
 	if !tilde {
-		if err := checkStateDir(c.StateDir); err != nil {
-			return "", &Error{Key: "state_dir", Value: strconv.Quote(c.StateDir), Reason: err.Error()}
-		}
-		return c.StateDir, nil
+		return stateDir, nil
 	}
 	if err := checkAbsDir(home); err != nil {
 		return "", fmt.Errorf("home directory %q of the job owner: %w", home, err)

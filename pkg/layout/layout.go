@@ -53,7 +53,17 @@ type Layout struct {
 
 // Validate refuses a layout whose names could escape their parent directory.
 func (l Layout) Validate() error {
-	for _, p := range []struct{ name, v string }{{"state dir", l.StateDir}, {"runtime dir", l.RuntimeDir}, {"temp dir", l.TempDir}} {
+	if !filepath.IsAbs(l.StateDir) {
+		return fmt.Errorf("state dir %q: must be an absolute path", l.StateDir)
+	}
+	return l.ValidateNodeLocal()
+}
+
+// ValidateNodeLocal is Validate without the state dir: the node-local steps of the root hooks
+// (the Epilog's fast path, ending processes, removing the runtime dirs) know the job before
+// they know the owner's home, and must not ask NSS for it.
+func (l Layout) ValidateNodeLocal() error {
+	for _, p := range []struct{ name, v string }{{"runtime dir", l.RuntimeDir}, {"temp dir", l.TempDir}} {
 		if !filepath.IsAbs(p.v) {
 			return fmt.Errorf("%s %q: must be an absolute path", p.name, p.v)
 		}

@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os/user"
-	"path/filepath"
 	"strconv"
-	"strings"
 )
 
 // Account is a job owner as NSS knows them: what the privilege-dropped helper runs as and where
@@ -69,24 +67,4 @@ func lookupAccount(uid int) (Account, error) {
 		}
 	}
 	return a, nil
-}
-
-// ExpandStateDir turns the configured state_dir ("~/.firefox-launcher" or an absolute path)
-// into the user's absolute state dir. home comes from NSS, never $HOME, and must be a clean
-// absolute path other than "/".
-func ExpandStateDir(stateDir, home string) (string, error) {
-	rest, tilde := strings.CutPrefix(stateDir, "~/")
-	if !tilde {
-		if !filepath.IsAbs(stateDir) || filepath.Clean(stateDir) != stateDir {
-			return "", fmt.Errorf("state dir %q: must be \"~/dir\" or a clean absolute path", stateDir)
-		}
-		return stateDir, nil
-	}
-	if home == "" || !filepath.IsAbs(home) || filepath.Clean(home) != home || home == "/" {
-		return "", fmt.Errorf("home directory %q: not a clean absolute path other than /", home)
-	}
-	if rest == "" || filepath.Clean(rest) != rest || filepath.IsAbs(rest) || rest == ".." || strings.HasPrefix(rest, "../") {
-		return "", fmt.Errorf("state dir %q: must be a directory below the home", stateDir)
-	}
-	return filepath.Join(home, rest), nil
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/ffl-hpc/ffl/pkg/config"
 	"github.com/ffl-hpc/ffl/pkg/layout"
 	"github.com/ffl-hpc/ffl/pkg/slurmenv"
 )
@@ -64,14 +65,14 @@ func Epilog(ctx context.Context, p EpilogParams) EpilogResult {
 	t0 := time.Now()
 	res := EpilogResult{Job: p.Job.ID, UID: p.Job.UID, User: p.Job.User}
 	t := newTally(p.Log)
-	l := layout.Layout{StateDir: "/", RuntimeDir: p.RuntimeDir, TempDir: p.TempDir, UID: p.Job.UID, Node: p.Job.Node, JobKey: p.Job.Key()}
+	l := layout.Layout{RuntimeDir: p.RuntimeDir, TempDir: p.TempDir, UID: p.Job.UID, Node: p.Job.Node, JobKey: p.Job.Key()}
 	opts := Options{BootID: p.BootID, Grace: min(max(p.Grace, 0), MaxEpilogGrace), Log: p.Log, XDir: p.XDir}
 	finish := func() EpilogResult {
 		res.Report.Add(t.report())
 		res.Duration = time.Since(t0)
 		return res
 	}
-	if err := validNodeLocal(l); err != nil {
+	if err := nodeLocalValid(l); err != nil {
 		t.problem("job %s: %v: nothing done", p.Job.ID, err)
 		return finish()
 	}
@@ -130,7 +131,7 @@ func runHomeHelper(ctx context.Context, p EpilogParams, l layout.Layout, opts Op
 	if err != nil {
 		return Report{}, fmt.Errorf("%w: home not cleaned", err)
 	}
-	stateDir, err := ExpandStateDir(p.StateDir, acct.Home)
+	stateDir, err := config.ExpandStateDir(p.StateDir, acct.Home)
 	if err != nil {
 		return Report{}, fmt.Errorf("user %s: %w: home not cleaned", acct.Name, err)
 	}

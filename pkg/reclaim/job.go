@@ -46,7 +46,7 @@ func Job(ctx context.Context, l layout.Layout, opts Options) (Report, error) {
 // records name, for CleanHome. Only RuntimeDir, TempDir, UID, Node and JobKey of l are used.
 func EndJob(ctx context.Context, l layout.Layout, opts Options) (Report, []int) {
 	t := newTally(opts.Log)
-	if err := validNodeLocal(l); err != nil {
+	if err := nodeLocalValid(l); err != nil {
 		t.problem("%v", err)
 		return t.report(), nil
 	}
@@ -85,7 +85,7 @@ func CleanHome(ctx context.Context, l layout.Layout, displays []int, opts Option
 // l.UID and never following a symlink.
 func RemoveNodeLocal(ctx context.Context, l layout.Layout, opts Options) Report {
 	t := newTally(opts.Log)
-	if err := validNodeLocal(l); err != nil {
+	if err := nodeLocalValid(l); err != nil {
 		t.problem("%v", err)
 		return t.report()
 	}
@@ -100,7 +100,7 @@ func RemoveNodeLocal(ctx context.Context, l layout.Layout, opts Options) Report 
 // (a symlink, a foreign owner, a crowded directory) answers used, with why: the slow path then
 // looks closely and logs.
 func NodeLocalUsage(l layout.Layout) (used bool, why string) {
-	if err := validNodeLocal(l); err != nil {
+	if err := nodeLocalValid(l); err != nil {
 		return true, err.Error()
 	}
 	name := layout.JobDirName(l.JobKey)
@@ -257,16 +257,6 @@ func readJobHome(l layout.Layout, j *jobInfo, t *tally) {
 	}
 }
 
-// validNodeLocal checks the parts of l the node-local steps use (the home may be unknown).
-func validNodeLocal(l layout.Layout) error {
-	v := l
-	v.StateDir = "/"
-	if err := v.Validate(); err != nil {
-		return fmt.Errorf("reclaim: %w", err)
-	}
-	return nil
-}
-
 func bootIDOf(opts Options) (string, error) {
 	if opts.BootID != "" {
 		return opts.BootID, nil
@@ -276,4 +266,12 @@ func bootIDOf(opts Options) (string, error) {
 		return "", fmt.Errorf("reclaim: %w", err)
 	}
 	return id, nil
+}
+
+// nodeLocalValid is l.ValidateNodeLocal with reclaim's error prefix.
+func nodeLocalValid(l layout.Layout) error {
+	if err := l.ValidateNodeLocal(); err != nil {
+		return fmt.Errorf("reclaim: %w", err)
+	}
+	return nil
 }

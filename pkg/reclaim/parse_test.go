@@ -100,30 +100,6 @@ func TestSanitize(t *testing.T) {
 	}
 }
 
-func TestExpandStateDir(t *testing.T) {
-	for _, tc := range []struct {
-		state, home, want string
-		ok                bool
-	}{
-		{"~/.firefox-launcher", "/home/alice", "/home/alice/.firefox-launcher", true},
-		{"~/a/b", "/home/alice", "/home/alice/a/b", true},
-		{"/scratch/ffl", "", "/scratch/ffl", true},
-		{"~/.firefox-launcher", "", "", false},
-		{"~/.firefox-launcher", "/", "", false},
-		{"~/.firefox-launcher", "relative", "", false},
-		{"~/.firefox-launcher", "/home/alice/../bob", "", false},
-		{"~/../etc", "/home/alice", "", false},
-		{"~/", "/home/alice", "", false},
-		{"relative", "/home/alice", "", false},
-		{"/scratch/../etc", "", "", false},
-	} {
-		got, err := ExpandStateDir(tc.state, tc.home)
-		if (err == nil) != tc.ok || got != tc.want {
-			t.Errorf("ExpandStateDir(%q, %q) = %q, %v; want %q ok=%v", tc.state, tc.home, got, err, tc.want, tc.ok)
-		}
-	}
-}
-
 func TestReportAddAndErr(t *testing.T) {
 	var r Report
 	if r.Err() != nil {

@@ -70,8 +70,8 @@ func Prolog(ctx context.Context, p PrologParams) PrologResult {
 		res.Duration = time.Since(t0)
 		return res
 	}
-	l := layout.Layout{StateDir: "/", RuntimeDir: p.RuntimeDir, TempDir: p.TempDir, UID: p.Job.UID, Node: p.Job.Node, JobKey: p.Job.Key()}
-	if err := validNodeLocal(l); err != nil {
+	l := layout.Layout{RuntimeDir: p.RuntimeDir, TempDir: p.TempDir, UID: p.Job.UID, Node: p.Job.Node, JobKey: p.Job.Key()}
+	if err := nodeLocalValid(l); err != nil {
 		t.problem("job %s: %v: nothing done", p.Job.ID, err)
 		return finish()
 	}

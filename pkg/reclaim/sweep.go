@@ -10,6 +10,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
+	"github.com/ffl-hpc/ffl/pkg/config"
 	"github.com/ffl-hpc/ffl/pkg/layout"
 	"github.com/ffl-hpc/ffl/pkg/safefs"
 )
@@ -111,7 +112,7 @@ func sweepOneUser(ctx context.Context, u sweepUser, t *tally) Report {
 		}
 		acct = &a
 	}
-	stateDir, err := ExpandStateDir(u.stateDir, acct.Home)
+	stateDir, err := config.ExpandStateDir(u.stateDir, acct.Home)
 	if err != nil {
 		t.problem("user %s: %v: not swept", acct.Name, err)
 		return out
