@@ -2,7 +2,6 @@ package reclaim
 
 import (
 	"encoding/json"
-	"strconv"
 	"strings"
 	"testing"
 )
@@ -59,36 +58,6 @@ func FuzzParseHelperResult(f *testing.F) {
 			if !noControl(l) {
 				t.Fatalf("control character in %q", l)
 			}
-		}
-	})
-}
-
-func FuzzParseDisplay(f *testing.F) {
-	for _, s := range []string{":0", ":100", ":65535", ":65536", "1", ":01", ":-1", ":1\n"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		n, err := ParseDisplay(s)
-		if err != nil {
-			return
-		}
-		if n < 0 || n > 65535 || ":"+strconv.Itoa(n) != s {
-			t.Fatalf("ParseDisplay(%q) = %d", s, n)
-		}
-	})
-}
-
-func FuzzParseXLock(f *testing.F) {
-	for _, s := range []string{"      4242\n", "1", "", "0", "-1", "99999999999"} {
-		f.Add([]byte(s))
-	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		pid, err := ParseXLock(data)
-		if err != nil {
-			return
-		}
-		if pid <= 0 || strconv.Itoa(pid) != strings.TrimSpace(string(data)) {
-			t.Fatalf("ParseXLock(%q) = %d", data, pid)
 		}
 	})
 }

@@ -225,28 +225,3 @@ func TestPrepareRuntimeJobDir(t *testing.T) {
 		testutil.AssertUnchanged(t, before, testutil.Snapshot(t, f.root))
 	}
 }
-
-func TestEnsureX11Dir(t *testing.T) {
-	f := newFixture(t)
-	x := filepath.Join(f.root, "x2")
-	must(t, os.Mkdir(x, 0o755))
-	must(t, os.Chmod(x, 0o777|os.ModeSticky))
-	if err := EnsureX11Dir(x); err != nil {
-		t.Fatal(err)
-	}
-	fi, err := os.Lstat(filepath.Join(x, ".X11-unix"))
-	must(t, err)
-	if st := fi.Sys().(*syscallStat); st.Uid != 0 || fi.Mode()&os.ModeSticky == 0 || fi.Mode().Perm() != 0o777 {
-		t.Errorf(".X11-unix: %v uid %d", fi.Mode(), st.Uid)
-	}
-	// A user's .X11-unix is reported and never changed.
-	x3 := filepath.Join(f.root, "x3")
-	must(t, os.Mkdir(x3, 0o755))
-	must(t, os.Chmod(x3, 0o777|os.ModeSticky))
-	testutil.MkdirAs(t, filepath.Join(x3, ".X11-unix"), f.user, 0o700)
-	before := testutil.Snapshot(t, x3)
-	if err := EnsureX11Dir(x3); err == nil || !strings.Contains(err.Error(), "left alone") {
-		t.Errorf("user's .X11-unix: %v", err)
-	}
-	testutil.AssertUnchanged(t, before, testutil.Snapshot(t, x3))
-}

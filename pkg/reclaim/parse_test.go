@@ -7,57 +7,6 @@ import (
 	"unicode"
 )
 
-func TestParseDisplay(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		want int
-		ok   bool
-	}{
-		{":0", 0, true},
-		{":100", 100, true},
-		{":65535", 65535, true},
-		{":65536", 0, false},
-		{"100", 0, false},
-		{":", 0, false},
-		{":01", 0, false},
-		{":-1", 0, false},
-		{":+1", 0, false},
-		{":1.0", 0, false},
-		{":1/../../etc", 0, false},
-		{": 1", 0, false},
-		{"", 0, false},
-		{":999999", 0, false},
-	} {
-		got, err := ParseDisplay(tc.in)
-		if (err == nil) != tc.ok || (tc.ok && got != tc.want) {
-			t.Errorf("ParseDisplay(%q) = %d, %v; want %d, ok=%v", tc.in, got, err, tc.want, tc.ok)
-		}
-	}
-}
-
-func TestParseXLock(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		want int
-		ok   bool
-	}{
-		{"      4242\n", 4242, true},
-		{"1\n", 1, true},
-		{"0\n", 0, false},
-		{"-5\n", 0, false},
-		{"", 0, false},
-		{"abc", 0, false},
-		{"12345678901", 0, false},
-		{"0012", 0, false},
-		{"12 34", 0, false},
-	} {
-		got, err := ParseXLock([]byte(tc.in))
-		if (err == nil) != tc.ok || (tc.ok && got != tc.want) {
-			t.Errorf("ParseXLock(%q) = %d, %v; want %d, ok=%v", tc.in, got, err, tc.want, tc.ok)
-		}
-	}
-}
-
 func TestParseStepdCmdline(t *testing.T) {
 	for _, tc := range []struct {
 		in   string

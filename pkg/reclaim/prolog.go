@@ -3,7 +3,6 @@ package reclaim
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 	"github.com/ffl-hpc/ffl/pkg/layout"
 	"github.com/ffl-hpc/ffl/pkg/safefs"
 	"github.com/ffl-hpc/ffl/pkg/slurmenv"
+	"github.com/ffl-hpc/ffl/pkg/xdisplay"
 )
 
 // Modes the Prolog creates.
@@ -20,8 +20,6 @@ const (
 	RuntimeRootMode = 0o755
 	// RuntimeJobMode is a job's runtime dir: the job's user only.
 	RuntimeJobMode = 0o700
-	// X11DirMode is /tmp/.X11-unix: world-writable with the sticky bit, like /tmp.
-	X11DirMode = 0o1777
 )
 
 // PrologParams is one Prolog run (root, before a job starts on this node).
@@ -75,7 +73,7 @@ func Prolog(ctx context.Context, p PrologParams) PrologResult {
 		t.problem("job %s: %v: nothing done", p.Job.ID, err)
 		return finish()
 	}
-	if err := EnsureX11Dir(p.XDir); err != nil {
+	if err := xdisplay.EnsureSocketDir(p.XDir); err != nil {
 		t.problem("%v", err)
 	}
 	if p.Job.UID == 0 {
@@ -147,39 +145,6 @@ func PrepareRuntimeJobDir(runtimeDir string, uid, gid int, key string) (string, 
 	}
 	job.Close()
 	return filepath.Join(runtimeDir, name), nil
-}
-
-// EnsureX11Dir creates <xdir>/.X11-unix as root's 1777 when it is missing, and never touches it
-// otherwise (it reports one that is not root's 1777: X servers of other users may then fail).
-func EnsureX11Dir(xdir string) error {
-	if xdir == "" {
-		xdir = DefaultXDir
-	}
-	dir, err := safefs.OpenTrusted(xdir)
-	if err != nil {
-		return fmt.Errorf("X dir %s: %w", xdir, err)
-	}
-	defer dir.Close()
-	path := filepath.Join(xdir, ".X11-unix")
-	fi, err := safefs.LstatAt(dir, ".X11-unix")
-	if err == nil {
-		if !fi.IsDir() || fi.UID != 0 || fi.Mode&0o7777 != X11DirMode {
-			return fmt.Errorf("%s exists but is not root's directory with mode 1777 (uid %d, mode %#o): left alone; X servers of other users may fail", path, fi.UID, fi.Mode&0o7777)
-		}
-		return nil
-	}
-	if !safefs.IsNotExist(err) {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	if os.Geteuid() != 0 {
-		return fmt.Errorf("%s: missing, and only root should create it", path)
-	}
-	f, err := safefs.EnsureDirAt(dir, ".X11-unix", safefs.DirSpec{UID: 0, GID: 0, Mode: X11DirMode, Exact: true})
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	f.Close()
-	return nil
 }
 
 // hasOtherNodeLocalState reports whether user l.UID has node-local ffl state here of a job

@@ -73,8 +73,6 @@ const (
 	// this without one is an abandoned start (or a reboot's leftover) rather than a start in
 	// progress.
 	RecordlessGrace = 2 * time.Minute
-	// DefaultXDir is where X servers put their lock files and sockets.
-	DefaultXDir = "/tmp"
 	// maxProblems bounds the problem lines one report carries (the rest are counted).
 	maxProblems = 50
 	// maxRemoved bounds the human lines of one report.

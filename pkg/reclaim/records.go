@@ -5,13 +5,12 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/ffl-hpc/ffl/pkg/layout"
 	"github.com/ffl-hpc/ffl/pkg/proc"
 	"github.com/ffl-hpc/ffl/pkg/safefs"
+	"github.com/ffl-hpc/ffl/pkg/xdisplay"
 )
 
 // Bounds on what one scan reads from directories a user fills.
@@ -98,7 +97,7 @@ func (j *jobInfo) displays(bootID string) []int {
 	seen := map[int]bool{}
 	var out []int
 	for _, st := range j.states(bootID) {
-		if n, err := ParseDisplay(st.Display); err == nil && !seen[n] {
+		if n, err := xdisplay.Parse(st.Display); err == nil && !seen[n] {
 			seen[n] = true
 			out = append(out, n)
 		}
@@ -122,20 +121,6 @@ func (j *jobInfo) recorded(bootID string, uid int, t *tally) []proc.Identity {
 		}
 	}
 	return out
-}
-
-// ParseDisplay parses an X display as recorded in a state file (":N", N a canonical decimal
-// below 65536) and returns N; it is the only thing that turns a display into a file name.
-func ParseDisplay(s string) (int, error) {
-	d, ok := strings.CutPrefix(s, ":")
-	if !ok || d == "" || len(d) > 5 || (d[0] == '0' && d != "0") {
-		return 0, fmt.Errorf("display %q: want \":N\"", s)
-	}
-	n, err := strconv.Atoi(d)
-	if err != nil || n < 0 || n > 65535 || strconv.Itoa(n) != d {
-		return 0, fmt.Errorf("display %q: want \":N\"", s)
-	}
-	return n, nil
 }
 
 // nodeLocalParents opens the directories that hold this user's node-local job dirs: the

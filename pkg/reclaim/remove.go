@@ -2,18 +2,12 @@ package reclaim
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/ffl-hpc/ffl/pkg/layout"
-	"github.com/ffl-hpc/ffl/pkg/proc"
 	"github.com/ffl-hpc/ffl/pkg/safefs"
+	"github.com/ffl-hpc/ffl/pkg/xdisplay"
 )
 
 // removeTree removes name below parent with the job user as the only owner whose files go, and
@@ -141,115 +135,22 @@ func removeHomeJob(ctx context.Context, l layout.Layout, key string, opts Option
 	removeTree(ctx, node, name, l.UID, opts, t)
 }
 
-// removeXFiles removes the lock file and socket of each display when they are uid's and the X
-// server named in the lock is gone: after a SIGKILL, Xvfb cannot remove them itself, and a stale
-// lock makes later servers skip that display forever. A lock of another user, or of a live
-// server, is left alone (the display was reused).
-// RemoveXFiles is removeXFiles for the launcher, which stops a session itself: one routine
-// decides for both sides which X lock and socket of a display may go.
+// removeXFiles removes the X lock and socket of each display the records name, with
+// xdisplay's rule (the uid's files, server proven gone), and accounts for it.
+func removeXFiles(xdir string, displays []int, uid int, dryRun bool, t *tally) {
+	res := xdisplay.Remove(xdir, displays, uid, dryRun)
+	t.update(func(r *Report) { r.Files += res.Removed })
+	for _, err := range res.Problems {
+		t.problem("X files: %v", err)
+	}
+}
+
+// RemoveXFiles is a thin wrapper kept while the launcher switches to xdisplay.Remove (which it
+// should call directly: lifecycle must not import reclaim).
+//
+// Deprecated: use xdisplay.Remove(xdir, displays, uid, false).
 func RemoveXFiles(xdir string, displays []int, uid int) Report {
 	t := newTally(nil)
 	removeXFiles(xdir, displays, uid, false, t)
 	return t.report()
-}
-
-func removeXFiles(xdir string, displays []int, uid int, dryRun bool, t *tally) {
-	if len(displays) == 0 {
-		return
-	}
-	if xdir == "" {
-		xdir = DefaultXDir
-	}
-	dir, err := safefs.OpenTrusted(xdir)
-	if err != nil {
-		t.problem("X lock dir %s: %v", xdir, err)
-		return
-	}
-	defer dir.Close()
-	var sockets *os.File
-	if f, err := safefs.OpenDirAt(dir, ".X11-unix"); err == nil {
-		sockets = f
-		defer f.Close()
-	} else if !safefs.IsNotExist(err) {
-		t.problem("X socket dir %s/.X11-unix: %v", xdir, err)
-	}
-	for _, n := range displays {
-		lock := fmt.Sprintf(".X%d-lock", n)
-		lockPath := filepath.Join(xdir, lock)
-		keep, err := xLockStale(dir, lock, uid)
-		if err != nil {
-			t.problem("X lock %s: %v: left alone", lockPath, err)
-			continue
-		}
-		if keep {
-			continue
-		}
-		if dryRun {
-			continue
-		}
-		if err := safefs.UnlinkAt(dir, lock, 0); err == nil {
-			t.update(func(r *Report) { r.Files++ })
-		} else if !safefs.IsNotExist(err) {
-			t.problem("remove %s: %v", lockPath, err)
-			continue
-		}
-		if sockets == nil {
-			continue
-		}
-		sock := fmt.Sprintf("X%d", n)
-		fi, err := safefs.LstatAt(sockets, sock)
-		if err != nil || fi.UID != uid || !fi.IsSocket() {
-			continue
-		}
-		if err := safefs.UnlinkAt(sockets, sock, 0); err == nil {
-			t.update(func(r *Report) { r.Files++ })
-		} else if !safefs.IsNotExist(err) {
-			t.problem("remove %s/.X11-unix/%s: %v", xdir, sock, err)
-		}
-	}
-}
-
-// xLockStale looks at an X lock file: keep is true when it must stay (missing, another user's,
-// or its X server still runs). The lock holds the server's PID as text ("%10d\n").
-func xLockStale(dir *os.File, name string, uid int) (keep bool, err error) {
-	fi, err := safefs.LstatAt(dir, name)
-	if safefs.IsNotExist(err) {
-		return false, nil // no lock; the socket may still be stale
-	}
-	if err != nil {
-		return true, err
-	}
-	if fi.UID != uid {
-		return true, nil
-	}
-	if !fi.IsRegular() {
-		return true, fmt.Errorf("not a regular file (mode %#o)", fi.Mode&unix.S_IFMT)
-	}
-	data, err := safefs.ReadFileCapped(dir, name, 64)
-	if err != nil {
-		return true, err
-	}
-	pid, perr := ParseXLock(data)
-	if perr != nil {
-		return false, nil // garbage: no server could have written it, it blocks the display
-	}
-	if id, err := proc.Lookup(pid); err == nil && id.UID == uid {
-		return true, nil // its X server still runs: not ours to judge
-	} else if err != nil && !errors.Is(err, proc.ErrGone) {
-		return true, err
-	}
-	return false, nil
-}
-
-// ParseXLock parses the content of an X lock file: the server's PID, space-padded, one line.
-func ParseXLock(data []byte) (int, error) {
-	s := strings.TrimSpace(string(data))
-	if s == "" || len(s) > 10 {
-		return 0, fmt.Errorf("X lock %q: not a pid", data)
-	}
-	pid, err := strconv.Atoi(s)
-	if err != nil || pid <= 0 || strconv.Itoa(pid) != s {
-		return 0, fmt.Errorf("X lock %q: not a pid", data)
-	}
-	return pid, nil
 }
