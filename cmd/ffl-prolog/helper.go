@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"os"
 
@@ -22,6 +21,6 @@ var helperCommand = &cli.Command{
 		if c.NArg() != 1 {
 			return errors.New("helper takes exactly one REQUEST")
 		}
-		return reclaim.ServeHelper(context.Background(), c.Args().First(), os.Stdout)
+		return reclaim.ServeHelper(c.Args().First(), os.Stdout)
 	},
 }

@@ -189,6 +189,15 @@ func Eventually(limit time.Duration, cond func() bool) bool {
 	}
 }
 
+// RequireRoot skips the test unless it runs as root: the root-only cases act on files and
+// processes of test users, as the hooks do.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: acts on files and processes of test users, as ffl's root hooks do")
+	}
+}
+
 // Must fails the test on error.
 func Must(t testing.TB, err error, what string, args ...any) {
 	t.Helper()

@@ -7,6 +7,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/ffl-hpc/ffl/pkg/account"
 	"github.com/ffl-hpc/ffl/pkg/config"
 	"github.com/ffl-hpc/ffl/pkg/layout"
 	"github.com/ffl-hpc/ffl/pkg/slurmenv"
@@ -127,7 +128,7 @@ func Epilog(ctx context.Context, p EpilogParams) EpilogResult {
 
 // runHomeHelper resolves the user's home and runs CleanHome in the helper.
 func runHomeHelper(ctx context.Context, p EpilogParams, l layout.Layout, opts Options, displays []int) (Report, error) {
-	acct, err := LookupAccount(ctx, p.Job.UID)
+	acct, err := account.Lookup(ctx, p.Job.UID)
 	if err != nil {
 		return Report{}, fmt.Errorf("%w: home not cleaned", err)
 	}
@@ -141,7 +142,7 @@ func runHomeHelper(ctx context.Context, p EpilogParams, l layout.Layout, opts Op
 		Op: OpHome, Home: acct.Home, StateDir: stateDir, RuntimeDir: l.RuntimeDir, TempDir: l.TempDir,
 		XDir: p.XDir, Node: l.Node, Job: l.JobKey, BootID: opts.BootID, Displays: displays,
 	}
-	rep, err := p.Helper.Run(hctx, acct, p.Job.GID, req)
+	rep, err := RunHelper(hctx, p.Helper, acct, p.Job.GID, req)
 	for i, line := range rep.Problems {
 		rep.Problems[i] = "helper: " + line
 	}

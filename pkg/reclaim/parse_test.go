@@ -72,7 +72,7 @@ func TestReportAddAndErr(t *testing.T) {
 func validRequest() HelperRequest {
 	return HelperRequest{
 		Op: OpHome, UID: 1000, StateDir: "/home/a/.firefox-launcher", RuntimeDir: "/run/ffl", TempDir: "/tmp",
-		Node: "n1", Job: "12", BootID: "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0", TimeoutMS: 1000, Displays: []int{100},
+		Node: "n1", Job: "12", BootID: "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0", Displays: []int{100},
 	}
 }
 
@@ -90,7 +90,6 @@ func TestParseHelperRequest(t *testing.T) {
 		"bad node":      func(r *HelperRequest) { r.Node = "../x" },
 		"bad job":       func(r *HelperRequest) { r.Job = "1/2" },
 		"bad boot":      func(r *HelperRequest) { r.BootID = "x; rm" },
-		"no timeout":    func(r *HelperRequest) { r.TimeoutMS = 0 },
 		"neg duration":  func(r *HelperRequest) { r.GraceMS = -1 },
 		"bad display":   func(r *HelperRequest) { r.Displays = []int{70000} },
 		"many displays": func(r *HelperRequest) { r.Displays = make([]int, maxDisplays+1) },
@@ -116,20 +115,20 @@ func TestParseHelperRequest(t *testing.T) {
 }
 
 func TestParseHelperResult(t *testing.T) {
-	r, err := ParseHelperResult([]byte(`{"report":{"sessions":1,"bytes":5,"problems":["a\nforged line"]}}`))
+	r, err := ParseHelperResult([]byte(`{"sessions":1,"bytes":5,"problems":["a\nforged line"]}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Report.Sessions != 1 || r.Report.Bytes != 5 || r.Report.Problems[0] != `a\nforged line` {
+	if r.Sessions != 1 || r.Bytes != 5 || r.Problems[0] != `a\nforged line` {
 		t.Errorf("got %+v", r)
 	}
 	for name, data := range map[string]string{
-		"negative":  `{"report":{"killed":-1}}`,
-		"neg bytes": `{"report":{"bytes":-1}}`,
-		"unknown":   `{"report":{},"x":1}`,
-		"trailing":  `{"report":{}} {}`,
-		"too big":   `{"report":{},"error":"` + strings.Repeat("x", MaxHelperOutput) + `"}`,
-		"too many":  `{"report":{"problems":[` + strings.TrimSuffix(strings.Repeat(`"p",`, maxProblems+1), ",") + `]}}`,
+		"negative":  `{"killed":-1}`,
+		"neg bytes": `{"bytes":-1}`,
+		"unknown":   `{"x":1}`,
+		"trailing":  `{} {}`,
+		"too big":   `{"removed":["` + strings.Repeat("x", MaxHelperOutput) + `"]}`,
+		"too many":  `{"problems":[` + strings.TrimSuffix(strings.Repeat(`"p",`, maxProblems+1), ",") + `]}`,
 		"empty":     ``,
 	} {
 		if _, err := ParseHelperResult([]byte(data)); err == nil {

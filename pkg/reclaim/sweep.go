@@ -10,6 +10,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
+	"github.com/ffl-hpc/ffl/pkg/account"
 	"github.com/ffl-hpc/ffl/pkg/config"
 	"github.com/ffl-hpc/ffl/pkg/layout"
 	"github.com/ffl-hpc/ffl/pkg/safefs"
@@ -61,7 +62,7 @@ func Sweep(ctx context.Context, p SweepParams) Report {
 			timeout = DefaultSweepUserTimeout
 		}
 		uctx, cancel := context.WithTimeout(ctx, timeout)
-		acct, err := LookupAccount(uctx, uid)
+		acct, err := account.Lookup(uctx, uid)
 		if err != nil {
 			cancel()
 			t.problem("uid %d: %v: skipped", uid, err)
@@ -83,7 +84,7 @@ func Sweep(ctx context.Context, p SweepParams) Report {
 // sweepUser is one user's part of a sweep or of the Prolog.
 type sweepUser struct {
 	uid, gid                            int
-	acct                                *Account // nil: look it up
+	acct                                *account.Account // nil: look it up
 	node, exclude                       string
 	runtimeDir, tempDir, stateDir, xDir string
 	olderThan, tempOlderThan, grace     time.Duration
@@ -105,7 +106,7 @@ func sweepOneUser(ctx context.Context, u sweepUser, t *tally) Report {
 	}
 	acct := u.acct
 	if acct == nil {
-		a, err := LookupAccount(ctx, u.uid)
+		a, err := account.Lookup(ctx, u.uid)
 		if err != nil {
 			t.problem("uid %d: %v: stale sessions not swept", u.uid, err)
 			return out
@@ -135,7 +136,7 @@ func sweepOneUser(ctx context.Context, u sweepUser, t *tally) Report {
 		Node: u.node, Job: u.exclude, BootID: bootID, GraceMS: ms(u.grace), OlderThanMS: ms(u.olderThan),
 		TempOlderThanMS: ms(u.tempOlderThan), DryRun: u.dryRun,
 	}
-	rep, err := u.helper.Run(ctx, *acct, u.gid, req)
+	rep, err := RunHelper(ctx, u.helper, *acct, u.gid, req)
 	if err != nil {
 		t.problem("user %s: %v", acct.Name, err)
 	}
