@@ -61,21 +61,6 @@ func FuzzParseHelperResult(f *testing.F) {
 	})
 }
 
-func FuzzParseStepdCmdline(f *testing.F) {
-	for _, s := range []string{"slurmstepd: [123.batch]\x00", "slurmstepd: [1]", "slurmstepd: [", "x"} {
-		f.Add([]byte(s))
-	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		id, ok := ParseStepdCmdline(data)
-		if !ok {
-			return
-		}
-		if id == "" || strings.Trim(id, "0123456789") != "" || id[0] == '0' {
-			t.Fatalf("ParseStepdCmdline(%q) = %q", data, id)
-		}
-	})
-}
-
 func FuzzSanitize(f *testing.F) {
 	for _, s := range []string{"a\nb", "\x00", "ok", "\xff\xfe", "\u2028"} {
 		f.Add(s)

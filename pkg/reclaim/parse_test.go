@@ -7,30 +7,6 @@ import (
 	"unicode"
 )
 
-func TestParseStepdCmdline(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		want string
-		ok   bool
-	}{
-		{"slurmstepd: [123.batch]\x00", "123", true},
-		{"slurmstepd: [7.extern]", "7", true},
-		{"slurmstepd: [42.0]\x00\x00\x00", "42", true},
-		{"slurmstepd: [42]", "42", true},
-		{"slurmstepd: [0.batch]", "", false},
-		{"slurmstepd: [.batch]", "", false},
-		{"slurmstepd: [abc.batch]", "", false},
-		{"slurmstepd\x00-D\x00", "", false},
-		{"sleep 100", "", false},
-		{"", "", false},
-	} {
-		got, ok := ParseStepdCmdline([]byte(tc.in))
-		if ok != tc.ok || got != tc.want {
-			t.Errorf("ParseStepdCmdline(%q) = %q, %v; want %q, %v", tc.in, got, ok, tc.want, tc.ok)
-		}
-	}
-}
-
 func TestSanitize(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
 		{"plain", "plain"},

@@ -131,7 +131,7 @@ func (c Command) Call(ctx context.Context, cred *Credential, req any, onItem fun
 	cmd.Env = []string{}
 	cmd.Dir = "/"
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	who := "as this user"
+	who := fmt.Sprintf("as uid %d", os.Geteuid())
 	if cred != nil {
 		if len(cred.Groups) > maxGroups {
 			return fmt.Errorf("reexec: %d groups (max %d)", len(cred.Groups), maxGroups)
