@@ -11,7 +11,7 @@ import (
 // TestFixtureFindMarked: the cheap filters (NotBefore), the environ cap, the recorded
 // identities looked at first, and a context that ends the scan.
 func TestFixtureFindMarked(t *testing.T) {
-	big := strings.Repeat("X=" + strings.Repeat("y", 1000) + "\x00", 550) // 0.55 MB
+	big := strings.Repeat("X="+strings.Repeat("y", 1000)+"\x00", 550) // 0.55 MB
 	fs := writeFixture(t, append(slices.Clone(fixtureSession),
 		fixtureProc{pid: 130, ppid: 1, comm: "marker first, huge env", state: 'S', start: 600, uid: 1000, environ: "FFL_SESSION=1/n1/8003/\x00" + big},
 		fixtureProc{pid: 131, ppid: 1, comm: "marker hidden behind 0.5 MB", state: 'S', start: 610, uid: 1000, environ: big + "FFL_SESSION=1/n1/8003/\x00"},

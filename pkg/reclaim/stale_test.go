@@ -270,4 +270,3 @@ func TestSweep(t *testing.T) {
 		t.Errorf("removed lines: %q", rep.Removed)
 	}
 }
-
