@@ -34,8 +34,6 @@ const (
 	MaxHelperRequest = 16 << 10
 	// MaxHelperOutput caps the report the root parent accepts from the helper.
 	MaxHelperOutput = reexec.MaxLine
-	// maxDisplays caps the displays one request names.
-	maxDisplays = 256
 	// maxDuration caps every duration in a request (ten years).
 	maxDuration = 10 * 365 * 24 * time.Hour
 	// DefaultHelperTimeout applies when the caller's context has no deadline.
@@ -58,7 +56,6 @@ type HelperRequest struct {
 	Node       string `json:"node"`
 	Job        string `json:"job"`
 	BootID     string `json:"boot_id"`
-	Displays   []int  `json:"displays,omitempty"`
 	// Durations in milliseconds.
 	GraceMS         int64 `json:"grace_ms,omitempty"`
 	OlderThanMS     int64 `json:"older_than_ms,omitempty"`
@@ -102,14 +99,6 @@ func (r HelperRequest) Validate() error {
 	}
 	if r.BootID == "" || len(r.BootID) > 64 || !isHexDash(r.BootID) {
 		return fmt.Errorf("helper request: boot id %q", r.BootID)
-	}
-	if len(r.Displays) > maxDisplays {
-		return fmt.Errorf("helper request: %d displays (max %d)", len(r.Displays), maxDisplays)
-	}
-	for _, d := range r.Displays {
-		if d < 0 || d > 65535 {
-			return fmt.Errorf("helper request: display %d", d)
-		}
 	}
 	for _, v := range []int64{r.GraceMS, r.OlderThanMS, r.TempOlderThanMS} {
 		if !validMS(v) {
@@ -162,6 +151,15 @@ func ParseHelperResult(data []byte) (Report, error) {
 	}
 	for i := range rep.Problems {
 		rep.Problems[i] = Sanitize(rep.Problems[i])
+	}
+	if len(rep.Unfinished) > maxUnfinished {
+		return Report{}, fmt.Errorf("helper output: %d unfinished steps (max %d)", len(rep.Unfinished), maxUnfinished)
+	}
+	for i, u := range rep.Unfinished {
+		if len(u) > 32 || strings.Trim(u, "abcdefghijklmnopqrstuvwxyz-") != "" {
+			return Report{}, fmt.Errorf("helper output: unfinished step %q", Sanitize(u))
+		}
+		rep.Unfinished[i] = u
 	}
 	return rep, nil
 }
@@ -235,7 +233,7 @@ func serveHelper(ctx context.Context, data []byte) (Report, error) {
 	var rep Report
 	switch req.Op {
 	case OpHome:
-		rep = CleanHome(ctx, l, req.Displays, opts)
+		rep = CleanHome(ctx, l, opts)
 		if len(rep.Problems) == 0 && req.Home != "" {
 			if _, err := os.Lstat(req.Home); safefs.IsNotExist(err) {
 				rep.Problems = append(rep.Problems, Sanitize(fmt.Sprintf("home %s of uid %d does not exist", req.Home, req.UID)))

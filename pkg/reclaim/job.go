@@ -15,35 +15,9 @@ import (
 	"github.com/ffl-hpc/ffl/pkg/safefs"
 )
 
-// Job ends and removes everything of job l.JobKey on node l.Node, in this process: the
-// processes that carry the job's marker (for uid l.UID; identities recorded in state files are
-// cross-checked against them, each signalled only via proc.Signal), the X lock and socket of
-// the recorded displays when they are the user's, the home job subtree and the node-local
-// runtime job dir(s), in that order (the node-local record goes last, so an interrupted run
-// can be repeated). Idempotent; tolerates half-created state.
-//
-// Run as root, the home part is done by root too: the Epilog instead runs EndJob and
-// RemoveNodeLocal as root and CleanHome in a helper running as the user (RunHelper).
-func Job(ctx context.Context, l layout.Layout, opts Options) (Report, error) {
-	if err := l.Validate(); err != nil {
-		return Report{}, fmt.Errorf("reclaim job: %w", err)
-	}
-	t := newTally(opts.Log)
-	bootID, err := bootIDOf(opts)
-	if err != nil {
-		return Report{}, err
-	}
-	j := newJobInfo(l.JobKey)
-	readJobNodeLocal(l, j, t)
-	readJobHome(l, j, t)
-	reclaimJobs(ctx, l, []*jobInfo{j}, bootID, opts, t, "job cleanup requested")
-	rep := t.report()
-	return rep, rep.Err()
-}
-
 // EndJob is the Epilog's first step, as root: read job l.JobKey's node-local records (both
 // runtime job dirs; never the home) and end its processes. It returns the X displays the
-// records name, for CleanHome. Only RuntimeDir, TempDir, UID, Node and JobKey of l are used.
+// records name. Only RuntimeDir, TempDir, UID, Node and JobKey of l are used.
 func EndJob(ctx context.Context, l layout.Layout, opts Options) (Report, []int) {
 	t := newTally(opts.Log)
 	if err := nodeLocalValid(l); err != nil {
@@ -62,9 +36,9 @@ func EndJob(ctx context.Context, l layout.Layout, opts Options) (Report, []int) 
 	return t.report(), j.displays(bootID)
 }
 
-// CleanHome is the Epilog's second step, meant to run as the job's user (in the helper):
-// remove <state>/sessions/<node>/job-<key> and the X files of displays (see Job).
-func CleanHome(ctx context.Context, l layout.Layout, displays []int, opts Options) Report {
+// CleanHome is the Epilog's home step, meant to run as the job's user (in the helper): remove
+// <state>/sessions/<node>/job-<key>.
+func CleanHome(ctx context.Context, l layout.Layout, opts Options) Report {
 	t := newTally(opts.Log)
 	if err := l.Validate(); err != nil {
 		t.problem("%v", err)
@@ -72,7 +46,6 @@ func CleanHome(ctx context.Context, l layout.Layout, displays []int, opts Option
 	}
 	j := newJobInfo(l.JobKey)
 	readJobHome(l, j, t)
-	removeXFiles(opts.XDir, displays, l.UID, opts.DryRun, t)
 	if j.home != "" { // else missing, or its parents were refused (and reported)
 		removeHomeJob(ctx, l, l.JobKey, opts, t)
 	}

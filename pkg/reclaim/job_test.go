@@ -74,21 +74,28 @@ func (s leftovers) check(t *testing.T, f *fixture) {
 	}
 }
 
-func TestJobEndsExactlyItsJob(t *testing.T) {
+func TestEpilogEndsExactlyItsJob(t *testing.T) {
 	f := newFixture(t)
 	s := f.leftovers("101", "102")
+	p := EpilogParams{
+		Job:        slurmenv.Job{ID: "101", UID: f.user.uid, GID: f.user.gid, User: f.user.name, Node: f.node},
+		RuntimeDir: f.runtime, TempDir: f.temp, StateDir: "~/.firefox-launcher", XDir: f.xdir,
+		Grace: 300 * time.Millisecond, Helper: testHelper, BootID: f.bootID,
+	}
 	before := testutil.Snapshot(t, f.root)
-	rep, err := Job(context.Background(), f.layout(f.user, "101"), f.opts())
-	t.Logf("report: %+v, err: %v", rep, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	rep := Epilog(ctx, p)
+	t.Logf("report: %+v", rep)
 	s.check(t, f)
-	if rep.Sessions != 2 || rep.Termed < 6 || rep.Killed < 2 || rep.Left != 0 {
-		t.Errorf("report: want 2 sessions, >= 6 TERMs, >= 2 KILLs (TERM-ignoring children), 0 left: %+v", rep)
+	if rep.Sessions != 2 || rep.Termed < 6 || rep.Killed < 2 || rep.Left != 0 || len(rep.Unfinished) != 0 {
+		t.Errorf("report: want 2 sessions, >= 6 TERMs, >= 2 KILLs (TERM-ignoring children), 0 left, all finished: %+v", rep)
 	}
 	testutil.AssertUnchanged(t, before, testutil.Snapshot(t, f.root), s.aRuntime, filepath.Join(f.xdir, ".X4201-lock"), filepath.Join(f.xdir, ".X11-unix", "X4201"))
 	// Idempotent: a second run finds nothing and reports no problem.
-	rep, err = Job(context.Background(), f.layout(f.user, "101"), f.opts())
-	if err != nil || rep.Termed != 0 || rep.Dirs != 0 {
-		t.Errorf("second run: %+v, %v", rep, err)
+	rep = Epilog(ctx, p)
+	if rep.Err() != nil || rep.Termed != 0 || rep.Dirs != 0 {
+		t.Errorf("second run: %+v", rep)
 	}
 }
 

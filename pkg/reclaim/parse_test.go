@@ -48,7 +48,7 @@ func TestReportAddAndErr(t *testing.T) {
 func validRequest() HelperRequest {
 	return HelperRequest{
 		Op: OpHome, UID: 1000, StateDir: "/home/a/.firefox-launcher", RuntimeDir: "/run/ffl", TempDir: "/tmp",
-		Node: "n1", Job: "12", BootID: "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0", Displays: []int{100},
+		Node: "n1", Job: "12", BootID: "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0",
 	}
 }
 
@@ -67,8 +67,6 @@ func TestParseHelperRequest(t *testing.T) {
 		"bad job":       func(r *HelperRequest) { r.Job = "1/2" },
 		"bad boot":      func(r *HelperRequest) { r.BootID = "x; rm" },
 		"neg duration":  func(r *HelperRequest) { r.GraceMS = -1 },
-		"bad display":   func(r *HelperRequest) { r.Displays = []int{70000} },
-		"many displays": func(r *HelperRequest) { r.Displays = make([]int, maxDisplays+1) },
 		"relative home": func(r *HelperRequest) { r.Home = "home" },
 	} {
 		r := validRequest()

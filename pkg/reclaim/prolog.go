@@ -9,6 +9,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/ffl-hpc/ffl/pkg/layout"
+	"github.com/ffl-hpc/ffl/pkg/procscan"
 	"github.com/ffl-hpc/ffl/pkg/safefs"
 	"github.com/ffl-hpc/ffl/pkg/slurmenv"
 	"github.com/ffl-hpc/ffl/pkg/xdisplay"
@@ -35,6 +36,8 @@ type PrologParams struct {
 	Grace time.Duration
 	// Helper re-executes this program as the user for the sweep.
 	Helper Helper
+	// Scanner runs the root's process scans (nil: in this process).
+	Scanner procscan.Scanner
 	// BootID is this boot's id ("" = read it).
 	BootID string
 	Log    *logrus.Entry
@@ -105,7 +108,7 @@ func Prolog(ctx context.Context, p PrologParams) PrologResult {
 	rep := sweepOneUser(ctx, sweepUser{
 		uid: job.UID, gid: job.GID, node: job.Node, exclude: job.Key(),
 		runtimeDir: p.RuntimeDir, tempDir: p.TempDir, stateDir: p.StateDir, xDir: p.XDir,
-		grace: min(max(p.Grace, 0), MaxEpilogGrace), op: OpStale, helper: p.Helper, bootID: p.BootID,
+		grace: min(max(p.Grace, 0), MaxEpilogGrace), op: OpStale, helper: p.Helper, scanner: p.Scanner, bootID: p.BootID,
 	}, t)
 	res.Report.Add(rep)
 	return finish()

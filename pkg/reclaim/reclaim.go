@@ -35,6 +35,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/ffl-hpc/ffl/internal/oneline"
+	"github.com/ffl-hpc/ffl/pkg/procscan"
 )
 
 // Options tunes Stale and Job (and the helper operations built on them).
@@ -60,6 +61,16 @@ type Options struct {
 	// RemoveTimeout bounds each directory removal when ctx has no earlier deadline; zero means
 	// DefaultRemoveTimeout.
 	RemoveTimeout time.Duration
+	// Scanner runs the scans that read other processes' memory (nil: procscan.InProcess, a
+	// goroutine abandoned at the deadline; the root hooks pass a procscan.Child).
+	Scanner procscan.Scanner
+}
+
+func (o Options) scanner() procscan.Scanner {
+	if o.Scanner == nil {
+		return procscan.InProcess{}
+	}
+	return o.Scanner
 }
 
 // Defaults for Options' zero fields.
@@ -104,7 +115,21 @@ type Report struct {
 	Problems []string `json:"problems,omitempty"`
 	// MoreProblems counts the problems beyond the cap.
 	MoreProblems int `json:"more_problems,omitempty"`
+	// Unfinished names the steps cut short by their deadline (PhaseProcesses, PhaseHome,
+	// PhaseDirs, ...), for the summary line.
+	Unfinished []string `json:"unfinished,omitempty"`
 }
+
+// The steps of a hook run, as the summary line's unfinished= names them.
+const (
+	PhaseProcesses = "processes" // the marker scan and the signals
+	PhaseXFiles    = "x-files"   // X locks and sockets
+	PhaseHome      = "home"      // the helper's work in the home
+	PhaseDirs      = "dirs"      // node-local directories
+	PhaseSweep     = "sweep"     // the users a sweep did not reach
+	// maxUnfinished caps Report.Unfinished (a helper's report could name anything).
+	maxUnfinished = 8
+)
 
 // Add folds o into r (counts summed, lines appended within their caps).
 func (r *Report) Add(o Report) {
@@ -129,6 +154,21 @@ func (r *Report) Add(o Report) {
 		}
 	}
 	r.MoreProblems += o.MoreProblems
+	for _, u := range o.Unfinished {
+		r.unfinish(u)
+	}
+}
+
+// unfinish adds phase to Unfinished once.
+func (r *Report) unfinish(phase string) {
+	for _, u := range r.Unfinished {
+		if u == phase {
+			return
+		}
+	}
+	if len(r.Unfinished) < maxUnfinished {
+		r.Unfinished = append(r.Unfinished, phase)
+	}
 }
 
 // Err returns the problems as one error (nil when there were none), so callers that only
@@ -187,6 +227,11 @@ func (t *tally) removed(format string, args ...any) {
 	t.log.Info(msg)
 }
 
+// unfinished records that phase was cut short by its deadline.
+func (t *tally) unfinished(phase string) {
+	t.update(func(r *Report) { r.unfinish(phase) })
+}
+
 func (t *tally) update(fn func(r *Report)) {
 	t.mu.Lock()
 	fn(&t.rep)
@@ -199,6 +244,7 @@ func (t *tally) report() Report {
 	r := t.rep
 	r.Removed = append([]string(nil), r.Removed...)
 	r.Problems = append([]string(nil), r.Problems...)
+	r.Unfinished = append([]string(nil), r.Unfinished...)
 	return r
 }
 

@@ -2,6 +2,7 @@ package reclaim
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 
@@ -18,6 +19,9 @@ func removeTree(ctx context.Context, parent *os.File, name string, uid int, opts
 	t.update(func(r *Report) { r.Files += st.Files; r.Bytes += st.Bytes; r.Refused += st.Refused })
 	if err != nil {
 		t.problem("remove %s: %v", path, err)
+		if errors.Is(err, safefs.ErrDeadline) {
+			t.unfinished(PhaseDirs)
+		}
 	}
 	if _, serr := safefs.LstatAt(parent, name); safefs.IsNotExist(serr) {
 		if st.Dirs > 0 || st.Files > 0 {

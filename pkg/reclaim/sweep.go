@@ -13,6 +13,7 @@ import (
 	"github.com/ffl-hpc/ffl/pkg/account"
 	"github.com/ffl-hpc/ffl/pkg/config"
 	"github.com/ffl-hpc/ffl/pkg/layout"
+	"github.com/ffl-hpc/ffl/pkg/procscan"
 	"github.com/ffl-hpc/ffl/pkg/safefs"
 )
 
@@ -37,8 +38,10 @@ type SweepParams struct {
 	// PerUserTimeout bounds each user's helper (default DefaultSweepUserTimeout).
 	PerUserTimeout time.Duration
 	Helper         Helper
-	BootID         string
-	Log            *logrus.Entry
+	// Scanner runs the root's process scans (nil: in this process).
+	Scanner procscan.Scanner
+	BootID  string
+	Log     *logrus.Entry
 }
 
 // Sweep reclaims, for every user with ffl state on this node (owners of <runtime>/job-* and of
@@ -72,7 +75,7 @@ func Sweep(ctx context.Context, p SweepParams) Report {
 			uid: uid, gid: acct.GID, acct: &acct, node: p.Node, exclude: SweepJobKey,
 			runtimeDir: p.RuntimeDir, tempDir: p.TempDir, stateDir: p.StateDir, xDir: p.XDir,
 			olderThan: p.OlderThan, tempOlderThan: p.TempOlderThan, grace: p.Grace, dryRun: p.DryRun,
-			op: OpSweep, helper: p.Helper, bootID: p.BootID,
+			op: OpSweep, helper: p.Helper, scanner: p.Scanner, bootID: p.BootID,
 		}, t)
 		cancel()
 		total.Add(rep)
@@ -91,6 +94,7 @@ type sweepUser struct {
 	dryRun                              bool
 	op                                  string
 	helper                              Helper
+	scanner                             procscan.Scanner
 	bootID                              string
 }
 
@@ -130,7 +134,7 @@ func sweepOneUser(ctx context.Context, u sweepUser, t *tally) Report {
 		t.problem("user %s: %v: not swept", acct.Name, err)
 		return out
 	}
-	dead := deadRuntimeDirs(l, bootID, t)
+	dead := deadRuntimeDirs(ctx, l, bootID, Options{Scanner: u.scanner}.scanner(), t)
 	req := HelperRequest{
 		Op: u.op, Home: acct.Home, StateDir: stateDir, RuntimeDir: u.runtimeDir, TempDir: u.tempDir, XDir: u.xDir,
 		Node: u.node, Job: u.exclude, BootID: bootID, GraceMS: ms(u.grace), OlderThanMS: ms(u.olderThan),
@@ -170,7 +174,7 @@ func sweepOneUser(ctx context.Context, u sweepUser, t *tally) Report {
 
 // deadRuntimeDirs returns the names of user l.UID's runtime job dirs (l.JobKey excluded) whose
 // job is dead by the same rules as Stale (read as root, from node-local records only).
-func deadRuntimeDirs(l layout.Layout, bootID string, t *tally) []string {
+func deadRuntimeDirs(ctx context.Context, l layout.Layout, bootID string, scanner procscan.Scanner, t *tally) []string {
 	rt, err := safefs.OpenTrusted(l.RuntimeDir)
 	if err != nil {
 		return nil
@@ -179,7 +183,7 @@ func deadRuntimeDirs(l layout.Layout, bootID string, t *tally) []string {
 	names, _, _ := safefs.ReadDirNames(rt, maxJobs)
 	quiet := newTally(nil) // the helper reports the same problems, as the user; say them once
 	now := time.Now()
-	var running runningJobs
+	running := newRunningJobs(ctx, scanner)
 	var dead []string
 	for _, name := range names {
 		key, err := layout.ParseJobDirName(name)
@@ -197,7 +201,7 @@ func deadRuntimeDirs(l layout.Layout, bootID string, t *tally) []string {
 		j := newJobInfo(key)
 		readNodeLocalJob(d, filepath.Join(l.RuntimeDir, name), l, j, quiet)
 		d.Close()
-		if live, _ := liveness(j, l.UID, bootID, now, &running); !live {
+		if live, _ := liveness(j, l.UID, bootID, now, running); !live {
 			dead = append(dead, name)
 		}
 	}
@@ -265,7 +269,7 @@ func SweepUser(ctx context.Context, l layout.Layout, opts Options, tempOlderThan
 	if err != nil {
 		return Report{}, err
 	}
-	stale := findStale(l, bootID, opts.OlderThan, t)
+	stale := findStale(ctx, l, bootID, opts, opts.OlderThan, t)
 	reclaimJobs(ctx, l, stale, bootID, opts, t, "")
 	if tempOlderThan > 0 {
 		done := map[string]bool{}
@@ -273,7 +277,7 @@ func SweepUser(ctx context.Context, l layout.Layout, opts Options, tempOlderThan
 			done[j.key] = true
 		}
 		var nodeLocal []*jobInfo
-		for _, j := range findStale(l, bootID, tempOlderThan, newTally(nil)) { // problems: said above
+		for _, j := range findStale(ctx, l, bootID, opts, tempOlderThan, newTally(nil)) { // problems: said above
 			if len(j.runtime) > 0 && !done[j.key] {
 				nodeLocal = append(nodeLocal, j)
 			}
