@@ -2,6 +2,7 @@ package reclaim
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"sort"
@@ -55,16 +56,14 @@ func Sweep(ctx context.Context, p SweepParams) Report {
 		return t.report()
 	}
 	var total Report
-	for _, uid := range owners(p.RuntimeDir, p.TempDir, t) {
+	uids := owners(p.RuntimeDir, p.TempDir, t)
+	for i, uid := range uids {
 		if ctx.Err() != nil {
-			t.problem("sweep: %v: remaining users skipped", context.Cause(ctx))
+			t.problem("sweep: %v: %d remaining users skipped", context.Cause(ctx), len(uids)-i)
+			t.unfinished(PhaseSweep)
 			break
 		}
-		timeout := p.PerUserTimeout
-		if timeout <= 0 {
-			timeout = DefaultSweepUserTimeout
-		}
-		uctx, cancel := context.WithTimeout(ctx, timeout)
+		uctx, cancel := context.WithTimeout(ctx, userShare(ctx, p.PerUserTimeout, len(uids)-i))
 		acct, err := account.Lookup(uctx, uid)
 		if err != nil {
 			cancel()
@@ -82,6 +81,22 @@ func Sweep(ctx context.Context, p SweepParams) Report {
 	}
 	total.Add(t.report())
 	return total
+}
+
+// userShare is the time one user's part of a sweep may take: an equal share of what is left
+// among the users still to do, at most perUser (DefaultSweepUserTimeout when 0). However one
+// user's state makes that part slow, every later user still gets its share: no user delays
+// another's cleanup by more than the sweep's time divided by the number of users (plus the
+// helper's kill wait).
+func userShare(ctx context.Context, perUser time.Duration, usersLeft int) time.Duration {
+	if perUser <= 0 {
+		perUser = DefaultSweepUserTimeout
+	}
+	dl, ok := ctx.Deadline()
+	if !ok || usersLeft <= 0 {
+		return perUser
+	}
+	return min(perUser, time.Until(dl)/time.Duration(usersLeft))
 }
 
 // sweepUser is one user's part of a sweep or of the Prolog.
@@ -140,9 +155,15 @@ func sweepOneUser(ctx context.Context, u sweepUser, t *tally) Report {
 		Node: u.node, Job: u.exclude, BootID: bootID, GraceMS: ms(u.grace), OlderThanMS: ms(u.olderThan),
 		TempOlderThanMS: ms(u.tempOlderThan), DryRun: u.dryRun,
 	}
-	rep, err := RunHelper(ctx, u.helper, *acct, u.gid, req)
+	// The helper's deadline leaves the root's rmdir step below a moment.
+	hctx, cancel := context.WithDeadline(ctx, helperDeadline(ctx))
+	rep, err := RunHelper(hctx, u.helper, *acct, u.gid, req)
+	cancel()
 	if err != nil {
 		t.problem("user %s: %v", acct.Name, err)
+		if errors.Is(err, ErrHelperTimeout) {
+			t.unfinished(PhaseHome)
+		}
 	}
 	for i, line := range rep.Problems {
 		rep.Problems[i] = fmt.Sprintf("user %s: helper: %s", acct.Name, line)
