@@ -180,3 +180,20 @@ func ParseUserTempName(name string) (int, error) {
 	}
 	return uid, nil
 }
+
+// privateSuffixLen is the length of the random hex suffix of a private temp parent.
+const privateSuffixLen = 16
+
+// PrivateTempName is "ffl-<uid>.<suffix>": a per-job node-local parent the launcher makes with
+// an unpredictable suffix when another user squats <temp>/ffl-<uid> (sticky /tmp: the victim
+// could neither use nor remove it). suffix must be 16 lowercase hex digits.
+func PrivateTempName(uid int, suffix string) string { return UserTempName(uid) + "." + suffix }
+
+// ParsePrivateTempName returns the uid of a "ffl-<uid>.<16 hex>" name.
+func ParsePrivateTempName(name string) (int, error) {
+	base, suffix, ok := strings.Cut(name, ".")
+	if !ok || len(suffix) != privateSuffixLen || strings.Trim(suffix, "0123456789abcdef") != "" {
+		return 0, fmt.Errorf("%q: %w", name, ErrBadName)
+	}
+	return ParseUserTempName(base)
+}

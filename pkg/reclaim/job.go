@@ -62,7 +62,7 @@ func RemoveNodeLocal(ctx context.Context, l layout.Layout, opts Options) Report 
 		t.problem("%v", err)
 		return t.report()
 	}
-	removeNodeLocalJob(ctx, l, l.JobKey, opts, t)
+	removeNodeLocalJob(ctx, l, l.JobKey, false, opts, t)
 	return t.report()
 }
 
@@ -158,7 +158,7 @@ func reclaimJobs(ctx context.Context, l layout.Layout, jobs []*jobInfo, bootID s
 				if j.home != "" {
 					removeHomeJob(ctx, l, j.key, opts, t)
 				}
-				removeNodeLocalJob(ctx, l, j.key, opts, t)
+				removeNodeLocalJob(ctx, l, j.key, true, opts, t)
 				t.update(func(r *Report) { r.Sessions += len(j.sessions) })
 				verb := "removed"
 				if opts.DryRun {

@@ -6,7 +6,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -186,49 +185,5 @@ func TestNodeLocalUsage(t *testing.T) {
 				t.Errorf("used = %v (%s), want %v", used, why, tc.used)
 			}
 		})
-	}
-}
-
-func TestPrepareRuntimeJobDir(t *testing.T) {
-	f := newFixture(t)
-	rt := filepath.Join(f.root, "prun", "ffl")
-	must(t, os.Mkdir(filepath.Dir(rt), 0o755))
-	dir, err := PrepareRuntimeJobDir(rt, f.user.uid, f.user.gid, "501")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range []struct {
-		path     string
-		uid, gid int
-		mode     os.FileMode
-	}{{rt, 0, 0, 0o755}, {dir, f.user.uid, f.user.gid, 0o700}} {
-		fi, err := os.Lstat(c.path)
-		must(t, err)
-		st := fi.Sys().(*syscallStat)
-		if int(st.Uid) != c.uid || int(st.Gid) != c.gid || fi.Mode().Perm() != c.mode || !fi.IsDir() {
-			t.Errorf("%s: uid %d gid %d mode %v, want %d %d %v", c.path, st.Uid, st.Gid, fi.Mode(), c.uid, c.gid, c.mode)
-		}
-	}
-	// Idempotent (a requeued job).
-	if _, err := PrepareRuntimeJobDir(rt, f.user.uid, f.user.gid, "501"); err != nil {
-		t.Errorf("second run: %v", err)
-	}
-	// Another user's job dir of that name is left alone.
-	if _, err := PrepareRuntimeJobDir(rt, f.other.uid, f.other.gid, "501"); err == nil {
-		t.Error("adopted another user's job dir")
-	}
-	// A symlink, or a user-owned or world-writable dir, as the runtime root: refused, untouched.
-	for name, setup := range map[string]func(p string){
-		"symlink":        func(p string) { must(t, os.Symlink(f.temp, p)) },
-		"user's":         func(p string) { testutil.MkdirAs(t, p, f.user, 0o755) },
-		"world-writable": func(p string) { must(t, os.Mkdir(p, 0o755)); must(t, os.Chmod(p, 0o777)) },
-	} {
-		p := filepath.Join(f.root, "bad-"+strings.ReplaceAll(name, "'", ""))
-		setup(p)
-		before := testutil.Snapshot(t, f.root)
-		if _, err := PrepareRuntimeJobDir(p, f.user.uid, f.user.gid, "502"); err == nil {
-			t.Errorf("%s runtime root accepted", name)
-		}
-		testutil.AssertUnchanged(t, before, testutil.Snapshot(t, f.root))
 	}
 }

@@ -2,25 +2,16 @@ package reclaim
 
 import (
 	"context"
-	"fmt"
-	"path/filepath"
 	"time"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/ffl-hpc/ffl/pkg/layout"
 	"github.com/ffl-hpc/ffl/pkg/procscan"
+	"github.com/ffl-hpc/ffl/pkg/runtimedir"
 	"github.com/ffl-hpc/ffl/pkg/safefs"
 	"github.com/ffl-hpc/ffl/pkg/slurmenv"
 	"github.com/ffl-hpc/ffl/pkg/xdisplay"
-)
-
-// Modes the Prolog creates.
-const (
-	// RuntimeRootMode is the runtime root: root's, everyone may enter, nobody else may write.
-	RuntimeRootMode = 0o755
-	// RuntimeJobMode is a job's runtime dir: the job's user only.
-	RuntimeJobMode = 0o700
 )
 
 // PrologParams is one Prolog run (root, before a job starts on this node).
@@ -83,7 +74,7 @@ func Prolog(ctx context.Context, p PrologParams) PrologResult {
 		t.problem("job %s of uid 0: no runtime dir made for root", p.Job.ID)
 		return finish()
 	}
-	dir, err := PrepareRuntimeJobDir(p.RuntimeDir, p.Job.UID, p.Job.GID, p.Job.Key())
+	dir, err := runtimedir.PrepareForJob(p.RuntimeDir, p.Job.UID, p.Job.GID, p.Job.Key())
 	if err != nil {
 		t.problem("%v", err)
 	} else {
@@ -112,42 +103,6 @@ func Prolog(ctx context.Context, p PrologParams) PrologResult {
 	}, t)
 	res.Report.Add(rep)
 	return finish()
-}
-
-// PrepareRuntimeJobDir creates runtimeDir (root's, 0755, when missing) and runtimeDir/job-<key>
-// owned by uid:gid with mode 0700, and returns the job dir. Everything is done through
-// descriptors: mkdirat as root inside a directory only root can write, then fchown and fchmod
-// through the descriptor of what was created, so no path a user controls is ever chowned. An
-// existing runtime root must be root's, a real directory and not writable by others; an
-// existing job dir (a requeued job) must already be uid's with mode 0700. Anything else is
-// left alone and reported.
-func PrepareRuntimeJobDir(runtimeDir string, uid, gid int, key string) (string, error) {
-	if !cleanAbs(runtimeDir) || runtimeDir == "/" {
-		return "", fmt.Errorf("runtime dir %q: not a clean absolute path", runtimeDir)
-	}
-	if err := layout.ValidComponent(key); err != nil {
-		return "", fmt.Errorf("job key: %w", err)
-	}
-	if uid <= 0 || gid < 0 {
-		return "", fmt.Errorf("runtime dir for uid %d gid %d: refused", uid, gid)
-	}
-	parent, err := safefs.OpenTrusted(filepath.Dir(runtimeDir))
-	if err != nil {
-		return "", fmt.Errorf("runtime dir %s: parent: %w", runtimeDir, err)
-	}
-	defer parent.Close()
-	root, err := safefs.EnsureDirAt(parent, filepath.Base(runtimeDir), safefs.DirSpec{UID: 0, GID: 0, Mode: RuntimeRootMode})
-	if err != nil {
-		return "", fmt.Errorf("runtime dir %s: %w: skipped (ffl-launch falls back to temp_dir)", runtimeDir, err)
-	}
-	defer root.Close()
-	name := layout.JobDirName(key)
-	job, err := safefs.EnsureDirAt(root, name, safefs.DirSpec{UID: uid, GID: gid, Mode: RuntimeJobMode, Exact: true})
-	if err != nil {
-		return "", fmt.Errorf("job dir %s: %w", filepath.Join(runtimeDir, name), err)
-	}
-	job.Close()
-	return filepath.Join(runtimeDir, name), nil
 }
 
 // hasOtherNodeLocalState reports whether user l.UID has node-local ffl state here of a job
@@ -180,5 +135,5 @@ func hasOtherNodeLocalState(l layout.Layout) bool {
 	}
 	defer tmp.Close()
 	fi, err := safefs.LstatAt(tmp, layout.UserTempName(l.UID))
-	return err == nil && fi.UID == l.UID
+	return (err == nil && fi.UID == l.UID) || runtimedir.Squatted(tmp, l.UID)
 }

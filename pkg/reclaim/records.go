@@ -9,6 +9,7 @@ import (
 
 	"github.com/ffl-hpc/ffl/pkg/layout"
 	"github.com/ffl-hpc/ffl/pkg/proc"
+	"github.com/ffl-hpc/ffl/pkg/runtimedir"
 	"github.com/ffl-hpc/ffl/pkg/safefs"
 	"github.com/ffl-hpc/ffl/pkg/xdisplay"
 )
@@ -124,9 +125,11 @@ func (j *jobInfo) recorded(bootID string, uid int, t *tally) []proc.Identity {
 }
 
 // nodeLocalParents opens the directories that hold this user's node-local job dirs: the
-// runtime root (root's) and <temp>/ffl-<uid> (the user's). A missing one is skipped; a foreign
-// or symlinked ffl-<uid> is a problem (another user may have planted it).
-func nodeLocalParents(l layout.Layout, t *tally) []*os.File {
+// runtime root (root's), <temp>/ffl-<uid> (the user's) and, when that one is squatted (a
+// foreign or symlinked ffl-<uid>, reported), the user's private parents ffl-<uid>.<hex>
+// (runtimedir). With allPrivate (the sweep and the stale scan) private parents are looked for
+// even without a squat: the squatter may have removed its plant since. A missing one is skipped.
+func nodeLocalParents(l layout.Layout, allPrivate bool, t *tally) []*os.File {
 	var out []*os.File
 	if f, err := safefs.OpenTrusted(l.RuntimeDir); err == nil {
 		out = append(out, f)
@@ -152,6 +155,22 @@ func nodeLocalParents(l layout.Layout, t *tally) []*os.File {
 			t.update(func(r *Report) { r.Refused++ })
 		}
 		t.problem("%s: %v: not used", filepath.Join(l.TempDir, name), err)
+	}
+	if !allPrivate && (err == nil || !runtimedir.Squatted(tmp, l.UID)) {
+		return out
+	}
+	// Squatted (or a sweep, which looks everywhere): the user's launchers may have made
+	// private parents; only now is temp_dir listed.
+	names, lerr := runtimedir.PrivateParents(tmp, l.UID, time.Now().Add(runtimedir.ListTimeout))
+	if lerr != nil {
+		t.problem("looking for private parents of uid %d: %v", l.UID, lerr)
+	}
+	for _, n := range names {
+		if f, err := safefs.OpenDirAtOwned(tmp, n, l.UID); err == nil {
+			out = append(out, f)
+		} else if !safefs.IsNotExist(err) {
+			t.problem("%s: %v: not used", filepath.Join(l.TempDir, n), err)
+		}
 	}
 	return out
 }
@@ -262,7 +281,7 @@ func readSupervisor(dir *os.File, path string, l layout.Layout, j *jobInfo, t *t
 
 // readJobNodeLocal reads the node-local dirs of job l.JobKey (both candidates).
 func readJobNodeLocal(l layout.Layout, j *jobInfo, t *tally) {
-	parents := nodeLocalParents(l, t)
+	parents := nodeLocalParents(l, false, t)
 	defer closeAll(parents)
 	name := layout.JobDirName(j.key)
 	for _, p := range parents {
@@ -305,7 +324,7 @@ func jobDirs(dir *os.File, path string, t *tally) []jobDir {
 
 // scanNodeLocal finds every node-local job dir of user l.UID (both parents) and reads them.
 func scanNodeLocal(l layout.Layout, jobs map[string]*jobInfo, t *tally) {
-	parents := nodeLocalParents(l, t)
+	parents := nodeLocalParents(l, true, t)
 	defer closeAll(parents)
 	for _, p := range parents {
 		for _, jd := range jobDirs(p, p.Name(), t) {

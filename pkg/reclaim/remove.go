@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ffl-hpc/ffl/pkg/layout"
 	"github.com/ffl-hpc/ffl/pkg/safefs"
 	"github.com/ffl-hpc/ffl/pkg/xdisplay"
@@ -45,8 +47,8 @@ func mayRemoveIn(dir *os.File) bool {
 // removeNodeLocalJob removes job key's node-local job dirs (both candidates). Run by the user
 // in the root-owned runtime root it empties the job dir and leaves the dir itself to the Epilog
 // or the sweep.
-func removeNodeLocalJob(ctx context.Context, l layout.Layout, key string, opts Options, t *tally) {
-	parents := nodeLocalParents(l, t)
+func removeNodeLocalJob(ctx context.Context, l layout.Layout, key string, allPrivate bool, opts Options, t *tally) {
+	parents := nodeLocalParents(l, allPrivate, t)
 	defer closeAll(parents)
 	name := layout.JobDirName(key)
 	for _, p := range parents {
@@ -67,7 +69,9 @@ func removeNodeLocalJob(ctx context.Context, l layout.Layout, key string, opts O
 			continue
 		}
 		if mayRemoveIn(p) {
-			removeTree(ctx, p, name, l.UID, opts, t)
+			if removeTree(ctx, p, name, l.UID, opts, t) {
+				removeEmptyPrivate(l, filepath.Base(p.Name()))
+			}
 			continue
 		}
 		if !fi.IsDir() {
@@ -80,6 +84,22 @@ func removeNodeLocalJob(ctx context.Context, l layout.Layout, key string, opts O
 		}
 		emptyDir(ctx, d, l.UID, opts, t)
 		d.Close()
+	}
+}
+
+// removeEmptyPrivate removes the private parent name of l.UID in temp_dir when it is empty: one
+// is made per job (runtimedir), so it goes with its job. Anything else is left alone.
+func removeEmptyPrivate(l layout.Layout, name string) {
+	if uid, err := layout.ParsePrivateTempName(name); err != nil || uid != l.UID {
+		return
+	}
+	tmp, err := safefs.OpenTrusted(l.TempDir)
+	if err != nil {
+		return
+	}
+	defer tmp.Close()
+	if fi, err := safefs.LstatAt(tmp, name); err == nil && fi.IsDir() && fi.UID == l.UID {
+		_ = safefs.UnlinkAt(tmp, name, unix.AT_REMOVEDIR) // fails harmlessly when not empty
 	}
 }
 

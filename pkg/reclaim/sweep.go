@@ -15,6 +15,7 @@ import (
 	"github.com/ffl-hpc/ffl/pkg/config"
 	"github.com/ffl-hpc/ffl/pkg/layout"
 	"github.com/ffl-hpc/ffl/pkg/procscan"
+	"github.com/ffl-hpc/ffl/pkg/runtimedir"
 	"github.com/ffl-hpc/ffl/pkg/safefs"
 )
 
@@ -253,7 +254,9 @@ func owners(runtimeDir, tempDir string, t *tally) []int {
 		for _, n := range names {
 			uid, err := layout.ParseUserTempName(n)
 			if err != nil {
-				continue
+				if uid, err = layout.ParsePrivateTempName(n); err != nil {
+					continue
+				}
 			}
 			fi, err := safefs.LstatAt(tmp, n)
 			switch {
@@ -310,7 +313,7 @@ func SweepUser(ctx context.Context, l layout.Layout, opts Options, tempOlderThan
 		}
 		for _, j := range nodeLocal {
 			removeXFiles(opts.XDir, j.displays(bootID), l.UID, opts.DryRun, t)
-			removeNodeLocalJob(ctx, l, j.key, opts, t)
+			removeNodeLocalJob(ctx, l, j.key, true, opts, t)
 			t.removed("%s node-local dirs of job %s on %s (%s; idle more than %s): %s", verb, j.key, l.Node, j.reason, tempOlderThan, j.describe())
 		}
 		if !opts.DryRun {
@@ -321,18 +324,22 @@ func SweepUser(ctx context.Context, l layout.Layout, opts Options, tempOlderThan
 	return rep, rep.Err()
 }
 
-// removeOldEmptyUserTemp removes <temp>/ffl-<uid> when it is empty and unchanged for olderThan
-// (rmdir fails harmlessly when a launcher put something in it meanwhile).
+// removeOldEmptyUserTemp removes <temp>/ffl-<uid> and the user's private parents
+// (ffl-<uid>.<hex>) when they are empty and unchanged for olderThan (rmdir fails harmlessly when
+// a launcher put something in one meanwhile).
 func removeOldEmptyUserTemp(l layout.Layout, olderThan time.Duration) {
 	tmp, err := safefs.OpenTrusted(l.TempDir)
 	if err != nil {
 		return
 	}
 	defer tmp.Close()
-	name := layout.UserTempName(l.UID)
-	fi, err := safefs.LstatAt(tmp, name)
-	if err != nil || !fi.IsDir() || fi.UID != l.UID || time.Since(fi.Mtime) < olderThan {
-		return
+	private, _ := runtimedir.PrivateParents(tmp, l.UID, time.Now().Add(runtimedir.ListTimeout))
+	names := append([]string{layout.UserTempName(l.UID)}, private...)
+	for _, name := range names {
+		fi, err := safefs.LstatAt(tmp, name)
+		if err != nil || !fi.IsDir() || fi.UID != l.UID || time.Since(fi.Mtime) < olderThan {
+			continue
+		}
+		_ = safefs.UnlinkAt(tmp, name, unix.AT_REMOVEDIR)
 	}
-	_ = safefs.UnlinkAt(tmp, name, unix.AT_REMOVEDIR)
 }
