@@ -92,16 +92,17 @@ func TestBrokenConfig(t *testing.T) {
 	}
 }
 
-// TestFailOnUnkillable: with epilog.fail_on_unkillable, processes that do end keep the exit
-// status at 0 (only a survivor of SIGKILL would make it 1).
+// TestFailOnUnkillable: epilog.fail_on_unkillable is accepted (existing configs keep loading)
+// and ignored, with a warning: a user can make a process survive SIGKILL at will, so it must not
+// decide the exit status that drains the node.
 func TestFailOnUnkillable(t *testing.T) {
 	h := newHarness(t, "fail_on_unkillable = true")
 	procs := h.tree(h.user, h.layout(h.user, jobA).Marker(8001))
 	h.session(h.user, jobA, 8001, false, procs, "")
 	r := h.epilog(jobA, h.user)
 	testutil.WaitGone(t, procs)
-	if !strings.Contains(r.log, "left=0") {
-		t.Error("summary does not say left=0")
+	if !strings.Contains(r.log, "left=0") || !strings.Contains(r.log, "fail_on_unkillable is ignored") {
+		t.Error("summary does not say left=0, or no line says fail_on_unkillable is ignored")
 	}
 }
 

@@ -88,9 +88,11 @@ type EpilogConfig struct {
 	// Timeout bounds one whole Epilog run; slurmd drains the node when its
 	// PrologEpilogTimeout is exceeded, so ffl gives up first.
 	Timeout Duration `toml:"timeout"`
-	// FailOnUnkillable makes the Epilog exit non-zero (draining the node)
-	// when a leftover process survives SIGKILL. Off by default: a drained
-	// node costs more than a stuck process.
+	// FailOnUnkillable is accepted so that existing files keep loading, and
+	// ignored (the hooks log a warning): a user can make a process survive
+	// SIGKILL at will (D state on the user's own FUSE mount), so it must not
+	// decide an exit status that drains the node. Unkillable processes are
+	// counted in left= of the Epilog's summary line.
 	FailOnUnkillable bool `toml:"fail_on_unkillable"`
 	// LogFile is an extra log file for the Epilog ("" = none): slurmd
 	// discards its stdout and stderr.

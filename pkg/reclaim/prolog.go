@@ -86,7 +86,7 @@ func Prolog(ctx context.Context, p PrologParams) PrologResult {
 	res.Swept = true
 	job := p.Job
 	if p.Resolve != nil {
-		if job, err = p.Resolve(); err != nil {
+		if job, err = resolveBounded(ctx, p.Resolve); err != nil {
 			t.problem("job %s: environment: %v: stale sessions not swept", p.Job.ID, err)
 			return finish()
 		}
