@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ffl-hpc/ffl/internal/faketree/ftest"
+	"github.com/ffl-hpc/ffl/internal/hostile/htest"
 	"github.com/ffl-hpc/ffl/internal/testutil"
 	"github.com/ffl-hpc/ffl/pkg/layout"
 	"github.com/ffl-hpc/ffl/pkg/proc"
@@ -27,7 +28,7 @@ import (
 
 // The binaries under test, built once by TestMain (as root) into a directory every user may
 // enter: the Epilog re-executes itself as the job's user.
-var epilogBin, faketreeBin string
+var epilogBin, faketreeBin, hostileBin string
 
 func TestMain(m *testing.M) {
 	os.Exit(func() int {
@@ -52,6 +53,10 @@ func TestMain(m *testing.M) {
 			return 1
 		}
 		if faketreeBin, err = ftest.BuildIn(dir); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		if hostileBin, err = htest.BuildIn(dir); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
@@ -122,10 +127,16 @@ type harness struct {
 
 func newHarness(t *testing.T, extraConfig string) *harness {
 	t.Helper()
+	return newHarnessFor(t, extraConfig, "ffltest1", "ffltest2")
+}
+
+// newHarnessFor is newHarness with the job's user and the other user named.
+func newHarnessFor(t *testing.T, extraConfig, userName, otherName string) *harness {
+	t.Helper()
 	requireRoot(t)
 	h := &harness{t: t,
-		user:  ensureUser(t, "ffltest1", "/var/tmp/ffltest-homes/ffltest1"),
-		other: ensureUser(t, "ffltest2", "/var/tmp/ffltest-homes/ffltest2"),
+		user:  ensureUser(t, userName, "/var/tmp/ffltest-homes/"+userName),
+		other: ensureUser(t, otherName, "/var/tmp/ffltest-homes/"+otherName),
 	}
 	h.root = t.TempDir()
 	must(t, os.Chmod(filepath.Dir(h.root), 0o755))
@@ -188,10 +199,17 @@ type result struct {
 	code   int
 	stderr string
 	log    string // the whole log file after the run
+	took   time.Duration
 }
 
 // run runs ffl-epilog (with --config and the test X dir) in env, from a directory like slurmd's.
 func (h *harness) run(env []string, args ...string) result {
+	h.t.Helper()
+	return h.runWith(env, nil, args...)
+}
+
+// runWith is run with extra descriptors inherited (fd 3 and up), as slurmd or a shell may pass.
+func (h *harness) runWith(env []string, extra []*os.File, args ...string) result {
 	h.t.Helper()
 	full := append([]string{"--config", h.conf, "--x-dir", h.xdir}, args...)
 	// A bug that blocks (a FIFO opened for reading, a hung helper) must fail the test, not hang it.
@@ -200,9 +218,12 @@ func (h *harness) run(env []string, args ...string) result {
 	cmd := exec.CommandContext(ctx, epilogBin, full...)
 	cmd.Env = env
 	cmd.Dir = h.root
+	cmd.ExtraFiles = extra
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
+	t0 := time.Now()
 	err := cmd.Run()
+	took := time.Since(t0)
 	code := 0
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
@@ -211,8 +232,8 @@ func (h *harness) run(env []string, args ...string) result {
 		h.t.Fatalf("run ffl-epilog: %v", err)
 	}
 	data, _ := os.ReadFile(h.logFile)
-	r := result{code: code, stderr: stderr.String(), log: string(data)}
-	h.t.Logf("ffl-epilog %v: exit %d\n%s", args, code, r.log)
+	r := result{code: code, stderr: stderr.String(), log: string(data), took: took}
+	h.t.Logf("ffl-epilog %v: exit %d after %s\n%s", args, code, took, r.log)
 	return r
 }
 
@@ -235,13 +256,20 @@ var deadID = proc.Identity{PID: 999_999_999, StartTime: 1}
 // session lays out one session of job for u (node-local dir with state.json, home dir with a
 // password and a profile) and returns (node-local session dir, home session dir).
 func (h *harness) session(u testUser, job string, port int, fallback bool, procs []proc.Identity, display string) (string, string) {
-	t := h.t
-	t.Helper()
+	h.t.Helper()
 	l := h.layout(u, job)
 	jobDir := l.PreferredRuntimeJobDir()
 	if fallback {
 		jobDir = l.FallbackRuntimeJobDir()
 	}
+	return h.sessionIn(u, job, port, jobDir, procs, display)
+}
+
+// sessionIn is session with the node-local job dir given (a private fallback parent's, say).
+func (h *harness) sessionIn(u testUser, job string, port int, jobDir string, procs []proc.Identity, display string) (string, string) {
+	t := h.t
+	t.Helper()
+	l := h.layout(u, job)
 	rt := filepath.Join(jobDir, layout.SessionDirName(port))
 	for _, d := range []string{"run", "xpra", "tmp", "cache"} {
 		testutil.MkdirAs(t, filepath.Join(rt, d), u, 0o700)

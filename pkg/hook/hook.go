@@ -52,7 +52,7 @@ var HelperCommand = &cli.Command{
 		if c.NArg() != 1 {
 			return errors.New("helper takes exactly one REQUEST")
 		}
-		return reclaim.ServeHelper(c.Args().First(), os.Stdout)
+		return reclaim.ServeHelper(c.Args().First(), os.Stdout, Scanner)
 	},
 }
 

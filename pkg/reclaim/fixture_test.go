@@ -31,7 +31,7 @@ var faketreeBin string
 
 func TestMain(m *testing.M) {
 	if len(os.Args) == 3 && os.Args[1] == helperArg {
-		_ = ServeHelper(os.Args[2], os.Stdout)
+		_ = ServeHelper(os.Args[2], os.Stdout, nil)
 		os.Exit(0)
 	}
 	code := func() int {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/ffl-hpc/ffl/pkg/account"
 	"github.com/ffl-hpc/ffl/pkg/layout"
+	"github.com/ffl-hpc/ffl/pkg/procscan"
 	"github.com/ffl-hpc/ffl/pkg/reexec"
 	"github.com/ffl-hpc/ffl/pkg/safefs"
 )
@@ -213,14 +214,15 @@ func RunHelper(ctx context.Context, h Helper, acct account.Account, gid int, req
 
 // ServeHelper is the helper's side (its process's whole work): parse the request, check that
 // this process runs as the requested non-root uid, do the work within the deadline the parent
-// gave, and answer the report on out (reexec's protocol).
-func ServeHelper(arg string, out io.Writer) error {
+// gave, and answer the report on out (reexec's protocol). scanner runs the helper's marker
+// scans (nil: in the helper's process).
+func ServeHelper(arg string, out io.Writer, scanner procscan.Scanner) error {
 	return reexec.Serve(arg, out, func(ctx context.Context, data json.RawMessage, _ func(any) error) (any, error) {
-		return serveHelper(ctx, data)
+		return serveHelper(ctx, data, scanner)
 	})
 }
 
-func serveHelper(ctx context.Context, data []byte) (Report, error) {
+func serveHelper(ctx context.Context, data []byte, scanner procscan.Scanner) (Report, error) {
 	req, err := ParseHelperRequest(data)
 	if err != nil {
 		return Report{}, err
@@ -230,6 +232,7 @@ func serveHelper(ctx context.Context, data []byte) (Report, error) {
 	}
 	l := req.layout()
 	opts := req.opts()
+	opts.Scanner = scanner
 	var rep Report
 	switch req.Op {
 	case OpHome:

@@ -111,10 +111,10 @@ func TestServeHelperChecksItsUID(t *testing.T) {
 	requireRoot(t)
 	req := validRequest() // uid 1000, while this test runs as root
 	data, _ := json.Marshal(req)
-	if res, err := serveHelper(context.Background(), data); err == nil || !strings.Contains(err.Error(), "refused") {
+	if res, err := serveHelper(context.Background(), data, nil); err == nil || !strings.Contains(err.Error(), "refused") {
 		t.Errorf("helper acted for another uid: %+v, %v", res, err)
 	}
-	if _, err := serveHelper(context.Background(), []byte("{not json")); err == nil {
+	if _, err := serveHelper(context.Background(), []byte("{not json"), nil); err == nil {
 		t.Error("garbage request accepted")
 	}
 }
