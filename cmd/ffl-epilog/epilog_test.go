@@ -68,8 +68,8 @@ func TestManualRun(t *testing.T) {
 func TestLogFileRefused(t *testing.T) {
 	h := newHarness(t, "")
 	victim := filepath.Join(h.root, "victim")
-	must(t, os.WriteFile(victim, []byte("keep"), 0o644))
-	must(t, os.Symlink(victim, h.logFile))
+	testutil.Must(t, os.WriteFile(victim, []byte("keep"), 0o644))
+	testutil.Must(t, os.Symlink(victim, h.logFile))
 	r := h.run(h.slurmEnv(jobA, h.user))
 	if r.code != 0 {
 		t.Errorf("exit %d", r.code)
@@ -85,7 +85,7 @@ func TestLogFileRefused(t *testing.T) {
 // TestBrokenConfig: an unusable configuration is reported and the defaults are used; exit 0.
 func TestBrokenConfig(t *testing.T) {
 	h := newHarness(t, "")
-	must(t, os.WriteFile(h.conf, []byte("runtime_dir = 42\nbogus = true\n"), 0o644))
+	testutil.Must(t, os.WriteFile(h.conf, []byte("runtime_dir = 42\nbogus = true\n"), 0o644))
 	r := h.run(h.slurmEnv("4294967290", h.user))
 	if r.code != 0 || !strings.Contains(r.stderr, "configuration unusable") {
 		t.Errorf("exit %d, stderr %s", r.code, r.stderr)

@@ -20,7 +20,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ffl-hpc/ffl/internal/faketree/ftest"
-	"github.com/ffl-hpc/ffl/internal/hostile/htest"
 	"github.com/ffl-hpc/ffl/internal/testutil"
 	"github.com/ffl-hpc/ffl/pkg/layout"
 	"github.com/ffl-hpc/ffl/pkg/proc"
@@ -35,47 +34,16 @@ func TestMain(m *testing.M) {
 		if os.Geteuid() != 0 {
 			return m.Run() // every test skips
 		}
-		dir, err := os.MkdirTemp("", "ffl-epilog-test-")
+		bins, cleanup, err := testutil.BuildMain("github.com/ffl-hpc/ffl/cmd/ffl-epilog",
+			"github.com/ffl-hpc/ffl/internal/faketree", "github.com/ffl-hpc/ffl/internal/hostile")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		defer os.RemoveAll(dir)
-		if err := os.Chmod(dir, 0o755); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		epilogBin = filepath.Join(dir, "ffl-epilog")
-		cmd := exec.Command("go", "build", "-o", epilogBin, ".")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "go build ffl-epilog: %v\n%s", err, out)
-			return 1
-		}
-		if faketreeBin, err = ftest.BuildIn(dir); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		if hostileBin, err = htest.BuildIn(dir); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
+		defer cleanup()
+		epilogBin, faketreeBin, hostileBin = bins[0], bins[1], bins[2]
 		return m.Run()
 	}())
-}
-
-func requireRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: runs ffl-epilog as root against trees and processes of test users")
-	}
-}
-
-func must(t testing.TB, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 type testUser struct {
@@ -95,7 +63,7 @@ func (u testUser) cred() *syscall.Credential {
 // created (the user's, 0700) unless it is below /nonexistent.
 func ensureUser(t testing.TB, name, home string) testUser {
 	t.Helper()
-	requireRoot(t)
+	testutil.RequireRoot(t)
 	if _, err := user.Lookup(name); err != nil {
 		out, err := exec.Command("useradd", "-M", "-d", home, "-s", "/usr/sbin/nologin", "-c", "ffl test user", name).CombinedOutput()
 		if _, lerr := user.Lookup(name); lerr != nil {
@@ -103,14 +71,14 @@ func ensureUser(t testing.TB, name, home string) testUser {
 		}
 	}
 	u, err := user.Lookup(name)
-	must(t, err)
+	testutil.Must(t, err)
 	uid, _ := strconv.Atoi(u.Uid)
 	gid, _ := strconv.Atoi(u.Gid)
 	if !strings.HasPrefix(u.HomeDir, "/nonexistent") {
-		must(t, os.MkdirAll(filepath.Dir(u.HomeDir), 0o755))
+		testutil.Must(t, os.MkdirAll(filepath.Dir(u.HomeDir), 0o755))
 		_ = os.Chmod(filepath.Dir(u.HomeDir), 0o755)
-		must(t, os.MkdirAll(u.HomeDir, 0o700))
-		must(t, os.Chown(u.HomeDir, uid, gid))
+		testutil.Must(t, os.MkdirAll(u.HomeDir, 0o700))
+		testutil.Must(t, os.Chown(u.HomeDir, uid, gid))
 	}
 	return testUser{name: name, uid: uid, gid: gid, home: u.HomeDir}
 }
@@ -133,23 +101,23 @@ func newHarness(t *testing.T, extraConfig string) *harness {
 // newHarnessFor is newHarness with the job's user and the other user named.
 func newHarnessFor(t *testing.T, extraConfig, userName, otherName string) *harness {
 	t.Helper()
-	requireRoot(t)
+	testutil.RequireRoot(t)
 	h := &harness{t: t,
 		user:  ensureUser(t, userName, "/var/tmp/ffltest-homes/"+userName),
 		other: ensureUser(t, otherName, "/var/tmp/ffltest-homes/"+otherName),
 	}
 	h.root = t.TempDir()
-	must(t, os.Chmod(filepath.Dir(h.root), 0o755))
-	must(t, os.Chmod(h.root, 0o755))
+	testutil.Must(t, os.Chmod(filepath.Dir(h.root), 0o755))
+	testutil.Must(t, os.Chmod(h.root, 0o755))
 	h.runtime = filepath.Join(h.root, "run", "ffl")
-	must(t, os.MkdirAll(h.runtime, 0o755))
-	must(t, os.Chmod(filepath.Dir(h.runtime), 0o755))
+	testutil.Must(t, os.MkdirAll(h.runtime, 0o755))
+	testutil.Must(t, os.Chmod(filepath.Dir(h.runtime), 0o755))
 	h.temp = filepath.Join(h.root, "tmp")
-	must(t, os.Mkdir(h.temp, 0o755))
-	must(t, os.Chmod(h.temp, 0o777|os.ModeSticky))
+	testutil.Must(t, os.Mkdir(h.temp, 0o755))
+	testutil.Must(t, os.Chmod(h.temp, 0o777|os.ModeSticky))
 	h.xdir = filepath.Join(h.root, "x")
-	must(t, os.Mkdir(h.xdir, 0o755))
-	must(t, os.Chmod(h.xdir, 0o777|os.ModeSticky))
+	testutil.Must(t, os.Mkdir(h.xdir, 0o755))
+	testutil.Must(t, os.Chmod(h.xdir, 0o777|os.ModeSticky))
 	var rnd [4]byte
 	_, _ = rand.Read(rnd[:])
 	h.node = "e" + hex.EncodeToString(rnd[:])
@@ -161,9 +129,9 @@ func newHarnessFor(t *testing.T, extraConfig, userName, otherName string) *harne
 	if extraConfig != "" {
 		cfg += extraConfig + "\n"
 	}
-	must(t, os.WriteFile(h.conf, []byte(cfg), 0o644))
+	testutil.Must(t, os.WriteFile(h.conf, []byte(cfg), 0o644))
 	id, err := proc.BootID()
-	must(t, err)
+	testutil.Must(t, err)
 	h.bootID = id
 	t.Cleanup(func() {
 		for _, u := range []testUser{h.user, h.other} {
@@ -281,11 +249,11 @@ func (h *harness) sessionIn(u testUser, job string, port int, jobDir string, pro
 		Port: port, Display: display, Created: time.Now().UTC(), Marker: l.Marker(port), SessionDir: l.HomeSessionDir(port),
 		RuntimeDir: rt, Supervisor: deadID, Processes: procs}
 	data, err := st.Marshal()
-	must(t, err)
+	testutil.Must(t, err)
 	testutil.WriteAs(t, filepath.Join(rt, layout.StateFile), u, data)
 	sup := layout.Supervisor{Schema: layout.StateSchema, Job: job, Node: h.node, BootID: h.bootID, Process: deadID, Started: time.Now().UTC()}
 	data, err = sup.Marshal()
-	must(t, err)
+	testutil.Must(t, err)
 	testutil.WriteAs(t, filepath.Join(jobDir, layout.SupervisorFile), u, data)
 	home := l.HomeSessionDir(port)
 	testutil.MkdirAs(t, filepath.Join(home, "profile"), u, 0o700)
@@ -305,7 +273,7 @@ func (h *harness) tree(u testUser, marker string) []proc.Identity {
 	var out []proc.Identity
 	for _, pid := range tr.PIDs() {
 		id, err := proc.Lookup(pid)
-		must(h.t, err)
+		testutil.Must(h.t, err)
 		out = append(out, id)
 	}
 	return out
@@ -323,8 +291,8 @@ func (h *harness) canary(u *testUser, env ...string) *canary {
 	t := h.t
 	t.Helper()
 	dir, err := os.MkdirTemp(h.root, "canary-")
-	must(t, err)
-	must(t, os.Chmod(dir, 0o777))
+	testutil.Must(t, err)
+	testutil.Must(t, os.Chmod(dir, 0o777))
 	log := filepath.Join(dir, "signals")
 	script := `for s in TERM HUP INT USR1 USR2 QUIT; do trap "echo $s >> $LOG" $s; done; : > $LOG.ready; while :; do sleep 0.05; done`
 	cmd := exec.Command("/bin/sh", "-c", script)
@@ -332,9 +300,9 @@ func (h *harness) canary(u *testUser, env ...string) *canary {
 	if u != nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: u.cred()}
 	}
-	must(t, cmd.Start())
+	testutil.Must(t, cmd.Start())
 	pidfd, err := pidfdOpen(cmd.Process.Pid)
-	must(t, err)
+	testutil.Must(t, err)
 	t.Cleanup(func() {
 		_ = pidfdKill(pidfd)
 		_ = cmd.Wait()
@@ -347,7 +315,7 @@ func (h *harness) canary(u *testUser, env ...string) *canary {
 		time.Sleep(10 * time.Millisecond)
 	}
 	id, err := proc.Lookup(cmd.Process.Pid)
-	must(t, err)
+	testutil.Must(t, err)
 	return &canary{id: id, log: log}
 }
 

@@ -66,6 +66,8 @@ func treeUser() (int, *syscall.Credential) {
 	return testUID, &syscall.Credential{Uid: testUID, Gid: testUID}
 }
 
+// requireRoot is testutil.RequireRoot, which pkg/proc's tests cannot import (testutil imports
+// proc).
 func requireRoot(t testing.TB, why string) {
 	t.Helper()
 	if os.Getuid() != 0 {

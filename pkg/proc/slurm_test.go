@@ -8,6 +8,8 @@ import (
 	"testing"
 )
 
+// mustOK fails the test on error (pkg/proc's tests cannot use internal/testutil: it imports
+// proc).
 func mustOK(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {

@@ -46,7 +46,7 @@ func TestHelperRunsAsTheUserWithNothingInherited(t *testing.T) {
 }
 
 func TestHelperRefusesRoot(t *testing.T) {
-	requireRoot(t)
+	testutil.RequireRoot(t)
 	ran := filepath.Join(t.TempDir(), "ran")
 	_, err := RunHelper(context.Background(), shHelper("touch "+ran), account.Account{Name: "root"}, 0, HelperRequest{})
 	if err == nil || testutil.Exists(ran) {
@@ -108,7 +108,7 @@ func procWithArg(arg string) bool {
 }
 
 func TestServeHelperChecksItsUID(t *testing.T) {
-	requireRoot(t)
+	testutil.RequireRoot(t)
 	req := validRequest() // uid 1000, while this test runs as root
 	data, _ := json.Marshal(req)
 	if res, err := serveHelper(context.Background(), data, nil); err == nil || !strings.Contains(err.Error(), "refused") {

@@ -48,10 +48,10 @@ func (f *fixture) leftovers(jobA, jobB string) leftovers {
 	testutil.WriteAs(t, filepath.Join(f.xdir, ".X4201-lock"), f.user, []byte(fmt.Sprintf("%10d\n", 999_999_999)))
 	sock := filepath.Join(f.xdir, ".X11-unix", "X4201")
 	ln, err := net.Listen("unix", sock)
-	must(t, err)
+	testutil.Must(t, err)
 	ln.(*net.UnixListener).SetUnlinkOnClose(false)
 	ln.Close()
-	must(t, os.Lchown(sock, f.user.uid, f.user.gid))
+	testutil.Must(t, os.Lchown(sock, f.user.uid, f.user.gid))
 	return s
 }
 
@@ -161,7 +161,7 @@ func TestNodeLocalUsage(t *testing.T) {
 			testutil.WriteAs(t, filepath.Join(d, layout.SupervisorFile), f.user, []byte("{}"))
 		}, true},
 		{"symlink as job dir", func(job string) {
-			must(t, os.Symlink("/etc", filepath.Join(f.runtime, "job-"+job)))
+			testutil.Must(t, os.Symlink("/etc", filepath.Join(f.runtime, "job-"+job)))
 		}, true},
 		{"foreign ffl-uid", func(job string) {
 			d := filepath.Join(f.temp, layout.UserTempName(f.user.uid))

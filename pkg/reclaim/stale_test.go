@@ -27,7 +27,7 @@ func age(t testing.TB, d time.Duration, paths ...string) {
 			return nil
 		})
 		for i := len(all) - 1; i >= 0; i-- { // children first: touching them changes nothing above
-			must(t, os.Chtimes(all[i], when, when))
+			testutil.Must(t, os.Chtimes(all[i], when, when))
 		}
 	}
 }
@@ -101,7 +101,7 @@ func TestStale(t *testing.T) {
 		}, nil, true, "no supervisor record"},
 		{"home only, old", func(f *fixture) scene {
 			s := session(f, false)
-			must(t, os.RemoveAll(s.paths[0]))
+			testutil.Must(t, os.RemoveAll(s.paths[0]))
 			age(t, time.Hour, s.paths[1])
 			return s
 		}, nil, true, "home only"},

@@ -4,42 +4,38 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/ffl-hpc/ffl/internal/testutil"
 )
 
 // TestOpenTrusted: a symlink root made in a directory only root can write is followed (admins
 // link /home to /nfs/home); the same symlink in a user's or a world-writable directory is not.
 func TestOpenTrusted(t *testing.T) {
-	requireRoot(t, "the trusted symlinks are root's, the planted ones another uid's")
+	testutil.RequireRoot(t, "the trusted symlinks are root's, the planted ones another uid's")
 	root := t.TempDir()
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
 	target := filepath.Join(root, "target")
-	must(os.Mkdir(target, 0o755))
-	must(os.Symlink(target, filepath.Join(root, "rootlink")))
+	testutil.Must(t, os.Mkdir(target, 0o755))
+	testutil.Must(t, os.Symlink(target, filepath.Join(root, "rootlink")))
 	d, err := OpenTrusted(filepath.Join(root, "rootlink"))
 	if err != nil {
 		t.Fatalf("root's symlink refused: %v", err)
 	}
 	d.Close()
 	// Relative targets and chains work too.
-	must(os.Symlink("rootlink", filepath.Join(root, "chain")))
+	testutil.Must(t, os.Symlink("rootlink", filepath.Join(root, "chain")))
 	if d, err := OpenTrusted(filepath.Join(root, "chain")); err != nil {
 		t.Errorf("chain refused: %v", err)
 	} else {
 		d.Close()
 	}
 	userDir := filepath.Join(root, "userdir")
-	must(os.Mkdir(userDir, 0o755))
-	must(os.Chown(userDir, otherUID, otherUID))
-	must(os.Symlink(target, filepath.Join(userDir, "link")))
+	testutil.Must(t, os.Mkdir(userDir, 0o755))
+	testutil.Must(t, os.Chown(userDir, otherUID, otherUID))
+	testutil.Must(t, os.Symlink(target, filepath.Join(userDir, "link")))
 	shared := filepath.Join(root, "shared")
-	must(os.Mkdir(shared, 0o755))
-	must(os.Chmod(shared, 0o777|os.ModeSticky))
-	must(os.Symlink(target, filepath.Join(shared, "link")))
+	testutil.Must(t, os.Mkdir(shared, 0o755))
+	testutil.Must(t, os.Chmod(shared, 0o777|os.ModeSticky))
+	testutil.Must(t, os.Symlink(target, filepath.Join(shared, "link")))
 	for _, p := range []string{filepath.Join(userDir, "link"), filepath.Join(shared, "link"), filepath.Join(userDir, "link", "x")} {
 		if d, err := OpenTrusted(p); err == nil {
 			d.Close()
@@ -47,7 +43,7 @@ func TestOpenTrusted(t *testing.T) {
 		}
 	}
 	// A loop ends.
-	must(os.Symlink("loop", filepath.Join(root, "loop")))
+	testutil.Must(t, os.Symlink("loop", filepath.Join(root, "loop")))
 	if d, err := OpenTrusted(filepath.Join(root, "loop")); err == nil {
 		d.Close()
 		t.Error("symlink loop opened")

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ffl-hpc/ffl/internal/gobuild"
 )
 
 // ReadyTimeout bounds the wait for an attack to be armed.
@@ -25,19 +27,7 @@ var ErrUnsupported = errors.New("attack not possible on this machine")
 
 // BuildIn compiles the attacker into dir (made world-searchable) and returns its path.
 func BuildIn(dir string) (string, error) {
-	if err := os.Chmod(dir, 0o755); err != nil {
-		return "", err
-	}
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(os.Getenv("GOROOT"), "bin", "go")
-	}
-	bin := filepath.Join(dir, "hostile")
-	cmd := exec.Command(goBin, "build", "-buildvcs=false", "-o", bin, "github.com/ffl-hpc/ffl/internal/hostile")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build hostile: %v\n%s", err, out)
-	}
-	return bin, nil
+	return gobuild.In(dir, "github.com/ffl-hpc/ffl/internal/hostile")
 }
 
 // Attack is one running attacker.
