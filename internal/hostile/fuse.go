@@ -54,7 +54,6 @@ func fuseInner(dir, ready string) error {
 	if err := unix.Sendmsg(sock, []byte{0}, unix.UnixRights(dev), nil, 0); err != nil {
 		return fmt.Errorf("pass the FUSE device on: %w", err)
 	}
-	unix.Close(sock)
 	f, err := os.Open(filepath.Join(mnt, "f"))
 	if err != nil {
 		return fmt.Errorf("open the trap file: %w", err)
@@ -77,15 +76,18 @@ func fuseInner(dir, ready string) error {
 	// drop it while the page is read in; the READ is never answered. A second thread unmaps the
 	// file and queues for the lock for writing. Every later reader of the mmap lock (a read of
 	// /proc/PID/environ or cmdline, by anyone: ps, a marker scan) queues behind that writer.
+	// The unmapping waits for the outer process's word: it has seen the READ arrive.
+	go func() {
+		runtime.LockOSThread()
+		var b [1]byte
+		if n, _ := unix.Read(sock, b[:]); n == 1 {
+			_ = unix.Munmap(data)
+		}
+	}()
 	go func() {
 		runtime.LockOSThread()
 		var b [1]byte
 		_, _ = mem.ReadAt(b[:], addr)
-	}()
-	time.Sleep(200 * time.Millisecond)
-	go func() {
-		runtime.LockOSThread()
-		_ = unix.Munmap(data)
 	}()
 	for {
 		time.Sleep(time.Hour)
@@ -100,6 +102,13 @@ type server struct {
 	mu       sync.Mutex
 	reads    []uint64
 	disarmed bool
+}
+
+// pendingReads is how many READs wait for an answer.
+func (sv *server) pendingReads() int {
+	sv.mu.Lock()
+	defer sv.mu.Unlock()
+	return len(sv.reads)
 }
 
 // disarm answers every pending READ with EIO and every later request with EIO.

@@ -127,7 +127,7 @@ func fuseEnviron(dir, ready string) error {
 	}
 	// The trap is armed when a thread of the inner process waits for the mmap lock for writing
 	// (the inner process cannot say so itself: it is stuck behind that lock).
-	armed := false
+	armed, unmapping := false, false
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		select {
 		case err := <-exited:
@@ -139,7 +139,16 @@ func fuseEnviron(dir, ready string) error {
 		default:
 		}
 		if !armed {
-			if _, err := os.Stat(ready + ".inner"); err == nil && waitsForWrite(cmd.Process.Pid) {
+			if !unmapping && sv.pendingReads() > 0 {
+				// The reading thread waits for its READ, holding the mmap lock: now the
+				// unmapping may queue behind it.
+				unmapping = true
+				if _, err := unix.Write(pair[0], []byte{1}); err != nil {
+					_ = disarm()
+					return fmt.Errorf("tell the trap process to unmap: %w", err)
+				}
+			}
+			if _, err := os.Stat(ready + ".inner"); err == nil && unmapping && waitsForWrite(cmd.Process.Pid) {
 				armed = true
 				if err := writeReady(ready, fmt.Sprintf("armed %d\n", cmd.Process.Pid)); err != nil {
 					_ = disarm()

@@ -55,6 +55,11 @@ func endProcesses(ctx context.Context, l layout.Layout, jobs []*jobInfo, bootID 
 	cutShort := false
 	scanDeadline := time.Now().Add(scanTime(ctx))
 	find := func(ctx context.Context) ([]proc.Identity, error) {
+		if cutShort {
+			// A scan cut short (a read that blocks, a huge process table) would be cut short
+			// again: what it found was ended, the rounds end here.
+			return nil, nil
+		}
 		sctx, cancel := context.WithDeadline(ctx, scanDeadline)
 		defer cancel()
 		var ids []proc.Identity
