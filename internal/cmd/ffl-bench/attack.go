@@ -88,6 +88,7 @@ func (b *bench) attackFigures() {
 			}
 			t = append(t, d)
 			last = summary
+			b.progress("%s run %d: %s, %s", k.id, i, ms(d), summary)
 		}
 		target := fmt.Sprintf("<= %s + 1 s, every run", epilogTimeout)
 		res := resInfo
