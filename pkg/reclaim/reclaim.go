@@ -1,24 +1,28 @@
-// Package reclaim ends and removes what ffl sessions leave behind: processes, the node-local
-// runtime directories, the session trees in the user's home and the X lock files of their
-// displays. It is the core of ffl-epilog (root, after every job), ffl-prolog, the periodic sweep
-// and `ffl-launch clean` / `list`.
+// Package reclaim decides what ffl sessions left behind and removes it: processes, the
+// node-local runtime directories, the session trees in the user's home and the X files of their
+// displays. It is the discovery-and-decision core of ffl-epilog (root, after every job),
+// ffl-prolog, the periodic sweep and `ffl-launch clean` / `list`; the mechanisms it decides with
+// live below it: safefs (every fd-relative filesystem call), proc (identities, signals, the
+// find-TERM-KILL routine), procscan (scans of other processes' memory, in a child), reexec and
+// account (the privilege-dropped helper), xdisplay, runtimedir, layout.
 //
 // Everything here may run as root in directories a user can write, acting on PIDs a user can
 // write into a state file, so the rules are:
 //
-//   - a directory is opened only through safefs or openTrusted (no symlink followed below an
-//     admin-controlled prefix), its owner checked before anything in it is trusted, and removed
-//     only through safefs with the job owner's uid as the only owner whose files go;
+//   - a directory is opened only through safefs (no symlink followed below an admin-controlled
+//     prefix), its owner checked before anything in it is trusted, and removed only through
+//     safefs with the job owner's uid as the only owner whose files go;
 //   - state and supervisor records are read with a size cap and parsed strictly
 //     (layout.ParseState), and acted upon only when node, boot id, job and uid match;
 //   - a process is signalled only through proc.Signal, only when it runs as the job's uid and
 //     carries the job's FFL_SESSION marker (a record alone never names a process ffl may end),
 //     never slurmstepd or slurmd;
-//   - work in the home (possibly NFS, possibly hung, possibly root_squash) is done by a
-//     re-executed helper running as the user (RunHelper), killed at a deadline, whose output is
-//     parsed with a cap and trusted only for logging.
+//   - work in the home (possibly NFS, possibly hung, possibly root_squash) is done by the
+//     helper running as the user (RunHelper), whose answer is trusted only for logging;
+//   - every step has a deadline of its own (Epilog's shares), so a user can make a step slow
+//     but never make it cost the steps after it.
 //
-// reclaim never imports lifecycle or control: the root-run core stays small and auditable.
+// reclaim never imports lifecycle or control, and they never import it.
 package reclaim
 
 import (
