@@ -5,18 +5,24 @@ VERSION     ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 GO          ?= go
 BIN         := bin
 LDFLAGS     := -s -w -X main.version=$(VERSION)
+# HARDEN=1 (the Debian package): position-independent, full RELRO, bind now.
+ifeq ($(HARDEN),1)
+LDFLAGS     += -linkmode=external -extldflags '-Wl,-z,relro,-z,now'
+BUILDMODE   := -buildmode=pie
+endif
 # cgo: os/user resolves users through NSS (LDAP/SSSD) only when built with cgo.
 export CGO_ENABLED := 1
-GOFLAGS_BUILD := -trimpath -ldflags "$(LDFLAGS)"
+GOFLAGS_BUILD := -trimpath $(BUILDMODE) -ldflags "$(LDFLAGS)"
 CMDS        := ffl-launch ffl-epilog ffl-prolog
 FUZZTIME    ?= 20s
 SLURM_CONFDIR ?= /var/tmp/ffl-slurm
+SLURM_MN_CONFDIR ?= /var/tmp/ffl-multinode
 
 .DEFAULT_GOAL := help
 
 .PHONY: help
 help: ## list the targets
-	@awk 'BEGIN{FS=":.*## "} /^[a-zA-Z_-]+:.*## /{printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN{FS=":.*## "} /^[a-zA-Z_-]+:.*## /{printf "  %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: build
 build: ## build bin/ffl-launch, bin/ffl-epilog, bin/ffl-prolog
@@ -24,7 +30,7 @@ build: ## build bin/ffl-launch, bin/ffl-epilog, bin/ffl-prolog
 	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/ ./cmd/...
 
 .PHONY: deps
-deps: ## install xpra, firefox-esr, chromium, slurm-wlm, munge (Debian 12, root)
+deps: ## install xpra, firefox-esr, chromium, slurm-wlm, munge, iproute2, jupyterhub, ... (Debian 12, root)
 	./scripts/deps.sh
 
 .PHONY: test
@@ -37,10 +43,22 @@ e2e: build ## real xpra + firefox-esr + chromium end to end (root)
 
 .PHONY: slurm-test
 slurm-test: build ## real Slurm scenarios: sbatch, scancel, time limit, SIGKILL, Epilog (root)
-	FFL_E2E=1 SLURM_CONFDIR=$(SLURM_CONFDIR) $(GO) test -count=1 -v -timeout 40m ./tests/slurm/...
+	FFL_E2E=1 SLURM_CONFDIR=$(SLURM_CONFDIR) $(GO) test -count=1 -v -timeout 40m -skip '^TestMultiNode$$' ./tests/slurm/...
+
+.PHONY: multinode-test
+multinode-test: build ## real Slurm on three nodes (own namespaces, one /home): same port, srun -N2, kill -9, reboot (root)
+	FFL_E2E=1 SLURM_MN_CONFDIR=$(SLURM_MN_CONFDIR) $(GO) test -count=1 -v -timeout 20m -run '^TestMultiNode$$' ./tests/slurm/...
+
+.PHONY: jupyter-test
+jupyter-test: build ## real JupyterHub + SlurmSpawner + jupyter-server-proxy + Slurm + chromium (root)
+	FFL_E2E=1 SLURM_CONFDIR=$(SLURM_CONFDIR) $(GO) test -count=1 -v -timeout 30m ./tests/jupyter/...
+
+.PHONY: preflight
+preflight: build ## ffl-launch doctor: fails (exit 3) when a session could not draw on this machine
+	$(BIN)/ffl-launch doctor
 
 .PHONY: check
-check: deps lint test e2e slurm-test ## everything CI runs: deps, lint, unit, e2e, Slurm scenarios
+check: deps lint preflight test e2e slurm-test multinode-test jupyter-test deb-test ## everything CI runs: deps, lint, doctor, unit, e2e, Slurm scenarios (one node, three nodes), the Jupyter journey, the package
 
 .PHONY: demo
 demo: deps build ## local single-node Slurm + a real session from contrib/sbatch/firefox.sbatch
@@ -61,21 +79,53 @@ fuzz: ## run every fuzz target for FUZZTIME each
 	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 	  done; done
 
+.PHONY: docs
+docs: ## regenerate the man pages, bash completion and etc/ffl.toml from the CLI and pkg/config
+	FFL_UPDATE_DOCS=1 $(GO) test -count=1 -run 'TestGeneratedDocs|TestConfigManPage|TestExampleIsGenerated' ./cmd/... ./internal/clidoc ./pkg/config
+
 .PHONY: lint
 lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
 .PHONY: install
-install: build ## install binaries (PREFIX, DESTDIR), config example, systemd units
+install: build install-files ## install binaries, man pages, completion, units, contrib (PREFIX, DESTDIR)
+
+# What the Debian package installs too (debian/rules: PREFIX=/usr, the systemd units in
+# /lib/systemd/system, the conffile as /etc/ffl/ffl.toml). A source install keeps an existing
+# /etc/ffl/ffl.toml: its example goes beside it.
+UNITDIR  ?= /etc/systemd/system
+CONFFILE ?= /etc/ffl/ffl.toml.example
+SHAREDIR  = $(PREFIX)/share
+.PHONY: install-files
+install-files:
 	install -D -m0755 $(BIN)/ffl-launch $(DESTDIR)$(PREFIX)/bin/ffl-launch
 	install -D -m0755 $(BIN)/ffl-epilog $(DESTDIR)$(PREFIX)/sbin/ffl-epilog
 	install -D -m0755 $(BIN)/ffl-prolog $(DESTDIR)$(PREFIX)/sbin/ffl-prolog
-	install -D -m0644 etc/ffl.toml $(DESTDIR)/etc/ffl/ffl.toml.example
-	install -D -m0644 etc/systemd/ffl-sweep.service $(DESTDIR)/etc/systemd/system/ffl-sweep.service
-	install -D -m0644 etc/systemd/ffl-sweep.timer $(DESTDIR)/etc/systemd/system/ffl-sweep.timer
-	install -D -m0644 contrib/sbatch/firefox.sbatch $(DESTDIR)$(PREFIX)/share/ffl/firefox.sbatch
+	install -D -m0644 etc/ffl.toml $(DESTDIR)$(CONFFILE)
+	install -d $(DESTDIR)$(UNITDIR)
+	sed 's|/usr/local/sbin/|$(PREFIX)/sbin/|g' etc/systemd/ffl-sweep.service >$(DESTDIR)$(UNITDIR)/ffl-sweep.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/ffl-sweep.service
+	install -m0644 etc/systemd/ffl-sweep.timer $(DESTDIR)$(UNITDIR)/ffl-sweep.timer
+	install -d $(DESTDIR)$(SHAREDIR)/ffl
+	install -m0644 contrib/sbatch/* etc/slurm/slurm.conf.snippet $(DESTDIR)$(SHAREDIR)/ffl/
+	chmod 0755 $(DESTDIR)$(SHAREDIR)/ffl/firefox.sbatch $(DESTDIR)$(SHAREDIR)/ffl/slurmspawner.sh.j2
+	install -D -m0644 docs/man/ffl-launch.1 $(DESTDIR)$(SHAREDIR)/man/man1/ffl-launch.1
+	install -D -m0644 docs/man/ffl.toml.5 $(DESTDIR)$(SHAREDIR)/man/man5/ffl.toml.5
+	install -D -m0644 docs/man/ffl-epilog.8 $(DESTDIR)$(SHAREDIR)/man/man8/ffl-epilog.8
+	install -D -m0644 docs/man/ffl-prolog.8 $(DESTDIR)$(SHAREDIR)/man/man8/ffl-prolog.8
+	install -d $(DESTDIR)$(SHAREDIR)/bash-completion/completions
+	install -m0644 contrib/bash-completion/ffl-launch contrib/bash-completion/ffl-epilog \
+	  contrib/bash-completion/ffl-prolog $(DESTDIR)$(SHAREDIR)/bash-completion/completions/
+
+.PHONY: deb
+deb: ## build ffl_<version>_amd64.deb with debhelper and check it with lintian (Debian 12)
+	./scripts/deb.sh build
+
+.PHONY: deb-test
+deb-test: deb ## install the .deb, run a real Slurm job against it, purge it, show nothing is left (root)
+	flock /run/ffl-slurm-suite.lock ./tests/deb/deb-test.sh ffl_*_amd64.deb
 
 .PHONY: clean
 clean: ## remove build output
-	rm -rf $(BIN) tests/artifacts
+	rm -rf $(BIN) tests/artifacts build ffl_*.deb

@@ -11,8 +11,10 @@
 #      as its Prolog and Epilog (tests/slurm/start-local-slurm.sh);
 #   4. submits contrib/sbatch/firefox.sbatch as ffluser1 from its home, waits until the session
 #      is ready and prints the connection info from the job's log;
-#   5. takes a screenshot of Firefox in the xpra HTML5 client with headless chromium
-#      (internal/cmd/ffl-screenshot) into ./demo-firefox.png.
+#   5. opens the session as the demo user in headless chromium (internal/cmd/ffl-screenshot),
+#      waits until Firefox's page (one distinctive colour) is painted in the HTML5 client, and
+#      saves the screenshot as ./demo-firefox.png; fails if the browser sees anything else.
+# Run it again and it submits a new job with a log of its own, also after `make demo-stop`.
 #
 # `sudo make demo-stop` (= demo.sh stop) cancels the demo job, waits for it to leave the queue,
 # shows the Epilog's summary line and that nothing of the job is left (processes, directories,
@@ -31,6 +33,7 @@ READY_TIMEOUT=${DEMO_READY_TIMEOUT:-180}
 PREFIX=/usr/local
 ETC=/etc/ffl/ffl.toml
 STATE=$CONFDIR/demo.env # root-owned CONFDIR: what `demo.sh stop` needs
+PAGE_COLOR=3a9d23      # the demo page's colour, which the last step looks for
 export PATH="$PATH:/usr/local/go/bin:/usr/sbin:/sbin"
 export SLURM_CONF=$CONFDIR/slurm.conf
 
@@ -58,7 +61,7 @@ runtime_dir() {
 job_procs() {
   local p
   for p in $(pgrep -u "$2" 2>/dev/null || true); do
-    if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -q "^FFL_SESSION=$1/"; then echo "$p"; fi
+    if { tr '\0' '\n' <"/proc/$p/environ"; } 2>/dev/null | grep -q "^FFL_SESSION=$1/"; then echo "$p"; fi
   done
 }
 
@@ -167,11 +170,20 @@ if [ -s "$STATE" ]; then
 fi
 if [ ! -s "$STATE" ]; then
   install -o "$DEMO_USER" -g "$(id -g "$DEMO_USER")" -m0644 "$ROOT/contrib/sbatch/firefox.sbatch" "$DEMO_HOMEDIR/firefox.sbatch"
-  DEMO_JOB=$(runuser -l "$DEMO_USER" -c "cd && SLURM_CONF=$SLURM_CONF sbatch --parsable firefox.sbatch" | cut -d';' -f1)
+  # The page Firefox opens: one distinctive colour, so the last step can check that the browser
+  # really shows it (painted pixels, not a window title).
+  PAGE=$DEMO_HOMEDIR/ffl-demo-page.html
+  printf '<!DOCTYPE html><html><head><title>ffl demo</title></head><body style="background:#%s;margin:0;font:32px sans-serif;color:#fff"><p style="padding:1em">Firefox in a Slurm job, via ffl</p></body></html>\n' "$PAGE_COLOR" >"$PAGE"
+  chown "$DEMO_USER:" "$PAGE"
+  # A log name of its own: a local Slurm restarted from scratch counts job IDs from 1 again, and
+  # the demo must never read an earlier run's log.
+  RUN=$(date +%Y%m%d-%H%M%S)
+  DEMO_JOB=$(runuser -l "$DEMO_USER" -c "cd && SLURM_CONF=$SLURM_CONF sbatch --parsable --output=firefox-%j-$RUN.log firefox.sbatch --url file://$PAGE" | cut -d';' -f1)
   [[ $DEMO_JOB =~ ^[0-9]+$ ]] || die "sbatch printed '$DEMO_JOB'"
-  say "submitted as $DEMO_USER: cd ~ && sbatch firefox.sbatch  ->  job $DEMO_JOB"
+  DEMO_LOG=$DEMO_HOMEDIR/firefox-$DEMO_JOB-$RUN.log
+  say "submitted as $DEMO_USER: cd ~ && sbatch firefox.sbatch --url file://$PAGE  ->  job $DEMO_JOB"
 fi
-LOG=$DEMO_HOMEDIR/firefox-$DEMO_JOB.log
+LOG=$DEMO_LOG
 t0=$(date +%s)
 until grep -q 'Firefox session ready' "$LOG" 2>/dev/null; do
   if ! in_queue "$DEMO_JOB"; then
@@ -179,35 +191,42 @@ until grep -q 'Firefox session ready' "$LOG" 2>/dev/null; do
     die "job $DEMO_JOB ended before a session was ready (log above)"
   fi
   [ $(($(date +%s) - t0)) -lt "$READY_TIMEOUT" ] || { cat "$LOG" >&2 || true; die "no session after ${READY_TIMEOUT}s"; }
-  sleep 0.5
+  sleep 0.2
 done
 URL=$(sed -n 's/^ *on the node: *//p' "$LOG" | head -n 1)
-PWFILE=$(sed -n 's/^ *password: *cat *//p' "$LOG" | head -n 1)
 PORT=$(sed -n 's/.*Firefox session ready: node [^,]*, port \([0-9]*\),.*/\1/p' "$LOG" | head -n 1)
-{ [ -n "$URL" ] && [ -n "$PWFILE" ] && [ -n "$PORT" ]; } || die "cannot read the connection info from $LOG"
-cat >"$STATE" <<EOF
+{ [ -n "$URL" ] && [ -n "$PORT" ]; } || die "cannot read the connection info from $LOG"
+cat >"$STATE" <<STATE_EOF
 DEMO_JOB=$DEMO_JOB
 DEMO_UID=$DEMO_UID
 DEMO_PORT=$PORT
-DEMO_HOME_JOB=$(dirname "$(dirname "$PWFILE")")
+DEMO_LOG=$LOG
+DEMO_HOME_JOB=$DEMO_HOMEDIR/.firefox-launcher/sessions/$NODE/job-$DEMO_JOB
 DEMO_RUNTIME_JOB=$(runtime_dir)/job-$DEMO_JOB
-EOF
-say "session ready after $(($(date +%s) - t0)) s; the job's log ($LOG) says:"
+STATE_EOF
+say "session ready (Firefox visible) after $(($(date +%s) - t0)) s; the job's log ($LOG) says:"
 sed -n '/Firefox session ready/,/stop it:/p' "$LOG" | sed 's/^/    /'
 
-# ---------------------------------------------------------------- 5. screenshot
-go build -o "$ROOT/bin/ffl-screenshot" "$ROOT/internal/cmd/ffl-screenshot"
-say "taking a screenshot of the HTML5 client with headless chromium..."
-if title=$(cd "$ROOT" && "$ROOT/bin/ffl-screenshot" "$URL" "$PWFILE" "$PNG"); then
+# ---------------------------------------------------------------- 5. what the user sees
+# The session admits only its user: chromium runs as $DEMO_USER, from a directory it can read.
+go build -o "$CONFDIR/ffl-screenshot" "$ROOT/internal/cmd/ffl-screenshot"
+chmod 0755 "$CONFDIR/ffl-screenshot"
+SHOT=$DEMO_HOMEDIR/demo-firefox.png
+rm -f "$SHOT"
+say "opening the HTML5 client as $DEMO_USER in headless chromium, waiting for Firefox's page..."
+if seen=$(runuser -u "$DEMO_USER" -- env -i PATH=/usr/bin:/bin HOME="$DEMO_HOMEDIR" TMPDIR="$DEMO_HOMEDIR" "$CONFDIR/ffl-screenshot" "$URL" "$SHOT" "$PAGE_COLOR"); then
+  cp "$SHOT" "$PNG"
   if [ -n "${SUDO_UID:-}" ] && [ -n "${SUDO_GID:-}" ]; then chown "$SUDO_UID:$SUDO_GID" "$PNG" || true; fi
-  say "screenshot: $PNG (window: $title)"
+  say "$seen"
+  say "screenshot: $PNG"
 else
-  say "screenshot failed (the session itself runs; open $URL yourself)"
+  if [ -s "$SHOT" ]; then cp "$SHOT" "$PNG"; fi
+  die "the browser did not see Firefox's page (screenshot, if any: $PNG); the job's log: $LOG"
 fi
 cat >&2 <<EOF
 
   The session runs as job $DEMO_JOB of $DEMO_USER on $NODE, port $PORT.
-  Password:  cat $PWFILE
+  No password: only $DEMO_USER's own connections get in (other users get nothing).
   From another machine: ssh -N -L $PORT:127.0.0.1:$PORT <this host>, then http://localhost:$PORT/
   Stop it:   sudo make demo-stop     (scancel, the Epilog's summary, nothing left, Slurm stopped)
 EOF

@@ -2,10 +2,28 @@
 # deps.sh: install what ffl's build, demo and tests need on Debian 12 (as root). Idempotent:
 # packages already present are not fetched again.
 #   xpra firefox-esr xvfb   the session itself (xpra ships the HTML5 client)
+#   python3-pil python3-lz4 what xpra 3.1 needs to DRAW: Debian only recommends them, and
+#                           --no-install-recommends skips recommends. Without python3-pil a
+#                           session starts, then its HTML5 client is disconnected as soon as
+#                           Firefox's window exists (ffl-launch refuses to start, exit 3);
+#                           lz4 makes the HTML5 client faster
+#   xauth                   xpra writes the Xvfb cookie with it
 #   chromium                the real browser the tests drive on the HTML5 client
 #   slurm-wlm munge         the local single-node cluster of the demo and the scenarios
+#   iproute2 util-linux     ip netns, nsenter, unshare: the multi-node test cluster; ss
+#   jupyterhub python3-jupyter-server node-configurable-http-proxy nodejs
+#                           tests/jupyter: JupyterHub 3.0 with its proxy, the single-user server
+#   python3-aiohttp python3-jinja2 python3-requests python3-tornado
+#                           what jupyter-server-proxy and batchspawner import (Debian 12 has
+#                           neither of those two, nor simpervisor: the suite takes them from
+#                           the machine's Python or ../shared/thirdparty/python)
+#   sudo                    batchspawner's exec_prefix, `sudo -E -u {username}`
+#   bash-completion         runs the generated completion scripts in their test
+#   debhelper lintian       make deb builds the Debian package with them and checks it
 set -euo pipefail
-PKGS=(xpra firefox-esr xvfb xauth chromium slurm-wlm munge curl procps ca-certificates python3)
+PKGS=(xpra python3-pil python3-lz4 firefox-esr xvfb xauth chromium slurm-wlm munge curl procps ca-certificates python3 iproute2 util-linux
+  jupyterhub python3-jupyter-server node-configurable-http-proxy nodejs python3-aiohttp python3-jinja2 python3-requests
+  python3-tornado sudo bash-completion debhelper lintian)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -33,7 +33,12 @@ const (
 
 func main() {
 	hook.Start()
-	app := &cli.App{
+	os.Exit(exitCode(newApp().Run(os.Args)))
+}
+
+// newApp is the whole command line; docs_test.go renders the man page and completion from it.
+func newApp() *cli.App {
+	return &cli.App{
 		Name:    "ffl-epilog",
 		Usage:   "Slurm Epilog: end and remove what the ffl sessions of a job left on this node",
 		Version: version,
@@ -48,18 +53,26 @@ func main() {
 		},
 		ArgsUsage: "\n\nEXAMPLES:\n   Epilog=/usr/local/sbin/ffl-epilog            (slurm.conf)\n   ffl-epilog --job 1234 --user alice",
 		Action:    epilogAction,
-		Commands:  []*cli.Command{sweepCommand, hook.HelperCommand, hook.ScanCommand},
+		Commands:  []*cli.Command{sweepCommand, doctorCommand, hook.HelperCommand, hook.ScanCommand},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return fmt.Errorf("%w: %v", hook.ErrUsage, err)
 		},
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
-	os.Exit(exitCode(app.Run(os.Args)))
 }
+
+// exitStatus carries an exit code through urfave/cli (doctor's).
+type exitStatus struct{ code int }
+
+func (e exitStatus) Error() string { return fmt.Sprintf("exit status %d", e.code) }
 
 func exitCode(err error) int {
 	if err == nil {
 		return exitOK
+	}
+	var es exitStatus
+	if errors.As(err, &es) {
+		return es.code
 	}
 	fmt.Fprintf(os.Stderr, "ffl-epilog: %s\n", hook.Sanitize(err.Error()))
 	if errors.Is(err, hook.ErrUsage) {

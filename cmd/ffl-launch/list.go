@@ -30,9 +30,9 @@ var listCommand = &cli.Command{
 					return json.NewEncoder(os.Stdout).Encode(infos)
 				}
 				w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(w, "PORT\tNODE\tJOB\tSTATE\tURL\tPASSWORD FILE")
+				fmt.Fprintln(w, "PORT\tNODE\tJOB\tSTATE\tURL\tSSH")
 				for _, i := range infos {
-					fmt.Fprintf(w, "%d\t%s\t%s\tlive\t%s\t%s\n", i.Port, i.Node, i.Job, i.URL, i.PasswordFile)
+					fmt.Fprintf(w, "%d\t%s\t%s\tlive\t%s\t%s\n", i.Port, i.Node, i.Job, i.URL, i.SSH)
 				}
 				return w.Flush()
 			}

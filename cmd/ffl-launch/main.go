@@ -38,7 +38,12 @@ type exitStatus struct{ code int }
 func (e exitStatus) Error() string { return fmt.Sprintf("exit status %d", e.code) }
 
 func main() {
-	app := &cli.App{
+	os.Exit(report(newApp().Run(os.Args)))
+}
+
+// newApp is the whole command line; docs_test.go renders the man page and completion from it.
+func newApp() *cli.App {
+	return &cli.App{
 		Name:    "ffl-launch",
 		Usage:   "Firefox in Xpra sessions tied to a Slurm job, cleaned up when the job ends",
 		Version: version,
@@ -48,12 +53,10 @@ func main() {
 			&cli.StringFlag{Name: "log-format", Usage: "text or json (default from config: text)"},
 		},
 		Commands: []*cli.Command{
-			runCommand, startCommand, stopCommand, listCommand, cleanCommand,
+			runCommand, startCommand, stopCommand, listCommand, cleanCommand, proxyCommand, doctorCommand,
 		},
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
-	err := app.Run(os.Args)
-	os.Exit(report(err))
 }
 
 // report prints err as one line and picks the exit code with errors.As/Is (cli's own handler

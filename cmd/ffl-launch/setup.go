@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/user"
@@ -14,7 +15,6 @@ import (
 	"github.com/ffl-hpc/ffl/pkg/config"
 	"github.com/ffl-hpc/ffl/pkg/layout"
 	"github.com/ffl-hpc/ffl/pkg/lifecycle"
-	"github.com/ffl-hpc/ffl/pkg/proc"
 	"github.com/ffl-hpc/ffl/pkg/slurmenv"
 )
 
@@ -98,31 +98,37 @@ func expandHome(p, home string) string {
 }
 
 // settings turns the job environment into the lifecycle manager's settings.
-func (e *jobEnv) settings(reaper *proc.Reaper, self proc.Identity, bootID string) lifecycle.Settings {
+func (e *jobEnv) settings() lifecycle.Settings {
 	c := e.cfg
-	return lifecycle.Settings{
-		Layout:         e.layout,
-		User:           e.job.User,
-		Xpra:           c.Xpra,
-		XpraArgs:       c.XpraArgs,
-		Firefox:        c.Firefox,
-		FirefoxArgs:    c.FirefoxArgs,
-		StartURL:       c.StartURL,
-		BindAddress:    c.BindAddress,
-		PortMin:        c.PortMin,
-		PortMax:        c.PortMax,
-		PortAttempts:   c.PortAttempts,
-		MaxSessions:    c.MaxSessions,
-		StartTimeout:   c.StartTimeout.Duration,
-		CleanupTimeout: c.CleanupTimeout.Duration,
-		BootID:         bootID,
-		Self:           self,
-		Path:           os.Getenv("PATH"),
-		Lang:           os.Getenv("LANG"),
-		Log:            e.log,
-		Reaper:         reaper,
-		Failpoint:      failpointFromEnv(os.Getenv("FFL_FAILPOINT"), e.log),
+	st := lifecycle.Settings{
+		Layout:           e.layout,
+		User:             e.job.User,
+		Xpra:             c.Xpra,
+		XpraArgs:         c.XpraArgs,
+		Firefox:          c.Firefox,
+		FirefoxArgs:      c.FirefoxArgs,
+		StartURL:         c.StartURL,
+		BindAddress:      c.BindAddress,
+		PortMin:          c.PortMin,
+		PortMax:          c.PortMax,
+		MaxSessions:      c.MaxSessions,
+		ScreenSize:       c.ScreenSize,
+		ContentProcesses: c.ContentProcesses,
+		StartTimeout:     c.StartTimeout.Duration,
+		CleanupTimeout:   c.CleanupTimeout.Duration,
+		Path:             os.Getenv("PATH"),
+		Lang:             os.Getenv("LANG"),
+		Log:              e.log,
+		Failpoint:        failpointFromEnv(os.Getenv("FFL_FAILPOINT"), e.log),
 	}
+	if os.Getenv("FFL_FAKE_XPRA") == "1" {
+		// Test hook: the fast end-to-end tests run internal/fakexpra, which serves HTTP but has
+		// no X display and is no Python script.
+		e.log.Warn("FFL_FAKE_XPRA=1: readiness is HTTP only and the draw check is off (tests only)")
+		st.Probe = lifecycle.HTTPProbe{}
+		st.DrawCheck = func(context.Context, string, string) error { return nil }
+	}
+	return st
 }
 
 // failpointFromEnv returns a hook that SIGKILLs the launcher at the named step of a session's
@@ -144,7 +150,7 @@ func failpointFromEnv(step string, log *logrus.Entry) func(string) {
 // socketPath is where this job's supervisor listens: $FFL_CONTROL_SOCKET when set (the command a
 // supervisor wraps gets it), else the control socket in the job's runtime dir.
 func (e *jobEnv) socketPath() (string, error) {
-	if p := os.Getenv("FFL_CONTROL_SOCKET"); p != "" {
+	if p := os.Getenv(lifecycle.EnvControlSocket); p != "" {
 		return p, nil
 	}
 	for _, dir := range e.layout.RuntimeJobDirs() {

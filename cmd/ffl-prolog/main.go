@@ -30,7 +30,15 @@ var version = "dev"
 
 func main() {
 	hook.Start()
-	app := &cli.App{
+	if err := newApp().Run(os.Args); err != nil {
+		fmt.Fprintf(os.Stderr, "ffl-prolog: %s\n", hook.Sanitize(err.Error()))
+	}
+	os.Exit(0) // never drain a node or requeue a job for ffl's sake
+}
+
+// newApp is the whole command line; docs_test.go renders the man page and completion from it.
+func newApp() *cli.App {
+	return &cli.App{
 		Name:    "ffl-prolog",
 		Usage:   "Slurm Prolog: prepare this node for a job's ffl sessions",
 		Version: version,
@@ -45,10 +53,6 @@ func main() {
 		Commands:       []*cli.Command{hook.HelperCommand, hook.ScanCommand},
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
-	if err := app.Run(os.Args); err != nil {
-		fmt.Fprintf(os.Stderr, "ffl-prolog: %s\n", hook.Sanitize(err.Error()))
-	}
-	os.Exit(0) // never drain a node or requeue a job for ffl's sake
 }
 
 func prologAction(c *cli.Context) error {

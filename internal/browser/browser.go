@@ -1,11 +1,15 @@
 // Package browser drives a real headless Debian chromium over the DevTools protocol to look at a
-// session the way a user does: the xpra HTML5 client, with the Firefox window in it.
+// session the way a user does: the xpra HTML5 client, with the Firefox window painted in it.
 package browser
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/chromedp/chromedp"
@@ -14,12 +18,90 @@ import (
 // Chromium is Debian's chromium binary.
 const Chromium = "/usr/bin/chromium"
 
-// SeeWindow opens url (the HTML5 client, with ?password=... for the session) in headless
-// chromium, waits until the client draws a window with a title, saves a PNG screenshot to shot
-// and returns the window's title. A one-shot `chromium --screenshot` does not wait long enough
-// (it shows only "Opening WebSocket connection"), hence the DevTools protocol.
-func SeeWindow(ctx context.Context, url, shot, profileDir string) (string, error) {
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+// Options says who looks and what for.
+type Options struct {
+	// UID and GID run chromium as that user (0: as the caller). A session admits only its own
+	// user's connections, so a browser that should get in runs as the session's user.
+	UID, GID int
+	// ProfileDir is chromium's user data dir (owned by UID).
+	ProfileDir string
+	// Color is the page colour (0xRRGGBB) Firefox was started on.
+	Color uint32
+	// MinShare is the share of the Firefox window's canvas that must have Color (default 0.3).
+	MinShare float64
+	// Shot, if set, is where a PNG screenshot of the browser is saved (also on failure).
+	Shot string
+	// Wait bounds the wait for the painted page after the navigation (default 20 s).
+	Wait time.Duration
+}
+
+// Seen is what the browser saw.
+type Seen struct {
+	// Painted is how long after the navigation started the page colour covered MinShare of a
+	// window canvas.
+	Painted time.Duration
+	// Loaded is when the navigation finished (the HTML5 client's page loaded), Window when a
+	// window canvas first existed, both from the start of the navigation.
+	Loaded, Window time.Duration
+	// Pixels and Canvas: the coloured pixels and the canvas size where they were.
+	Pixels         int
+	Width, Height  int
+	DisconnectText string
+}
+
+// Failure kinds, so a test says which of the things a user could see went wrong.
+var (
+	ErrPasswordPrompt = errors.New("the HTML5 client asked for a password")
+	ErrDisconnected   = errors.New("the HTML5 client was disconnected")
+	ErrEmptyFrame     = errors.New("the HTML5 client showed the window, but Firefox's page was not painted")
+	ErrNoWindow       = errors.New("the HTML5 client showed no window")
+	ErrNoPage         = errors.New("no page at all (connection refused or closed)")
+)
+
+// pollJS reports the client's state as a string (a pixel counts as the page's colour within 24
+// of each channel: xpra's first frames of a window may be lossy, and a user sees them as the
+// page): "connect:<text>" on xpra's disconnect page,
+// "canvas:<pixels>:<w>:<h>" for the canvas with most pixels of the colour, "none" before any
+// window canvas exists, "empty" for a page that is not the HTML5 client.
+const pollJS = `(() => {
+  const want = [%d, %d, %d];
+  if (location.pathname.includes('connect.html')) {
+    return 'connect:' + (document.body ? document.body.innerText.replace(/\s+/g, ' ').slice(0, 300) : '');
+  }
+  if (!document.body || document.body.innerText.trim() === '' && document.querySelectorAll('canvas').length === 0 && !document.getElementById('screen')) {
+    return 'empty';
+  }
+  let best = [0, 0, 0];
+  for (const c of document.querySelectorAll('canvas')) {
+    if (c.width < 100 || c.height < 100) continue;
+    let d;
+    try { d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; } catch (e) { continue; }
+    let hit = 0;
+    for (let i = 0; i < d.length; i += 4) {
+      if (Math.abs(d[i]-want[0]) < 24 && Math.abs(d[i+1]-want[1]) < 24 && Math.abs(d[i+2]-want[2]) < 24) hit++;
+    }
+    if (best[1] * best[2] === 0 || hit > best[0]) best = [hit, c.width, c.height];
+  }
+  return best[1] ? 'canvas:' + best.join(':') : 'none';
+})()`
+
+// Browser is a running headless chromium, started before it is needed so that a measurement
+// of "the session is ready -> the user sees Firefox" does not include chromium's own start.
+type Browser struct {
+	opts   Options
+	ctx    context.Context
+	cancel func()
+}
+
+// Start starts chromium (as opts.UID when set) on a blank page.
+func Start(ctx context.Context, opts Options) (*Browser, error) {
+	if opts.MinShare <= 0 {
+		opts.MinShare = 0.3
+	}
+	if opts.Wait <= 0 {
+		opts.Wait = 20 * time.Second
+	}
+	flags := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(Chromium),
 		chromedp.NoSandbox,
 		chromedp.DisableGPU,
@@ -28,27 +110,103 @@ func SeeWindow(ctx context.Context, url, shot, profileDir string) (string, error
 		chromedp.Flag("disable-background-networking", true),
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(profileDir),
+		chromedp.UserDataDir(opts.ProfileDir),
 		chromedp.WindowSize(1280, 900),
 	)
-	actx, cancel := chromedp.NewExecAllocator(ctx, opts...)
-	defer cancel()
+	if opts.UID != 0 {
+		flags = append(flags, chromedp.ModifyCmdFunc(func(cmd *exec.Cmd) {
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: &syscall.Credential{Uid: uint32(opts.UID), Gid: uint32(opts.GID)}}
+			cmd.Env = append(cmd.Env, "HOME="+opts.ProfileDir)
+		}))
+	}
+	actx, cancel := chromedp.NewExecAllocator(ctx, flags...)
 	bctx, cancel2 := chromedp.NewContext(actx)
-	defer cancel2()
+	b := &Browser{opts: opts, ctx: bctx, cancel: func() { cancel2(); cancel() }}
+	if _, err := chromedp.Run(bctx, chromedp.Navigate("about:blank")); err != nil {
+		b.Close()
+		return nil, fmt.Errorf("start chromium: %w", err)
+	}
+	return b, nil
+}
+
+// Close ends chromium.
+func (b *Browser) Close() { b.cancel() }
+
+// SeePage opens url (the HTML5 client) in headless chromium and waits, up to opts.Wait, for
+// Firefox's page of opts.Color to be painted in a window canvas. It fails with one of the Err*
+// kinds, saying what the user would have seen instead.
+func SeePage(ctx context.Context, url string, opts Options) (Seen, error) {
+	b, err := Start(ctx, opts)
+	if err != nil {
+		return Seen{}, err
+	}
+	defer b.Close()
+	return b.See(url)
+}
+
+// See navigates to url and waits for Firefox's page (see SeePage); Painted is measured from the
+// start of the navigation.
+func (b *Browser) See(url string) (Seen, error) {
+	opts, bctx := b.opts, b.ctx
+	var seen Seen
+	shot := func() {
+		if opts.Shot == "" {
+			return
+		}
+		sctx, c := context.WithTimeout(bctx, 10*time.Second)
+		defer c()
+		if png, err := chromedp.Run(sctx, chromedp.FullScreenshot(100)); err == nil {
+			_ = os.WriteFile(opts.Shot, png, 0o644)
+		}
+	}
+	t0 := time.Now()
 	if _, err := chromedp.Run(bctx, chromedp.Navigate(url)); err != nil {
-		return "", fmt.Errorf("open the HTML5 client: %w", err)
+		if strings.Contains(err.Error(), "ERR_CONNECTION") || strings.Contains(err.Error(), "ERR_EMPTY_RESPONSE") {
+			return seen, fmt.Errorf("%w: %v", ErrNoPage, err)
+		}
+		return seen, fmt.Errorf("open the HTML5 client: %w", err)
 	}
-	title, err := chromedp.Run(bctx, chromedp.Poll[string](`(() => { const e = [...document.querySelectorAll('.windowtitle')].find(x => x.textContent.trim() !== ''); return e ? e.textContent.trim() : false; })()`, chromedp.WithPollingInterval(250*time.Millisecond)))
-	if err != nil {
-		return "", fmt.Errorf("the HTML5 client showed no window: %w", err)
+	seen.Loaded = time.Since(t0)
+	deadline := t0.Add(opts.Wait)
+	js := fmt.Sprintf(pollJS, opts.Color>>16&0xff, opts.Color>>8&0xff, opts.Color&0xff)
+	last := ""
+	for {
+		state, err := chromedp.Run(bctx, chromedp.Evaluate[string](js))
+		if err == nil {
+			last = state
+			switch {
+			case strings.HasPrefix(state, "connect:"):
+				seen.DisconnectText = strings.TrimPrefix(state, "connect:")
+				shot()
+				if strings.Contains(strings.ToLower(seen.DisconnectText), "password") {
+					return seen, fmt.Errorf("%w: %s", ErrPasswordPrompt, seen.DisconnectText)
+				}
+				return seen, fmt.Errorf("%w: %s", ErrDisconnected, seen.DisconnectText)
+			case strings.HasPrefix(state, "canvas:"):
+				var hit, w, h int
+				fmt.Sscanf(strings.ReplaceAll(strings.TrimPrefix(state, "canvas:"), ":", " "), "%d %d %d", &hit, &w, &h)
+				seen.Pixels, seen.Width, seen.Height = hit, w, h
+				if seen.Window == 0 {
+					seen.Window = time.Since(t0)
+				}
+				if w > 0 && float64(hit) >= opts.MinShare*float64(w*h) {
+					seen.Painted = time.Since(t0)
+					shot()
+					return seen, nil
+				}
+			}
+		}
+		if time.Now().After(deadline) || bctx.Err() != nil {
+			shot()
+			switch {
+			case strings.HasPrefix(last, "canvas:"):
+				return seen, fmt.Errorf("%w: the best window canvas (%dx%d) had %d pixels of #%06x", ErrEmptyFrame, seen.Width, seen.Height, seen.Pixels, opts.Color)
+			case last == "empty":
+				return seen, fmt.Errorf("%w: an empty page", ErrNoPage)
+			default:
+				return seen, fmt.Errorf("%w (state %q)", ErrNoWindow, last)
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	// Let the canvas paint a few frames before the picture.
-	if _, err := chromedp.Run(bctx, chromedp.Sleep(2*time.Second)); err != nil {
-		return title, err
-	}
-	png, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
-	if err != nil {
-		return title, fmt.Errorf("screenshot: %w", err)
-	}
-	return title, os.WriteFile(shot, png, 0o644)
 }

@@ -1,5 +1,6 @@
 // Command fakexpra stands in for `xpra start` in fast lifecycle tests: it takes xpra's command
-// line, binds --bind-tcp, answers GET / with 200, writes a display number to --displayfd, and
+// line, listens on the --bind unix socket, answers GET / with 200, writes a display number to
+// --displayfd, and
 // builds a session-shaped process tree with internal/faketree (a TERM-ignoring child and a
 // daemonized grandchild). Its environment, including FFL_SESSION, reaches every process, as
 // xpra's does. Real xpra is used by the end-to-end tests; this one gives precise timing.
@@ -12,8 +13,7 @@
 //	ignore-term ignore SIGTERM itself (only KILL ends it)
 //	no-tree     do not start faketree
 //	slow-ready  wait 300 ms before listening
-//	inuse=PORT  fail as xpra does when PORT is taken by someone else between the launcher's
-//	            check and xpra's bind ("Address already in use", exit 1 after ~0.3 s)
+//	exit-early  exit 1 after 100 ms, before listening (a crashing start)
 //
 // --fakexpra-faketree=PATH is the faketree binary (required unless no-tree).
 package main
@@ -44,7 +44,7 @@ func main() {
 		if v, ok := strings.CutPrefix(a, "--fakexpra-faketree="); ok {
 			faketree = v
 		}
-		if v, ok := strings.CutPrefix(a, "--bind-tcp="); ok {
+		if v, ok := strings.CutPrefix(a, "--bind="); ok {
 			bind = v
 		}
 		if v, ok := strings.CutPrefix(a, "--displayfd="); ok {
@@ -52,7 +52,7 @@ func main() {
 		}
 	}
 	if bind == "" {
-		fmt.Fprintln(os.Stderr, "fakexpra: --bind-tcp missing")
+		fmt.Fprintln(os.Stderr, "fakexpra: --bind missing")
 		os.Exit(2)
 	}
 	sigs := make(chan os.Signal, 2)
@@ -63,16 +63,14 @@ func main() {
 	if mode["slow-ready"] {
 		time.Sleep(300 * time.Millisecond)
 	}
-	for m := range mode {
-		if p, ok := strings.CutPrefix(m, "inuse="); ok && strings.HasSuffix(bind, ":"+p) {
-			time.Sleep(300 * time.Millisecond)
-			fmt.Fprintf(os.Stderr, "fakexpra: failed to bind %s: [Errno 98] Address already in use\n", bind)
-			os.Exit(1)
-		}
+	if mode["exit-early"] {
+		time.Sleep(100 * time.Millisecond)
+		fmt.Fprintln(os.Stderr, "fakexpra: exiting early as asked")
+		os.Exit(1)
 	}
-	ln, err := net.Listen("tcp", bind)
+	ln, err := net.Listen("unix", bind)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "fakexpra: failed to bind %s: [Errno 98] Address already in use (%v)\n", bind, err)
+		fmt.Fprintf(os.Stderr, "fakexpra: failed to bind %s: %v\n", bind, err)
 		os.Exit(1)
 	}
 	var tree *exec.Cmd

@@ -30,6 +30,10 @@ const (
 	EnvDebug = "FIREFOX_LAUNCHER_DEBUG"
 )
 
+// DefaultMetricsFile is in the directory Debian's prometheus-node-exporter reads
+// (--collector.textfile.directory).
+const DefaultMetricsFile = "/var/lib/prometheus/node-exporter/ffl.prom"
+
 // SlurmDefaultKillWait is Slurm's default KillWait: the time between the
 // SIGTERM that starts ffl's grace path and the SIGKILL that ends it.
 const SlurmDefaultKillWait = 30 * time.Second
@@ -57,7 +61,8 @@ type Config struct {
 	// CleanupTimeout bounds the grace path: SIGTERM to a session, then
 	// SIGKILL. It must end well inside Slurm's KillWait.
 	CleanupTimeout Duration `toml:"cleanup_timeout"`
-	// PortAttempts bounds the retries when xpra reports "Address already in
+	// PortAttempts is no longer used (ffl binds each port itself, so nothing is retried); it
+	// is still accepted so that existing files keep working. It bounded the retries when xpra reported "Address already in
 	// use" (xpra's own bind is the only race-free port check).
 	PortAttempts int `toml:"port_attempts"`
 	// Xpra is the xpra command: a name looked up in PATH or an absolute path.
@@ -71,6 +76,11 @@ type Config struct {
 	FirefoxArgs []string `toml:"firefox_args"`
 	// StartURL is the page Firefox opens first.
 	StartURL string `toml:"start_url"`
+	// ScreenSize is the Xvfb screen ("WIDTHxHEIGHT"): xpra resizes the display to the
+	// client's window, up to this size.
+	ScreenSize string `toml:"screen_size"`
+	// ContentProcesses bounds Firefox's web content processes (each costs tens of MiB).
+	ContentProcesses int `toml:"content_processes"`
 	// MaxSessions bounds the sessions one job may run at once.
 	MaxSessions int `toml:"max_sessions"`
 	// LogFormat is "text" or "json".
@@ -104,31 +114,38 @@ type EpilogConfig struct {
 	SweepOlderThan Duration `toml:"sweep_older_than"`
 	// TempOlderThan is the age after which stale ffl-<uid> temp dirs go.
 	TempOlderThan Duration `toml:"temp_older_than"`
+	// MetricsFile is the node_exporter textfile-collector file the Epilog, the Prolog and the
+	// sweep add their counts to (pkg/metrics); "" turns metrics off, and so does a missing
+	// directory, so the default costs nothing on a node without node_exporter.
+	MetricsFile string `toml:"metrics_file"`
 }
 
 // Default returns the built-in configuration (what an absent
 // /etc/ffl/ffl.toml means). etc/ffl.toml documents the same values.
 func Default() Config {
 	return Config{
-		StateDir:       "~/.firefox-launcher",
-		RuntimeDir:     "/run/ffl",
-		TempDir:        "/tmp",
-		PortMin:        8001,
-		PortMax:        8999,
-		BindAddress:    "127.0.0.1",
-		StartTimeout:   Duration{45 * time.Second},
-		CleanupTimeout: Duration{3 * time.Second},
-		PortAttempts:   10,
-		Xpra:           "xpra",
-		Firefox:        "firefox-esr",
-		StartURL:       "about:blank",
-		MaxSessions:    4,
-		LogFormat:      "text",
+		StateDir:         "~/.firefox-launcher",
+		RuntimeDir:       "/run/ffl",
+		TempDir:          "/tmp",
+		PortMin:          8001,
+		PortMax:          8999,
+		BindAddress:      "127.0.0.1",
+		StartTimeout:     Duration{45 * time.Second},
+		CleanupTimeout:   Duration{3 * time.Second},
+		PortAttempts:     10,
+		Xpra:             "xpra",
+		Firefox:          "firefox-esr",
+		StartURL:         "about:blank",
+		MaxSessions:      4,
+		ScreenSize:       "2560x1600",
+		ContentProcesses: 2,
+		LogFormat:        "text",
 		Epilog: EpilogConfig{
 			Timeout:        Duration{10 * time.Second},
 			Syslog:         true,
 			SweepOlderThan: Duration{168 * time.Hour},
 			TempOlderThan:  Duration{24 * time.Hour},
+			MetricsFile:    DefaultMetricsFile,
 		},
 	}
 }

@@ -150,6 +150,12 @@ func TestKeys(t *testing.T) {
 		{toml: "[epilog]\nsweep_older_than = \"-1h\"", wantErr: `epilog.sweep_older_than = "-1h0m0s": must be positive`},
 		{toml: "[epilog]\ntemp_older_than = 3600", check: func(c Config) bool { return c.Epilog.TempOlderThan.Duration == time.Hour }},
 		{toml: "[epilog]\ntemp_older_than = [1]", wantErr: `epilog.temp_older_than = [1]: must be a duration`},
+		{toml: "[epilog]\nmetrics_file = \"\"", check: func(c Config) bool { return c.Epilog.MetricsFile == "" }},
+		{toml: "[epilog]\nmetrics_file = \"/srv/textfile/ffl.prom\"", check: func(c Config) bool { return c.Epilog.MetricsFile == "/srv/textfile/ffl.prom" }},
+		{toml: "[epilog]\nmetrics_file = \"/srv/textfile/ffl.txt\"", wantErr: `epilog.metrics_file = "/srv/textfile/ffl.txt": must end in ".prom"`},
+		{toml: "[epilog]\nmetrics_file = \"/srv/textfile/.prom\"", wantErr: `must end in ".prom"`},
+		{toml: "[epilog]\nmetrics_file = \"ffl.prom\"", wantErr: `epilog.metrics_file = "ffl.prom": must be a clean absolute file name`},
+		{toml: "[epilog]\nmetrics_file = \"/srv//ffl.prom\"", wantErr: `must be a clean absolute file name`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.toml, func(t *testing.T) {
@@ -172,7 +178,7 @@ func TestUnknownAndWrongType(t *testing.T) {
 	tests := []struct{ toml, want string }{
 		{`prot_min = 8001`, `f.toml: prot_min: unknown key (did you mean "port_min"?)`},
 		{`Port_Min = 8001`, `f.toml: Port_Min: unknown key (did you mean "port_min"?)`},
-		{`colour = "blue"`, `f.toml: colour: unknown key (known keys here: bind_address, cleanup_timeout, epilog,`},
+		{`colour = "blue"`, `f.toml: colour: unknown key (known keys here: bind_address, cleanup_timeout, content_processes, epilog,`},
 		{"[epilog]\ntimeot = 3", `f.toml: epilog.timeot: unknown key (did you mean "timeout"?)`},
 		{"[epilog.extra]\na = 1", `f.toml: epilog.extra: unknown key`},
 		{"[other]\na = 1", `f.toml: other: unknown key`},
@@ -599,4 +605,72 @@ func FuzzLoad(f *testing.F) {
 			t.Fatalf("Load succeeded but Validate fails: %v", err)
 		}
 	})
+}
+
+// TestExampleIsGenerated: etc/ffl.toml is exactly what Example renders from Keys() and
+// Default(). FFL_UPDATE_DOCS=1 (make docs) rewrites it.
+func TestExampleIsGenerated(t *testing.T) {
+	want, err := Example()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join("..", "..", "etc", "ffl.toml")
+	if os.Getenv("FFL_UPDATE_DOCS") == "1" {
+		if err := os.WriteFile(path, want, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != string(want) {
+		t.Errorf("etc/ffl.toml is not what pkg/config/keys.go generates: run 'make docs' and commit the result")
+	}
+}
+
+// TestKeysCoverSchema: every key of the schema has exactly one KeyDoc, and every KeyDoc a key
+// with a rendered default.
+func TestKeysCoverSchema(t *testing.T) {
+	want := map[string]bool{}
+	var walk func(prefix string, s map[string]schemaField)
+	walk = func(prefix string, s map[string]schemaField) {
+		for k, f := range s {
+			if f.kind == kindTable {
+				walk(prefix+k+".", f.sub)
+				continue
+			}
+			want[prefix+k] = true
+		}
+	}
+	walk("", schemaOf(reflect.TypeFor[Config]()))
+	seen := map[string]bool{}
+	for _, k := range Keys() {
+		if seen[k.Key] {
+			t.Errorf("key %s documented twice", k.Key)
+		}
+		seen[k.Key] = true
+		if !want[k.Key] {
+			t.Errorf("Keys() documents %s, which is no key of Config", k.Key)
+		}
+		if _, err := DefaultTOML(k.Key); err != nil {
+			t.Error(err)
+		}
+		if strings.TrimSpace(k.Doc) == "" {
+			t.Errorf("key %s has no doc", k.Key)
+		}
+	}
+	for k := range want {
+		if !seen[k] {
+			t.Errorf("key %s has no entry in Keys() (pkg/config/keys.go)", k)
+		}
+	}
+	for _, tt := range []struct{ key, want string }{
+		{"port_min", "8001"}, {"cleanup_timeout", `"3s"`}, {"epilog.sweep_older_than", `"168h"`},
+		{"xpra_args", "[]"}, {"epilog.syslog", "true"}, {"epilog.metrics_file", `"/var/lib/prometheus/node-exporter/ffl.prom"`},
+	} {
+		if got, _ := DefaultTOML(tt.key); got != tt.want {
+			t.Errorf("DefaultTOML(%s) = %s, want %s", tt.key, got, tt.want)
+		}
+	}
 }

@@ -70,12 +70,15 @@ func (c Config) Validate() error {
 		{"firefox", strconv.Quote(c.Firefox), checkCommand(c.Firefox)},
 		{"firefox_args", renderStrings(c.FirefoxArgs), checkFirefoxArgs(c.FirefoxArgs)},
 		{"start_url", strconv.Quote(c.StartURL), checkURL(c.StartURL)},
+		{"screen_size", strconv.Quote(c.ScreenSize), checkScreen(c.ScreenSize)},
+		{"content_processes", strconv.Itoa(c.ContentProcesses), checkRange(c.ContentProcesses, 1, 16)},
 		{"max_sessions", strconv.Itoa(c.MaxSessions), checkMaxSessions(c.MaxSessions, c.PortMin, c.PortMax)},
 		{"log_format", strconv.Quote(c.LogFormat), checkLogFormat(c.LogFormat)},
 		{"epilog.timeout", quoteDuration(c.Epilog.Timeout), checkPositive(c.Epilog.Timeout)},
 		{"epilog.log_file", strconv.Quote(c.Epilog.LogFile), checkLogFile(c.Epilog.LogFile)},
 		{"epilog.sweep_older_than", quoteDuration(c.Epilog.SweepOlderThan), checkPositive(c.Epilog.SweepOlderThan)},
 		{"epilog.temp_older_than", quoteDuration(c.Epilog.TempOlderThan), checkPositive(c.Epilog.TempOlderThan)},
+		{"epilog.metrics_file", strconv.Quote(c.Epilog.MetricsFile), checkMetricsFile(c.Epilog.MetricsFile)},
 	} {
 		if check.err != nil {
 			return &Error{Key: check.key, Value: truncate(check.value), Reason: check.err.Error()}
@@ -99,6 +102,20 @@ func renderStrings(a []string) string {
 		q[i] = strconv.Quote(s)
 	}
 	return "[" + strings.Join(q, ", ") + "]"
+}
+
+// checkScreen accepts "WIDTHxHEIGHT" between 640x480 and 8192x8192.
+func checkScreen(s string) error {
+	w, h, ok := strings.Cut(s, "x")
+	wi, err1 := strconv.Atoi(w)
+	hi, err2 := strconv.Atoi(h)
+	if !ok || err1 != nil || err2 != nil || strconv.Itoa(wi) != w || strconv.Itoa(hi) != h {
+		return errors.New(`must be WIDTHxHEIGHT, like "2560x1600"`)
+	}
+	if wi < 640 || hi < 480 || wi > 8192 || hi > 8192 {
+		return errors.New("must be between 640x480 and 8192x8192")
+	}
+	return nil
 }
 
 func checkRange(n, lo, hi int) error {
@@ -277,6 +294,22 @@ func checkLogFile(p string) error {
 		return errors.New("must not contain control characters")
 	case !filepath.IsAbs(p) || filepath.Clean(p) != p || p == "/":
 		return errors.New(`must be a clean absolute file name, like "/var/log/ffl-epilog.log" (or "" for none)`)
+	}
+	return nil
+}
+
+// checkMetricsFile accepts "" or a clean absolute "*.prom" file name: node_exporter's textfile
+// collector reads only *.prom, so another name would be written and never collected.
+func checkMetricsFile(p string) error {
+	switch {
+	case p == "":
+		return nil
+	case hasControl(p):
+		return errors.New("must not contain control characters")
+	case !filepath.IsAbs(p) || filepath.Clean(p) != p || p == "/":
+		return errors.New(`must be a clean absolute file name, like "/var/lib/prometheus/node-exporter/ffl.prom" (or "" for none)`)
+	case !strings.HasSuffix(filepath.Base(p), ".prom") || filepath.Base(p) == ".prom":
+		return errors.New(`must end in ".prom" (node_exporter's textfile collector reads only those)`)
 	}
 	return nil
 }

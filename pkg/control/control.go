@@ -25,12 +25,14 @@ import (
 
 // EnvSocket is the variable through which the supervisor advertises its socket to the command it
 // wraps (e.g. jupyterhub-singleuser and its server extensions).
-const EnvSocket = "FFL_CONTROL_SOCKET"
+const EnvSocket = lifecycle.EnvControlSocket
 
 // Service is what the API exposes; *lifecycle.Manager implements it.
 type Service interface {
 	Start(ctx context.Context, req lifecycle.StartRequest) (lifecycle.Info, error)
 	Stop(ctx context.Context, port int) error
+	// Wait returns when the session on port has ended.
+	Wait(ctx context.Context, port int) error
 	List() []lifecycle.Info
 }
 
@@ -79,6 +81,7 @@ func Serve(path string, svc Service, log *logrus.Entry) (*Server, error) {
 	mux.HandleFunc("GET /v1/sessions", h.list)
 	mux.HandleFunc("POST /v1/sessions", h.start)
 	mux.HandleFunc("DELETE /v1/sessions/{port}", h.stop)
+	mux.HandleFunc("GET /v1/sessions/{port}/wait", h.wait)
 	me := os.Getuid()
 	s := &Server{path: path, ln: ln, done: make(chan struct{})}
 	s.srv = &http.Server{
@@ -167,10 +170,32 @@ func (h *handler) start(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, info)
 }
 
-func (h *handler) stop(w http.ResponseWriter, r *http.Request) {
+func portOf(w http.ResponseWriter, r *http.Request) (int, bool) {
 	port, err := strconv.Atoi(r.PathValue("port"))
 	if err != nil || port < 1 || port > 65535 {
 		writeErr(w, http.StatusBadRequest, "bad_input", fmt.Errorf("port %q: not a port number", r.PathValue("port")))
+		return 0, false
+	}
+	return port, true
+}
+
+// wait answers when the session has ended (a long poll: `ffl-launch proxy` stays in the
+// foreground exactly as long as its session lives).
+func (h *handler) wait(w http.ResponseWriter, r *http.Request) {
+	port, ok := portOf(w, r)
+	if !ok {
+		return
+	}
+	if err := h.svc.Wait(r.Context(), port); err != nil {
+		h.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]int{"ended": port})
+}
+
+func (h *handler) stop(w http.ResponseWriter, r *http.Request) {
+	port, ok := portOf(w, r)
+	if !ok {
 		return
 	}
 	if err := h.svc.Stop(r.Context(), port); err != nil {
@@ -283,6 +308,11 @@ func (c *Client) Start(ctx context.Context, req lifecycle.StartRequest) (lifecyc
 // Stop asks the supervisor to stop one session.
 func (c *Client) Stop(ctx context.Context, port int) error {
 	return c.do(ctx, http.MethodDelete, "/v1/sessions/"+strconv.Itoa(port), nil, nil)
+}
+
+// Wait returns when the session on port has ended, or ctx is done.
+func (c *Client) Wait(ctx context.Context, port int) error {
+	return c.do(ctx, http.MethodGet, "/v1/sessions/"+strconv.Itoa(port)+"/wait", nil, nil)
 }
 
 // List returns the supervisor's sessions.

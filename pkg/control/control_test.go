@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
@@ -20,6 +21,7 @@ import (
 type fakeService struct {
 	mu       sync.Mutex
 	sessions map[int]lifecycle.Info
+	ended    map[int]chan struct{}
 }
 
 func (f *fakeService) Start(ctx context.Context, req lifecycle.StartRequest) (lifecycle.Info, error) {
@@ -45,7 +47,30 @@ func (f *fakeService) Stop(ctx context.Context, port int) error {
 		return fmt.Errorf("%w: port %d", lifecycle.ErrNotFound, port)
 	}
 	delete(f.sessions, port)
+	if ch := f.ended[port]; ch != nil {
+		close(ch)
+		delete(f.ended, port)
+	}
 	return nil
+}
+
+func (f *fakeService) Wait(ctx context.Context, port int) error {
+	f.mu.Lock()
+	if _, ok := f.sessions[port]; !ok {
+		f.mu.Unlock()
+		return fmt.Errorf("%w: port %d", lifecycle.ErrNotFound, port)
+	}
+	if f.ended[port] == nil {
+		f.ended[port] = make(chan struct{})
+	}
+	ch := f.ended[port]
+	f.mu.Unlock()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func (f *fakeService) List() []lifecycle.Info {
@@ -60,7 +85,7 @@ func (f *fakeService) List() []lifecycle.Info {
 
 func TestRoundTrip(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "control.sock")
-	svc := &fakeService{sessions: map[int]lifecycle.Info{}}
+	svc := &fakeService{sessions: map[int]lifecycle.Info{}, ended: map[int]chan struct{}{}}
 	srv, err := Serve(sock, svc, logrus.NewEntry(logrus.New()))
 	if err != nil {
 		t.Fatal(err)
@@ -96,11 +121,25 @@ func TestRoundTrip(t *testing.T) {
 	if _, err := c.Start(ctx, lifecycle.StartRequest{Port: 98}); err == nil || errors.Is(err, lifecycle.ErrBadInput) || err.Error() != "xpra exited" {
 		t.Errorf("internal error: %v", err)
 	}
+	// Wait is a long poll that answers when the session ends.
+	waited := make(chan error, 1)
+	go func() { waited <- c.Wait(ctx, 8001) }()
+	select {
+	case err := <-waited:
+		t.Fatalf("Wait returned while the session lives: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	if err := c.Wait(ctx, 8003); !errors.Is(err, lifecycle.ErrNotFound) {
+		t.Errorf("wait unknown: %v", err)
+	}
 	if err := c.Stop(ctx, 8002); !errors.Is(err, lifecycle.ErrNotFound) {
 		t.Errorf("stop unknown: %v", err)
 	}
 	if err := c.Stop(ctx, 8001); err != nil {
 		t.Errorf("stop: %v", err)
+	}
+	if err := <-waited; err != nil {
+		t.Errorf("wait after stop: %v", err)
 	}
 	if err := srv.Close(); err != nil {
 		t.Fatal(err)

@@ -6,18 +6,18 @@ import (
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
-	"net"
-	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-multierror"
 	"github.com/sirupsen/logrus"
 
+	"github.com/ffl-hpc/ffl/pkg/front"
 	"github.com/ffl-hpc/ffl/pkg/layout"
+	"github.com/ffl-hpc/ffl/pkg/prereq"
 	"github.com/ffl-hpc/ffl/pkg/proc"
 	"github.com/ffl-hpc/ffl/pkg/safefs"
 )
@@ -32,13 +32,16 @@ type Settings struct {
 	XpraArgs, FirefoxArgs []string
 	// StartURL is opened by Firefox when a request names none.
 	StartURL string
-	// BindAddress is where xpra listens (default 127.0.0.1).
+	// BindAddress is where the sessions' ports listen (default 127.0.0.1).
 	BindAddress      string
 	PortMin, PortMax int
-	// PortAttempts bounds the retries after xpra's "Address already in use".
-	PortAttempts int
-	MaxSessions  int
-	// StartTimeout bounds one session's start until HTTP 200.
+	MaxSessions      int
+	// ScreenSize is Xvfb's screen ("WIDTHxHEIGHT"); xpra resizes the display to the client's,
+	// up to this.
+	ScreenSize string
+	// ContentProcesses bounds Firefox's web content processes.
+	ContentProcesses int
+	// StartTimeout bounds one session's start until Firefox is visible.
 	StartTimeout time.Duration
 	// CleanupTimeout is the grace between TERM and KILL when a session stops.
 	CleanupTimeout time.Duration
@@ -50,6 +53,13 @@ type Settings struct {
 	Log        *logrus.Entry
 	// Reaper reaps orphans adopted by this launcher (child subreaper); nil when not a subreaper.
 	Reaper *proc.Reaper
+	// Probe decides when a session is ready; nil means VisibleProbe.
+	Probe Probe
+	// XDir is where X servers put .X11-unix ("" = /tmp).
+	XDir string
+	// DrawCheck is the preflight that xpra can draw; nil means prereq.CheckDraw. The fast
+	// tests' fake xpra is no Python script and sets a check of its own.
+	DrawCheck func(ctx context.Context, xpraPath, path string) error
 	// Failpoint, when set, is called at each named step of a session's life (see Steps); the
 	// end-to-end tests use it to SIGKILL the launcher exactly there and prove the Epilog still
 	// leaves nothing behind.
@@ -58,12 +68,18 @@ type Settings struct {
 	RefreshInterval time.Duration
 }
 
+// Defaults for Settings' zero fields.
+const (
+	DefaultScreenSize       = "2560x1600"
+	DefaultContentProcesses = 2
+)
+
 // Steps a Failpoint is called at, in order of a session's life.
 const (
 	StepDirsCreated  = "dirs-created"  // node-local and home dirs exist, no state yet
 	StepStateWritten = "state-written" // state file written, xpra not started
 	StepXpraStarted  = "xpra-started"  // xpra started, identity recorded
-	StepWaitingReady = "waiting-ready" // polling for HTTP 200
+	StepWaitingReady = "waiting-ready" // waiting until Firefox is visible
 	StepGrace        = "grace"         // TERM sent to the session's processes
 	StepRemoving     = "removing"      // processes gone, directories being removed
 )
@@ -74,14 +90,15 @@ func (m *Manager) failpoint(step string) {
 	}
 }
 
-// Manager runs the sessions of one job on one node for one launcher: it picks ports, starts and
-// stops sessions, and stops all of them at once on the grace path.
+// Manager runs the sessions of one job on one node for one launcher: it picks and binds ports,
+// starts and stops sessions, and stops all of them at once on the grace path.
 type Manager struct {
 	s          Settings
 	runtimeDir string
 	mu         sync.Mutex
 	sessions   map[int]*Session
 	reserved   map[int]bool
+	lent       map[int]*front.Front // ports held by the caller (the proxy port), by port
 	stopping   bool
 	ended      chan int
 	wg         sync.WaitGroup
@@ -91,6 +108,9 @@ type Manager struct {
 type StartRequest struct {
 	Port int    `json:"port,omitempty"`
 	URL  string `json:"url,omitempty"`
+	// Reuse returns the session already running on Port instead of refusing the request
+	// (`ffl-launch proxy`, which jupyter-server-proxy may run again for a live session).
+	Reuse bool `json:"reuse,omitempty"`
 }
 
 // NewManager checks the prerequisites and prepares the job's node-local runtime directory: the
@@ -105,54 +125,41 @@ func NewManager(s Settings) (*Manager, error) {
 	if s.Log == nil {
 		s.Log = logrus.NewEntry(logrus.StandardLogger())
 	}
-	if s.PortAttempts < 1 {
-		s.PortAttempts = 1
-	}
 	if s.RefreshInterval <= 0 {
 		s.RefreshInterval = 15 * time.Second
 	}
 	if s.Path == "" {
 		s.Path = "/usr/local/bin:/usr/bin:/bin"
 	}
-	if err := CheckPrerequisites(s.Xpra, s.Firefox, s.Path); err != nil {
+	if s.StartURL == "" {
+		s.StartURL = "about:blank"
+	}
+	if s.ScreenSize == "" {
+		s.ScreenSize = DefaultScreenSize
+	}
+	if s.ContentProcesses <= 0 {
+		s.ContentProcesses = DefaultContentProcesses
+	}
+	if s.Probe == nil {
+		s.Probe = VisibleProbe{}
+	}
+	draw := s.DrawCheck
+	if draw == nil && s.Reaper != nil {
+		// The supervisor's reaper runs already: the check's python3 must be owned by it.
+		r := s.Reaper
+		draw = func(ctx context.Context, xpraPath, path string) error {
+			return prereq.CheckDrawWith(ctx, r, xpraPath, path)
+		}
+	}
+	if err := CheckPrerequisites(context.Background(), s.Xpra, s.Firefox, s.Path, draw); err != nil {
 		return nil, err
 	}
 	dir, err := PrepareRuntimeJobDir(s.Layout)
 	if err != nil {
 		return nil, err
 	}
-	return &Manager{s: s, runtimeDir: dir, sessions: map[int]*Session{}, reserved: map[int]bool{}, ended: make(chan int, 64)}, nil
-}
-
-// CheckPrerequisites fails early, naming the Debian package, when xpra or Firefox is missing: a
-// missing Firefox would otherwise leave xpra running with no window (FACTS.md).
-func CheckPrerequisites(xpra, firefox, path string) error {
-	for _, c := range []struct{ bin, pkg string }{{xpra, "xpra"}, {firefox, "firefox-esr"}} {
-		if _, err := lookPath(c.bin, path); err != nil {
-			return fmt.Errorf("%w: %s not found (PATH=%s): install the Debian package %s (apt-get install %s) or set its path in ffl.toml", ErrMissing, c.bin, path, c.pkg, c.pkg)
-		}
-	}
-	return nil
-}
-
-func lookPath(bin, path string) (string, error) {
-	if filepath.IsAbs(bin) {
-		st, err := os.Stat(bin)
-		if err != nil {
-			return "", err
-		}
-		if st.IsDir() || st.Mode()&0o111 == 0 {
-			return "", fmt.Errorf("%s: not executable", bin)
-		}
-		return bin, nil
-	}
-	for _, dir := range filepath.SplitList(path) {
-		p := filepath.Join(dir, bin)
-		if st, err := os.Stat(p); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
-			return p, nil
-		}
-	}
-	return "", fs.ErrNotExist
+	return &Manager{s: s, runtimeDir: dir, sessions: map[int]*Session{}, reserved: map[int]bool{},
+		lent: map[int]*front.Front{}, ended: make(chan int, 64)}, nil
 }
 
 // PrepareRuntimeJobDir returns the job's node-local runtime dir, creating the fallback one when
@@ -183,52 +190,125 @@ func PrepareRuntimeJobDir(l layout.Layout) (string, error) {
 // RuntimeDir is the job's node-local runtime directory this manager uses.
 func (m *Manager) RuntimeDir() string { return m.runtimeDir }
 
+// Settings returns the manager's settings (defaults filled in).
+func (m *Manager) Settings() Settings { return m.s }
+
 // Ended delivers the port of every session that ended by itself (the user closed Firefox).
 func (m *Manager) Ended() <-chan int { return m.ended }
 
-// Start starts one session and returns when it is ready (HTTP 200) or failed; a failed start
-// leaves nothing behind.
+func (m *Manager) notifyEnded(port int) {
+	select {
+	case m.ended <- port:
+	default:
+	}
+}
+
+// Lend gives the manager a port the caller holds (the supervisor's proxy port): a start on
+// that port uses it, and a stopped session leaves it idle instead of releasing it.
+func (m *Manager) Lend(f *front.Front) {
+	m.mu.Lock()
+	m.lent[f.Port()] = f
+	m.mu.Unlock()
+}
+
+// Start starts one session and returns when it is ready (Firefox visible) or failed; a failed
+// start leaves nothing behind.
 func (m *Manager) Start(ctx context.Context, req StartRequest) (Info, error) {
 	url := req.URL
 	if url == "" {
 		url = m.s.StartURL
 	}
-	if req.Port != 0 {
-		if req.Port < m.s.PortMin || req.Port > m.s.PortMax {
-			return Info{}, fmt.Errorf("%w: port %d is outside the allowed range %d-%d: pick a port in the range or omit --port", ErrBadInput, req.Port, m.s.PortMin, m.s.PortMax)
-		}
-		if err := m.reserve(req.Port); err != nil {
+	if err := CheckStartURL(ctx, url); err != nil {
+		return Info{}, err
+	}
+	if req.Port == 0 {
+		f, err := m.pickPort(nil)
+		if err != nil {
 			return Info{}, err
 		}
-		if !portFree(m.s.BindAddress, req.Port) {
-			m.release(req.Port)
+		return m.startOne(ctx, f, true, url)
+	}
+	m.mu.Lock()
+	lent := m.lent[req.Port]
+	m.mu.Unlock()
+	if lent == nil && (req.Port < m.s.PortMin || req.Port > m.s.PortMax) {
+		return Info{}, fmt.Errorf("%w: port %d is outside the allowed range %d-%d: pick a port in the range or omit --port", ErrBadInput, req.Port, m.s.PortMin, m.s.PortMax)
+	}
+	// With Reuse, two callers asking for the same port at once (jupyter-server-proxy's command
+	// and an owner's visit to the idle proxy port) end up with the one session.
+	for {
+		if s := m.session(req.Port); s != nil && req.Reuse {
+			return s.waitStarted(ctx)
+		}
+		err := m.reserve(req.Port)
+		if err == nil {
+			break
+		}
+		if !req.Reuse || !errors.Is(err, errReserved) {
+			return Info{}, err
+		}
+		select {
+		case <-ctx.Done():
+			return Info{}, context.Cause(ctx)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if lent != nil {
+		return m.startOne(ctx, lent, false, url)
+	}
+	f, err := m.bind(req.Port, nil)
+	if err != nil {
+		m.release(req.Port)
+		if errors.Is(err, syscall.EADDRINUSE) {
 			return Info{}, fmt.Errorf("%w: %w: port %d on %s is already in use: choose another with --port, or omit --port to pick a free one", ErrBadInput, ErrPortInUse, req.Port, m.s.BindAddress)
 		}
-		info, err := m.startOne(ctx, req.Port, url)
-		if errors.Is(err, ErrPortInUse) {
-			err = fmt.Errorf("%w: %w", ErrBadInput, err)
-		}
-		return info, err
+		return Info{}, fmt.Errorf("port %d: %w", req.Port, err)
 	}
-	var errs error
-	tried := map[int]bool{}
-	for attempt := 0; attempt < m.s.PortAttempts; attempt++ {
-		port, err := m.pickPort(tried)
-		if err != nil {
-			return Info{}, multierror.Append(errs, err).ErrorOrNil()
-		}
-		tried[port] = true
-		info, err := m.startOne(ctx, port, url)
-		if err == nil {
-			return info, nil
-		}
-		if !errors.Is(err, ErrPortInUse) {
-			return Info{}, err
-		}
-		m.s.Log.WithFields(logrus.Fields{"port": port, "attempt": attempt + 1}).Info("port taken by someone else meanwhile; trying another")
-		errs = multierror.Append(errs, err)
+	return m.startOne(ctx, f, true, url)
+}
+
+// Bind holds a port of this job's range for the caller (the supervisor's proxy port): the
+// first free one after a random offset. onDemand, if set, is called with the port when the
+// owner visits it while no session is behind it (the front's OnDemand).
+func (m *Manager) Bind(onDemand func(port int)) (*front.Front, error) {
+	f, err := m.pickPort(onDemand)
+	if err != nil {
+		return nil, err
 	}
-	return Info{}, fmt.Errorf("no port after %d attempts: %w", m.s.PortAttempts, errs)
+	m.release(f.Port())
+	return f, nil
+}
+
+// bind holds one port for a session of this job.
+func (m *Manager) bind(port int, onDemand func(port int)) (*front.Front, error) {
+	opts := front.Options{UID: m.s.Layout.UID, StartHold: m.s.StartTimeout + 5*time.Second, Log: m.s.Log, IdleHold: 5 * time.Second}
+	if onDemand != nil {
+		opts.OnDemand = func() { onDemand(port) }
+	}
+	return front.Listen(m.s.BindAddress, port, opts)
+}
+
+// waitStarted returns the session's Info once its start has finished.
+func (s *Session) waitStarted(ctx context.Context) (Info, error) {
+	for {
+		switch s.front.State() {
+		case front.Ready:
+			return s.Info(), nil
+		case front.Failed, front.Closed, front.Idle:
+			select {
+			case <-s.stopDone:
+				return Info{}, fmt.Errorf("%w: the session on port %d ended", ErrNotFound, s.port)
+			default:
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return Info{}, context.Cause(ctx)
+		case <-s.stopDone:
+			return Info{}, fmt.Errorf("%w: the session on port %d ended", ErrNotFound, s.port)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 func (m *Manager) reserve(port int) error {
@@ -254,39 +334,36 @@ func (m *Manager) release(port int) {
 	m.mu.Unlock()
 }
 
-// pickPort reserves the first free port of the range after a random offset: concurrent starts
-// by many users then rarely race for the same port, and xpra's own bind decides the rest.
-func (m *Manager) pickPort(tried map[int]bool) (int, error) {
+// pickPort binds the first free port of the range after a random offset: concurrent starts
+// by many users then rarely try the same port, and the bind itself decides (a port ffl holds
+// cannot be taken by anyone else, and ffl never probes a port and binds it later).
+func (m *Manager) pickPort(onDemand func(port int)) (*front.Front, error) {
 	n := m.s.PortMax - m.s.PortMin + 1
 	off := rand.IntN(n)
 	for i := 0; i < n; i++ {
 		port := m.s.PortMin + (off+i)%n
-		if tried[port] {
+		m.mu.Lock()
+		_, lent := m.lent[port]
+		m.mu.Unlock()
+		if lent {
 			continue
 		}
 		if err := m.reserve(port); err != nil {
 			if errors.Is(err, errReserved) {
 				continue
 			}
-			return 0, err
+			return nil, err
 		}
-		if portFree(m.s.BindAddress, port) {
-			return port, nil
+		f, err := m.bind(port, onDemand)
+		if err == nil {
+			return f, nil
 		}
 		m.release(port)
+		if !errors.Is(err, syscall.EADDRINUSE) && !errors.Is(err, syscall.EACCES) {
+			return nil, fmt.Errorf("port %d: %w", port, err)
+		}
 	}
-	return 0, fmt.Errorf("%w: no free port in %d-%d on %s: widen port_min/port_max in ffl.toml", ErrBadInput, m.s.PortMin, m.s.PortMax, m.s.BindAddress)
-}
-
-// portFree says whether the port can be bound now. It is only a hint (someone may bind it next);
-// xpra's own bind is the arbiter.
-func portFree(addr string, port int) bool {
-	l, err := net.Listen("tcp", net.JoinHostPort(addr, strconv.Itoa(port)))
-	if err != nil {
-		return false
-	}
-	l.Close()
-	return true
+	return nil, fmt.Errorf("%w: %w: no free port in %d-%d on %s: widen port_min/port_max in ffl.toml", ErrBadInput, ErrPortInUse, m.s.PortMin, m.s.PortMax, m.s.BindAddress)
 }
 
 // errReserved marks a port this manager already uses.
@@ -294,22 +371,46 @@ var errReserved = errors.New("port reserved")
 
 // Stop stops one session of this manager; other sessions are not touched.
 func (m *Manager) Stop(ctx context.Context, port int) error {
-	m.mu.Lock()
-	s := m.sessions[port]
-	m.mu.Unlock()
+	s := m.session(port)
 	if s == nil {
 		return fmt.Errorf("%w: port %d: list sessions with 'ffl-launch list'", ErrNotFound, port)
 	}
 	return s.Stop(ctx, m.s.CleanupTimeout)
 }
 
+// Wait returns when the session on port has ended (stopped, or Firefox closed), or ctx is done.
+func (m *Manager) Wait(ctx context.Context, port int) error {
+	s := m.session(port)
+	if s == nil {
+		return fmt.Errorf("%w: port %d", ErrNotFound, port)
+	}
+	select {
+	case <-s.stopDone:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
+func (m *Manager) session(port int) *Session {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.sessions[port]
+}
+
 // List returns the running sessions, by port.
 func (m *Manager) List() []Info {
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	out := make([]Info, 0, len(m.sessions))
+	list := make([]*Session, 0, len(m.sessions))
 	for _, s := range m.sessions {
-		out = append(out, s.Info())
+		list = append(list, s)
+	}
+	m.mu.Unlock()
+	out := make([]Info, 0, len(list))
+	for _, s := range list {
+		if s.front.State() == front.Ready {
+			out = append(out, s.Info())
+		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Port < out[j].Port })
 	return out
@@ -354,8 +455,8 @@ func (m *Manager) StopAll(ctx context.Context) error {
 }
 
 // Close removes the job's directories this launcher made once every session is gone: the
-// home job subtree and the node-local session remains. The Prolog-made runtime dir itself stays
-// for the Epilog; the fallback one is removed. Files of a supervisor are removed by the caller.
+// home job subtree. The Prolog-made runtime dir itself stays for the Epilog; the fallback one
+// is removed by RemoveRuntimeJobDir. Files of a supervisor are removed by the caller.
 func (m *Manager) Close() error {
 	m.wg.Wait()
 	var errs error

@@ -85,7 +85,6 @@ func testManager(t *testing.T, faketree, fakexpra, dir, job, mode string, grace 
 		BindAddress:    "127.0.0.1",
 		PortMin:        lo,
 		PortMax:        hi,
-		PortAttempts:   3,
 		MaxSessions:    4,
 		StartTimeout:   30 * time.Second,
 		CleanupTimeout: grace,
@@ -93,6 +92,8 @@ func testManager(t *testing.T, faketree, fakexpra, dir, job, mode string, grace 
 		Self:           self,
 		Log:            logrus.NewEntry(log),
 		Reaper:         r,
+		Probe:          HTTPProbe{},
+		DrawCheck:      func(context.Context, string, string) error { return nil },
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -252,72 +253,120 @@ func TestShellJoin(t *testing.T) {
 	}
 }
 
+func portFree(addr string, port int) bool {
+	l, err := net.Listen("tcp", net.JoinHostPort(addr, strconv.Itoa(port)))
+	if err != nil {
+		return false
+	}
+	l.Close()
+	return true
+}
+
 func TestXpraArgsConfine(t *testing.T) {
 	p := sessionPaths{Home: "/h/s", Runtime: "/r/s"}
-	args := xpraArgs(p, "127.0.0.1", 8001, 3, []string{"firefox-esr"}, []string{"--extra"})
-	want := map[string]bool{"--daemon=no": true, "--systemd-run=no": true, "--bind-tcp=127.0.0.1:8001": true,
-		"--tcp-auth=file:filename=/h/s/password": true, "--socket-dir=/r/s/xpra": true, "--displayfd=3": true, "--extra": true}
+	args := xpraArgs(p, 3, "1920x1080", []string{"firefox-esr"}, []string{"--extra"})
+	want := map[string]bool{"--daemon=no": true, "--systemd-run=no": true, "--bind=/r/s/xpra/ffl.sock": true,
+		"--socket-dir=/r/s/xpra": true, "--displayfd=3": true, "--extra": true, "--opengl=no": true,
+		"--xvfb=" + xvfbCommand("1920x1080"): true}
 	for _, a := range args {
 		delete(want, a)
+		if strings.HasPrefix(a, "--bind-tcp") || strings.HasPrefix(a, "--tcp-auth") || strings.HasPrefix(a, "--auth") {
+			t.Errorf("xpra must listen on its unix socket only, got %q", a)
+		}
 	}
 	if len(want) != 0 {
 		t.Errorf("missing args: %v in %v", want, args)
 	}
-	env := xpraEnv(p, "u", "/bin", "", "1/n/8001/")
-	found := false
-	for _, e := range env {
-		if e == layout.MarkerVar+"=1/n/8001/" {
-			found = true
-		}
+	if last := args[len(args)-1]; !strings.HasPrefix(last, "--start-child=") {
+		t.Errorf("--start-child must come last (after xpra_args), got %q", last)
 	}
-	if !found {
-		t.Errorf("marker missing from %v", env)
+	env := xpraEnv(p, "u", "/bin", "", "1/n/8001/")
+	if env[0] != layout.MarkerVar+"=1/n/8001/" {
+		t.Errorf("the marker must be the first variable, env %v", env)
+	}
+	ff := firefoxCommand("firefox-esr", p, nil, "about:blank")
+	if ff[0] != "/bin/sh" || !strings.Contains(ff[2], "exec firefox-esr --no-remote --new-instance --profile /h/s/profile about:blank >>/r/s/firefox.log 2>&1") {
+		t.Errorf("firefox command %q", ff)
 	}
 }
 
-// TestPortTakenMeanwhile: a port that is free when the manager looks but taken when xpra binds
-// (another user's start won the race) makes xpra exit with "Address already in use"; the manager
-// cleans that attempt up completely and tries another port, bounded by PortAttempts.
-func TestPortTakenMeanwhile(t *testing.T) {
-	faketree, fakexpra, dir, ok := asUser(t, "TestPortTakenMeanwhile")
+// TestPortsHeldFromThePick: a session's port is bound by ffl when it is picked, so nobody else
+// can take it while the session lives; ports somebody else holds are skipped; with every port
+// of the range taken the start fails, naming the cause, and leaves nothing.
+func TestPortsHeldFromThePick(t *testing.T) {
+	faketree, fakexpra, dir, ok := asUser(t, "TestPortsHeldFromThePick")
 	if !ok {
 		return
 	}
 	m := testManager(t, faketree, fakexpra, dir, "79", "no-tree", time.Second)
-	// Every port but the last is "taken meanwhile": the manager must walk to the last one.
-	var modes []string
+	var busy []net.Listener
+	defer func() {
+		for _, l := range busy {
+			l.Close()
+		}
+	}()
 	for p := m.s.PortMin; p < m.s.PortMax; p++ {
-		modes = append(modes, "inuse="+strconv.Itoa(p))
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		busy = append(busy, l)
 	}
-	m.s.XpraArgs = []string{"--fakexpra-mode=no-tree," + strings.Join(modes, ",")}
-	m.s.PortAttempts = m.s.PortMax - m.s.PortMin + 1
 	ctx := context.Background()
 	info, err := m.Start(ctx, StartRequest{})
 	if err != nil {
 		t.Fatalf("start: %v", err)
 	}
 	if info.Port != m.s.PortMax {
-		t.Errorf("port %d, want the only bindable one %d", info.Port, m.s.PortMax)
+		t.Errorf("port %d, want the only free one %d", info.Port, m.s.PortMax)
 	}
-	entries, _ := os.ReadDir(m.RuntimeDir())
-	if len(entries) != 1 {
-		t.Errorf("failed attempts left entries: %v", entries)
+	if l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(info.Port)); err == nil {
+		l.Close()
+		t.Errorf("port %d of a live session could be bound by someone else", info.Port)
 	}
-	// With fewer attempts than taken ports the start fails, naming the cause, and leaves nothing.
-	m2 := testManager(t, faketree, fakexpra, filepath.Join(dir, "m2"), "80", "no-tree", time.Second)
-	var all []string
-	for p := m2.s.PortMin; p <= m2.s.PortMax; p++ {
-		all = append(all, "inuse="+strconv.Itoa(p))
-	}
-	m2.s.XpraArgs = []string{"--fakexpra-mode=no-tree," + strings.Join(all, ",")}
-	m2.s.PortAttempts = 2
-	if _, err := m2.Start(ctx, StartRequest{}); !errors.Is(err, ErrPortInUse) {
+	if _, err := m.Start(ctx, StartRequest{}); !errors.Is(err, ErrPortInUse) || !errors.Is(err, ErrBadInput) {
 		t.Errorf("all ports taken: got %v, want ErrPortInUse", err)
 	}
-	if entries, _ := os.ReadDir(m2.RuntimeDir()); len(entries) != 0 {
-		t.Errorf("failed attempts left entries: %v", entries)
+	if entries, _ := os.ReadDir(m.RuntimeDir()); len(entries) != 1 {
+		t.Errorf("the refused start left entries: %v", entries)
 	}
 	if err := m.StopAll(ctx); err != nil {
 		t.Fatal(err)
+	}
+	if !portFree("127.0.0.1", info.Port) {
+		t.Errorf("port %d still held after the stop", info.Port)
+	}
+}
+
+// TestFailedStart: xpra dying before it is ready is a StartError quoting its last line; nothing
+// of the attempt is left and its port is free again.
+func TestFailedStart(t *testing.T) {
+	faketree, fakexpra, dir, ok := asUser(t, "TestFailedStart")
+	if !ok {
+		return
+	}
+	m := testManager(t, faketree, fakexpra, dir, "81", "no-tree,exit-early", time.Second)
+	_, err := m.Start(context.Background(), StartRequest{Port: m.s.PortMin})
+	var se *StartError
+	if !errors.As(err, &se) || !strings.Contains(err.Error(), "exiting early as asked") {
+		t.Fatalf("got %v, want a StartError quoting xpra", err)
+	}
+	if entries, _ := os.ReadDir(m.RuntimeDir()); len(entries) != 0 {
+		t.Errorf("failed start left entries: %v", entries)
+	}
+	if testutil.Exists(m.s.Layout.HomeSessionDir(m.s.PortMin)) {
+		t.Errorf("failed start left its home dir")
+	}
+	if !portFree("127.0.0.1", m.s.PortMin) {
+		t.Errorf("failed start kept its port")
+	}
+	if err := CheckStartURL(context.Background(), "file:///nonexistent/page.html"); !errors.Is(err, ErrBadInput) {
+		t.Errorf("missing start page: %v", err)
+	}
+	if err := CheckStartURL(context.Background(), "http://127.0.0.1:1/"); !errors.Is(err, ErrBadInput) {
+		t.Errorf("refused start page: %v", err)
+	}
+	if err := CheckStartURL(context.Background(), "about:blank"); err != nil {
+		t.Errorf("about:blank: %v", err)
 	}
 }

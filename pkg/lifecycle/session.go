@@ -4,14 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,7 +22,9 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
+	"github.com/ffl-hpc/ffl/pkg/front"
 	"github.com/ffl-hpc/ffl/pkg/layout"
+	"github.com/ffl-hpc/ffl/pkg/prereq"
 	"github.com/ffl-hpc/ffl/pkg/proc"
 	"github.com/ffl-hpc/ffl/pkg/reclaim"
 	"github.com/ffl-hpc/ffl/pkg/safefs"
@@ -33,18 +32,22 @@ import (
 
 // Info is what a user or program needs to reach a session.
 type Info struct {
-	Port         int       `json:"port"`
-	Node         string    `json:"node"`
-	Job          string    `json:"job"`
-	URL          string    `json:"url"`
-	PasswordFile string    `json:"password_file"`
-	Display      string    `json:"display,omitempty"`
-	PID          int       `json:"pid"`
-	Created      time.Time `json:"created"`
-	SSH          string    `json:"ssh"`
+	Port    int       `json:"port"`
+	Node    string    `json:"node"`
+	Job     string    `json:"job"`
+	URL     string    `json:"url"`
+	Display string    `json:"display,omitempty"`
+	PID     int       `json:"pid"`
+	Created time.Time `json:"created"`
+	SSH     string    `json:"ssh"`
+	// HTTPMS is how long xpra took to serve its HTML5 page, WindowMS until Firefox's first
+	// window was mapped and had painted (the moment the session is reported ready), both in
+	// milliseconds from xpra's start.
+	HTTPMS   int64 `json:"http_ms"`
+	WindowMS int64 `json:"window_ms"`
 }
 
-// Session is one xpra server with Firefox in it, on one port.
+// Session is one xpra server with Firefox in it, behind one port.
 type Session struct {
 	m       *Manager
 	port    int
@@ -52,11 +55,16 @@ type Session struct {
 	marker  string
 	created time.Time
 	log     *logrus.Entry
+	// front is the port; ownFront says the session releases it when it stops (a lent front,
+	// the supervisor's proxy port, only goes idle).
+	front    *front.Front
+	ownFront bool
 
 	cmd     *exec.Cmd
 	xpra    proc.Identity
 	exited  chan struct{}
-	display string
+	display chan int // xpra's display number, once
+	ready   Readiness
 
 	stateMu sync.Mutex
 	state   layout.State
@@ -74,28 +82,39 @@ func (s *Session) Info() Info {
 	if host == "0.0.0.0" || host == "::" {
 		host = "127.0.0.1"
 	}
+	addr := net.JoinHostPort(host, strconv.Itoa(s.port))
+	s.stateMu.Lock()
+	display := s.state.Display
+	s.stateMu.Unlock()
 	return Info{
-		Port:         s.port,
-		Node:         l.Node,
-		Job:          l.JobKey,
-		URL:          "http://" + net.JoinHostPort(host, strconv.Itoa(s.port)) + "/",
-		PasswordFile: s.paths.password(),
-		Display:      s.display,
-		PID:          s.xpra.PID,
-		Created:      s.created,
-		SSH:          fmt.Sprintf("ssh -N -L %d:%s %s", s.port, net.JoinHostPort(host, strconv.Itoa(s.port)), l.Node),
+		Port:     s.port,
+		Node:     l.Node,
+		Job:      l.JobKey,
+		URL:      "http://" + addr + "/",
+		Display:  display,
+		PID:      s.xpra.PID,
+		Created:  s.created,
+		SSH:      fmt.Sprintf("ssh -N -L %d:%s %s", s.port, addr, l.Node),
+		HTTPMS:   s.ready.HTTP.Milliseconds(),
+		WindowMS: s.ready.Window.Milliseconds(),
 	}
 }
 
-func (m *Manager) startOne(ctx context.Context, port int, url string) (Info, error) {
+// startOne starts a session behind f (already bound; owned says whether the session releases
+// it). A failed start leaves nothing of the session; f shows the failure to its clients.
+func (m *Manager) startOne(ctx context.Context, f *front.Front, owned bool, url string) (Info, error) {
 	l := m.s.Layout
+	port := f.Port()
 	s := &Session{
 		m:        m,
 		port:     port,
 		marker:   l.Marker(port),
 		created:  time.Now(),
 		paths:    sessionPaths{Home: l.HomeSessionDir(port), Runtime: filepath.Join(m.runtimeDir, layout.SessionDirName(port))},
+		front:    f,
+		ownFront: owned,
 		exited:   make(chan struct{}),
+		display:  make(chan int, 1),
 		stopDone: make(chan struct{}),
 		stopping: make(chan struct{}),
 		log:      m.s.Log.WithFields(logrus.Fields{"port": port, "session": l.Marker(port)}),
@@ -109,15 +128,22 @@ func (m *Manager) startOne(ctx context.Context, port int, url string) (Info, err
 	m.sessions[port] = s
 	m.mu.Unlock()
 
+	f.Starting()
 	err := s.start(ctx, url)
 	if err != nil {
+		// The front shows why to a client that is waiting (the Jupyter user's browser).
+		f.Failed(oneLine(err.Error()))
+		s.ownFront = false // a failed start's port is released below, after the cleanup
 		// Undo everything of this attempt, whatever step failed; the grace path may run too.
-		stopErr := s.Stop(context.Background(), m.s.CleanupTimeout)
-		if stopErr != nil {
+		if stopErr := s.Stop(context.Background(), m.s.CleanupTimeout); stopErr != nil {
 			err = multierror.Append(err, stopErr)
+		}
+		if owned {
+			_ = f.Close()
 		}
 		return Info{}, err
 	}
+	f.Ready(s.paths.socket())
 	m.wg.Add(1)
 	go s.watch()
 	return s.Info(), nil
@@ -127,6 +153,9 @@ func (m *Manager) startOne(ctx context.Context, port int, url string) (Info, err
 func (s *Session) start(ctx context.Context, url string) error {
 	st := s.m.s
 	l := st.Layout
+	if len(s.paths.socket()) > maxSocketPath {
+		return fmt.Errorf("%w: xpra's socket path %s is longer than %d bytes: set a shorter runtime_dir or temp_dir in ffl.toml", ErrBadInput, s.paths.socket(), maxSocketPath)
+	}
 	rtParent, err := safefs.OpenDir(s.m.runtimeDir)
 	if err != nil {
 		return fmt.Errorf("open runtime dir %s: %w", s.m.runtimeDir, err)
@@ -177,18 +206,13 @@ func (s *Session) start(ctx context.Context, url string) error {
 		}
 		f.Close()
 	}
-	secret := make([]byte, 24)
-	if _, err := rand.Read(secret); err != nil {
-		return fmt.Errorf("session password: %w", err)
-	}
 	files := []struct {
 		dir  string
 		name string
 		data []byte
 	}{
-		{"", layout.PasswordFile, []byte(hex.EncodeToString(secret))},
 		{"", "Xauthority", nil},
-		{"profile", "user.js", []byte(userJS)},
+		{"profile", "user.js", []byte(userJS(st.ContentProcesses))},
 		{"xpraconf", "xpra.conf", []byte("# ffl: no default start commands\nstart =\n")},
 	}
 	for _, f := range files {
@@ -209,22 +233,26 @@ func (s *Session) start(ctx context.Context, url string) error {
 	return s.launch(ctx, url)
 }
 
-// launch starts xpra and waits for HTTP 200 on the port.
+// launch starts xpra and waits until the probe says the session is ready.
 func (s *Session) launch(ctx context.Context, url string) error {
 	st := s.m.s
-	logf, err := os.OpenFile(s.paths.xpraLog(), os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW|os.O_APPEND, 0o600)
-	if err != nil {
-		return fmt.Errorf("xpra log: %w", err)
+	var logs []*os.File
+	for _, p := range []string{s.paths.xpraLog(), s.paths.firefoxLog()} {
+		f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW|os.O_APPEND|unix.O_CLOEXEC, 0o600)
+		if err != nil {
+			return fmt.Errorf("session log: %w", err)
+		}
+		defer f.Close()
+		logs = append(logs, f)
 	}
-	defer logf.Close()
 	dr, dw, err := os.Pipe()
 	if err != nil {
 		return fmt.Errorf("displayfd pipe: %w", err)
 	}
 	defer dr.Close()
 	ff := firefoxCommand(st.Firefox, s.paths, st.FirefoxArgs, url)
-	args := xpraArgs(s.paths, st.BindAddress, s.port, 3, ff, st.XpraArgs)
-	xpraBin, err := lookPath(st.Xpra, st.Path)
+	args := xpraArgs(s.paths, 3, st.ScreenSize, ff, st.XpraArgs)
+	xpraBin, err := prereq.LookPath(st.Xpra, st.Path)
 	if err != nil {
 		dw.Close()
 		return fmt.Errorf("%w: %s not found: install the Debian package xpra", ErrMissing, st.Xpra)
@@ -234,11 +262,12 @@ func (s *Session) launch(ctx context.Context, url string) error {
 	cmd.Dir = filepath.Join(s.paths.Home, "home")
 	cmd.Stdin = nil
 	// Files, not pipes: a daemonized grandchild holding a pipe would make Wait hang (golang/go#23019).
-	cmd.Stdout = logf
-	cmd.Stderr = logf
+	cmd.Stdout = logs[0]
+	cmd.Stderr = logs[0]
 	cmd.ExtraFiles = []*os.File{dw}
 	// Its own process group, so the whole group can be signalled without touching the launcher.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	started := time.Now()
 	if err := s.startCmd(cmd); err != nil {
 		dw.Close()
 		return fmt.Errorf("start %s: %w", xpraBin, err)
@@ -262,61 +291,86 @@ func (s *Session) launch(ctx context.Context, url string) error {
 	s.log.WithField("pid", s.xpra.PID).Debug("xpra started")
 	s.m.failpoint(StepXpraStarted)
 
-	displayCh := make(chan string, 1)
 	go func() {
 		line, _ := bufio.NewReader(io.LimitReader(dr, 64)).ReadString('\n')
-		displayCh <- strings.TrimSpace(line)
-	}()
-	ctx, cancel := context.WithTimeout(ctx, st.StartTimeout)
-	defer cancel()
-	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil}}
-	target := "http://" + net.JoinHostPort(st.BindAddress, strconv.Itoa(s.port)) + "/"
-	if st.BindAddress == "0.0.0.0" || st.BindAddress == "::" {
-		target = "http://127.0.0.1:" + strconv.Itoa(s.port) + "/"
-	}
-	// A refused connection costs microseconds: poll often, so that ffl adds little to xpra's
-	// own time to ready.
-	tick := time.NewTicker(2 * time.Millisecond)
-	defer tick.Stop()
-	polled := false
-	for {
-		select {
-		case d := <-displayCh:
-			if d != "" {
-				s.display = ":" + strings.TrimPrefix(d, ":")
-				s.stateMu.Lock()
-				s.state.Display = s.display
-				s.stateMu.Unlock()
+		if n, err := strconv.Atoi(strings.TrimPrefix(strings.TrimSpace(line), ":")); err == nil && n >= 0 {
+			s.stateMu.Lock()
+			s.state.Display = ":" + strconv.Itoa(n)
+			s.stateMu.Unlock()
+			if err := s.writeState(); err != nil {
+				s.log.WithError(err).Warn("update state file")
 			}
-			displayCh = nil
-		case <-s.exited:
-			tail := lastLines(s.paths.xpraLog(), 4)
-			if strings.Contains(tail, "Address already in use") {
-				return &StartError{Port: s.port, Reason: "address already in use", Tail: tail, Err: ErrPortInUse}
-			}
-			return &StartError{Port: s.port, Reason: "xpra exited before it was ready (" + s.cmd.ProcessState.String() + ")", Tail: tail}
-		case <-ctx.Done():
-			return &StartError{Port: s.port, Reason: fmt.Sprintf("not ready within %s (start_timeout): %v", st.StartTimeout, context.Cause(ctx)), Tail: lastLines(s.paths.xpraLog(), 4), Err: ctx.Err()}
-		case <-tick.C:
-			if !polled {
-				polled = true
-				s.m.failpoint(StepWaitingReady)
-			}
-			if !httpReady(ctx, client, target) {
-				continue
-			}
-			if !ownsListener(s.xpra.PID, s.port) {
-				// Someone answers, but not our xpra: it lost the race for the port (xpra binds
-				// with SO_REUSEADDR and listens later) and keeps running without its socket.
-				if tail := lastLines(s.paths.xpraLog(), 40); strings.Contains(tail, "failed to listen") || strings.Contains(tail, "Address already in use") {
-					return &StartError{Port: s.port, Reason: "address already in use", Tail: lastLines(s.paths.xpraLog(), 4), Err: ErrPortInUse}
-				}
-				continue
-			}
-			s.log.WithFields(logrus.Fields{"pid": s.xpra.PID, "display": s.display, "ready_ms": time.Since(s.created).Milliseconds()}).Info("session ready")
-			return nil
+			s.display <- n
 		}
+		close(s.display)
+	}()
+	ctx, cancel := context.WithTimeoutCause(ctx, st.StartTimeout, fmt.Errorf("not ready within %s (start_timeout)", st.StartTimeout))
+	defer cancel()
+	s.m.failpoint(StepWaitingReady)
+	type result struct {
+		r   Readiness
+		err error
 	}
+	done := make(chan result, 1)
+	go func() {
+		r, err := st.Probe.Wait(ctx, ProbeTarget{
+			Socket: s.paths.socket(), Display: s.waitDisplay, Xauthority: s.paths.xauthority(),
+			XDir: st.XDir, Started: started,
+		})
+		done <- result{r, err}
+	}()
+	select {
+	case <-s.exited:
+		cancel()
+		<-done
+		return &StartError{Port: s.port, Reason: "xpra exited before the session was ready (" + s.cmd.ProcessState.String() + ")", Tail: s.tails()}
+	case res := <-done:
+		if res.err != nil {
+			// A probe that failed because the X server went away is usually xpra on its way out
+			// (Firefox crashed, xpra exits with its children): its exit is the better explanation.
+			select {
+			case <-s.exited:
+				return &StartError{Port: s.port, Reason: "xpra exited before the session was ready (" + s.cmd.ProcessState.String() + ")", Tail: s.tails()}
+			case <-time.After(2 * time.Second):
+			}
+			return &StartError{Port: s.port, Reason: res.err.Error(), Tail: s.tails(), Err: res.err}
+		}
+		s.ready = res.r
+	}
+	s.log.WithFields(logrus.Fields{"pid": s.xpra.PID, "display": s.Info().Display, "http_ms": s.ready.HTTP.Milliseconds(),
+		"window_ms": s.ready.Window.Milliseconds(), "title": s.ready.Title}).Info("session ready")
+	return nil
+}
+
+// waitDisplay returns xpra's display number once it has written it.
+func (s *Session) waitDisplay(ctx context.Context) (int, error) {
+	select {
+	case n, ok := <-s.display:
+		if ok {
+			return n, nil
+		}
+		s.stateMu.Lock()
+		d := s.state.Display
+		s.stateMu.Unlock()
+		if n, err := reclaim.ParseDisplay(d); err == nil {
+			return n, nil
+		}
+		return 0, errors.New("xpra closed its display fd without a display")
+	case <-ctx.Done():
+		return 0, context.Cause(ctx)
+	}
+}
+
+// tails quotes the last lines of xpra's and Firefox's logs for a failed start.
+func (s *Session) tails() string {
+	var parts []string
+	if t := lastLines(s.paths.xpraLog(), 4); t != "" {
+		parts = append(parts, "xpra: "+t)
+	}
+	if t := lastLines(s.paths.firefoxLog(), 3); t != "" {
+		parts = append(parts, "firefox: "+t)
+	}
+	return strings.Join(parts, " || ")
 }
 
 // startCmd starts cmd and registers its PID with the reaper before anything can reap it.
@@ -325,20 +379,6 @@ func (s *Session) startCmd(cmd *exec.Cmd) error {
 		return r.Start(cmd)
 	}
 	return cmd.Start()
-}
-
-func httpReady(ctx context.Context, c *http.Client, url string) bool {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return false
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return false
-	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
 }
 
 // lastLines returns the last n non-empty lines of a (small) log file, joined with " | ".
@@ -364,6 +404,10 @@ func lastLines(path string, n int) string {
 	return strings.Join(lines, " | ")
 }
 
+func oneLine(s string) string {
+	return strings.NewReplacer("\n", " ", "\r", " ", "\t", " ").Replace(s)
+}
+
 // watch waits for the session to end by itself (the user closed Firefox, xpra exited with its
 // children) and then cleans up what is left, as a stop would.
 func (s *Session) watch() {
@@ -385,18 +429,18 @@ func (s *Session) watch() {
 				return
 			default:
 			}
-			s.log.WithField("pid", s.xpra.PID).Info("xpra exited by itself; cleaning up the session")
+			s.log.WithField("pid", s.xpra.PID).Info("xpra exited by itself (Firefox closed); cleaning up the session")
 			if err := s.Stop(context.Background(), s.m.s.CleanupTimeout); err != nil {
 				s.log.WithError(err).Warn("cleanup after exit")
 			}
-			select {
-			case s.m.ended <- s.port:
-			default:
-			}
+			s.m.notifyEnded(s.port)
 			return
 		}
 	}
 }
+
+// Done is closed when the session has stopped and its directories are gone.
+func (s *Session) Done() <-chan struct{} { return s.stopDone }
 
 // sessionProcesses returns every live process of this session: those carrying the marker (xpra
 // passes its environment to everything it starts, also to what escapes its process group: Xvfb,
@@ -480,10 +524,11 @@ func (s *Session) writeState() error {
 	return nil
 }
 
-// Stop ends the session: TERM to xpra and to every other process of the session (each checked by
-// PID + start time + uid), KILL to what is left after grace, then the display's stale X files and
-// the session's directories are removed. Cancelling ctx skips the rest of the grace (KILL now).
-// Safe to call more than once and concurrently; later calls wait for the first.
+// Stop ends the session: its port stops relaying (an owned one is released), TERM to xpra and
+// to every other process of the session (each checked by PID + start time + uid), KILL to what
+// is left after grace, then the display's stale X files and the session's directories are
+// removed. Cancelling ctx skips the rest of the grace (KILL now). Safe to call more than once
+// and concurrently; later calls wait for the first.
 func (s *Session) Stop(ctx context.Context, grace time.Duration) error {
 	s.stopOnce.Do(func() {
 		close(s.stopping)
@@ -503,6 +548,11 @@ func (s *Session) Stop(ctx context.Context, grace time.Duration) error {
 func (s *Session) stop(ctx context.Context, grace time.Duration) error {
 	t0 := time.Now()
 	var errs error
+	// The port first: no client reaches a session that is going away. An owned port is
+	// released at the end, so that nobody else binds it before the session is gone.
+	if s.front.State() == front.Ready {
+		s.front.Idle()
+	}
 	// xpra first: when it gets TERM in time it ends its own tree cleanly (0.2-0.35 s).
 	if s.xpra.PID > 0 {
 		if err := proc.Signal(s.xpra, unix.SIGTERM); err != nil && !errors.Is(err, proc.ErrGone) {
@@ -542,10 +592,14 @@ func (s *Session) stop(ctx context.Context, grace time.Duration) error {
 			errs = multierror.Append(errs, fmt.Errorf("xpra %d not reaped", s.xpra.PID))
 		}
 	}
-	// After a KILL, Xvfb cannot remove its lock and socket itself, and a stale lock makes later
-	// servers skip that display forever; reclaim decides which may go (the user's, server gone).
-	if n, err := strconv.Atoi(strings.TrimPrefix(s.display, ":")); err == nil && s.display != "" {
-		if err := reclaim.RemoveXFiles("", []int{n}, s.m.s.Layout.UID).Err(); err != nil {
+	// After a KILL, Xvfb cannot remove its socket (and lock) itself, and a stale one makes later
+	// servers skip that display; the shared routine decides which may go (the user's, server
+	// gone).
+	s.stateMu.Lock()
+	display := s.state.Display
+	s.stateMu.Unlock()
+	if n, err := reclaim.ParseDisplay(display); err == nil {
+		if err := reclaim.RemoveXFiles(s.m.s.XDir, []int{n}, s.m.s.Layout.UID).Err(); err != nil {
 			errs = multierror.Append(errs, err)
 		}
 	}
@@ -560,6 +614,11 @@ func (s *Session) stop(ctx context.Context, grace time.Duration) error {
 		freed += st.Bytes
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			errs = multierror.Append(errs, fmt.Errorf("remove session %d dir %s: %w", s.port, dir, err))
+		}
+	}
+	if s.ownFront {
+		if err := s.front.Close(); err != nil {
+			errs = multierror.Append(errs, fmt.Errorf("release port %d: %w", s.port, err))
 		}
 	}
 	s.log.WithFields(logrus.Fields{"pid": s.xpra.PID, "termed": termed, "killed": killed, "bytes_freed": freed,

@@ -15,6 +15,31 @@ import (
 	"github.com/ffl-hpc/ffl/pkg/safefs"
 )
 
+// Job ends and removes everything of job l.JobKey on node l.Node, in this process: the
+// processes that carry the job's marker (for uid l.UID; identities recorded in state files are
+// cross-checked against them, each signalled only via proc.Signal), the X lock and socket of
+// the recorded displays when they are the user's and their server is gone, the home job
+// subtree and the node-local runtime job dir(s), in that order (the node-local record goes
+// last, so an interrupted run can be repeated). Idempotent; tolerates half-created state. The
+// launcher calls it for an earlier run of its own job; the Epilog does the same steps split
+// between root and the helper (Epilog).
+func Job(ctx context.Context, l layout.Layout, opts Options) (Report, error) {
+	if err := l.Validate(); err != nil {
+		return Report{}, fmt.Errorf("reclaim job: %w", err)
+	}
+	t := newTally(opts.Log)
+	bootID, err := bootIDOf(opts)
+	if err != nil {
+		return Report{}, err
+	}
+	j := newJobInfo(l.JobKey)
+	readJobNodeLocal(l, j, t)
+	readJobHome(l, j, t)
+	reclaimJobs(ctx, l, []*jobInfo{j}, bootID, opts, t, "job cleanup requested")
+	rep := t.report()
+	return rep, rep.Err()
+}
+
 // EndJob is the Epilog's first step, as root: read job l.JobKey's node-local records (both
 // runtime job dirs; never the home) and end its processes. It returns the X displays the
 // records name. Only RuntimeDir, TempDir, UID, Node and JobKey of l are used.

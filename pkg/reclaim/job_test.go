@@ -98,6 +98,24 @@ func TestEpilogEndsExactlyItsJob(t *testing.T) {
 	}
 }
 
+// TestJobEndsExactlyItsJob: what the launcher calls for an earlier run of its own job.
+func TestJobEndsExactlyItsJob(t *testing.T) {
+	f := newFixture(t)
+	s := f.leftovers("111", "112")
+	before := testutil.Snapshot(t, f.root)
+	rep, err := Job(context.Background(), f.layout(f.user, "111"), f.opts())
+	t.Logf("report: %+v, err: %v", rep, err)
+	s.check(t, f)
+	if rep.Sessions != 2 || rep.Termed < 6 || rep.Killed < 2 || rep.Left != 0 {
+		t.Errorf("report: want 2 sessions, >= 6 TERMs, >= 2 KILLs (TERM-ignoring children), 0 left: %+v", rep)
+	}
+	testutil.AssertUnchanged(t, before, testutil.Snapshot(t, f.root), s.aRuntime, filepath.Join(f.xdir, ".X4201-lock"), filepath.Join(f.xdir, ".X11-unix", "X4201"))
+	rep, err = Job(context.Background(), f.layout(f.user, "111"), f.opts())
+	if err != nil || rep.Termed != 0 || rep.Dirs != 0 {
+		t.Errorf("second run: %+v, %v", rep, err)
+	}
+}
+
 // TestEpilogSlowPath runs the Epilog's three steps, the home one in a real helper (this test
 // binary re-executed as the user).
 func TestEpilogSlowPath(t *testing.T) {

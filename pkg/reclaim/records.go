@@ -354,6 +354,11 @@ func scanNodeLocal(l layout.Layout, jobs map[string]*jobInfo, t *tally) {
 	}
 }
 
+// ParseDisplay is xdisplay.Parse, kept while the launcher switches to it.
+//
+// Deprecated: use xdisplay.Parse.
+func ParseDisplay(s string) (int, error) { return xdisplay.Parse(s) }
+
 // openHomeNodeDir opens <state>/sessions/<node>, checking that every level is the user's and
 // no symlink below an admin-controlled prefix is followed. A missing level returns nil, nil.
 func openHomeNodeDir(l layout.Layout) (*os.File, error) {

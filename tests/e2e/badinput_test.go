@@ -4,6 +4,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -12,13 +13,24 @@ import (
 )
 
 // TestBadInput: every kind of bad input gets a one-line error naming the thing and the fix, its
-// documented exit code, and leaves nothing behind. Uses fakexpra where a session would start, so
-// it needs no real xpra.
+// documented exit code, and leaves nothing behind. The real xpra and Firefox are the defaults:
+// most cases fail before anything starts; the ones that start xpra (a Firefox that crashes, an
+// xpra option xpra refuses) are the real failure.
 func TestBadInput(t *testing.T) {
-	if os.Getuid() != 0 {
-		t.Skip("needs root to run the launcher as a test user")
-	}
-	fakexpra := buildFake(t)
+	require(t, "xpra", "firefox-esr")
+	dir := testutil.SharedDir(t)
+	// An xpra whose Python cannot import PIL: a copy of /usr/bin/xpra whose #! names a python
+	// without its site packages (what a node without python3-pil looks like to the preflight).
+	nopil := filepath.Join(dir, "python3-nopil")
+	testutil.Must(t, os.WriteFile(nopil, []byte("#!/bin/sh\nexec /usr/bin/python3 -S -I \"$@\"\n"), 0o755), "nopil")
+	orig, err := os.ReadFile("/usr/bin/xpra")
+	testutil.Must(t, err, "read xpra")
+	rest := orig[strings.IndexByte(string(orig), '\n')+1:]
+	xpraNoPIL := filepath.Join(dir, "xpra-nopil")
+	testutil.Must(t, os.WriteFile(xpraNoPIL, append([]byte("#!"+nopil+"\n"), rest...), 0o755), "xpra copy")
+	// A Firefox that crashes at once.
+	crash := filepath.Join(dir, "firefox-crash")
+	testutil.Must(t, os.WriteFile(crash, []byte("#!/bin/sh\necho 'firefox-crash: Segmentation fault (test)' >&2\nexit 139\n"), 0o755), "crash")
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -38,6 +50,12 @@ func TestBadInput(t *testing.T) {
 		{name: "port outside range", args: []string{"run", "--port", "80"}, code: 2, message: []string{"port 80", "outside the allowed range"}},
 		{name: "port in use", args: []string{"run", "--port", strconv.Itoa(busyPort)}, cfg: busyCfg, code: 2, message: []string{"already in use", "--port"}},
 		{name: "xpra missing", cfg: map[string]string{"xpra": `"/nonexistent/xpra"`}, args: []string{"run"}, code: 3, message: []string{"xpra", "Debian package xpra"}},
+		{name: "xpra cannot draw (no python3-pil)", cfg: map[string]string{"xpra": strconv.Quote(xpraNoPIL)}, args: []string{"run"}, code: 3, message: []string{"PIL", "apt-get install python3-pil"}},
+		{name: "start page missing", args: []string{"run", "--url", "file:///nonexistent/start.html"}, code: 2, message: []string{"file:///nonexistent/start.html", "--url"}},
+		{name: "start page unreachable", cfg: map[string]string{"start_url": `"http://127.0.0.1:1/"`}, args: []string{"run"}, code: 2, message: []string{"http://127.0.0.1:1/", "start_url"}},
+		{name: "firefox crashes at start", cfg: map[string]string{"firefox": strconv.Quote(crash)}, args: []string{"run"}, code: 1, message: []string{"xpra exited", "firefox: firefox-crash: Segmentation fault (test)"}},
+		{name: "xpra refuses an option", cfg: map[string]string{"xpra_args": `["--no-such-xpra-option=1"]`}, args: []string{"run"}, code: 1, message: []string{"xpra exited", "no-such-xpra-option"}},
+		{name: "bad screen size", cfg: map[string]string{"screen_size": `"huge"`}, args: []string{"run"}, code: 2, message: []string{"screen_size", "WIDTHxHEIGHT"}},
 		{name: "firefox missing", cfg: map[string]string{"firefox": `"no-such-firefox"`}, args: []string{"run"}, code: 3, message: []string{"no-such-firefox", "Debian package firefox-esr"}},
 		{name: "malformed config", cfg: map[string]string{"port_min": `"eight"`}, args: []string{"run"}, code: 2, message: []string{"ffl.toml", "port_min"}},
 		{name: "unknown config key", cfg: map[string]string{"prot_min": "8001"}, args: []string{"run"}, code: 2, message: []string{"ffl.toml", "prot_min"}},
@@ -51,7 +69,7 @@ func TestBadInput(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			cfg := map[string]string{"xpra": strconv.Quote(fakexpra), "xpra_args": `["--fakexpra-mode=no-tree"]`, "firefox": `"/bin/true"`}
+			cfg := map[string]string{}
 			for k, v := range c.cfg {
 				cfg[k] = v
 			}

@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -32,7 +33,9 @@ func fakeEnv(t *testing.T, job string, cfg map[string]string) *env {
 	for k, v := range cfg {
 		base[k] = v
 	}
-	return newEnv(t, "ffltest", job, base)
+	e := newEnv(t, "ffltest", job, base)
+	e.extraEnv = []string{"FFL_FAKE_XPRA=1"}
+	return e
 }
 
 // TestWrappedCommand: `run -- CMD` runs CMD with the supervisor's socket; CMD starts, lists and
@@ -186,4 +189,123 @@ func readJSON(t *testing.T, path string, v any) {
 	b, err := os.ReadFile(path)
 	testutil.Must(t, err, "read %s", path)
 	testutil.Must(t, json.Unmarshal(b, v), "parse %s: %s", path, b)
+}
+
+// TestProxyCommand: `ffl-launch proxy` as jupyter-server-proxy runs it, under a supervisor that
+// wraps the notebook server. The supervisor holds $FFL_PROXY_PORT from its start; the proxy
+// starts the session there and the owner's request waits for it and gets the page; a second
+// proxy for the same port reuses the session; SIGTERM to a proxy stops the session (the port
+// stays held, quietly); the owner's next visit starts a new session there by itself (the proxy
+// never runs its command again); Firefox closed (xpra exits) makes the proxy exit 0; nothing is
+// left once the command ends.
+func TestProxyCommand(t *testing.T) {
+	e := fakeEnv(t, "9205", map[string]string{"xpra_args": `["--fakexpra-mode=no-tree,slow-ready"]`})
+	out := filepath.Join(e.dir, "cmd")
+	script := filepath.Join(e.dir, "cmd.sh")
+	body := `#!/bin/sh
+echo "$FFL_PROXY_PORT" > "$OUT.port"
+while [ ! -e "$OUT.go" ]; do sleep 0.05; done
+`
+	testutil.Must(t, os.WriteFile(script, []byte(body), 0o755), "script")
+	sup := e.command("run", "--", script)
+	sup.Env = append(sup.Env, "OUT="+out)
+	logf, _ := os.Create(filepath.Join(e.dir, "launcher.log"))
+	sup.Stdout, sup.Stderr = logf, logf
+	testutil.Must(t, sup.Start(), "start")
+	done := make(chan error, 1)
+	go func() { done <- sup.Wait() }()
+	defer func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(logf.Name())
+			t.Logf("launcher log:\n%s", b)
+		}
+	}()
+	var port int
+	if !testutil.Eventually(60*time.Second, func() bool {
+		b, err := os.ReadFile(out + ".port")
+		port, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+		return err == nil && port > 0
+	}) {
+		t.Fatal("the wrapped command never saw FFL_PROXY_PORT")
+	}
+	if portFree(port) {
+		t.Fatalf("FFL_PROXY_PORT %d is not held by the supervisor", port)
+	}
+	url := "http://127.0.0.1:" + strconv.Itoa(port) + "/"
+	proxy := func(name string) (*exec.Cmd, chan int) {
+		cmd := e.command("proxy", "--port", strconv.Itoa(port))
+		f, _ := os.Create(filepath.Join(e.dir, name+".log"))
+		cmd.Stdout, cmd.Stderr = f, f
+		testutil.Must(t, cmd.Start(), "start proxy")
+		ch := make(chan int, 1)
+		go func() { _ = cmd.Wait(); ch <- cmd.ProcessState.ExitCode() }()
+		return cmd, ch
+	}
+	waitExit := func(what string, ch chan int) {
+		t.Helper()
+		select {
+		case code := <-ch:
+			if code != 0 {
+				b, _ := os.ReadFile(filepath.Join(e.dir, what+".log"))
+				t.Errorf("%s exited %d, want 0:\n%s", what, code, b)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s did not exit", what)
+		}
+	}
+	p1, p1done := proxy("proxy1")
+	// jupyter-server-proxy polls the port right after it runs its command: the request is held
+	// while the session starts (fakexpra waits 300 ms) and then answered by the session.
+	if code := httpAs(e.user, url); code != 200 {
+		t.Fatalf("owner's first request: HTTP %d, want 200", code)
+	}
+	_, p2done := proxy("proxy2") // reuses the running session
+	if code := httpAs(e.user, url); code != 200 {
+		t.Errorf("owner's second request: HTTP %d", code)
+	}
+	testutil.Must(t, p1.Process.Signal(syscall.SIGTERM), "TERM proxy")
+	waitExit("proxy1", p1done)
+	waitExit("proxy2", p2done) // its session ended
+	if b, _ := os.ReadFile(filepath.Join(e.dir, "proxy1.log")); strings.Contains(string(b), "level=warning") || strings.Contains(string(b), "level=error") {
+		t.Errorf("a normal stop logged something alarming:\n%s", b)
+	}
+	if portFree(port) {
+		t.Errorf("the proxy port was released with the session")
+	}
+	if ids, _ := proc.FindByMarker(e.user.UID, layout.MarkerVar, e.layout().Marker(port)); len(ids) != 0 {
+		t.Errorf("stopped session left %v", ids)
+	}
+	// The owner comes back (jupyter-server-proxy 4.1 never runs an exited command again): the
+	// visit itself starts a new session on the held port, and is answered by it.
+	if code := httpAs(e.user, url); code != 200 {
+		t.Fatalf("a visit to the idle proxy port: HTTP %d, want 200 (a new session)", code)
+	}
+	_, p3done := proxy("proxy3") // the proxy command again: reuses that session
+	var infos []lifecycle.Info
+	list := e.command("list", "--json")
+	b, err := list.Output()
+	testutil.Must(t, err, "list")
+	testutil.Must(t, json.Unmarshal(b, &infos), "list json")
+	if len(infos) != 1 || infos[0].Port != port {
+		t.Fatalf("list: %s", b)
+	}
+	// Firefox closed: xpra exits by itself, the proxy exits 0; the next visit starts Firefox again.
+	testutil.Must(t, syscall.Kill(infos[0].PID, syscall.SIGTERM), "end xpra")
+	waitExit("proxy3", p3done)
+	if code := httpAs(e.user, url); code != 200 {
+		t.Errorf("a visit after Firefox was closed: HTTP %d, want 200", code)
+	}
+	if code := httpAs(testutil.TestUser(t, "ffltest2"), url); code != 0 {
+		t.Errorf("another user got HTTP %d from the proxy port", code)
+	}
+	testutil.Must(t, os.WriteFile(out+".go", nil, 0o644), "go")
+	select {
+	case <-done:
+		if code := sup.ProcessState.ExitCode(); code != 0 {
+			t.Errorf("supervisor exit %d, want 0", code)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("supervisor did not exit after its command")
+	}
+	e.assertNothingLeft(t, port)
 }

@@ -6,10 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -151,7 +151,7 @@ func (j *Job) infos() []lifecycle.Info {
 	return out
 }
 
-// waitReady waits for the job's first session and checks it answers HTTP 200.
+// waitReady waits for the job's first session and checks it answers its user with HTTP 200.
 func (j *Job) waitReady(t *testing.T) lifecycle.Info {
 	t.Helper()
 	var info lifecycle.Info
@@ -169,23 +169,25 @@ func (j *Job) waitReady(t *testing.T) lifecycle.Info {
 	if info.Job != j.ID || info.Node != j.c.node {
 		t.Fatalf("job %s: the launcher announced job %q on node %q", j.ID, info.Job, info.Node)
 	}
-	if code := httpStatus(info.URL); code != http.StatusOK {
-		t.Fatalf("job %s: GET %s = %d, want 200", j.ID, info.URL, code)
+	if code := httpStatus(j.User, info.URL); code != http.StatusOK {
+		t.Fatalf("job %s: GET %s as %s = %d, want 200", j.ID, info.URL, j.User.Name, code)
 	}
 	j.assertOwnsPort(t, info.Port)
 	return info
 }
 
-// assertOwnsPort checks that the TCP listener on port belongs to a process of this job's session
-// (its marker), not to someone else's server answering the same HTTP probe.
+// assertOwnsPort checks that the TCP listener on port belongs to this job's own launcher (its
+// supervisor holds every session's port and relays to the session's xpra), not to someone else's
+// server answering the same HTTP probe.
 func (j *Job) assertOwnsPort(t *testing.T, port int) {
 	t.Helper()
 	var owners []int
 	ok := waitUntil(10*time.Second, func() bool {
 		owners = listeners(port)
-		ids, _ := proc.FindByMarker(j.User.UID, layout.MarkerVar, j.Layout.Marker(port))
-		for _, id := range ids {
-			if containsInt(owners, id.PID) {
+		for _, pid := range owners {
+			id, err := proc.Lookup(pid)
+			env, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+			if err == nil && id.UID == j.User.UID && strings.Contains("\x00"+string(env), "\x00SLURM_JOB_ID="+j.ID+"\x00") {
 				return true
 			}
 		}
@@ -195,24 +197,54 @@ func (j *Job) assertOwnsPort(t *testing.T, port int) {
 		var who []string
 		for _, pid := range owners {
 			st, _ := proc.ReadStat(pid)
-			env, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
-			marker := ""
-			for _, kv := range strings.Split(string(env), "\x00") {
-				if strings.HasPrefix(kv, layout.MarkerVar+"=") {
-					marker = kv
-				}
-			}
-			who = append(who, fmt.Sprintf("pid %d (%s, %s)", pid, st.Comm, marker))
+			id, _ := proc.Lookup(pid)
+			who = append(who, fmt.Sprintf("pid %d (%s, uid %d)", pid, st.Comm, id.UID))
 		}
-		t.Errorf("job %s announced port %d, but its listener is not the session's own xpra: %v", j.ID, port, who)
+		t.Errorf("job %s announced port %d, but its listener is not the job's own launcher: %v", j.ID, port, who)
 	}
 }
 
 // listeners returns the PIDs holding a listening TCP socket on port (any address, IPv4 or 6).
-func listeners(port int) []int {
+func listeners(port int) []int { return socketListeners("/proc/net", port, "") }
+
+// socketListeners returns the PIDs holding a listening TCP socket on port in the network
+// namespace whose tcp and tcp6 tables are in netDir ("/proc/net", or /proc/PID/net for PID's
+// namespace); netns, when set, skips processes of other network namespaces (cheaper, and a
+// socket inode is only meaningful in its own namespace's table).
+func socketListeners(netDir string, port int, netns string) []int {
+	inodes := listenInodes(netDir, port)
+	if len(inodes) == 0 {
+		return nil
+	}
+	var pids []int
+	dirs, _ := os.ReadDir("/proc")
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		if netns != "" {
+			if l, err := os.Readlink(filepath.Join("/proc", d.Name(), "ns", "net")); err != nil || l != netns {
+				continue
+			}
+		}
+		fds, _ := os.ReadDir(filepath.Join("/proc", d.Name(), "fd"))
+		for _, fd := range fds {
+			if link, err := os.Readlink(filepath.Join("/proc", d.Name(), "fd", fd.Name())); err == nil && inodes[link] {
+				pids = append(pids, pid)
+				break
+			}
+		}
+	}
+	return pids
+}
+
+// listenInodes returns the "socket:[inode]" names of the listening TCP sockets on port in
+// netDir's tcp and tcp6 tables.
+func listenInodes(netDir string, port int) map[string]bool {
 	inodes := map[string]bool{}
-	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
-		data, err := os.ReadFile(f)
+	for _, f := range []string{"tcp", "tcp6"} {
+		data, err := os.ReadFile(filepath.Join(netDir, f))
 		if err != nil {
 			continue
 		}
@@ -227,25 +259,7 @@ func listeners(port int) []int {
 			}
 		}
 	}
-	var pids []int
-	if len(inodes) == 0 {
-		return nil
-	}
-	dirs, _ := os.ReadDir("/proc")
-	for _, d := range dirs {
-		pid, err := strconv.Atoi(d.Name())
-		if err != nil {
-			continue
-		}
-		fds, _ := os.ReadDir(filepath.Join("/proc", d.Name(), "fd"))
-		for _, fd := range fds {
-			if link, err := os.Readlink(filepath.Join("/proc", d.Name(), "fd", fd.Name())); err == nil && inodes[link] {
-				pids = append(pids, pid)
-				break
-			}
-		}
-	}
-	return pids
+	return inodes
 }
 
 func containsInt(list []int, n int) bool {
@@ -408,17 +422,17 @@ func (c *Cluster) assertNotDrained(t *testing.T) {
 }
 
 // assertRunning checks that a session of a live job is untouched: the job runs, the session
-// answers HTTP 200, its directories and password file are there, its processes are alive.
+// answers its user with HTTP 200, its directories and state are there, its processes are alive.
 func (c *Cluster) assertRunning(t *testing.T, j *Job, info lifecycle.Info) {
 	t.Helper()
 	if st, _ := j.state(); st != "RUNNING" {
 		t.Errorf("job %s of %s: state %s, want RUNNING", j.ID, j.User.Name, st)
 	}
-	if !waitUntil(30*time.Second, func() bool { return httpStatus(info.URL) == http.StatusOK }) {
+	if !waitUntil(30*time.Second, func() bool { return httpStatus(j.User, info.URL) == http.StatusOK }) {
 		t.Errorf("job %s of %s: %s does not answer 200", j.ID, j.User.Name, info.URL)
 	}
 	for _, p := range []string{
-		j.Layout.HomeSessionDir(info.Port), filepath.Join(j.Layout.HomeSessionDir(info.Port), layout.PasswordFile),
+		j.Layout.HomeSessionDir(info.Port), filepath.Join(j.Layout.HomeSessionDir(info.Port), "profile"),
 		filepath.Join(j.Layout.PreferredRuntimeJobDir(), layout.SessionDirName(info.Port), layout.StateFile),
 		filepath.Join(j.Layout.PreferredRuntimeJobDir(), layout.SupervisorFile),
 	} {
@@ -485,15 +499,17 @@ func containsString(list []string, s string) bool {
 	return false
 }
 
-func httpStatus(url string) int {
-	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
-	resp, err := c.Get(url)
-	if err != nil {
-		return 0
-	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-	resp.Body.Close()
-	return resp.StatusCode
+// httpStatus fetches url as user u (a session admits only its own user's connections): the
+// status, or 0 when the connection gave no HTTP answer.
+func httpStatus(u User, url string) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "20", url)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(u.UID), Gid: uint32(u.GID)}}
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=/"}
+	out, _ := cmd.Output()
+	code, _ := strconv.Atoi(strings.TrimSpace(string(out)))
+	return code
 }
 
 // waitUntil polls cond every 100 ms until it holds or limit passes; it reports whether it held.

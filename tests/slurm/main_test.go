@@ -48,6 +48,9 @@ const (
 	// configTag marks an /etc/ffl/ffl.toml this suite installed, so an interrupted run is undone
 	// by the next one.
 	configTag = "# installed by ffl tests/slurm for the duration of a test run"
+	// envInstalled=1 runs the scenarios against the installed Debian package (/usr/bin,
+	// /usr/sbin, /usr/share/ffl) instead of binaries built from this tree.
+	envInstalled = "FFL_INSTALLED"
 	// testPath is the PATH of everything run as a test user.
 	testPath = "/usr/local/bin:/usr/bin:/bin"
 )
@@ -65,6 +68,8 @@ type Cluster struct {
 	dir       string // root-owned 0755: bin/, ffl.toml, epilog.log
 	confDir   string
 	launch    string // ffl-launch
+	prolog    string // ffl-prolog
+	epilog    string // ffl-epilog
 	config    string // FFL_CONFIG of the jobs (same content as /etc/ffl/ffl.toml)
 	epilogLog string
 	script    string // contrib/sbatch/firefox.sbatch
@@ -174,19 +179,31 @@ func setupCluster() (c *Cluster, err error) {
 		}
 	}()
 
-	// Build.
-	tb := time.Now()
-	build := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(dir, "bin")+"/",
-		"./cmd/ffl-launch", "./cmd/ffl-epilog", "./cmd/ffl-prolog")
-	build.Dir = root
-	build.Env = append(os.Environ(), "CGO_ENABLED=1")
-	if out, err := build.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("go build: %v\n%s", err, out)
+	c.prolog, c.epilog = filepath.Join(dir, "bin", "ffl-prolog"), filepath.Join(dir, "bin", "ffl-epilog")
+	if os.Getenv(envInstalled) == "1" {
+		// The Debian package's files (tests/deb/deb-test.sh): nothing is built.
+		c.launch, c.prolog, c.epilog = "/usr/bin/ffl-launch", "/usr/sbin/ffl-prolog", "/usr/sbin/ffl-epilog"
+		c.script = "/usr/share/ffl/firefox.sbatch"
+		for _, f := range []string{c.launch, c.prolog, c.epilog, c.script} {
+			if _, err := os.Stat(f); err != nil {
+				return nil, fmt.Errorf("%s=1 but %w (install the package: make deb-test)", envInstalled, err)
+			}
+		}
+		logf("%s=1: the installed %s, %s, %s and %s", envInstalled, c.launch, c.prolog, c.epilog, c.script)
+	} else {
+		tb := time.Now()
+		build := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(dir, "bin")+"/",
+			"./cmd/ffl-launch", "./cmd/ffl-epilog", "./cmd/ffl-prolog")
+		build.Dir = root
+		build.Env = append(os.Environ(), "CGO_ENABLED=1")
+		if out, err := build.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("go build: %v\n%s", err, out)
+		}
+		if err := os.Chmod(filepath.Join(dir, "bin"), 0o755); err != nil {
+			return nil, err
+		}
+		logf("built ffl-launch, ffl-epilog, ffl-prolog into %s/bin in %v", dir, time.Since(tb).Round(time.Millisecond))
 	}
-	if err := os.Chmod(filepath.Join(dir, "bin"), 0o755); err != nil {
-		return nil, err
-	}
-	logf("built ffl-launch, ffl-epilog, ffl-prolog into %s/bin in %v", dir, time.Since(tb).Round(time.Millisecond))
 
 	// Config: a random free port range, the Epilog's log in a file we read.
 	if c.portMin, err = freePortRange(100); err != nil {
@@ -242,8 +259,8 @@ timeout = "20s"
 	// The cluster. A random first job id keeps this run's directory names apart from whatever
 	// an earlier, interrupted run left in the test users' homes.
 	c.knobs = []string{
-		"SLURM_PROLOG=" + filepath.Join(dir, "bin", "ffl-prolog"),
-		"SLURM_EPILOG=" + filepath.Join(dir, "bin", "ffl-epilog"),
+		"SLURM_PROLOG=" + c.prolog,
+		"SLURM_EPILOG=" + c.epilog,
 		"SLURM_KILLWAIT=" + strconv.Itoa(int(killWait/time.Second)),
 		"SLURM_PROCTRACK=auto",
 		"SLURM_FIRST_JOB_ID=" + strconv.Itoa(10000+rand.IntN(800000)),

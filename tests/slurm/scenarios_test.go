@@ -35,6 +35,7 @@ func TestScenarios(t *testing.T) {
 		name string
 		run  func(*testing.T, *Cluster, *bystanders)
 	}{
+		{"00_node_doctor", scenarioNodeDoctor},
 		{"01_normal_end", scenarioNormalEnd},
 		{"02_scancel", scenarioScancel},
 		{"03_time_limit", scenarioTimeLimit},
@@ -153,12 +154,38 @@ func (b *bystanders) stopAll(t *testing.T) {
 
 // ---------------------------------------------------------------- scenarios
 
+// 0. `ffl-epilog doctor` on this node, against this cluster's slurm.conf, as an admin would run
+// it after installing: every check that matters passes (the Epilog is configured, the cleanup
+// timeout fits KillWait, xpra can draw), and it exits 0.
+func scenarioNodeDoctor(t *testing.T, c *Cluster, _ *bystanders) {
+	out, err := output(context.Background(), nil, c.epilog, "doctor", "--slurm-conf", filepath.Join(c.confDir, "slurm.conf"))
+	t.Logf("ffl-epilog doctor:\n%s", out)
+	if err != nil {
+		t.Errorf("ffl-epilog doctor: %v", err)
+	}
+	for _, want := range []string{"Epilog ", "KillWait vs cleanup", "python: PIL.Image", "X socket dir", "xpra "} {
+		found := false
+		for _, line := range strings.Split(out, "\n") {
+			if strings.HasPrefix(line, want) && strings.Contains(line, " pass ") {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("doctor: no passing %q check", want)
+		}
+	}
+}
+
 // 1. The user closes Firefox: xpra exits with its last child, the launcher cleans up the
 // session and exits 0, the job completes by itself.
 func scenarioNormalEnd(t *testing.T, c *Cluster, by *bystanders) {
 	u := c.users["ffluser1"]
-	j := c.submit(t, submitOpts{user: u})
+	page := c.colorPage(t, u)
+	j := c.submit(t, submitOpts{user: u, args: []string{"--json", "--url", page}})
 	info := j.waitReady(t)
+	// What the user sees the moment the job announces the session: Firefox's page, painted in
+	// the HTML5 client, no password asked.
+	c.seeFirefox(t, u, info)
 	ff := firefoxMain(t, j, info.Port)
 	if _, err := c.asUser(context.Background(), u, "kill", "-TERM", strconv.Itoa(ff.PID)); err != nil {
 		t.Fatalf("close Firefox (pid %d) as %s: %v", ff.PID, u.Name, err)
@@ -456,7 +483,7 @@ func scenarioLinuxproc(t *testing.T, c *Cluster, by *bystanders) {
 }
 
 // 8. A hostile home: while the session runs, the user plants symlinks to a root-owned file and
-// directory in the job's home subtree (one replacing the password file, one named like a
+// directory in the job's home subtree (one replacing the Xauthority file, one named like a
 // session dir). The launcher is SIGKILLed so that the Epilog has to clean the home; it must
 // exit 0 (node not drained), remove the job's subtree and leave the root-owned targets intact.
 func scenarioHostileHome(t *testing.T, c *Cluster, by *bystanders) {
@@ -475,7 +502,7 @@ func scenarioHostileHome(t *testing.T, c *Cluster, by *bystanders) {
 	sess := j.Layout.HomeSessionDir(info.Port)
 	plant := fmt.Sprintf(`set -e
 ln -s %[1]q %[2]q/profile/evil-file
-rm -f %[2]q/password && ln -s %[1]q %[2]q/password
+rm -f %[2]q/Xauthority && ln -s %[1]q %[2]q/Xauthority
 ln -s %[3]q %[4]q/session-9
 ln -s %[3]q %[4]q/evil-dir
 ln -s %[1]q %[4]q/evil-file`, precious, sess, target, j.Layout.HomeJobDir())

@@ -246,10 +246,13 @@ if [ "$ALREADY" != 1 ]; then
     ls_log "old daemons stopped in $(ls_elapsed "$t") s"
   fi
   rm -f "$CONFDIR/params.env"
-  # another slurmctld/slurmd on this host would hold ports 6817/6818
+  # another slurmctld/slurmd on this host's network would hold ports
+  # 6817/6818; one in another network namespace (multinode.sh's) cannot
+  my_net=$(readlink /proc/self/ns/net)
   for c in slurmctld slurmd; do
     for p in $(pgrep -x "$c" || true); do
       [ "$(awk '{print $3}' "/proc/$p/stat" 2>/dev/null)" = Z ] && continue # exited, not yet reaped
+      [ "$(readlink "/proc/$p/ns/net" 2>/dev/null)" = "$my_net" ] || continue
       ls_die "a $c (pid $p) not started from $CONFDIR is already running; stop it first"
     done
   done

@@ -3,11 +3,11 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +20,7 @@ import (
 
 	"github.com/ffl-hpc/ffl/pkg/layout"
 	"github.com/ffl-hpc/ffl/pkg/proc"
+	"github.com/ffl-hpc/ffl/pkg/xpra"
 )
 
 // announced is what the bench reads of `ffl-launch run --json`'s lines.
@@ -43,12 +44,12 @@ type launcher struct {
 
 // startLauncher starts `ffl-launch run --sessions n --json` as the bench user with cfg, as a
 // Slurm job's task would (SLURM_JOB_ID set, no Prolog: the runtime dir falls back to temp_dir).
-func (b *bench) startLauncher(cfg string, n int) (*launcher, error) {
-	return b.startLauncherBin(b.launchBin, cfg, n)
+func (b *bench) startLauncher(cfg string, n int, extra ...string) (*launcher, error) {
+	return b.startLauncherBin(b.launchBin, cfg, n, extra...)
 }
 
 // startLauncherBin is startLauncher with another build of ffl-launch (the profiling one).
-func (b *bench) startLauncherBin(bin, cfg string, n int) (*launcher, error) {
+func (b *bench) startLauncherBin(bin, cfg string, n int, extra ...string) (*launcher, error) {
 	l := &launcher{job: b.nextJob(), lines: make(chan announced, 16), exited: make(chan struct{})}
 	l.logPath = filepath.Join(b.logs, "launch-"+l.job+".log")
 	logf, err := os.Create(l.logPath)
@@ -60,8 +61,12 @@ func (b *bench) startLauncherBin(bin, cfg string, n int) (*launcher, error) {
 	if err != nil {
 		return nil, err
 	}
-	l.cmd = exec.Command(bin, "run", "--sessions", strconv.Itoa(n), "--json")
+	l.cmd = exec.Command(bin, append([]string{"run", "--sessions", strconv.Itoa(n), "--json"}, extra...)...)
 	l.cmd.Env = b.userEnv("FFL_CONFIG="+cfg, "SLURM_JOB_ID="+l.job, "SLURMD_NODENAME="+b.o.node)
+	if cfg != b.cfgReal {
+		// fakexpra serves HTTP on its socket but has no X display and is no Python script.
+		l.cmd.Env = append(l.cmd.Env, "FFL_FAKE_XPRA=1")
+	}
 	l.cmd.Stdout, l.cmd.Stderr = w, logf
 	b.asUser(l.cmd)
 	l.started = time.Now()
@@ -256,9 +261,10 @@ func (b *bench) graceRun(cfg string, n int, opt graceOpts) (graceResult, error) 
 }
 
 // startFakexpra starts fakexpra alone as the bench user, as ffl would (same options, the marker
-// in its environment), on port.
-func (b *bench) startFakexpra(marker string, port int, mode string) (*exec.Cmd, chan struct{}, error) {
-	cmd := exec.Command(b.fakexpraBin, "start", "--bind-tcp=127.0.0.1:"+strconv.Itoa(port),
+// in its environment), listening on the unix socket sock.
+func (b *bench) startFakexpra(marker, sock string, mode string) (*exec.Cmd, chan struct{}, error) {
+	_ = os.Remove(sock)
+	cmd := exec.Command(b.fakexpraBin, "start", "--bind="+sock,
 		"--fakexpra-faketree="+b.faketreeBin, "--fakexpra-mode="+mode)
 	cmd.Env = b.userEnv(layout.MarkerVar + "=" + marker)
 	b.asUser(cmd)
@@ -286,7 +292,7 @@ func (b *bench) ownExitRun(n int) (time.Duration, error) {
 	}()
 	for i := 0; i < n; i++ {
 		m := lay.Marker(b.portLo + i)
-		_, done, err := b.startFakexpra(m, b.portLo+i, "compliant")
+		_, done, err := b.startFakexpra(m, b.fakeSocket(i), "compliant")
 		if err != nil {
 			return 0, err
 		}
@@ -310,14 +316,15 @@ func (b *bench) ownExitRun(n int) (time.Duration, error) {
 	return end.Sub(t0), nil
 }
 
-// fakexpraReadyRun measures fakexpra alone: exec to the first HTTP 200, polled every millisecond.
-func (b *bench) fakexpraReadyRun(client *http.Client) (time.Duration, error) {
+// fakexpraReadyRun measures fakexpra alone: exec to the first HTTP 200 on its socket, polled
+// every millisecond.
+func (b *bench) fakexpraReadyRun() (time.Duration, error) {
 	lay := b.layout("ready" + b.nextJob())
 	port := b.portLo
 	defer b.killMarked(lay.JobMarkerPrefix())
-	url := "http://127.0.0.1:" + strconv.Itoa(port) + "/"
+	sock := b.fakeSocket(0)
 	t0 := time.Now()
-	cmd, done, err := b.startFakexpra(lay.Marker(port), port, "compliant")
+	cmd, done, err := b.startFakexpra(lay.Marker(port), sock, "compliant")
 	if err != nil {
 		return 0, err
 	}
@@ -327,7 +334,7 @@ func (b *bench) fakexpraReadyRun(client *http.Client) (time.Duration, error) {
 		<-done
 	}()
 	for {
-		if httpOK(client, url) {
+		if ok, _ := xpra.HTTPReady(context.Background(), sock); ok {
 			return time.Since(t0), nil
 		}
 		select {
@@ -342,17 +349,14 @@ func (b *bench) fakexpraReadyRun(client *http.Client) (time.Duration, error) {
 	}
 }
 
-func httpOK(c *http.Client, url string) bool {
-	resp, err := c.Get(url)
-	if err != nil {
-		return false
-	}
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
+// fakeSocket is the unix socket of the i-th fakexpra started alone.
+func (b *bench) fakeSocket(i int) string {
+	return filepath.Join(b.o.scratch, "sock", "fake-"+strconv.Itoa(i)+".sock")
 }
 
 // fflReadyRun measures `ffl-launch run --sessions 1 --json` from exec to its JSON line, and
-// returns the session's ready_ms log field; the launcher is then stopped and its cleanup checked.
+// returns the session's window_ms log field (xpra started -> ready); the launcher is then stopped
+// and its cleanup checked.
 func (b *bench) fflReadyRun(cfg string, limit time.Duration) (total time.Duration, readyMS float64, err error) {
 	l, err := b.startLauncher(cfg, 1)
 	if err != nil {
@@ -370,9 +374,9 @@ func (b *bench) fflReadyRun(cfg string, limit time.Duration) (total time.Duratio
 	case <-time.After(60 * time.Second):
 		return total, 0, fmt.Errorf("ffl-launch still running 60s after SIGTERM")
 	}
-	readyMS, ok := l.logField("session ready", "ready_ms")
+	readyMS, ok := l.logField("session ready", "window_ms")
 	if !ok {
-		return total, 0, fmt.Errorf("no ready_ms in the log: %s", l.logTail())
+		return total, 0, fmt.Errorf("no window_ms in the log: %s", l.logTail())
 	}
 	lay := b.layout(l.job)
 	if !testutilEventually(10*time.Second, func() bool { return b.jobGone(lay) }) {
@@ -561,15 +565,13 @@ func (b *bench) canProfile() bool {
 
 // readyFigures measures ffl's overhead on time-to-ready, and one real-xpra run for information.
 func (b *bench) readyFigures() {
-	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil}}
-	defer client.CloseIdleConnections()
 	var alone, ffl samples
 	var readyField []float64
 	reps := b.reps(21, 5)
 	b.progress("time-to-ready: fakexpra alone vs ffl-launch run, %d runs each, interleaved", reps)
 	for i := 0; i < reps+1; i++ {
 		runFakexpra := func() {
-			d, err := b.fakexpraReadyRun(client)
+			d, err := b.fakexpraReadyRun()
 			if err != nil {
 				b.rep.note("fakexpra ready run %d failed: %v", i, err)
 				return
@@ -611,27 +613,18 @@ func (b *bench) readyFigures() {
 		if over >= 20*time.Millisecond {
 			b.readyEvidence(over, rf.median(), alone.median())
 		}
-		b.rep.note("L3: runs interleaved (alternating order), first round discarded as warm-up; fakexpra gets the same options and marker as under ffl. ffl's own ready_ms log field (session created -> HTTP 200 seen) in the L3b runs: %s.", rf.summary())
+		b.rep.note("L3: runs interleaved (alternating order), first round discarded as warm-up; fakexpra gets the same options and marker as under ffl. ffl's own window_ms log field (xpra started -> session ready; with fakexpra: HTTP 200 on its socket) in the L3b runs: %s.", rf.summary())
 	}
 
 	if _, err := exec.LookPath("xpra"); err != nil {
-		b.rep.add(row{"L3r", "Real xpra + firefox-esr: ffl's ready_ms vs exec -> JSON line (information)", "xpra not installed", "information", resInfo})
+		b.rep.add(row{"L5", "Real session (xpra + firefox-esr)", "xpra not installed", "information", resInfo})
 		return
 	}
 	if _, err := exec.LookPath("firefox-esr"); err != nil {
-		b.rep.add(row{"L3r", "Real xpra + firefox-esr: ffl's ready_ms vs exec -> JSON line (information)", "firefox-esr not installed", "information", resInfo})
+		b.rep.add(row{"L5", "Real session (xpra + firefox-esr)", "firefox-esr not installed", "information", resInfo})
 		return
 	}
-	b.progress("time-to-ready with real xpra + firefox-esr (one run)")
-	total, readyMS, err := b.fflReadyRun(b.cfgReal, 120*time.Second)
-	if err != nil {
-		b.rep.add(row{"L3r", "Real xpra + firefox-esr: ffl's ready_ms vs exec -> JSON line (information)", "failed (see notes)", "information", resError})
-		b.rep.note("L3r failed: %v", err)
-		return
-	}
-	readyD := time.Duration(readyMS * float64(time.Millisecond))
-	b.rep.add(row{"L3r", "Real xpra + firefox-esr, one run: ffl's ready_ms log field vs exec -> JSON line",
-		fmt.Sprintf("ready_ms %s of %s total (%s outside ready_ms: before the session is created and after it is ready)", ms(readyD), ms(total), ms(total-readyD)), "information", resInfo})
+	b.sessionFigures()
 }
 
 // readyEvidence profiles one more (untimed) `ffl-launch run --sessions 1` with the
@@ -696,6 +689,6 @@ func (b *bench) readyEvidence(over, readyMS, alone time.Duration) {
 		return
 	}
 	inSession := readyMS - alone
-	b.rep.note("L3 miss: ffl's own ready_ms (session created -> HTTP 200 seen, median %s) contains fakexpra's own start (L3a, %s), so %s of the %s overhead is spent inside the session's start (its directories and files, the readiness polling, recording its processes) and %s in the launcher's start-up before it and the output after. Profile of one more run, exec -> JSON line, launcher only (the ffl functions listed are where its CPU went): %s",
+	b.rep.note("L3 miss: ffl's own window_ms (xpra started -> ready, median %s) contains fakexpra's own start (L3a, %s), so %s of the %s overhead is spent inside the session's start (its directories and files, the readiness polling, recording its processes) and %s in the launcher's start-up before it and the output after. Profile of one more run, exec -> JSON line, launcher only (the ffl functions listed are where its CPU went): %s",
 		ms(readyMS), ms(alone), ms(inSession), ms(over), ms(over-inSession), summarize(data, start+","+end, 1, "ffl-launch-prof"))
 }

@@ -212,7 +212,8 @@ func (b *bench) setup() error {
 		path string
 		mode os.FileMode
 	}{{b.runtime, 0o755}, {b.temp, 0o777 | os.ModeSticky}, {b.xdir, 0o777 | os.ModeSticky},
-		{filepath.Join(b.xdir, ".X11-unix"), 0o777 | os.ModeSticky}, {b.logs, 0o755}} {
+		{filepath.Join(b.xdir, ".X11-unix"), 0o777 | os.ModeSticky}, {b.logs, 0o755},
+		{filepath.Join(b.o.scratch, "sock"), 0o777 | os.ModeSticky}} {
 		if err := os.RemoveAll(d.path); err != nil {
 			return err
 		}
@@ -232,7 +233,7 @@ func (b *bench) setup() error {
 
 // writeConfigs writes the ffl.toml files the bench points FFL_CONFIG at.
 func (b *bench) writeConfigs() error {
-	common := fmt.Sprintf("runtime_dir = %q\ntemp_dir = %q\nport_min = %d\nport_max = %d\nmax_sessions = 8\nport_attempts = 10\nlog_format = \"json\"\n",
+	common := fmt.Sprintf("runtime_dir = %q\ntemp_dir = %q\nport_min = %d\nport_max = %d\nmax_sessions = 8\nlog_format = \"json\"\n",
 		b.runtime, b.temp, b.portLo, b.portHi)
 	fake := func(mode string) string {
 		return common + fmt.Sprintf("xpra = %q\nxpra_args = [%q, %q]\nfirefox = \"/bin/true\"\ncleanup_timeout = \"1s\"\nstart_timeout = \"30s\"\n",

@@ -1,0 +1,36 @@
+package main
+
+import (
+	"os"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/ffl-hpc/ffl/pkg/config"
+	"github.com/ffl-hpc/ffl/pkg/doctor"
+)
+
+// exitBroken is doctor's exit code when a check failed (a manual run; Slurm never runs it).
+const exitBroken = 3
+
+var doctorCommand = &cli.Command{
+	Name:      "doctor",
+	Usage:     "check this node's side of ffl (root): sessions can draw, dirs, slurm.conf's Epilog, KillWait and timeouts",
+	ArgsUsage: "\n\nEXAMPLE:\n   ffl-epilog doctor --slurm-conf /etc/slurm/slurm.conf",
+	Flags: []cli.Flag{
+		&cli.StringFlag{Name: "slurm-conf", Usage: "slurm.conf (default $SLURM_CONF, else /etc/slurm/slurm.conf)"},
+	},
+	Action: func(c *cli.Context) error {
+		cfg, _, err := config.LoadFromEnv(os.Getenv, c.String("config"))
+		if err != nil {
+			return err
+		}
+		r := doctor.Run(c.Context, doctor.Options{Config: cfg, Path: "/usr/local/bin:/usr/bin:/bin", SlurmConf: c.String("slurm-conf"), Node: true, XDir: c.String("x-dir")})
+		if err := r.Write(os.Stdout); err != nil {
+			return err
+		}
+		if r.Failed() {
+			return exitStatus{exitBroken}
+		}
+		return nil
+	},
+}

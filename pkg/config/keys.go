@@ -1,0 +1,286 @@
+package config
+
+import (
+	"fmt"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// KeyDoc documents one key of ffl.toml. Keys() is the one place a key's meaning is written:
+// etc/ffl.toml (the shipped, all-commented file) and the ffl.toml(5) man page are generated from
+// it, with the defaults taken from Default(), so neither can drift from the code (tests compare
+// both with what is committed, and fail when a Config field has no entry here).
+type KeyDoc struct {
+	// Key is the dotted TOML key: "port_min", "epilog.timeout".
+	Key string
+	// Doc is what the key means and which values it takes, as sentences; a blank line starts a
+	// new paragraph.
+	Doc string
+	// Env names the environment variable that overrides the key ("" for none) and how.
+	Env string
+}
+
+// Keys lists every key of ffl.toml, in the order of the shipped file.
+func Keys() []KeyDoc {
+	return []KeyDoc{
+		{Key: "state_dir", Doc: `Where per-session data lives (the Firefox profile, xpra's configuration). "~/" is the job owner's home as NSS reports it (never $HOME); it may be on NFS. An absolute path must be private to one user (use $FFL_CONFIG for a per-user file).`},
+		{Key: "runtime_dir", Doc: `Node-local, root-owned parent of the job-<id>/ runtime dirs that ffl-prolog creates (state files, xpra's socket, logs). The Epilog looks here first.`},
+		{Key: "temp_dir", Doc: `Fallback parent of ffl-<uid>/job-<id>/ when runtime_dir/job-<id> does not exist (no Prolog configured).`},
+		{Key: "port_min", Doc: `Lowest TCP port of the sessions (the xpra HTML5 client): 1025 <= port_min <= port_max <= 65535. ffl-launch binds a session's port itself the moment it picks it (xpra listens only on a unix socket in the session's 0700 dir) and admits a connection only from the session's user.`},
+		{Key: "port_max", Doc: `Highest TCP port of the sessions.`},
+		{Key: "bind_address", Doc: `Address the sessions' ports listen on (an IP address). Keep loopback: users reach a session through "ssh -L" or their Jupyter server, both of which connect as the user; ffl admits only connections the kernel attributes to the session's user (on 127.0.0.1 ffl also holds [::1]).`},
+		{Key: "start_timeout", Doc: `How long a start may take until Firefox is visible (its first window mapped and painted).`},
+		{Key: "cleanup_timeout", Doc: `Grace period when a session stops: SIGTERM, wait this long, then SIGKILL. Keep it well inside Slurm's KillWait (default 30 s).`,
+			Env: EnvCleanupTimeout + ` (seconds, e.g. "2.5"), set per user or per job`},
+		{Key: "port_attempts", Doc: `No longer used (ffl binds each port itself, nothing is retried); accepted for old files.`},
+		{Key: "screen_size", Doc: `Xvfb's screen, WIDTHxHEIGHT (640x480 to 8192x8192). xpra resizes the display to the browser window of the client, up to this size; a bigger screen costs memory.`},
+		{Key: "content_processes", Doc: `Firefox's web content processes (1 to 16): each costs tens of MiB on the job's memory.`},
+		{Key: "xpra", Doc: `The xpra command: a name looked up in PATH or an absolute path.`},
+		{Key: "xpra_args", Doc: `Extra xpra options ("--option=value"). Options ffl sets itself (bind, auth, daemon, systemd-run, sockets, start-child, ...) are refused. They come after ffl's lean defaults (--opengl=no --video-encoders=none --csc-modules=none --speaker=off --microphone=off --mmap=no --bell=no --system-tray=no --input-method=none, and an Xvfb without GLX), so e.g. ["--video-encoders=all"] or a --xvfb=... of your own turn them back.`},
+		{Key: "firefox", Doc: `The Firefox command: a name looked up in PATH or an absolute path.`},
+		{Key: "firefox_args", Doc: `Extra Firefox options, e.g. ["--kiosk"]. No spaces or quotes; profile options (--profile, -P, --no-remote, --new-instance) are ffl's.`},
+		{Key: "start_url", Doc: `The page Firefox opens first (an absolute URL; percent-encode spaces).`},
+		{Key: "max_sessions", Doc: `Sessions one job may run at once (1 to 1000, at most the port range).`},
+		{Key: "log_format", Doc: `Log format of all ffl commands: "text" or "json".`},
+		{Key: "epilog.timeout", Doc: `Upper bound for one Epilog run. Keep it below Slurm's PrologEpilogTimeout: an Epilog that overruns drains the node.`},
+		{Key: "epilog.fail_on_unkillable", Doc: `Ignored (accepted so that existing files load; a warning is logged): any user can make a process survive SIGKILL at will, so it never decides the exit status. Such processes are counted in left= of the Epilog's summary line.`},
+		{Key: "epilog.log_file", Doc: `Extra log file for the Epilog and the Prolog (slurmd discards their output); "" for none.`},
+		{Key: "epilog.syslog", Doc: `Send Epilog and Prolog messages to syslog (facility daemon).`},
+		{Key: "epilog.sweep_older_than", Doc: `The sweep (ffl-epilog sweep, ffl-sweep.timer) removes leftover session trees of jobs no longer running that are older than this.`},
+		{Key: "epilog.temp_older_than", Doc: `Stale ffl-<uid> temp dirs and node-local dirs of dead jobs older than this are removed by the sweep.`},
+		{Key: "epilog.metrics_file", Doc: `The node_exporter textfile-collector file (a "*.prom" name) the Epilog, the Prolog and the sweep add their counters to: jobs seen, jobs with leftovers, sessions cleaned, processes termed, killed and left, things refused, bytes freed, errors, runs that hit their time bound, run durations. Written atomically (a temporary file in the same directory, then a rename) under a lock beside it. Nothing is written when the directory does not exist (so the default is on exactly where Debian's prometheus-node-exporter is installed), or when this is "". A directory every user may write is refused.`},
+	}
+}
+
+// Section is a group of keys: the top level or one [table].
+type Section struct {
+	// Table is "" for the top level, else the table's name ("epilog").
+	Table string
+	// Doc says what the table is for.
+	Doc  string
+	Keys []KeyDoc
+}
+
+// Sections groups Keys() by table, in file order.
+func Sections() []Section {
+	docs := map[string]string{"epilog": "Settings of ffl-epilog and ffl-prolog (run as root by slurmd) and of the sweep."}
+	var out []Section
+	for _, k := range Keys() {
+		table, _, nested := strings.Cut(k.Key, ".")
+		if !nested {
+			table = ""
+		}
+		if len(out) == 0 || out[len(out)-1].Table != table {
+			out = append(out, Section{Table: table, Doc: docs[table]})
+		}
+		out[len(out)-1].Keys = append(out[len(out)-1].Keys, k)
+	}
+	return out
+}
+
+// DefaultTOML is the default of key as TOML text ("8001", `"3s"`, `[]`), read from Default().
+func DefaultTOML(key string) (string, error) {
+	v := reflect.ValueOf(Default())
+	for _, part := range strings.Split(key, ".") {
+		f, ok := fieldByTag(v, part)
+		if !ok {
+			return "", fmt.Errorf("config: no key %q", key)
+		}
+		v = f
+	}
+	switch x := v.Interface().(type) {
+	case Duration:
+		return strconv.Quote(shortDuration(x.Duration)), nil
+	case string:
+		return strconv.Quote(x), nil
+	case int:
+		return strconv.Itoa(x), nil
+	case bool:
+		return strconv.FormatBool(x), nil
+	case []string:
+		q := make([]string, len(x))
+		for i, s := range x {
+			q[i] = strconv.Quote(s)
+		}
+		return "[" + strings.Join(q, ", ") + "]", nil
+	}
+	return "", fmt.Errorf("config: key %q has no TOML rendering for %s", key, v.Type())
+}
+
+func fieldByTag(v reflect.Value, name string) (reflect.Value, bool) {
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		if tag, _, _ := strings.Cut(t.Field(i).Tag.Get("toml"), ","); tag == name {
+			return v.Field(i), true
+		}
+	}
+	return reflect.Value{}, false
+}
+
+// shortDuration writes "168h" and "1m30s" rather than "168h0m0s" and "1m30s".
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+// exampleHeader opens the shipped file.
+const exampleHeader = `# ffl (Firefox Launcher for Slurm) configuration: /etc/ffl/ffl.toml.
+#
+# Generated from pkg/config/keys.go (make docs); ffl.toml(5) says the same.
+# Install on every node (login and compute). A missing file means "use the
+# defaults"; $FFL_CONFIG or --config name another file, which must then
+# exist. Every key below is commented out and shows its default: uncomment
+# and edit only what you change. Unknown keys and values of the wrong type
+# are errors (a typo is never silently ignored).
+#
+# Durations are strings like "3s", "1m30s", "168h", or whole seconds (3).
+`
+
+// Example renders etc/ffl.toml: every key commented out at its default, with its Doc.
+func Example() ([]byte, error) {
+	var b strings.Builder
+	b.WriteString(exampleHeader)
+	for _, s := range Sections() {
+		if s.Table != "" {
+			b.WriteString("\n" + comment(s.Doc, "# ") + "#[" + s.Table + "]\n")
+		}
+		for _, k := range s.Keys {
+			def, err := DefaultTOML(k.Key)
+			if err != nil {
+				return nil, err
+			}
+			doc := k.Doc
+			if k.Env != "" {
+				doc += " Overridden by " + k.Env + "."
+			}
+			name := k.Key[strings.LastIndexByte(k.Key, '.')+1:]
+			b.WriteString("\n" + comment(doc, "# ") + "#" + name + " = " + def + "\n")
+		}
+	}
+	return []byte(b.String()), nil
+}
+
+// comment wraps text at 78 columns behind prefix, keeping blank-line paragraphs.
+func comment(text, prefix string) string {
+	var b strings.Builder
+	for i, para := range strings.Split(text, "\n\n") {
+		if i > 0 {
+			b.WriteString(strings.TrimRight(prefix, " ") + "\n")
+		}
+		line := prefix
+		for _, w := range strings.Fields(para) {
+			if len(line) > len(prefix) && len(line)+1+len(w) > 78 {
+				b.WriteString(line + "\n")
+				line = prefix
+			}
+			if len(line) > len(prefix) {
+				line += " "
+			}
+			line += w
+		}
+		b.WriteString(line + "\n")
+	}
+	return b.String()
+}
+
+// ManPage renders the markdown of ffl.toml(5) (go-md2man turns it into roff).
+func ManPage() (string, error) {
+	var b strings.Builder
+	b.WriteString(`% ffl.toml 5 "" "ffl" "ffl manual"
+
+# NAME
+
+ffl.toml - configuration of ffl (Firefox Launcher for Slurm)
+
+# SYNOPSIS
+
+**` + DefaultPath + `**
+
+# DESCRIPTION
+
+One TOML file configures all of ffl on a node: **ffl-launch**(1), run by users inside their
+Slurm jobs, and **ffl-epilog**(8) and **ffl-prolog**(8), run as root by slurmd. Install the same
+file on every node. A missing ` + DefaultPath + ` means the defaults below; **--config** or
+**$` + EnvConfig + `** name another file, which must then exist (the Epilog and the Prolog get no
+environment from slurmd but SLURM_*, so they read ` + DefaultPath + `).
+
+Parsing is strict: an unknown key, a key in the wrong case, a value of the wrong type or out of
+range is a one-line error naming the file, the key, the value and the fix. **ffl-launch**
+refuses to start (exit 2); the Epilog and the Prolog log it and use the defaults, because the
+cleanup must run anyway.
+
+Durations are strings like "3s", "1m30s", "168h", or whole seconds (3). Paths must be clean and
+absolute.
+`)
+	for _, s := range Sections() {
+		if s.Table == "" {
+			b.WriteString("\n# KEYS\n")
+		} else {
+			b.WriteString("\n# [" + s.Table + "] KEYS\n\n" + s.Doc + "\n")
+		}
+		for _, k := range s.Keys {
+			def, err := DefaultTOML(k.Key)
+			if err != nil {
+				return "", err
+			}
+			name := k.Key[strings.LastIndexByte(k.Key, '.')+1:]
+			fmt.Fprintf(&b, "\n**%s** = %s\n: %s", name, mdEscape(def), mdEscape(k.Doc))
+			if k.Env != "" {
+				b.WriteString(" Environment: **" + mdEscape(k.Env) + "**.")
+			}
+			b.WriteString("\n")
+		}
+	}
+	b.WriteString(`
+# ENVIRONMENT
+
+**` + EnvConfig + `**
+: The configuration file to read instead of ` + DefaultPath + ` (must exist).
+
+**` + EnvCleanupTimeout + `**
+: Overrides cleanup_timeout, in seconds (decimals allowed). A value above Slurm's default
+KillWait (30 s) is accepted with a warning.
+
+**` + EnvDebug + `**
+: 1, true, yes or on: debug logging (0, false, no, off: none).
+
+# FILES
+
+**` + DefaultPath + `**
+: This file. The package installs it with every key commented out (the defaults); dpkg keeps
+your edits on upgrades.
+
+**/usr/share/ffl/**
+: firefox.sbatch, the JupyterHub and Jupyter server configuration, the slurm.conf snippet
+(/usr/local/share/ffl/ after **make install**).
+
+# EXAMPLE
+
+    port_min = 9000
+    port_max = 9499
+    cleanup_timeout = "5s"
+
+    [epilog]
+    log_file = "/var/log/ffl-epilog.log"
+    timeout = "20s"
+
+# SEE ALSO
+
+**ffl-launch**(1), **ffl-epilog**(8), **ffl-prolog**(8), **slurm.conf**(5)
+`)
+	return b.String(), nil
+}
+
+// mdEscape keeps markdown from reading "*", "_", "<" or "[" in a doc as markup.
+func mdEscape(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, "*", `\*`, "_", `\_`, "<", `\<`, "[", `\[`, "]", `\]`, "`", "\\`")
+	return r.Replace(s)
+}

@@ -1,0 +1,266 @@
+// Package doctor checks a node for what ffl needs and prints the answer as a table an admin can
+// act on: every check says pass, warn or fail, and what to do about it. `ffl-launch doctor`
+// (a user, inside or outside a job) and `ffl-epilog doctor` (root, the node's side) print it;
+// both read only files on the node (never the Slurm controller).
+package doctor
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/ffl-hpc/ffl/pkg/config"
+	"github.com/ffl-hpc/ffl/pkg/prereq"
+)
+
+// Status of one check.
+type Status string
+
+// The statuses, worst last.
+const (
+	Pass Status = "pass"
+	Warn Status = "warn"
+	Fail Status = "FAIL"
+)
+
+// Check is one line of the table.
+type Check struct {
+	Name   string
+	Status Status
+	// Detail is what was found, Fix what to do (empty on pass).
+	Detail, Fix string
+}
+
+// Report is a doctor's table.
+type Report struct {
+	Checks []Check
+}
+
+// Add appends a check (callers add their own, e.g. the launcher's peer check).
+func (r *Report) Add(name string, st Status, detail, fix string) {
+	r.Checks = append(r.Checks, Check{Name: name, Status: st, Detail: detail, Fix: fix})
+}
+
+// Failed reports whether any check failed (the doctor then exits non-zero).
+func (r Report) Failed() bool {
+	for _, c := range r.Checks {
+		if c.Status == Fail {
+			return true
+		}
+	}
+	return false
+}
+
+// Write prints the table.
+func (r Report) Write(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "CHECK\tSTATUS\tFOUND\tFIX")
+	for _, c := range r.Checks {
+		fix := c.Fix
+		if fix == "" {
+			fix = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.Name, c.Status, oneLine(c.Detail), oneLine(fix))
+	}
+	return tw.Flush()
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// Options are the inputs of the checks.
+type Options struct {
+	Config config.Config
+	// Path is the PATH sessions get (xpra and Firefox are looked up in it).
+	Path string
+	// SlurmConf is slurm.conf ("" = $SLURM_CONF, else /etc/slurm/slurm.conf).
+	SlurmConf string
+	// XDir holds .X11-unix ("" = /tmp).
+	XDir string
+	// Node adds the node-side (root) checks: the Epilog configured, PrologEpilogTimeout.
+	Node bool
+}
+
+// Run runs every check.
+func Run(ctx context.Context, o Options) Report {
+	var r Report
+	if o.Path == "" {
+		o.Path = "/usr/local/bin:/usr/bin:/bin"
+	}
+	checkSession(ctx, &r, o)
+	checkDirs(&r, o)
+	checkSlurm(&r, o)
+	return r
+}
+
+// checkSession: xpra and Firefox installed, their versions, and what xpra needs to draw.
+func checkSession(ctx context.Context, r *Report, o Options) {
+	xp, err := prereq.Command(o.Config.Xpra, o.Path, "xpra")
+	if err != nil {
+		r.Add("xpra", Fail, fmt.Sprintf("%s not found in %s", o.Config.Xpra, o.Path), "apt-get install xpra")
+	} else {
+		v, verr := prereq.Version(ctx, xp)
+		switch {
+		case verr != nil:
+			r.Add("xpra", Fail, verr.Error(), "reinstall xpra: apt-get install --reinstall xpra")
+		case !strings.Contains(v, "v3."):
+			r.Add("xpra", Warn, v, "ffl is tested with Debian 12's xpra 3.1")
+		default:
+			r.Add("xpra", Pass, xp+": "+v, "")
+		}
+		interp, err := prereq.Interpreter(xp, o.Path)
+		var missing []prereq.Module
+		if err == nil {
+			missing, err = prereq.MissingModules(ctx, interp, prereq.DrawModules)
+		}
+		if err != nil {
+			r.Add("xpra can draw", Fail, err.Error(), "reinstall xpra")
+		} else {
+			gone := map[string]bool{}
+			for _, m := range missing {
+				gone[m.Name] = true
+			}
+			for _, m := range prereq.DrawModules {
+				name := "python: " + m.Name
+				switch {
+				case !gone[m.Name]:
+					r.Add(name, Pass, "imports in "+interp[0], "")
+				case m.Required:
+					r.Add(name, Fail, "missing: "+m.Why, "apt-get install "+m.Package)
+				default:
+					r.Add(name, Warn, "missing: "+m.Why, "apt-get install "+m.Package)
+				}
+			}
+		}
+	}
+	ff, err := prereq.Command(o.Config.Firefox, o.Path, "firefox-esr")
+	if err != nil {
+		r.Add("firefox", Fail, fmt.Sprintf("%s not found in %s", o.Config.Firefox, o.Path), "apt-get install firefox-esr")
+	} else if v, err := prereq.Version(ctx, ff); err != nil {
+		r.Add("firefox", Fail, err.Error(), "reinstall firefox-esr")
+	} else {
+		r.Add("firefox", Pass, ff+": "+v, "")
+	}
+	if _, err := prereq.LookPath("Xvfb", o.Path); err != nil {
+		r.Add("Xvfb", Fail, "Xvfb not found", "apt-get install xvfb")
+	} else {
+		r.Add("Xvfb", Pass, "found", "")
+	}
+}
+
+// checkDirs: /tmp/.X11-unix, the runtime root and the temp dir.
+func checkDirs(r *Report, o Options) {
+	xdir := o.XDir
+	if xdir == "" {
+		xdir = "/tmp"
+	}
+	x11 := filepath.Join(xdir, ".X11-unix")
+	var st syscall.Stat_t
+	switch err := syscall.Lstat(x11, &st); {
+	case err != nil:
+		r.Add("X socket dir", Warn, x11+" missing", "ffl-prolog creates it; or: mkdir -m 1777 "+x11)
+	case st.Mode&syscall.S_IFMT != syscall.S_IFDIR || st.Uid != 0 || st.Mode&0o7777 != 0o1777:
+		r.Add("X socket dir", Fail, fmt.Sprintf("%s: owner uid %d, mode %#o", x11, st.Uid, st.Mode&0o7777),
+			"as root: rm -rf "+x11+" && mkdir -m 1777 "+x11+" (a user's Xvfb created it: other users' sessions cannot start)")
+	default:
+		r.Add("X socket dir", Pass, x11+": root, 1777", "")
+	}
+	rt := o.Config.RuntimeDir
+	switch err := syscall.Lstat(rt, &st); {
+	case err != nil:
+		r.Add("runtime dir", Warn, rt+" missing: sessions use "+filepath.Join(o.Config.TempDir, "ffl-<uid>"), "configure ffl-prolog as the Prolog (it makes "+rt+")")
+	case st.Mode&syscall.S_IFMT != syscall.S_IFDIR || st.Uid != 0 || st.Mode&0o022 != 0:
+		r.Add("runtime dir", Fail, fmt.Sprintf("%s: owner uid %d, mode %#o", rt, st.Uid, st.Mode&0o7777), "it must be root's and writable by root only: chown root: "+rt+"; chmod 755 "+rt)
+	default:
+		r.Add("runtime dir", Pass, rt+": root, "+fmt.Sprintf("%#o", st.Mode&0o7777), "")
+	}
+	tmp := o.Config.TempDir
+	switch err := syscall.Stat(tmp, &st); {
+	case err != nil:
+		r.Add("temp dir", Fail, tmp+": "+err.Error(), "set temp_dir in /etc/ffl/ffl.toml to a node-local directory")
+	case st.Mode&0o1000 == 0 && st.Mode&0o002 != 0:
+		r.Add("temp dir", Fail, fmt.Sprintf("%s: world-writable without the sticky bit", tmp), "chmod +t "+tmp)
+	default:
+		r.Add("temp dir", Pass, tmp, "")
+	}
+}
+
+// checkSlurm compares slurm.conf with ffl's settings.
+func checkSlurm(r *Report, o Options) {
+	path := o.SlurmConf
+	if path == "" {
+		path = os.Getenv("SLURM_CONF")
+	}
+	if path == "" {
+		path = "/etc/slurm/slurm.conf"
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		st := Warn
+		if o.Node {
+			st = Fail
+		}
+		r.Add("slurm.conf", st, path+": "+err.Error(), "set SLURM_CONF or pass --slurm-conf")
+		return
+	}
+	conf := ParseSlurmConf(data)
+	r.Add("slurm.conf", Pass, path, "")
+	killWait := 30 * time.Second
+	if v, ok := conf.Duration("KillWait"); ok {
+		killWait = v
+	}
+	effective := max(killWait, 5*time.Second)
+	cleanup := o.Config.CleanupTimeout.Duration
+	if cleanup+time.Second >= effective {
+		r.Add("KillWait vs cleanup", Fail, fmt.Sprintf("cleanup_timeout %s, Slurm SIGKILLs max(KillWait,5) = %s after SIGTERM", cleanup, effective),
+			"lower cleanup_timeout (FIREFOX_LAUNCHER_CLEANUP_TIMEOUT) or raise KillWait in slurm.conf")
+	} else {
+		r.Add("KillWait vs cleanup", Pass, fmt.Sprintf("cleanup_timeout %s < %s", cleanup, effective), "")
+	}
+	switch pt := conf.Get("ProctrackType"); {
+	case pt == "" || strings.Contains(pt, "cgroup"):
+		r.Add("proctrack", Pass, orDefault(pt, "proctrack/cgroup (default)"), "")
+	default:
+		r.Add("proctrack", Warn, pt+": daemonized session processes escape the job", "ProctrackType=proctrack/cgroup; ffl-epilog still ends them")
+	}
+	epilog, prolog := conf.Get("Epilog"), conf.Get("Prolog")
+	switch {
+	case strings.Contains(epilog, "ffl-epilog"):
+		r.Add("Epilog", Pass, epilog, "")
+	default:
+		st := Warn
+		if o.Node {
+			st = Fail
+		}
+		r.Add("Epilog", st, orDefault(epilog, "not set")+": nothing ends what a SIGKILLed launcher leaves", "Epilog=/usr/local/sbin/ffl-epilog (etc/slurm/slurm.conf.snippet)")
+	}
+	if strings.Contains(prolog, "ffl-prolog") {
+		r.Add("Prolog", Pass, prolog, "")
+	} else {
+		r.Add("Prolog", Warn, orDefault(prolog, "not set")+": sessions fall back to temp_dir", "Prolog=/usr/local/sbin/ffl-prolog (optional)")
+	}
+	if o.Node {
+		if t, ok := conf.Duration("PrologEpilogTimeout"); ok {
+			et := o.Config.Epilog.Timeout.Duration
+			if et+time.Second >= t {
+				r.Add("Epilog bound", Fail, fmt.Sprintf("epilog.timeout %s + 1 s >= PrologEpilogTimeout %s: an overrun drains the node", et, t), "lower epilog.timeout in /etc/ffl/ffl.toml")
+			} else {
+				r.Add("Epilog bound", Pass, fmt.Sprintf("epilog.timeout %s + 1 s < PrologEpilogTimeout %s", et, t), "")
+			}
+		} else {
+			r.Add("Epilog bound", Warn, "PrologEpilogTimeout not set: slurmd waits forever for a hook", fmt.Sprintf("PrologEpilogTimeout=%d", int(o.Config.Epilog.Timeout.Seconds())+20))
+		}
+	}
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}

@@ -1,0 +1,189 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/ffl-hpc/ffl/pkg/x11"
+	"github.com/ffl-hpc/ffl/pkg/xpra"
+)
+
+// Probe decides when a started session is ready for its user. The real one (VisibleProbe)
+// waits until Firefox is visible; fast unit tests, whose fake xpra draws nothing, use one that
+// only asks the socket.
+type Probe interface {
+	// Wait returns once the session is ready, with how long each step took, or an error saying
+	// which step did not happen. It returns when ctx is done.
+	Wait(ctx context.Context, t ProbeTarget) (Readiness, error)
+}
+
+// ProbeTarget is what a probe may look at.
+type ProbeTarget struct {
+	// Socket is xpra's unix socket.
+	Socket string
+	// Display blocks until xpra has told its display number (or ctx is done).
+	Display func(ctx context.Context) (int, error)
+	// Xauthority is the session's authority file (xpra writes the Xvfb cookie there).
+	Xauthority string
+	// XDir holds .X11-unix ("" = /tmp).
+	XDir string
+	// Started is when xpra was started; the figures are measured from it.
+	Started time.Time
+}
+
+// Readiness is how long a start took, from xpra's exec.
+type Readiness struct {
+	// HTTP is when xpra served its HTML5 page.
+	HTTP time.Duration
+	// Window is when Firefox's first window was mapped and had painted.
+	Window time.Duration
+	// Title is that window's title.
+	Title string
+}
+
+// Errors of the readiness steps (wrapped in a StartError).
+var (
+	// ErrNoHTTP: xpra never served its HTML5 page.
+	ErrNoHTTP = errors.New("xpra never served its HTML5 page")
+	// ErrNoWindow: Firefox never mapped a window.
+	ErrNoWindow = errors.New("Firefox never showed a window")
+	// ErrNotPainted: Firefox's window stayed blank.
+	ErrNotPainted = errors.New("Firefox's window never painted")
+	// ErrPageLoad: Firefox showed its "Problem loading page" error for the start URL.
+	ErrPageLoad = errors.New("Firefox could not load the start URL")
+)
+
+// VisibleProbe is the readiness a user means: xpra serves its page, Firefox's window exists and
+// is mapped, and it has painted. (A page's own title cannot mark "loaded": a page without a
+// <title> leaves the window's "Mozilla Firefox"; a start page the node cannot load is refused
+// before the start by CheckStartURL, and a "Problem loading page" title seen while waiting fails
+// the start.) xpra keeps client windows unmapped until a client asks for
+// them, so the probe asks xpra to show them (its show-all-windows control command) and then
+// reads the window's pixels from the X server: a window that is one colour has not painted.
+type VisibleProbe struct {
+	// Poll is the interval between looks at the X display (default 20 ms).
+	Poll time.Duration
+}
+
+// Wait implements Probe.
+func (p VisibleProbe) Wait(ctx context.Context, t ProbeTarget) (Readiness, error) {
+	var r Readiness
+	poll := p.Poll
+	if poll <= 0 {
+		poll = 20 * time.Millisecond
+	}
+	if err := waitHTTP(ctx, t.Socket); err != nil {
+		return r, err
+	}
+	r.HTTP = time.Since(t.Started)
+	n, err := t.Display(ctx)
+	if err != nil {
+		return r, fmt.Errorf("%w: xpra told no display: %v", ErrNoWindow, err)
+	}
+	var cookie []byte
+	err = every(ctx, poll, func() (bool, error) {
+		var err error
+		cookie, err = x11.Cookie(t.Xauthority, n)
+		return err == nil, nil
+	})
+	if err != nil {
+		return r, fmt.Errorf("%w: no X cookie for display :%d in %s", ErrNoWindow, n, t.Xauthority)
+	}
+	d, err := x11.Dial(ctx, t.XDir, n, cookie)
+	if err != nil {
+		return r, fmt.Errorf("%w: %v", ErrNoWindow, err)
+	}
+	defer d.Close()
+	find := func(id uint32) (x11.Window, bool, error) {
+		ws, err := d.Windows(x11.IsFirefox)
+		if err != nil {
+			return x11.Window{}, false, err
+		}
+		for _, w := range ws {
+			if (id == 0 || w.ID == id) && w.Mapped && w.Width >= 100 && w.Height >= 100 {
+				return w, true, nil
+			}
+		}
+		return x11.Window{}, false, nil
+	}
+	var win x11.Window
+	if err := every(ctx, poll, func() (bool, error) {
+		w, ok, err := find(0)
+		win = w
+		return ok, err
+	}); err != nil {
+		return r, fmt.Errorf("%w: %v", ErrNoWindow, err)
+	}
+	if _, err := xpra.Control(ctx, t.Socket, "show-all-windows"); err != nil {
+		return r, fmt.Errorf("%w: %v", ErrNotPainted, err)
+	}
+	err = every(ctx, poll, func() (bool, error) {
+		w, ok, err := find(win.ID)
+		if err != nil || !ok {
+			return false, err
+		}
+		win = w
+		if strings.HasPrefix(w.Title, "Problem loading page") {
+			return false, fmt.Errorf("%w (window title %q)", ErrPageLoad, w.Title)
+		}
+		if !w.Viewable {
+			return false, nil
+		}
+		colors, err := d.Colors(w, 8)
+		return err == nil && colors >= 2, nil
+	})
+	if errors.Is(err, ErrPageLoad) {
+		return r, err
+	}
+	if err != nil {
+		return r, fmt.Errorf("%w: %v", ErrNotPainted, err)
+	}
+	r.Window, r.Title = time.Since(t.Started), win.Title
+	return r, nil
+}
+
+// HTTPProbe is ready when xpra serves its HTML5 page: what a session without an X display to
+// look at (the fast tests' fake xpra) can offer.
+type HTTPProbe struct{}
+
+// Wait implements Probe.
+func (HTTPProbe) Wait(ctx context.Context, t ProbeTarget) (Readiness, error) {
+	if err := waitHTTP(ctx, t.Socket); err != nil {
+		return Readiness{}, err
+	}
+	d := time.Since(t.Started)
+	return Readiness{HTTP: d, Window: d}, nil
+}
+
+// waitHTTP polls xpra's socket often: a refused connection costs microseconds, so ffl adds
+// little to xpra's own time to ready.
+func waitHTTP(ctx context.Context, socket string) error {
+	err := every(ctx, 2*time.Millisecond, func() (bool, error) { return xpra.HTTPReady(ctx, socket) })
+	if err != nil && ctx.Err() != nil {
+		return fmt.Errorf("%w: %v", ErrNoHTTP, context.Cause(ctx))
+	}
+	return err
+}
+
+// every calls fn every d until it says done, fails, or ctx ends (ctx's cause is returned).
+func every(ctx context.Context, d time.Duration, fn func() (bool, error)) error {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		done, err := fn()
+		if err != nil {
+			return err
+		}
+		if done {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,452 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+
+	"github.com/ffl-hpc/ffl/pkg/front"
+	"github.com/ffl-hpc/ffl/pkg/layout"
+	"github.com/ffl-hpc/ffl/pkg/proc"
+	"github.com/ffl-hpc/ffl/pkg/safefs"
+)
+
+// Variables the supervisor puts into the wrapped command's environment.
+const (
+	// EnvControlSocket is the supervisor's API socket (control package), for `ffl-launch
+	// start/stop/list/proxy` and Jupyter extensions run by the wrapped command.
+	EnvControlSocket = "FFL_CONTROL_SOCKET"
+	// EnvProxyPort is a port the supervisor holds for the wrapped command's jupyter-server-proxy
+	// entry from the moment it starts: nobody else can take it, so the proxy can never reach
+	// another user's session.
+	EnvProxyPort = "FFL_PROXY_PORT"
+)
+
+// ExitSignalBase is added to a signal's number for the exit status (143 for SIGTERM), as
+// shells, tini, runc and containerd do.
+const ExitSignalBase = 128
+
+// SupervisorConfig is one `ffl-launch run`.
+type SupervisorConfig struct {
+	// Settings are the sessions' (Self, BootID and Reaper are filled in by Run).
+	Settings Settings
+	// Sessions to start at once, the first on Port (0: any), Firefox opening URL.
+	Sessions int
+	Port     int
+	URL      string
+	// Command is the wrapped command (e.g. jupyterhub-singleuser); empty for none.
+	Command []string
+	// ProxyPort holds a port for the wrapped command (EnvProxyPort).
+	ProxyPort bool
+	// Announce is called with every initially started session's connection info.
+	Announce func(Info)
+	// ServeAPI starts the control API on the socket path (the control package; injected so that
+	// lifecycle does not import its own client).
+	ServeAPI func(socket string, m *Manager) (io.Closer, error)
+	// Sweep removes this user's stale sessions of other jobs on this node; run in the background
+	// beside the first start.
+	Sweep func(ctx context.Context, bootID string)
+	// ReclaimJob ends and removes what an earlier, provably dead supervisor of this very job
+	// left on this node (a job ID the node has seen before: a controller whose counter was
+	// reset); run before anything is created.
+	ReclaimJob func(ctx context.Context, bootID string) error
+	// Log receives the supervisor's lines.
+	Log *logrus.Entry
+}
+
+// Supervisor runs one job's sessions on one node until the job ends: it is the process Slurm
+// sends SIGTERM to (exec'd or srun), the parent (and child subreaper) of every session process,
+// the owner of the control API, and the one that runs the grace path.
+type Supervisor struct {
+	cfg       SupervisorConfig
+	log       *logrus.Entry
+	mgr       *Manager
+	api       io.Closer
+	rtDir     string
+	proxy     *front.Front
+	child     *exec.Cmd
+	childDone chan int
+}
+
+// NewSupervisor prepares a supervisor; Run does the work.
+func NewSupervisor(cfg SupervisorConfig) *Supervisor {
+	if cfg.Log == nil {
+		cfg.Log = logrus.NewEntry(logrus.StandardLogger())
+	}
+	if cfg.Settings.Log == nil {
+		cfg.Settings.Log = cfg.Log
+	}
+	return &Supervisor{cfg: cfg, log: cfg.Log}
+}
+
+// Manager is the supervisor's session manager (nil before Run has created it).
+func (s *Supervisor) Manager() *Manager { return s.mgr }
+
+// Run supervises until the job ends and returns the exit status: 0 when the last session ended
+// by itself, the wrapped command's status when it ended, 128+N after signal N (the grace path
+// then has stopped every session). An error means the supervisor could not start; nothing of it
+// is left then.
+func (s *Supervisor) Run(ctx context.Context, signals <-chan os.Signal) (int, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if err := proc.SetChildSubreaper(); err != nil {
+		s.log.WithError(err).Warn("cannot become child subreaper; orphans of sessions reparent to PID 1")
+	}
+	reaper := proc.NewReaper()
+	go reaper.Run(ctx)
+	bootID, err := proc.BootID()
+	if err != nil {
+		return 0, fmt.Errorf("boot id: %w", err)
+	}
+	self, err := proc.Lookup(os.Getpid())
+	if err != nil {
+		return 0, fmt.Errorf("own identity: %w", err)
+	}
+	st := s.cfg.Settings
+	st.BootID, st.Self, st.Reaper = bootID, self, reaper
+	l := st.Layout
+
+	if err := s.reclaimEarlierRun(ctx, l, bootID, self); err != nil {
+		return 0, err
+	}
+	if s.cfg.Sweep != nil {
+		go s.cfg.Sweep(ctx, bootID)
+	}
+	mgr, err := NewManager(st)
+	if err != nil {
+		return 0, err
+	}
+	s.mgr = mgr
+	s.rtDir = mgr.RuntimeDir()
+	sockPath := filepath.Join(s.rtDir, layout.ControlSocket)
+	if err := claimSupervisor(s.rtDir, layout.Supervisor{
+		Schema: layout.StateSchema, Job: l.JobKey, Node: l.Node, BootID: bootID,
+		Process: self, Socket: sockPath, Started: time.Now().UTC(),
+	}); err != nil {
+		return 0, err
+	}
+	if s.cfg.ServeAPI != nil {
+		if s.api, err = s.cfg.ServeAPI(sockPath, mgr); err != nil {
+			s.teardown()
+			return 0, err
+		}
+	}
+	s.log.WithFields(logrus.Fields{"pid": self.PID, "socket": sockPath, "cleanup_timeout": st.CleanupTimeout.String()}).Info("supervisor started")
+
+	env := []string{EnvControlSocket + "=" + sockPath}
+	if len(s.cfg.Command) > 0 && s.cfg.ProxyPort {
+		// A visit to the idle proxy port (the user closed Firefox earlier, and jupyter-server-
+		// proxy never runs its command again) starts a new session there.
+		onDemand := func(port int) {
+			s.log.WithField("port", port).Info("a visit to the Jupyter proxy port: starting a session")
+			if _, err := mgr.Start(ctx, StartRequest{Port: port, URL: s.cfg.URL, Reuse: true}); err != nil {
+				s.log.WithError(err).WithField("port", port).Warn("session for the Jupyter proxy port")
+			}
+		}
+		if s.proxy, err = mgr.Bind(onDemand); err != nil {
+			s.teardown()
+			return 0, fmt.Errorf("port for the Jupyter proxy: %w", err)
+		}
+		mgr.Lend(s.proxy)
+		env = append(env, EnvProxyPort+"="+strconv.Itoa(s.proxy.Port()))
+		s.log.WithField("port", s.proxy.Port()).Info("port held for the Jupyter proxy entry")
+	}
+
+	startErr := make(chan error, 1)
+	go func() {
+		var first error
+		for i := 0; i < s.cfg.Sessions; i++ {
+			req := StartRequest{URL: s.cfg.URL}
+			if i == 0 {
+				req.Port = s.cfg.Port
+			}
+			info, err := mgr.Start(ctx, req)
+			if err != nil {
+				first = err
+				break
+			}
+			if s.cfg.Announce != nil {
+				s.cfg.Announce(info)
+			}
+		}
+		startErr <- first
+	}()
+
+	s.childDone = make(chan int, 1)
+	if len(s.cfg.Command) > 0 {
+		if err := s.startChild(reaper, env); err != nil {
+			cancel()
+			s.Shutdown(context.Background())
+			return 0, fmt.Errorf("%w: start %s: %v", ErrBadInput, s.cfg.Command[0], err)
+		}
+	}
+
+	// Without a wrapped command the supervisor ends when its last session ends (the user closed
+	// Firefox); `--sessions 0` keeps it waiting for `ffl-launch start` until it is signalled.
+	idleExit := s.child == nil && s.cfg.Sessions > 0
+	for {
+		select {
+		case sig := <-signals:
+			code := ExitSignalBase
+			if ss, ok := sig.(syscall.Signal); ok {
+				code += int(ss)
+			}
+			s.log.WithField("signal", sig.String()).Info("signal received; stopping all sessions")
+			s.grace(signals, sig)
+			return code, nil
+		case err := <-startErr:
+			if err != nil {
+				if s.child == nil {
+					s.Shutdown(context.Background())
+					return 0, err
+				}
+				s.log.WithError(err).Error("session start failed; the wrapped command keeps running")
+			}
+			if idleExit && mgr.Len() == 0 {
+				s.Shutdown(context.Background())
+				return 0, nil
+			}
+		case code := <-s.childDone:
+			s.log.WithField("status", code).Info("wrapped command ended; stopping all sessions")
+			s.Shutdown(context.Background())
+			return code, nil
+		case port := <-mgr.Ended():
+			s.log.WithField("port", port).Info("session ended")
+			if idleExit && mgr.Len() == 0 {
+				s.Shutdown(context.Background())
+				return 0, nil
+			}
+		}
+	}
+}
+
+// grace is the SIGTERM path: stop every session concurrently (TERM, wait up to the cleanup
+// timeout, KILL), TERM the wrapped command's process group and KILL it at the same deadline,
+// remove the directories. A second signal turns every remaining wait into KILL now.
+func (s *Supervisor) grace(signals <-chan os.Signal, sig os.Signal) {
+	t0 := time.Now()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case sig2 := <-signals:
+			s.log.WithField("signal", sig2.String()).Warn("second signal: killing now")
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	done := make(chan struct{})
+	if s.child != nil {
+		ss, _ := sig.(syscall.Signal)
+		if ss == 0 {
+			ss = syscall.SIGTERM
+		}
+		go func() {
+			defer close(done)
+			s.endChild(ctx, ss, s.cfg.Settings.CleanupTimeout)
+		}()
+	} else {
+		close(done)
+	}
+	s.Shutdown(ctx)
+	<-done
+	s.log.WithField("duration_ms", time.Since(t0).Milliseconds()).Info("grace path done")
+}
+
+// Shutdown stops every session (cancelling ctx turns the grace into KILL now) and removes what
+// the supervisor made: the API socket, the proxy port, the home job subtree, the record.
+func (s *Supervisor) Shutdown(ctx context.Context) {
+	if s.mgr != nil {
+		if err := s.mgr.StopAll(ctx); err != nil {
+			s.log.WithError(err).Warn("stopping sessions")
+		}
+	}
+	s.teardown()
+}
+
+func (s *Supervisor) teardown() {
+	if s.api != nil {
+		_ = s.api.Close()
+	}
+	if s.proxy != nil {
+		_ = s.proxy.Close()
+	}
+	if s.mgr == nil {
+		return
+	}
+	if err := s.mgr.Close(); err != nil {
+		s.log.WithError(err).Warn("removing job directories")
+	}
+	// The supervisor record goes last: while it exists, the Epilog's fast path knows this job
+	// used ffl, so a SIGKILL anywhere in this teardown still gets cleaned up.
+	if dir, err := safefs.OpenDir(s.rtDir); err == nil {
+		if err := unlinkAt(dir, layout.SupervisorFile); err != nil {
+			s.log.WithError(err).Warn("removing the supervisor record")
+		}
+		dir.Close()
+	}
+	if err := s.mgr.RemoveRuntimeJobDir(); err != nil {
+		s.log.WithError(err).Warn("removing runtime dir")
+	}
+}
+
+// startChild starts the wrapped command in its own process group with the supervisor's
+// variables in its environment. Its stdio is the launcher's own: it is the job's real work and
+// its output belongs in the job log.
+func (s *Supervisor) startChild(r *proc.Reaper, env []string) error {
+	args := s.cfg.Command
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := r.Start(cmd); err != nil {
+		return err
+	}
+	s.child = cmd
+	s.log.WithFields(logrus.Fields{"pid": cmd.Process.Pid, "cmd": args[0]}).Info("wrapped command started")
+	go func() { s.childDone <- waitStatus(cmd) }()
+	return nil
+}
+
+// waitStatus waits for the command and returns its exit status the shell way (128+N by signal).
+func waitStatus(cmd *exec.Cmd) int {
+	err := cmd.Wait()
+	if err == nil {
+		return 0
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return ExitSignalBase + int(ws.Signal())
+		}
+		return ee.ExitCode()
+	}
+	return 1
+}
+
+// endChild forwards sig to the wrapped command's process group, waits up to grace (or until ctx
+// is cancelled by a second signal), then KILLs the group.
+func (s *Supervisor) endChild(ctx context.Context, sig syscall.Signal, grace time.Duration) {
+	pgid := s.child.Process.Pid
+	_ = syscall.Kill(-pgid, sig)
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-s.childDone:
+		// The leader is gone; end what it left in its group.
+		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		return
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	select {
+	case <-s.childDone:
+	case <-time.After(500 * time.Millisecond):
+	}
+}
+
+// claimSupervisor writes the supervisor record, refusing when a live supervisor of this job
+// already runs on this node (two would fight over the same directories).
+func claimSupervisor(dir string, rec layout.Supervisor) error {
+	f, err := safefs.OpenDir(dir)
+	if err != nil {
+		return fmt.Errorf("runtime dir %s: %w", dir, err)
+	}
+	defer f.Close()
+	if old, ok := readSupervisor(f); ok && old.BootID == rec.BootID && old.Process.Alive() && old.Process.PID != rec.Process.PID {
+		return fmt.Errorf("%w: a supervisor for job %s already runs on this node (pid %d): use 'ffl-launch start' to add a session", ErrBadInput, rec.Job, old.Process.PID)
+	}
+	data, err := rec.Marshal()
+	if err != nil {
+		return err
+	}
+	return safefs.WriteFileAtomic(f, layout.SupervisorFile, data, 0o600)
+}
+
+func readSupervisor(dir *os.File) (layout.Supervisor, bool) {
+	data, err := safefs.ReadFileCapped(dir, layout.SupervisorFile, layout.MaxStateSize)
+	if err != nil {
+		return layout.Supervisor{}, false
+	}
+	sup, err := layout.ParseSupervisor(data)
+	return sup, err == nil
+}
+
+// reclaimEarlierRun looks for what an earlier launcher of this same job key left on this node
+// (the job ID was seen before: the demo's local Slurm restarts its counter, so does a
+// controller whose state was reset). A live supervisor of the job is refused; leftovers of one
+// that is provably gone (its record's PID and start time are not alive, or it names another
+// boot), or a home subtree without any node-local record, are reclaimed first; session dirs
+// without any record are refused with what is in the way and how to clean it.
+func (s *Supervisor) reclaimEarlierRun(ctx context.Context, l layout.Layout, bootID string, self proc.Identity) error {
+	dead, orphans := false, []string(nil)
+	for _, dir := range l.RuntimeJobDirs() {
+		f, err := safefs.OpenDir(dir)
+		if err != nil {
+			continue
+		}
+		sup, hasRecord := readSupervisor(f)
+		names, _ := f.Readdirnames(-1)
+		f.Close()
+		if hasRecord {
+			id := sup.Process
+			id.UID = l.UID
+			if sup.BootID == bootID && id.PID != self.PID && id.Alive() {
+				return fmt.Errorf("%w: a supervisor for job %s already runs on this node (pid %d): use 'ffl-launch start' to add a session", ErrBadInput, l.JobKey, id.PID)
+			}
+			dead = true
+			continue
+		}
+		for _, n := range names {
+			if _, err := layout.ParseSessionDirName(n); err == nil {
+				orphans = append(orphans, filepath.Join(dir, n))
+			}
+		}
+	}
+	if len(orphans) > 0 && !dead {
+		return fmt.Errorf("%w: %s is left from an earlier run of job %s on this node without a supervisor record, so ffl cannot prove it is gone: end its processes and remove it (as root: ffl-epilog --job %s --user %s), then start again",
+			ErrBadInput, strings.Join(orphans, ", "), l.JobKey, l.JobKey, s.cfg.Settings.User)
+	}
+	if !dead {
+		if _, err := os.Lstat(l.HomeJobDir()); errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+	}
+	if s.cfg.ReclaimJob == nil {
+		return nil
+	}
+	s.log.Info("reclaiming what an earlier, dead launcher of this job left on this node")
+	if err := s.cfg.ReclaimJob(ctx, bootID); err != nil {
+		return fmt.Errorf("leftovers of an earlier run of job %s: %w", l.JobKey, err)
+	}
+	return nil
+}
+
+// unlinkAt removes one file of dir; a missing one is no error.
+func unlinkAt(dir *os.File, name string) error {
+	rc, err := dir.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var uerr error
+	if err := rc.Control(func(fd uintptr) { uerr = unix.Unlinkat(int(fd), name, 0) }); err != nil {
+		return err
+	}
+	if errors.Is(uerr, unix.ENOENT) {
+		return nil
+	}
+	return uerr
+}

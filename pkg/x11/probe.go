@@ -1,0 +1,254 @@
+// Package x11 looks into a session's own X display (the Xvfb xpra runs) the way a user would
+// look at the screen: is Firefox's window there, is it mapped, and has it painted anything.
+// ffl-launch reports a session ready only then, so a user who opens the URL at that moment
+// sees Firefox, not an empty desktop that fills in later.
+package x11
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/jezek/xgb"
+	"github.com/jezek/xgb/xproto"
+)
+
+func init() {
+	// xgb logs to stderr when it finds no Xauthority entry of its own; ffl passes the cookie
+	// itself (authConn), so that line would only mislead.
+	xgb.Logger = log.New(io.Discard, "", 0)
+}
+
+// Display is a connection to one local X display.
+type Display struct {
+	x    *xgb.Conn
+	conn net.Conn
+	root xproto.Window
+	stop func() bool
+}
+
+// Dial connects to display n through its socket in xdir/.X11-unix (xdir "" is /tmp, where
+// Xvfb puts it) with the MIT-MAGIC-COOKIE-1 cookie. Every request of the connection fails once
+// ctx is done: a stopped X server cannot hang the caller.
+func Dial(ctx context.Context, xdir string, n int, cookie []byte) (*Display, error) {
+	if xdir == "" {
+		xdir = "/tmp"
+	}
+	if len(cookie) != 16 {
+		return nil, fmt.Errorf("x11: cookie of %d bytes, want 16", len(cookie))
+	}
+	path := filepath.Join(xdir, ".X11-unix", "X"+strconv.Itoa(n))
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("x11: connect %s: %w", path, err)
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = c.SetDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	x, err := xgb.NewConnNet(&authConn{Conn: c, cookie: cookie})
+	if err != nil {
+		stop()
+		c.Close()
+		return nil, fmt.Errorf("x11: display :%d: %w", n, err)
+	}
+	setup := xproto.Setup(x)
+	if setup == nil || len(setup.Roots) == 0 {
+		stop()
+		x.Close()
+		return nil, fmt.Errorf("x11: display :%d: no screen", n)
+	}
+	return &Display{x: x, conn: c, root: setup.DefaultScreen(x).Root, stop: stop}, nil
+}
+
+// Close ends the connection.
+func (d *Display) Close() {
+	d.stop()
+	d.x.Close()
+}
+
+// authConn puts ffl's cookie into the connection setup request xgb writes first (xgb would
+// otherwise read $XAUTHORITY, process-wide state a supervisor of several sessions cannot set
+// per display).
+type authConn struct {
+	net.Conn
+	cookie []byte
+	sent   bool
+}
+
+func (c *authConn) Write(b []byte) (int, error) {
+	if c.sent {
+		return c.Conn.Write(b)
+	}
+	c.sent = true
+	if len(b) < 12 || b[0] != 'l' {
+		return 0, errors.New("x11: unexpected connection setup")
+	}
+	pad := func(n int) int { return (n + 3) &^ 3 }
+	req := make([]byte, 12+pad(len(CookieName))+pad(len(c.cookie)))
+	copy(req, b[:6]) // byte order, protocol major and minor
+	binary.LittleEndian.PutUint16(req[6:], uint16(len(CookieName)))
+	binary.LittleEndian.PutUint16(req[8:], uint16(len(c.cookie)))
+	copy(req[12:], CookieName)
+	copy(req[12+pad(len(CookieName)):], c.cookie)
+	if _, err := c.Conn.Write(req); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
+
+// Window is a top-level client window as the probe sees it.
+type Window struct {
+	ID uint32
+	// Class is WM_CLASS (instance and class, comma separated), Title _NET_WM_NAME or WM_NAME.
+	Class, Title string
+	// Mapped says the client mapped it; Viewable that it and every ancestor are mapped (only
+	// then has it pixels to look at).
+	Mapped, Viewable bool
+	Width, Height    int
+}
+
+// maxWalk bounds the windows one Windows call looks at (xpra makes a dozen of its own).
+const maxWalk = 512
+
+// Windows returns the windows whose WM_CLASS satisfies match, down to three levels below the
+// root (xpra reparents a client's window into a "corral" window of its own).
+func (d *Display) Windows(match func(class string) bool) ([]Window, error) {
+	var out []Window
+	seen := 0
+	var walk func(w xproto.Window, depth int) error
+	walk = func(w xproto.Window, depth int) error {
+		children, err := d.children(w)
+		if err != nil {
+			return err
+		}
+		for _, ch := range children {
+			if seen++; seen > maxWalk {
+				return nil
+			}
+			cls := d.stringProp(ch, xproto.AtomWmClass, xproto.AtomString)
+			if match(cls) {
+				if win, ok := d.describe(ch, cls); ok {
+					out = append(out, win)
+				}
+			}
+			if depth < 3 {
+				if err := walk(ch, depth+1); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	err := walk(d.root, 1)
+	return out, err
+}
+
+// children lists w's children. A window destroyed between its parent's listing and this query
+// (Firefox and xpra create and destroy windows while a session starts) has none: BadWindow then
+// means "gone meanwhile", not a broken display.
+func (d *Display) children(w xproto.Window) ([]xproto.Window, error) {
+	tree, err := xproto.QueryTree(d.x, w).Reply()
+	var gone xproto.WindowError
+	switch {
+	case err == nil:
+		return tree.Children, nil
+	case w != d.root && errors.As(err, &gone):
+		return nil, nil
+	default:
+		return nil, fmt.Errorf("x11: query tree: %w", err)
+	}
+}
+
+func (d *Display) describe(w xproto.Window, cls string) (Window, bool) {
+	attr, err := xproto.GetWindowAttributes(d.x, w).Reply()
+	if err != nil {
+		return Window{}, false // gone meanwhile
+	}
+	geo, err := xproto.GetGeometry(d.x, xproto.Drawable(w)).Reply()
+	if err != nil {
+		return Window{}, false
+	}
+	title := d.stringProp(w, d.atom("_NET_WM_NAME"), d.atom("UTF8_STRING"))
+	if title == "" {
+		title = d.stringProp(w, xproto.AtomWmName, xproto.AtomString)
+	}
+	return Window{
+		ID: uint32(w), Class: cls, Title: title,
+		Mapped:   attr.MapState != xproto.MapStateUnmapped,
+		Viewable: attr.MapState == xproto.MapStateViewable,
+		Width:    int(geo.Width), Height: int(geo.Height),
+	}, true
+}
+
+func (d *Display) atom(name string) xproto.Atom {
+	r, err := xproto.InternAtom(d.x, true, uint16(len(name)), name).Reply()
+	if err != nil {
+		return xproto.AtomNone
+	}
+	return r.Atom
+}
+
+// stringProp returns a text property, NULs (WM_CLASS separates its two strings with them)
+// turned into commas, at most 1 KiB.
+func (d *Display) stringProp(w xproto.Window, prop, typ xproto.Atom) string {
+	if prop == xproto.AtomNone || typ == xproto.AtomNone {
+		return ""
+	}
+	r, err := xproto.GetProperty(d.x, false, w, prop, typ, 0, 256).Reply()
+	if err != nil || r == nil {
+		return ""
+	}
+	return strings.TrimRight(strings.ReplaceAll(string(r.Value), "\x00", ","), ",")
+}
+
+// Colors samples rows of a viewable window (a 1-pixel band every height/rows pixels) and
+// returns how many distinct colours they hold. A window nothing has drawn into is one colour
+// (its background); Firefox's first paint (toolbar, tabs, page) gives dozens.
+func (d *Display) Colors(w Window, rows int) (int, error) {
+	if !w.Viewable {
+		return 0, errors.New("x11: window is not viewable")
+	}
+	if rows < 1 {
+		rows = 1
+	}
+	colors := map[uint32]bool{}
+	for i := 0; i < rows; i++ {
+		y := int16((w.Height * (2*i + 1)) / (2 * rows))
+		img, err := xproto.GetImage(d.x, xproto.ImageFormatZPixmap, xproto.Drawable(w.ID), 0, y, uint16(w.Width), 1, 0xffffffff).Reply()
+		if err != nil {
+			return 0, fmt.Errorf("x11: get image: %w", err)
+		}
+		for j := 0; j+3 < len(img.Data); j += 4 {
+			colors[binary.LittleEndian.Uint32(img.Data[j:])&0xffffff] = true
+		}
+	}
+	return len(colors), nil
+}
+
+// Pixel returns the colour (0xRRGGBB) at x, y of a viewable window.
+func (d *Display) Pixel(w Window, x, y int) (uint32, error) {
+	img, err := xproto.GetImage(d.x, xproto.ImageFormatZPixmap, xproto.Drawable(w.ID), int16(x), int16(y), 1, 1, 0xffffffff).Reply()
+	if err != nil {
+		return 0, fmt.Errorf("x11: get image: %w", err)
+	}
+	if len(img.Data) < 4 {
+		return 0, errors.New("x11: short image")
+	}
+	return binary.LittleEndian.Uint32(img.Data) & 0xffffff, nil
+}
+
+// IsFirefox matches Firefox's top-level windows by WM_CLASS ("Navigator,firefox-esr" for
+// Debian's firefox-esr, "Navigator,firefox" for Mozilla's builds).
+func IsFirefox(class string) bool {
+	_, c, _ := strings.Cut(class, ",")
+	return strings.HasPrefix(strings.ToLower(c), "firefox")
+}

@@ -1,0 +1,180 @@
+package x11
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jezek/xgb/xproto"
+)
+
+func xauthEntry(family uint16, addr, display, name string, data []byte) []byte {
+	var b []byte
+	b = binary.BigEndian.AppendUint16(b, family)
+	for _, f := range [][]byte{[]byte(addr), []byte(display), []byte(name), data} {
+		b = binary.BigEndian.AppendUint16(b, uint16(len(f)))
+		b = append(b, f...)
+	}
+	return b
+}
+
+func TestCookie(t *testing.T) {
+	cookie := []byte("0123456789abcdef")
+	file := append(xauthEntry(familyLocal, "host", "7", CookieName, []byte("wrongwrongwrong!")),
+		xauthEntry(familyLocal, "host", "12", "XDM-AUTHORIZATION-1", cookie)...)
+	file = append(file, xauthEntry(familyLocal, "host", "12", CookieName, cookie)...)
+	path := filepath.Join(t.TempDir(), "Xauthority")
+	if err := os.WriteFile(path, file, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Cookie(path, 12)
+	if err != nil || string(got) != string(cookie) {
+		t.Errorf("Cookie(12) = %q, %v", got, err)
+	}
+	if _, err := Cookie(path, 3); err == nil {
+		t.Error("Cookie of a display without an entry succeeded")
+	}
+	for _, bad := range [][]byte{{0x01}, {0x01, 0x00, 0x00}, {0x01, 0x00, 0x00, 0x05, 'a'}} {
+		if _, err := ParseXauthority(bad); err == nil {
+			t.Errorf("ParseXauthority(%q) succeeded", bad)
+		}
+	}
+}
+
+func FuzzParseXauthority(f *testing.F) {
+	f.Add(xauthEntry(familyLocal, "h", "0", CookieName, []byte("0123456789abcdef")))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		es, err := ParseXauthority(data)
+		if err != nil {
+			return
+		}
+		var again []byte
+		for _, e := range es {
+			again = append(again, xauthEntry(e.Family, e.Address, e.Display, e.Name, e.Data)...)
+		}
+		if string(again) != string(data) {
+			t.Fatalf("re-encoding %d entries gives different bytes", len(es))
+		}
+	})
+}
+
+func TestIsFirefox(t *testing.T) {
+	for class, want := range map[string]bool{
+		"Navigator,firefox-esr": true, "Navigator,firefox": true, "firefox-esr,Firefox-esr": true,
+		"xpra,": false, "Navigator": false, "": false, "chromium,Chromium": false,
+	} {
+		if IsFirefox(class) != want {
+			t.Errorf("IsFirefox(%q) = %v", class, !want)
+		}
+	}
+}
+
+// TestRealXvfb runs a real Xvfb with a cookie, draws a window that calls itself Firefox, and
+// checks what the probe sees: not found while unmapped, found and one colour when mapped and
+// blank, two colours once something is painted.
+func TestRealXvfb(t *testing.T) {
+	xvfb, err := exec.LookPath("Xvfb")
+	if err != nil {
+		if os.Getenv("FFL_E2E") == "1" {
+			t.Fatal("FFL_E2E=1 but Xvfb is missing (make deps)")
+		}
+		t.Skip("Xvfb missing: make deps")
+	}
+	dir := t.TempDir()
+	cookie := make([]byte, 16)
+	_, _ = rand.Read(cookie)
+	auth := filepath.Join(dir, "Xauthority")
+	// Xvfb reads the cookie from -auth; the display number is not known yet, so a wildcard entry.
+	if err := os.WriteFile(auth, xauthEntry(familyWild, "", "", CookieName, cookie), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(xvfb, "-displayfd", "3", "-auth", auth, "-screen", "0", "800x600x24", "-nolisten", "tcp")
+	cmd.ExtraFiles = []*os.File{w}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	line, err := bufio.NewReader(r).ReadString('\n')
+	if err != nil {
+		t.Fatalf("Xvfb told no display: %v", err)
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := Dial(ctx, "", n, make([]byte, 16)); err == nil {
+		t.Error("a wrong cookie was accepted")
+	}
+	d, err := Dial(ctx, "", n, cookie)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	x := d.x
+	wid, _ := xproto.NewWindowId(x)
+	screen := xproto.Setup(x).DefaultScreen(x)
+	if err := xproto.CreateWindowChecked(x, screen.RootDepth, wid, screen.Root, 0, 0, 400, 300, 0,
+		xproto.WindowClassInputOutput, screen.RootVisual, xproto.CwBackPixel, []uint32{0x000000}).Check(); err != nil {
+		t.Fatal(err)
+	}
+	cls := "Navigator\x00firefox-esr\x00"
+	xproto.ChangeProperty(x, xproto.PropModeReplace, wid, xproto.AtomWmClass, xproto.AtomString, 8, uint32(len(cls)), []byte(cls))
+	xproto.ChangeProperty(x, xproto.PropModeReplace, wid, xproto.AtomWmName, xproto.AtomString, 8, 15, []byte("Mozilla Firefox"))
+	ws, err := d.Windows(IsFirefox)
+	if err != nil || len(ws) != 1 || ws[0].Mapped {
+		t.Fatalf("unmapped window: %+v, %v", ws, err)
+	}
+	if err := xproto.MapWindowChecked(x, wid).Check(); err != nil {
+		t.Fatal(err)
+	}
+	ws, err = d.Windows(IsFirefox)
+	if err != nil || len(ws) != 1 || !ws[0].Viewable || ws[0].Title != "Mozilla Firefox" || ws[0].Width != 400 {
+		t.Fatalf("mapped window: %+v, %v", ws, err)
+	}
+	if c, err := d.Colors(ws[0], 8); err != nil || c != 1 {
+		t.Errorf("blank window: %d colours, %v; want 1", c, err)
+	}
+	gc, _ := xproto.NewGcontextId(x)
+	xproto.CreateGC(x, gc, xproto.Drawable(wid), xproto.GcForeground, []uint32{0x3a9d23})
+	if err := xproto.PolyFillRectangleChecked(x, xproto.Drawable(wid), gc, []xproto.Rectangle{{X: 0, Y: 0, Width: 200, Height: 300}}).Check(); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := d.Colors(ws[0], 8); err != nil || c != 2 {
+		t.Errorf("painted window: %d colours, %v; want 2", c, err)
+	}
+	if px, err := d.Pixel(ws[0], 10, 10); err != nil || px != 0x3a9d23 {
+		t.Errorf("pixel = %06x, %v", px, err)
+	}
+	// A window destroyed while Windows walks the tree (listed by its parent, gone when its own
+	// children are asked for) is skipped, not an error that fails the session's start.
+	gone, _ := xproto.NewWindowId(x)
+	if err := xproto.CreateWindowChecked(x, screen.RootDepth, gone, screen.Root, 0, 0, 10, 10, 0,
+		xproto.WindowClassInputOutput, screen.RootVisual, 0, nil).Check(); err != nil {
+		t.Fatal(err)
+	}
+	if err := xproto.DestroyWindowChecked(x, gone).Check(); err != nil {
+		t.Fatal(err)
+	}
+	if ch, err := d.children(gone); err != nil || len(ch) != 0 {
+		t.Errorf("children of a destroyed window: %v, %v; want none, no error", ch, err)
+	}
+	if ch, err := d.children(screen.Root); err != nil || len(ch) == 0 {
+		t.Errorf("children of the root: %v, %v", ch, err)
+	}
+}

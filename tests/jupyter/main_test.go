@@ -1,0 +1,636 @@
+// Package jupyter checks the Jupyter journey end to end with the real parts: JupyterHub 3.0 from
+// Debian (with configurable-http-proxy), batchspawner's SlurmSpawner with contrib/sbatch/* as
+// shipped, jupyter-server-proxy + simpervisor, the local Slurm of tests/slurm with ffl-prolog and
+// ffl-epilog as Prolog and Epilog, and headless chromium as the user's browser.
+//
+// Root and the Debian packages of scripts/deps.sh are needed; batchspawner, jupyter-server-proxy
+// and simpervisor are taken from the machine's Python when installed there, else from the
+// unmodified upstream copies in ../shared/thirdparty/python (FFL_THIRDPARTY_PYTHON names another
+// directory). Without them the tests skip and say how to install them, unless FFL_E2E=1
+// (`make jupyter-test`, CI): then a missing prerequisite fails the run. The cluster and the hub
+// are started on first use and stopped by TestMain; the machine-wide suite lock
+// /run/ffl-slurm-suite.lock is held from the start of the cluster to its stop.
+package jupyter
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Settings of the suite.
+const (
+	// killWait is Slurm's KillWait; the launcher's cleanup timeout (3 s) stays inside it.
+	killWait = 10 * time.Second
+	// partition may share cores (OverSubscribe=FORCE): two notebook servers with Firefox
+	// sessions run at once on a 2-core machine.
+	partition = "ffljupyter"
+	// runtimeRoot is the Prolog's runtime root for this suite (a real install keeps /run/ffl).
+	runtimeRoot = "/run/ffl-jupytertest"
+	// etcConfig is where the Prolog and Epilog read their configuration (slurmd gives them no
+	// FFL_CONFIG).
+	etcConfig = "/etc/ffl/ffl.toml"
+	// configTag marks an /etc/ffl/ffl.toml installed by a suite, so an interrupted run is
+	// undone by the next one (tests/slurm's tag starts the same way).
+	configTag = "# installed by ffl tests/jupyter for the duration of a test run"
+	// otherTagPrefix is the start of every ffl test suite's tag.
+	otherTagPrefix = "# installed by ffl tests/"
+	// suiteLock is the machine-wide lock of everything that runs the local Slurm.
+	suiteLock = "/run/ffl-slurm-suite.lock"
+	// userPath is the PATH of everything run as a test user (no pyenv or other root tooling).
+	userPath = "/usr/local/bin:/usr/bin:/bin"
+	// python is Debian's interpreter, the one JupyterHub and jupyter_server belong to.
+	python = "/usr/bin/python3"
+	// pageColor is the background of the page each session's Firefox opens, per user: a
+	// painted canvas of that colour proves Firefox drew that user's page.
+	pageColorUser1 = "#17a15e"
+	pageColorUser2 = "#8a2be2"
+)
+
+// User is a test account (made by tests/slurm/users.sh).
+type User struct {
+	Name     string
+	UID, GID int
+	Home     string
+}
+
+// Env is what the suite's tests share: the cluster, the hub, the users.
+type Env struct {
+	root       string // module root
+	dir        string // root-owned 0755 work dir: bin/, configs, pages, hub files
+	bin        string // ffl binaries, batchspawner-singleuser wrapper
+	confDir    string // Slurm CONFDIR
+	node       string
+	portMin    int
+	portMax    int
+	pythonPath string // "" when the three Python packages are installed on the machine
+	jupyterCfg string // JUPYTER_CONFIG_PATH of the notebook servers
+	epilogLog  string
+	users      map[string]User
+	jobs       map[string]User // every job of the run: its log in the user's home goes at the end
+	hub        *Hub
+	lock       *os.File
+	restore    func() error
+	started    bool
+}
+
+var (
+	envOnce    sync.Once
+	theEnv     *Env
+	envErr     error
+	skipReason string
+)
+
+// TestMain stops the hub and the cluster (if a test started them) and undoes the changes.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if theEnv != nil {
+		if err := theEnv.teardown(code != 0); err != nil {
+			fmt.Fprintf(os.Stderr, "tests/jupyter: teardown: %v\n", err)
+			if code == 0 {
+				code = 1
+			}
+		}
+	}
+	os.Exit(code)
+}
+
+// env returns the shared environment, starting the cluster and the hub on first use; it skips
+// (or, with FFL_E2E=1, fails) the test when a prerequisite is missing.
+func env(t *testing.T) *Env {
+	t.Helper()
+	envOnce.Do(func() {
+		var pp string
+		if skipReason, pp = missingPrerequisites(); skipReason != "" {
+			return
+		}
+		theEnv, envErr = setup(pp)
+	})
+	requirePrerequisites(t)
+	if envErr != nil {
+		t.Fatalf("setting up the local Slurm and JupyterHub: %v", envErr)
+	}
+	return theEnv
+}
+
+func requirePrerequisites(t *testing.T) {
+	t.Helper()
+	if skipReason == "" {
+		return
+	}
+	if os.Getenv("FFL_E2E") == "1" {
+		t.Fatalf("FFL_E2E=1 but missing: %s", skipReason)
+	}
+	t.Skipf("missing %s (FFL_E2E=1 turns this skip into a failure)", skipReason)
+}
+
+// missingPrerequisites names what is missing and how to get it; it also returns the PYTHONPATH
+// under which batchspawner, jupyter_server_proxy and simpervisor import ("" = installed).
+func missingPrerequisites() (string, string) {
+	var missing []string
+	if os.Getuid() != 0 {
+		missing = append(missing, "root (Slurm daemons, sudo to the test users, Prolog/Epilog)")
+	}
+	var debs []string
+	for b, pkg := range map[string]string{
+		"sbatch": "slurm-wlm", "slurmctld": "slurm-wlm", "slurmd": "slurm-wlm", "munged": "munge",
+		"xpra": "xpra", "firefox-esr": "firefox-esr", "chromium": "chromium", "sudo": "sudo",
+		"jupyterhub": "jupyterhub", "jupyterhub-singleuser": "jupyterhub",
+		"configurable-http-proxy": "node-configurable-http-proxy", "node": "nodejs", "runuser": "util-linux",
+		"go": "golang (Go 1.26)",
+	} {
+		if _, err := exec.LookPath(b); err != nil {
+			debs = append(debs, pkg)
+		}
+	}
+	if _, err := os.Stat(python); err != nil {
+		debs = append(debs, "python3")
+	} else if out, err := exec.Command(python, "-c", "import jupyter_server, tornado, aiohttp, jinja2").CombinedOutput(); err != nil {
+		debs = append(debs, "python3-jupyter-server python3-aiohttp python3-jinja2 ("+lastLine(string(out))+")")
+	}
+	if len(debs) > 0 {
+		missing = append(missing, strings.Join(dedup(debs), " ")+" (run 'make deps' as root)")
+	}
+	pp, err := thirdPartyPythonPath()
+	if err != nil {
+		missing = append(missing, err.Error())
+	}
+	return strings.Join(missing, "; "), pp
+}
+
+// thirdPartyPythonPath finds batchspawner, jupyter_server_proxy and simpervisor: installed on
+// the machine first, else the upstream copies in ../shared/thirdparty/python.
+func thirdPartyPythonPath() (string, error) {
+	const probe = "import batchspawner, jupyter_server_proxy, simpervisor"
+	if exec.Command(python, "-c", probe).Run() == nil {
+		return "", nil
+	}
+	dir := os.Getenv("FFL_THIRDPARTY_PYTHON")
+	if dir == "" {
+		wd, _ := os.Getwd()
+		dir = filepath.Join(wd, "..", "..", "..", "shared", "thirdparty", "python")
+	}
+	dir, _ = filepath.Abs(dir)
+	cmd := exec.Command(python, "-c", probe)
+	cmd.Env = append(os.Environ(), "PYTHONPATH="+dir)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("batchspawner, jupyter-server-proxy, simpervisor: not installed and not in %s (%s); "+
+			"install them with 'pip install batchspawner jupyter-server-proxy' or set FFL_THIRDPARTY_PYTHON", dir, lastLine(string(out)))
+	}
+	return dir, nil
+}
+
+func setup(pythonPath string) (e *Env, err error) {
+	t0 := time.Now()
+	wd, err := os.Getwd()
+	if err != nil {
+		return nil, err
+	}
+	root := filepath.Clean(filepath.Join(wd, "..", ".."))
+	confDir := os.Getenv("SLURM_CONFDIR")
+	if confDir == "" {
+		confDir = "/var/tmp/ffl-slurm"
+	}
+	node, err := output(context.Background(), nil, "hostname", "-s")
+	if err != nil {
+		return nil, err
+	}
+	// Root-owned and 0755: slurmd runs the Prolog/Epilog from here as root; the users only
+	// read and execute.
+	dir, err := os.MkdirTemp("/var/tmp", "ffl-jupytertest-")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return nil, err
+	}
+	e = &Env{
+		root: root, dir: dir, bin: filepath.Join(dir, "bin"), confDir: confDir, node: node,
+		pythonPath: pythonPath, epilogLog: filepath.Join(dir, "epilog.log"), users: map[string]User{}, jobs: map[string]User{},
+	}
+	half := e // `return nil, err` clears e before this runs
+	defer func() {
+		if err != nil {
+			if terr := half.teardown(true); terr != nil {
+				logf("teardown after a failed setup: %v", terr)
+			}
+		}
+	}()
+
+	// The lock first: nothing below may race another suite's cluster or /etc/ffl/ffl.toml.
+	tl := time.Now()
+	if e.lock, err = os.OpenFile(suiteLock, os.O_CREATE|os.O_RDWR|unix.O_CLOEXEC, 0o600); err != nil {
+		return nil, err
+	}
+	if holder := lockHolderAncestor(e.lock); holder != 0 {
+		// `flock /run/ffl-slurm-suite.lock make jupyter-test`: our caller holds it for us.
+		logf("%s is held by our ancestor pid %d", suiteLock, holder)
+	} else if err := unix.Flock(int(e.lock.Fd()), unix.LOCK_EX); err != nil {
+		return nil, fmt.Errorf("flock %s: %w", suiteLock, err)
+	} else {
+		logf("holding %s (waited %v)", suiteLock, time.Since(tl).Round(time.Millisecond))
+	}
+
+	tb := time.Now()
+	build := exec.Command("go", "build", "-trimpath", "-o", e.bin+"/", "./cmd/ffl-launch", "./cmd/ffl-epilog", "./cmd/ffl-prolog")
+	build.Dir = root
+	build.Env = append(os.Environ(), "CGO_ENABLED=1")
+	if out, err := build.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	if err := os.Chmod(e.bin, 0o755); err != nil {
+		return nil, err
+	}
+	logf("built ffl-launch, ffl-epilog, ffl-prolog into %s in %v", e.bin, time.Since(tb).Round(time.Millisecond))
+	if err := e.writeSupportFiles(); err != nil {
+		return nil, err
+	}
+
+	// One ffl.toml for the Prolog/Epilog (in /etc) and the jobs; per-user configs (a page of
+	// the user's colour, a tiny port range) are written beside it by the tests.
+	if e.portMin, err = freePortRange(100); err != nil {
+		return nil, err
+	}
+	e.portMax = e.portMin + 99
+	cfg := e.fflConfig(e.portMin, e.portMax, "")
+	if err := os.WriteFile(filepath.Join(dir, "ffl.toml"), []byte(cfg), 0o644); err != nil {
+		return nil, err
+	}
+	if e.restore, err = installEtcConfig([]byte(cfg)); err != nil {
+		return nil, err
+	}
+
+	out, err := output(context.Background(), nil, filepath.Join(root, "tests", "slurm", "users.sh"), "ffluser1", "ffluser2")
+	if err != nil {
+		return nil, err
+	}
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) != 4 {
+			continue
+		}
+		uid, err1 := strconv.Atoi(f[1])
+		gid, err2 := strconv.Atoi(f[2])
+		if err1 != nil || err2 != nil {
+			return nil, fmt.Errorf("users.sh printed %q", line)
+		}
+		e.users[f[0]] = User{Name: f[0], UID: uid, GID: gid, Home: f[3]}
+	}
+	if len(e.users) != 2 {
+		return nil, fmt.Errorf("users.sh: want ffluser1 and ffluser2, got %q", out)
+	}
+	for _, u := range e.users {
+		if err := e.writeUserConfig(u, e.portMin, e.portMax); err != nil {
+			return nil, err
+		}
+	}
+
+	knobs := []string{
+		"SLURM_PROLOG=" + filepath.Join(e.bin, "ffl-prolog"),
+		"SLURM_EPILOG=" + filepath.Join(e.bin, "ffl-epilog"),
+		"SLURM_KILLWAIT=" + strconv.Itoa(int(killWait/time.Second)),
+		"SLURM_PROCTRACK=auto",
+		"SLURM_FIRST_JOB_ID=" + strconv.Itoa(10000+rand.IntN(800000)),
+		"SLURM_CONF_EXTRA=PartitionName=" + partition + " Nodes=" + node + " OverSubscribe=FORCE:16 MaxTime=INFINITE State=UP",
+		"SLURM_FORCE_RESTART=1",
+		// The suite's lock is held by this process; the harness's own host lock nests in it.
+	}
+	e.started = true
+	if err := e.harness("start-local-slurm.sh", knobs...); err != nil {
+		return nil, err
+	}
+	logf("cluster up (ports %d-%d) in %v", e.portMin, e.portMax, time.Since(t0).Round(time.Millisecond))
+
+	if e.hub, err = newHub(e); err != nil {
+		return nil, err
+	}
+	if err := e.hub.Start(); err != nil {
+		return nil, err
+	}
+	logf("environment ready in %v", time.Since(t0).Round(time.Millisecond))
+	return e, nil
+}
+
+// writeSupportFiles writes the pages Firefox opens, the batchspawner-singleuser wrapper (pip
+// would install it as a console script) and a virtualenv-like bin dir off PATH.
+func (e *Env) writeSupportFiles() error {
+	for name, color := range map[string]string{"ffluser1": pageColorUser1, "ffluser2": pageColorUser2} {
+		page := fmt.Sprintf("<!doctype html><title>ffl test page of %s</title><style>html,body{margin:0;height:100%%;background:%s}</style><body></body>\n", name, color)
+		if err := os.WriteFile(filepath.Join(e.dir, "page-"+name+".html"), []byte(page), 0o644); err != nil {
+			return err
+		}
+	}
+	if _, err := exec.LookPath("batchspawner-singleuser"); err != nil {
+		wrapper := "#!" + python + "\n# batchspawner's console script (pip installs it; the test provides it)\nimport sys\nfrom batchspawner.singleuser import main\nsys.exit(main())\n"
+		if err := os.WriteFile(filepath.Join(e.bin, "batchspawner-singleuser"), []byte(wrapper), 0o755); err != nil {
+			return err
+		}
+	}
+	// Spawner.cmd is this absolute path, in a dir that is not on the job's PATH: the batch
+	// script must not depend on finding jupyterhub-singleuser through PATH.
+	venv := filepath.Join(e.dir, "venv", "bin")
+	if err := os.MkdirAll(venv, 0o755); err != nil {
+		return err
+	}
+	target, err := exec.LookPath("jupyterhub-singleuser")
+	if err != nil {
+		return err
+	}
+	if err := os.Symlink(target, filepath.Join(venv, "jupyterhub-singleuser")); err != nil {
+		return err
+	}
+	return os.Chmod(filepath.Join(e.dir, "venv"), 0o755)
+}
+
+// fflConfig is an ffl.toml for this suite (startURL "" = about:blank).
+func (e *Env) fflConfig(portMin, portMax int, startURL string) string {
+	s := fmt.Sprintf(`%s
+runtime_dir = %q
+port_min = %d
+port_max = %d
+cleanup_timeout = "3s"
+start_timeout = "90s"
+`, configTag, runtimeRoot, portMin, portMax)
+	if startURL != "" {
+		s += fmt.Sprintf("start_url = %q\n", startURL)
+	}
+	if n := portMax - portMin + 1; n < 4 {
+		s += fmt.Sprintf("max_sessions = %d\n", n) // at most the range (default 4)
+	}
+	return s + fmt.Sprintf(`
+[epilog]
+log_file = %q
+syslog = false
+timeout = "20s"
+`, e.epilogLog)
+}
+
+// userConfig is the FFL_CONFIG of u's jobs.
+func (e *Env) userConfig(u User) string { return filepath.Join(e.dir, "ffl-"+u.Name+".toml") }
+
+// writeUserConfig (re)writes u's FFL_CONFIG: u's page, the given port range.
+func (e *Env) writeUserConfig(u User, portMin, portMax int) error {
+	page := "file://" + filepath.Join(e.dir, "page-"+u.Name+".html")
+	return os.WriteFile(e.userConfig(u), []byte(e.fflConfig(portMin, portMax, page)), 0o644)
+}
+
+// lockHolderAncestor returns the pid of an ancestor of this process that holds a flock on f's
+// file (per /proc/locks), or 0. Taking the lock again would then wait for ever.
+func lockHolderAncestor(f *os.File) int {
+	var st unix.Stat_t
+	if unix.Fstat(int(f.Fd()), &st) != nil {
+		return 0
+	}
+	data, err := os.ReadFile("/proc/locks")
+	if err != nil {
+		return 0
+	}
+	// "1: FLOCK  ADVISORY  WRITE 1234 00:1a:5678 0 EOF": pid, then maj:min:inode.
+	holders := map[int]bool{}
+	inode := ":" + strconv.FormatUint(st.Ino, 10)
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 6 && f[1] == "FLOCK" && strings.HasSuffix(f[5], inode) {
+			if pid, err := strconv.Atoi(f[4]); err == nil {
+				holders[pid] = true
+			}
+		}
+	}
+	for pid := os.Getppid(); pid > 1; {
+		if holders[pid] {
+			return pid
+		}
+		stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil {
+			return 0
+		}
+		rest := string(stat[bytes.LastIndexByte(stat, ')')+1:])
+		fields := strings.Fields(rest)
+		if len(fields) < 2 {
+			return 0
+		}
+		if pid, err = strconv.Atoi(fields[1]); err != nil {
+			return 0
+		}
+	}
+	return 0
+}
+
+// harness runs one of tests/slurm's scripts on e.confDir with extra environment.
+func (e *Env) harness(script string, env ...string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(e.root, "tests", "slurm", script), e.confDir)
+	cmd.Env = append(os.Environ(), env...)
+	var buf bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &buf, &buf
+	// A child that keeps the output pipe open (a daemon started without redirecting it) must
+	// not make Wait hang past the deadline.
+	cmd.WaitDelay = 10 * time.Second
+	t0 := time.Now()
+	err := cmd.Run()
+	logf("%s: %v (%v)", script, errOrOK(err), time.Since(t0).Round(time.Millisecond))
+	if err != nil {
+		return fmt.Errorf("%s %s: %w\n%s", script, e.confDir, err, buf.String())
+	}
+	return nil
+}
+
+// teardown stops the hub (and with it every server it still runs) and the cluster, undoes the
+// configuration change and releases the lock; keep leaves the work dir for a look.
+func (e *Env) teardown(keep bool) error {
+	var errs []error
+	if e.hub != nil {
+		if err := e.hub.StopAll(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if e.started {
+		if err := e.harness("stop-local-slurm.sh"); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if e.restore != nil {
+		if err := e.restore(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	_ = os.Remove(runtimeRoot) // only when empty: anything left is a finding
+	if !keep {
+		for id, u := range e.jobs { // as the user: never root in a user's directory
+			_, _ = e.asUser(context.Background(), u, nil, "rm", "-f", filepath.Join(u.Home, "jupyterhub_slurmspawner_"+id+".log"))
+		}
+	}
+	if keep {
+		logf("kept %s (hub log, configs, epilog.log) and the job logs in the users' homes", e.dir)
+	} else if err := os.RemoveAll(e.dir); err != nil {
+		errs = append(errs, err)
+	}
+	if e.lock != nil {
+		_ = e.lock.Close() // releases the flock
+	}
+	return errors.Join(errs...)
+}
+
+// installEtcConfig puts data at /etc/ffl/ffl.toml and returns how to undo it. A copy that an
+// interrupted run of any ffl suite left (tagged) is undone first.
+func installEtcConfig(data []byte) (func() error, error) {
+	var backups []string
+	for _, suffix := range []string{".ffl-jupytertest-backup", ".ffl-slurmtest-backup"} {
+		backups = append(backups, etcConfig+suffix)
+	}
+	_, statErr := os.Stat(filepath.Dir(etcConfig))
+	madeDir := errors.Is(statErr, fs.ErrNotExist)
+	if err := os.MkdirAll(filepath.Dir(etcConfig), 0o755); err != nil {
+		return nil, err
+	}
+	if old, err := os.ReadFile(etcConfig); err == nil && bytes.HasPrefix(old, []byte(otherTagPrefix)) {
+		restored := false
+		for _, b := range backups {
+			if _, err := os.Stat(b); err == nil && !restored {
+				if err := os.Rename(b, etcConfig); err != nil {
+					return nil, err
+				}
+				restored = true
+			}
+		}
+		if !restored {
+			if err := os.Remove(etcConfig); err != nil {
+				return nil, err
+			}
+		}
+	}
+	backup := backups[0]
+	hadOriginal := false
+	if _, err := os.Lstat(etcConfig); err == nil {
+		hadOriginal = true
+		if err := os.Rename(etcConfig, backup); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.WriteFile(etcConfig, data, 0o644); err != nil {
+		return nil, err
+	}
+	return func() error {
+		if hadOriginal {
+			return os.Rename(backup, etcConfig)
+		}
+		if err := os.Remove(etcConfig); err != nil {
+			return err
+		}
+		if madeDir {
+			_ = os.Remove(filepath.Dir(etcConfig))
+		}
+		return nil
+	}, nil
+}
+
+// freePortRange picks a random range of n TCP ports none of which is in use right now.
+func freePortRange(n int) (int, error) {
+	for try := 0; try < 50; try++ {
+		lo := 20000 + rand.IntN(40000)
+		ok := true
+		for p := lo; p < lo+n && ok; p++ {
+			ok = portFree(p)
+		}
+		if ok {
+			return lo, nil
+		}
+	}
+	return 0, errors.New("no free range of ports found")
+}
+
+func portFree(port int) bool {
+	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+	if err != nil {
+		return false
+	}
+	l.Close()
+	return true
+}
+
+// slurm runs a Slurm client command as root against the cluster.
+func (e *Env) slurm(ctx context.Context, name string, args ...string) (string, error) {
+	return output(ctx, []string{"SLURM_CONF=" + filepath.Join(e.confDir, "slurm.conf")}, name, args...)
+}
+
+// asUser runs a command as u with a minimal environment plus env.
+func (e *Env) asUser(ctx context.Context, u User, env []string, name string, args ...string) (string, error) {
+	full := []string{"-u", u.Name, "--", "env", "-i", "PATH=" + userPath, "HOME=" + u.Home, "USER=" + u.Name, "LOGNAME=" + u.Name, "LANG=C.UTF-8",
+		"SLURM_CONF=" + filepath.Join(e.confDir, "slurm.conf")}
+	full = append(full, env...)
+	full = append(full, name)
+	full = append(full, args...)
+	return output(ctx, nil, "runuser", full...)
+}
+
+// output runs a command (bounded by ctx, else 2 minutes) and returns its trimmed output.
+func output(ctx context.Context, env []string, name string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	s := strings.TrimSpace(string(out))
+	if err != nil {
+		return s, fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, s)
+	}
+	return s, nil
+}
+
+func errOrOK(err error) string {
+	if err != nil {
+		return err.Error()
+	}
+	return "ok"
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
+
+func dedup(list []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range list {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// waitUntil polls cond every 100 ms until it holds or limit passes; it reports whether it held.
+func waitUntil(limit time.Duration, cond func() bool) bool {
+	end := time.Now().Add(limit)
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(end) {
+			return false
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// logf prints progress of the suite's setup and teardown (outside any test).
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "tests/jupyter: "+format+"\n", args...)
+}
