@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/ffl-hpc/ffl/pkg/hook"
+	"github.com/ffl-hpc/ffl/pkg/metrics"
 	"github.com/ffl-hpc/ffl/pkg/reclaim"
 	"github.com/ffl-hpc/ffl/pkg/slurmenv"
 )
@@ -62,11 +63,11 @@ func epilogAction(c *cli.Context) error {
 		res.Unfinished = from(epilogPhases, phase)
 		res.Problems = []string{"watchdog: the run did not end by its timeout plus " + hook.WatchdogMargin.String()}
 		e.Log.Warn(res.Problems[0])
-		summary(e.Log.Logger, res)
+		summary(e, res)
 	})
 	res := reclaim.Epilog(ctx, p)
 	if run.Claim() {
-		summary(e.Log.Logger, res)
+		summary(e, res)
 	}
 	return nil
 }
@@ -89,10 +90,17 @@ func unfinishedField(u []string) string {
 	return strings.Join(u, ",")
 }
 
-// summary logs the one line per job that admins grep for.
-func summary(log *logrus.Logger, res reclaim.EpilogResult) {
+// summary logs the one line per job that admins grep for, and adds the run to the metrics.
+func summary(e *hook.Env, res reclaim.EpilogResult) {
 	errs := len(res.Problems) + res.MoreProblems
-	entry := log.WithFields(logrus.Fields{
+	leftovers := 0
+	if !res.Fast && res.Job != "" && (res.Sessions > 0 || res.Termed > 0 || res.Dirs > 0 || res.Left > 0) {
+		leftovers = 1
+	}
+	defer e.Record(metrics.Run{Hook: metrics.HookEpilog, Jobs: 1, JobsWithLeftovers: leftovers, Sessions: res.Sessions,
+		Termed: res.Termed, Killed: res.Killed, Left: res.Left, Refused: res.Refused, Dirs: res.Dirs, Files: res.Files,
+		Bytes: res.Bytes, Errors: errs, Duration: res.Duration, TimedOut: len(res.Unfinished) > 0})
+	entry := e.Log.WithFields(logrus.Fields{
 		"job": res.Job, "user": res.User, "uid": res.UID, "sessions": res.Sessions,
 		"termed": res.Termed, "killed": res.Killed, "left": res.Left, "refused": res.Refused,
 		"dirs": res.Dirs, "files": res.Files, "bytes": res.Bytes, "unfinished": unfinishedField(res.Unfinished),

@@ -157,3 +157,21 @@ func TestSweepCommand(t *testing.T) {
 		t.Error("no sweep summary line")
 	}
 }
+
+// TestMetricsRecorded: each run adds its counts to epilog.metrics_file.
+func TestMetricsRecorded(t *testing.T) {
+	dir := t.TempDir()
+	prom := filepath.Join(dir, "ffl.prom")
+	h := newHarness(t, "metrics_file = \""+prom+"\"")
+	procs := h.tree(h.user, h.layout(h.user, jobA).Marker(8001))
+	h.session(h.user, jobA, 8001, false, procs, "")
+	h.epilog(jobA, h.user)
+	h.epilog("501", h.user)
+	data, err := os.ReadFile(prom)
+	testutil.Must(t, err, "metrics file")
+	for _, want := range []string{`ffl_runs_total{hook="epilog"} 2`, `ffl_jobs_with_leftovers_total{hook="epilog"} 1`, `ffl_sessions_cleaned_total{hook="epilog"} 1`} {
+		if !strings.Contains(string(data), want) {
+			t.Errorf("metrics file lacks %q:\n%s", want, data)
+		}
+	}
+}

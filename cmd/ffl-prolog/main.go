@@ -21,6 +21,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/ffl-hpc/ffl/pkg/hook"
+	"github.com/ffl-hpc/ffl/pkg/metrics"
 	"github.com/ffl-hpc/ffl/pkg/reclaim"
 	"github.com/ffl-hpc/ffl/pkg/slurmenv"
 )
@@ -86,9 +87,12 @@ func prologAction(c *cli.Context) error {
 	return nil
 }
 
-// summary logs the Prolog's one line per job.
+// summary logs the Prolog's one line per job, and adds the run to the metrics.
 func summary(e *hook.Env, res reclaim.PrologResult) {
 	errCount := len(res.Problems) + res.MoreProblems
+	defer e.Record(metrics.Run{Hook: metrics.HookProlog, Jobs: 1, Sessions: res.Sessions, Termed: res.Termed, Killed: res.Killed,
+		Left: res.Left, Refused: res.Refused, Dirs: res.Dirs, Files: res.Files, Bytes: res.Bytes, Errors: errCount,
+		Duration: res.Duration, TimedOut: len(res.Unfinished) > 0})
 	unfinished := "none"
 	if len(res.Unfinished) > 0 {
 		unfinished = strings.Join(res.Unfinished, ",")

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ffl-hpc/ffl/pkg/config"
+	"github.com/ffl-hpc/ffl/pkg/metrics"
 	"github.com/ffl-hpc/ffl/pkg/procscan"
 	"github.com/ffl-hpc/ffl/pkg/reclaim"
 	"github.com/ffl-hpc/ffl/pkg/reexec"
@@ -98,6 +99,13 @@ func Setup(c *cli.Context, tag string) *Env {
 		log.Warn("epilog.fail_on_unkillable is ignored: a user can trigger it at will (a process in D state on the user's own FUSE mount survives SIGKILL) and would drain the node; such processes are counted in left= of the summary")
 	}
 	return &Env{Cfg: cfg, Log: log}
+}
+
+// Record adds a run's counts to epilog.metrics_file (pkg/metrics): nothing where that file's
+// directory does not exist, one warning line on a problem, never more than metrics.HookBudget
+// of waiting (so it fits the watchdog's path too).
+func (e *Env) Record(run metrics.Run) {
+	metrics.RecordForHook(e.Cfg.Epilog.MetricsFile, run, e.Entry())
 }
 
 // Entry is the logger as a logrus entry, for the library calls.
