@@ -24,7 +24,7 @@ It never drains a node for a user's mess: every problem is logged (syslog and/or
 epilog.log\_file, since slurmd discards its output) and the exit status is 0. It returns within
 epilog.timeout plus at most 1 s whatever a user does (keep it below PrologEpilogTimeout): reads
 of other processes' memory run in a child killed at its deadline, the helper is read with
-deadlines and killed at its own, and a watchdog ends the run at the timeout plus 500 ms.
+deadlines and killed at its own, and a watchdog ends the run at the timeout plus 400 ms.
 epilog.fail\_on\_unkillable is ignored: any user could make a process survive SIGKILL.
 
 **ffl-epilog sweep** (run daily by ffl-sweep.timer) removes every user's stale sessions on the

@@ -9,7 +9,7 @@ import (
 // WatchdogMargin is how long after its timeout a hook run is ended whatever it is doing: well
 // under the 1 s the hooks promise, and after the steps' own deadlines plus the kill waits of
 // their children (reexec.KillWait), so it fires only when something in this process is stuck.
-const WatchdogMargin = 500 * time.Millisecond
+const WatchdogMargin = 400 * time.Millisecond
 
 // Run tracks one hook run for its summary line: the step it is in (Phase) and whether the
 // summary was written. Its watchdog, armed with Arm, writes the summary itself, naming what did
