@@ -29,6 +29,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ffl-hpc/ffl/pkg/layout"
 	"github.com/ffl-hpc/ffl/pkg/safefs"
 )
@@ -159,10 +161,15 @@ func Release(l layout.Layout, dir string, deadline time.Time) error {
 	if _, err := safefs.RemoveAll(dir, safefs.RemoveOptions{UID: l.UID, Deadline: deadline}); err != nil && !safefs.IsNotExist(err) {
 		return fmt.Errorf("remove %s: %w", dir, err)
 	}
-	parent := filepath.Dir(dir)
-	if uid, err := layout.ParsePrivateTempName(filepath.Base(parent)); err == nil && uid == l.UID {
+	name := filepath.Base(filepath.Dir(dir))
+	if uid, err := layout.ParsePrivateTempName(name); err == nil && uid == l.UID {
 		// Per job: it goes with the job (rmdir fails harmlessly if something is still in it).
-		_ = os.Remove(parent)
+		if tmp, err := safefs.OpenTrusted(l.TempDir); err == nil {
+			if fi, err := safefs.LstatAt(tmp, name); err == nil && fi.IsDir() && fi.UID == l.UID {
+				_ = safefs.UnlinkAt(tmp, name, unix.AT_REMOVEDIR)
+			}
+			tmp.Close()
+		}
 	}
 	// <temp>/ffl-<uid> stays: another job of the user may be using it right now.
 	return nil
