@@ -6,7 +6,7 @@
 #
 #   sudo make bench                      # = make build && scripts/bench.sh
 #   sudo scripts/bench.sh -scale 0.3     # quicker, noisier (fewer repetitions)
-#   sudo scripts/bench.sh -only sweep    # one section: launch, epilog, sweep
+#   sudo scripts/bench.sh -only sweep    # one section: launch, epilog, attack, sweep
 #
 # Runs as root: the Epilog and the sweep are root's, and the launcher is started as a non-root
 # bench user (fflbench, created with useradd when missing; root's sessions are refused by design).
@@ -25,7 +25,7 @@ BIN=$SCRATCH/bin
 mkdir -p "$BIN"
 chmod 0755 "$SCRATCH" "$BIN"
 # The bench user must be able to execute the launcher and the fakes: copy them where it can.
-CGO_ENABLED=1 go build -o "$BIN/" ./internal/fakexpra ./internal/faketree ./internal/cmd/ffl-bench
+CGO_ENABLED=1 go build -o "$BIN/" ./internal/fakexpra ./internal/faketree ./internal/hostile ./internal/cmd/ffl-bench
 install -m 0755 bin/ffl-launch "$BIN/ffl-launch"
 # Builds that keep their symbols, for the perf profiles taken after a missed target (the
 # measured binaries are the stripped ones of `make build`).

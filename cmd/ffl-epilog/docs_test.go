@@ -21,9 +21,11 @@ user's home (as the user, in a re-executed helper killed at the deadline) and st
 files. A job that used no ffl session costs a few lstat calls.
 
 It never drains a node for a user's mess: every problem is logged (syslog and/or
-epilog.log\_file, since slurmd discards its output) and the exit status is 0, unless
-epilog.fail\_on\_unkillable is set and a process of the job survived SIGKILL. The whole run is
-bounded by epilog.timeout (keep it below PrologEpilogTimeout).
+epilog.log\_file, since slurmd discards its output) and the exit status is 0. It returns within
+epilog.timeout plus at most 1 s whatever a user does (keep it below PrologEpilogTimeout): reads
+of other processes' memory run in a child killed at its deadline, the helper is read with
+deadlines and killed at its own, and a watchdog ends the run at the timeout plus 400 ms.
+epilog.fail\_on\_unkillable is ignored: any user could make a process survive SIGKILL.
 
 **ffl-epilog sweep** (run daily by ffl-sweep.timer) removes every user's stale sessions on the
 node: those no Epilog saw (a crash, a reboot, an Epilog that was not configured). **ffl-epilog
@@ -34,14 +36,14 @@ when its directory exists (see **ffl.toml**(5)).`,
 		Sections: []clidoc.Section{
 			{Title: "EXIT STATUS", Body: fmt.Sprintf(`**%d**
 : Always for the Epilog run by Slurm: a bad environment, an unknown user, a missing home,
-garbage or hostile files, symlinks, timeouts are logged, never turned into a drained node.
+garbage or hostile files, symlinks, processes that survive SIGKILL, timeouts, attacks are
+logged, never turned into a drained node.
 
 **%d**
-: Only with epilog.fail\_on\_unkillable = true, when a process of the job survived SIGKILL (the
-node then drains: **scontrol update nodename=N state=resume** after a look).
+: A manual run with bad flags (**--job** without **--user**, an unknown user, ...).
 
 **%d**
-: A manual run with bad flags (**--job** without **--user**, an unknown user, ...).`, exitOK, exitUnkillable, exitUsage)},
+: **doctor** found a problem.`, exitOK, exitUsage, exitBroken)},
 			{Title: "FILES", Body: `**` + config.DefaultPath + `**
 : Configuration (**ffl.toml**(5)); an unusable file is logged and the defaults are used.
 

@@ -68,8 +68,8 @@ func TestManualRun(t *testing.T) {
 func TestLogFileRefused(t *testing.T) {
 	h := newHarness(t, "")
 	victim := filepath.Join(h.root, "victim")
-	must(t, os.WriteFile(victim, []byte("keep"), 0o644))
-	must(t, os.Symlink(victim, h.logFile))
+	testutil.Must(t, os.WriteFile(victim, []byte("keep"), 0o644))
+	testutil.Must(t, os.Symlink(victim, h.logFile))
 	r := h.run(h.slurmEnv(jobA, h.user))
 	if r.code != 0 {
 		t.Errorf("exit %d", r.code)
@@ -85,23 +85,24 @@ func TestLogFileRefused(t *testing.T) {
 // TestBrokenConfig: an unusable configuration is reported and the defaults are used; exit 0.
 func TestBrokenConfig(t *testing.T) {
 	h := newHarness(t, "")
-	must(t, os.WriteFile(h.conf, []byte("runtime_dir = 42\nbogus = true\n"), 0o644))
+	testutil.Must(t, os.WriteFile(h.conf, []byte("runtime_dir = 42\nbogus = true\n"), 0o644))
 	r := h.run(h.slurmEnv("4294967290", h.user))
 	if r.code != 0 || !strings.Contains(r.stderr, "configuration unusable") {
 		t.Errorf("exit %d, stderr %s", r.code, r.stderr)
 	}
 }
 
-// TestFailOnUnkillable: with epilog.fail_on_unkillable, processes that do end keep the exit
-// status at 0 (only a survivor of SIGKILL would make it 1).
+// TestFailOnUnkillable: epilog.fail_on_unkillable is accepted (existing configs keep loading)
+// and ignored, with a warning: a user can make a process survive SIGKILL at will, so it must not
+// decide the exit status that drains the node.
 func TestFailOnUnkillable(t *testing.T) {
 	h := newHarness(t, "fail_on_unkillable = true")
 	procs := h.tree(h.user, h.layout(h.user, jobA).Marker(8001))
 	h.session(h.user, jobA, 8001, false, procs, "")
 	r := h.epilog(jobA, h.user)
 	testutil.WaitGone(t, procs)
-	if !strings.Contains(r.log, "left=0") {
-		t.Error("summary does not say left=0")
+	if !strings.Contains(r.log, "left=0") || !strings.Contains(r.log, "fail_on_unkillable is ignored") {
+		t.Error("summary does not say left=0, or no line says fail_on_unkillable is ignored")
 	}
 }
 
@@ -154,5 +155,23 @@ func TestSweepCommand(t *testing.T) {
 	}
 	if !strings.Contains(r.log, "sweep done") {
 		t.Error("no sweep summary line")
+	}
+}
+
+// TestMetricsRecorded: each run adds its counts to epilog.metrics_file.
+func TestMetricsRecorded(t *testing.T) {
+	dir := t.TempDir()
+	prom := filepath.Join(dir, "ffl.prom")
+	h := newHarness(t, "metrics_file = \""+prom+"\"")
+	procs := h.tree(h.user, h.layout(h.user, jobA).Marker(8001))
+	h.session(h.user, jobA, 8001, false, procs, "")
+	h.epilog(jobA, h.user)
+	h.epilog("501", h.user)
+	data, err := os.ReadFile(prom)
+	testutil.Must(t, err, "metrics file")
+	for _, want := range []string{`ffl_runs_total{hook="epilog"} 2`, `ffl_jobs_with_leftovers_total{hook="epilog"} 1`, `ffl_sessions_cleaned_total{hook="epilog"} 1`} {
+		if !strings.Contains(string(data), want) {
+			t.Errorf("metrics file lacks %q:\n%s", want, data)
+		}
 	}
 }

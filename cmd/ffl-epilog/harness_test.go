@@ -27,50 +27,23 @@ import (
 
 // The binaries under test, built once by TestMain (as root) into a directory every user may
 // enter: the Epilog re-executes itself as the job's user.
-var epilogBin, faketreeBin string
+var epilogBin, faketreeBin, hostileBin string
 
 func TestMain(m *testing.M) {
 	os.Exit(func() int {
 		if os.Geteuid() != 0 {
 			return m.Run() // every test skips
 		}
-		dir, err := os.MkdirTemp("", "ffl-epilog-test-")
+		bins, cleanup, err := testutil.BuildMain("github.com/ffl-hpc/ffl/cmd/ffl-epilog",
+			"github.com/ffl-hpc/ffl/internal/faketree", "github.com/ffl-hpc/ffl/internal/hostile")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		defer os.RemoveAll(dir)
-		if err := os.Chmod(dir, 0o755); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		epilogBin = filepath.Join(dir, "ffl-epilog")
-		cmd := exec.Command("go", "build", "-o", epilogBin, ".")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "go build ffl-epilog: %v\n%s", err, out)
-			return 1
-		}
-		if faketreeBin, err = ftest.BuildIn(dir); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
+		defer cleanup()
+		epilogBin, faketreeBin, hostileBin = bins[0], bins[1], bins[2]
 		return m.Run()
 	}())
-}
-
-func requireRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: runs ffl-epilog as root against trees and processes of test users")
-	}
-}
-
-func must(t testing.TB, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 type testUser struct {
@@ -90,7 +63,7 @@ func (u testUser) cred() *syscall.Credential {
 // created (the user's, 0700) unless it is below /nonexistent.
 func ensureUser(t testing.TB, name, home string) testUser {
 	t.Helper()
-	requireRoot(t)
+	testutil.RequireRoot(t)
 	if _, err := user.Lookup(name); err != nil {
 		out, err := exec.Command("useradd", "-M", "-d", home, "-s", "/usr/sbin/nologin", "-c", "ffl test user", name).CombinedOutput()
 		if _, lerr := user.Lookup(name); lerr != nil {
@@ -98,14 +71,14 @@ func ensureUser(t testing.TB, name, home string) testUser {
 		}
 	}
 	u, err := user.Lookup(name)
-	must(t, err)
+	testutil.Must(t, err)
 	uid, _ := strconv.Atoi(u.Uid)
 	gid, _ := strconv.Atoi(u.Gid)
 	if !strings.HasPrefix(u.HomeDir, "/nonexistent") {
-		must(t, os.MkdirAll(filepath.Dir(u.HomeDir), 0o755))
+		testutil.Must(t, os.MkdirAll(filepath.Dir(u.HomeDir), 0o755))
 		_ = os.Chmod(filepath.Dir(u.HomeDir), 0o755)
-		must(t, os.MkdirAll(u.HomeDir, 0o700))
-		must(t, os.Chown(u.HomeDir, uid, gid))
+		testutil.Must(t, os.MkdirAll(u.HomeDir, 0o700))
+		testutil.Must(t, os.Chown(u.HomeDir, uid, gid))
 	}
 	return testUser{name: name, uid: uid, gid: gid, home: u.HomeDir}
 }
@@ -122,23 +95,29 @@ type harness struct {
 
 func newHarness(t *testing.T, extraConfig string) *harness {
 	t.Helper()
-	requireRoot(t)
+	return newHarnessFor(t, extraConfig, "ffltest1", "ffltest2")
+}
+
+// newHarnessFor is newHarness with the job's user and the other user named.
+func newHarnessFor(t *testing.T, extraConfig, userName, otherName string) *harness {
+	t.Helper()
+	testutil.RequireRoot(t)
 	h := &harness{t: t,
-		user:  ensureUser(t, "ffltest1", "/var/tmp/ffltest-homes/ffltest1"),
-		other: ensureUser(t, "ffltest2", "/var/tmp/ffltest-homes/ffltest2"),
+		user:  ensureUser(t, userName, "/var/tmp/ffltest-homes/"+userName),
+		other: ensureUser(t, otherName, "/var/tmp/ffltest-homes/"+otherName),
 	}
 	h.root = t.TempDir()
-	must(t, os.Chmod(filepath.Dir(h.root), 0o755))
-	must(t, os.Chmod(h.root, 0o755))
+	testutil.Must(t, os.Chmod(filepath.Dir(h.root), 0o755))
+	testutil.Must(t, os.Chmod(h.root, 0o755))
 	h.runtime = filepath.Join(h.root, "run", "ffl")
-	must(t, os.MkdirAll(h.runtime, 0o755))
-	must(t, os.Chmod(filepath.Dir(h.runtime), 0o755))
+	testutil.Must(t, os.MkdirAll(h.runtime, 0o755))
+	testutil.Must(t, os.Chmod(filepath.Dir(h.runtime), 0o755))
 	h.temp = filepath.Join(h.root, "tmp")
-	must(t, os.Mkdir(h.temp, 0o755))
-	must(t, os.Chmod(h.temp, 0o777|os.ModeSticky))
+	testutil.Must(t, os.Mkdir(h.temp, 0o755))
+	testutil.Must(t, os.Chmod(h.temp, 0o777|os.ModeSticky))
 	h.xdir = filepath.Join(h.root, "x")
-	must(t, os.Mkdir(h.xdir, 0o755))
-	must(t, os.Chmod(h.xdir, 0o777|os.ModeSticky))
+	testutil.Must(t, os.Mkdir(h.xdir, 0o755))
+	testutil.Must(t, os.Chmod(h.xdir, 0o777|os.ModeSticky))
 	var rnd [4]byte
 	_, _ = rand.Read(rnd[:])
 	h.node = "e" + hex.EncodeToString(rnd[:])
@@ -150,9 +129,9 @@ func newHarness(t *testing.T, extraConfig string) *harness {
 	if extraConfig != "" {
 		cfg += extraConfig + "\n"
 	}
-	must(t, os.WriteFile(h.conf, []byte(cfg), 0o644))
+	testutil.Must(t, os.WriteFile(h.conf, []byte(cfg), 0o644))
 	id, err := proc.BootID()
-	must(t, err)
+	testutil.Must(t, err)
 	h.bootID = id
 	t.Cleanup(func() {
 		for _, u := range []testUser{h.user, h.other} {
@@ -188,10 +167,17 @@ type result struct {
 	code   int
 	stderr string
 	log    string // the whole log file after the run
+	took   time.Duration
 }
 
 // run runs ffl-epilog (with --config and the test X dir) in env, from a directory like slurmd's.
 func (h *harness) run(env []string, args ...string) result {
+	h.t.Helper()
+	return h.runWith(env, nil, args...)
+}
+
+// runWith is run with extra descriptors inherited (fd 3 and up), as slurmd or a shell may pass.
+func (h *harness) runWith(env []string, extra []*os.File, args ...string) result {
 	h.t.Helper()
 	full := append([]string{"--config", h.conf, "--x-dir", h.xdir}, args...)
 	// A bug that blocks (a FIFO opened for reading, a hung helper) must fail the test, not hang it.
@@ -200,9 +186,12 @@ func (h *harness) run(env []string, args ...string) result {
 	cmd := exec.CommandContext(ctx, epilogBin, full...)
 	cmd.Env = env
 	cmd.Dir = h.root
+	cmd.ExtraFiles = extra
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
+	t0 := time.Now()
 	err := cmd.Run()
+	took := time.Since(t0)
 	code := 0
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
@@ -211,8 +200,8 @@ func (h *harness) run(env []string, args ...string) result {
 		h.t.Fatalf("run ffl-epilog: %v", err)
 	}
 	data, _ := os.ReadFile(h.logFile)
-	r := result{code: code, stderr: stderr.String(), log: string(data)}
-	h.t.Logf("ffl-epilog %v: exit %d\n%s", args, code, r.log)
+	r := result{code: code, stderr: stderr.String(), log: string(data), took: took}
+	h.t.Logf("ffl-epilog %v: exit %d after %s\n%s", args, code, took, r.log)
 	return r
 }
 
@@ -235,13 +224,20 @@ var deadID = proc.Identity{PID: 999_999_999, StartTime: 1}
 // session lays out one session of job for u (node-local dir with state.json, home dir with a
 // password and a profile) and returns (node-local session dir, home session dir).
 func (h *harness) session(u testUser, job string, port int, fallback bool, procs []proc.Identity, display string) (string, string) {
-	t := h.t
-	t.Helper()
+	h.t.Helper()
 	l := h.layout(u, job)
 	jobDir := l.PreferredRuntimeJobDir()
 	if fallback {
 		jobDir = l.FallbackRuntimeJobDir()
 	}
+	return h.sessionIn(u, job, port, jobDir, procs, display)
+}
+
+// sessionIn is session with the node-local job dir given (a private fallback parent's, say).
+func (h *harness) sessionIn(u testUser, job string, port int, jobDir string, procs []proc.Identity, display string) (string, string) {
+	t := h.t
+	t.Helper()
+	l := h.layout(u, job)
 	rt := filepath.Join(jobDir, layout.SessionDirName(port))
 	for _, d := range []string{"run", "xpra", "tmp", "cache"} {
 		testutil.MkdirAs(t, filepath.Join(rt, d), u, 0o700)
@@ -253,11 +249,11 @@ func (h *harness) session(u testUser, job string, port int, fallback bool, procs
 		Port: port, Display: display, Created: time.Now().UTC(), Marker: l.Marker(port), SessionDir: l.HomeSessionDir(port),
 		RuntimeDir: rt, Supervisor: deadID, Processes: procs}
 	data, err := st.Marshal()
-	must(t, err)
+	testutil.Must(t, err)
 	testutil.WriteAs(t, filepath.Join(rt, layout.StateFile), u, data)
 	sup := layout.Supervisor{Schema: layout.StateSchema, Job: job, Node: h.node, BootID: h.bootID, Process: deadID, Started: time.Now().UTC()}
 	data, err = sup.Marshal()
-	must(t, err)
+	testutil.Must(t, err)
 	testutil.WriteAs(t, filepath.Join(jobDir, layout.SupervisorFile), u, data)
 	home := l.HomeSessionDir(port)
 	testutil.MkdirAs(t, filepath.Join(home, "profile"), u, 0o700)
@@ -277,7 +273,7 @@ func (h *harness) tree(u testUser, marker string) []proc.Identity {
 	var out []proc.Identity
 	for _, pid := range tr.PIDs() {
 		id, err := proc.Lookup(pid)
-		must(h.t, err)
+		testutil.Must(h.t, err)
 		out = append(out, id)
 	}
 	return out
@@ -295,8 +291,8 @@ func (h *harness) canary(u *testUser, env ...string) *canary {
 	t := h.t
 	t.Helper()
 	dir, err := os.MkdirTemp(h.root, "canary-")
-	must(t, err)
-	must(t, os.Chmod(dir, 0o777))
+	testutil.Must(t, err)
+	testutil.Must(t, os.Chmod(dir, 0o777))
 	log := filepath.Join(dir, "signals")
 	script := `for s in TERM HUP INT USR1 USR2 QUIT; do trap "echo $s >> $LOG" $s; done; : > $LOG.ready; while :; do sleep 0.05; done`
 	cmd := exec.Command("/bin/sh", "-c", script)
@@ -304,9 +300,9 @@ func (h *harness) canary(u *testUser, env ...string) *canary {
 	if u != nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: u.cred()}
 	}
-	must(t, cmd.Start())
+	testutil.Must(t, cmd.Start())
 	pidfd, err := pidfdOpen(cmd.Process.Pid)
-	must(t, err)
+	testutil.Must(t, err)
 	t.Cleanup(func() {
 		_ = pidfdKill(pidfd)
 		_ = cmd.Wait()
@@ -319,7 +315,7 @@ func (h *harness) canary(u *testUser, env ...string) *canary {
 		time.Sleep(10 * time.Millisecond)
 	}
 	id, err := proc.Lookup(cmd.Process.Pid)
-	must(t, err)
+	testutil.Must(t, err)
 	return &canary{id: id, log: log}
 }
 

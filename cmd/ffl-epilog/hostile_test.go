@@ -38,13 +38,13 @@ func (h *harness) victims() (rootV, otherV string) {
 			filepath.Join(layout.JobDirName(jobA), "session-8001"),
 			"session-8001", "profile", "tmp",
 		} {
-			must(t, os.MkdirAll(filepath.Join(v, rel), dirMode))
-			must(t, os.WriteFile(filepath.Join(v, rel, "password"), []byte("victim"), fileMode))
+			testutil.Must(t, os.MkdirAll(filepath.Join(v, rel), dirMode))
+			testutil.Must(t, os.WriteFile(filepath.Join(v, rel, "password"), []byte("victim"), fileMode))
 		}
-		must(t, os.WriteFile(filepath.Join(v, "file"), []byte("victim"), fileMode))
-		must(t, filepath.Walk(v, func(p string, fi os.FileInfo, err error) error {
-			must(t, err)
-			must(t, os.Lchown(p, owner.uid, owner.gid))
+		testutil.Must(t, os.WriteFile(filepath.Join(v, "file"), []byte("victim"), fileMode))
+		testutil.Must(t, filepath.Walk(v, func(p string, fi os.FileInfo, err error) error {
+			testutil.Must(t, err)
+			testutil.Must(t, os.Lchown(p, owner.uid, owner.gid))
 			mode := fileMode
 			if fi.IsDir() {
 				mode = dirMode
@@ -72,7 +72,7 @@ func TestHostileSymlinks(t *testing.T) {
 	// replace turns path into a symlink to target, owned by owner; the real entry moves aside
 	// (where nothing may touch it either).
 	replace := func(h *harness, path, target string, owner testUser) {
-		must(h.t, os.Rename(path, path+".aside"))
+		testutil.Must(h.t, os.Rename(path, path+".aside"))
 		testutil.SymlinkAs(h.t, target, path, owner)
 	}
 	for _, tc := range []struct {
@@ -268,24 +268,24 @@ func TestHostileFiles(t *testing.T) {
 		{"fifos and sockets", func(h *harness, rt, home string) {
 			for _, p := range []string{filepath.Join(rt, layout.StateFile), filepath.Join(filepath.Dir(rt), layout.SupervisorFile), filepath.Join(home, "fifo")} {
 				_ = os.Remove(p)
-				must(h.t, unix.Mkfifo(p, 0o600))
-				must(h.t, os.Lchown(p, h.user.uid, h.user.gid))
+				testutil.Must(h.t, unix.Mkfifo(p, 0o600))
+				testutil.Must(h.t, os.Lchown(p, h.user.uid, h.user.gid))
 			}
 			for _, p := range []string{filepath.Join(rt, "xpra", "sock"), filepath.Join(home, "sock")} {
 				fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM, 0)
-				must(h.t, err)
-				must(h.t, unix.Bind(fd, &unix.SockaddrUnix{Name: p}))
+				testutil.Must(h.t, err)
+				testutil.Must(h.t, unix.Bind(fd, &unix.SockaddrUnix{Name: p}))
 				unix.Close(fd)
-				must(h.t, os.Lchown(p, h.user.uid, h.user.gid))
+				testutil.Must(h.t, os.Lchown(p, h.user.uid, h.user.gid))
 			}
 		}, "not a regular file"},
 		{"mode 000 dirs and files", func(h *harness, rt, home string) {
 			for _, d := range []string{filepath.Join(rt, "run"), filepath.Join(home, "profile")} {
 				testutil.MkdirAs(h.t, filepath.Join(d, "locked", "inner"), h.user, 0o700)
 				testutil.WriteAs(h.t, filepath.Join(d, "locked", "inner", "f"), h.user, []byte("x"))
-				must(h.t, os.Chmod(filepath.Join(d, "locked", "inner", "f"), 0))
-				must(h.t, os.Chmod(filepath.Join(d, "locked", "inner"), 0))
-				must(h.t, os.Chmod(filepath.Join(d, "locked"), 0))
+				testutil.Must(h.t, os.Chmod(filepath.Join(d, "locked", "inner", "f"), 0))
+				testutil.Must(h.t, os.Chmod(filepath.Join(d, "locked", "inner"), 0))
+				testutil.Must(h.t, os.Chmod(filepath.Join(d, "locked"), 0))
 			}
 		}, ""},
 		{"100000 files", func(h *harness, rt, home string) {
@@ -336,12 +336,12 @@ func TestHostileFiles(t *testing.T) {
 func manyFiles(t testing.TB, dir string, u testUser, n int) {
 	t.Helper()
 	d, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY, 0)
-	must(t, err)
+	testutil.Must(t, err)
 	defer unix.Close(d)
 	for i := 0; i < n; i++ {
 		fd, err := unix.Openat(d, "f"+strconv.Itoa(i), unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o600)
-		must(t, err)
-		must(t, unix.Fchown(fd, u.uid, u.gid))
+		testutil.Must(t, err)
+		testutil.Must(t, unix.Fchown(fd, u.uid, u.gid))
 		unix.Close(fd)
 	}
 }
@@ -350,12 +350,12 @@ func manyFiles(t testing.TB, dir string, u testUser, n int) {
 func deepTree(t testing.TB, dir string, u testUser, depth int) {
 	t.Helper()
 	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY, 0)
-	must(t, err)
+	testutil.Must(t, err)
 	for i := 0; i < depth; i++ {
-		must(t, unix.Mkdirat(fd, "d", 0o700))
+		testutil.Must(t, unix.Mkdirat(fd, "d", 0o700))
 		next, err := unix.Openat(fd, "d", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0)
-		must(t, err)
-		must(t, unix.Fchown(next, u.uid, u.gid))
+		testutil.Must(t, err)
+		testutil.Must(t, unix.Fchown(next, u.uid, u.gid))
 		unix.Close(fd)
 		fd = next
 	}
@@ -425,7 +425,7 @@ func TestHostileMissingHome(t *testing.T) {
 	st := layout.State{Schema: 1, Job: jobA, Node: h.node, BootID: h.bootID, UID: u.uid, User: u.name, Port: 8001,
 		Created: time.Now(), Marker: l.Marker(8001), Supervisor: deadID, Processes: procs}
 	data, err := st.Marshal()
-	must(t, err)
+	testutil.Must(t, err)
 	testutil.WriteAs(t, filepath.Join(rt, layout.StateFile), u, data)
 	before := testutil.Snapshot(t, h.world()...)
 	r := h.epilog(jobA, u)

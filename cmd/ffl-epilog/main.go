@@ -2,7 +2,7 @@
 // the processes of the job's ffl sessions and removes their files (node-local runtime dirs, the
 // session trees in the home, stale X locks). It never drains a node for a user's mess: it exits
 // 0 on every problem, each logged (syslog and/or epilog.log_file, since slurmd discards its
-// output), unless epilog.fail_on_unkillable is set and a process of the job survived SIGKILL.
+// output), and it returns within its timeout plus a margin whatever a user does.
 //
 //	Epilog=/usr/local/sbin/ffl-epilog                 # slurm.conf
 //	ffl-epilog --job 1234 --user alice          # by hand, after a job whose Epilog did not run
@@ -17,11 +17,9 @@ import (
 	"os"
 	"time"
 
-	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
 
-	"github.com/ffl-hpc/ffl/pkg/config"
-	"github.com/ffl-hpc/ffl/pkg/reclaim"
+	"github.com/ffl-hpc/ffl/pkg/hook"
 )
 
 // version is set with -ldflags "-X main.version=...".
@@ -29,20 +27,12 @@ var version = "dev"
 
 // Exit codes (docs/EPILOG.md).
 const (
-	exitOK         = 0
-	exitUnkillable = 1 // only with epilog.fail_on_unkillable
-	exitUsage      = 2 // a human gave bad flags (Slurm passes none)
+	exitOK    = 0
+	exitUsage = 2 // a human gave bad flags (Slurm passes none)
 )
 
-// exitStatus carries an exit code through urfave/cli.
-type exitStatus struct{ code int }
-
-func (e exitStatus) Error() string { return fmt.Sprintf("exit status %d", e.code) }
-
-// errUsage marks a wrong command line of a manual run.
-var errUsage = errors.New("usage")
-
 func main() {
+	hook.Start()
 	os.Exit(exitCode(newApp().Run(os.Args)))
 }
 
@@ -63,13 +53,18 @@ func newApp() *cli.App {
 		},
 		ArgsUsage: "\n\nEXAMPLES:\n   Epilog=/usr/local/sbin/ffl-epilog            (slurm.conf)\n   ffl-epilog --job 1234 --user alice",
 		Action:    epilogAction,
-		Commands:  []*cli.Command{sweepCommand, helperCommand, doctorCommand},
+		Commands:  []*cli.Command{sweepCommand, doctorCommand, hook.HelperCommand, hook.ScanCommand},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
-			return fmt.Errorf("%w: %v", errUsage, err)
+			return fmt.Errorf("%w: %v", hook.ErrUsage, err)
 		},
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
 }
+
+// exitStatus carries an exit code through urfave/cli (doctor's).
+type exitStatus struct{ code int }
+
+func (e exitStatus) Error() string { return fmt.Sprintf("exit status %d", e.code) }
 
 func exitCode(err error) int {
 	if err == nil {
@@ -79,46 +74,17 @@ func exitCode(err error) int {
 	if errors.As(err, &es) {
 		return es.code
 	}
-	fmt.Fprintf(os.Stderr, "ffl-epilog: %s\n", reclaim.Sanitize(err.Error()))
-	if errors.Is(err, errUsage) {
+	fmt.Fprintf(os.Stderr, "ffl-epilog: %s\n", hook.Sanitize(err.Error()))
+	if errors.Is(err, hook.ErrUsage) {
 		return exitUsage
 	}
 	return exitOK // never drain a node for our own failure
 }
 
-// env is what every root-run subcommand shares: the configuration and the logger.
-type env struct {
-	cfg   config.Config
-	log   *logrus.Logger
-	close func()
-}
-
-// setup loads the configuration (a broken one is logged and replaced by the defaults: the
-// cleanup must run anyway) and builds the logger from it.
-func setup(c *cli.Context, tag string) *env {
-	cfg, path, cfgErr := config.LoadFromEnv(os.Getenv, c.String("config"))
-	if cfgErr != nil {
-		cfg = config.Default()
-	}
-	log, closeLog, errs := reclaim.HookLog{Tag: tag, Syslog: cfg.Epilog.Syslog, File: cfg.Epilog.LogFile, Debug: c.Bool("debug")}.New()
-	for _, err := range errs {
-		log.WithError(err).Warn("logging")
-	}
-	if cfgErr != nil {
-		log.WithError(cfgErr).Warn("configuration unusable; using the defaults")
-	} else {
-		log.WithField("config", path).Debug("configuration loaded")
-	}
-	return &env{cfg: cfg, log: log, close: closeLog}
-}
-
 // timeout is --timeout, else epilog.timeout.
-func (e *env) timeout(c *cli.Context) time.Duration {
+func timeout(c *cli.Context, e *hook.Env) time.Duration {
 	if d := c.Duration("timeout"); d > 0 {
 		return d
 	}
-	return e.cfg.Epilog.Timeout.Duration
+	return e.Cfg.Epilog.Timeout.Duration
 }
-
-// helper re-executes this binary's hidden helper subcommand as the user.
-var helper = reclaim.Helper{Args: []string{"helper"}}

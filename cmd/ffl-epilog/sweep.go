@@ -10,6 +10,8 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
 
+	"github.com/ffl-hpc/ffl/pkg/hook"
+	"github.com/ffl-hpc/ffl/pkg/metrics"
 	"github.com/ffl-hpc/ffl/pkg/reclaim"
 	"github.com/ffl-hpc/ffl/pkg/slurmenv"
 )
@@ -28,15 +30,15 @@ var sweepCommand = &cli.Command{
 	},
 	Action: func(c *cli.Context) error {
 		if c.NArg() > 0 {
-			return fmt.Errorf("%w: unexpected argument %q", errUsage, c.Args().First())
+			return hook.Usagef("unexpected argument %q", c.Args().First())
 		}
 		node, err := nodeName(c.String("node"))
 		if err != nil {
-			return fmt.Errorf("%w: %v", errUsage, err)
+			return hook.Usagef("%v", err)
 		}
-		e := setup(c, "ffl-epilog")
-		defer e.close()
-		olderThan, tempOlderThan := e.cfg.Epilog.SweepOlderThan.Duration, e.cfg.Epilog.TempOlderThan.Duration
+		e := hook.Setup(c, "ffl-epilog")
+		defer e.Log.Close()
+		olderThan, tempOlderThan := e.Cfg.Epilog.SweepOlderThan.Duration, e.Cfg.Epilog.TempOlderThan.Duration
 		if c.IsSet("older-than") {
 			olderThan = c.Duration("older-than")
 		}
@@ -44,24 +46,39 @@ var sweepCommand = &cli.Command{
 			tempOlderThan = c.Duration("temp-older-than")
 		}
 		if olderThan < 0 || tempOlderThan < 0 {
-			return fmt.Errorf("%w: --older-than and --temp-older-than must not be negative", errUsage)
+			return hook.Usagef("--older-than and --temp-older-than must not be negative")
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), c.Duration("timeout"))
+		limit := c.Duration("timeout")
+		ctx, cancel := context.WithTimeout(context.Background(), limit)
 		defer cancel()
 		t0 := time.Now()
-		rep := reclaim.Sweep(ctx, reclaim.SweepParams{
-			Node: node, RuntimeDir: e.cfg.RuntimeDir, TempDir: e.cfg.TempDir, StateDir: e.cfg.StateDir,
-			OlderThan: olderThan, TempOlderThan: tempOlderThan, Grace: min(e.cfg.CleanupTimeout.Duration, reclaim.MaxEpilogGrace),
-			DryRun: c.Bool("dry-run"), Helper: helper, Log: logrus.NewEntry(e.log), XDir: c.String("x-dir"),
-		})
-		for _, line := range rep.Removed {
-			fmt.Println(line)
+		run := &hook.Run{}
+		done := func(rep reclaim.Report) {
+			errs, took := len(rep.Problems)+rep.MoreProblems, time.Since(t0)
+			defer e.Record(metrics.Run{Hook: metrics.HookSweep, Sessions: rep.Sessions, Termed: rep.Termed, Killed: rep.Killed,
+				Left: rep.Left, Refused: rep.Refused, Dirs: rep.Dirs, Files: rep.Files, Bytes: rep.Bytes, Errors: errs,
+				Duration: took, TimedOut: len(rep.Unfinished) > 0})
+			e.Log.WithFields(logrus.Fields{
+				"node": node, "sessions": rep.Sessions, "termed": rep.Termed, "killed": rep.Killed, "left": rep.Left,
+				"dirs": rep.Dirs, "files": rep.Files, "bytes": rep.Bytes, "refused": rep.Refused, "dry_run": c.Bool("dry-run"),
+				"unfinished": unfinishedField(rep.Unfinished), "duration_ms": took.Milliseconds(), "errors": errs,
+			}).Info("sweep done")
 		}
-		e.log.WithFields(logrus.Fields{
-			"node": node, "sessions": rep.Sessions, "termed": rep.Termed, "killed": rep.Killed, "left": rep.Left,
-			"dirs": rep.Dirs, "files": rep.Files, "bytes": rep.Bytes, "refused": rep.Refused, "dry_run": c.Bool("dry-run"),
-			"duration_ms": time.Since(t0).Milliseconds(), "errors": len(rep.Problems) + rep.MoreProblems,
-		}).Info("sweep done")
+		run.Arm(limit+hook.WatchdogMargin, e.Log, func(string) {
+			e.Log.Warn("watchdog: the sweep did not end by its timeout plus " + hook.WatchdogMargin.String())
+			done(reclaim.Report{Unfinished: []string{reclaim.PhaseSweep}, Problems: []string{"watchdog"}})
+		})
+		rep := reclaim.Sweep(ctx, reclaim.SweepParams{
+			Node: node, RuntimeDir: e.Cfg.RuntimeDir, TempDir: e.Cfg.TempDir, StateDir: e.Cfg.StateDir,
+			OlderThan: olderThan, TempOlderThan: tempOlderThan, Grace: min(e.Cfg.CleanupTimeout.Duration, reclaim.MaxEpilogGrace),
+			DryRun: c.Bool("dry-run"), Helper: hook.Helper, Scanner: hook.Scanner, Log: e.Entry(), XDir: c.String("x-dir"),
+		})
+		if run.Claim() {
+			for _, line := range rep.Removed {
+				fmt.Println(line)
+			}
+			done(rep)
+		}
 		return nil
 	},
 }

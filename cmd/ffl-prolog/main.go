@@ -1,8 +1,9 @@
 // Command ffl-prolog is ffl's (optional) Slurm Prolog: run as root on each node before a job, it
 // creates the job's node-local runtime dir (<runtime_dir>/job-<id>, the job's user, 0700) inside
 // the root-owned runtime root, makes sure /tmp/.X11-unix exists as root's 1777, and sweeps the
-// user's stale ffl sessions on the node (as the user, the new job excluded). It always exits 0:
-// a Prolog failure would drain the node and requeue the job.
+// user's stale ffl sessions on the node (as the user, the new job excluded). It always exits 0
+// (a Prolog failure would drain the node and requeue the job) and returns within its timeout
+// plus a margin whatever a user does.
 //
 //	Prolog=/usr/local/sbin/ffl-prolog                 # slurm.conf
 //
@@ -11,15 +12,16 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
 
-	"github.com/ffl-hpc/ffl/pkg/config"
+	"github.com/ffl-hpc/ffl/pkg/hook"
+	"github.com/ffl-hpc/ffl/pkg/metrics"
 	"github.com/ffl-hpc/ffl/pkg/reclaim"
 	"github.com/ffl-hpc/ffl/pkg/slurmenv"
 )
@@ -27,12 +29,10 @@ import (
 // version is set with -ldflags "-X main.version=...".
 var version = "dev"
 
-// errNoNSS makes slurmenv skip NSS: the runtime dir needs only the uid and gid Slurm gives.
-var errNoNSS = errors.New("NSS not consulted")
-
 func main() {
+	hook.Start()
 	if err := newApp().Run(os.Args); err != nil {
-		fmt.Fprintf(os.Stderr, "ffl-prolog: %s\n", reclaim.Sanitize(err.Error()))
+		fmt.Fprintf(os.Stderr, "ffl-prolog: %s\n", hook.Sanitize(err.Error()))
 	}
 	os.Exit(0) // never drain a node or requeue a job for ffl's sake
 }
@@ -51,61 +51,60 @@ func newApp() *cli.App {
 			&cli.StringFlag{Name: "x-dir", Hidden: true, Usage: "directory holding .X11-unix (default /tmp)"},
 		},
 		Action:         prologAction,
-		Commands:       []*cli.Command{helperCommand},
+		Commands:       []*cli.Command{hook.HelperCommand, hook.ScanCommand},
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
 }
 
 func prologAction(c *cli.Context) error {
-	cfg, path, cfgErr := config.LoadFromEnv(os.Getenv, c.String("config"))
-	if cfgErr != nil {
-		cfg = config.Default()
-	}
-	log, closeLog, errs := reclaim.HookLog{Tag: "ffl-prolog", Syslog: cfg.Epilog.Syslog, File: cfg.Epilog.LogFile, Debug: c.Bool("debug")}.New()
-	defer closeLog()
-	for _, err := range errs {
-		log.WithError(err).Warn("logging")
-	}
-	if cfgErr != nil {
-		log.WithError(cfgErr).Warn("configuration unusable; using the defaults")
-	} else {
-		log.WithField("config", path).Debug("configuration loaded")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), c.Duration("timeout"))
+	e := hook.Setup(c, "ffl-prolog")
+	defer e.Log.Close()
+	limit := c.Duration("timeout")
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
-
+	t0 := time.Now()
 	p := reclaim.PrologParams{
-		RuntimeDir: cfg.RuntimeDir, TempDir: cfg.TempDir, StateDir: cfg.StateDir,
-		Grace: cfg.CleanupTimeout.Duration, Helper: reclaim.Helper{Args: []string{"helper"}}, Log: logrus.NewEntry(log),
+		RuntimeDir: e.Cfg.RuntimeDir, TempDir: e.Cfg.TempDir, StateDir: e.Cfg.StateDir,
+		Grace: e.Cfg.CleanupTimeout.Duration, Helper: hook.Helper, Scanner: hook.Scanner, Log: e.Entry(),
 		XDir: c.String("x-dir"),
 	}
-	full := slurmenv.Options{Getenv: os.Getenv}
-	job, err := slurmenv.ForEpilog(slurmenv.Options{
-		Getenv:     os.Getenv,
-		LookupUser: func(string) (int, error) { return 0, errNoNSS },
-		LookupUID:  func(int) (string, error) { return "", errNoNSS },
-		LookupGID:  func(int) (int, error) { return 0, errNoNSS },
-	})
-	if err == nil {
-		p.Job = job
-		p.Resolve = func() (slurmenv.Job, error) { return slurmenv.ForEpilog(full) }
-	} else if job, err = slurmenv.ForEpilog(full); err == nil {
-		p.Job = job
-	} else {
-		log.WithFields(logrus.Fields{"job": os.Getenv(slurmenv.EnvJobID), "errors": 1}).Warnf("prolog: bad environment: %v: nothing done", err)
+	job, resolve, err := hook.JobFromEnv(os.Getenv)
+	if err != nil {
+		e.Log.WithFields(logrus.Fields{"job": os.Getenv(slurmenv.EnvJobID), "errors": 1}).Warnf("prolog: bad environment: %v: nothing done", err)
 		return nil
 	}
+	p.Job, p.Resolve = job, resolve
+	run := &hook.Run{}
+	run.Arm(limit+hook.WatchdogMargin, e.Log, func(string) {
+		e.Log.Warn("watchdog: the run did not end by its timeout plus " + hook.WatchdogMargin.String())
+		summary(e, reclaim.PrologResult{Job: job.ID, UID: job.UID, User: job.User, Duration: time.Since(t0),
+			Report: reclaim.Report{Unfinished: []string{reclaim.PhaseSweep}, Problems: []string{"watchdog"}}})
+	})
 	res := reclaim.Prolog(ctx, p)
+	if run.Claim() {
+		summary(e, res)
+	}
+	return nil
+}
+
+// summary logs the Prolog's one line per job, and adds the run to the metrics.
+func summary(e *hook.Env, res reclaim.PrologResult) {
 	errCount := len(res.Problems) + res.MoreProblems
-	entry := log.WithFields(logrus.Fields{
+	defer e.Record(metrics.Run{Hook: metrics.HookProlog, Jobs: 1, Sessions: res.Sessions, Termed: res.Termed, Killed: res.Killed,
+		Left: res.Left, Refused: res.Refused, Dirs: res.Dirs, Files: res.Files, Bytes: res.Bytes, Errors: errCount,
+		Duration: res.Duration, TimedOut: len(res.Unfinished) > 0})
+	unfinished := "none"
+	if len(res.Unfinished) > 0 {
+		unfinished = strings.Join(res.Unfinished, ",")
+	}
+	entry := e.Log.WithFields(logrus.Fields{
 		"job": res.Job, "user": res.User, "uid": res.UID, "runtime_dir": res.RuntimeJobDir, "swept": res.Swept,
 		"sessions": res.Sessions, "termed": res.Termed, "killed": res.Killed, "dirs": res.Dirs, "bytes": res.Bytes,
-		"duration_ms": res.Duration.Milliseconds(), "errors": errCount,
+		"unfinished": unfinished, "duration_ms": res.Duration.Milliseconds(), "errors": errCount,
 	})
 	if errCount > 0 {
 		entry.Warn("prolog done, with problems (see the lines above)")
 	} else {
 		entry.Info("prolog done")
 	}
-	return nil
 }

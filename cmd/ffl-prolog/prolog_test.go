@@ -18,40 +18,28 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ffl-hpc/ffl/internal/hostile/htest"
+	"github.com/ffl-hpc/ffl/internal/testutil"
 	"github.com/ffl-hpc/ffl/pkg/layout"
 	"github.com/ffl-hpc/ffl/pkg/proc"
 )
 
-var prologBin string
+var prologBin, hostileBin string
 
 func TestMain(m *testing.M) {
 	os.Exit(func() int {
 		if os.Geteuid() != 0 {
 			return m.Run()
 		}
-		dir, err := os.MkdirTemp("", "ffl-prolog-test-")
+		bins, cleanup, err := testutil.BuildMain("github.com/ffl-hpc/ffl/cmd/ffl-prolog", "github.com/ffl-hpc/ffl/internal/hostile")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		defer os.RemoveAll(dir)
-		_ = os.Chmod(dir, 0o755)
-		prologBin = filepath.Join(dir, "ffl-prolog")
-		cmd := exec.Command("go", "build", "-o", prologBin, ".")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "go build ffl-prolog: %v\n%s", err, out)
-			return 1
-		}
+		defer cleanup()
+		prologBin, hostileBin = bins[0], bins[1]
 		return m.Run()
 	}())
-}
-
-func must(t testing.TB, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 type env struct {
@@ -64,10 +52,13 @@ type env struct {
 
 func setupEnv(t *testing.T) *env {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: runs ffl-prolog as root for a test user")
-	}
-	const name = "ffltest1"
+	return setupEnvFor(t, "ffltest1", "")
+}
+
+// setupEnvFor is setupEnv for the user name, with extra lines for the [epilog] table.
+func setupEnvFor(t *testing.T, name, extraConfig string) *env {
+	t.Helper()
+	testutil.RequireRoot(t, "runs ffl-prolog as root for a test user")
 	if _, err := user.Lookup(name); err != nil {
 		out, err := exec.Command("useradd", "-M", "-d", "/var/tmp/ffltest-homes/"+name, "-s", "/usr/sbin/nologin", name).CombinedOutput()
 		if _, lerr := user.Lookup(name); lerr != nil {
@@ -75,23 +66,23 @@ func setupEnv(t *testing.T) *env {
 		}
 	}
 	u, err := user.Lookup(name)
-	must(t, err)
+	testutil.Must(t, err)
 	e := &env{t: t, name: name, home: u.HomeDir}
 	e.uid, _ = strconv.Atoi(u.Uid)
 	e.gid, _ = strconv.Atoi(u.Gid)
-	must(t, os.MkdirAll(e.home, 0o700))
-	must(t, os.Chown(e.home, e.uid, e.gid))
+	testutil.Must(t, os.MkdirAll(e.home, 0o700))
+	testutil.Must(t, os.Chown(e.home, e.uid, e.gid))
 	_ = os.Chmod(filepath.Dir(e.home), 0o755)
 	e.root = t.TempDir()
-	must(t, os.Chmod(filepath.Dir(e.root), 0o755))
-	must(t, os.Chmod(e.root, 0o755))
-	must(t, os.Mkdir(filepath.Join(e.root, "run"), 0o755))
+	testutil.Must(t, os.Chmod(filepath.Dir(e.root), 0o755))
+	testutil.Must(t, os.Chmod(e.root, 0o755))
+	testutil.Must(t, os.Mkdir(filepath.Join(e.root, "run"), 0o755))
 	e.runtime = filepath.Join(e.root, "run", "ffl") // missing: the Prolog makes it
 	e.temp = filepath.Join(e.root, "tmp")
 	e.xdir = filepath.Join(e.root, "x")
 	for _, d := range []string{e.temp, e.xdir} {
-		must(t, os.Mkdir(d, 0o755))
-		must(t, os.Chmod(d, 0o777|os.ModeSticky))
+		testutil.Must(t, os.Mkdir(d, 0o755))
+		testutil.Must(t, os.Chmod(d, 0o777|os.ModeSticky))
 	}
 	var rnd [4]byte
 	_, _ = rand.Read(rnd[:])
@@ -100,8 +91,8 @@ func setupEnv(t *testing.T) *env {
 	t.Cleanup(func() { os.RemoveAll(filepath.Join(e.home, e.stateName)) })
 	e.logFile = filepath.Join(t.TempDir(), "prolog.log")
 	e.conf = filepath.Join(e.root, "ffl.toml")
-	must(t, os.WriteFile(e.conf, []byte(fmt.Sprintf("state_dir = %q\nruntime_dir = %q\ntemp_dir = %q\n[epilog]\nsyslog = false\nlog_file = %q\n",
-		"~/"+e.stateName, e.runtime, e.temp, e.logFile)), 0o644))
+	testutil.Must(t, os.WriteFile(e.conf, []byte(fmt.Sprintf("state_dir = %q\nruntime_dir = %q\ntemp_dir = %q\n[epilog]\nsyslog = false\nlog_file = %q\n%s\n",
+		"~/"+e.stateName, e.runtime, e.temp, e.logFile, extraConfig)), 0o644))
 	return e
 }
 
@@ -111,11 +102,11 @@ func (e *env) slurmEnv(job string) []string {
 		"SLURM_SCRIPT_CONTEXT=prolog_slurmd", "SLURM_CLUSTER_NAME=test"}
 }
 
-func (e *env) run(environ []string) (int, string) {
+func (e *env) run(environ []string, args ...string) (int, string) {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, prologBin, "--config", e.conf, "--x-dir", e.xdir)
+	cmd := exec.CommandContext(ctx, prologBin, append([]string{"--config", e.conf, "--x-dir", e.xdir}, args...)...)
 	cmd.Env = environ
 	cmd.Dir = e.root
 	var stderr bytes.Buffer
@@ -136,7 +127,7 @@ func (e *env) run(environ []string) (int, string) {
 func statOf(t *testing.T, p string) (os.FileInfo, *syscall.Stat_t) {
 	t.Helper()
 	fi, err := os.Lstat(p)
-	must(t, err)
+	testutil.Must(t, err)
 	return fi, fi.Sys().(*syscall.Stat_t)
 }
 
@@ -169,10 +160,10 @@ func TestPrologPreparesTheNode(t *testing.T) {
 func TestPrologRefusesForeignThings(t *testing.T) {
 	e := setupEnv(t)
 	target := filepath.Join(e.root, "elsewhere")
-	must(t, os.Mkdir(target, 0o755))
-	must(t, os.Symlink(target, e.runtime))
-	must(t, os.Mkdir(filepath.Join(e.xdir, ".X11-unix"), 0o700))
-	must(t, os.Chown(filepath.Join(e.xdir, ".X11-unix"), e.uid, e.gid))
+	testutil.Must(t, os.Mkdir(target, 0o755))
+	testutil.Must(t, os.Symlink(target, e.runtime))
+	testutil.Must(t, os.Mkdir(filepath.Join(e.xdir, ".X11-unix"), 0o700))
+	testutil.Must(t, os.Chown(filepath.Join(e.xdir, ".X11-unix"), e.uid, e.gid))
 	code, log := e.run(e.slurmEnv("78"))
 	if code != 0 {
 		t.Errorf("exit %d", code)
@@ -198,28 +189,7 @@ func TestPrologRefusesForeignThings(t *testing.T) {
 // re-executed helper), the new job's dir is made.
 func TestPrologSweepsStaleSessions(t *testing.T) {
 	e := setupEnv(t)
-	must(t, os.Mkdir(e.runtime, 0o755))
-	boot, err := proc.BootID()
-	must(t, err)
-	old := filepath.Join(e.runtime, "job-70")
-	sess := filepath.Join(old, "session-8001")
-	home := filepath.Join(e.home, e.stateName, "sessions", e.node, "job-70", "session-8001")
-	for _, d := range []string{sess, home} {
-		must(t, os.MkdirAll(d, 0o700))
-	}
-	sup, _ := json.Marshal(map[string]any{"schema": 1, "job": "70", "node": e.node, "boot_id": boot,
-		"process": map[string]any{"pid": 999999999, "start_time": 1, "uid": e.uid}, "socket": "", "started": time.Now()})
-	must(t, os.WriteFile(filepath.Join(old, layout.SupervisorFile), sup, 0o600))
-	must(t, os.WriteFile(filepath.Join(home, "password"), []byte("x"), 0o600))
-	for _, p := range []string{old, sess, layout.SupervisorFile, filepath.Join(e.home, e.stateName)} {
-		if !filepath.IsAbs(p) {
-			p = filepath.Join(old, p)
-		}
-		must(t, filepath.Walk(p, func(q string, _ os.FileInfo, err error) error {
-			must(t, err)
-			return os.Lchown(q, e.uid, e.gid)
-		}))
-	}
+	old, home := e.staleJob(t, "70")
 	code, log := e.run(e.slurmEnv("80"))
 	if code != 0 || !strings.Contains(log, "swept=true") {
 		t.Fatalf("exit %d", code)
@@ -231,5 +201,60 @@ func TestPrologSweepsStaleSessions(t *testing.T) {
 	}
 	if _, err := os.Lstat(filepath.Join(e.runtime, "job-80")); err != nil {
 		t.Error("new job dir missing")
+	}
+}
+
+// staleJob lays out a dead job of the user (runtime dir with a supervisor record naming a dead
+// process, a home session dir) and returns its runtime dir and home session dir.
+func (e *env) staleJob(t *testing.T, job string) (string, string) {
+	t.Helper()
+	_ = os.Mkdir(e.runtime, 0o755)
+	boot, err := proc.BootID()
+	testutil.Must(t, err)
+	old := filepath.Join(e.runtime, "job-"+job)
+	sess := filepath.Join(old, "session-8001")
+	home := filepath.Join(e.home, e.stateName, "sessions", e.node, "job-"+job, "session-8001")
+	for _, d := range []string{sess, home} {
+		testutil.Must(t, os.MkdirAll(d, 0o700))
+	}
+	sup, _ := json.Marshal(map[string]any{"schema": 1, "job": job, "node": e.node, "boot_id": boot,
+		"process": map[string]any{"pid": 999999999, "start_time": 1, "uid": e.uid}, "socket": "", "started": time.Now()})
+	testutil.Must(t, os.WriteFile(filepath.Join(old, layout.SupervisorFile), sup, 0o600))
+	testutil.Must(t, os.WriteFile(filepath.Join(home, "password"), []byte("x"), 0o600))
+	for _, p := range []string{old, filepath.Join(e.home, e.stateName)} {
+		testutil.Must(t, filepath.Walk(p, func(q string, _ os.FileInfo, err error) error {
+			testutil.Must(t, err)
+			return os.Lchown(q, e.uid, e.gid)
+		}))
+	}
+	return old, home
+}
+
+// TestPrologUnderAttack: while the Prolog sweeps the user's stale job in its helper, a process
+// of the user makes every read of its environment block (the marker scan's) and another copies
+// the helper's descriptors. The Prolog still returns within its timeout plus 1 s, exits 0,
+// writes its summary line, and the new job's dir is made.
+func TestPrologUnderAttack(t *testing.T) {
+	e := setupEnvFor(t, "fflhostile", "")
+	old, _ := e.staleJob(t, "90")
+	_, err := htest.Start(t, hostileBin, e.uid, e.gid, e.root, "-mode", "fuse-environ")
+	if errors.Is(err, htest.ErrUnsupported) {
+		t.Skipf("this attack needs unprivileged user namespaces and /dev/fuse: %v", err)
+	}
+	testutil.Must(t, err, "arm the trap")
+	_, err = htest.Start(t, hostileBin, e.uid, e.gid, e.root, "-mode", "grab", "-exe", prologBin)
+	testutil.Must(t, err, "start the grabber")
+	const timeout = 3 * time.Second
+	t0 := time.Now()
+	code, log := e.run(e.slurmEnv("91"), "--timeout", timeout.String())
+	took := time.Since(t0)
+	if took > timeout+time.Second || code != 0 || !strings.Contains(log, "prolog done") || !strings.Contains(log, "unfinished=") {
+		t.Errorf("exit %d after %s (bound %s), summary line: %v", code, took, timeout+time.Second, strings.Contains(log, "prolog done"))
+	}
+	if _, err := os.Lstat(filepath.Join(e.runtime, "job-91")); err != nil {
+		t.Error("new job dir missing")
+	}
+	if _, err := os.Lstat(old); err == nil {
+		t.Errorf("the stale %s was not removed (the scan's cut does not cost the directories)", old)
 	}
 }

@@ -11,10 +11,13 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ffl-hpc/ffl/internal/gobuild"
 )
 
 // User is a non-root account for tests.
@@ -119,15 +122,34 @@ func Build(t testing.TB, pkg string) string {
 		_ = os.Chmod(d, 0o755)
 		buildDir = d
 	}
-	out := filepath.Join(buildDir, filepath.Base(pkg))
-	cmd := exec.Command("go", "build", "-o", out, pkg)
-	cmd.Dir = ModuleRoot(t)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
+	out, err := gobuild.In(buildDir, pkg)
+	if err != nil {
+		t.Fatal(err)
 	}
 	built[pkg] = out
 	return out
+}
+
+// BuildMain is Build for a TestMain (no testing.TB): it builds pkg into a fresh world-readable
+// directory and returns the binary and a function removing that directory.
+func BuildMain(pkgs ...string) (bins []string, cleanup func(), err error) {
+	if err := os.MkdirAll("/var/tmp/ffl-test", 0o755); err != nil {
+		return nil, func() {}, err
+	}
+	d, err := os.MkdirTemp("/var/tmp/ffl-test", "bin")
+	if err != nil {
+		return nil, func() {}, err
+	}
+	cleanup = func() { _ = os.RemoveAll(d) }
+	for _, pkg := range pkgs {
+		bin, err := gobuild.In(d, pkg)
+		if err != nil {
+			cleanup()
+			return nil, func() {}, err
+		}
+		bins = append(bins, bin)
+	}
+	return bins, cleanup, nil
 }
 
 // ModuleRoot is the directory holding go.mod.
@@ -189,10 +211,30 @@ func Eventually(limit time.Duration, cond func() bool) bool {
 	}
 }
 
-// Must fails the test on error.
-func Must(t testing.TB, err error, what string, args ...any) {
+// RequireRoot skips the test unless it runs as root: the root-only cases act on files and
+// processes of test users, as the hooks do. why, if given, says what needs root.
+func RequireRoot(t testing.TB, why ...string) {
 	t.Helper()
-	if err != nil {
-		t.Fatalf("%s: %v", fmt.Sprintf(what, args...), err)
+	if os.Geteuid() != 0 {
+		reason := "acts on files and processes of test users, as ffl's root hooks do"
+		if len(why) > 0 {
+			reason = strings.Join(why, " ")
+		}
+		t.Skip("needs root: " + reason)
 	}
+}
+
+// Must fails the test on error; context, if given, is a format and its arguments naming what
+// was being done.
+func Must(t testing.TB, err error, context ...any) {
+	t.Helper()
+	if err == nil {
+		return
+	}
+	if len(context) > 0 {
+		if format, ok := context[0].(string); ok {
+			t.Fatalf("%s: %v", fmt.Sprintf(format, context[1:]...), err)
+		}
+	}
+	t.Fatal(err)
 }

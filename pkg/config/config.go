@@ -98,9 +98,11 @@ type EpilogConfig struct {
 	// Timeout bounds one whole Epilog run; slurmd drains the node when its
 	// PrologEpilogTimeout is exceeded, so ffl gives up first.
 	Timeout Duration `toml:"timeout"`
-	// FailOnUnkillable makes the Epilog exit non-zero (draining the node)
-	// when a leftover process survives SIGKILL. Off by default: a drained
-	// node costs more than a stuck process.
+	// FailOnUnkillable is accepted so that existing files keep loading, and
+	// ignored (the hooks log a warning): a user can make a process survive
+	// SIGKILL at will (D state on the user's own FUSE mount), so it must not
+	// decide an exit status that drains the node. Unkillable processes are
+	// counted in left= of the Epilog's summary line.
 	FailOnUnkillable bool `toml:"fail_on_unkillable"`
 	// LogFile is an extra log file for the Epilog ("" = none): slurmd
 	// discards its stdout and stderr.
@@ -148,17 +150,21 @@ func Default() Config {
 	}
 }
 
-// ExpandHome returns StateDir with a leading "~" replaced by home, the job
-// owner's home directory as NSS reports it (never $HOME: the Epilog has
-// none and the launcher's may be redirected). An absolute StateDir is
-// returned unchanged. home must be a clean absolute path other than "/".
-func (c Config) ExpandHome(home string) (string, error) {
-	rest, tilde := strings.CutPrefix(c.StateDir, "~/")
+// ExpandHome returns StateDir with a leading "~" replaced by home: ExpandStateDir(c.StateDir, home).
+func (c Config) ExpandHome(home string) (string, error) { return ExpandStateDir(c.StateDir, home) }
+
+// ExpandStateDir is ffl's one home expansion, shared by the launcher and the root hooks: it
+// turns a state_dir ("~/dir" or a clean absolute path) into the job owner's absolute state dir.
+// home is the owner's home directory as NSS reports it (never $HOME: the Epilog has none and
+// the launcher's may be redirected) and must be a clean absolute path other than "/"; it is not
+// needed for an absolute stateDir. A stateDir that could leave the home ("~/../x") is refused.
+func ExpandStateDir(stateDir, home string) (string, error) {
+	if err := checkStateDir(stateDir); err != nil {
+		return "", &Error{Key: "state_dir", Value: strconv.Quote(stateDir), Reason: err.Error()}
+	}
+	rest, tilde := strings.CutPrefix(stateDir, "~/")
 	if !tilde {
-		if err := checkStateDir(c.StateDir); err != nil {
-			return "", &Error{Key: "state_dir", Value: strconv.Quote(c.StateDir), Reason: err.Error()}
-		}
-		return c.StateDir, nil
+		return stateDir, nil
 	}
 	if err := checkAbsDir(home); err != nil {
 		return "", fmt.Errorf("home directory %q of the job owner: %w", home, err)

@@ -428,6 +428,10 @@ func TestExpandHome(t *testing.T) {
 		{"~/.firefox-launcher", "/", "", `must not be "/"`},
 		{"~", "/home/alice", "", "state_dir"},
 		{"rel", "/home/alice", "", "state_dir"},
+		{"~/../etc", "/home/alice", "", "state_dir"},
+		{"~/", "/home/alice", "", "state_dir"},
+		{"/scratch/../etc", "", "", "state_dir"},
+		{"~/.firefox-launcher", "/home/alice/../bob", "", "must be a clean path"},
 	}
 	for _, tt := range tests {
 		c := Default()

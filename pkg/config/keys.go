@@ -45,7 +45,7 @@ func Keys() []KeyDoc {
 		{Key: "max_sessions", Doc: `Sessions one job may run at once (1 to 1000, at most the port range).`},
 		{Key: "log_format", Doc: `Log format of all ffl commands: "text" or "json".`},
 		{Key: "epilog.timeout", Doc: `Upper bound for one Epilog run. Keep it below Slurm's PrologEpilogTimeout: an Epilog that overruns drains the node.`},
-		{Key: "epilog.fail_on_unkillable", Doc: `Exit non-zero (which drains the node) when a leftover process survives SIGKILL. Off: a drained node costs more than a stuck process.`},
+		{Key: "epilog.fail_on_unkillable", Doc: `Ignored (accepted so that existing files load; a warning is logged): any user can make a process survive SIGKILL at will, so it never decides the exit status. Such processes are counted in left= of the Epilog's summary line.`},
 		{Key: "epilog.log_file", Doc: `Extra log file for the Epilog and the Prolog (slurmd discards their output); "" for none.`},
 		{Key: "epilog.syslog", Doc: `Send Epilog and Prolog messages to syslog (facility daemon).`},
 		{Key: "epilog.sweep_older_than", Doc: `The sweep (ffl-epilog sweep, ffl-sweep.timer) removes leftover session trees of jobs no longer running that are older than this.`},

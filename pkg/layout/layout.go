@@ -53,7 +53,17 @@ type Layout struct {
 
 // Validate refuses a layout whose names could escape their parent directory.
 func (l Layout) Validate() error {
-	for _, p := range []struct{ name, v string }{{"state dir", l.StateDir}, {"runtime dir", l.RuntimeDir}, {"temp dir", l.TempDir}} {
+	if !filepath.IsAbs(l.StateDir) {
+		return fmt.Errorf("state dir %q: must be an absolute path", l.StateDir)
+	}
+	return l.ValidateNodeLocal()
+}
+
+// ValidateNodeLocal is Validate without the state dir: the node-local steps of the root hooks
+// (the Epilog's fast path, ending processes, removing the runtime dirs) know the job before
+// they know the owner's home, and must not ask NSS for it.
+func (l Layout) ValidateNodeLocal() error {
+	for _, p := range []struct{ name, v string }{{"runtime dir", l.RuntimeDir}, {"temp dir", l.TempDir}} {
 		if !filepath.IsAbs(p.v) {
 			return fmt.Errorf("%s %q: must be an absolute path", p.name, p.v)
 		}
@@ -169,4 +179,21 @@ func ParseUserTempName(name string) (int, error) {
 		return 0, fmt.Errorf("%q: %w", name, ErrBadName)
 	}
 	return uid, nil
+}
+
+// privateSuffixLen is the length of the random hex suffix of a private temp parent.
+const privateSuffixLen = 16
+
+// PrivateTempName is "ffl-<uid>.<suffix>": a per-job node-local parent the launcher makes with
+// an unpredictable suffix when another user squats <temp>/ffl-<uid> (sticky /tmp: the victim
+// could neither use nor remove it). suffix must be 16 lowercase hex digits.
+func PrivateTempName(uid int, suffix string) string { return UserTempName(uid) + "." + suffix }
+
+// ParsePrivateTempName returns the uid of a "ffl-<uid>.<16 hex>" name.
+func ParsePrivateTempName(name string) (int, error) {
+	base, suffix, ok := strings.Cut(name, ".")
+	if !ok || len(suffix) != privateSuffixLen || strings.Trim(suffix, "0123456789abcdef") != "" {
+		return 0, fmt.Errorf("%q: %w", name, ErrBadName)
+	}
+	return ParseUserTempName(base)
 }

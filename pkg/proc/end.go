@@ -7,6 +7,8 @@ import (
 
 	"github.com/hashicorp/go-multierror"
 	"golang.org/x/sys/unix"
+
+	"github.com/ffl-hpc/ffl/internal/oneline"
 )
 
 // Defaults for Ender's zero fields.
@@ -71,9 +73,9 @@ func (e Ender) End(ctx context.Context, ids []Identity) EndResult {
 				keep = append(keep, id)
 			case errors.Is(err, ErrGone):
 			case errors.Is(err, ErrRefused):
-				errs = multierror.Append(errs, err)
+				errs = oneline.Append(errs, err)
 			default: // EPERM and the like: we could not signal it, it may well be alive
-				errs = multierror.Append(errs, err)
+				errs = oneline.Append(errs, err)
 				keep = append(keep, id)
 			}
 		}
@@ -87,7 +89,7 @@ func (e Ender) End(ctx context.Context, ids []Identity) EndResult {
 		pending = e.waitGone(ctx, pending, killWait, poll)
 	}
 	res.Left = pending
-	res.Errs = formatErrs(errs).ErrorOrNil()
+	res.Errs = oneline.Err(errs)
 	return res
 }
 
@@ -132,4 +134,118 @@ func dedupe(ids []Identity) []Identity {
 		}
 	}
 	return out
+}
+
+// DefaultRounds bounds MarkedEnder's find-and-end rounds.
+const DefaultRounds = 4
+
+// MarkedEnder is the one routine that ends the processes of sessions, for the launcher (a
+// session's stop) and the root hooks (a job's leftovers): find them (a marker scan), SIGTERM all
+// at once, one grace, SIGKILL the survivors, and look again, because a session can fork while
+// it ends (a content process in the TERM phase), until a look finds nothing or Rounds looks
+// were made. Only the first round gets the grace. Processes that survived SIGKILL are not
+// signalled again.
+type MarkedEnder struct {
+	// Find returns the processes to end now; it is called once per round and should honour ctx
+	// (a scan cut short returns what it found with an error, which is reported).
+	Find func(ctx context.Context) ([]Identity, error)
+	// Refuse, if set, is asked about every found process; a non-nil error leaves the process
+	// alone, counted in Refused and reported (the Epilog refuses Slurm's daemons).
+	Refuse func(Identity) error
+	// Grace, Poll, KillWait and Reap are those of Ender.
+	Grace, Poll, KillWait time.Duration
+	Reap                  func()
+	// Rounds bounds the rounds (0: DefaultRounds).
+	Rounds int
+}
+
+// MarkedResult says what MarkedEnder.End did.
+type MarkedResult struct {
+	// Termed and Killed count delivered signals; Refused the processes left alone on principle
+	// (Refuse, or Signal's refusals).
+	Termed, Killed, Refused int
+	// Left holds the processes that survived SIGKILL and are still alive at the end.
+	Left []Identity
+	// Rounds is the number of rounds that found something to end.
+	Rounds int
+	// Errs collects Find's errors, refusals and signalling failures (one-line format), or nil.
+	Errs error
+}
+
+// End runs the rounds; see MarkedEnder. It returns when a round finds nothing, after Rounds
+// rounds, or when ctx is done (after that round's SIGKILL step).
+func (e MarkedEnder) End(ctx context.Context) MarkedResult {
+	var res MarkedResult
+	var errs *multierror.Error
+	rounds := e.Rounds
+	if rounds <= 0 {
+		rounds = DefaultRounds
+	}
+	unkillable := map[Identity]bool{}
+	refused := map[Identity]bool{}
+	for round := 0; round < rounds; round++ {
+		found, err := e.Find(ctx)
+		if err != nil {
+			errs = oneline.Append(errs, err)
+		}
+		var ids []Identity
+		for _, id := range found {
+			if unkillable[id] || refused[id] {
+				continue
+			}
+			if e.Refuse != nil {
+				if err := e.Refuse(id); err != nil {
+					refused[id] = true
+					res.Refused++
+					errs = oneline.Append(errs, err)
+					continue
+				}
+			}
+			ids = append(ids, id)
+		}
+		if len(ids) == 0 {
+			break
+		}
+		res.Rounds++
+		grace := e.Grace
+		if round > 0 {
+			grace = 0
+		}
+		r := Ender{Grace: grace, Poll: e.Poll, KillWait: e.KillWait, Reap: e.Reap}.End(ctx, ids)
+		res.Termed += r.Termed
+		res.Killed += r.Killed
+		if r.Errs != nil {
+			errs = oneline.Append(errs, r.Errs)
+			res.Refused += countRefused(r.Errs)
+		}
+		for _, id := range r.Left {
+			unkillable[id] = true
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	for id := range unkillable {
+		if id.Alive() {
+			res.Left = append(res.Left, id)
+		}
+	}
+	res.Errs = oneline.Err(errs)
+	return res
+}
+
+// countRefused counts the ErrRefused inside a (multi)error.
+func countRefused(err error) int {
+	var m *multierror.Error
+	if errors.As(err, &m) {
+		n := 0
+		for _, e := range m.Errors {
+			n += countRefused(e)
+		}
+		return n
+	}
+	if errors.Is(err, ErrRefused) {
+		return 1
+	}
+	return 0
 }

@@ -2,6 +2,7 @@ package proc
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -11,21 +12,19 @@ import (
 
 	"github.com/hashicorp/go-multierror"
 	"golang.org/x/sys/unix"
+
+	"github.com/ffl-hpc/ffl/internal/oneline"
 )
 
 // DefaultRoot is where procfs is mounted; the package-level functions read it.
 const DefaultRoot = "/proc"
 
 // Read caps. Real stat lines are well under 1 KiB and the "Uid:" line is the ninth line of status,
-// so 4 KiB holds both with room to spare; environ is capped so a hostile process with a huge
-// environment cannot make a root-run scan allocate without bound.
+// so 4 KiB holds both with room to spare (environ's cap is MarkerQuery.EnvironCap).
 const (
-	maxStatSize    = 4 << 10
-	maxStatusRead  = 4 << 10
-	maxEnvironRead = 1 << 20
-	// initialEnvironRead is the first read size for an environ; larger ones are re-read.
-	initialEnvironRead = 64 << 10
-	maxBootIDSize      = 64
+	maxStatSize   = 4 << 10
+	maxStatusRead = 4 << 10
+	maxBootIDSize = 64
 )
 
 // FS reads a procfs tree. Its only purpose is testability: Root points at a fixture directory
@@ -277,32 +276,44 @@ func (fs FS) newScanner() *scanner {
 // cannot be read for another reason are skipped too, and reported together in the returned error;
 // callers get every process that could be read either way.
 func (s *scanner) walk(withUID bool, fn func(d pidDir, st Stat, uid int)) error {
+	return s.walkCtx(context.Background(), withUID, nil, fn)
+}
+
+// walkCtx is walk that stops when ctx is done (checked between processes) and skips the PIDs
+// for which want (if set) says false before opening anything.
+func (s *scanner) walkCtx(ctx context.Context, withUID bool, want func(pid int) bool, fn func(d pidDir, st Stat, uid int)) error {
 	dir, err := os.Open(s.fs.root())
 	if err != nil {
 		return fmt.Errorf("scan %s: %w", s.fs.root(), err)
 	}
 	defer dir.Close()
 	var errs *multierror.Error
-	for {
+	for ctx.Err() == nil {
 		names, rerr := dir.Readdirnames(512)
 		for _, name := range names {
+			if ctx.Err() != nil {
+				break
+			}
 			pid, err := parseDecimal([]byte(name))
 			if err != nil || pid == 0 {
 				continue // not a PID directory: self, sys, cpuinfo, ...
 			}
+			if want != nil && !want(pid) {
+				continue
+			}
 			if err := s.one(pid, withUID, fn); err != nil && !errors.Is(err, ErrGone) {
-				errs = multierror.Append(errs, err)
+				errs = oneline.Append(errs, err)
 			}
 		}
 		if rerr == io.EOF {
 			break
 		}
 		if rerr != nil {
-			errs = multierror.Append(errs, fmt.Errorf("scan %s: %w", s.fs.root(), rerr))
+			errs = oneline.Append(errs, fmt.Errorf("scan %s: %w", s.fs.root(), rerr))
 			break
 		}
 	}
-	return formatErrs(errs).ErrorOrNil()
+	return oneline.Err(errs)
 }
 
 func (s *scanner) one(pid int, withUID bool, fn func(d pidDir, st Stat, uid int)) error {
@@ -344,22 +355,12 @@ func (fs FS) Scan(keep func(st Stat, uid int) bool) ([]Identity, error) {
 func Scan(keep func(st Stat, uid int) bool) ([]Identity, error) { return FS{}.Scan(keep) }
 
 // FindByMarker returns the live processes of real uid uid whose environment holds an entry
-// NAME=VALUE with VALUE starting with valuePrefix: this is how a job's leftovers are found
-// (FFL_SESSION=<key>/<node>/ as prefix), including daemonized ones no process tree leads to.
-//
-// Only processes of uid have their environ opened at all; environ is read up to 1 MiB; a process
-// whose environ cannot be read (exited, not dumpable, no permission) is skipped. uid 0 is refused
-// (ErrRefused): root's processes are never a session's leftovers, whatever their environment says.
-// An empty valuePrefix matches every value of NAME. The result is always usable; see Scan for the
-// meaning of a non-nil error.
+// NAME=VALUE with VALUE starting with valuePrefix: FindMarked with one prefix and no context.
+// An empty valuePrefix matches every value of NAME.
 func (fs FS) FindByMarker(uid int, name, valuePrefix string) ([]Identity, error) {
-	if bytes.IndexByte([]byte(valuePrefix), 0) >= 0 {
-		return nil, fmt.Errorf("find by marker: bad marker %q=%q", name, valuePrefix)
-	}
 	var ids []Identity
-	err := fs.markerScan(uid, name, func(env []byte) bool { return environHas(env, name, valuePrefix) }, func(id Identity) {
-		ids = append(ids, id)
-	})
+	_, err := fs.FindMarked(context.Background(), MarkerQuery{UID: uid, Name: name, Prefixes: []string{valuePrefix}},
+		func(id Identity, _ int) { ids = append(ids, id) })
 	return ids, err
 }
 
@@ -368,56 +369,10 @@ func (fs FS) FindByMarker(uid int, name, valuePrefix string) ([]Identity, error)
 // prefix. Cleaning up many jobs (a sweep of thousands of stale sessions) then costs one scan,
 // not one per job.
 func (fs FS) FindByMarkers(uid int, name string, prefixes []string) (map[Identity]int, error) {
-	for _, p := range prefixes {
-		if bytes.IndexByte([]byte(p), 0) >= 0 {
-			return nil, fmt.Errorf("find by markers: bad marker %q=%q", name, p)
-		}
-	}
 	out := map[Identity]int{}
-	var match int
-	err := fs.markerScan(uid, name, func(env []byte) bool {
-		for i, p := range prefixes {
-			if environHas(env, name, p) {
-				match = i
-				return true
-			}
-		}
-		return false
-	}, func(id Identity) { out[id] = match })
+	_, err := fs.FindMarked(context.Background(), MarkerQuery{UID: uid, Name: name, Prefixes: prefixes},
+		func(id Identity, i int) { out[id] = i })
 	return out, err
-}
-
-// markerScan walks /proc once, reading the environ of every live process of uid, and calls found
-// for those whose environ satisfies match.
-func (fs FS) markerScan(uid int, name string, match func(env []byte) bool, found func(Identity)) error {
-	if uid == 0 {
-		return fmt.Errorf("find by marker %s: uid 0: %w", name, ErrRefused)
-	}
-	if uid < 0 {
-		return fmt.Errorf("find by marker: bad uid %d", uid)
-	}
-	if name == "" || bytes.ContainsAny([]byte(name), "=\x00") {
-		return fmt.Errorf("find by marker: bad marker name %q", name)
-	}
-	// Most environments are a few KiB: start small and grow only for the rare large one, so a
-	// supervisor scanning for several sessions at once does not hold MiBs of buffers.
-	envBuf := make([]byte, initialEnvironRead)
-	return fs.newScanner().walk(true, func(d pidDir, st Stat, puid int) {
-		if puid != uid || st.Zombie() {
-			return
-		}
-		env, truncated, err := d.read("environ", envBuf)
-		if err == nil && truncated && len(envBuf) < maxEnvironRead {
-			envBuf = make([]byte, maxEnvironRead)
-			env, _, err = d.read("environ", envBuf)
-		}
-		if err != nil {
-			return // unreadable environ: skip, as documented
-		}
-		if match(env) {
-			found(Identity{PID: st.PID, StartTime: st.StartTime, UID: puid})
-		}
-	})
 }
 
 // FindByMarkers searches /proc; see FS.FindByMarkers.
@@ -437,25 +392,3 @@ func (fs FS) Children(ppid int) ([]Identity, error) {
 
 // Children scans /proc; see FS.Children.
 func Children(ppid int) ([]Identity, error) { return FS{}.Children(ppid) }
-
-// formatErrs gives a multierror a one-line format: these errors end up in log lines and in the
-// one-line messages of ffl's commands.
-func formatErrs(errs *multierror.Error) *multierror.Error {
-	if errs != nil {
-		errs.ErrorFormat = func(es []error) string {
-			if len(es) == 1 {
-				return es[0].Error()
-			}
-			var b bytes.Buffer
-			fmt.Fprintf(&b, "%d errors: ", len(es))
-			for i, e := range es {
-				if i > 0 {
-					b.WriteString("; ")
-				}
-				b.WriteString(e.Error())
-			}
-			return b.String()
-		}
-	}
-	return errs
-}

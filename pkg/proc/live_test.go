@@ -14,8 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ffl-hpc/ffl/internal/faketree/ftest"
 	"golang.org/x/sys/unix"
+
+	"github.com/ffl-hpc/ffl/internal/faketree/ftest"
 )
 
 // waitTimeout bounds every wait on a real process: generous, the machine is shared and noisy.
@@ -65,6 +66,8 @@ func treeUser() (int, *syscall.Credential) {
 	return testUID, &syscall.Credential{Uid: testUID, Gid: testUID}
 }
 
+// requireRoot is testutil.RequireRoot, which pkg/proc's tests cannot import (testutil imports
+// proc).
 func requireRoot(t testing.TB, why string) {
 	t.Helper()
 	if os.Getuid() != 0 {
@@ -535,5 +538,45 @@ func BenchmarkFindByMarker(b *testing.B) {
 		if err != nil || len(ids) != len(tree.PIDs()) {
 			b.Fatalf("FindByMarker = %v, %v", ids, err)
 		}
+	}
+}
+
+// TestMarkedEnder: rounds until a look finds nothing (a process that appears during the first
+// round is ended by the second), refusals left alone and counted.
+func TestMarkedEnder(t *testing.T) {
+	uid, cred := treeUser()
+	markerTree(t, cred, "rounds/n1/8001")
+	spare := markerTree(t, cred, "rounds/n1/8002")
+	late := spare.PIDs()
+	looks := 0
+	res := MarkedEnder{
+		Find: func(ctx context.Context) ([]Identity, error) {
+			looks++
+			ids, err := FindByMarker(uid, "FFL_SESSION", "rounds/n1/")
+			if looks == 1 { // the second tree "appears" only after the first look
+				var first []Identity
+				for _, id := range ids {
+					if !slices.Contains(late, id.PID) {
+						first = append(first, id)
+					}
+				}
+				return first, err
+			}
+			return ids, err
+		},
+		Refuse: func(id Identity) error {
+			if id.PID == spare.Root {
+				return fmt.Errorf("%s: %w", id, ErrRefused)
+			}
+			return nil
+		},
+		Grace: 300 * time.Millisecond, Poll: 20 * time.Millisecond, KillWait: waitTimeout,
+	}.End(context.Background())
+	t.Logf("%+v after %d looks", res, looks)
+	if res.Rounds != 2 || looks != 3 || res.Termed != 5 || res.Refused != 1 || len(res.Left) != 0 || !errors.Is(res.Errs, ErrRefused) {
+		t.Errorf("result %+v after %d looks: want 2 rounds, 3 looks, 5 TERMs, 1 refused", res, looks)
+	}
+	if id := mustLookup(t, spare.Root); !id.Alive() {
+		t.Error("the refused process was ended")
 	}
 }

@@ -1,7 +1,6 @@
 package reclaim
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -32,7 +31,7 @@ var faketreeBin string
 
 func TestMain(m *testing.M) {
 	if len(os.Args) == 3 && os.Args[1] == helperArg {
-		_ = ServeHelper(context.Background(), os.Args[2], os.Stdout)
+		_ = ServeHelper(os.Args[2], os.Stdout, nil)
 		os.Exit(0)
 	}
 	code := func() int {
@@ -51,13 +50,6 @@ func TestMain(m *testing.M) {
 		return m.Run()
 	}()
 	os.Exit(code)
-}
-
-func requireRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: the tests run the cleanup as root against trees and processes of test users")
-	}
 }
 
 // testUser is a non-root user made for these tests.
@@ -83,7 +75,7 @@ const homesDir = "/var/tmp/ffltest-homes"
 // ensureUser creates (idempotently) a user without a login whose home is below homesDir.
 func ensureUser(t testing.TB, name string) testUser {
 	t.Helper()
-	requireRoot(t)
+	testutil.RequireRoot(t)
 	if _, err := user.Lookup(name); err != nil {
 		out, err := exec.Command("useradd", "-M", "-d", filepath.Join(homesDir, name), "-s", "/usr/sbin/nologin", "-c", "ffl test user", name).CombinedOutput()
 		if _, lerr := user.Lookup(name); lerr != nil {
@@ -125,29 +117,29 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	requireRoot(t)
+	testutil.RequireRoot(t)
 	f := &fixture{t: t, user: ensureUser(t, "ffltest1"), other: ensureUser(t, "ffltest2")}
 	f.root = t.TempDir()
 	// t.TempDir makes <tmp>/<Test...>/<n>, both 0700: the test users must get through.
-	must(t, os.Chmod(filepath.Dir(f.root), 0o755))
-	must(t, os.Chmod(f.root, 0o755))
+	testutil.Must(t, os.Chmod(filepath.Dir(f.root), 0o755))
+	testutil.Must(t, os.Chmod(f.root, 0o755))
 	f.runtime = filepath.Join(f.root, "run", "ffl")
-	must(t, os.MkdirAll(f.runtime, 0o755))
-	must(t, os.Chmod(filepath.Dir(f.runtime), 0o755))
-	must(t, os.Chmod(f.runtime, 0o755))
+	testutil.Must(t, os.MkdirAll(f.runtime, 0o755))
+	testutil.Must(t, os.Chmod(filepath.Dir(f.runtime), 0o755))
+	testutil.Must(t, os.Chmod(f.runtime, 0o755))
 	f.temp = filepath.Join(f.root, "tmp")
-	must(t, os.Mkdir(f.temp, 0o755))
-	must(t, os.Chmod(f.temp, 0o777|os.ModeSticky))
+	testutil.Must(t, os.Mkdir(f.temp, 0o755))
+	testutil.Must(t, os.Chmod(f.temp, 0o777|os.ModeSticky))
 	f.xdir = filepath.Join(f.root, "x")
-	must(t, os.Mkdir(f.xdir, 0o755))
-	must(t, os.Chmod(f.xdir, 0o777|os.ModeSticky))
-	must(t, os.Mkdir(filepath.Join(f.xdir, ".X11-unix"), 0o755))
-	must(t, os.Chmod(filepath.Join(f.xdir, ".X11-unix"), 0o777|os.ModeSticky))
+	testutil.Must(t, os.Mkdir(f.xdir, 0o755))
+	testutil.Must(t, os.Chmod(f.xdir, 0o777|os.ModeSticky))
+	testutil.Must(t, os.Mkdir(filepath.Join(f.xdir, ".X11-unix"), 0o755))
+	testutil.Must(t, os.Chmod(filepath.Join(f.xdir, ".X11-unix"), 0o777|os.ModeSticky))
 	var rnd [4]byte
 	_, _ = rand.Read(rnd[:])
 	f.node = "t" + hex.EncodeToString(rnd[:])
 	id, err := proc.BootID()
-	must(t, err)
+	testutil.Must(t, err)
 	f.bootID = id
 	t.Cleanup(func() {
 		for _, u := range []testUser{f.user, f.other} {
@@ -155,13 +147,6 @@ func newFixture(t *testing.T) *fixture {
 		}
 	})
 	return f
-}
-
-func must(t testing.TB, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 func stateDirOf(u testUser) string { return filepath.Join(u.home, ".firefox-launcher") }
@@ -230,7 +215,7 @@ func (f *fixture) addSession(s sessionSpec) (string, string) {
 		st.Processes = []proc.Identity{}
 	}
 	data, err := st.Marshal()
-	must(t, err)
+	testutil.Must(t, err)
 	testutil.WriteAs(t, filepath.Join(rt, layout.StateFile), s.user, data)
 	home := l.HomeSessionDir(s.port)
 	testutil.MkdirAs(t, filepath.Join(home, "profile"), s.user, 0o700)
@@ -248,7 +233,7 @@ func (f *fixture) addSupervisor(s sessionSpec, id proc.Identity, bootID string) 
 	}
 	rec := layout.Supervisor{Schema: layout.StateSchema, Job: s.job, Node: f.node, BootID: bootID, Process: id, Started: time.Now().UTC()}
 	data, err := rec.Marshal()
-	must(t, err)
+	testutil.Must(t, err)
 	testutil.WriteAs(t, filepath.Join(f.runtimeJobDir(s), layout.SupervisorFile), s.user, data)
 }
 
@@ -269,7 +254,7 @@ func ids(t testing.TB, tr *ftest.Tree) []proc.Identity {
 	var out []proc.Identity
 	for _, pid := range tr.PIDs() {
 		id, err := proc.Lookup(pid)
-		must(t, err)
+		testutil.Must(t, err)
 		out = append(out, id)
 	}
 	return out

@@ -8,13 +8,15 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
+	"github.com/ffl-hpc/ffl/pkg/account"
 	"github.com/ffl-hpc/ffl/pkg/layout"
+	"github.com/ffl-hpc/ffl/pkg/procscan"
+	"github.com/ffl-hpc/ffl/pkg/reexec"
+	"github.com/ffl-hpc/ffl/pkg/safefs"
 )
 
 // Helper operations (HelperRequest.Op).
@@ -31,19 +33,12 @@ const (
 const (
 	// MaxHelperRequest caps the request (one command-line argument).
 	MaxHelperRequest = 16 << 10
-	// MaxHelperOutput caps what the root parent reads from the helper's stdout.
-	MaxHelperOutput = 256 << 10
-	// maxHelperStderr caps the helper's stderr kept for the log.
-	maxHelperStderr = 4 << 10
-	// maxDisplays caps the displays one request names.
-	maxDisplays = 256
+	// MaxHelperOutput caps the report the root parent accepts from the helper.
+	MaxHelperOutput = reexec.MaxLine
 	// maxDuration caps every duration in a request (ten years).
 	maxDuration = 10 * 365 * 24 * time.Hour
-	// helperKillWait is how long the parent waits for a killed helper to exit before giving up
-	// on it (a process blocked on a dead NFS server may not die at once).
-	helperKillWait = 2 * time.Second
 	// DefaultHelperTimeout applies when the caller's context has no deadline.
-	DefaultHelperTimeout = 10 * time.Second
+	DefaultHelperTimeout = reexec.DefaultTimeout
 )
 
 // ErrHelperTimeout means the helper did not finish by the deadline and was killed.
@@ -62,19 +57,11 @@ type HelperRequest struct {
 	Node       string `json:"node"`
 	Job        string `json:"job"`
 	BootID     string `json:"boot_id"`
-	Displays   []int  `json:"displays,omitempty"`
 	// Durations in milliseconds.
 	GraceMS         int64 `json:"grace_ms,omitempty"`
-	TimeoutMS       int64 `json:"timeout_ms"`
 	OlderThanMS     int64 `json:"older_than_ms,omitempty"`
 	TempOlderThanMS int64 `json:"temp_older_than_ms,omitempty"`
 	DryRun          bool  `json:"dry_run,omitempty"`
-}
-
-// HelperResult is what the helper prints: its report, or why it did nothing.
-type HelperResult struct {
-	Report Report `json:"report"`
-	Error  string `json:"error,omitempty"`
 }
 
 func (r HelperRequest) layout() layout.Layout {
@@ -114,21 +101,10 @@ func (r HelperRequest) Validate() error {
 	if r.BootID == "" || len(r.BootID) > 64 || !isHexDash(r.BootID) {
 		return fmt.Errorf("helper request: boot id %q", r.BootID)
 	}
-	if len(r.Displays) > maxDisplays {
-		return fmt.Errorf("helper request: %d displays (max %d)", len(r.Displays), maxDisplays)
-	}
-	for _, d := range r.Displays {
-		if d < 0 || d > 65535 {
-			return fmt.Errorf("helper request: display %d", d)
-		}
-	}
-	for _, v := range []int64{r.GraceMS, r.TimeoutMS, r.OlderThanMS, r.TempOlderThanMS} {
+	for _, v := range []int64{r.GraceMS, r.OlderThanMS, r.TempOlderThanMS} {
 		if !validMS(v) {
 			return fmt.Errorf("helper request: duration %d ms out of range", v)
 		}
-	}
-	if r.TimeoutMS == 0 {
-		return errors.New("helper request: no timeout")
 	}
 	return nil
 }
@@ -149,28 +125,27 @@ func ParseHelperRequest(data []byte) (HelperRequest, error) {
 	return r, nil
 }
 
-// ParseHelperResult decodes what a helper printed. The helper runs as the user, who can make it
-// print anything, so the result is capped, parsed strictly, stripped of control characters and
-// trusted only for logging: no decision of the root parent depends on it.
-func ParseHelperResult(data []byte) (HelperResult, error) {
-	var r HelperResult
+// ParseHelperResult decodes the report a helper answered. The helper runs as the user, who can
+// make it answer anything, so the report is capped, parsed strictly, stripped of control
+// characters and trusted only for logging: no decision of the root parent depends on it.
+func ParseHelperResult(data []byte) (Report, error) {
+	var rep Report
 	if len(data) > MaxHelperOutput {
-		return r, fmt.Errorf("helper output: more than %d bytes", MaxHelperOutput)
+		return rep, fmt.Errorf("helper output: more than %d bytes", MaxHelperOutput)
 	}
-	if err := decodeStrict(data, &r); err != nil {
-		return HelperResult{}, fmt.Errorf("helper output: %w", err)
+	if err := decodeStrict(data, &rep); err != nil {
+		return Report{}, fmt.Errorf("helper output: %w", err)
 	}
-	rep := &r.Report
 	for _, n := range []*int{&rep.Sessions, &rep.Termed, &rep.Killed, &rep.Left, &rep.Dirs, &rep.Files, &rep.Refused, &rep.MoreProblems} {
 		if *n < 0 {
-			return HelperResult{}, fmt.Errorf("helper output: negative count %d", *n)
+			return Report{}, fmt.Errorf("helper output: negative count %d", *n)
 		}
 	}
 	if rep.Bytes < 0 {
-		return HelperResult{}, fmt.Errorf("helper output: negative bytes %d", rep.Bytes)
+		return Report{}, fmt.Errorf("helper output: negative bytes %d", rep.Bytes)
 	}
 	if len(rep.Removed) > maxRemoved || len(rep.Problems) > maxProblems {
-		return HelperResult{}, fmt.Errorf("helper output: %d removed lines, %d problems (max %d, %d)", len(rep.Removed), len(rep.Problems), maxRemoved, maxProblems)
+		return Report{}, fmt.Errorf("helper output: %d removed lines, %d problems (max %d, %d)", len(rep.Removed), len(rep.Problems), maxRemoved, maxProblems)
 	}
 	for i := range rep.Removed {
 		rep.Removed[i] = Sanitize(rep.Removed[i])
@@ -178,8 +153,16 @@ func ParseHelperResult(data []byte) (HelperResult, error) {
 	for i := range rep.Problems {
 		rep.Problems[i] = Sanitize(rep.Problems[i])
 	}
-	r.Error = Sanitize(r.Error)
-	return r, nil
+	if len(rep.Unfinished) > maxUnfinished {
+		return Report{}, fmt.Errorf("helper output: %d unfinished steps (max %d)", len(rep.Unfinished), maxUnfinished)
+	}
+	for i, u := range rep.Unfinished {
+		if len(u) > 32 || strings.Trim(u, "abcdefghijklmnopqrstuvwxyz-") != "" {
+			return Report{}, fmt.Errorf("helper output: unfinished step %q", Sanitize(u))
+		}
+		rep.Unfinished[i] = u
+	}
+	return rep, nil
 }
 
 func decodeStrict(data []byte, v any) error {
@@ -194,152 +177,68 @@ func decodeStrict(data []byte, v any) error {
 	return nil
 }
 
-// Helper re-executes a program (by default this one, through /proc/self/exe, so the helper is
-// exactly the parent's code even during a package upgrade and even if the binary lives in a
-// directory the user cannot enter) as the job's user, to do the work in the user's home. That
-// is the strongest defence against a hostile home: a planted symlink then reaches only what the
-// user could delete anyway, kill() reaches only the user's processes, and it works on
-// root_squash NFS where root cannot even enter a 0700 home.
-type Helper struct {
-	// Path is the program; "" means /proc/self/exe.
-	Path string
-	// Args come before the request argument, e.g. {"helper"} for `ffl-epilog helper REQUEST`.
-	Args []string
-}
+// Helper is the privilege-dropped helper: this program (by default through /proc/self/exe)
+// re-executed as the job's user for one HelperRequest, with every bound of package reexec.
+// Doing the home's work as the user is the strongest defence against a hostile home: a planted
+// symlink then reaches only what the user could delete anyway, kill() reaches only the user's
+// processes, and it works on root_squash NFS where root cannot even enter a 0700 home.
+type Helper = reexec.Command
 
-// Run runs the helper as acct (uid acct.UID, gid gid, acct's supplementary groups) with an empty
-// environment, stdin /dev/null, cwd /, its own session, and returns the report it printed.
-// The helper is killed when ctx is done (a hung NFS home must not hang the Epilog); it is told a
-// slightly earlier deadline so that it can stop and report first.
-func (h Helper) Run(ctx context.Context, acct Account, gid int, req HelperRequest) (Report, error) {
+// RunHelper runs req in helper h as acct (uid acct.UID, gid gid, acct's supplementary groups)
+// and returns the report it answered. It returns by ctx's deadline plus reexec.KillWait
+// whatever the helper does (a hung NFS home, a process of the user holding its pipes).
+func RunHelper(ctx context.Context, h Helper, acct account.Account, gid int, req HelperRequest) (Report, error) {
 	if acct.UID <= 0 {
 		return Report{}, fmt.Errorf("helper: uid %d: refusing to run the helper as root", acct.UID)
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, DefaultHelperTimeout)
-		defer cancel()
-	}
-	dl, _ := ctx.Deadline()
-	left := time.Until(dl)
-	if left <= 0 {
-		return Report{}, fmt.Errorf("helper: %w before it started", ErrHelperTimeout)
-	}
 	req.UID = acct.UID
-	req.TimeoutMS = max(ms(left-min(left/5, time.Second)), 1)
 	if err := req.Validate(); err != nil {
 		return Report{}, err
 	}
-	arg, err := json.Marshal(req)
+	cred := acct.Credential()
+	cred.GID = gid
+	var raw json.RawMessage
+	err := h.Call(ctx, cred, req, nil, &raw)
+	if errors.Is(err, reexec.ErrTimeout) {
+		return Report{}, fmt.Errorf("helper as uid %d: %w (killed at the deadline; hung home file system?): %v", acct.UID, ErrHelperTimeout, err)
+	}
 	if err != nil {
-		return Report{}, fmt.Errorf("helper: %w", err)
+		return Report{}, fmt.Errorf("helper as uid %d: %v", acct.UID, Sanitize(err.Error()))
 	}
-	path := h.Path
-	if path == "" {
-		path = "/proc/self/exe"
-	}
-	groups := make([]uint32, 0, len(acct.Groups))
-	for _, g := range acct.Groups {
-		groups = append(groups, uint32(g))
-	}
-	cmd := exec.Command(path, append(append([]string{}, h.Args...), string(arg))...)
-	cmd.Env = []string{}
-	cmd.Dir = "/"
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Credential: &syscall.Credential{Uid: uint32(acct.UID), Gid: uint32(gid), Groups: groups},
-		Setsid:     true,
-	}
-	outR, outW, err := os.Pipe()
+	rep, err := ParseHelperResult(raw)
 	if err != nil {
-		return Report{}, fmt.Errorf("helper: %w", err)
+		return Report{}, fmt.Errorf("helper as uid %d: %w", acct.UID, err)
 	}
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		outR.Close()
-		outW.Close()
-		return Report{}, fmt.Errorf("helper: %w", err)
-	}
-	cmd.Stdout, cmd.Stderr = outW, errW
-	err = cmd.Start()
-	outW.Close()
-	errW.Close()
-	if err != nil {
-		outR.Close()
-		errR.Close()
-		return Report{}, fmt.Errorf("helper: start %s as uid %d: %w", path, acct.UID, err)
-	}
-	// Readers drain everything (so the helper never blocks on a full pipe) and keep a capped part.
-	outCh := make(chan []byte, 1)
-	errCh := make(chan []byte, 1)
-	go func() { outCh <- readCapped(outR, MaxHelperOutput+1) }()
-	go func() { errCh <- readCapped(errR, maxHelperStderr) }()
-	waitCh := make(chan error, 1)
-	go func() { waitCh <- cmd.Wait() }()
-
-	var waitErr error
-	select {
-	case waitErr = <-waitCh:
-	case <-ctx.Done():
-		// The helper leads its own process group (Setsid) and is not reaped yet, so no other
-		// process can hold that group id: kill whatever it may have started, too.
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		_ = cmd.Process.Kill()
-		select {
-		case <-waitCh:
-			return Report{}, fmt.Errorf("helper as uid %d: %w (killed at the deadline; hung home file system?)", acct.UID, ErrHelperTimeout)
-		case <-time.After(helperKillWait):
-			return Report{}, fmt.Errorf("helper as uid %d: %w, and it did not exit after SIGKILL (pid %d; hung NFS?)", acct.UID, ErrHelperTimeout, cmd.Process.Pid)
-		}
-	}
-	out := <-outCh
-	stderr := strings.TrimSpace(string(<-errCh))
-	res, perr := ParseHelperResult(out)
-	switch {
-	case perr != nil && waitErr != nil:
-		return Report{}, fmt.Errorf("helper as uid %d: %v: %s", acct.UID, waitErr, Sanitize(stderr))
-	case perr != nil:
-		return Report{}, fmt.Errorf("helper as uid %d: %w", acct.UID, perr)
-	case res.Error != "":
-		return res.Report, fmt.Errorf("helper as uid %d: %s", acct.UID, res.Error)
-	}
-	return res.Report, nil
+	return rep, nil
 }
 
-// readCapped reads r to the end and returns at most max bytes of it; r is closed.
-func readCapped(r *os.File, max int64) []byte {
-	defer r.Close()
-	data, _ := io.ReadAll(io.LimitReader(r, max))
-	_, _ = io.Copy(io.Discard, r)
-	return data
+// ServeHelper is the helper's side (its process's whole work): parse the request, check that
+// this process runs as the requested non-root uid, do the work within the deadline the parent
+// gave, and answer the report on out (reexec's protocol). scanner runs the helper's marker
+// scans (nil: in the helper's process).
+func ServeHelper(arg string, out io.Writer, scanner procscan.Scanner) error {
+	return reexec.Serve(arg, out, func(ctx context.Context, data json.RawMessage, _ func(any) error) (any, error) {
+		return serveHelper(ctx, data, scanner)
+	})
 }
 
-// ServeHelper is the helper's side: parse the request (the one argument), check that this
-// process runs as the requested non-root uid, do the work and print the HelperResult as JSON on
-// out. It never fails in a way the parent must handle: every problem is in the result.
-func ServeHelper(ctx context.Context, arg string, out io.Writer) error {
-	res := serveHelper(ctx, arg)
-	enc := json.NewEncoder(out)
-	return enc.Encode(res)
-}
-
-func serveHelper(ctx context.Context, arg string) HelperResult {
-	req, err := ParseHelperRequest([]byte(arg))
+func serveHelper(ctx context.Context, data []byte, scanner procscan.Scanner) (Report, error) {
+	req, err := ParseHelperRequest(data)
 	if err != nil {
-		return HelperResult{Error: err.Error()}
+		return Report{}, err
 	}
 	if os.Getuid() != req.UID || os.Geteuid() != req.UID {
-		return HelperResult{Error: fmt.Sprintf("helper runs as uid %d (euid %d), request is for uid %d: refused", os.Getuid(), os.Geteuid(), req.UID)}
+		return Report{}, fmt.Errorf("helper runs as uid %d (euid %d), request is for uid %d: refused", os.Getuid(), os.Geteuid(), req.UID)
 	}
-	ctx, cancel := context.WithTimeout(ctx, dur(req.TimeoutMS))
-	defer cancel()
 	l := req.layout()
 	opts := req.opts()
+	opts.Scanner = scanner
 	var rep Report
 	switch req.Op {
 	case OpHome:
-		rep = CleanHome(ctx, l, req.Displays, opts)
+		rep = CleanHome(ctx, l, opts)
 		if len(rep.Problems) == 0 && req.Home != "" {
-			if _, err := os.Lstat(req.Home); isNotExist(err) {
+			if _, err := os.Lstat(req.Home); safefs.IsNotExist(err) {
 				rep.Problems = append(rep.Problems, Sanitize(fmt.Sprintf("home %s of uid %d does not exist", req.Home, req.UID)))
 			}
 		}
@@ -348,5 +247,5 @@ func serveHelper(ctx context.Context, arg string) HelperResult {
 	case OpSweep:
 		rep, _ = SweepUser(ctx, l, opts, dur(req.TempOlderThanMS))
 	}
-	return HelperResult{Report: rep}
+	return rep, nil
 }

@@ -12,15 +12,17 @@ import (
 	"time"
 
 	"github.com/ffl-hpc/ffl/internal/testutil"
+	"github.com/ffl-hpc/ffl/pkg/account"
 	"github.com/ffl-hpc/ffl/pkg/layout"
 	"github.com/ffl-hpc/ffl/pkg/slurmenv"
 )
 
-func accountOf(u testUser) Account {
-	return Account{Name: u.name, UID: u.uid, GID: u.gid, Groups: []int{u.gid}, Home: u.home}
+func accountOf(u testUser) account.Account {
+	return account.Account{Name: u.name, UID: u.uid, GID: u.gid, Groups: []int{u.gid}, Home: u.home}
 }
 
-// shHelper runs a shell script as the helper (the request becomes $0).
+// shHelper runs a shell script as the helper (the request becomes $0); it answers in reexec's
+// protocol: {"result": REPORT}.
 func shHelper(script string) Helper {
 	return Helper{Path: "/bin/sh", Args: []string{"-c", script}}
 }
@@ -32,8 +34,8 @@ func homeRequest(f *fixture) HelperRequest {
 
 func TestHelperRunsAsTheUserWithNothingInherited(t *testing.T) {
 	f := newFixture(t)
-	h := shHelper(`printf '{"report":{"removed":["%s|%s|%s|%s|%s"]}}' "$(id -u)" "$(id -g)" "$(id -G)" "$(wc -c < /proc/$$/environ)" "$(pwd)"`)
-	rep, err := h.Run(context.Background(), accountOf(f.user), f.user.gid, homeRequest(f))
+	h := shHelper(`printf '{"result":{"removed":["%s|%s|%s|%s|%s"]}}\n' "$(id -u)" "$(id -g)" "$(id -G)" "$(wc -c < /proc/$$/environ)" "$(pwd)"`)
+	rep, err := RunHelper(context.Background(), h, accountOf(f.user), f.user.gid, homeRequest(f))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,9 +46,9 @@ func TestHelperRunsAsTheUserWithNothingInherited(t *testing.T) {
 }
 
 func TestHelperRefusesRoot(t *testing.T) {
-	requireRoot(t)
+	testutil.RequireRoot(t)
 	ran := filepath.Join(t.TempDir(), "ran")
-	_, err := shHelper("touch "+ran).Run(context.Background(), Account{Name: "root"}, 0, HelperRequest{})
+	_, err := RunHelper(context.Background(), shHelper("touch "+ran), account.Account{Name: "root"}, 0, HelperRequest{})
 	if err == nil || testutil.Exists(ran) {
 		t.Errorf("helper ran as root (err %v)", err)
 	}
@@ -57,12 +59,13 @@ func TestHelperBadOutput(t *testing.T) {
 	for name, script := range map[string]string{
 		"garbage":       "echo garbage",
 		"huge":          "head -c 2000000 /dev/zero",
-		"forged counts": `echo '{"report":{"left":-1}}'`,
+		"forged counts": `echo '{"result":{"left":-1}}'`,
+		"unknown field": `echo '{"result":{"bogus":1}}'`,
 		"nothing":       "exit 3",
-		"two values":    `echo '{"report":{}}{"report":{}}'`,
+		"two values":    `echo '{"result":{}}{"result":{}}'`,
 	} {
 		t.Run(name, func(t *testing.T) {
-			rep, err := shHelper(script).Run(context.Background(), accountOf(f.user), f.user.gid, homeRequest(f))
+			rep, err := RunHelper(context.Background(), shHelper(script), accountOf(f.user), f.user.gid, homeRequest(f))
 			if err == nil {
 				t.Errorf("accepted: %+v", rep)
 			}
@@ -77,7 +80,7 @@ func TestHelperKilledAtDeadline(t *testing.T) {
 	marker := "61.5" + strconv.Itoa(os.Getpid())
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
-	_, err := shHelper("sleep "+marker+"; :").Run(ctx, accountOf(f.user), f.user.gid, homeRequest(f))
+	_, err := RunHelper(ctx, shHelper("sleep "+marker+"; :"), accountOf(f.user), f.user.gid, homeRequest(f))
 	if !errors.Is(err, ErrHelperTimeout) {
 		t.Fatalf("err = %v, want ErrHelperTimeout", err)
 	}
@@ -105,14 +108,13 @@ func procWithArg(arg string) bool {
 }
 
 func TestServeHelperChecksItsUID(t *testing.T) {
-	requireRoot(t)
+	testutil.RequireRoot(t)
 	req := validRequest() // uid 1000, while this test runs as root
 	data, _ := json.Marshal(req)
-	res := serveHelper(context.Background(), string(data))
-	if !strings.Contains(res.Error, "refused") {
-		t.Errorf("helper acted for another uid: %+v", res)
+	if res, err := serveHelper(context.Background(), data, nil); err == nil || !strings.Contains(err.Error(), "refused") {
+		t.Errorf("helper acted for another uid: %+v, %v", res, err)
 	}
-	if res := serveHelper(context.Background(), "{not json"); res.Error == "" {
+	if _, err := serveHelper(context.Background(), []byte("{not json"), nil); err == nil {
 		t.Error("garbage request accepted")
 	}
 }

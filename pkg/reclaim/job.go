@@ -12,17 +12,17 @@ import (
 
 	"github.com/ffl-hpc/ffl/pkg/layout"
 	"github.com/ffl-hpc/ffl/pkg/proc"
+	"github.com/ffl-hpc/ffl/pkg/safefs"
 )
 
 // Job ends and removes everything of job l.JobKey on node l.Node, in this process: the
 // processes that carry the job's marker (for uid l.UID; identities recorded in state files are
 // cross-checked against them, each signalled only via proc.Signal), the X lock and socket of
-// the recorded displays when they are the user's, the home job subtree and the node-local
-// runtime job dir(s), in that order (the node-local record goes last, so an interrupted run
-// can be repeated). Idempotent; tolerates half-created state.
-//
-// Run as root, the home part is done by root too: the Epilog instead runs EndJob and
-// RemoveNodeLocal as root and CleanHome in a helper running as the user (RunHelper).
+// the recorded displays when they are the user's and their server is gone, the home job
+// subtree and the node-local runtime job dir(s), in that order (the node-local record goes
+// last, so an interrupted run can be repeated). Idempotent; tolerates half-created state. The
+// launcher calls it for an earlier run of its own job; the Epilog does the same steps split
+// between root and the helper (Epilog).
 func Job(ctx context.Context, l layout.Layout, opts Options) (Report, error) {
 	if err := l.Validate(); err != nil {
 		return Report{}, fmt.Errorf("reclaim job: %w", err)
@@ -42,10 +42,10 @@ func Job(ctx context.Context, l layout.Layout, opts Options) (Report, error) {
 
 // EndJob is the Epilog's first step, as root: read job l.JobKey's node-local records (both
 // runtime job dirs; never the home) and end its processes. It returns the X displays the
-// records name, for CleanHome. Only RuntimeDir, TempDir, UID, Node and JobKey of l are used.
+// records name. Only RuntimeDir, TempDir, UID, Node and JobKey of l are used.
 func EndJob(ctx context.Context, l layout.Layout, opts Options) (Report, []int) {
 	t := newTally(opts.Log)
-	if err := validNodeLocal(l); err != nil {
+	if err := nodeLocalValid(l); err != nil {
 		t.problem("%v", err)
 		return t.report(), nil
 	}
@@ -61,9 +61,9 @@ func EndJob(ctx context.Context, l layout.Layout, opts Options) (Report, []int) 
 	return t.report(), j.displays(bootID)
 }
 
-// CleanHome is the Epilog's second step, meant to run as the job's user (in the helper):
-// remove <state>/sessions/<node>/job-<key> and the X files of displays (see Job).
-func CleanHome(ctx context.Context, l layout.Layout, displays []int, opts Options) Report {
+// CleanHome is the Epilog's home step, meant to run as the job's user (in the helper): remove
+// <state>/sessions/<node>/job-<key>.
+func CleanHome(ctx context.Context, l layout.Layout, opts Options) Report {
 	t := newTally(opts.Log)
 	if err := l.Validate(); err != nil {
 		t.problem("%v", err)
@@ -71,7 +71,6 @@ func CleanHome(ctx context.Context, l layout.Layout, displays []int, opts Option
 	}
 	j := newJobInfo(l.JobKey)
 	readJobHome(l, j, t)
-	removeXFiles(opts.XDir, displays, l.UID, opts.DryRun, t)
 	if j.home != "" { // else missing, or its parents were refused (and reported)
 		removeHomeJob(ctx, l, l.JobKey, opts, t)
 	}
@@ -84,11 +83,11 @@ func CleanHome(ctx context.Context, l layout.Layout, displays []int, opts Option
 // l.UID and never following a symlink.
 func RemoveNodeLocal(ctx context.Context, l layout.Layout, opts Options) Report {
 	t := newTally(opts.Log)
-	if err := validNodeLocal(l); err != nil {
+	if err := nodeLocalValid(l); err != nil {
 		t.problem("%v", err)
 		return t.report()
 	}
-	removeNodeLocalJob(ctx, l, l.JobKey, opts, t)
+	removeNodeLocalJob(ctx, l, l.JobKey, false, opts, t)
 	return t.report()
 }
 
@@ -99,28 +98,28 @@ func RemoveNodeLocal(ctx context.Context, l layout.Layout, opts Options) Report 
 // (a symlink, a foreign owner, a crowded directory) answers used, with why: the slow path then
 // looks closely and logs.
 func NodeLocalUsage(l layout.Layout) (used bool, why string) {
-	if err := validNodeLocal(l); err != nil {
+	if err := nodeLocalValid(l); err != nil {
 		return true, err.Error()
 	}
 	name := layout.JobDirName(l.JobKey)
 	check := func(parent *os.File) (bool, string) {
-		fi, err := lstatAt(parent, name)
-		if isNotExist(err) {
+		fi, err := safefs.LstatAt(parent, name)
+		if safefs.IsNotExist(err) {
 			return false, ""
 		}
 		path := filepath.Join(parent.Name(), name)
 		if err != nil {
 			return true, fmt.Sprintf("%s: %v", path, err)
 		}
-		if !fi.isDir() || fi.uid != l.UID {
+		if !fi.IsDir() || fi.UID != l.UID {
 			return true, fmt.Sprintf("%s: not a directory of uid %d", path, l.UID)
 		}
-		d, err := openOwnedDirAt(parent, name, l.UID)
+		d, err := safefs.OpenDirAtOwned(parent, name, l.UID)
 		if err != nil {
 			return true, fmt.Sprintf("%s: %v", path, err)
 		}
 		defer d.Close()
-		names, more, err := listNames(d, 64)
+		names, more, err := safefs.ReadDirNames(d, 64)
 		if err != nil || more {
 			return true, fmt.Sprintf("%s: crowded or unreadable", path)
 		}
@@ -131,32 +130,32 @@ func NodeLocalUsage(l layout.Layout) (used bool, why string) {
 		}
 		return false, ""
 	}
-	if rt, err := openTrusted(l.RuntimeDir); err == nil {
+	if rt, err := safefs.OpenTrusted(l.RuntimeDir); err == nil {
 		used, why := check(rt)
 		rt.Close()
 		if used {
 			return true, why
 		}
-	} else if !isNotExist(err) {
+	} else if !safefs.IsNotExist(err) {
 		return true, fmt.Sprintf("runtime dir %s: %v", l.RuntimeDir, err)
 	}
-	tmp, err := openTrusted(l.TempDir)
+	tmp, err := safefs.OpenTrusted(l.TempDir)
 	if err != nil {
-		if isNotExist(err) {
+		if safefs.IsNotExist(err) {
 			return false, ""
 		}
 		return true, fmt.Sprintf("temp dir %s: %v", l.TempDir, err)
 	}
 	defer tmp.Close()
 	userName := layout.UserTempName(l.UID)
-	fi, err := lstatAt(tmp, userName)
-	if isNotExist(err) {
+	fi, err := safefs.LstatAt(tmp, userName)
+	if safefs.IsNotExist(err) {
 		return false, ""
 	}
-	if err != nil || !fi.isDir() || fi.uid != l.UID {
+	if err != nil || !fi.IsDir() || fi.UID != l.UID {
 		return true, fmt.Sprintf("%s: not a directory of uid %d", filepath.Join(l.TempDir, userName), l.UID)
 	}
-	ud, err := openOwnedDirAt(tmp, userName, l.UID)
+	ud, err := safefs.OpenDirAtOwned(tmp, userName, l.UID)
 	if err != nil {
 		return true, fmt.Sprintf("%s: %v", filepath.Join(l.TempDir, userName), err)
 	}
@@ -184,7 +183,7 @@ func reclaimJobs(ctx context.Context, l layout.Layout, jobs []*jobInfo, bootID s
 				if j.home != "" {
 					removeHomeJob(ctx, l, j.key, opts, t)
 				}
-				removeNodeLocalJob(ctx, l, j.key, opts, t)
+				removeNodeLocalJob(ctx, l, j.key, true, opts, t)
 				t.update(func(r *Report) { r.Sessions += len(j.sessions) })
 				verb := "removed"
 				if opts.DryRun {
@@ -231,7 +230,7 @@ func (j *jobInfo) describe() string {
 func readJobHome(l layout.Layout, j *jobInfo, t *tally) {
 	node, err := openHomeNodeDir(l)
 	if err != nil {
-		if refusedErr(err) {
+		if safefs.Refused(err) {
 			t.update(func(r *Report) { r.Refused++ })
 		}
 		t.problem("home: %v", err)
@@ -242,28 +241,18 @@ func readJobHome(l layout.Layout, j *jobInfo, t *tally) {
 	}
 	defer node.Close()
 	name := layout.JobDirName(j.key)
-	fi, err := lstatAt(node, name)
+	fi, err := safefs.LstatAt(node, name)
 	if err != nil {
-		if !isNotExist(err) {
+		if !safefs.IsNotExist(err) {
 			t.problem("home job dir %s: %v", filepath.Join(l.HomeNodeDir(), name), err)
 		}
 		return
 	}
 	j.home = filepath.Join(l.HomeNodeDir(), name)
-	j.touch(fi.mtime)
-	if fi.isDir() {
+	j.touch(fi.Mtime)
+	if fi.IsDir() {
 		readHomeJob(node, name, j.home, l, j, t)
 	}
-}
-
-// validNodeLocal checks the parts of l the node-local steps use (the home may be unknown).
-func validNodeLocal(l layout.Layout) error {
-	v := l
-	v.StateDir = "/"
-	if err := v.Validate(); err != nil {
-		return fmt.Errorf("reclaim: %w", err)
-	}
-	return nil
 }
 
 func bootIDOf(opts Options) (string, error) {
@@ -275,4 +264,12 @@ func bootIDOf(opts Options) (string, error) {
 		return "", fmt.Errorf("reclaim: %w", err)
 	}
 	return id, nil
+}
+
+// nodeLocalValid is l.ValidateNodeLocal with reclaim's error prefix.
+func nodeLocalValid(l layout.Layout) error {
+	if err := l.ValidateNodeLocal(); err != nil {
+		return fmt.Errorf("reclaim: %w", err)
+	}
+	return nil
 }

@@ -6,7 +6,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -49,10 +48,10 @@ func (f *fixture) leftovers(jobA, jobB string) leftovers {
 	testutil.WriteAs(t, filepath.Join(f.xdir, ".X4201-lock"), f.user, []byte(fmt.Sprintf("%10d\n", 999_999_999)))
 	sock := filepath.Join(f.xdir, ".X11-unix", "X4201")
 	ln, err := net.Listen("unix", sock)
-	must(t, err)
+	testutil.Must(t, err)
 	ln.(*net.UnixListener).SetUnlinkOnClose(false)
 	ln.Close()
-	must(t, os.Lchown(sock, f.user.uid, f.user.gid))
+	testutil.Must(t, os.Lchown(sock, f.user.uid, f.user.gid))
 	return s
 }
 
@@ -74,19 +73,44 @@ func (s leftovers) check(t *testing.T, f *fixture) {
 	}
 }
 
-func TestJobEndsExactlyItsJob(t *testing.T) {
+func TestEpilogEndsExactlyItsJob(t *testing.T) {
 	f := newFixture(t)
 	s := f.leftovers("101", "102")
+	p := EpilogParams{
+		Job:        slurmenv.Job{ID: "101", UID: f.user.uid, GID: f.user.gid, User: f.user.name, Node: f.node},
+		RuntimeDir: f.runtime, TempDir: f.temp, StateDir: "~/.firefox-launcher", XDir: f.xdir,
+		Grace: 300 * time.Millisecond, Helper: testHelper, BootID: f.bootID,
+	}
 	before := testutil.Snapshot(t, f.root)
-	rep, err := Job(context.Background(), f.layout(f.user, "101"), f.opts())
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	rep := Epilog(ctx, p)
+	t.Logf("report: %+v", rep)
+	s.check(t, f)
+	if rep.Sessions != 2 || rep.Termed < 6 || rep.Killed < 2 || rep.Left != 0 || len(rep.Unfinished) != 0 {
+		t.Errorf("report: want 2 sessions, >= 6 TERMs, >= 2 KILLs (TERM-ignoring children), 0 left, all finished: %+v", rep)
+	}
+	testutil.AssertUnchanged(t, before, testutil.Snapshot(t, f.root), s.aRuntime, filepath.Join(f.xdir, ".X4201-lock"), filepath.Join(f.xdir, ".X11-unix", "X4201"))
+	// Idempotent: a second run finds nothing and reports no problem.
+	rep = Epilog(ctx, p)
+	if rep.Err() != nil || rep.Termed != 0 || rep.Dirs != 0 {
+		t.Errorf("second run: %+v", rep)
+	}
+}
+
+// TestJobEndsExactlyItsJob: what the launcher calls for an earlier run of its own job.
+func TestJobEndsExactlyItsJob(t *testing.T) {
+	f := newFixture(t)
+	s := f.leftovers("111", "112")
+	before := testutil.Snapshot(t, f.root)
+	rep, err := Job(context.Background(), f.layout(f.user, "111"), f.opts())
 	t.Logf("report: %+v, err: %v", rep, err)
 	s.check(t, f)
 	if rep.Sessions != 2 || rep.Termed < 6 || rep.Killed < 2 || rep.Left != 0 {
 		t.Errorf("report: want 2 sessions, >= 6 TERMs, >= 2 KILLs (TERM-ignoring children), 0 left: %+v", rep)
 	}
 	testutil.AssertUnchanged(t, before, testutil.Snapshot(t, f.root), s.aRuntime, filepath.Join(f.xdir, ".X4201-lock"), filepath.Join(f.xdir, ".X11-unix", "X4201"))
-	// Idempotent: a second run finds nothing and reports no problem.
-	rep, err = Job(context.Background(), f.layout(f.user, "101"), f.opts())
+	rep, err = Job(context.Background(), f.layout(f.user, "111"), f.opts())
 	if err != nil || rep.Termed != 0 || rep.Dirs != 0 {
 		t.Errorf("second run: %+v, %v", rep, err)
 	}
@@ -155,7 +179,7 @@ func TestNodeLocalUsage(t *testing.T) {
 			testutil.WriteAs(t, filepath.Join(d, layout.SupervisorFile), f.user, []byte("{}"))
 		}, true},
 		{"symlink as job dir", func(job string) {
-			must(t, os.Symlink("/etc", filepath.Join(f.runtime, "job-"+job)))
+			testutil.Must(t, os.Symlink("/etc", filepath.Join(f.runtime, "job-"+job)))
 		}, true},
 		{"foreign ffl-uid", func(job string) {
 			d := filepath.Join(f.temp, layout.UserTempName(f.user.uid))
@@ -180,110 +204,4 @@ func TestNodeLocalUsage(t *testing.T) {
 			}
 		})
 	}
-}
-
-func TestOpenTrusted(t *testing.T) {
-	f := newFixture(t)
-	target := filepath.Join(f.root, "target")
-	must(t, os.Mkdir(target, 0o755))
-	// A symlink root made in a directory only root can write: followed.
-	must(t, os.Symlink(target, filepath.Join(f.root, "rootlink")))
-	d, err := openTrusted(filepath.Join(f.root, "rootlink"))
-	if err != nil {
-		t.Fatalf("root's symlink refused: %v", err)
-	}
-	d.Close()
-	// Relative targets and chains work too.
-	must(t, os.Symlink("rootlink", filepath.Join(f.root, "chain")))
-	if d, err := openTrusted(filepath.Join(f.root, "chain")); err != nil {
-		t.Errorf("chain refused: %v", err)
-	} else {
-		d.Close()
-	}
-	// The same symlink in a user's directory, or in a world-writable one: refused.
-	userDir := filepath.Join(f.root, "userdir")
-	testutil.MkdirAs(t, userDir, f.user, 0o755)
-	must(t, os.Symlink(target, filepath.Join(userDir, "link")))
-	must(t, os.Symlink(target, filepath.Join(f.temp, "link")))
-	for _, p := range []string{filepath.Join(userDir, "link"), filepath.Join(f.temp, "link"), filepath.Join(userDir, "link", "x")} {
-		if d, err := openTrusted(p); err == nil {
-			d.Close()
-			t.Errorf("%s: followed a symlink a user could have planted", p)
-		}
-	}
-	// A loop ends.
-	must(t, os.Symlink("loop", filepath.Join(f.root, "loop")))
-	if d, err := openTrusted(filepath.Join(f.root, "loop")); err == nil {
-		d.Close()
-		t.Error("symlink loop opened")
-	}
-}
-
-func TestPrepareRuntimeJobDir(t *testing.T) {
-	f := newFixture(t)
-	rt := filepath.Join(f.root, "prun", "ffl")
-	must(t, os.Mkdir(filepath.Dir(rt), 0o755))
-	dir, err := PrepareRuntimeJobDir(rt, f.user.uid, f.user.gid, "501")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range []struct {
-		path     string
-		uid, gid int
-		mode     os.FileMode
-	}{{rt, 0, 0, 0o755}, {dir, f.user.uid, f.user.gid, 0o700}} {
-		fi, err := os.Lstat(c.path)
-		must(t, err)
-		st := fi.Sys().(*syscallStat)
-		if int(st.Uid) != c.uid || int(st.Gid) != c.gid || fi.Mode().Perm() != c.mode || !fi.IsDir() {
-			t.Errorf("%s: uid %d gid %d mode %v, want %d %d %v", c.path, st.Uid, st.Gid, fi.Mode(), c.uid, c.gid, c.mode)
-		}
-	}
-	// Idempotent (a requeued job).
-	if _, err := PrepareRuntimeJobDir(rt, f.user.uid, f.user.gid, "501"); err != nil {
-		t.Errorf("second run: %v", err)
-	}
-	// Another user's job dir of that name is left alone.
-	if _, err := PrepareRuntimeJobDir(rt, f.other.uid, f.other.gid, "501"); err == nil {
-		t.Error("adopted another user's job dir")
-	}
-	// A symlink, or a user-owned or world-writable dir, as the runtime root: refused, untouched.
-	for name, setup := range map[string]func(p string){
-		"symlink":        func(p string) { must(t, os.Symlink(f.temp, p)) },
-		"user's":         func(p string) { testutil.MkdirAs(t, p, f.user, 0o755) },
-		"world-writable": func(p string) { must(t, os.Mkdir(p, 0o755)); must(t, os.Chmod(p, 0o777)) },
-	} {
-		p := filepath.Join(f.root, "bad-"+strings.ReplaceAll(name, "'", ""))
-		setup(p)
-		before := testutil.Snapshot(t, f.root)
-		if _, err := PrepareRuntimeJobDir(p, f.user.uid, f.user.gid, "502"); err == nil {
-			t.Errorf("%s runtime root accepted", name)
-		}
-		testutil.AssertUnchanged(t, before, testutil.Snapshot(t, f.root))
-	}
-}
-
-func TestEnsureX11Dir(t *testing.T) {
-	f := newFixture(t)
-	x := filepath.Join(f.root, "x2")
-	must(t, os.Mkdir(x, 0o755))
-	must(t, os.Chmod(x, 0o777|os.ModeSticky))
-	if err := EnsureX11Dir(x); err != nil {
-		t.Fatal(err)
-	}
-	fi, err := os.Lstat(filepath.Join(x, ".X11-unix"))
-	must(t, err)
-	if st := fi.Sys().(*syscallStat); st.Uid != 0 || fi.Mode()&os.ModeSticky == 0 || fi.Mode().Perm() != 0o777 {
-		t.Errorf(".X11-unix: %v uid %d", fi.Mode(), st.Uid)
-	}
-	// A user's .X11-unix is reported and never changed.
-	x3 := filepath.Join(f.root, "x3")
-	must(t, os.Mkdir(x3, 0o755))
-	must(t, os.Chmod(x3, 0o777|os.ModeSticky))
-	testutil.MkdirAs(t, filepath.Join(x3, ".X11-unix"), f.user, 0o700)
-	before := testutil.Snapshot(t, x3)
-	if err := EnsureX11Dir(x3); err == nil || !strings.Contains(err.Error(), "left alone") {
-		t.Errorf("user's .X11-unix: %v", err)
-	}
-	testutil.AssertUnchanged(t, before, testutil.Snapshot(t, x3))
 }

@@ -15,18 +15,21 @@ import (
 // lock on that door, for a site that runs them otherwise).
 var refusedComms = map[string]bool{"slurmstepd": true, "slurmd": true, "slurmctld": true, "slurmdbd": true}
 
-// endRounds bounds the scan-and-end rounds: a session can fork while it is being ended (a
-// content process in the TERM phase), so the marker scan is repeated until it finds nothing.
-const endRounds = 4
+// scanShare is the part of the process step's time the first marker scan may take: the rest is
+// for the signals and the waits after them.
+const scanShare = 0.7
 
-// endProcesses ends the processes of jobs (all of user l.UID on node l.Node) together: one
-// SIGTERM to every process, one grace period, one SIGKILL for the survivors, so that many
-// sessions cost one grace, not one each.
+// endProcesses ends the processes of jobs (all of user l.UID on node l.Node) together with
+// proc.MarkedEnder: one SIGTERM to every process, one grace period, one SIGKILL for the
+// survivors, so that many sessions cost one grace, not one each.
 //
-// Which processes: those of uid l.UID whose environment carries FFL_SESSION=<key>/<node>/
-// (proc.FindByMarker). The identities recorded in state files are cross-checked against that
-// scan and never signalled on their own: a record is a file the user can write, and a process
-// that does not carry the job's marker is not the job's session, whatever a record says.
+// Which processes: those of uid l.UID whose environment carries FFL_SESSION=<key>/<node>/,
+// found by opts' Scanner (for the root hooks, a child process: a read stuck in the kernel costs
+// the scan's deadline, not the hook). The scan reads the recorded identities first, and skips
+// unread the processes that started before the oldest record of the jobs' launchers. The
+// identities recorded in state files are cross-checked against the scan and never signalled
+// on their own: a record is a file the user can write, and a process that does not carry the
+// job's marker is not the job's session, whatever a record says.
 func endProcesses(ctx context.Context, l layout.Layout, jobs []*jobInfo, bootID string, opts Options, t *tally) {
 	if len(jobs) == 0 {
 		return
@@ -39,71 +42,112 @@ func endProcesses(ctx context.Context, l layout.Layout, jobs []*jobInfo, bootID 
 	if killWait <= 0 {
 		killWait = DefaultKillWait
 	}
-	prefixes := make([]string, len(jobs))
-	for i, j := range jobs {
-		prefixes[i] = j.key + "/" + l.Node + "/"
+	q := proc.MarkerQuery{UID: l.UID, Name: layout.MarkerVar, NotBefore: notBefore(jobs, bootID)}
+	for _, j := range jobs {
+		q.Prefixes = append(q.Prefixes, j.key+"/"+l.Node+"/")
+		for _, id := range j.recorded(bootID, l.UID, newTally(nil)) {
+			q.First = append(q.First, id)
+		}
 	}
-	// One /proc scan per round for all jobs: a sweep of thousands of stale jobs must not cost a
-	// scan each.
-	scan := func() map[proc.Identity]string {
+	scanner := opts.scanner()
+	owner := map[proc.Identity]string{} // every process found, with its job
+	round := 0
+	cutShort := false
+	scanDeadline := time.Now().Add(scanTime(ctx))
+	find := func(ctx context.Context) ([]proc.Identity, error) {
+		if cutShort {
+			// A scan cut short (a read that blocks, a huge process table) would be cut short
+			// again: what it found was ended, the rounds end here.
+			return nil, nil
+		}
+		sctx, cancel := context.WithDeadline(ctx, scanDeadline)
+		defer cancel()
+		var ids []proc.Identity
 		found := map[proc.Identity]string{}
-		ids, err := proc.FindByMarkers(l.UID, layout.MarkerVar, prefixes)
-		if err != nil {
-			t.problem("marker scan for %s=%s: %v", layout.MarkerVar, jobKeys(jobs), err)
-		}
-		for id, i := range ids {
+		st, err := scanner.Marked(sctx, q, func(id proc.Identity, i int) {
+			ids = append(ids, id)
 			found[id] = jobs[i].key
-		}
-		return found
-	}
-	unkillable := map[proc.Identity]bool{}
-	for round := 0; round < endRounds; round++ {
-		found := scan()
+			owner[id] = jobs[i].key
+		})
+		t.log.WithField("round", round).Debugf("marker scan: %d processes, %d environments read, %d skipped, %d found", st.Processes, st.Environs, st.Skipped, len(ids))
 		if round == 0 {
 			for _, j := range jobs {
 				crossCheck(j, bootID, l.UID, l.Node, found, t)
 			}
+			// Later rounds look for what forked meanwhile: a share of what is left.
+			scanDeadline = time.Now().Add(scanTime(ctx))
 		}
-		var ids []proc.Identity
-		for id := range found {
-			if unkillable[id] || !allowedComm(id, t) {
-				continue
-			}
-			ids = append(ids, id)
-		}
-		if len(ids) == 0 {
-			break
-		}
-		if opts.DryRun {
+		round++
+		if opts.DryRun && len(ids) > 0 {
 			t.removed("would end %d processes of jobs %s", len(ids), jobKeys(jobs))
-			break
+			return nil, err
 		}
-		grace := opts.Grace
-		if round > 0 {
-			grace = 0
+		if sctx.Err() != nil {
+			cutShort = true
 		}
-		res := proc.Ender{Grace: grace, Poll: 20 * time.Millisecond, KillWait: killWait}.End(ctx, ids)
-		t.update(func(r *Report) { r.Termed += res.Termed; r.Killed += res.Killed })
-		if res.Errs != nil {
-			t.problem("ending processes of jobs %s: %v", jobKeys(jobs), res.Errs)
-			refused := countRefused(res.Errs)
-			t.update(func(r *Report) { r.Refused += refused })
+		if err != nil {
+			return ids, fmt.Errorf("marker scan for %s=%s: %w", layout.MarkerVar, jobKeys(jobs), err)
 		}
-		for _, id := range res.Left {
-			unkillable[id] = true
-			t.problem("%s of job %s survived SIGKILL for %s (uninterruptible sleep?)", id, found[id], killWait)
+		return ids, nil
+	}
+	res := proc.MarkedEnder{Find: find, Refuse: refuseComm, Grace: opts.Grace, Poll: 20 * time.Millisecond, KillWait: killWait}.End(ctx)
+	t.update(func(r *Report) {
+		r.Termed += res.Termed
+		r.Killed += res.Killed
+		r.Refused += res.Refused
+		r.Left += len(res.Left)
+	})
+	if res.Errs != nil {
+		t.problem("ending processes of jobs %s: %v", jobKeys(jobs), res.Errs)
+	}
+	if ctx.Err() != nil || cutShort {
+		t.unfinished(PhaseProcesses)
+	}
+	for _, id := range res.Left {
+		t.problem("%s of job %s survived SIGKILL for %s (uninterruptible sleep?)", id, owner[id], killWait)
+	}
+}
+
+// scanTime is how long a marker scan may take of what is left of ctx.
+func scanTime(ctx context.Context) time.Duration {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return DefaultRemoveTimeout
+	}
+	return time.Duration(float64(time.Until(dl)) * scanShare)
+}
+
+// notBefore is the oldest start time the jobs' records of this boot give for their launchers
+// and sessions: no process of those sessions can have started before it. 0 (no filter) when a
+// job has no such record.
+func notBefore(jobs []*jobInfo, bootID string) uint64 {
+	var oldest uint64
+	for _, j := range jobs {
+		var own uint64
+		consider := func(start uint64) {
+			if start > 0 && (own == 0 || start < own) {
+				own = start
+			}
 		}
-		if ctx.Err() != nil {
-			break
+		for _, sup := range j.sups {
+			if sup.BootID == bootID {
+				consider(sup.Process.StartTime)
+			}
+		}
+		for _, st := range j.states(bootID) {
+			consider(st.Supervisor.StartTime)
+			for _, id := range st.Processes {
+				consider(id.StartTime)
+			}
+		}
+		if own == 0 {
+			return 0
+		}
+		if oldest == 0 || own < oldest {
+			oldest = own
 		}
 	}
-	left := 0
-	for id := range unkillable {
-		if id.Alive() {
-			left++
-		}
-	}
-	t.update(func(r *Report) { r.Left += left })
+	return oldest
 }
 
 // crossCheck logs every recorded identity of j that is alive but not among the processes that
@@ -142,37 +186,16 @@ func crossCheck(j *jobInfo, bootID string, uid int, node string, marked map[proc
 	}
 }
 
-// allowedComm refuses Slurm's daemons (see refusedComms), logging the refusal.
-func allowedComm(id proc.Identity, t *tally) bool {
+// refuseComm refuses Slurm's daemons (see refusedComms).
+func refuseComm(id proc.Identity) error {
 	st, err := proc.ReadStat(id.PID)
 	if err != nil || st.StartTime != id.StartTime {
-		return true // gone or reused: proc.Signal will see that and do nothing
+		return nil // gone or reused: proc.Signal will see that and do nothing
 	}
 	if refusedComms[st.Comm] {
-		t.problem("%s is %s: refused", id, st.Comm)
-		t.update(func(r *Report) { r.Refused++ })
-		return false
+		return fmt.Errorf("%s is %s: %w", id, st.Comm, proc.ErrRefused)
 	}
-	return true
-}
-
-// countRefused counts the ErrRefused inside a (multi)error.
-func countRefused(err error) int {
-	type multi interface{ WrappedErrors() []error }
-	var m multi
-	if errors.As(err, &m) {
-		n := 0
-		for _, e := range m.WrappedErrors() {
-			if errors.Is(e, proc.ErrRefused) {
-				n++
-			}
-		}
-		return n
-	}
-	if errors.Is(err, proc.ErrRefused) {
-		return 1
-	}
-	return 0
+	return nil
 }
 
 func jobKeys(jobs []*jobInfo) string {

@@ -2,27 +2,16 @@ package reclaim
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/sirupsen/logrus"
-	"golang.org/x/sys/unix"
 
 	"github.com/ffl-hpc/ffl/pkg/layout"
+	"github.com/ffl-hpc/ffl/pkg/procscan"
+	"github.com/ffl-hpc/ffl/pkg/runtimedir"
+	"github.com/ffl-hpc/ffl/pkg/safefs"
 	"github.com/ffl-hpc/ffl/pkg/slurmenv"
-)
-
-// Modes the Prolog creates.
-const (
-	// RuntimeRootMode is the runtime root: root's, everyone may enter, nobody else may write.
-	RuntimeRootMode = 0o755
-	// RuntimeJobMode is a job's runtime dir: the job's user only.
-	RuntimeJobMode = 0o700
-	// X11DirMode is /tmp/.X11-unix: world-writable with the sticky bit, like /tmp.
-	X11DirMode = 0o1777
+	"github.com/ffl-hpc/ffl/pkg/xdisplay"
 )
 
 // PrologParams is one Prolog run (root, before a job starts on this node).
@@ -38,6 +27,8 @@ type PrologParams struct {
 	Grace time.Duration
 	// Helper re-executes this program as the user for the sweep.
 	Helper Helper
+	// Scanner runs the root's process scans (nil: in this process).
+	Scanner procscan.Scanner
 	// BootID is this boot's id ("" = read it).
 	BootID string
 	Log    *logrus.Entry
@@ -71,19 +62,19 @@ func Prolog(ctx context.Context, p PrologParams) PrologResult {
 		res.Duration = time.Since(t0)
 		return res
 	}
-	l := layout.Layout{StateDir: "/", RuntimeDir: p.RuntimeDir, TempDir: p.TempDir, UID: p.Job.UID, Node: p.Job.Node, JobKey: p.Job.Key()}
-	if err := validNodeLocal(l); err != nil {
+	l := layout.Layout{RuntimeDir: p.RuntimeDir, TempDir: p.TempDir, UID: p.Job.UID, Node: p.Job.Node, JobKey: p.Job.Key()}
+	if err := nodeLocalValid(l); err != nil {
 		t.problem("job %s: %v: nothing done", p.Job.ID, err)
 		return finish()
 	}
-	if err := EnsureX11Dir(p.XDir); err != nil {
+	if err := xdisplay.EnsureSocketDir(p.XDir); err != nil {
 		t.problem("%v", err)
 	}
 	if p.Job.UID == 0 {
 		t.problem("job %s of uid 0: no runtime dir made for root", p.Job.ID)
 		return finish()
 	}
-	dir, err := PrepareRuntimeJobDir(p.RuntimeDir, p.Job.UID, p.Job.GID, p.Job.Key())
+	dir, err := runtimedir.PrepareForJob(p.RuntimeDir, p.Job.UID, p.Job.GID, p.Job.Key())
 	if err != nil {
 		t.problem("%v", err)
 	} else {
@@ -95,7 +86,7 @@ func Prolog(ctx context.Context, p PrologParams) PrologResult {
 	res.Swept = true
 	job := p.Job
 	if p.Resolve != nil {
-		if job, err = p.Resolve(); err != nil {
+		if job, err = resolveBounded(ctx, p.Resolve); err != nil {
 			t.problem("job %s: environment: %v: stale sessions not swept", p.Job.ID, err)
 			return finish()
 		}
@@ -108,161 +99,10 @@ func Prolog(ctx context.Context, p PrologParams) PrologResult {
 	rep := sweepOneUser(ctx, sweepUser{
 		uid: job.UID, gid: job.GID, node: job.Node, exclude: job.Key(),
 		runtimeDir: p.RuntimeDir, tempDir: p.TempDir, stateDir: p.StateDir, xDir: p.XDir,
-		grace: min(max(p.Grace, 0), MaxEpilogGrace), op: OpStale, helper: p.Helper, bootID: p.BootID,
+		grace: min(max(p.Grace, 0), MaxEpilogGrace), op: OpStale, helper: p.Helper, scanner: p.Scanner, bootID: p.BootID,
 	}, t)
 	res.Report.Add(rep)
 	return finish()
-}
-
-// PrepareRuntimeJobDir creates runtimeDir (root's, 0755, when missing) and runtimeDir/job-<key>
-// owned by uid:gid with mode 0700, and returns the job dir. Everything is done through
-// descriptors: mkdirat as root inside a directory only root can write, then fchown and fchmod
-// through the descriptor of what was created, so no path a user controls is ever chowned. An
-// existing runtime root must be root's, a real directory and not writable by others; an
-// existing job dir (a requeued job) must already be uid's with mode 0700. Anything else is
-// left alone and reported.
-func PrepareRuntimeJobDir(runtimeDir string, uid, gid int, key string) (string, error) {
-	if !cleanAbs(runtimeDir) || runtimeDir == "/" {
-		return "", fmt.Errorf("runtime dir %q: not a clean absolute path", runtimeDir)
-	}
-	if err := layout.ValidComponent(key); err != nil {
-		return "", fmt.Errorf("job key: %w", err)
-	}
-	if uid <= 0 || gid < 0 {
-		return "", fmt.Errorf("runtime dir for uid %d gid %d: refused", uid, gid)
-	}
-	parent, err := openTrusted(filepath.Dir(runtimeDir))
-	if err != nil {
-		return "", fmt.Errorf("runtime dir %s: parent: %w", runtimeDir, err)
-	}
-	defer parent.Close()
-	root, err := mkdirOwned(parent, filepath.Base(runtimeDir), 0, 0, RuntimeRootMode, false)
-	if err != nil {
-		return "", fmt.Errorf("runtime dir %s: %w: skipped (ffl-launch falls back to temp_dir)", runtimeDir, err)
-	}
-	defer root.Close()
-	name := layout.JobDirName(key)
-	job, err := mkdirOwned(root, name, uid, gid, RuntimeJobMode, true)
-	if err != nil {
-		return "", fmt.Errorf("job dir %s: %w", filepath.Join(runtimeDir, name), err)
-	}
-	job.Close()
-	return filepath.Join(runtimeDir, name), nil
-}
-
-// mkdirOwned creates name below dir (as root), or opens what is there, and returns it open.
-// What it created it chowns to uid:gid and chmods to mode through its descriptor. What already
-// existed must be a real directory owned by uid; exact demands that its mode be exactly mode,
-// otherwise it must merely not be writable by group or others.
-func mkdirOwned(dir *os.File, name string, uid, gid int, mode uint32, exact bool) (*os.File, error) {
-	created := false
-	err := withDirFD(dir, func(fd int) error { return unix.Mkdirat(fd, name, 0o700) })
-	switch {
-	case err == nil:
-		created = true
-	case errors.Is(err, unix.EEXIST):
-	default:
-		return nil, fmt.Errorf("mkdir: %w", err)
-	}
-	var f *os.File
-	err = withDirFD(dir, func(dfd int) error {
-		fd, err := unix.Openat(dfd, name, dirFlags, 0)
-		if err != nil {
-			return err
-		}
-		f = os.NewFile(uintptr(fd), filepath.Join(dir.Name(), name))
-		return nil
-	})
-	if err != nil {
-		if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) {
-			return nil, fmt.Errorf("something other than a directory is there (a symlink?): %w", err)
-		}
-		return nil, fmt.Errorf("open: %w", err)
-	}
-	fi, err := fstatFile(f)
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	if created {
-		if fi.uid != os.Geteuid() {
-			f.Close()
-			return nil, fmt.Errorf("replaced while being created (owner uid %d)", fi.uid)
-		}
-		err := withDirFD(f, func(fd int) error {
-			if err := unix.Fchown(fd, uid, gid); err != nil {
-				return fmt.Errorf("chown to %d:%d: %w", uid, gid, err)
-			}
-			if err := unix.Fchmod(fd, mode); err != nil {
-				return fmt.Errorf("chmod %#o: %w", mode, err)
-			}
-			return nil
-		})
-		if err != nil {
-			f.Close()
-			return nil, err
-		}
-		return f, nil
-	}
-	perm := fi.mode & 0o7777
-	switch {
-	case fi.uid != uid:
-		f.Close()
-		return nil, fmt.Errorf("exists, owned by uid %d, not %d: left alone", fi.uid, uid)
-	case exact && perm != mode:
-		f.Close()
-		return nil, fmt.Errorf("exists with mode %#o, not %#o: left alone", perm, mode)
-	case !exact && perm&0o022 != 0:
-		f.Close()
-		return nil, fmt.Errorf("exists with mode %#o, writable by group or others: left alone", perm)
-	}
-	return f, nil
-}
-
-// withDirFD runs fn with dir's descriptor (held against a concurrent Close).
-func withDirFD(dir *os.File, fn func(fd int) error) error {
-	rc, err := dir.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var fnErr error
-	if err := rc.Control(func(fd uintptr) { fnErr = fn(int(fd)) }); err != nil {
-		return err
-	}
-	return fnErr
-}
-
-// EnsureX11Dir creates <xdir>/.X11-unix as root's 1777 when it is missing, and never touches it
-// otherwise (it reports one that is not root's 1777: X servers of other users may then fail).
-func EnsureX11Dir(xdir string) error {
-	if xdir == "" {
-		xdir = DefaultXDir
-	}
-	dir, err := openTrusted(xdir)
-	if err != nil {
-		return fmt.Errorf("X dir %s: %w", xdir, err)
-	}
-	defer dir.Close()
-	path := filepath.Join(xdir, ".X11-unix")
-	fi, err := lstatAt(dir, ".X11-unix")
-	if err == nil {
-		if !fi.isDir() || fi.uid != 0 || fi.mode&0o7777 != X11DirMode {
-			return fmt.Errorf("%s exists but is not root's directory with mode 1777 (uid %d, mode %#o): left alone; X servers of other users may fail", path, fi.uid, fi.mode&0o7777)
-		}
-		return nil
-	}
-	if !isNotExist(err) {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	if os.Geteuid() != 0 {
-		return fmt.Errorf("%s: missing, and only root should create it", path)
-	}
-	f, err := mkdirOwned(dir, ".X11-unix", 0, 0, X11DirMode, true)
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	f.Close()
-	return nil
 }
 
 // hasOtherNodeLocalState reports whether user l.UID has node-local ffl state here of a job
@@ -270,8 +110,8 @@ func EnsureX11Dir(xdir string) error {
 // Prolog looks for stale sessions at all (lstat-level work; no NSS, no home).
 func hasOtherNodeLocalState(l layout.Layout) bool {
 	own := layout.JobDirName(l.JobKey)
-	if rt, err := openTrusted(l.RuntimeDir); err == nil {
-		names, more, _ := listNames(rt, maxJobs)
+	if rt, err := safefs.OpenTrusted(l.RuntimeDir); err == nil {
+		names, more, _ := safefs.ReadDirNames(rt, maxJobs)
 		for _, n := range names {
 			if n == own {
 				continue
@@ -279,7 +119,7 @@ func hasOtherNodeLocalState(l layout.Layout) bool {
 			if _, err := layout.ParseJobDirName(n); err != nil {
 				continue
 			}
-			if fi, err := lstatAt(rt, n); err == nil && fi.uid == l.UID {
+			if fi, err := safefs.LstatAt(rt, n); err == nil && fi.UID == l.UID {
 				rt.Close()
 				return true
 			}
@@ -289,11 +129,11 @@ func hasOtherNodeLocalState(l layout.Layout) bool {
 			return true
 		}
 	}
-	tmp, err := openTrusted(l.TempDir)
+	tmp, err := safefs.OpenTrusted(l.TempDir)
 	if err != nil {
 		return false
 	}
 	defer tmp.Close()
-	fi, err := lstatAt(tmp, layout.UserTempName(l.UID))
-	return err == nil && fi.uid == l.UID
+	fi, err := safefs.LstatAt(tmp, layout.UserTempName(l.UID))
+	return (err == nil && fi.UID == l.UID) || runtimedir.Squatted(tmp, l.UID)
 }

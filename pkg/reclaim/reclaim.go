@@ -1,24 +1,28 @@
-// Package reclaim ends and removes what ffl sessions leave behind: processes, the node-local
-// runtime directories, the session trees in the user's home and the X lock files of their
-// displays. It is the core of ffl-epilog (root, after every job), ffl-prolog, the periodic sweep
-// and `ffl-launch clean` / `list`.
+// Package reclaim decides what ffl sessions left behind and removes it: processes, the
+// node-local runtime directories, the session trees in the user's home and the X files of their
+// displays. It is the discovery-and-decision core of ffl-epilog (root, after every job),
+// ffl-prolog, the periodic sweep and `ffl-launch clean` / `list`; the mechanisms it decides with
+// live below it: safefs (every fd-relative filesystem call), proc (identities, signals, the
+// find-TERM-KILL routine), procscan (scans of other processes' memory, in a child), reexec and
+// account (the privilege-dropped helper), xdisplay, runtimedir, layout.
 //
 // Everything here may run as root in directories a user can write, acting on PIDs a user can
 // write into a state file, so the rules are:
 //
-//   - a directory is opened only through safefs or openTrusted (no symlink followed below an
-//     admin-controlled prefix), its owner checked before anything in it is trusted, and removed
-//     only through safefs with the job owner's uid as the only owner whose files go;
+//   - a directory is opened only through safefs (no symlink followed below an admin-controlled
+//     prefix), its owner checked before anything in it is trusted, and removed only through
+//     safefs with the job owner's uid as the only owner whose files go;
 //   - state and supervisor records are read with a size cap and parsed strictly
 //     (layout.ParseState), and acted upon only when node, boot id, job and uid match;
 //   - a process is signalled only through proc.Signal, only when it runs as the job's uid and
 //     carries the job's FFL_SESSION marker (a record alone never names a process ffl may end),
 //     never slurmstepd or slurmd;
-//   - work in the home (possibly NFS, possibly hung, possibly root_squash) is done by a
-//     re-executed helper running as the user (RunHelper), killed at a deadline, whose output is
-//     parsed with a cap and trusted only for logging.
+//   - work in the home (possibly NFS, possibly hung, possibly root_squash) is done by the
+//     helper running as the user (RunHelper), whose answer is trusted only for logging;
+//   - every step has a deadline of its own (Epilog's shares), so a user can make a step slow
+//     but never make it cost the steps after it.
 //
-// reclaim never imports lifecycle or control: the root-run core stays small and auditable.
+// reclaim never imports lifecycle or control, and they never import it.
 package reclaim
 
 import (
@@ -33,6 +37,9 @@ import (
 
 	"github.com/hashicorp/go-multierror"
 	"github.com/sirupsen/logrus"
+
+	"github.com/ffl-hpc/ffl/internal/oneline"
+	"github.com/ffl-hpc/ffl/pkg/procscan"
 )
 
 // Options tunes Stale and Job (and the helper operations built on them).
@@ -58,6 +65,16 @@ type Options struct {
 	// RemoveTimeout bounds each directory removal when ctx has no earlier deadline; zero means
 	// DefaultRemoveTimeout.
 	RemoveTimeout time.Duration
+	// Scanner runs the scans that read other processes' memory (nil: procscan.InProcess, a
+	// goroutine abandoned at the deadline; the root hooks pass a procscan.Child).
+	Scanner procscan.Scanner
+}
+
+func (o Options) scanner() procscan.Scanner {
+	if o.Scanner == nil {
+		return procscan.InProcess{}
+	}
+	return o.Scanner
 }
 
 // Defaults for Options' zero fields.
@@ -71,8 +88,6 @@ const (
 	// this without one is an abandoned start (or a reboot's leftover) rather than a start in
 	// progress.
 	RecordlessGrace = 2 * time.Minute
-	// DefaultXDir is where X servers put their lock files and sockets.
-	DefaultXDir = "/tmp"
 	// maxProblems bounds the problem lines one report carries (the rest are counted).
 	maxProblems = 50
 	// maxRemoved bounds the human lines of one report.
@@ -104,7 +119,21 @@ type Report struct {
 	Problems []string `json:"problems,omitempty"`
 	// MoreProblems counts the problems beyond the cap.
 	MoreProblems int `json:"more_problems,omitempty"`
+	// Unfinished names the steps cut short by their deadline (PhaseProcesses, PhaseHome,
+	// PhaseDirs, ...), for the summary line.
+	Unfinished []string `json:"unfinished,omitempty"`
 }
+
+// The steps of a hook run, as the summary line's unfinished= names them.
+const (
+	PhaseProcesses = "processes" // the marker scan and the signals
+	PhaseXFiles    = "x-files"   // X locks and sockets
+	PhaseHome      = "home"      // the helper's work in the home
+	PhaseDirs      = "dirs"      // node-local directories
+	PhaseSweep     = "sweep"     // the users a sweep did not reach
+	// maxUnfinished caps Report.Unfinished (a helper's report could name anything).
+	maxUnfinished = 8
+)
 
 // Add folds o into r (counts summed, lines appended within their caps).
 func (r *Report) Add(o Report) {
@@ -129,6 +158,21 @@ func (r *Report) Add(o Report) {
 		}
 	}
 	r.MoreProblems += o.MoreProblems
+	for _, u := range o.Unfinished {
+		r.unfinish(u)
+	}
+}
+
+// unfinish adds phase to Unfinished once.
+func (r *Report) unfinish(phase string) {
+	for _, u := range r.Unfinished {
+		if u == phase {
+			return
+		}
+	}
+	if len(r.Unfinished) < maxUnfinished {
+		r.Unfinished = append(r.Unfinished, phase)
+	}
 }
 
 // Err returns the problems as one error (nil when there were none), so callers that only
@@ -139,25 +183,12 @@ func (r Report) Err() error {
 	}
 	var errs *multierror.Error
 	for _, p := range r.Problems {
-		errs = multierror.Append(errs, errors.New(p))
+		errs = oneline.Append(errs, errors.New(p))
 	}
 	if r.MoreProblems > 0 {
-		errs = multierror.Append(errs, fmt.Errorf("%d more problems", r.MoreProblems))
+		errs = oneline.Append(errs, fmt.Errorf("%d more problems", r.MoreProblems))
 	}
-	errs.ErrorFormat = oneLineErrors
-	return errs
-}
-
-// oneLineErrors formats a multierror on one line: these end up in log lines.
-func oneLineErrors(es []error) string {
-	if len(es) == 1 {
-		return es[0].Error()
-	}
-	parts := make([]string, len(es))
-	for i, e := range es {
-		parts[i] = e.Error()
-	}
-	return fmt.Sprintf("%d problems: %s", len(es), strings.Join(parts, "; "))
+	return oneline.Err(errs)
 }
 
 // tally collects one call's report and logs as it goes; safe for concurrent use.
@@ -200,6 +231,11 @@ func (t *tally) removed(format string, args ...any) {
 	t.log.Info(msg)
 }
 
+// unfinished records that phase was cut short by its deadline.
+func (t *tally) unfinished(phase string) {
+	t.update(func(r *Report) { r.unfinish(phase) })
+}
+
 func (t *tally) update(fn func(r *Report)) {
 	t.mu.Lock()
 	fn(&t.rep)
@@ -212,6 +248,7 @@ func (t *tally) report() Report {
 	r := t.rep
 	r.Removed = append([]string(nil), r.Removed...)
 	r.Problems = append([]string(nil), r.Problems...)
+	r.Unfinished = append([]string(nil), r.Unfinished...)
 	return r
 }
 

@@ -1,18 +1,17 @@
 package reclaim
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/ffl-hpc/ffl/pkg/layout"
 	"github.com/ffl-hpc/ffl/pkg/proc"
+	"github.com/ffl-hpc/ffl/pkg/runtimedir"
 	"github.com/ffl-hpc/ffl/pkg/safefs"
+	"github.com/ffl-hpc/ffl/pkg/xdisplay"
 )
 
 // Bounds on what one scan reads from directories a user fills.
@@ -99,7 +98,7 @@ func (j *jobInfo) displays(bootID string) []int {
 	seen := map[int]bool{}
 	var out []int
 	for _, st := range j.states(bootID) {
-		if n, err := ParseDisplay(st.Display); err == nil && !seen[n] {
+		if n, err := xdisplay.Parse(st.Display); err == nil && !seen[n] {
 			seen[n] = true
 			out = append(out, n)
 		}
@@ -125,83 +124,53 @@ func (j *jobInfo) recorded(bootID string, uid int, t *tally) []proc.Identity {
 	return out
 }
 
-// ParseDisplay parses an X display as recorded in a state file (":N", N a canonical decimal
-// below 65536) and returns N; it is the only thing that turns a display into a file name.
-func ParseDisplay(s string) (int, error) {
-	d, ok := strings.CutPrefix(s, ":")
-	if !ok || d == "" || len(d) > 5 || (d[0] == '0' && d != "0") {
-		return 0, fmt.Errorf("display %q: want \":N\"", s)
-	}
-	n, err := strconv.Atoi(d)
-	if err != nil || n < 0 || n > 65535 || strconv.Itoa(n) != d {
-		return 0, fmt.Errorf("display %q: want \":N\"", s)
-	}
-	return n, nil
-}
-
-// openOwnedDirAt opens name below dir without following a symlink and checks that it is uid's
-// and writable by nobody else: root acts only in directories nobody but the job's user prepared.
-func openOwnedDirAt(dir *os.File, name string, uid int) (*os.File, error) {
-	f, err := safefs.OpenDirAt(dir, name)
-	if err != nil {
-		return nil, err
-	}
-	if err := safefs.CheckOwner(f, uid, true); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return f, nil
-}
-
-// openOwnedTrusted opens an absolute path with openTrusted and checks its owner like
-// openOwnedDirAt.
-func openOwnedTrusted(path string, uid int) (*os.File, error) {
-	f, err := openTrusted(path)
-	if err != nil {
-		return nil, err
-	}
-	if err := safefs.CheckOwner(f, uid, true); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return f, nil
-}
-
-// refusedErr reports whether err is one of the reasons to leave a directory alone on principle
-// (to be counted as refused), rather than an I/O problem.
-func refusedErr(err error) bool {
-	return errors.Is(err, safefs.ErrSymlink) || errors.Is(err, safefs.ErrNotOwned) || errors.Is(err, safefs.ErrBadMode)
-}
-
 // nodeLocalParents opens the directories that hold this user's node-local job dirs: the
-// runtime root (root's) and <temp>/ffl-<uid> (the user's). A missing one is skipped; a foreign
-// or symlinked ffl-<uid> is a problem (another user may have planted it).
-func nodeLocalParents(l layout.Layout, t *tally) []*os.File {
+// runtime root (root's), <temp>/ffl-<uid> (the user's) and, when that one is squatted (a
+// foreign or symlinked ffl-<uid>, reported), the user's private parents ffl-<uid>.<hex>
+// (runtimedir). With allPrivate (the sweep and the stale scan) private parents are looked for
+// even without a squat: the squatter may have removed its plant since. A missing one is skipped.
+func nodeLocalParents(l layout.Layout, allPrivate bool, t *tally) []*os.File {
 	var out []*os.File
-	if f, err := openTrusted(l.RuntimeDir); err == nil {
+	if f, err := safefs.OpenTrusted(l.RuntimeDir); err == nil {
 		out = append(out, f)
-	} else if !isNotExist(err) {
+	} else if !safefs.IsNotExist(err) {
 		t.problem("runtime dir %s: %v", l.RuntimeDir, err)
 	}
-	tmp, err := openTrusted(l.TempDir)
+	tmp, err := safefs.OpenTrusted(l.TempDir)
 	if err != nil {
-		if !isNotExist(err) {
+		if !safefs.IsNotExist(err) {
 			t.problem("temp dir %s: %v", l.TempDir, err)
 		}
 		return out
 	}
 	defer tmp.Close()
 	name := layout.UserTempName(l.UID)
-	f, err := openOwnedDirAt(tmp, name, l.UID)
+	f, err := safefs.OpenDirAtOwned(tmp, name, l.UID)
 	switch {
 	case err == nil:
 		out = append(out, f)
-	case isNotExist(err):
+	case safefs.IsNotExist(err):
 	default:
-		if refusedErr(err) {
+		if safefs.Refused(err) {
 			t.update(func(r *Report) { r.Refused++ })
 		}
 		t.problem("%s: %v: not used", filepath.Join(l.TempDir, name), err)
+	}
+	if !allPrivate && (err == nil || !runtimedir.Squatted(tmp, l.UID)) {
+		return out
+	}
+	// Squatted (or a sweep, which looks everywhere): the user's launchers may have made
+	// private parents; only now is temp_dir listed.
+	names, lerr := runtimedir.PrivateParents(tmp, l.UID, time.Now().Add(runtimedir.ListTimeout))
+	if lerr != nil {
+		t.problem("looking for private parents of uid %d: %v", l.UID, lerr)
+	}
+	for _, n := range names {
+		if f, err := safefs.OpenDirAtOwned(tmp, n, l.UID); err == nil {
+			out = append(out, f)
+		} else if !safefs.IsNotExist(err) {
+			t.problem("%s: %v: not used", filepath.Join(l.TempDir, n), err)
+		}
 	}
 	return out
 }
@@ -211,10 +180,10 @@ func nodeLocalParents(l layout.Layout, t *tally) []*os.File {
 // anything else is a problem and ignored.
 func readNodeLocalJob(dir *os.File, path string, l layout.Layout, j *jobInfo, t *tally) {
 	j.runtime = append(j.runtime, path)
-	if fi, err := fstatFile(dir); err == nil {
-		j.touch(fi.mtime)
+	if fi, err := safefs.Fstat(dir); err == nil {
+		j.touch(fi.Mtime)
 	}
-	names, more, err := listNames(dir, maxJobEntries)
+	names, more, err := safefs.ReadDirNames(dir, maxJobEntries)
 	if err != nil {
 		t.problem("%v", err)
 	}
@@ -233,27 +202,27 @@ func readNodeLocalJob(dir *os.File, path string, l layout.Layout, j *jobInfo, t 
 		}
 		s := j.session(port)
 		s.runtimeDir = filepath.Join(path, name)
-		sd, err := openOwnedDirAt(dir, name, l.UID)
+		sd, err := safefs.OpenDirAtOwned(dir, name, l.UID)
 		if err != nil {
-			if refusedErr(err) {
+			if safefs.Refused(err) {
 				t.update(func(r *Report) { r.Refused++ })
 			}
 			t.problem("session dir %s: %v: its state is not read", s.runtimeDir, err)
 			continue
 		}
-		if fi, err := fstatFile(sd); err == nil {
-			j.touch(fi.mtime)
-			if fi.mtime.After(s.activity) {
-				s.activity = fi.mtime
+		if fi, err := safefs.Fstat(sd); err == nil {
+			j.touch(fi.Mtime)
+			if fi.Mtime.After(s.activity) {
+				s.activity = fi.Mtime
 			}
 		}
 		data, err := safefs.ReadFileCapped(sd, layout.StateFile, layout.MaxStateSize)
-		if fi, serr := lstatAt(sd, layout.StateFile); serr == nil {
-			j.touch(fi.mtime)
+		if fi, serr := safefs.LstatAt(sd, layout.StateFile); serr == nil {
+			j.touch(fi.Mtime)
 		}
 		sd.Close()
 		if err != nil {
-			if !isNotExist(err) { // a session being created has no state file yet
+			if !safefs.IsNotExist(err) { // a session being created has no state file yet
 				t.problem("state file %s/%s: %v", s.runtimeDir, layout.StateFile, err)
 			}
 			continue
@@ -288,12 +257,12 @@ func consistent(st layout.State, l layout.Layout, key string, port int) error {
 
 func readSupervisor(dir *os.File, path string, l layout.Layout, j *jobInfo, t *tally) {
 	p := filepath.Join(path, layout.SupervisorFile)
-	if fi, err := lstatAt(dir, layout.SupervisorFile); err == nil {
-		j.touch(fi.mtime)
+	if fi, err := safefs.LstatAt(dir, layout.SupervisorFile); err == nil {
+		j.touch(fi.Mtime)
 	}
 	data, err := safefs.ReadFileCapped(dir, layout.SupervisorFile, layout.MaxStateSize)
 	if err != nil {
-		if !isNotExist(err) {
+		if !safefs.IsNotExist(err) {
 			t.problem("supervisor record %s: %v", p, err)
 		}
 		return
@@ -312,15 +281,15 @@ func readSupervisor(dir *os.File, path string, l layout.Layout, j *jobInfo, t *t
 
 // readJobNodeLocal reads the node-local dirs of job l.JobKey (both candidates).
 func readJobNodeLocal(l layout.Layout, j *jobInfo, t *tally) {
-	parents := nodeLocalParents(l, t)
+	parents := nodeLocalParents(l, false, t)
 	defer closeAll(parents)
 	name := layout.JobDirName(j.key)
 	for _, p := range parents {
 		path := filepath.Join(p.Name(), name)
-		d, err := openOwnedDirAt(p, name, l.UID)
+		d, err := safefs.OpenDirAtOwned(p, name, l.UID)
 		if err != nil {
-			if !isNotExist(err) {
-				if refusedErr(err) {
+			if !safefs.IsNotExist(err) {
+				if safefs.Refused(err) {
 					t.update(func(r *Report) { r.Refused++ })
 				}
 				t.problem("job dir %s: %v: its records are not read", path, err)
@@ -337,7 +306,7 @@ type jobDir struct{ name, key string }
 
 // jobDirs lists the job-<key> entries of dir (at most maxJobs; path names dir in problems).
 func jobDirs(dir *os.File, path string, t *tally) []jobDir {
-	names, more, err := listNames(dir, maxJobs)
+	names, more, err := safefs.ReadDirNames(dir, maxJobs)
 	if err != nil {
 		t.problem("%v", err)
 	}
@@ -355,18 +324,18 @@ func jobDirs(dir *os.File, path string, t *tally) []jobDir {
 
 // scanNodeLocal finds every node-local job dir of user l.UID (both parents) and reads them.
 func scanNodeLocal(l layout.Layout, jobs map[string]*jobInfo, t *tally) {
-	parents := nodeLocalParents(l, t)
+	parents := nodeLocalParents(l, true, t)
 	defer closeAll(parents)
 	for _, p := range parents {
 		for _, jd := range jobDirs(p, p.Name(), t) {
 			name, key := jd.name, jd.key
-			fi, err := lstatAt(p, name)
-			if err != nil || !fi.isDir() || fi.uid != l.UID {
+			fi, err := safefs.LstatAt(p, name)
+			if err != nil || !fi.IsDir() || fi.UID != l.UID {
 				continue // another user's job (the runtime root is shared), or not a dir
 			}
-			d, err := openOwnedDirAt(p, name, l.UID)
+			d, err := safefs.OpenDirAtOwned(p, name, l.UID)
 			if err != nil {
-				if !isNotExist(err) {
+				if !safefs.IsNotExist(err) {
 					t.problem("job dir %s: %v", filepath.Join(p.Name(), name), err)
 				}
 				continue
@@ -385,28 +354,33 @@ func scanNodeLocal(l layout.Layout, jobs map[string]*jobInfo, t *tally) {
 	}
 }
 
+// ParseDisplay is xdisplay.Parse, kept while the launcher switches to it.
+//
+// Deprecated: use xdisplay.Parse.
+func ParseDisplay(s string) (int, error) { return xdisplay.Parse(s) }
+
 // openHomeNodeDir opens <state>/sessions/<node>, checking that every level is the user's and
 // no symlink below an admin-controlled prefix is followed. A missing level returns nil, nil.
 func openHomeNodeDir(l layout.Layout) (*os.File, error) {
-	state, err := openOwnedTrusted(l.StateDir, l.UID)
+	state, err := safefs.OpenTrustedOwned(l.StateDir, l.UID)
 	if err != nil {
-		if isNotExist(err) {
+		if safefs.IsNotExist(err) {
 			return nil, nil
 		}
 		return nil, fmt.Errorf("state dir %s: %w", l.StateDir, err)
 	}
 	defer state.Close()
-	sessions, err := openOwnedDirAt(state, layout.SessionsDir, l.UID)
+	sessions, err := safefs.OpenDirAtOwned(state, layout.SessionsDir, l.UID)
 	if err != nil {
-		if isNotExist(err) {
+		if safefs.IsNotExist(err) {
 			return nil, nil
 		}
 		return nil, fmt.Errorf("%s: %w", filepath.Join(l.StateDir, layout.SessionsDir), err)
 	}
 	defer sessions.Close()
-	node, err := openOwnedDirAt(sessions, l.Node, l.UID)
+	node, err := safefs.OpenDirAtOwned(sessions, l.Node, l.UID)
 	if err != nil {
-		if isNotExist(err) {
+		if safefs.IsNotExist(err) {
 			return nil, nil
 		}
 		return nil, fmt.Errorf("%s: %w", l.HomeNodeDir(), err)
@@ -418,7 +392,7 @@ func openHomeNodeDir(l layout.Layout) (*os.File, error) {
 func scanHome(l layout.Layout, jobs map[string]*jobInfo, t *tally) {
 	node, err := openHomeNodeDir(l)
 	if err != nil {
-		if refusedErr(err) {
+		if safefs.Refused(err) {
 			t.update(func(r *Report) { r.Refused++ })
 		}
 		t.problem("home: %v: not looked at", err)
@@ -430,7 +404,7 @@ func scanHome(l layout.Layout, jobs map[string]*jobInfo, t *tally) {
 	defer node.Close()
 	for _, jd := range jobDirs(node, l.HomeNodeDir(), t) {
 		name, key := jd.name, jd.key
-		fi, err := lstatAt(node, name)
+		fi, err := safefs.LstatAt(node, name)
 		if err != nil {
 			continue
 		}
@@ -441,8 +415,8 @@ func scanHome(l layout.Layout, jobs map[string]*jobInfo, t *tally) {
 		}
 		path := filepath.Join(l.HomeNodeDir(), name)
 		j.home = path
-		j.touch(fi.mtime)
-		if !fi.isDir() {
+		j.touch(fi.Mtime)
+		if !fi.IsDir() {
 			continue // a symlink or file in its place: removed as it is, never followed
 		}
 		readHomeJob(node, name, path, l, j, t)
@@ -451,15 +425,15 @@ func scanHome(l layout.Layout, jobs map[string]*jobInfo, t *tally) {
 
 // readHomeJob lists the sessions of one home job dir.
 func readHomeJob(node *os.File, name, path string, l layout.Layout, j *jobInfo, t *tally) {
-	d, err := openOwnedDirAt(node, name, l.UID)
+	d, err := safefs.OpenDirAtOwned(node, name, l.UID)
 	if err != nil {
-		if !isNotExist(err) {
+		if !safefs.IsNotExist(err) {
 			t.problem("home job dir %s: %v", path, err)
 		}
 		return
 	}
 	defer d.Close()
-	names, _, err := listNames(d, maxJobEntries)
+	names, _, err := safefs.ReadDirNames(d, maxJobEntries)
 	if err != nil {
 		t.problem("%v", err)
 	}
@@ -470,13 +444,13 @@ func readHomeJob(node *os.File, name, path string, l layout.Layout, j *jobInfo, 
 		}
 		s := j.session(port)
 		s.homeDir = filepath.Join(path, n)
-		if fi, err := lstatAt(d, n); err == nil {
-			if fi.isSymlink() {
+		if fi, err := safefs.LstatAt(d, n); err == nil {
+			if fi.IsSymlink() {
 				t.problem("home session dir %s is a symlink: only the link is removed, nothing is followed", s.homeDir)
 			}
-			j.touch(fi.mtime)
-			if fi.mtime.After(s.activity) {
-				s.activity = fi.mtime
+			j.touch(fi.Mtime)
+			if fi.Mtime.After(s.activity) {
+				s.activity = fi.Mtime
 			}
 		}
 	}

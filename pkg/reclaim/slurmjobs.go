@@ -1,24 +1,29 @@
 package reclaim
 
 import (
-	"bytes"
-	"io"
-	"os"
-	"path/filepath"
-	"strconv"
+	"context"
+	"time"
 
-	"github.com/ffl-hpc/ffl/pkg/proc"
+	"github.com/ffl-hpc/ffl/pkg/procscan"
 	"github.com/ffl-hpc/ffl/pkg/slurmenv"
 )
 
-// runningJobs answers "does Slurm job K still have a step on this node?" from the process table,
-// without calling Slurm commands (which the Prolog and Epilog must not do): every step of a job
-// is served by a slurmstepd whose command line Slurm sets to "slurmstepd: [<job>.<step>]". It is
-// used only to keep things, never to remove them: a process table that hides root's processes
-// (hidepid) just makes it answer no, and the other rules decide. The scan runs once, on first use.
+// slurmScanTimeout bounds the slurmstepd scan when the caller's context allows more.
+const slurmScanTimeout = 2 * time.Second
+
+// runningJobs answers "does Slurm job K still have a step on this node?" from the process table
+// (procscan.Scanner.SlurmJobs: root's slurmstepd processes only), without calling Slurm
+// commands. It is used only to keep things, never to remove them: a scan that fails or is cut
+// short just answers no, and the other rules decide. The scan runs once, on first use.
 type runningJobs struct {
+	ctx     context.Context
+	scanner procscan.Scanner
 	scanned bool
 	jobs    map[string]bool
+}
+
+func newRunningJobs(ctx context.Context, s procscan.Scanner) *runningJobs {
+	return &runningJobs{ctx: ctx, scanner: s}
 }
 
 func (r *runningJobs) has(key string) bool {
@@ -26,44 +31,10 @@ func (r *runningJobs) has(key string) bool {
 		return false // local-<pid> and the like: not a Slurm job
 	}
 	if !r.scanned {
-		r.jobs = slurmJobsOnNode(proc.DefaultRoot)
+		ctx, cancel := context.WithTimeout(r.ctx, slurmScanTimeout)
+		r.jobs, _ = r.scanner.SlurmJobs(ctx)
+		cancel()
 		r.scanned = true
 	}
 	return r.jobs[key]
-}
-
-// slurmJobsOnNode lists the job IDs that have a slurmstepd on this node.
-func slurmJobsOnNode(procRoot string) map[string]bool {
-	jobs := map[string]bool{}
-	ids, _ := proc.FS{Root: procRoot}.Scan(func(st proc.Stat, uid int) bool { return st.Comm == "slurmstepd" })
-	for _, id := range ids {
-		f, err := os.Open(filepath.Join(procRoot, strconv.Itoa(id.PID), "cmdline"))
-		if err != nil {
-			continue
-		}
-		data, _ := io.ReadAll(io.LimitReader(f, 4096))
-		f.Close()
-		if key, ok := ParseStepdCmdline(data); ok {
-			jobs[key] = true
-		}
-	}
-	return jobs
-}
-
-// ParseStepdCmdline returns the job ID in a slurmstepd command line ("slurmstepd: [123.batch]",
-// possibly NUL- or space-padded by setproctitle), or false.
-func ParseStepdCmdline(data []byte) (string, bool) {
-	rest, ok := bytes.CutPrefix(data, []byte("slurmstepd: ["))
-	if !ok {
-		return "", false
-	}
-	end := bytes.IndexAny(rest, ".]")
-	if end <= 0 {
-		return "", false
-	}
-	id := string(rest[:end])
-	if slurmenv.ValidJobID(id) != nil {
-		return "", false
-	}
-	return id, true
 }

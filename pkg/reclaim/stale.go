@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ffl-hpc/ffl/pkg/layout"
+	"github.com/ffl-hpc/ffl/pkg/procscan"
 )
 
 // SweepJobKey is the job key a caller with no job of its own (the sweep) puts in the layout it
@@ -34,7 +35,7 @@ func Stale(ctx context.Context, l layout.Layout, opts Options) (Report, error) {
 	if err != nil {
 		return Report{}, err
 	}
-	stale := findStale(l, bootID, opts.OlderThan, t)
+	stale := findStale(ctx, l, bootID, opts, opts.OlderThan, t)
 	reclaimJobs(ctx, l, stale, bootID, opts, t, "")
 	rep := t.report()
 	return rep, rep.Err()
@@ -42,20 +43,20 @@ func Stale(ctx context.Context, l layout.Layout, opts Options) (Report, error) {
 
 // findStale scans this user's jobs on this node and returns the stale ones (sorted by key),
 // l.JobKey excluded.
-func findStale(l layout.Layout, bootID string, olderThan time.Duration, t *tally) []*jobInfo {
+func findStale(ctx context.Context, l layout.Layout, bootID string, opts Options, olderThan time.Duration, t *tally) []*jobInfo {
 	jobs := map[string]*jobInfo{}
 	scanNodeLocal(l, jobs, t)
 	scanHome(l, jobs, t)
 	delete(jobs, l.JobKey)
 	now := time.Now()
-	var running runningJobs
+	running := newRunningJobs(ctx, opts.scanner())
 	var stale []*jobInfo
 	for _, key := range sortedKeys(jobs) {
 		j := jobs[key]
 		if j.empty() {
 			continue
 		}
-		live, reason := liveness(j, l.UID, bootID, now, &running)
+		live, reason := liveness(j, l.UID, bootID, now, running)
 		j.reason = reason
 		if live {
 			continue
@@ -100,14 +101,14 @@ func ListSessions(l layout.Layout, bootID string) ([]SessionStatus, error) {
 	scanNodeLocal(l, jobs, t)
 	scanHome(l, jobs, t)
 	now := time.Now()
-	var running runningJobs
+	running := newRunningJobs(context.Background(), procscan.InProcess{})
 	var out []SessionStatus
 	for _, key := range sortedKeys(jobs) {
 		j := jobs[key]
 		if j.empty() {
 			continue
 		}
-		live, reason := liveness(j, l.UID, bootID, now, &running)
+		live, reason := liveness(j, l.UID, bootID, now, running)
 		ports := j.ports()
 		if len(ports) == 0 {
 			if live {

@@ -27,7 +27,7 @@ func age(t testing.TB, d time.Duration, paths ...string) {
 			return nil
 		})
 		for i := len(all) - 1; i >= 0; i-- { // children first: touching them changes nothing above
-			must(t, os.Chtimes(all[i], when, when))
+			testutil.Must(t, os.Chtimes(all[i], when, when))
 		}
 	}
 }
@@ -101,7 +101,7 @@ func TestStale(t *testing.T) {
 		}, nil, true, "no supervisor record"},
 		{"home only, old", func(f *fixture) scene {
 			s := session(f, false)
-			must(t, os.RemoveAll(s.paths[0]))
+			testutil.Must(t, os.RemoveAll(s.paths[0]))
 			age(t, time.Hour, s.paths[1])
 			return s
 		}, nil, true, "home only"},
@@ -268,26 +268,5 @@ func TestSweep(t *testing.T) {
 	}
 	if !hasLine(rep.Removed, "removed job 1001") || !hasLine(rep.Removed, "node-local dirs of job 1002") {
 		t.Errorf("removed lines: %q", rep.Removed)
-	}
-}
-
-func TestSlurmJobsOnNode(t *testing.T) {
-	root := t.TempDir()
-	add := func(pid, comm, cmdline string, uid string) {
-		d := filepath.Join(root, pid)
-		must(t, os.Mkdir(d, 0o755))
-		stat := pid + " (" + comm + ") S 1 " + pid + " " + pid + " 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 100 1 1 18446744073709551615\n"
-		must(t, os.WriteFile(filepath.Join(d, "stat"), []byte(stat), 0o644))
-		status := "Name:\t" + comm + "\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t" + pid + "\nNgid:\t0\nPid:\t" + pid + "\nPPid:\t1\nTracerPid:\t0\nUid:\t" + uid + "\t" + uid + "\t" + uid + "\t" + uid + "\n"
-		must(t, os.WriteFile(filepath.Join(d, "status"), []byte(status), 0o644))
-		must(t, os.WriteFile(filepath.Join(d, "cmdline"), []byte(cmdline), 0o644))
-	}
-	add("100", "slurmstepd", "slurmstepd: [77.batch]\x00", "0")
-	add("101", "slurmstepd", "slurmstepd: [78.extern]\x00", "0")
-	add("102", "sleep", "slurmstepd: [79.batch]\x00", "1000") // only slurmstepd counts
-	add("103", "slurmstepd", "garbage", "0")
-	got := slurmJobsOnNode(root)
-	if len(got) != 2 || !got["77"] || !got["78"] {
-		t.Errorf("got %v, want 77 and 78", got)
 	}
 }

@@ -2,6 +2,7 @@ package reclaim
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"sort"
@@ -10,7 +11,12 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
+	"github.com/ffl-hpc/ffl/pkg/account"
+	"github.com/ffl-hpc/ffl/pkg/config"
 	"github.com/ffl-hpc/ffl/pkg/layout"
+	"github.com/ffl-hpc/ffl/pkg/procscan"
+	"github.com/ffl-hpc/ffl/pkg/runtimedir"
+	"github.com/ffl-hpc/ffl/pkg/safefs"
 )
 
 // DefaultSweepUserTimeout bounds the helper of one user in a sweep.
@@ -34,8 +40,10 @@ type SweepParams struct {
 	// PerUserTimeout bounds each user's helper (default DefaultSweepUserTimeout).
 	PerUserTimeout time.Duration
 	Helper         Helper
-	BootID         string
-	Log            *logrus.Entry
+	// Scanner runs the root's process scans (nil: in this process).
+	Scanner procscan.Scanner
+	BootID  string
+	Log     *logrus.Entry
 }
 
 // Sweep reclaims, for every user with ffl state on this node (owners of <runtime>/job-* and of
@@ -49,17 +57,15 @@ func Sweep(ctx context.Context, p SweepParams) Report {
 		return t.report()
 	}
 	var total Report
-	for _, uid := range owners(p.RuntimeDir, p.TempDir, t) {
+	uids := owners(p.RuntimeDir, p.TempDir, t)
+	for i, uid := range uids {
 		if ctx.Err() != nil {
-			t.problem("sweep: %v: remaining users skipped", context.Cause(ctx))
+			t.problem("sweep: %v: %d remaining users skipped", context.Cause(ctx), len(uids)-i)
+			t.unfinished(PhaseSweep)
 			break
 		}
-		timeout := p.PerUserTimeout
-		if timeout <= 0 {
-			timeout = DefaultSweepUserTimeout
-		}
-		uctx, cancel := context.WithTimeout(ctx, timeout)
-		acct, err := LookupAccount(uctx, uid)
+		uctx, cancel := context.WithTimeout(ctx, userShare(ctx, p.PerUserTimeout, len(uids)-i))
+		acct, err := account.Lookup(uctx, uid)
 		if err != nil {
 			cancel()
 			t.problem("uid %d: %v: skipped", uid, err)
@@ -69,7 +75,7 @@ func Sweep(ctx context.Context, p SweepParams) Report {
 			uid: uid, gid: acct.GID, acct: &acct, node: p.Node, exclude: SweepJobKey,
 			runtimeDir: p.RuntimeDir, tempDir: p.TempDir, stateDir: p.StateDir, xDir: p.XDir,
 			olderThan: p.OlderThan, tempOlderThan: p.TempOlderThan, grace: p.Grace, dryRun: p.DryRun,
-			op: OpSweep, helper: p.Helper, bootID: p.BootID,
+			op: OpSweep, helper: p.Helper, scanner: p.Scanner, bootID: p.BootID,
 		}, t)
 		cancel()
 		total.Add(rep)
@@ -78,16 +84,33 @@ func Sweep(ctx context.Context, p SweepParams) Report {
 	return total
 }
 
+// userShare is the time one user's part of a sweep may take: an equal share of what is left
+// among the users still to do, at most perUser (DefaultSweepUserTimeout when 0). However one
+// user's state makes that part slow, every later user still gets its share: no user delays
+// another's cleanup by more than the sweep's time divided by the number of users (plus the
+// helper's kill wait).
+func userShare(ctx context.Context, perUser time.Duration, usersLeft int) time.Duration {
+	if perUser <= 0 {
+		perUser = DefaultSweepUserTimeout
+	}
+	dl, ok := ctx.Deadline()
+	if !ok || usersLeft <= 0 {
+		return perUser
+	}
+	return min(perUser, time.Until(dl)/time.Duration(usersLeft))
+}
+
 // sweepUser is one user's part of a sweep or of the Prolog.
 type sweepUser struct {
 	uid, gid                            int
-	acct                                *Account // nil: look it up
+	acct                                *account.Account // nil: look it up
 	node, exclude                       string
 	runtimeDir, tempDir, stateDir, xDir string
 	olderThan, tempOlderThan, grace     time.Duration
 	dryRun                              bool
 	op                                  string
 	helper                              Helper
+	scanner                             procscan.Scanner
 	bootID                              string
 }
 
@@ -103,14 +126,14 @@ func sweepOneUser(ctx context.Context, u sweepUser, t *tally) Report {
 	}
 	acct := u.acct
 	if acct == nil {
-		a, err := LookupAccount(ctx, u.uid)
+		a, err := account.Lookup(ctx, u.uid)
 		if err != nil {
 			t.problem("uid %d: %v: stale sessions not swept", u.uid, err)
 			return out
 		}
 		acct = &a
 	}
-	stateDir, err := ExpandStateDir(u.stateDir, acct.Home)
+	stateDir, err := config.ExpandStateDir(u.stateDir, acct.Home)
 	if err != nil {
 		t.problem("user %s: %v: not swept", acct.Name, err)
 		return out
@@ -127,15 +150,21 @@ func sweepOneUser(ctx context.Context, u sweepUser, t *tally) Report {
 		t.problem("user %s: %v: not swept", acct.Name, err)
 		return out
 	}
-	dead := deadRuntimeDirs(l, bootID, t)
+	dead := deadRuntimeDirs(ctx, l, bootID, Options{Scanner: u.scanner}.scanner(), t)
 	req := HelperRequest{
 		Op: u.op, Home: acct.Home, StateDir: stateDir, RuntimeDir: u.runtimeDir, TempDir: u.tempDir, XDir: u.xDir,
 		Node: u.node, Job: u.exclude, BootID: bootID, GraceMS: ms(u.grace), OlderThanMS: ms(u.olderThan),
 		TempOlderThanMS: ms(u.tempOlderThan), DryRun: u.dryRun,
 	}
-	rep, err := u.helper.Run(ctx, *acct, u.gid, req)
+	// The helper's deadline leaves the root's rmdir step below a moment.
+	hctx, cancel := context.WithDeadline(ctx, helperDeadline(ctx))
+	rep, err := RunHelper(hctx, u.helper, *acct, u.gid, req)
+	cancel()
 	if err != nil {
 		t.problem("user %s: %v", acct.Name, err)
+		if errors.Is(err, ErrHelperTimeout) {
+			t.unfinished(PhaseHome)
+		}
 	}
 	for i, line := range rep.Problems {
 		rep.Problems[i] = fmt.Sprintf("user %s: helper: %s", acct.Name, line)
@@ -148,16 +177,16 @@ func sweepOneUser(ctx context.Context, u sweepUser, t *tally) Report {
 	if u.dryRun {
 		return out
 	}
-	rt, err := openTrusted(u.runtimeDir)
+	rt, err := safefs.OpenTrusted(u.runtimeDir)
 	if err != nil {
 		return out
 	}
 	defer rt.Close()
 	for _, name := range dead {
-		if fi, err := lstatAt(rt, name); err != nil || !fi.isDir() || fi.uid != u.uid {
+		if fi, err := safefs.LstatAt(rt, name); err != nil || !fi.IsDir() || fi.UID != u.uid {
 			continue
 		}
-		if err := unlinkAt(rt, name, unix.AT_REMOVEDIR); err == nil {
+		if err := safefs.UnlinkAt(rt, name, unix.AT_REMOVEDIR); err == nil {
 			out.Dirs++
 			t.log.WithField("user", acct.Name).Infof("removed empty runtime dir %s of a dead job", filepath.Join(u.runtimeDir, name))
 		}
@@ -167,34 +196,34 @@ func sweepOneUser(ctx context.Context, u sweepUser, t *tally) Report {
 
 // deadRuntimeDirs returns the names of user l.UID's runtime job dirs (l.JobKey excluded) whose
 // job is dead by the same rules as Stale (read as root, from node-local records only).
-func deadRuntimeDirs(l layout.Layout, bootID string, t *tally) []string {
-	rt, err := openTrusted(l.RuntimeDir)
+func deadRuntimeDirs(ctx context.Context, l layout.Layout, bootID string, scanner procscan.Scanner, t *tally) []string {
+	rt, err := safefs.OpenTrusted(l.RuntimeDir)
 	if err != nil {
 		return nil
 	}
 	defer rt.Close()
-	names, _, _ := listNames(rt, maxJobs)
+	names, _, _ := safefs.ReadDirNames(rt, maxJobs)
 	quiet := newTally(nil) // the helper reports the same problems, as the user; say them once
 	now := time.Now()
-	var running runningJobs
+	running := newRunningJobs(ctx, scanner)
 	var dead []string
 	for _, name := range names {
 		key, err := layout.ParseJobDirName(name)
 		if err != nil || key == l.JobKey {
 			continue
 		}
-		fi, err := lstatAt(rt, name)
-		if err != nil || !fi.isDir() || fi.uid != l.UID {
+		fi, err := safefs.LstatAt(rt, name)
+		if err != nil || !fi.IsDir() || fi.UID != l.UID {
 			continue
 		}
-		d, err := openOwnedDirAt(rt, name, l.UID)
+		d, err := safefs.OpenDirAtOwned(rt, name, l.UID)
 		if err != nil {
 			continue
 		}
 		j := newJobInfo(key)
 		readNodeLocalJob(d, filepath.Join(l.RuntimeDir, name), l, j, quiet)
 		d.Close()
-		if live, _ := liveness(j, l.UID, bootID, now, &running); !live {
+		if live, _ := liveness(j, l.UID, bootID, now, running); !live {
 			dead = append(dead, name)
 		}
 	}
@@ -206,39 +235,41 @@ func deadRuntimeDirs(l layout.Layout, bootID string, t *tally) []string {
 // reported and skipped).
 func owners(runtimeDir, tempDir string, t *tally) []int {
 	set := map[int]bool{}
-	if rt, err := openTrusted(runtimeDir); err == nil {
-		names, _, _ := listNames(rt, maxJobs)
+	if rt, err := safefs.OpenTrusted(runtimeDir); err == nil {
+		names, _, _ := safefs.ReadDirNames(rt, maxJobs)
 		for _, n := range names {
 			if _, err := layout.ParseJobDirName(n); err != nil {
 				continue
 			}
-			if fi, err := lstatAt(rt, n); err == nil && fi.isDir() && fi.uid != 0 {
-				set[fi.uid] = true
+			if fi, err := safefs.LstatAt(rt, n); err == nil && fi.IsDir() && fi.UID != 0 {
+				set[fi.UID] = true
 			}
 		}
 		rt.Close()
-	} else if !isNotExist(err) {
+	} else if !safefs.IsNotExist(err) {
 		t.problem("runtime dir %s: %v", runtimeDir, err)
 	}
-	if tmp, err := openTrusted(tempDir); err == nil {
-		names, _, _ := listNames(tmp, 1<<20)
+	if tmp, err := safefs.OpenTrusted(tempDir); err == nil {
+		names, _, _ := safefs.ReadDirNames(tmp, 1<<20)
 		for _, n := range names {
 			uid, err := layout.ParseUserTempName(n)
 			if err != nil {
-				continue
+				if uid, err = layout.ParsePrivateTempName(n); err != nil {
+					continue
+				}
 			}
-			fi, err := lstatAt(tmp, n)
+			fi, err := safefs.LstatAt(tmp, n)
 			switch {
 			case err != nil:
-			case !fi.isDir() || fi.uid != uid:
-				t.problem("%s: owner uid %d, not a directory of uid %d: foreign, left alone", filepath.Join(tempDir, n), fi.uid, uid)
+			case !fi.IsDir() || fi.UID != uid:
+				t.problem("%s: owner uid %d, not a directory of uid %d: foreign, left alone", filepath.Join(tempDir, n), fi.UID, uid)
 				t.update(func(r *Report) { r.Refused++ })
 			case uid != 0:
 				set[uid] = true
 			}
 		}
 		tmp.Close()
-	} else if !isNotExist(err) {
+	} else if !safefs.IsNotExist(err) {
 		t.problem("temp dir %s: %v", tempDir, err)
 	}
 	uids := make([]int, 0, len(set))
@@ -262,7 +293,7 @@ func SweepUser(ctx context.Context, l layout.Layout, opts Options, tempOlderThan
 	if err != nil {
 		return Report{}, err
 	}
-	stale := findStale(l, bootID, opts.OlderThan, t)
+	stale := findStale(ctx, l, bootID, opts, opts.OlderThan, t)
 	reclaimJobs(ctx, l, stale, bootID, opts, t, "")
 	if tempOlderThan > 0 {
 		done := map[string]bool{}
@@ -270,7 +301,7 @@ func SweepUser(ctx context.Context, l layout.Layout, opts Options, tempOlderThan
 			done[j.key] = true
 		}
 		var nodeLocal []*jobInfo
-		for _, j := range findStale(l, bootID, tempOlderThan, newTally(nil)) { // problems: said above
+		for _, j := range findStale(ctx, l, bootID, opts, tempOlderThan, newTally(nil)) { // problems: said above
 			if len(j.runtime) > 0 && !done[j.key] {
 				nodeLocal = append(nodeLocal, j)
 			}
@@ -282,7 +313,7 @@ func SweepUser(ctx context.Context, l layout.Layout, opts Options, tempOlderThan
 		}
 		for _, j := range nodeLocal {
 			removeXFiles(opts.XDir, j.displays(bootID), l.UID, opts.DryRun, t)
-			removeNodeLocalJob(ctx, l, j.key, opts, t)
+			removeNodeLocalJob(ctx, l, j.key, true, opts, t)
 			t.removed("%s node-local dirs of job %s on %s (%s; idle more than %s): %s", verb, j.key, l.Node, j.reason, tempOlderThan, j.describe())
 		}
 		if !opts.DryRun {
@@ -293,18 +324,22 @@ func SweepUser(ctx context.Context, l layout.Layout, opts Options, tempOlderThan
 	return rep, rep.Err()
 }
 
-// removeOldEmptyUserTemp removes <temp>/ffl-<uid> when it is empty and unchanged for olderThan
-// (rmdir fails harmlessly when a launcher put something in it meanwhile).
+// removeOldEmptyUserTemp removes <temp>/ffl-<uid> and the user's private parents
+// (ffl-<uid>.<hex>) when they are empty and unchanged for olderThan (rmdir fails harmlessly when
+// a launcher put something in one meanwhile).
 func removeOldEmptyUserTemp(l layout.Layout, olderThan time.Duration) {
-	tmp, err := openTrusted(l.TempDir)
+	tmp, err := safefs.OpenTrusted(l.TempDir)
 	if err != nil {
 		return
 	}
 	defer tmp.Close()
-	name := layout.UserTempName(l.UID)
-	fi, err := lstatAt(tmp, name)
-	if err != nil || !fi.isDir() || fi.uid != l.UID || time.Since(fi.mtime) < olderThan {
-		return
+	private, _ := runtimedir.PrivateParents(tmp, l.UID, time.Now().Add(runtimedir.ListTimeout))
+	names := append([]string{layout.UserTempName(l.UID)}, private...)
+	for _, name := range names {
+		fi, err := safefs.LstatAt(tmp, name)
+		if err != nil || !fi.IsDir() || fi.UID != l.UID || time.Since(fi.Mtime) < olderThan {
+			continue
+		}
+		_ = safefs.UnlinkAt(tmp, name, unix.AT_REMOVEDIR)
 	}
-	_ = unlinkAt(tmp, name, unix.AT_REMOVEDIR)
 }

@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ffl-hpc/ffl/internal/testutil"
 )
 
 func TestWriteFileAtomic(t *testing.T) {
@@ -88,7 +90,7 @@ func TestWriteFileAtomic(t *testing.T) {
 		}
 	})
 	t.Run("ENOSPC leaves no temp file", func(t *testing.T) {
-		requireRoot(t, "mounts a tiny tmpfs")
+		testutil.RequireRoot(t, "mounts a tiny tmpfs")
 		small := filepath.Join(base, "small")
 		if err := os.Mkdir(small, 0o700); err != nil {
 			t.Fatal(err)

@@ -44,13 +44,6 @@ func runRemoveHelper() {
 	os.Exit(0)
 }
 
-func requireRoot(t testing.TB, why string) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: " + why)
-	}
-}
-
 // mustOpenDir opens an absolute directory with OpenDir and closes it at cleanup.
 func mustOpenDir(t testing.TB, path string) *os.File {
 	t.Helper()

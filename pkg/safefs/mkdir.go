@@ -135,3 +135,86 @@ func MkdirAll(root string, rel string, mode os.FileMode, wantUID int) (*os.File,
 	}
 	return cur, nil
 }
+
+// DirSpec is what EnsureDirAt makes, or accepts when it finds the directory already there.
+type DirSpec struct {
+	// UID and GID own a directory EnsureDirAt creates (it chowns through the descriptor).
+	UID, GID int
+	// Mode is the mode of a created directory; it may include the sticky bit (0o1777).
+	Mode uint32
+	// Exact demands that an existing directory have exactly Mode; otherwise it must merely not
+	// be writable by group or others.
+	Exact bool
+}
+
+// EnsureDirAt creates name below dir as spec says, or opens what is there, and returns it open.
+// It is root's way to prepare a directory for a user (the Prolog's runtime dirs, /tmp/.X11-unix):
+// mkdirat with 0700 first, then fchown and fchmod through the descriptor of what was created,
+// so no path a user controls is ever chowned. What already existed must be a real directory
+// (never a symlink) owned by spec.UID with an acceptable mode (see DirSpec.Exact); anything else
+// is left alone and reported (ErrNotOwned, ErrBadMode, ErrSymlink).
+func EnsureDirAt(dir *os.File, name string, spec DirSpec) (*os.File, error) {
+	if err := checkName(name); err != nil {
+		return nil, fmt.Errorf("safefs: mkdir below %s: %w", dir.Name(), err)
+	}
+	path := join(dir.Name(), name)
+	if spec.Mode&0o7777 != spec.Mode || spec.UID < 0 || spec.GID < 0 {
+		return nil, fmt.Errorf("safefs: mkdir %s: mode %#o uid %d gid %d: %w", path, spec.Mode, spec.UID, spec.GID, os.ErrInvalid)
+	}
+	var out *os.File
+	err := withFD(dir, func(dfd int) error {
+		created := false
+		switch err := unix.Mkdirat(dfd, name, 0o700); err {
+		case nil:
+			created = true
+		case unix.EEXIST:
+		default:
+			return fmt.Errorf("safefs: mkdir %s: %w", path, err)
+		}
+		fd, err := openat(dfd, name, dirFlags, 0)
+		if err != nil {
+			if err == unix.ENOTDIR || err == unix.ELOOP {
+				return fmt.Errorf("safefs: %s: something other than a directory is there (a symlink?): %w: %w", path, ErrSymlink, err)
+			}
+			return fmt.Errorf("safefs: open %s: %w", path, err)
+		}
+		fi, err := fstat(fd)
+		if err != nil {
+			closeFD(fd)
+			return fmt.Errorf("safefs: stat %s: %w", path, err)
+		}
+		if created {
+			if fi.uid != uint32(unix.Geteuid()) {
+				closeFD(fd)
+				return fmt.Errorf("safefs: %s: replaced while being created (owner uid %d): %w", path, fi.uid, ErrNotOwned)
+			}
+			if err := unix.Fchown(fd, spec.UID, spec.GID); err != nil {
+				closeFD(fd)
+				return fmt.Errorf("safefs: chown %s to %d:%d: %w", path, spec.UID, spec.GID, err)
+			}
+			if err := unix.Fchmod(fd, spec.Mode); err != nil {
+				closeFD(fd)
+				return fmt.Errorf("safefs: chmod %s %#o: %w", path, spec.Mode, err)
+			}
+			out = os.NewFile(uintptr(fd), path)
+			return nil
+		}
+		perm := fi.mode & 0o7777
+		var bad error
+		switch {
+		case fi.uid != uint32(spec.UID):
+			bad = fmt.Errorf("safefs: %s exists, owned by uid %d, not %d: left alone: %w", path, fi.uid, spec.UID, ErrNotOwned)
+		case spec.Exact && perm != spec.Mode:
+			bad = fmt.Errorf("safefs: %s exists with mode %#o, not %#o: left alone: %w", path, perm, spec.Mode, ErrBadMode)
+		case !spec.Exact && perm&0o022 != 0:
+			bad = fmt.Errorf("safefs: %s exists with mode %#o, writable by group or others: left alone: %w", path, perm, ErrBadMode)
+		}
+		if bad != nil {
+			closeFD(fd)
+			return bad
+		}
+		out = os.NewFile(uintptr(fd), path)
+		return nil
+	})
+	return out, err
+}

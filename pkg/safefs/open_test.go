@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ffl-hpc/ffl/internal/testutil"
 )
 
 func TestOpenDir(t *testing.T) {
@@ -124,7 +126,7 @@ func TestOpenDirAt(t *testing.T) {
 }
 
 func TestCheckOwner(t *testing.T) {
-	requireRoot(t, "chowns directories to another uid")
+	testutil.RequireRoot(t, "chowns directories to another uid")
 	root := t.TempDir()
 	tests := []struct {
 		name     string
@@ -176,7 +178,7 @@ func TestCheckOwner(t *testing.T) {
 }
 
 func TestMkdirAt(t *testing.T) {
-	requireRoot(t, "chowns directories to another uid")
+	testutil.RequireRoot(t, "chowns directories to another uid")
 	// A restrictive umask must not change the requested mode.
 	old := syscall.Umask(0o077)
 	t.Cleanup(func() { syscall.Umask(old) })
@@ -256,7 +258,7 @@ func TestMkdirAt(t *testing.T) {
 }
 
 func TestMkdirAll(t *testing.T) {
-	requireRoot(t, "chowns a directory to another uid")
+	testutil.RequireRoot(t, "chowns a directory to another uid")
 	base := t.TempDir()
 	outside := filepath.Join(base, "outside")
 	root := filepath.Join(base, "root")

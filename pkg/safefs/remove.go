@@ -7,7 +7,10 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/hashicorp/go-multierror"
 	"golang.org/x/sys/unix"
+
+	"github.com/ffl-hpc/ffl/internal/oneline"
 )
 
 // RemoveOptions tunes RemoveAllAt.
@@ -149,15 +152,15 @@ func (r *remover) fail(err error) {
 }
 
 func (r *remover) err() error {
-	var errs []error
+	var errs *multierror.Error
 	if r.timedOut != nil {
-		errs = append(errs, r.timedOut)
+		errs = oneline.Append(errs, r.timedOut)
 	}
-	errs = append(errs, r.errs...)
+	errs = oneline.Append(errs, r.errs...)
 	if r.dropped > 0 {
-		errs = append(errs, fmt.Errorf("safefs: %d more problems not listed", r.dropped))
+		errs = oneline.Append(errs, fmt.Errorf("safefs: %d more problems not listed", r.dropped))
 	}
-	return errors.Join(errs...)
+	return oneline.Err(errs)
 }
 
 // pathOf names an entry of the current level (name "" names the level itself).

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ffl-hpc/ffl/internal/testutil"
 )
 
 func TestRemoveAllAtSymlinks(t *testing.T) {
@@ -58,7 +60,7 @@ func TestRemoveAllAtSymlinks(t *testing.T) {
 }
 
 func TestRemoveAllAtOwnership(t *testing.T) {
-	requireRoot(t, "plants files owned by another uid")
+	testutil.RequireRoot(t, "plants files owned by another uid")
 	type tc struct {
 		name        string
 		uid         int
@@ -328,7 +330,7 @@ func TestRemoveAllAtMode000(t *testing.T) {
 		}
 	})
 	t.Run("root", func(t *testing.T) {
-		requireRoot(t, "chowns the tree to another uid")
+		testutil.RequireRoot(t, "chowns the tree to another uid")
 		for _, uid := range []int{-1, 0, otherUID} {
 			base := t.TempDir()
 			owner := uid
@@ -346,7 +348,7 @@ func TestRemoveAllAtMode000(t *testing.T) {
 		}
 	})
 	t.Run("unprivileged owner", func(t *testing.T) {
-		requireRoot(t, "runs a helper as another uid")
+		testutil.RequireRoot(t, "runs a helper as another uid")
 		// The privilege-dropped helper has no CAP_DAC_*: it must chmod its own locked dirs.
 		shared := sharedTempDir(t)
 		bin := copyTestBinary(t, shared)
@@ -365,7 +367,7 @@ func TestRemoveAllAtMode000(t *testing.T) {
 		}
 	})
 	t.Run("unprivileged not owner", func(t *testing.T) {
-		requireRoot(t, "runs a helper as another uid")
+		testutil.RequireRoot(t, "runs a helper as another uid")
 		// A locked directory of someone else stays locked and is reported.
 		shared := sharedTempDir(t)
 		bin := copyTestBinary(t, shared)
@@ -495,7 +497,7 @@ func TestRemoveAllAtDeep(t *testing.T) {
 }
 
 func TestRemoveAllAtMountPoint(t *testing.T) {
-	requireRoot(t, "mounts tmpfs and bind mounts")
+	testutil.RequireRoot(t, "mounts tmpfs and bind mounts")
 	base := t.TempDir()
 	build(t, base, "tree/sub/mnt/", "tree/sub/file=1", "tree/other=1", "tree/bind/", "bindsrc/keep=1", "mtop/")
 	mountTmpfs(t, filepath.Join(base, "tree/sub/mnt"), "size=1m,mode=0755")
@@ -634,7 +636,7 @@ func BenchmarkRemoveAllAt(b *testing.B) {
 
 // TestRemoveAllAtErrorCap: many refusals are all counted, but the error stays readable.
 func TestRemoveAllAtErrorCap(t *testing.T) {
-	requireRoot(t, "plants files owned by another uid")
+	testutil.RequireRoot(t, "plants files owned by another uid")
 	base := t.TempDir()
 	const n = maxErrors + 10
 	var paths []string

@@ -111,6 +111,7 @@ type fileInfo struct {
 	mode   uint32 // full st_mode (type and permission bits)
 	uid    uint32
 	size   int64
+	mtime  unix.Timespec
 }
 
 func (i fileInfo) isDir() bool     { return i.mode&unix.S_IFMT == unix.S_IFDIR }
@@ -134,7 +135,7 @@ func (i fileInfo) sameMount(o fileInfo) bool {
 func statAt(dirfd int, name string, flags int) (fileInfo, error) {
 	flags |= unix.AT_SYMLINK_NOFOLLOW | unix.AT_NO_AUTOMOUNT
 	var stx unix.Statx_t
-	mask := unix.STATX_TYPE | unix.STATX_MODE | unix.STATX_UID | unix.STATX_INO | unix.STATX_SIZE | unix.STATX_MNT_ID
+	mask := unix.STATX_TYPE | unix.STATX_MODE | unix.STATX_UID | unix.STATX_INO | unix.STATX_SIZE | unix.STATX_MTIME | unix.STATX_MNT_ID
 	err := unix.Statx(dirfd, name, flags|unix.AT_STATX_SYNC_AS_STAT, mask, &stx)
 	if err == nil {
 		return fileInfo{
@@ -145,6 +146,7 @@ func statAt(dirfd int, name string, flags int) (fileInfo, error) {
 			mode:   uint32(stx.Mode),
 			uid:    stx.Uid,
 			size:   int64(stx.Size),
+			mtime:  unix.Timespec{Sec: stx.Mtime.Sec, Nsec: int64(stx.Mtime.Nsec)},
 		}, nil
 	}
 	if err != unix.ENOSYS {
@@ -155,7 +157,7 @@ func statAt(dirfd int, name string, flags int) (fileInfo, error) {
 	if err := unix.Fstatat(dirfd, name, &st, flags); err != nil {
 		return fileInfo{}, err
 	}
-	return fileInfo{dev: st.Dev, ino: st.Ino, mode: st.Mode, uid: st.Uid, size: st.Size}, nil
+	return fileInfo{dev: st.Dev, ino: st.Ino, mode: st.Mode, uid: st.Uid, size: st.Size, mtime: st.Mtim}, nil
 }
 
 // fstat stats an open descriptor.

@@ -261,26 +261,33 @@ type leftover struct {
 // display (its server dead).
 func (b *bench) plantJob(n int, ignoreTerm bool) (string, []*leftover, error) {
 	job := b.nextJob()
+	trees, err := b.plantJobIn(job, n, ignoreTerm, b.runtime)
+	return job, trees, err
+}
+
+// plantJobIn is plantJob for a given job, whose node-local job dir goes below parent (the
+// runtime root, or a private temp parent).
+func (b *bench) plantJobIn(job string, n int, ignoreTerm bool, parent string) ([]*leftover, error) {
 	lay := b.layout(job)
 	readyDir := filepath.Join(b.o.scratch, "ready-"+job)
 	if err := os.Mkdir(readyDir, 0o700); err != nil {
-		return job, nil, err
+		return nil, err
 	}
 	defer os.RemoveAll(readyDir)
 	if err := os.Chown(readyDir, b.user.uid, b.user.gid); err != nil {
-		return job, nil, err
+		return nil, err
 	}
 	// The dead launcher: a real process of the user that has exited.
 	dead := exec.Command("/bin/sleep", "60")
 	b.asUser(dead)
 	if err := dead.Start(); err != nil {
-		return job, nil, err
+		return nil, err
 	}
 	deadID, err := proc.Lookup(dead.Process.Pid)
 	_ = dead.Process.Kill()
 	_ = dead.Wait()
 	if err != nil {
-		return job, nil, err
+		return nil, err
 	}
 	var trees []*leftover
 	ports := make([]int, n)
@@ -294,7 +301,7 @@ func (b *bench) plantJob(n int, ignoreTerm bool) (string, []*leftover, error) {
 		cmd.Env = b.userEnv()
 		b.asUser(cmd)
 		if err := cmd.Start(); err != nil {
-			return job, trees, err
+			return trees, err
 		}
 		lo := &leftover{cmd: cmd, done: make(chan struct{})}
 		go func() { _ = cmd.Wait(); close(lo.done) }()
@@ -303,11 +310,11 @@ func (b *bench) plantJob(n int, ignoreTerm bool) (string, []*leftover, error) {
 	for i, lo := range trees {
 		path := filepath.Join(readyDir, strconv.Itoa(ports[i]))
 		if !testutilEventually(30*time.Second, func() bool { return exists(path) }) {
-			return job, trees, fmt.Errorf("faketree for port %d not ready", ports[i])
+			return trees, fmt.Errorf("faketree for port %d not ready", ports[i])
 		}
 		data, err := os.ReadFile(path)
 		if err != nil {
-			return job, trees, err
+			return trees, err
 		}
 		for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
 			_, num, _ := strings.Cut(line, " ")
@@ -318,53 +325,55 @@ func (b *bench) plantJob(n int, ignoreTerm bool) (string, []*leftover, error) {
 		}
 	}
 	pl := planter{uid: b.user.uid, gid: b.user.gid}
-	rfd, err := pl.chain(b.runtime, layout.JobDirName(job))
+	rfd, err := pl.chain(parent, layout.JobDirName(job))
 	if err != nil {
-		return job, trees, err
+		return trees, err
 	}
 	defer unix.Close(rfd)
 	sup := layout.Supervisor{Schema: layout.StateSchema, Job: job, Node: b.o.node, BootID: b.bootID, Process: deadID,
-		Socket: filepath.Join(lay.PreferredRuntimeJobDir(), layout.ControlSocket), Started: time.Now().UTC()}
+		Socket: filepath.Join(parent, layout.JobDirName(job), layout.ControlSocket), Started: time.Now().UTC()}
 	data, err := sup.Marshal()
 	if err != nil {
-		return job, trees, err
+		return trees, err
 	}
 	if err := pl.fileAt(rfd, layout.SupervisorFile, data); err != nil {
-		return job, trees, err
+		return trees, err
 	}
 	hfd, err := pl.chain(b.user.home, ".firefox-launcher", layout.SessionsDir, b.o.node, layout.JobDirName(job))
 	if err != nil {
-		return job, trees, err
+		return trees, err
 	}
 	defer unix.Close(hfd)
 	for i, port := range ports {
 		display := 3000 + (b.jobSeq%100)*60 + i
 		st := layout.State{Schema: layout.StateSchema, Job: job, Node: b.o.node, BootID: b.bootID, UID: b.user.uid, User: b.user.name,
 			Port: port, Display: ":" + strconv.Itoa(display), Created: time.Now().UTC(), Marker: lay.Marker(port),
-			SessionDir: lay.HomeSessionDir(port), RuntimeDir: filepath.Join(lay.PreferredRuntimeJobDir(), layout.SessionDirName(port)),
+			SessionDir: lay.HomeSessionDir(port), RuntimeDir: filepath.Join(parent, layout.JobDirName(job), layout.SessionDirName(port)),
 			Supervisor: deadID, Processes: trees[i].ids}
 		data, err := st.Marshal()
 		if err != nil {
-			return job, trees, err
+			return trees, err
 		}
 		if err := pl.runtimeSession(rfd, port, data); err != nil {
-			return job, trees, err
+			return trees, err
 		}
 		if err := pl.homeSession(hfd, port); err != nil {
-			return job, trees, err
+			return trees, err
 		}
 		lock := filepath.Join(b.xdir, fmt.Sprintf(".X%d-lock", display))
 		if err := os.WriteFile(lock, []byte(fmt.Sprintf("%10d\n", deadID.PID)), 0o444); err != nil {
-			return job, trees, err
+			return trees, err
 		}
 		if err := os.Chown(lock, b.user.uid, b.user.gid); err != nil {
-			return job, trees, err
+			return trees, err
 		}
 	}
-	return job, trees, nil
+	return trees, nil
 }
 
 var summaryField = regexp.MustCompile(`\b(sessions|termed|killed|left|dirs|files|errors|duration_ms)=(\d+)`)
+
+var unfinishedField = regexp.MustCompile(`\bunfinished=([a-z,-]+)`)
 
 // leftoverRun plants n leftover sessions and times the Epilog that removes them.
 func (b *bench) leftoverRun(n int, ignoreTerm bool) (time.Duration, string, error) {

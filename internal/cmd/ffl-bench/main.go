@@ -10,7 +10,7 @@
 // moves both sides. `make bench` runs it through scripts/bench.sh, which builds the helpers
 // (fakexpra, faketree) into a directory the bench user can execute from.
 //
-//	ffl-bench -bin DIR -epilog bin/ffl-epilog -out bench-results.md [-scale 0.3] [-only launch,epilog,sweep]
+//	ffl-bench -bin DIR -epilog bin/ffl-epilog -out bench-results.md [-scale 0.3] [-only launch,epilog,attack,sweep]
 package main
 
 import (
@@ -71,7 +71,9 @@ type bench struct {
 	out     io.Writer // progress lines
 
 	launchBin, fakexpraBin, faketreeBin string
-	launchProf, epilogProf              string // unstripped builds for the profiles taken after a miss ("" = none)
+	hostileBin                          string  // the attacker (internal/hostile)
+	other                               account // the squatter of the attack figures
+	launchProf, epilogProf              string  // unstripped builds for the profiles taken after a miss ("" = none)
 	noProfileNoted                      bool
 	sweepProfiled                       bool
 	cfgCompliant, cfgIgnore, cfgReal    string
@@ -88,7 +90,7 @@ func main() {
 	flag.StringVar(&o.node, "node", "benchnode", "node name the bench uses (SLURMD_NODENAME)")
 	flag.StringVar(&o.sweepDir, "sweep-dir", "/dev/shm/ffl-bench-sweep", "where the sweep's trees are built (a memory file system isolates the sweep's own cost)")
 	flag.Float64Var(&o.scale, "scale", 1, "multiply every repetition count (e.g. 0.3 for a quick look; medians get noisier)")
-	flag.StringVar(&o.only, "only", "", "comma-separated sections to run: launch, epilog, sweep (default all)")
+	flag.StringVar(&o.only, "only", "", "comma-separated sections to run: launch, epilog, attack, sweep (default all)")
 	flag.StringVar(&o.version, "version", "", "version string to print in the header (git describe)")
 	flag.Parse()
 	if err := run(o); err != nil {
@@ -110,7 +112,7 @@ func run(o options) error {
 		return err
 	}
 	b.header()
-	sections := map[string]bool{"launch": true, "epilog": true, "sweep": true}
+	sections := map[string]bool{"launch": true, "epilog": true, "attack": true, "sweep": true}
 	if o.only != "" {
 		sections = map[string]bool{}
 		for _, s := range strings.Split(o.only, ",") {
@@ -122,6 +124,9 @@ func run(o options) error {
 	}
 	if sections["epilog"] {
 		b.epilogFigures()
+	}
+	if sections["attack"] {
+		b.attackFigures()
 	}
 	if sections["sweep"] {
 		b.sweepFigures()
@@ -173,13 +178,14 @@ func (b *bench) setup() error {
 	b.launchBin = filepath.Join(b.o.bin, "ffl-launch")
 	b.fakexpraBin = filepath.Join(b.o.bin, "fakexpra")
 	b.faketreeBin = filepath.Join(b.o.bin, "faketree")
+	b.hostileBin = filepath.Join(b.o.bin, "hostile")
 	if st, err := os.Stat(filepath.Join(b.o.bin, "ffl-launch-prof")); err == nil && st.Mode()&0o001 != 0 {
 		b.launchProf = filepath.Join(b.o.bin, "ffl-launch-prof")
 	}
 	if st, err := os.Stat(filepath.Join(b.o.bin, "ffl-epilog-prof")); err == nil && st.Mode()&0o001 != 0 {
 		b.epilogProf = filepath.Join(b.o.bin, "ffl-epilog-prof")
 	}
-	for _, p := range []string{b.launchBin, b.fakexpraBin, b.faketreeBin, b.o.epilog} {
+	for _, p := range []string{b.launchBin, b.fakexpraBin, b.faketreeBin, b.hostileBin, b.o.epilog} {
 		if st, err := os.Stat(p); err != nil || st.Mode()&0o001 == 0 {
 			return fmt.Errorf("%s: missing or not executable by others (scripts/bench.sh builds it): %v", p, err)
 		}
@@ -293,11 +299,13 @@ func (b *bench) killLeftovers() {
 	for _, id := range ids {
 		dir := "/proc/" + strconv.Itoa(id.PID)
 		exe, _ := os.Readlink(dir + "/exe")
-		env, _ := os.ReadFile(dir + "/environ")
-		ours := strings.HasPrefix(exe, b.o.bin+"/")
-		for _, kv := range strings.Split(string(env), "\x00") {
-			if v, ok := strings.CutPrefix(kv, layout.MarkerVar+"="); ok && strings.Contains(v, "/"+b.o.node+"/") {
-				ours = true
+		ours := strings.HasPrefix(exe, b.o.bin+"/") // the attacker's too: its environ read may block
+		if !ours {
+			env, _ := os.ReadFile(dir + "/environ")
+			for _, kv := range strings.Split(string(env), "\x00") {
+				if v, ok := strings.CutPrefix(kv, layout.MarkerVar+"="); ok && strings.Contains(v, "/"+b.o.node+"/") {
+					ours = true
+				}
 			}
 		}
 		if ours {

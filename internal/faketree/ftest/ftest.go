@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ffl-hpc/ffl/internal/gobuild"
 )
 
 // ReadyTimeout bounds how long Start waits for a tree to come up. Generous: test machines are
@@ -43,19 +45,7 @@ func Build(tb testing.TB) string {
 // BuildIn compiles faketree into dir (made world-searchable) and returns the binary's path; for
 // TestMain, which has no testing.TB.
 func BuildIn(dir string) (string, error) {
-	if err := os.Chmod(dir, 0o755); err != nil {
-		return "", err
-	}
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(os.Getenv("GOROOT"), "bin", "go")
-	}
-	bin := filepath.Join(dir, "faketree")
-	cmd := exec.Command(goBin, "build", "-buildvcs=false", "-o", bin, "github.com/ffl-hpc/ffl/internal/faketree")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build faketree: %v\n%s", err, out)
-	}
-	return bin, nil
+	return gobuild.In(dir, "github.com/ffl-hpc/ffl/internal/faketree")
 }
 
 // Options says how to start a tree.

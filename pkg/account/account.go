@@ -1,18 +1,19 @@
-package reclaim
+// Package account resolves a job owner through NSS with a deadline: who the privilege-dropped
+// helper runs as, and where the home is. Build with cgo (CGO_ENABLED=1) so os/user asks NSS and
+// LDAP/SSSD users resolve; the pure-Go fallback only reads /etc/passwd and /etc/group.
+package account
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"os/user"
-	"path/filepath"
 	"strconv"
-	"strings"
+
+	"github.com/ffl-hpc/ffl/pkg/reexec"
 )
 
-// Account is a job owner as NSS knows them: what the privilege-dropped helper runs as and where
-// the home is. Build with cgo (CGO_ENABLED=1) so os/user asks NSS and LDAP/SSSD users resolve;
-// the pure-Go fallback only reads /etc/passwd and /etc/group.
+// Account is a job owner as NSS knows them.
 type Account struct {
 	Name   string
 	UID    int
@@ -28,16 +29,16 @@ var ErrNoAccount = errors.New("no such user")
 // with users in thousands of groups exist, the kernel takes them all).
 const maxGroups = 65536
 
-// LookupAccount resolves uid through NSS. A lookup that hangs (an unreachable LDAP server) is
+// Lookup resolves uid through NSS. A lookup that hangs (an unreachable LDAP server) is
 // abandoned when ctx is done: the root Epilog must finish in bounded time.
-func LookupAccount(ctx context.Context, uid int) (Account, error) {
+func Lookup(ctx context.Context, uid int) (Account, error) {
 	type result struct {
 		a   Account
 		err error
 	}
 	ch := make(chan result, 1)
 	go func() {
-		a, err := lookupAccount(uid)
+		a, err := lookup(uid)
 		ch <- result{a, err}
 	}()
 	select {
@@ -48,7 +49,7 @@ func LookupAccount(ctx context.Context, uid int) (Account, error) {
 	}
 }
 
-func lookupAccount(uid int) (Account, error) {
+func lookup(uid int) (Account, error) {
 	u, err := user.LookupId(strconv.Itoa(uid))
 	if err != nil {
 		var unknown user.UnknownUserIdError
@@ -71,22 +72,7 @@ func lookupAccount(uid int) (Account, error) {
 	return a, nil
 }
 
-// ExpandStateDir turns the configured state_dir ("~/.firefox-launcher" or an absolute path)
-// into the user's absolute state dir. home comes from NSS, never $HOME, and must be a clean
-// absolute path other than "/".
-func ExpandStateDir(stateDir, home string) (string, error) {
-	rest, tilde := strings.CutPrefix(stateDir, "~/")
-	if !tilde {
-		if !filepath.IsAbs(stateDir) || filepath.Clean(stateDir) != stateDir {
-			return "", fmt.Errorf("state dir %q: must be \"~/dir\" or a clean absolute path", stateDir)
-		}
-		return stateDir, nil
-	}
-	if home == "" || !filepath.IsAbs(home) || filepath.Clean(home) != home || home == "/" {
-		return "", fmt.Errorf("home directory %q: not a clean absolute path other than /", home)
-	}
-	if rest == "" || filepath.Clean(rest) != rest || filepath.IsAbs(rest) || rest == ".." || strings.HasPrefix(rest, "../") {
-		return "", fmt.Errorf("state dir %q: must be a directory below the home", stateDir)
-	}
-	return filepath.Join(home, rest), nil
+// Credential is who a child re-executed for this account runs as.
+func (a Account) Credential() *reexec.Credential {
+	return &reexec.Credential{UID: a.UID, GID: a.GID, Groups: a.Groups}
 }

@@ -1,0 +1,152 @@
+// Package htest builds and runs the hostile attacker (internal/hostile) for tests and
+// benchmarks, as an unprivileged user, and always disarms it: SIGTERM (the FUSE trap answers its
+// pending reads and ends), then SIGKILL of its whole process group, then, as a last resort, an
+// abort of every FUSE connection that appeared while it ran.
+package htest
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ffl-hpc/ffl/internal/gobuild"
+)
+
+// ReadyTimeout bounds the wait for an attack to be armed.
+const ReadyTimeout = 60 * time.Second
+
+// ErrUnsupported means this machine cannot run the attack (no unprivileged user namespaces, no
+// /dev/fuse, ...): tests skip with the message.
+var ErrUnsupported = errors.New("attack not possible on this machine")
+
+// BuildIn compiles the attacker into dir (made world-searchable) and returns its path.
+func BuildIn(dir string) (string, error) {
+	return gobuild.In(dir, "github.com/ffl-hpc/ffl/internal/hostile")
+}
+
+// Attack is one running attacker.
+type Attack struct {
+	cmd    *exec.Cmd
+	done   chan struct{}
+	dir    string
+	Ready  string // the file the attacker writes once armed (and, for grab, its findings)
+	before map[string]bool
+	stderr *strings.Builder
+}
+
+// Start runs bin as uid:gid with args and -ready (and -dir, a fresh directory of the user
+// below base) added, waits until the attack is armed and returns it. The attack is stopped at
+// the end of tb. An attacker that fails to arm because the machine cannot do it yields an
+// error wrapping ErrUnsupported.
+func Start(tb testing.TB, bin string, uid, gid int, base string, args ...string) (*Attack, error) {
+	tb.Helper()
+	a, err := StartNoCleanup(bin, uid, gid, base, args...)
+	if a != nil {
+		tb.Cleanup(a.Stop)
+	}
+	return a, err
+}
+
+// StartNoCleanup is Start for callers without a testing.TB (the benchmarks): they must Stop it.
+func StartNoCleanup(bin string, uid, gid int, base string, args ...string) (*Attack, error) {
+	dir, err := os.MkdirTemp(base, "hostile-")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return nil, err
+	}
+	if err := os.Chown(dir, uid, gid); err != nil {
+		return nil, err
+	}
+	a := &Attack{dir: dir, Ready: filepath.Join(dir, "ready"), done: make(chan struct{}), before: fuseConnections(), stderr: &strings.Builder{}}
+	a.cmd = exec.Command(bin, append(append([]string{}, args...), "-dir", dir, "-ready", a.Ready)...)
+	a.cmd.Env = []string{"PATH=/usr/bin:/bin"}
+	a.cmd.Dir = dir
+	a.cmd.Stderr = a.stderr
+	a.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, Setpgid: true}
+	if err := a.cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() { _ = a.cmd.Wait(); close(a.done) }()
+	deadline := time.Now().Add(ReadyTimeout)
+	for {
+		if _, err := os.Stat(a.Ready); err == nil {
+			return a, nil
+		}
+		select {
+		case <-a.done:
+			msg := strings.TrimSpace(a.stderr.String())
+			a.Stop()
+			if strings.Contains(msg, "user namespace") || strings.Contains(msg, "/dev/fuse") || strings.Contains(msg, "mount fuse") {
+				return nil, fmt.Errorf("%w: %s", ErrUnsupported, msg)
+			}
+			return nil, fmt.Errorf("attacker %v ended before it was armed: %s", args, msg)
+		default:
+		}
+		if time.Now().After(deadline) {
+			a.Stop()
+			return nil, fmt.Errorf("attacker %v not armed after %s: %s", args, ReadyTimeout, a.stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Findings returns what the attacker wrote to its ready file.
+func (a *Attack) Findings() string {
+	data, _ := os.ReadFile(a.Ready)
+	return string(data)
+}
+
+// PID is the attacker's process.
+func (a *Attack) PID() int { return a.cmd.Process.Pid }
+
+// Stop disarms the attack; it is idempotent.
+func (a *Attack) Stop() {
+	if a.cmd == nil || a.cmd.Process == nil {
+		return
+	}
+	pgid := a.cmd.Process.Pid
+	_ = syscall.Kill(pgid, syscall.SIGTERM)
+	select {
+	case <-a.done:
+	case <-time.After(5 * time.Second):
+	}
+	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	select {
+	case <-a.done:
+	case <-time.After(5 * time.Second):
+	}
+	// Last resort: a FUSE connection of the attack still alive would keep a process in D state.
+	for c := range fuseConnections() {
+		if !a.before[c] {
+			_ = os.WriteFile(filepath.Join(fuseCtl, c, "abort"), []byte("1"), 0o200)
+		}
+	}
+	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	_ = os.RemoveAll(a.dir)
+	a.cmd = nil
+}
+
+// fuseCtl is where the fusectl file system lists FUSE connections.
+const fuseCtl = "/sys/fs/fuse/connections"
+
+// fuseConnections lists the FUSE connections (mounting fusectl when it is not, as root).
+func fuseConnections() map[string]bool {
+	ents, err := os.ReadDir(fuseCtl)
+	if err == nil && len(ents) == 0 && os.Geteuid() == 0 {
+		_ = syscall.Mount("fusectl", fuseCtl, "fusectl", 0, "")
+		ents, _ = os.ReadDir(fuseCtl)
+	}
+	out := map[string]bool{}
+	for _, e := range ents {
+		out[e.Name()] = true
+	}
+	return out
+}

@@ -1,0 +1,42 @@
+// Package oneline is ffl's one way to collect several errors: go-multierror, always formatted
+// on one line, because every error ffl collects ends up in a log line or a one-line message
+// (a newline in a log line would split it, and could let a file name forge a line).
+package oneline
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/hashicorp/go-multierror"
+)
+
+// Append is multierror.Append with the one-line format (Format) set on the result.
+func Append(err error, errs ...error) *multierror.Error {
+	m := multierror.Append(err, errs...)
+	m.ErrorFormat = Format
+	return m
+}
+
+// Format renders errors as "e" for one and "N problems: e1; e2; ..." for several; newlines
+// inside an error (errors.Join's separator, a wrapped multi-line message) become "; ".
+func Format(es []error) string {
+	if len(es) == 1 {
+		return flat(es[0].Error())
+	}
+	parts := make([]string, len(es))
+	for i, e := range es {
+		parts[i] = flat(e.Error())
+	}
+	return strconv.Itoa(len(es)) + " problems: " + strings.Join(parts, "; ")
+}
+
+// Err returns m as an error, or nil when it holds none (the typed-nil trap of *multierror.Error).
+func Err(m *multierror.Error) error {
+	if m == nil || len(m.Errors) == 0 {
+		return nil
+	}
+	m.ErrorFormat = Format
+	return m
+}
+
+func flat(s string) string { return strings.ReplaceAll(s, "\n", "; ") }

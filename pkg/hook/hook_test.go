@@ -1,0 +1,138 @@
+package hook
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// childEnv makes the test binary act as a hook run whose last step never ends (see TestMain).
+const childEnv = "FFL_HOOK_TEST_CHILD"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) == "stuck" {
+		log, _ := Log{Tag: "test"}.New()
+		run := &Run{}
+		run.Phase("home")
+		run.Arm(200*time.Millisecond, log, func(phase string) {
+			log.WithField("unfinished", phase).Info("epilog done")
+		})
+		select {} // a step stuck in the kernel, as far as this process can tell
+	}
+	os.Exit(m.Run())
+}
+
+// TestWatchdog: a run stuck past its timeout is ended by the watchdog at timeout + margin, with
+// exit status 0 and a summary line naming the step in progress.
+func TestWatchdog(t *testing.T) {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"=stuck")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	t0 := time.Now()
+	err := cmd.Run()
+	took := time.Since(t0)
+	if err != nil {
+		t.Errorf("exit: %v (want status 0)", err)
+	}
+	if !strings.Contains(stderr.String(), "epilog done") || !strings.Contains(stderr.String(), "unfinished=home") {
+		t.Errorf("no summary naming the unfinished step: %q", stderr.String())
+	}
+	if took > 5*time.Second {
+		t.Errorf("the watchdog ended the run after %s", took)
+	}
+}
+
+// blockingWriter never returns from Write until released.
+type blockingWriter struct {
+	release chan struct{}
+	mu      sync.Mutex
+	got     int
+}
+
+func (w *blockingWriter) Write(p []byte) (int, error) {
+	<-w.release
+	w.mu.Lock()
+	w.got++
+	w.mu.Unlock()
+	return len(p), nil
+}
+
+// TestLogNeverBlocks: a destination that does not take lines (a full syslog queue, a hung
+// file system) costs dropped lines, never time.
+func TestLogNeverBlocks(t *testing.T) {
+	w := &blockingWriter{release: make(chan struct{})}
+	log, _ := Log{Tag: "test", Stderr: w}.New()
+	t0 := time.Now()
+	for i := 0; i < sinkQueue+100; i++ {
+		log.Info("line")
+	}
+	if d := time.Since(t0); d > 2*time.Second {
+		t.Errorf("logging to a stuck destination took %s", d)
+	}
+	dropped := log.Flush(time.Now().Add(100 * time.Millisecond))
+	if dropped < 99 {
+		t.Errorf("%d lines dropped, want at least 99", dropped)
+	}
+	close(w.release)
+	log.Flush(time.Now().Add(2 * time.Second))
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.got == 0 {
+		t.Error("nothing written after the destination recovered")
+	}
+}
+
+// TestLogCopiesLines: lines reach the destination intact although logrus reuses its buffer.
+func TestLogCopiesLines(t *testing.T) {
+	var buf syncBuffer
+	log, _ := Log{Tag: "test", Stderr: &buf}.New()
+	for i := 0; i < 100; i++ {
+		log.WithField("i", i).Info("line")
+	}
+	log.Flush(time.Now().Add(2 * time.Second))
+	out := buf.String()
+	for _, want := range []string{"i=0\n", "i=42\n", "i=99\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("%q missing from %q", want, out)
+		}
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+var _ io.Writer = (*syncBuffer)(nil)
+
+// TestJobFromEnv: without NSS on the fast read; a missing SLURM_JOB_GID asks NSS at once.
+func TestJobFromEnv(t *testing.T) {
+	env := map[string]string{"SLURM_JOB_ID": "12", "SLURM_JOB_UID": "4242", "SLURM_JOB_GID": "4242",
+		"SLURM_JOB_USER": "nobody-such-ffl", "SLURMD_NODENAME": "n1"}
+	job, resolve, err := JobFromEnv(func(k string) string { return env[k] })
+	if err != nil || job.UID != 4242 || job.ID != "12" || resolve == nil {
+		t.Errorf("fast read: %+v, resolve %v, %v", job, resolve != nil, err)
+	}
+	delete(env, "SLURM_JOB_GID")
+	if _, resolve, err := JobFromEnv(func(k string) string { return env[k] }); resolve != nil && err == nil {
+		t.Error("without SLURM_JOB_GID: still a deferred resolve")
+	}
+}
