@@ -35,16 +35,6 @@ func TestExitCodes(t *testing.T) {
 	}
 }
 
-func TestExpandHome(t *testing.T) {
-	for _, c := range []struct{ in, want string }{
-		{"~", "/home/a"}, {"~/.firefox-launcher", "/home/a/.firefox-launcher"}, {"/scratch/ffl", "/scratch/ffl"}, {"~b/x", "~b/x"},
-	} {
-		if got := expandHome(c.in, "/home/a"); got != c.want {
-			t.Errorf("expandHome(%q) = %q, want %q", c.in, got, c.want)
-		}
-	}
-}
-
 func TestOneLine(t *testing.T) {
 	if got := oneLine(errors.New("a\nb\tc")); got != "a b c" {
 		t.Errorf("oneLine = %q", got)

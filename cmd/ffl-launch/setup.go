@@ -15,6 +15,7 @@ import (
 	"github.com/ffl-hpc/ffl/pkg/config"
 	"github.com/ffl-hpc/ffl/pkg/layout"
 	"github.com/ffl-hpc/ffl/pkg/lifecycle"
+	"github.com/ffl-hpc/ffl/pkg/runtimedir"
 	"github.com/ffl-hpc/ffl/pkg/slurmenv"
 )
 
@@ -62,8 +63,12 @@ func setup(c *cli.Context) (*jobEnv, error) {
 	if err != nil {
 		return nil, err
 	}
+	stateDir, err := cfg.ExpandHome(home)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v: set state_dir in ffl.toml", lifecycle.ErrBadInput, err)
+	}
 	l := layout.Layout{
-		StateDir:   expandHome(cfg.StateDir, home),
+		StateDir:   stateDir,
 		RuntimeDir: cfg.RuntimeDir,
 		TempDir:    cfg.TempDir,
 		UID:        job.UID,
@@ -85,16 +90,6 @@ func homeOf(job slurmenv.Job) (string, error) {
 		return h, nil
 	}
 	return "", fmt.Errorf("%w: cannot find the home of uid %d: set state_dir in ffl.toml to an absolute path", lifecycle.ErrBadInput, job.UID)
-}
-
-func expandHome(p, home string) string {
-	if p == "~" {
-		return home
-	}
-	if len(p) > 1 && p[:2] == "~/" {
-		return filepath.Join(home, p[2:])
-	}
-	return p
 }
 
 // settings turns the job environment into the lifecycle manager's settings.
@@ -153,7 +148,7 @@ func (e *jobEnv) socketPath() (string, error) {
 	if p := os.Getenv(lifecycle.EnvControlSocket); p != "" {
 		return p, nil
 	}
-	for _, dir := range e.layout.RuntimeJobDirs() {
+	for _, dir := range runtimedir.Existing(e.layout) {
 		p := filepath.Join(dir, layout.ControlSocket)
 		if fi, err := os.Lstat(p); err == nil && fi.Mode()&os.ModeSocket != 0 {
 			return p, nil

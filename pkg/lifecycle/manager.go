@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
-	"path/filepath"
 	"sort"
 	"sync"
 	"syscall"
@@ -19,6 +18,7 @@ import (
 	"github.com/ffl-hpc/ffl/pkg/layout"
 	"github.com/ffl-hpc/ffl/pkg/prereq"
 	"github.com/ffl-hpc/ffl/pkg/proc"
+	"github.com/ffl-hpc/ffl/pkg/runtimedir"
 	"github.com/ffl-hpc/ffl/pkg/safefs"
 )
 
@@ -154,37 +154,12 @@ func NewManager(s Settings) (*Manager, error) {
 	if err := CheckPrerequisites(context.Background(), s.Xpra, s.Firefox, s.Path, draw); err != nil {
 		return nil, err
 	}
-	dir, err := PrepareRuntimeJobDir(s.Layout)
+	dir, err := runtimedir.Prepare(s.Layout)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %v", ErrBadInput, err)
 	}
 	return &Manager{s: s, runtimeDir: dir, sessions: map[int]*Session{}, reserved: map[int]bool{},
 		lent: map[int]*front.Front{}, ended: make(chan int, 64)}, nil
-}
-
-// PrepareRuntimeJobDir returns the job's node-local runtime dir, creating the fallback one when
-// the Prolog made none. Every component is opened without following symlinks and checked to be
-// the user's: /tmp is shared, another user could have planted ffl-<uid> there.
-func PrepareRuntimeJobDir(l layout.Layout) (string, error) {
-	pref := l.PreferredRuntimeJobDir()
-	f, err := safefs.OpenDir(pref)
-	if err == nil {
-		defer f.Close()
-		if err := safefs.CheckOwner(f, l.UID, true); err != nil {
-			return "", fmt.Errorf("%w: runtime dir %s: %v: ask the admin to check ffl-prolog", ErrBadInput, pref, err)
-		}
-		return pref, nil
-	}
-	if !errors.Is(err, fs.ErrNotExist) {
-		return "", fmt.Errorf("%w: runtime dir %s: %v", ErrBadInput, pref, err)
-	}
-	rel := filepath.Join(layout.UserTempName(l.UID), layout.JobDirName(l.JobKey))
-	f, err = safefs.MkdirAll(l.TempDir, rel, 0o700, l.UID)
-	if err != nil {
-		return "", fmt.Errorf("%w: node-local dir %s: %v: set temp_dir in ffl.toml to a directory you can write, or remove the foreign entry", ErrBadInput, filepath.Join(l.TempDir, rel), err)
-	}
-	f.Close()
-	return l.FallbackRuntimeJobDir(), nil
 }
 
 // RuntimeDir is the job's node-local runtime directory this manager uses.
@@ -467,17 +442,8 @@ func (m *Manager) Close() error {
 	return errs
 }
 
-// RemoveRuntimeJobDir removes the launcher's node-local job dir when it is the fallback one
-// (nobody else would), or only its contents' leftovers when the Prolog made it.
+// RemoveRuntimeJobDir removes the launcher's node-local job dir when it is the fallback (or a
+// private) one, nobody else would; the Prolog's dir is the Epilog's (runtimedir.Release).
 func (m *Manager) RemoveRuntimeJobDir() error {
-	l := m.s.Layout
-	if m.runtimeDir != l.FallbackRuntimeJobDir() {
-		return nil
-	}
-	_, err := safefs.RemoveAll(m.runtimeDir, safefs.RemoveOptions{UID: l.UID, Deadline: time.Now().Add(5 * time.Second)})
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("remove %s: %w", m.runtimeDir, err)
-	}
-	// The per-user parent is left alone: another job of the user may be using it right now.
-	return nil
+	return runtimedir.Release(m.s.Layout, m.runtimeDir, time.Now().Add(5*time.Second))
 }

@@ -26,8 +26,8 @@ import (
 	"github.com/ffl-hpc/ffl/pkg/layout"
 	"github.com/ffl-hpc/ffl/pkg/prereq"
 	"github.com/ffl-hpc/ffl/pkg/proc"
-	"github.com/ffl-hpc/ffl/pkg/reclaim"
 	"github.com/ffl-hpc/ffl/pkg/safefs"
+	"github.com/ffl-hpc/ffl/pkg/xdisplay"
 )
 
 // Info is what a user or program needs to reach a session.
@@ -352,7 +352,7 @@ func (s *Session) waitDisplay(ctx context.Context) (int, error) {
 		s.stateMu.Lock()
 		d := s.state.Display
 		s.stateMu.Unlock()
-		if n, err := reclaim.ParseDisplay(d); err == nil {
+		if n, err := xdisplay.Parse(d); err == nil {
 			return n, nil
 		}
 		return 0, errors.New("xpra closed its display fd without a display")
@@ -560,30 +560,20 @@ func (s *Session) stop(ctx context.Context, grace time.Duration) error {
 		}
 	}
 	s.m.failpoint(StepGrace)
-	deadline := t0.Add(grace)
-	killed, termed := 0, 0
-	// Processes can appear while we stop (a content process forked in the TERM phase): look again
-	// until a scan finds nothing, a bounded number of times.
-	for round := 0; round < 4; round++ {
-		ids := s.sessionProcesses()
-		if len(ids) == 0 {
-			break
-		}
-		g := time.Until(deadline)
-		if g < 0 || round > 0 {
-			g = 0
-		}
-		// No reap hook: a zombie counts as gone, and the Reaper reaps adopted orphans on
-		// SIGCHLD; a /proc walk per poll per session cost more CPU than 8 sessions' grace.
-		res := proc.Ender{Grace: g, Poll: 10 * time.Millisecond, KillWait: time.Second}.End(ctx, ids)
-		termed += res.Termed
-		killed += res.Killed
-		if res.Errs != nil {
-			errs = multierror.Append(errs, res.Errs)
-		}
-		if len(res.Left) > 0 && round == 3 {
-			errs = multierror.Append(errs, fmt.Errorf("session %d: %d processes could not be ended", s.port, len(res.Left)))
-		}
+	// Processes can appear while we stop (a content process forked in the TERM phase): the
+	// shared routine looks again until a scan finds nothing, a bounded number of times. No reap
+	// hook: a zombie counts as gone, and the Reaper reaps adopted orphans on SIGCHLD; a /proc
+	// walk per poll per session cost more CPU than 8 sessions' grace.
+	res := proc.MarkedEnder{
+		Find:  func(context.Context) ([]proc.Identity, error) { return s.sessionProcesses(), nil },
+		Grace: max(grace-time.Since(t0), 0), Poll: 10 * time.Millisecond, KillWait: time.Second,
+	}.End(ctx)
+	termed, killed := res.Termed, res.Killed
+	if res.Errs != nil {
+		errs = multierror.Append(errs, res.Errs)
+	}
+	if len(res.Left) > 0 {
+		errs = multierror.Append(errs, fmt.Errorf("session %d: %d processes could not be ended", s.port, len(res.Left)))
 	}
 	if s.cmd != nil {
 		select {
@@ -598,8 +588,8 @@ func (s *Session) stop(ctx context.Context, grace time.Duration) error {
 	s.stateMu.Lock()
 	display := s.state.Display
 	s.stateMu.Unlock()
-	if n, err := reclaim.ParseDisplay(display); err == nil {
-		if err := reclaim.RemoveXFiles(s.m.s.XDir, []int{n}, s.m.s.Layout.UID).Err(); err != nil {
+	if n, err := xdisplay.Parse(display); err == nil {
+		if err := xdisplay.Remove(s.m.s.XDir, []int{n}, s.m.s.Layout.UID, false).Err(); err != nil {
 			errs = multierror.Append(errs, err)
 		}
 	}

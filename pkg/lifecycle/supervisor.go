@@ -20,6 +20,7 @@ import (
 	"github.com/ffl-hpc/ffl/pkg/front"
 	"github.com/ffl-hpc/ffl/pkg/layout"
 	"github.com/ffl-hpc/ffl/pkg/proc"
+	"github.com/ffl-hpc/ffl/pkg/runtimedir"
 	"github.com/ffl-hpc/ffl/pkg/safefs"
 )
 
@@ -393,7 +394,7 @@ func readSupervisor(dir *os.File) (layout.Supervisor, bool) {
 // without any record are refused with what is in the way and how to clean it.
 func (s *Supervisor) reclaimEarlierRun(ctx context.Context, l layout.Layout, bootID string, self proc.Identity) error {
 	dead, orphans := false, []string(nil)
-	for _, dir := range l.RuntimeJobDirs() {
+	for _, dir := range runtimedir.Existing(l) {
 		f, err := safefs.OpenDir(dir)
 		if err != nil {
 			continue
