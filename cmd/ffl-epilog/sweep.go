@@ -72,6 +72,7 @@ var sweepCommand = &cli.Command{
 			Node: node, RuntimeDir: e.Cfg.RuntimeDir, TempDir: e.Cfg.TempDir, StateDir: e.Cfg.StateDir,
 			OlderThan: olderThan, TempOlderThan: tempOlderThan, Grace: min(e.Cfg.CleanupTimeout.Duration, reclaim.MaxEpilogGrace),
 			DryRun: c.Bool("dry-run"), Helper: hook.Helper, Scanner: hook.Scanner, Log: e.Entry(), XDir: c.String("x-dir"),
+			SeenDir: e.Cfg.Epilog.SeenDir,
 		})
 		if run.Claim() {
 			for _, line := range rep.Removed {

@@ -66,7 +66,7 @@ func prologAction(c *cli.Context) error {
 	p := reclaim.PrologParams{
 		RuntimeDir: e.Cfg.RuntimeDir, TempDir: e.Cfg.TempDir, StateDir: e.Cfg.StateDir,
 		Grace: e.Cfg.CleanupTimeout.Duration, Helper: hook.Helper, Scanner: hook.Scanner, Log: e.Entry(),
-		XDir: c.String("x-dir"),
+		XDir: c.String("x-dir"), SeenDir: e.Cfg.Epilog.SeenDir,
 	}
 	job, resolve, err := hook.JobFromEnv(os.Getenv)
 	if err != nil {

@@ -45,7 +45,7 @@ func TestMain(m *testing.M) {
 type env struct {
 	t                               *testing.T
 	root, runtime, temp, xdir, conf string
-	logFile, node, stateName        string
+	logFile, node, stateName, seen  string
 	uid, gid                        int
 	name, home                      string
 }
@@ -91,8 +91,9 @@ func setupEnvFor(t *testing.T, name, extraConfig string) *env {
 	t.Cleanup(func() { os.RemoveAll(filepath.Join(e.home, e.stateName)) })
 	e.logFile = filepath.Join(t.TempDir(), "prolog.log")
 	e.conf = filepath.Join(e.root, "ffl.toml")
-	testutil.Must(t, os.WriteFile(e.conf, []byte(fmt.Sprintf("state_dir = %q\nruntime_dir = %q\ntemp_dir = %q\n[epilog]\nsyslog = false\nlog_file = %q\n%s\n",
-		"~/"+e.stateName, e.runtime, e.temp, e.logFile, extraConfig)), 0o644))
+	e.seen = filepath.Join(e.root, "seen")
+	testutil.Must(t, os.WriteFile(e.conf, []byte(fmt.Sprintf("state_dir = %q\nruntime_dir = %q\ntemp_dir = %q\n[epilog]\nsyslog = false\nlog_file = %q\nseen_dir = %q\n%s\n",
+		"~/"+e.stateName, e.runtime, e.temp, e.logFile, e.seen, extraConfig)), 0o644))
 	return e
 }
 
@@ -202,6 +203,63 @@ func TestPrologSweepsStaleSessions(t *testing.T) {
 	if _, err := os.Lstat(filepath.Join(e.runtime, "job-80")); err != nil {
 		t.Error("new job dir missing")
 	}
+}
+
+// TestPrologAfterReboot: a reboot wiped /run and /tmp, so nothing node-local says the user had
+// sessions here, but the home still holds this node's tree of a job the crash ended. The
+// user's first Prolog in the new boot (its seen record names the old boot) sweeps it; a later
+// Prolog in the same boot does not sweep again; another node's tree in the same home stays.
+func TestPrologAfterReboot(t *testing.T) {
+	e := setupEnv(t)
+	home := filepath.Join(e.home, e.stateName, "sessions", e.node, "job-71", "session-8001")
+	other := filepath.Join(e.home, e.stateName, "sessions", "othernode", "job-71", "session-8001")
+	for _, d := range []string{home, other} {
+		testutil.Must(t, os.MkdirAll(d, 0o700))
+	}
+	testutil.Must(t, filepath.Walk(filepath.Join(e.home, e.stateName), func(q string, _ os.FileInfo, err error) error {
+		testutil.Must(t, err)
+		return os.Lchown(q, e.uid, e.gid)
+	}))
+	// Last active before the reboot (the Prolog's sweep leaves trees younger than 2 minutes).
+	past := time.Now().Add(-time.Hour)
+	for _, d := range []string{home, filepath.Dir(home), other, filepath.Dir(other)} {
+		testutil.Must(t, os.Chtimes(d, past, past))
+	}
+	// The user's record from the boot before.
+	rec := filepath.Join(e.seen, e.node)
+	testutil.Must(t, os.MkdirAll(rec, 0o700))
+	testutil.Must(t, os.WriteFile(filepath.Join(rec, strconv.Itoa(e.uid)), []byte("00000000-0000-0000-0000-000000000000\n"), 0o600))
+
+	code, log := e.run(e.slurmEnv("81"))
+	if code != 0 || !strings.Contains(log, "swept=true") {
+		t.Fatalf("first Prolog after the reboot: exit %d, not swept", code)
+	}
+	if _, err := os.Lstat(filepath.Dir(home)); err == nil {
+		t.Errorf("the stale home tree of this node survived: %s", filepath.Dir(home))
+	}
+	if _, err := os.Lstat(other); err != nil {
+		t.Errorf("another node's tree was touched: %v", err)
+	}
+	boot, err := proc.BootID()
+	testutil.Must(t, err)
+	if b, err := os.ReadFile(filepath.Join(rec, strconv.Itoa(e.uid))); err != nil || strings.TrimSpace(string(b)) != boot {
+		t.Errorf("seen record %q, %v; want this boot %s", b, err, boot)
+	}
+	testutil.Must(t, os.RemoveAll(filepath.Join(e.runtime, "job-81")))
+	if _, log := e.run(e.slurmEnv("82")); !strings.Contains(log, "job=82") || strings.Contains(lineOf(log, "job=82"), "swept=true") {
+		t.Errorf("a second Prolog in the same boot swept again: %s", lineOf(log, "job=82"))
+	}
+}
+
+// lineOf returns the last log line containing s.
+func lineOf(log, s string) string {
+	out := ""
+	for _, l := range strings.Split(log, "\n") {
+		if strings.Contains(l, s) {
+			out = l
+		}
+	}
+	return out
 }
 
 // staleJob lays out a dead job of the user (runtime dir with a supervisor record naming a dead

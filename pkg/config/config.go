@@ -34,6 +34,9 @@ const (
 // (--collector.textfile.directory).
 const DefaultMetricsFile = "/var/lib/prometheus/node-exporter/ffl.prom"
 
+// DefaultSeenDir is on the node's disk (it must survive a reboot), root's.
+const DefaultSeenDir = "/var/lib/ffl/seen"
+
 // SlurmDefaultKillWait is Slurm's default KillWait: the time between the
 // SIGTERM that starts ffl's grace path and the SIGKILL that ends it.
 const SlurmDefaultKillWait = 30 * time.Second
@@ -118,6 +121,10 @@ type EpilogConfig struct {
 	// sweep add their counts to (pkg/metrics); "" turns metrics off, and so does a missing
 	// directory, so the default costs nothing on a node without node_exporter.
 	MetricsFile string `toml:"metrics_file"`
+	// SeenDir is where the Prolog remembers, on the node's disk, which users ran jobs here
+	// and in which boot: after a reboot has wiped /run, that is the only trace of who may have
+	// stale session trees in their home for this node ("" = off).
+	SeenDir string `toml:"seen_dir"`
 }
 
 // Default returns the built-in configuration (what an absent
@@ -146,6 +153,7 @@ func Default() Config {
 			SweepOlderThan: Duration{168 * time.Hour},
 			TempOlderThan:  Duration{24 * time.Hour},
 			MetricsFile:    DefaultMetricsFile,
+			SeenDir:        DefaultSeenDir,
 		},
 	}
 }

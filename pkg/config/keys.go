@@ -51,6 +51,7 @@ func Keys() []KeyDoc {
 		{Key: "epilog.sweep_older_than", Doc: `The sweep (ffl-epilog sweep, ffl-sweep.timer) removes leftover session trees of jobs no longer running that are older than this.`},
 		{Key: "epilog.temp_older_than", Doc: `Stale ffl-<uid> temp dirs and node-local dirs of dead jobs older than this are removed by the sweep.`},
 		{Key: "epilog.metrics_file", Doc: `The node_exporter textfile-collector file (a "*.prom" name) the Epilog, the Prolog and the sweep add their counters to: jobs seen, jobs with leftovers, sessions cleaned, processes termed, killed and left, things refused, bytes freed, errors, runs that hit their time bound, run durations. Written atomically (a temporary file in the same directory, then a rename) under a lock beside it. Nothing is written when the directory does not exist (so the default is on exactly where Debian's prometheus-node-exporter is installed), or when this is "". A directory every user may write is refused.`},
+		{Key: "epilog.seen_dir", Doc: `Node-local directory on disk (it must survive a reboot; root's, made when missing) where the Prolog records, per node and user, the boot in which the user last ran a job here. The first Prolog of a user after a reboot (which wiped /run, so no node-local trace of their sessions is left) then sweeps that user's stale session trees of this node from the home, and the sweep visits every recorded user. "" turns it off.`},
 	}
 }
 

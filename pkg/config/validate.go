@@ -79,6 +79,7 @@ func (c Config) Validate() error {
 		{"epilog.sweep_older_than", quoteDuration(c.Epilog.SweepOlderThan), checkPositive(c.Epilog.SweepOlderThan)},
 		{"epilog.temp_older_than", quoteDuration(c.Epilog.TempOlderThan), checkPositive(c.Epilog.TempOlderThan)},
 		{"epilog.metrics_file", strconv.Quote(c.Epilog.MetricsFile), checkMetricsFile(c.Epilog.MetricsFile)},
+		{"epilog.seen_dir", strconv.Quote(c.Epilog.SeenDir), checkOptionalAbsDir(c.Epilog.SeenDir)},
 	} {
 		if check.err != nil {
 			return &Error{Key: check.key, Value: truncate(check.value), Reason: check.err.Error()}
@@ -294,6 +295,17 @@ func checkLogFile(p string) error {
 		return errors.New("must not contain control characters")
 	case !filepath.IsAbs(p) || filepath.Clean(p) != p || p == "/":
 		return errors.New(`must be a clean absolute file name, like "/var/log/ffl-epilog.log" (or "" for none)`)
+	}
+	return nil
+}
+
+// checkOptionalAbsDir accepts "" (off) or a clean absolute directory other than "/".
+func checkOptionalAbsDir(p string) error {
+	if p == "" {
+		return nil
+	}
+	if !filepath.IsAbs(p) || filepath.Clean(p) != p || p == "/" {
+		return errors.New(`must be "" or a clean absolute directory other than "/"`)
 	}
 	return nil
 }

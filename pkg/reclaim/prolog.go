@@ -31,7 +31,10 @@ type PrologParams struct {
 	Scanner procscan.Scanner
 	// BootID is this boot's id ("" = read it).
 	BootID string
-	Log    *logrus.Entry
+	// SeenDir is where the Prolog records who runs jobs on this node, in which boot (seen.go;
+	// "" = off).
+	SeenDir string
+	Log     *logrus.Entry
 }
 
 // PrologResult is the outcome of one Prolog run.
@@ -80,7 +83,17 @@ func Prolog(ctx context.Context, p PrologParams) PrologResult {
 	} else {
 		res.RuntimeJobDir = dir
 	}
-	if !hasOtherNodeLocalState(l) {
+	// The user's first job here since a reboot: /run was wiped, so only the seen record says
+	// that their home may hold stale trees of this node.
+	rebooted := false
+	if p.SeenDir != "" {
+		if bootID, err := bootIDOf(Options{BootID: p.BootID}); err != nil {
+			t.problem("%v", err)
+		} else if rebooted, err = recordSeen(p.SeenDir, l.Node, p.Job.UID, bootID); err != nil {
+			t.problem("%v", err)
+		}
+	}
+	if !rebooted && !hasOtherNodeLocalState(l) {
 		return finish()
 	}
 	res.Swept = true

@@ -43,6 +43,10 @@ type SweepParams struct {
 	// Scanner runs the root's process scans (nil: in this process).
 	Scanner procscan.Scanner
 	BootID  string
+	// SeenDir holds the Prolog's records of who ran jobs on this node (seen.go); those users
+	// are swept too ("" = off): after a reboot they may have stale trees in their home and
+	// nothing node-local left.
+	SeenDir string
 	Log     *logrus.Entry
 }
 
@@ -58,6 +62,11 @@ func Sweep(ctx context.Context, p SweepParams) Report {
 	}
 	var total Report
 	uids := owners(p.RuntimeDir, p.TempDir, t)
+	seen, err := seenUIDs(p.SeenDir, p.Node)
+	if err != nil {
+		t.problem("%v", err)
+	}
+	uids = mergeUIDs(uids, seen)
 	for i, uid := range uids {
 		if ctx.Err() != nil {
 			t.problem("sweep: %v: %d remaining users skipped", context.Cause(ctx), len(uids)-i)
@@ -82,6 +91,20 @@ func Sweep(ctx context.Context, p SweepParams) Report {
 	}
 	total.Add(t.report())
 	return total
+}
+
+// mergeUIDs returns the sorted union of a and b.
+func mergeUIDs(a, b []int) []int {
+	set := map[int]bool{}
+	for _, u := range append(append([]int(nil), a...), b...) {
+		set[u] = true
+	}
+	out := make([]int, 0, len(set))
+	for u := range set {
+		out = append(out, u)
+	}
+	sort.Ints(out)
+	return out
 }
 
 // userShare is the time one user's part of a sweep may take: an equal share of what is left

@@ -46,7 +46,7 @@ EXTRA=(/etc/ffl /etc/systemd/system/timers.target.wants/ffl-sweep.timer
   /var/lib/systemd/deb-systemd-helper-enabled/ffl-sweep.timer.dsh-also
   /var/lib/systemd/deb-systemd-helper-enabled/timers.target.wants/ffl-sweep.timer
   /var/lib/systemd/deb-systemd-helper-masked/ffl-sweep.timer
-  /var/lib/prometheus/node-exporter/ffl.prom /run/ffl)
+  /var/lib/prometheus/node-exporter/ffl.prom /var/lib/ffl/seen /run/ffl)
 declare -A BEFORE
 for p in "${FILES[@]}" "${EXTRA[@]}"; do
   if [ -e "$p" ] || [ -L "$p" ]; then BEFORE[$p]=1; fi

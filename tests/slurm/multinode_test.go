@@ -205,8 +205,9 @@ func mnKillLauncherOneNode(t *testing.T, c *MultiCluster) {
 // session on another node. The home subtrees of the node's jobs stay behind. No other node
 // removes them: not while their jobs could still be live (before the power cut, and while Slurm
 // still counts them as running), not after (when they are stale by every rule): neither the
-// other node's Prolog nor its sweep. On the rebooted node the first Prolog that sweeps the
-// user's sessions removes the user's subtree, and the sweep removes another user's. (A reboot
+// other node's Prolog nor its sweep. On the rebooted node the user's first Prolog after the
+// reboot (its seen record names the old boot) removes the user's subtree, and the sweep removes
+// another user's who has no job there (the seen records make it visit the user). (A reboot
 // takes minutes; the subtrees are backdated by two hours so that the test need not wait
 // reclaim.RecordlessGrace or the sweep's --older-than.)
 func mnNodeReboot(t *testing.T, c *MultiCluster) {
@@ -286,41 +287,39 @@ func mnNodeReboot(t *testing.T, c *MultiCluster) {
 	}
 	mustExist("other node's Prolog and sweep after the reboot", home1, home2)
 
-	// On n1: ffluser1's next Prologs. The first one after the reboot finds no node-local ffl
-	// state of the user (/run was wiped), so today it does not sweep; once the user has a job
-	// there, the next one does, and removes the stale subtree.
+	// On n1: ffluser1's first Prolog after the reboot. /run was wiped, so nothing node-local
+	// says the user had sessions here; the Prolog's seen record (on the node's disk) names the
+	// boot before, so it sweeps the user's sessions and removes the stale subtree.
 	k1 := c.submit(t, mnSubmit{user: u1, nodes: []*Node{n1}, wrap: "sleep 600"})
 	k1.waitRunning(t)
 	s1 := n1.hookSummary(t, k1.ID, "prolog done")
-	_, err1 := os.Lstat(home1)
-	t.Logf("first Prolog on %s after the reboot (job %s): swept=%s; stale %s: %v", n1.Name, k1.ID, s1.fields["swept"], home1, errOrOK(err1))
-	k2 := c.submit(t, mnSubmit{user: u1, nodes: []*Node{n1}, wrap: "sleep 600"})
-	k2.waitRunning(t)
-	s2 := n1.hookSummary(t, k2.ID, "prolog done")
+	if s1.fields["swept"] != "true" {
+		t.Errorf("job %s: the first Prolog on %s after the reboot did not sweep: %s", k1.ID, n1.Name, s1.raw)
+	}
 	if _, err := os.Lstat(home1); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("stale %s is still there after the Prologs of jobs %s (swept=%s) and %s (swept=%s) on %s (%v)", home1, k1.ID, s1.fields["swept"], k2.ID, s2.fields["swept"], n1.Name, err)
+		t.Errorf("stale %s is still there after the first Prolog on %s after the reboot (job %s, swept=%s): %v", home1, n1.Name, k1.ID, s1.fields["swept"], err)
 	}
 	if !hasRemoval(n1, j1) {
 		t.Errorf("no line in %s's log says it removed job %s", n1.Name, j1.ID)
 	}
+	k2 := c.submit(t, mnSubmit{user: u1, nodes: []*Node{n1}, wrap: "sleep 600"})
+	k2.waitRunning(t)
+	if s2 := n1.hookSummary(t, k2.ID, "prolog done"); s2.fields["swept"] == "true" {
+		t.Logf("job %s: the second Prolog swept too (%s has node-local state now)", k2.ID, u1.Name)
+	}
 
-	// ... and the sweep removes ffluser2's (a job of ffluser2 runs there, so the sweep visits
-	// the user).
-	k3 := c.submit(t, mnSubmit{user: u2, nodes: []*Node{n1}, wrap: "sleep 600"})
-	k3.waitRunning(t)
-	s3 := n1.hookSummary(t, k3.ID, "prolog done")
-	if _, err := os.Lstat(home2); err == nil {
-		out := n1.run(t, c.epilog, "sweep", "--older-than", "1h")
-		t.Logf("sweep on %s: %s", n1.Name, out)
-		if !strings.Contains(out, "job "+j2.ID+" on "+n1.Name) {
-			t.Errorf("the sweep on %s does not say it removed job %s", n1.Name, j2.ID)
-		}
-	} else {
-		t.Logf("stale %s already gone after the Prolog of job %s (swept=%s)", home2, k3.ID, s3.fields["swept"])
+	// ... and the sweep on n1 removes ffluser2's, although ffluser2 has no job and no
+	// node-local state there any more: the seen records make the sweep visit the user.
+	out := n1.run(t, c.epilog, "sweep", "--older-than", "1h")
+	t.Logf("sweep on %s: %s", n1.Name, out)
+	if !strings.Contains(out, "job "+j2.ID+" on "+n1.Name) {
+		t.Errorf("the sweep on %s does not say it removed job %s", n1.Name, j2.ID)
 	}
 	if _, err := os.Lstat(home2); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("stale %s is still there after the sweep on %s (%v)", home2, n1.Name, err)
 	}
+	k3 := c.submit(t, mnSubmit{user: u2, nodes: []*Node{n1}, wrap: "sleep 600"})
+	k3.waitRunning(t)
 
 	// What the sweeps and Prologs must not have touched.
 	j3.assertRunning(t, n2, i3)
