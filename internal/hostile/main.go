@@ -19,6 +19,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -38,7 +39,22 @@ func main() {
 	envKiB := flag.Int("env-kib", 1024, "many: environment size per process, KiB")
 	exe := flag.String("exe", "", "grab: the program whose processes' descriptors are copied")
 	socket := flag.String("socket", "", "listen: the socket path")
+	lifeline := flag.Int("lifeline", -1, "a descriptor whose EOF (the test process died) disarms the attack like SIGTERM")
 	flag.Parse()
+	if *lifeline >= 0 {
+		f := os.NewFile(uintptr(*lifeline), "lifeline")
+		syscall.CloseOnExec(*lifeline) // not inherited by the inner parts
+		go func() {
+			_, _ = io.Copy(io.Discard, f)
+			// The test process is gone: disarm as on SIGTERM (the FUSE trap answers what it
+			// holds), then end the whole attack (its process group: forked helpers too).
+			if *mode == "fuse-environ" {
+				_ = syscall.Kill(os.Getpid(), syscall.SIGTERM)
+				time.Sleep(3 * time.Second)
+			}
+			_ = syscall.Kill(0, syscall.SIGKILL)
+		}()
+	}
 	var err error
 	switch *mode {
 	case "fuse-environ":

@@ -93,11 +93,16 @@ func TestHelperKilledAtDeadline(t *testing.T) {
 	}
 }
 
-// procWithArg reports whether a process has arg in its command line.
+// procWithArg reports whether a sleep process has arg in its command line. Only sleep's
+// command lines are read: a hostile test elsewhere may have a process whose memory reads block
+// (reading a command line is such a read), and every process's would then hang this test.
 func procWithArg(arg string) bool {
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
 		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		if comm, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "comm")); strings.TrimSpace(string(comm)) != "sleep" {
 			continue
 		}
 		if data, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline")); err == nil && strings.Contains(string(data), arg) {

@@ -234,6 +234,11 @@ func killHolders(t *testing.T) {
 		if err != nil {
 			continue
 		}
+		// comm first: only sleep's command lines are read (a hostile test elsewhere may have a
+		// process whose memory reads block).
+		if comm, _ := os.ReadFile("/proc/" + e.Name() + "/comm"); strings.TrimSpace(string(comm)) != "sleep" {
+			continue
+		}
 		if cmd, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline"); string(cmd) == want {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}

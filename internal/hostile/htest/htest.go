@@ -38,6 +38,10 @@ type Attack struct {
 	Ready  string // the file the attacker writes once armed (and, for grab, its findings)
 	before map[string]bool
 	stderr *strings.Builder
+	// lifeline is the write end of a pipe whose read end the attacker watches: when this
+	// process dies in any way (a test binary's timeout panic runs no Cleanup; SIGKILL), the
+	// attacker sees EOF and disarms itself, so no trap outlives its test.
+	lifeline *os.File
 }
 
 // Start runs bin as uid:gid with args and -ready (and -dir, a fresh directory of the user
@@ -66,12 +70,21 @@ func StartNoCleanup(bin string, uid, gid int, base string, args ...string) (*Att
 		return nil, err
 	}
 	a := &Attack{dir: dir, Ready: filepath.Join(dir, "ready"), done: make(chan struct{}), before: fuseConnections(), stderr: &strings.Builder{}}
-	a.cmd = exec.Command(bin, append(append([]string{}, args...), "-dir", dir, "-ready", a.Ready)...)
+	lr, lw, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	a.lifeline = lw
+	a.cmd = exec.Command(bin, append(append([]string{}, args...), "-dir", dir, "-ready", a.Ready, "-lifeline", "3")...)
+	a.cmd.ExtraFiles = []*os.File{lr}
 	a.cmd.Env = []string{"PATH=/usr/bin:/bin"}
 	a.cmd.Dir = dir
 	a.cmd.Stderr = a.stderr
 	a.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, Setpgid: true}
-	if err := a.cmd.Start(); err != nil {
+	err = a.cmd.Start()
+	lr.Close()
+	if err != nil {
+		lw.Close()
 		return nil, err
 	}
 	go func() { _ = a.cmd.Wait(); close(a.done) }()
@@ -131,6 +144,9 @@ func (a *Attack) Stop() {
 	}
 	_ = syscall.Kill(-pgid, syscall.SIGKILL)
 	_ = os.RemoveAll(a.dir)
+	if a.lifeline != nil {
+		a.lifeline.Close()
+	}
 	a.cmd = nil
 }
 
