@@ -40,3 +40,27 @@ func Err(m *multierror.Error) error {
 }
 
 func flat(s string) string { return strings.ReplaceAll(s, "\n", "; ") }
+
+// Sanitize makes s safe for a log line: control characters (a newline in a user's file name
+// could forge a log line), invalid UTF-8 and the Unicode line separators are escaped the way
+// strconv.Quote would, and the length is capped at max bytes (then "...").
+func Sanitize(s string, max int) string {
+	var b strings.Builder
+	for _, r := range s {
+		if b.Len() >= max {
+			b.WriteString("...")
+			break
+		}
+		if r == '\ufffd' { // invalid UTF-8 (or a real U+FFFD): say so visibly
+			b.WriteString(`\ufffd`)
+			continue
+		}
+		if r < 0x20 || r == 0x7f || r == '\u2028' || r == '\u2029' || (r >= 0x80 && r < 0xa0) {
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}

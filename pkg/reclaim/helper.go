@@ -1,7 +1,6 @@
 package reclaim
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -116,7 +115,7 @@ func ParseHelperRequest(data []byte) (HelperRequest, error) {
 	if len(data) > MaxHelperRequest {
 		return r, fmt.Errorf("helper request: %d bytes (max %d)", len(data), MaxHelperRequest)
 	}
-	if err := decodeStrict(data, &r); err != nil {
+	if err := reexec.DecodeStrict(data, &r); err != nil {
 		return HelperRequest{}, fmt.Errorf("helper request: %w", err)
 	}
 	if err := r.Validate(); err != nil {
@@ -133,7 +132,7 @@ func ParseHelperResult(data []byte) (Report, error) {
 	if len(data) > MaxHelperOutput {
 		return rep, fmt.Errorf("helper output: more than %d bytes", MaxHelperOutput)
 	}
-	if err := decodeStrict(data, &rep); err != nil {
+	if err := reexec.DecodeStrict(data, &rep); err != nil {
 		return Report{}, fmt.Errorf("helper output: %w", err)
 	}
 	for _, n := range []*int{&rep.Sessions, &rep.Termed, &rep.Killed, &rep.Left, &rep.Dirs, &rep.Files, &rep.Refused, &rep.MoreProblems} {
@@ -163,18 +162,6 @@ func ParseHelperResult(data []byte) (Report, error) {
 		rep.Unfinished[i] = u
 	}
 	return rep, nil
-}
-
-func decodeStrict(data []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return errors.New("trailing data")
-	}
-	return nil
 }
 
 // Helper is the privilege-dropped helper: this program (by default through /proc/self/exe)

@@ -30,8 +30,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -252,29 +250,8 @@ func (t *tally) report() Report {
 	return r
 }
 
-// Sanitize makes s safe for a log line: control characters (a newline in a user's file name
-// could forge a log line) are escaped the way strconv.Quote would, and the length is capped.
-func Sanitize(s string) string {
-	const maxLen = 2048
-	var b strings.Builder
-	for _, r := range s {
-		if b.Len() >= maxLen {
-			b.WriteString("...")
-			break
-		}
-		if r == '\ufffd' { // invalid UTF-8 (or a real U+FFFD): say so visibly
-			b.WriteString(`\ufffd`)
-			continue
-		}
-		if r < 0x20 || r == 0x7f || r == '\u2028' || r == '\u2029' || (r >= 0x80 && r < 0xa0) {
-			q := strconv.QuoteRune(r)
-			b.WriteString(q[1 : len(q)-1])
-			continue
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
-}
+// Sanitize makes s safe for a log line (oneline.Sanitize, 2 KiB).
+func Sanitize(s string) string { return oneline.Sanitize(s, 2048) }
 
 // deadline returns the removal deadline: ctx's, else now + d.
 func deadline(ctx context.Context, d time.Duration) time.Time {

@@ -36,6 +36,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ffl-hpc/ffl/internal/oneline"
 )
 
 // Bounds on what crosses between parent and child.
@@ -203,7 +205,7 @@ func (c Command) Call(ctx context.Context, cred *Credential, req any, onItem fun
 		return fmt.Errorf("reexec: %s %s: %s", path, who, sanitize(final.Error))
 	}
 	if result != nil {
-		if err := decodeStrict(final.Result, result); err != nil {
+		if err := DecodeStrict(final.Result, result); err != nil {
 			return fmt.Errorf("reexec: %s %s: result: %w: %w", path, who, ErrBadAnswer, err)
 		}
 	}
@@ -221,7 +223,7 @@ func readAnswer(r *os.File, dl time.Time, onItem func(json.RawMessage) error) (l
 	for {
 		if i := bytes.IndexByte(buf, '\n'); i >= 0 {
 			var l line
-			if err := decodeStrict(buf[:i], &l); err != nil {
+			if err := DecodeStrict(buf[:i], &l); err != nil {
 				return line{}, fmt.Errorf("%w: %v", ErrBadAnswer, err)
 			}
 			buf = buf[i+1:]
@@ -285,8 +287,9 @@ func btoi(b bool) int {
 	return 0
 }
 
-// decodeStrict decodes exactly one JSON value with no unknown fields.
-func decodeStrict(data []byte, v any) error {
+// DecodeStrict decodes exactly one JSON value with no unknown fields: how both sides read what
+// crosses the privilege boundary.
+func DecodeStrict(data []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -298,23 +301,8 @@ func decodeStrict(data []byte, v any) error {
 	return nil
 }
 
-// sanitize keeps a child's text safe for a log line: control characters escaped, length capped.
-func sanitize(s string) string {
-	const maxLen = 1024
-	var b strings.Builder
-	for _, r := range s {
-		if b.Len() >= maxLen {
-			b.WriteString("...")
-			break
-		}
-		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == '\u2028' || r == '\u2029' {
-			fmt.Fprintf(&b, "\\x%02x", r)
-			continue
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
-}
+// sanitize keeps a child's text safe for a log line (oneline.Sanitize, 1 KiB).
+func sanitize(s string) string { return oneline.Sanitize(s, 1024) }
 
 // Serve is the child's side, the whole of a re-executed process's work: it makes the process
 // non-dumpable when it runs as someone other than root, parses arg (the envelope Call built),
@@ -338,7 +326,7 @@ func Serve(arg string, out io.Writer, handle func(ctx context.Context, req json.
 	if len(arg) > MaxRequest {
 		return write(line{Error: fmt.Sprintf("request of %d bytes (max %d)", len(arg), MaxRequest)})
 	}
-	if err := decodeStrict([]byte(arg), &env); err != nil || env.DeadlineMS <= 0 || env.Request == nil {
+	if err := DecodeStrict([]byte(arg), &env); err != nil || env.DeadlineMS <= 0 || env.Request == nil {
 		return write(line{Error: fmt.Sprintf("request envelope refused: %v", err)})
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(env.DeadlineMS)*time.Millisecond)
