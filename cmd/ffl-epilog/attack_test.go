@@ -226,6 +226,13 @@ func watchChildren(stop <-chan struct{}, secret string) []string {
 			if st.PPID == os.Getpid() {
 				continue // the Epilog itself
 			}
+			// Between fork and exec a child is still a copy of the Epilog, with every
+			// descriptor (the close-on-exec ones close at the exec): only a child running its
+			// subcommand (helper, scan) is what the user could reach.
+			cmdline, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+			if args := strings.Split(string(cmdline), "\x00"); len(args) < 2 || (args[1] != "helper" && args[1] != "scan") {
+				continue
+			}
 			reported[pid] = true
 			line := fmt.Sprintf("pid %d: %d descriptors", pid, len(fds))
 			for _, fd := range fds {
