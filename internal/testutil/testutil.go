@@ -199,6 +199,13 @@ func RunTestAs(t *testing.T, u User, name string, env ...string) {
 // Eventually polls cond every 20 ms until it holds or the (generous) limit passes; it returns
 // whether it held. Tests assert the outcome, never the time it took.
 func Eventually(limit time.Duration, cond func() bool) bool {
+	return Poll(limit, 20*time.Millisecond, cond)
+}
+
+// Poll checks cond every interval until it holds or limit passes and reports whether it held:
+// Eventually for conditions that are cheap to check, a longer interval for ones that run
+// commands (the Slurm suites poll squeue and /proc every 100 ms).
+func Poll(limit, interval time.Duration, cond func() bool) bool {
 	end := time.Now().Add(limit)
 	for {
 		if cond() {
@@ -207,8 +214,18 @@ func Eventually(limit time.Duration, cond func() bool) bool {
 		if time.Now().After(end) {
 			return false
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(interval)
 	}
+}
+
+// MustRead returns the content of the file at path and fails the test when it cannot be read.
+func MustRead(t testing.TB, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // RequireRoot skips the test unless it runs as root: the root-only cases act on files and
