@@ -1,17 +1,13 @@
 package slurm
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -20,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ffl-hpc/ffl/internal/slurmtest"
 	"github.com/ffl-hpc/ffl/pkg/layout"
 	"github.com/ffl-hpc/ffl/pkg/lifecycle"
 	"github.com/ffl-hpc/ffl/pkg/proc"
@@ -58,11 +55,7 @@ type submitOpts struct {
 func (c *Cluster) submit(t *testing.T, o submitOpts) *Job {
 	t.Helper()
 	u := o.user
-	env := []string{
-		"PATH=" + testPath, "HOME=" + u.Home, "USER=" + u.Name, "LOGNAME=" + u.Name, "LANG=C.UTF-8",
-		"SLURM_CONF=" + filepath.Join(c.confDir, "slurm.conf"),
-		"FFL_LAUNCH=" + c.launch, "FFL_CONFIG=" + c.config,
-	}
+	env := append(slurmtest.UserEnv(u), "SLURM_CONF="+c.ctl.Conf(), "FFL_LAUNCH="+c.launch, "FFL_CONFIG="+c.config)
 	env = append(env, o.env...)
 	script := o.script
 	if script == "" {
@@ -75,7 +68,7 @@ func (c *Cluster) submit(t *testing.T, o submitOpts) *Job {
 	sb := append([]string{"--parsable", "--partition=" + partition, "--chdir=" + c.work[u.Name]}, o.flags...)
 	sb = append(sb, script)
 	sb = append(sb, args...)
-	out, err := c.asUserEnv(context.Background(), u, env, "sbatch", sb...)
+	out, err := slurmtest.RunAs(context.Background(), u, env, "sbatch", sb...)
 	if err != nil {
 		t.Fatalf("sbatch as %s: %v", u.Name, err)
 	}
@@ -100,7 +93,7 @@ func (c *Cluster) submit(t *testing.T, o submitOpts) *Job {
 		}
 		if j.inQueue() {
 			_, _ = c.slurm(context.Background(), "scancel", j.ID)
-			waitUntil(goneLimit, func() bool { return !j.inQueue() })
+			slurmtest.WaitUntil(goneLimit, func() bool { return !j.inQueue() })
 		}
 	})
 	return j
@@ -120,42 +113,16 @@ func (j *Job) dumpLogs(t *testing.T) {
 
 // inQueue reports whether squeue still lists the job (pending, running or completing: a job
 // stays COMPLETING until its Epilog has finished).
-func (j *Job) inQueue() bool {
-	out, err := j.c.slurm(context.Background(), "squeue", "-h", "-j", j.ID, "-o", "%T")
-	if err != nil {
-		return !strings.Contains(out, "Invalid job id")
-	}
-	return strings.TrimSpace(out) != ""
-}
+func (j *Job) inQueue() bool { return j.c.ctl.InQueue(j.ID) }
 
 // infos returns the sessions the launcher announced so far (its --json lines).
-func (j *Job) infos() []lifecycle.Info {
-	f, err := os.Open(j.Out)
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	var out []lifecycle.Info
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Bytes()
-		if len(line) == 0 || line[0] != '{' {
-			continue
-		}
-		var info lifecycle.Info
-		if json.Unmarshal(line, &info) == nil && info.Port != 0 {
-			out = append(out, info)
-		}
-	}
-	return out
-}
+func (j *Job) infos() []lifecycle.Info { return slurmtest.LauncherInfos(j.Out) }
 
 // waitReady waits for the job's first session and checks it answers its user with HTTP 200.
 func (j *Job) waitReady(t *testing.T) lifecycle.Info {
 	t.Helper()
 	var info lifecycle.Info
-	ok := waitUntil(readyLimit, func() bool {
+	ok := slurmtest.WaitUntil(readyLimit, func() bool {
 		if infos := j.infos(); len(infos) > 0 {
 			info = infos[0]
 			return true
@@ -182,12 +149,11 @@ func (j *Job) waitReady(t *testing.T) lifecycle.Info {
 func (j *Job) assertOwnsPort(t *testing.T, port int) {
 	t.Helper()
 	var owners []int
-	ok := waitUntil(10*time.Second, func() bool {
+	ok := slurmtest.WaitUntil(10*time.Second, func() bool {
 		owners = listeners(port)
 		for _, pid := range owners {
 			id, err := proc.Lookup(pid)
-			env, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
-			if err == nil && id.UID == j.User.UID && strings.Contains("\x00"+string(env), "\x00SLURM_JOB_ID="+j.ID+"\x00") {
+			if err == nil && id.UID == j.User.UID && slurmtest.InJob(pid, j.ID) {
 				return true
 			}
 		}
@@ -262,45 +228,19 @@ func listenInodes(netDir string, port int) map[string]bool {
 	return inodes
 }
 
-func containsInt(list []int, n int) bool {
-	for _, x := range list {
-		if x == n {
-			return true
-		}
-	}
-	return false
-}
-
 // waitGone waits until the job has left the queue (its Epilog has then run).
 func (j *Job) waitGone(t *testing.T, limit time.Duration) {
 	t.Helper()
-	if !waitUntil(limit, func() bool { return !j.inQueue() }) {
-		st, _ := j.state()
-		t.Fatalf("job %s still in the queue after %v (%s)", j.ID, limit, st)
-	}
+	j.c.ctl.WaitGone(t, j.ID, limit)
 }
 
 // state returns JobState and ExitCode from scontrol (kept MinJobAge = 300 s after the end).
-func (j *Job) state() (state, exit string) {
-	out, _ := j.c.slurm(context.Background(), "scontrol", "show", "job", "-o", j.ID)
-	for _, f := range strings.Fields(out) {
-		if v, ok := strings.CutPrefix(f, "JobState="); ok {
-			state = v
-		}
-		if v, ok := strings.CutPrefix(f, "ExitCode="); ok {
-			exit = v
-		}
-	}
-	return state, exit
-}
+func (j *Job) state() (state, exit string) { return j.c.ctl.JobState(j.ID) }
 
 // cancel runs scancel with extra options (an already finished job is no error).
 func (j *Job) cancel(t *testing.T, opts ...string) {
 	t.Helper()
-	args := append(append([]string{}, opts...), j.ID)
-	if out, err := j.c.slurm(context.Background(), "scancel", args...); err != nil && !strings.Contains(out, "already completing or completed") {
-		t.Fatalf("scancel %s: %v", strings.Join(args, " "), err)
-	}
+	j.c.ctl.Cancel(t, j.ID, opts...)
 }
 
 // supervisor reads the launcher's record from the job's runtime dir.
@@ -343,7 +283,7 @@ func (j *Job) launcherLog() []logLine {
 func (j *Job) epilogSummary(t *testing.T) logLine {
 	t.Helper()
 	var found logLine
-	ok := waitUntil(epilogLimit, func() bool {
+	ok := slurmtest.WaitUntil(epilogLimit, func() bool {
 		for _, l := range j.c.epilogLines() {
 			if l.fields["job"] == j.ID && strings.HasPrefix(l.fields["msg"], "epilog done") {
 				found = l
@@ -387,19 +327,11 @@ func (c *Cluster) assertClean(t *testing.T, j *Job, ports []int, o cleanOpts) lo
 	if !o.epilogErrorsOK && sum.fields["errors"] != "0" {
 		t.Errorf("job %s: the Epilog reported problems: %s", j.ID, sum.raw)
 	}
-	if !waitUntil(10*time.Second, func() bool { return len(j.markerProcs()) == 0 }) {
-		t.Errorf("job %s: processes with marker %s left: %v", j.ID, j.Layout.JobMarkerPrefix(), describe(j.markerProcs()))
+	if !slurmtest.WaitUntil(10*time.Second, func() bool { return len(j.markerProcs()) == 0 }) {
+		t.Errorf("job %s: processes with marker %s left: %v", j.ID, j.Layout.JobMarkerPrefix(), slurmtest.Describe(j.markerProcs()))
 	}
-	for _, p := range []string{j.Layout.HomeJobDir(), j.Layout.PreferredRuntimeJobDir(), j.Layout.FallbackRuntimeJobDir()} {
-		if _, err := os.Lstat(p); !errors.Is(err, fs.ErrNotExist) {
-			t.Errorf("job %s: %s left (%v)", j.ID, p, err)
-		}
-	}
-	for _, port := range ports {
-		if !waitUntil(10*time.Second, func() bool { return portFree(port) }) {
-			t.Errorf("job %s: port %d still in use", j.ID, port)
-		}
-	}
+	slurmtest.AssertNoneLeft(t, j.ID, j.Layout.HomeJobDir(), j.Layout.PreferredRuntimeJobDir(), j.Layout.FallbackRuntimeJobDir())
+	slurmtest.AssertPortsFree(t, j.ID, ports)
 	c.assertNotDrained(t)
 	return sum
 }
@@ -407,18 +339,7 @@ func (c *Cluster) assertClean(t *testing.T, j *Job, ports []int, o cleanOpts) lo
 // assertNotDrained: an Epilog or Prolog that exits non-zero drains the node.
 func (c *Cluster) assertNotDrained(t *testing.T) {
 	t.Helper()
-	out, err := c.slurm(context.Background(), "sinfo", "-h", "-N", "-o", "%T")
-	if err != nil {
-		t.Errorf("sinfo: %v", err)
-		return
-	}
-	if strings.Contains(out, "drain") {
-		reason, _ := c.slurm(context.Background(), "sinfo", "-h", "-R")
-		t.Errorf("node drained: %s (%s)", out, reason)
-		if _, err := c.slurm(context.Background(), "scontrol", "update", "nodename="+c.node, "state=resume"); err != nil {
-			t.Logf("resume: %v", err)
-		}
-	}
+	c.ctl.AssertNotDrained(t, c.node)
 }
 
 // assertRunning checks that a session of a live job is untouched: the job runs, the session
@@ -428,7 +349,7 @@ func (c *Cluster) assertRunning(t *testing.T, j *Job, info lifecycle.Info) {
 	if st, _ := j.state(); st != "RUNNING" {
 		t.Errorf("job %s of %s: state %s, want RUNNING", j.ID, j.User.Name, st)
 	}
-	if !waitUntil(30*time.Second, func() bool { return httpStatus(j.User, info.URL) == http.StatusOK }) {
+	if !slurmtest.WaitUntil(30*time.Second, func() bool { return httpStatus(j.User, info.URL) == http.StatusOK }) {
 		t.Errorf("job %s of %s: %s does not answer 200", j.ID, j.User.Name, info.URL)
 	}
 	for _, p := range []string{
@@ -441,7 +362,7 @@ func (c *Cluster) assertRunning(t *testing.T, j *Job, info lifecycle.Info) {
 		}
 	}
 	ids, _ := proc.FindByMarker(j.User.UID, layout.MarkerVar, j.Layout.Marker(info.Port))
-	if comms := commsOf(ids); !containsString(comms, "firefox-esr") || !containsString(comms, "xpra") {
+	if comms := slurmtest.Comms(ids); !slices.Contains(comms, "firefox-esr") || !slices.Contains(comms, "xpra") {
 		t.Errorf("job %s of %s: session processes %v lack xpra or firefox-esr", j.ID, j.User.Name, comms)
 	}
 }
@@ -450,53 +371,11 @@ func (c *Cluster) assertRunning(t *testing.T, j *Job, info lifecycle.Info) {
 func firefoxMain(t *testing.T, j *Job, port int) proc.Identity {
 	t.Helper()
 	ids, _ := proc.FindByMarker(j.User.UID, layout.MarkerVar, j.Layout.Marker(port))
-	var mains []proc.Identity
-	for _, id := range ids {
-		st, err := proc.ReadStat(id.PID)
-		if err != nil || st.Comm != "firefox-esr" {
-			continue
-		}
-		if pst, err := proc.ReadStat(st.PPID); err == nil && pst.Comm == "firefox-esr" {
-			continue
-		}
-		mains = append(mains, id)
-	}
+	mains := slurmtest.FirefoxMains(ids)
 	if len(mains) != 1 {
-		t.Fatalf("job %s: want one main firefox-esr of session %d, found %v among %v", j.ID, port, mains, commsOf(ids))
+		t.Fatalf("job %s: want one main firefox-esr of session %d, found %v among %v", j.ID, port, mains, slurmtest.Comms(ids))
 	}
 	return mains[0]
-}
-
-func commsOf(ids []proc.Identity) []string {
-	var out []string
-	for _, id := range ids {
-		if st, err := proc.ReadStat(id.PID); err == nil {
-			out = append(out, st.Comm)
-		}
-	}
-	sort.Strings(out)
-	return out
-}
-
-func describe(ids []proc.Identity) []string {
-	var out []string
-	for _, id := range ids {
-		comm := "?"
-		if st, err := proc.ReadStat(id.PID); err == nil {
-			comm = st.Comm
-		}
-		out = append(out, fmt.Sprintf("%d(%s)", id.PID, comm))
-	}
-	return out
-}
-
-func containsString(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // httpStatus fetches url as user u (a session admits only its own user's connections): the
@@ -510,20 +389,6 @@ func httpStatus(u User, url string) int {
 	out, _ := cmd.Output()
 	code, _ := strconv.Atoi(strings.TrimSpace(string(out)))
 	return code
-}
-
-// waitUntil polls cond every 100 ms until it holds or limit passes; it reports whether it held.
-func waitUntil(limit time.Duration, cond func() bool) bool {
-	end := time.Now().Add(limit)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(end) {
-			return false
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 // fileSnapshot is what must not change about a root-owned file a hostile user points at.
@@ -561,13 +426,4 @@ func snapshot(t *testing.T, path string) fileSnapshot {
 		s.data = strings.Join(names, "\n")
 	}
 	return s
-}
-
-func mustRead(t *testing.T, path string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }

@@ -13,21 +13,19 @@
 package slurm
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
-	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ffl-hpc/ffl/internal/slurmtest"
+	"github.com/ffl-hpc/ffl/internal/testutil"
 )
 
 // Cluster-wide settings of the suite.
@@ -51,26 +49,22 @@ const (
 	// envInstalled=1 runs the scenarios against the installed Debian package (/usr/bin,
 	// /usr/sbin, /usr/share/ffl) instead of binaries built from this tree.
 	envInstalled = "FFL_INSTALLED"
-	// testPath is the PATH of everything run as a test user.
-	testPath = "/usr/local/bin:/usr/bin:/bin"
 )
 
-// User is a test account (made by users.sh).
-type User struct {
-	Name     string
-	UID, GID int
-	Home     string
-}
+// User is a test account (made by users.sh); the same type as the other suites' accounts, so
+// that internal/slurmtest serves them all.
+type User = testutil.User
 
 // Cluster is the running local Slurm of this test binary and what the scenarios share.
 type Cluster struct {
 	root      string // module root
 	dir       string // root-owned 0755: bin/, ffl.toml, epilog.log
 	confDir   string
-	launch    string // ffl-launch
-	prolog    string // ffl-prolog
-	epilog    string // ffl-epilog
-	config    string // FFL_CONFIG of the jobs (same content as /etc/ffl/ffl.toml)
+	ctl       slurmtest.Client // Slurm's clients against confDir
+	launch    string           // ffl-launch
+	prolog    string           // ffl-prolog
+	epilog    string           // ffl-epilog
+	config    string           // FFL_CONFIG of the jobs (same content as /etc/ffl/ffl.toml)
 	epilogLog string
 	script    string // contrib/sbatch/firefox.sbatch
 	node      string
@@ -142,33 +136,23 @@ func missingPrerequisites() string {
 
 func setupCluster() (c *Cluster, err error) {
 	t0 := time.Now()
-	wd, err := os.Getwd()
+	root, err := slurmtest.ModuleRoot()
 	if err != nil {
 		return nil, err
 	}
-	root := filepath.Clean(filepath.Join(wd, "..", ".."))
-	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
-		return nil, fmt.Errorf("module root %s: %w", root, err)
-	}
-	confDir := os.Getenv("SLURM_CONFDIR")
-	if confDir == "" {
-		confDir = "/var/tmp/ffl-slurm"
-	}
-	node, err := output(context.Background(), nil, "hostname", "-s")
+	confDir := slurmtest.EnvOr("SLURM_CONFDIR", "/var/tmp/ffl-slurm")
+	node, err := slurmtest.Output(context.Background(), nil, "hostname", "-s")
 	if err != nil {
 		return nil, err
 	}
 	// Root-owned and 0755 in a sticky /var/tmp: slurmd runs the Prolog/Epilog from here as root,
 	// so no user may replace them; the job users only read and execute.
-	dir, err := os.MkdirTemp("/var/tmp", "ffl-slurmtest-")
+	dir, err := slurmtest.WorkDir("ffl-slurmtest-")
 	if err != nil {
 		return nil, err
 	}
-	if err := os.Chmod(dir, 0o755); err != nil {
-		return nil, err
-	}
 	c = &Cluster{
-		root: root, dir: dir, confDir: confDir, node: node,
+		root: root, dir: dir, confDir: confDir, ctl: slurmtest.Client{ConfDir: confDir}, node: node,
 		launch: filepath.Join(dir, "bin", "ffl-launch"), config: filepath.Join(dir, "ffl.toml"),
 		epilogLog: filepath.Join(dir, "epilog.log"), script: filepath.Join(root, "contrib", "sbatch", "firefox.sbatch"),
 		users: map[string]User{}, work: map[string]string{},
@@ -192,21 +176,14 @@ func setupCluster() (c *Cluster, err error) {
 		logf("%s=1: the installed %s, %s, %s and %s", envInstalled, c.launch, c.prolog, c.epilog, c.script)
 	} else {
 		tb := time.Now()
-		build := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(dir, "bin")+"/",
-			"./cmd/ffl-launch", "./cmd/ffl-epilog", "./cmd/ffl-prolog")
-		build.Dir = root
-		build.Env = append(os.Environ(), "CGO_ENABLED=1")
-		if out, err := build.CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("go build: %v\n%s", err, out)
-		}
-		if err := os.Chmod(filepath.Join(dir, "bin"), 0o755); err != nil {
+		if err := slurmtest.BuildFFL(root, filepath.Join(dir, "bin")); err != nil {
 			return nil, err
 		}
 		logf("built ffl-launch, ffl-epilog, ffl-prolog into %s/bin in %v", dir, time.Since(tb).Round(time.Millisecond))
 	}
 
 	// Config: a random free port range, the Epilog's log in a file we read.
-	if c.portMin, err = freePortRange(100); err != nil {
+	if c.portMin, err = slurmtest.FreePortRange(100); err != nil {
 		return nil, err
 	}
 	c.portMax = c.portMin + 99
@@ -225,48 +202,21 @@ timeout = "20s"
 	if err := os.WriteFile(c.config, []byte(cfg), 0o644); err != nil {
 		return nil, err
 	}
-	if c.restore, err = installEtcConfig([]byte(cfg)); err != nil {
+	// An interrupted run of this suite (its own tag) is undone first.
+	if c.restore, err = slurmtest.InstallConfig(etcConfig, []byte(cfg), configTag, etcConfig+".ffl-slurmtest-backup"); err != nil {
 		return nil, err
 	}
 
 	// Users and their working dirs (job output files land there).
-	out, err := output(context.Background(), nil, filepath.Join(root, "tests", "slurm", "users.sh"), "ffluser1", "ffluser2")
-	if err != nil {
+	if c.users, err = slurmtest.Users(context.Background(), root, "ffluser1", "ffluser2"); err != nil {
 		return nil, err
 	}
-	for _, line := range strings.Split(out, "\n") {
-		f := strings.Fields(line)
-		if len(f) != 4 {
-			continue
-		}
-		uid, err1 := strconv.Atoi(f[1])
-		gid, err2 := strconv.Atoi(f[2])
-		if err1 != nil || err2 != nil {
-			return nil, fmt.Errorf("users.sh printed %q", line)
-		}
-		u := User{Name: f[0], UID: uid, GID: gid, Home: f[3]}
-		c.users[u.Name] = u
-		w := filepath.Join(u.Home, filepath.Base(dir))
-		if _, err := c.asUser(context.Background(), u, "mkdir", "-m", "0755", w); err != nil {
-			return nil, err
-		}
-		c.work[u.Name] = w
-	}
-	if len(c.users) != 2 {
-		return nil, fmt.Errorf("users.sh: want ffluser1 and ffluser2, got %q", out)
+	if c.work, err = slurmtest.WorkDirs(context.Background(), c.users, filepath.Base(dir)); err != nil {
+		return nil, err
 	}
 
-	// The cluster. A random first job id keeps this run's directory names apart from whatever
-	// an earlier, interrupted run left in the test users' homes.
-	c.knobs = []string{
-		"SLURM_PROLOG=" + c.prolog,
-		"SLURM_EPILOG=" + c.epilog,
-		"SLURM_KILLWAIT=" + strconv.Itoa(int(killWait/time.Second)),
-		"SLURM_PROCTRACK=auto",
-		"SLURM_FIRST_JOB_ID=" + strconv.Itoa(10000+rand.IntN(800000)),
-		"SLURM_CONF_EXTRA=PartitionName=" + partition + " Nodes=" + node + " OverSubscribe=FORCE:16 MaxTime=INFINITE State=UP",
-		"SLURM_FORCE_RESTART=1",
-	}
+	// The cluster.
+	c.knobs = slurmtest.LocalKnobs(c.prolog, c.epilog, killWait, partition, node)
 	c.started = true
 	if err := c.harness("start-local-slurm.sh", c.knobs...); err != nil {
 		return nil, err
@@ -280,19 +230,7 @@ timeout = "20s"
 
 // harness runs one of the shell scripts beside this file on c.confDir with extra environment.
 func (c *Cluster) harness(script string, env ...string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(c.root, "tests", "slurm", script), c.confDir)
-	cmd.Env = append(os.Environ(), env...)
-	var buf bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &buf, &buf
-	t0 := time.Now()
-	err := cmd.Run()
-	logf("%s: %v (%v)", script, errOrOK(err), time.Since(t0).Round(time.Millisecond))
-	if err != nil {
-		return fmt.Errorf("%s %s: %w\n%s", script, c.confDir, err, buf.String())
-	}
-	return nil
+	return slurmtest.Script{Path: filepath.Join(c.root, "tests", "slurm", script), Args: []string{c.confDir}, Env: env, Logf: logf}.Run()
 }
 
 func (c *Cluster) currentProctrack() (string, error) {
@@ -336,109 +274,14 @@ func (c *Cluster) teardown(keep bool) error {
 	return errors.Join(errs...)
 }
 
-// installEtcConfig puts data at /etc/ffl/ffl.toml and returns how to undo it. A copy installed
-// by an interrupted earlier run (tagged, with or without a backup) is undone first.
-func installEtcConfig(data []byte) (func() error, error) {
-	backup := etcConfig + ".ffl-slurmtest-backup"
-	_, statErr := os.Stat(filepath.Dir(etcConfig))
-	madeDir := errors.Is(statErr, fs.ErrNotExist)
-	if err := os.MkdirAll(filepath.Dir(etcConfig), 0o755); err != nil {
-		return nil, err
-	}
-	if old, err := os.ReadFile(etcConfig); err == nil && bytes.HasPrefix(old, []byte(configTag)) {
-		if _, err := os.Stat(backup); err == nil {
-			if err := os.Rename(backup, etcConfig); err != nil {
-				return nil, err
-			}
-		} else if err := os.Remove(etcConfig); err != nil {
-			return nil, err
-		}
-	}
-	hadOriginal := false
-	if _, err := os.Lstat(etcConfig); err == nil {
-		hadOriginal = true
-		if err := os.Rename(etcConfig, backup); err != nil {
-			return nil, err
-		}
-	}
-	if err := os.WriteFile(etcConfig, data, 0o644); err != nil {
-		return nil, err
-	}
-	return func() error {
-		if hadOriginal {
-			return os.Rename(backup, etcConfig)
-		}
-		if err := os.Remove(etcConfig); err != nil {
-			return err
-		}
-		if madeDir {
-			_ = os.Remove(filepath.Dir(etcConfig)) // only if empty
-		}
-		return nil
-	}, nil
-}
-
-// freePortRange picks a random range of n TCP ports none of which is in use right now.
-func freePortRange(n int) (int, error) {
-	for try := 0; try < 50; try++ {
-		lo := 20000 + rand.IntN(40000)
-		ok := true
-		for p := lo; p < lo+n && ok; p++ {
-			ok = portFree(p)
-		}
-		if ok {
-			return lo, nil
-		}
-	}
-	return 0, errors.New("no free range of ports found")
-}
-
-func portFree(port int) bool {
-	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
-	if err != nil {
-		return false
-	}
-	l.Close()
-	return true
-}
-
 // asUser runs a command as u with a minimal environment and returns its combined output.
 func (c *Cluster) asUser(ctx context.Context, u User, name string, args ...string) (string, error) {
-	env := []string{"PATH=" + testPath, "HOME=" + u.Home, "USER=" + u.Name, "LOGNAME=" + u.Name, "LANG=C.UTF-8"}
-	return c.asUserEnv(ctx, u, env, name, args...)
-}
-
-func (c *Cluster) asUserEnv(ctx context.Context, u User, env []string, name string, args ...string) (string, error) {
-	full := append([]string{"-u", u.Name, "--", "env", "-i"}, env...)
-	full = append(full, name)
-	full = append(full, args...)
-	return output(ctx, nil, "runuser", full...)
+	return slurmtest.RunAs(ctx, u, slurmtest.UserEnv(u), name, args...)
 }
 
 // slurm runs a Slurm client command as root against this cluster.
 func (c *Cluster) slurm(ctx context.Context, name string, args ...string) (string, error) {
-	return output(ctx, []string{"SLURM_CONF=" + filepath.Join(c.confDir, "slurm.conf")}, name, args...)
-}
-
-// output runs a command (bounded by ctx, else 2 minutes) and returns its trimmed output.
-func output(ctx context.Context, env []string, name string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Env = append(os.Environ(), env...)
-	out, err := cmd.CombinedOutput()
-	s := strings.TrimSpace(string(out))
-	if err != nil {
-		return s, fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, s)
-	}
-	return s, nil
-}
-
-func errOrOK(err error) string {
-	if err != nil {
-		return err.Error()
-	}
-	return "ok"
+	return c.ctl.Run(ctx, name, args...)
 }
 
 // logf prints progress of the suite's setup and teardown (outside any test).

@@ -1,10 +1,7 @@
 package slurm
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -13,11 +10,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ffl-hpc/ffl/internal/slurmtest"
 	"github.com/ffl-hpc/ffl/pkg/layout"
 	"github.com/ffl-hpc/ffl/pkg/lifecycle"
 	"github.com/ffl-hpc/ffl/pkg/proc"
@@ -45,10 +44,11 @@ type MultiCluster struct {
 	root    string // module root
 	dir     string // root-owned 0755: bin/, ffl.toml, epilog-<node>.log, two-node script
 	confDir string
-	launch  string // ffl-launch
-	epilog  string // ffl-epilog (the sweep runs it on a node)
-	script  string // contrib/sbatch/firefox.sbatch
-	twoNode string // a batch script that runs `srun ffl-launch run` on each of its nodes
+	ctl     slurmtest.Client // Slurm's clients against confDir
+	launch  string           // ffl-launch
+	epilog  string           // ffl-epilog (the sweep runs it on a node)
+	script  string           // contrib/sbatch/firefox.sbatch
+	twoNode string           // a batch script that runs `srun ffl-launch run` on each of its nodes
 	nodes   []*Node
 	portMin int
 	portMax int
@@ -96,39 +96,25 @@ func startMultiCluster(t *testing.T) *MultiCluster {
 }
 
 func setupMultiCluster() (*MultiCluster, error) {
-	wd, err := os.Getwd()
+	root, err := slurmtest.ModuleRoot()
 	if err != nil {
 		return nil, err
 	}
-	root := filepath.Clean(filepath.Join(wd, "..", ".."))
-	confDir := os.Getenv("SLURM_MN_CONFDIR")
-	if confDir == "" {
-		confDir = mnConfDirDefault
-	}
+	confDir := slurmtest.EnvOr("SLURM_MN_CONFDIR", mnConfDirDefault)
 	// Root-owned and 0755 in a sticky /var/tmp: slurmd runs the Prolog/Epilog from here as root.
-	dir, err := os.MkdirTemp("/var/tmp", "ffl-multinode-")
+	dir, err := slurmtest.WorkDir("ffl-multinode-")
 	if err != nil {
 		return nil, err
 	}
 	c := &MultiCluster{
-		root: root, dir: dir, confDir: confDir,
+		root: root, dir: dir, confDir: confDir, ctl: slurmtest.Client{ConfDir: confDir},
 		launch: filepath.Join(dir, "bin", "ffl-launch"), epilog: filepath.Join(dir, "bin", "ffl-epilog"),
 		script: filepath.Join(root, "contrib", "sbatch", "firefox.sbatch"), twoNode: filepath.Join(dir, "two-nodes.sbatch"),
 		users: map[string]User{}, work: map[string]string{},
 	}
-	if err := os.Chmod(dir, 0o755); err != nil {
-		return c, err
-	}
 
 	tb := time.Now()
-	build := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(dir, "bin")+"/",
-		"./cmd/ffl-launch", "./cmd/ffl-epilog", "./cmd/ffl-prolog")
-	build.Dir = root
-	build.Env = append(os.Environ(), "CGO_ENABLED=1")
-	if out, err := build.CombinedOutput(); err != nil {
-		return c, fmt.Errorf("go build: %v\n%s", err, out)
-	}
-	if err := os.Chmod(filepath.Join(dir, "bin"), 0o755); err != nil {
+	if err := slurmtest.BuildFFL(root, filepath.Join(dir, "bin")); err != nil {
 		return c, err
 	}
 	logf("multi-node: built ffl into %s/bin in %v", dir, time.Since(tb).Round(time.Millisecond))
@@ -167,30 +153,11 @@ exec srun --output="mn-%j-%N.log" "$FFL_LAUNCH" run "$@"
 		return c, err
 	}
 
-	out, err := output(context.Background(), nil, filepath.Join(root, "tests", "slurm", "users.sh"), "ffluser1", "ffluser2")
-	if err != nil {
+	if c.users, err = slurmtest.Users(context.Background(), root, "ffluser1", "ffluser2"); err != nil {
 		return c, err
 	}
-	for _, line := range strings.Split(out, "\n") {
-		f := strings.Fields(line)
-		if len(f) != 4 {
-			continue
-		}
-		uid, err1 := strconv.Atoi(f[1])
-		gid, err2 := strconv.Atoi(f[2])
-		if err1 != nil || err2 != nil {
-			return c, fmt.Errorf("users.sh printed %q", line)
-		}
-		u := User{Name: f[0], UID: uid, GID: gid, Home: f[3]}
-		c.users[u.Name] = u
-		w := filepath.Join(u.Home, filepath.Base(dir))
-		if _, err := c.asUser(context.Background(), u, "mkdir", "-m", "0755", w); err != nil {
-			return c, err
-		}
-		c.work[u.Name] = w
-	}
-	if len(c.users) != 2 {
-		return c, fmt.Errorf("users.sh: want ffluser1 and ffluser2, got %q", out)
+	if c.work, err = slurmtest.WorkDirs(context.Background(), c.users, filepath.Base(dir)); err != nil {
+		return c, err
 	}
 
 	c.started = true
@@ -200,7 +167,7 @@ exec srun --output="mn-%j-%N.log" "$FFL_LAUNCH" run "$@"
 		"SLURM_PROLOG="+filepath.Join(dir, "bin", "ffl-prolog"), "SLURM_EPILOG="+c.epilog,
 		"SLURM_KILLWAIT="+strconv.Itoa(int(mnKillWait/time.Second)),
 		"SLURM_SLURMD_TIMEOUT="+strconv.Itoa(int(mnSlurmdTimeout/time.Second)),
-		"SLURM_FIRST_JOB_ID="+strconv.Itoa(10000+rand.IntN(800000)))
+		"SLURM_FIRST_JOB_ID="+slurmtest.FirstJobID())
 	if err != nil {
 		return c, err
 	}
@@ -231,19 +198,10 @@ func (c *MultiCluster) harness(command string, env ...string) error {
 }
 
 func (c *MultiCluster) harnessArgs(command string, args []string, env ...string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(c.root, "tests", "slurm", "multinode.sh"), append([]string{command, c.confDir}, args...)...)
-	cmd.Env = append(os.Environ(), env...)
-	var buf bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &buf, &buf
-	t0 := time.Now()
-	err := cmd.Run()
-	logf("multinode.sh %s %s: %v (%v)", command, strings.Join(args, " "), errOrOK(err), time.Since(t0).Round(time.Millisecond))
-	if err != nil {
-		return fmt.Errorf("multinode.sh %s %s %s: %w\n%s", command, c.confDir, strings.Join(args, " "), err, buf.String())
-	}
-	return nil
+	return slurmtest.Script{
+		Path: filepath.Join(c.root, "tests", "slurm", "multinode.sh"),
+		Args: append([]string{command, c.confDir}, args...), Env: env, Logf: logf,
+	}.Run()
 }
 
 // teardown stops the cluster and removes what setup made; keep leaves the work dir (binaries,
@@ -283,17 +241,14 @@ func (c *MultiCluster) node(name string) *Node {
 	panic("no node " + name)
 }
 
+// asUser runs a command as u with a minimal environment and returns its combined output.
 func (c *MultiCluster) asUser(ctx context.Context, u User, name string, args ...string) (string, error) {
-	env := []string{"PATH=" + testPath, "HOME=" + u.Home, "USER=" + u.Name, "LOGNAME=" + u.Name, "LANG=C.UTF-8"}
-	full := append([]string{"-u", u.Name, "--", "env", "-i"}, env...)
-	full = append(full, name)
-	full = append(full, args...)
-	return output(ctx, nil, "runuser", full...)
+	return slurmtest.RunAs(ctx, u, slurmtest.UserEnv(u), name, args...)
 }
 
 // slurm runs a Slurm client command as root against this cluster.
 func (c *MultiCluster) slurm(ctx context.Context, name string, args ...string) (string, error) {
-	return output(ctx, []string{"SLURM_CONF=" + filepath.Join(c.confDir, "slurm.conf")}, name, args...)
+	return c.ctl.Run(ctx, name, args...)
 }
 
 // crash is a node's power cut: every process of the node dies at once; its /run, /tmp and
@@ -369,7 +324,7 @@ func (n *Node) nsLink(t *testing.T, kind string) string {
 func (n *Node) run(t *testing.T, name string, args ...string) string {
 	t.Helper()
 	full := append([]string{"--target", strconv.Itoa(n.mustInit(t)), "--mount", "--uts", "--net", "--pid", "--time", "--wd=/", "--", name}, args...)
-	out, err := output(context.Background(), nil, "nsenter", full...)
+	out, err := slurmtest.Output(context.Background(), nil, "nsenter", full...)
 	if err != nil {
 		t.Fatalf("on %s: %v", n.Name, err)
 	}
@@ -385,7 +340,7 @@ func (n *Node) httpStatusAs(t *testing.T, u User, port int) int {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "nsenter", "--target", strconv.Itoa(n.mustInit(t)), "--net",
 		"--setuid", strconv.Itoa(u.UID), "--setgid", strconv.Itoa(u.GID), "--",
-		"env", "-i", "PATH="+testPath, "HOME="+u.Home,
+		"env", "-i", "PATH="+slurmtest.UserPath, "HOME="+u.Home,
 		"curl", "-q", "--noproxy", "*", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-m", "10",
 		fmt.Sprintf("http://127.0.0.1:%d/", port))
 	cmd.Dir = "/"
@@ -426,7 +381,7 @@ func (n *Node) epilogLines() []logLine {
 func (n *Node) hookSummary(t *testing.T, id, msg string) logLine {
 	t.Helper()
 	var found logLine
-	if !waitUntil(epilogLimit, func() bool {
+	if !slurmtest.WaitUntil(epilogLimit, func() bool {
 		for _, l := range n.epilogLines() {
 			if l.fields["job"] == id && strings.HasPrefix(l.fields["msg"], msg) {
 				found = l
@@ -473,10 +428,7 @@ type mnSubmit struct {
 func (c *MultiCluster) submit(t *testing.T, o mnSubmit) *MJob {
 	t.Helper()
 	u := o.user
-	env := []string{
-		"PATH=" + testPath, "HOME=" + u.Home, "USER=" + u.Name, "LOGNAME=" + u.Name, "LANG=C.UTF-8",
-		"SLURM_CONF=" + filepath.Join(c.confDir, "slurm.conf"), "FFL_LAUNCH=" + c.launch,
-	}
+	env := append(slurmtest.UserEnv(u), "SLURM_CONF="+c.ctl.Conf(), "FFL_LAUNCH="+c.launch)
 	env = append(env, o.env...)
 	var names []string
 	for _, n := range o.nodes {
@@ -500,10 +452,7 @@ func (c *MultiCluster) submit(t *testing.T, o mnSubmit) *MJob {
 		}
 		sb = append(sb, args...)
 	}
-	full := append([]string{"-u", u.Name, "--", "env", "-i"}, env...)
-	full = append(full, "sbatch")
-	full = append(full, sb...)
-	out, err := output(context.Background(), nil, "runuser", full...)
+	out, err := slurmtest.RunAs(context.Background(), u, env, "sbatch", sb...)
 	if err != nil {
 		t.Fatalf("sbatch as %s: %v", u.Name, err)
 	}
@@ -527,7 +476,7 @@ func (c *MultiCluster) submit(t *testing.T, o mnSubmit) *MJob {
 		}
 		if j.inQueue() {
 			_, _ = c.slurm(context.Background(), "scancel", j.ID)
-			waitUntil(goneLimit, func() bool { return !j.inQueue() })
+			slurmtest.WaitUntil(goneLimit, func() bool { return !j.inQueue() })
 		}
 	})
 	return j
@@ -559,39 +508,19 @@ func (j *MJob) layout(n *Node) layout.Layout {
 	}
 }
 
-func (j *MJob) inQueue() bool {
-	out, err := j.c.slurm(context.Background(), "squeue", "-h", "-j", j.ID, "-o", "%T")
-	if err != nil {
-		return !strings.Contains(out, "Invalid job id")
-	}
-	return strings.TrimSpace(out) != ""
-}
+func (j *MJob) inQueue() bool { return j.c.ctl.InQueue(j.ID) }
 
 // state returns JobState and ExitCode from scontrol.
-func (j *MJob) state() (state, exit string) {
-	out, _ := j.c.slurm(context.Background(), "scontrol", "show", "job", "-o", j.ID)
-	for _, f := range strings.Fields(out) {
-		if v, ok := strings.CutPrefix(f, "JobState="); ok {
-			state = v
-		}
-		if v, ok := strings.CutPrefix(f, "ExitCode="); ok {
-			exit = v
-		}
-	}
-	return state, exit
-}
+func (j *MJob) state() (state, exit string) { return j.c.ctl.JobState(j.ID) }
 
 func (j *MJob) waitGone(t *testing.T) {
 	t.Helper()
-	if !waitUntil(goneLimit, func() bool { return !j.inQueue() }) {
-		st, _ := j.state()
-		t.Fatalf("job %s still in the queue after %v (%s)", j.ID, goneLimit, st)
-	}
+	j.c.ctl.WaitGone(t, j.ID, goneLimit)
 }
 
 func (j *MJob) waitRunning(t *testing.T) {
 	t.Helper()
-	if !waitUntil(readyLimit, func() bool { st, _ := j.state(); return st == "RUNNING" }) {
+	if !slurmtest.WaitUntil(readyLimit, func() bool { st, _ := j.state(); return st == "RUNNING" }) {
 		st, _ := j.state()
 		t.Fatalf("job %s: state %s, want RUNNING", j.ID, st)
 	}
@@ -599,34 +528,11 @@ func (j *MJob) waitRunning(t *testing.T) {
 
 func (j *MJob) cancel(t *testing.T, opts ...string) {
 	t.Helper()
-	args := append(append([]string{}, opts...), j.ID)
-	if out, err := j.c.slurm(context.Background(), "scancel", args...); err != nil && !strings.Contains(out, "already completing or completed") {
-		t.Fatalf("scancel %s: %v", strings.Join(args, " "), err)
-	}
+	j.c.ctl.Cancel(t, j.ID, opts...)
 }
 
 // infos returns the sessions the job's launcher on node announced (its --json lines).
-func (j *MJob) infos(node string) []lifecycle.Info {
-	f, err := os.Open(j.outs[node])
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	var out []lifecycle.Info
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Bytes()
-		if len(line) == 0 || line[0] != '{' {
-			continue
-		}
-		var info lifecycle.Info
-		if json.Unmarshal(line, &info) == nil && info.Port != 0 {
-			out = append(out, info)
-		}
-	}
-	return out
-}
+func (j *MJob) infos(node string) []lifecycle.Info { return slurmtest.LauncherInfos(j.outs[node]) }
 
 func (j *MJob) launcherLog(node string) []logLine {
 	data, _ := os.ReadFile(j.outs[node])
@@ -639,7 +545,7 @@ func (j *MJob) launcherLog(node string) []logLine {
 func (j *MJob) waitReady(t *testing.T) map[string]lifecycle.Info {
 	t.Helper()
 	got := map[string]lifecycle.Info{}
-	ok := waitUntil(readyLimit, func() bool {
+	ok := slurmtest.WaitUntil(readyLimit, func() bool {
 		for _, n := range j.Nodes {
 			if infos := j.infos(n.Name); len(infos) > 0 {
 				got[n.Name] = infos[0]
@@ -671,19 +577,19 @@ func (j *MJob) assertOwnsPort(t *testing.T, n *Node, port int) {
 	t.Helper()
 	marker := j.layout(n).Marker(port)
 	var owners []int
-	ok := waitUntil(10*time.Second, func() bool {
+	ok := slurmtest.WaitUntil(10*time.Second, func() bool {
 		owners = n.listeners(t, port)
 		ids, _ := proc.FindByMarker(j.User.UID, layout.MarkerVar, marker)
 		ids = append(ids, j.launcherOn(t, n)...)
 		for _, id := range ids {
-			if containsInt(owners, id.PID) && n.inNode(t, id.PID) {
+			if slices.Contains(owners, id.PID) && n.inNode(t, id.PID) {
 				return true
 			}
 		}
 		return false
 	})
 	if !ok {
-		t.Errorf("job %s on %s: port %d is held by %v, none of them a process of session %s", j.ID, n.Name, port, describe(pidIdentities(owners)), marker)
+		t.Errorf("job %s on %s: port %d is held by %v, none of them a process of session %s", j.ID, n.Name, port, slurmtest.Describe(pidIdentities(owners)), marker)
 	}
 }
 
@@ -702,8 +608,7 @@ func (j *MJob) launcherOn(t *testing.T, n *Node) []proc.Identity {
 	ids, _ := proc.Scan(func(st proc.Stat, uid int) bool { return st.Comm == "ffl-launch" && uid == j.User.UID })
 	var out []proc.Identity
 	for _, id := range ids {
-		env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", id.PID))
-		if err != nil || !bytes.Contains(append([]byte{0}, env...), []byte("\x00SLURM_JOB_ID="+j.ID+"\x00")) {
+		if !slurmtest.InJob(id.PID, j.ID) {
 			continue
 		}
 		if n == nil || n.inNode(t, id.PID) {
@@ -728,7 +633,7 @@ func (j *MJob) assertRunning(t *testing.T, n *Node, info lifecycle.Info) {
 	if st, _ := j.state(); st != "RUNNING" {
 		t.Errorf("job %s: state %s, want RUNNING", j.ID, st)
 	}
-	if !waitUntil(30*time.Second, func() bool { return n.httpStatusAs(t, j.User, info.Port) == http.StatusOK }) {
+	if !slurmtest.WaitUntil(30*time.Second, func() bool { return n.httpStatusAs(t, j.User, info.Port) == http.StatusOK }) {
 		t.Errorf("job %s on %s: port %d does not answer %s with 200", j.ID, n.Name, info.Port, j.User.Name)
 	}
 	l := j.layout(n)
@@ -748,7 +653,7 @@ func (j *MJob) assertRunning(t *testing.T, n *Node, info lifecycle.Info) {
 			here = append(here, id)
 		}
 	}
-	if comms := commsOf(here); !containsString(comms, "firefox-esr") || !containsString(comms, "xpra") {
+	if comms := slurmtest.Comms(here); !slices.Contains(comms, "firefox-esr") || !slices.Contains(comms, "xpra") {
 		t.Errorf("job %s on %s: session processes %v lack xpra or firefox-esr", j.ID, n.Name, comms)
 	}
 	if len(here) != len(ids) {
@@ -793,8 +698,8 @@ func (c *MultiCluster) assertClean(t *testing.T, j *MJob, ports map[string][]int
 			t.Errorf("job %s: the Epilog on %s reported problems: %s", j.ID, n.Name, sum.raw)
 		}
 	}
-	if !waitUntil(10*time.Second, func() bool { return len(j.jobProcs(t)) == 0 }) {
-		t.Errorf("job %s: processes left: %v", j.ID, describe(j.jobProcs(t)))
+	if !slurmtest.WaitUntil(10*time.Second, func() bool { return len(j.jobProcs(t)) == 0 }) {
+		t.Errorf("job %s: processes left: %v", j.ID, slurmtest.Describe(j.jobProcs(t)))
 	}
 	for _, n := range c.nodes {
 		l := j.layout(n)
@@ -810,7 +715,7 @@ func (c *MultiCluster) assertClean(t *testing.T, j *MJob, ports map[string][]int
 	}
 	for node, ps := range ports {
 		for _, port := range ps {
-			if !waitUntil(10*time.Second, func() bool { return c.node(node).portFree(t, port) }) {
+			if !slurmtest.WaitUntil(10*time.Second, func() bool { return c.node(node).portFree(t, port) }) {
 				t.Errorf("job %s: port %d still in use on %s", j.ID, port, node)
 			}
 		}

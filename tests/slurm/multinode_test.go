@@ -2,7 +2,6 @@ package slurm
 
 import (
 	"errors"
-	"fmt"
 	"io/fs"
 	"math/rand/v2"
 	"os"
@@ -13,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ffl-hpc/ffl/internal/slurmtest"
 	"github.com/ffl-hpc/ffl/pkg/layout"
 	"github.com/ffl-hpc/ffl/pkg/lifecycle"
 	"github.com/ffl-hpc/ffl/pkg/proc"
@@ -35,36 +35,14 @@ func TestMultiNode(t *testing.T) {
 		{"03_kill_9_launcher_on_one_node", mnKillLauncherOneNode},
 		{"04_node_reboot", mnNodeReboot},
 	}
-	type result struct {
-		name    string
-		ran, ok bool
-		took    time.Duration
-	}
-	var results []result
+	var runs []slurmtest.Scenario
 	for _, sc := range scenarios {
-		start := time.Now()
-		r := result{name: sc.name}
-		r.ok = t.Run(sc.name, func(t *testing.T) {
-			r.ran = true
-			sc.run(t, c)
+		runs = append(runs, slurmtest.Scenario{
+			Name: sc.name,
+			Run:  func(t *testing.T) { sc.run(t, c) },
 		})
-		r.took = time.Since(start)
-		results = append(results, r)
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "%-36s %-7s %s\n", "scenario", "result", "duration")
-	for _, r := range results {
-		verdict := "PASS"
-		switch {
-		case !r.ran:
-			verdict = "not run"
-		case !r.ok:
-			verdict = "FAIL"
-		}
-		fmt.Fprintf(&b, "%-36s %-7s %6.1fs\n", r.name, verdict, r.took.Seconds())
-	}
-	fmt.Fprintf(&b, "%-36s %-7s %6.1fs", "total (cluster up)", "", time.Since(t0).Seconds())
-	t.Logf("multi-node scenarios (%d nodes, KillWait %v):\n%s", len(c.nodes), mnKillWait, b.String())
+	t.Logf("multi-node scenarios (%d nodes, KillWait %v):\n%s", len(c.nodes), mnKillWait, slurmtest.RunScenarios(t, runs, "total (cluster up)", t0))
 }
 
 // 1. The same user, the same port, two jobs on two nodes at once: each node has its own
@@ -162,13 +140,13 @@ func mnKillLauncherOneNode(t *testing.T, c *MultiCluster) {
 	infos := j.waitReady(t)
 	launchers := j.launcherOn(t, victim)
 	if len(launchers) != 1 {
-		t.Fatalf("job %s: want one ffl-launch on %s, found %v", j.ID, victim.Name, describe(launchers))
+		t.Fatalf("job %s: want one ffl-launch on %s, found %v", j.ID, victim.Name, slurmtest.Describe(launchers))
 	}
 	if err := proc.Signal(launchers[0], unix.SIGKILL); err != nil {
 		t.Fatalf("SIGKILL ffl-launch %v on %s: %v", launchers[0], victim.Name, err)
 	}
 	t.Logf("job %s: SIGKILL to ffl-launch %v on %s", j.ID, launchers[0], victim.Name)
-	if !waitUntil(20*time.Second, func() bool { return len(j.launcherOn(t, victim)) == 0 }) {
+	if !slurmtest.WaitUntil(20*time.Second, func() bool { return len(j.launcherOn(t, victim)) == 0 }) {
 		t.Fatalf("job %s: ffl-launch on %s survived SIGKILL", j.ID, victim.Name)
 	}
 	// What the launcher left on its node, as far as Slurm let it live (proctrack/cgroup ends a
@@ -178,7 +156,7 @@ func mnKillLauncherOneNode(t *testing.T, c *MultiCluster) {
 	victimRT := victim.path(t, j.layout(victim).PreferredRuntimeJobDir())
 	_, rtErr := os.Lstat(victimRT)
 	_, homeErr := os.Lstat(j.layout(victim).HomeJobDir())
-	t.Logf("job %s on %s after the SIGKILL: %d session processes left, runtime dir: %v, home subtree: %v", j.ID, victim.Name, len(left), errOrOK(rtErr), errOrOK(homeErr))
+	t.Logf("job %s on %s after the SIGKILL: %d session processes left, runtime dir: %v, home subtree: %v", j.ID, victim.Name, len(left), slurmtest.ErrOrOK(rtErr), slurmtest.ErrOrOK(homeErr))
 	if rtErr != nil || homeErr != nil {
 		t.Errorf("job %s: the dead launcher's directories on %s are gone before the job ended (who removed them?)", j.ID, victim.Name)
 	}
@@ -246,7 +224,7 @@ func mnNodeReboot(t *testing.T, c *MultiCluster) {
 	c.crash(t, n1)
 	for _, j := range []*MJob{j1, j2} {
 		if ids := j.jobProcs(t); len(ids) > 0 {
-			t.Errorf("job %s: processes outlived the power cut of %s: %v", j.ID, n1.Name, describe(ids))
+			t.Errorf("job %s: processes outlived the power cut of %s: %v", j.ID, n1.Name, slurmtest.Describe(ids))
 		}
 	}
 	st1, _ := j1.state()

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ffl-hpc/ffl/internal/slurmtest"
+	"github.com/ffl-hpc/ffl/internal/testutil"
 	"github.com/ffl-hpc/ffl/pkg/layout"
 	"github.com/ffl-hpc/ffl/pkg/lifecycle"
 	"github.com/ffl-hpc/ffl/pkg/proc"
@@ -48,37 +50,17 @@ func TestScenarios(t *testing.T) {
 		{"10_failpoints", scenarioFailpoints},
 		{"11_same_port_two_users_at_once", scenarioSamePort},
 	}
-	type result struct {
-		name    string
-		ran, ok bool
-		took    time.Duration
-	}
-	var results []result
+	var runs []slurmtest.Scenario
 	for _, sc := range scenarios {
-		start := time.Now()
-		r := result{name: sc.name}
-		r.ok = t.Run(sc.name, func(t *testing.T) {
-			r.ran = true
-			by.ensure(t)
-			sc.run(t, c, by)
+		runs = append(runs, slurmtest.Scenario{
+			Name: sc.name,
+			Run: func(t *testing.T) {
+				by.ensure(t)
+				sc.run(t, c, by)
+			},
 		})
-		r.took = time.Since(start)
-		results = append(results, r)
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "%-36s %-7s %s\n", "scenario", "result", "duration")
-	for _, r := range results {
-		verdict := "PASS"
-		switch {
-		case !r.ran:
-			verdict = "not run"
-		case !r.ok:
-			verdict = "FAIL"
-		}
-		fmt.Fprintf(&b, "%-36s %-7s %6.1fs\n", r.name, verdict, r.took.Seconds())
-	}
-	fmt.Fprintf(&b, "%-36s %-7s %6.1fs", "total (with bystanders)", "", time.Since(t0).Seconds())
-	t.Logf("scenarios on proctrack/%s, KillWait %v:\n%s", c.proctrack, killWait, b.String())
+	t.Logf("scenarios on proctrack/%s, KillWait %v:\n%s", c.proctrack, killWait, slurmtest.RunScenarios(t, runs, "total (with bystanders)", t0))
 }
 
 // ---------------------------------------------------------------- bystanders
@@ -158,7 +140,7 @@ func (b *bystanders) stopAll(t *testing.T) {
 // it after installing: every check that matters passes (the Epilog is configured, the cleanup
 // timeout fits KillWait, xpra can draw), and it exits 0.
 func scenarioNodeDoctor(t *testing.T, c *Cluster, _ *bystanders) {
-	out, err := output(context.Background(), nil, c.epilog, "doctor", "--slurm-conf", filepath.Join(c.confDir, "slurm.conf"))
+	out, err := slurmtest.Output(context.Background(), nil, c.epilog, "doctor", "--slurm-conf", filepath.Join(c.confDir, "slurm.conf"))
 	t.Logf("ffl-epilog doctor:\n%s", out)
 	if err != nil {
 		t.Errorf("ffl-epilog doctor: %v", err)
@@ -367,7 +349,7 @@ func scenarioLongCleanup(t *testing.T, c *Cluster, by *bystanders) {
 		t.Fatalf("job %s: launcher does not run with cleanup_timeout 20s: %q", j.ID, l.raw)
 	}
 	stubborn := exec.Command("/bin/sh", "-c", `trap "" TERM; exec sleep 600`)
-	stubborn.Env = []string{"PATH=" + testPath, layout.MarkerVar + "=" + j.Layout.Marker(info.Port)}
+	stubborn.Env = []string{"PATH=" + slurmtest.UserPath, layout.MarkerVar + "=" + j.Layout.Marker(info.Port)}
 	stubborn.Dir = "/"
 	stubborn.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: &syscall.Credential{Uid: uint32(u.UID), Gid: uint32(u.GID)}}
 	if err := stubborn.Start(); err != nil {
@@ -385,7 +367,7 @@ func scenarioLongCleanup(t *testing.T, c *Cluster, by *bystanders) {
 		}
 	})
 	// The trap is in place once the shell has exec'd sleep (an ignored signal stays ignored).
-	if !waitUntil(20*time.Second, func() bool {
+	if !slurmtest.WaitUntil(20*time.Second, func() bool {
 		st, err := proc.ReadStat(stubborn.Process.Pid)
 		return err == nil && st.Comm == "sleep"
 	}) {
@@ -521,7 +503,7 @@ ln -s %[1]q %[4]q/evil-file`, precious, sess, target, j.Layout.HomeJobDir())
 	}
 	// The Epilog refuses to follow the links and says so, naming the planted path.
 	planted := filepath.Join(j.Layout.HomeJobDir(), "session-9")
-	if !strings.Contains(string(mustRead(t, c.epilogLog)), planted) {
+	if !strings.Contains(string(testutil.MustRead(t, c.epilogLog)), planted) {
 		t.Errorf("job %s: the Epilog did not report the symlink %s", j.ID, planted)
 	}
 	if after := snapshot(t, precious); after != beforeFile {
@@ -669,7 +651,7 @@ func scenarioFailpoints(t *testing.T, c *Cluster, by *bystanders) {
 func scenarioSamePort(t *testing.T, c *Cluster, by *bystanders) {
 	port := 0
 	for p := c.portMin + 50; p <= c.portMax; p++ {
-		if portFree(p) {
+		if slurmtest.PortFree(p) {
 			port = p
 			break
 		}
@@ -690,7 +672,7 @@ func scenarioSamePort(t *testing.T, c *Cluster, by *bystanders) {
 	var ports []int
 	for _, j := range jobs {
 		var infos []lifecycle.Info
-		waitUntil(readyLimit, func() bool {
+		slurmtest.WaitUntil(readyLimit, func() bool {
 			infos = j.infos()
 			return len(infos) > 0 || !j.inQueue()
 		})
