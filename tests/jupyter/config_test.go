@@ -7,6 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ffl-hpc/ffl/internal/slurmtest"
+	"github.com/ffl-hpc/ffl/internal/testutil"
 )
 
 // pythonEnv returns the environment for Debian's python3 with the three packages importable;
@@ -23,7 +26,7 @@ func pythonEnv(t *testing.T) []string {
 		requirePrerequisites(t)
 	}
 	skipReason = ""
-	env := []string{"PATH=" + userPath, "LANG=C.UTF-8"}
+	env := []string{"PATH=" + slurmtest.UserPath, "LANG=C.UTF-8"}
 	if pp != "" {
 		env = append(env, "PYTHONPATH="+pp)
 	}
@@ -80,7 +83,7 @@ print(json.dumps({
 	if err := json.Unmarshal(out, &r); err != nil {
 		t.Fatal(err)
 	}
-	ours := strings.Split(string(mustRead(t, tmpl)), "\n")
+	ours := strings.Split(string(testutil.MustRead(t, tmpl)), "\n")
 	up := strings.Split(r.Upstream, "\n")
 	if len(ours) != len(up) {
 		t.Fatalf("%s has %d lines, batchspawner %s's template %d: only the command line may differ", tmpl, len(ours), r.Version, len(up))
@@ -172,13 +175,4 @@ print(json.dumps(c.ServerProxy.servers if "servers" in c.ServerProxy else None))
 	if got := runPython(t, append(env, "FFL_PROXY_PORT=23456", "FFL_LAUNCH=/opt/ffl/bin/ffl-launch"), script, dir); !strings.Contains(string(got), `"/opt/ffl/bin/ffl-launch"`) {
 		t.Errorf("FFL_LAUNCH=/opt/ffl/bin/ffl-launch is not the entry's command: %s", got)
 	}
-}
-
-func mustRead(t *testing.T, path string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }

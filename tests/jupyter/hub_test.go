@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ffl-hpc/ffl/internal/slurmtest"
 )
 
 // Hub is one JupyterHub (with its configurable-http-proxy), run as root like a site runs it,
@@ -94,7 +96,7 @@ func newHub(e *Env) (*Hub, error) {
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return nil, err
 	}
-	lo, err := freePortRange(3)
+	lo, err := slurmtest.FreePortRange(3)
 	if err != nil {
 		return nil, err
 	}
@@ -109,7 +111,7 @@ func newHub(e *Env) (*Hub, error) {
 	// What the prologue exports reaches the srun'd server only when it is in keepvars (sbatch
 	// --export=LIST makes srun export just those): PATH and PYTHONPATH are; JUPYTER_CONFIG_PATH
 	// goes through Spawner.environment instead.
-	prologue := "export PATH=" + e.bin + ":" + userPath
+	prologue := "export PATH=" + e.bin + ":" + slurmtest.UserPath
 	if e.pythonPath != "" {
 		prologue += " PYTHONPATH=" + e.pythonPath
 	}
@@ -152,7 +154,7 @@ func (h *Hub) Start() error {
 	cmd := exec.Command("jupyterhub", "-f", filepath.Join(h.dir, "jupyterhub_config.py"))
 	cmd.Dir = h.dir
 	env := []string{
-		"PATH=" + h.e.bin + ":/usr/local/sbin:/usr/sbin:" + userPath, "HOME=/root", "LANG=C.UTF-8",
+		"PATH=" + h.e.bin + ":/usr/local/sbin:/usr/sbin:" + slurmtest.UserPath, "HOME=/root", "LANG=C.UTF-8",
 		"SLURM_CONF=" + filepath.Join(h.e.confDir, "slurm.conf"),
 		// Debian's configurable-http-proxy finds its modules there only with Debian's node.
 		"NODE_PATH=/usr/share/nodejs",
@@ -172,7 +174,7 @@ func (h *Hub) Start() error {
 	h.done = make(chan error, 1)
 	go func() { h.done <- cmd.Wait() }()
 	var lastErr error
-	ok := waitUntil(60*time.Second, func() bool {
+	ok := slurmtest.WaitUntil(60*time.Second, func() bool {
 		select {
 		case err := <-h.done:
 			h.done <- err
@@ -209,7 +211,7 @@ func (h *Hub) Stop() error {
 		return fmt.Errorf("jupyterhub (pid %d) did not stop within 30 s of SIGTERM; killed its group", pgid)
 	}
 	// configurable-http-proxy is the hub's child in the hub's group: it must be gone too.
-	if !waitUntil(10*time.Second, func() bool { return syscall.Kill(-pgid, 0) != nil }) {
+	if !slurmtest.WaitUntil(10*time.Second, func() bool { return syscall.Kill(-pgid, 0) != nil }) {
 		_ = syscall.Kill(-pgid, syscall.SIGKILL)
 		return fmt.Errorf("processes of jupyterhub's group %d outlived it by 10 s; killed", pgid)
 	}
@@ -327,7 +329,7 @@ func (h *Hub) StopServer(name string) error {
 		return err
 	}
 	var u HubUser
-	if !waitUntil(2*time.Minute, func() bool {
+	if !slurmtest.WaitUntil(2*time.Minute, func() bool {
 		u, err = h.User(name)
 		return err == nil && len(u.Servers) == 0 && u.Pending == nil
 	}) {

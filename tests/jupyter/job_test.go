@@ -3,9 +3,7 @@ package jupyter
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ffl-hpc/ffl/internal/slurmtest"
 	"github.com/ffl-hpc/ffl/pkg/layout"
 	"github.com/ffl-hpc/ffl/pkg/proc"
 )
@@ -48,32 +47,14 @@ func (j *Job) Log() string {
 	return filepath.Join(j.User.Home, "jupyterhub_slurmspawner_"+j.ID+".log")
 }
 
-func (j *Job) inQueue() bool {
-	out, err := j.e.slurm(context.Background(), "squeue", "-h", "-j", j.ID, "-o", "%T")
-	if err != nil {
-		return !strings.Contains(out, "Invalid job id")
-	}
-	return strings.TrimSpace(out) != ""
-}
+func (j *Job) inQueue() bool { return j.e.ctl.InQueue(j.ID) }
 
 // state returns JobState and ExitCode (scontrol keeps them MinJobAge = 300 s after the end).
-func (j *Job) state() (state, exit string) {
-	out, _ := j.e.slurm(context.Background(), "scontrol", "show", "job", "-o", j.ID)
-	for _, f := range strings.Fields(out) {
-		if v, ok := strings.CutPrefix(f, "JobState="); ok {
-			state = v
-		}
-		if v, ok := strings.CutPrefix(f, "ExitCode="); ok {
-			exit = v
-		}
-	}
-	return state, exit
-}
+func (j *Job) state() (state, exit string) { return j.e.ctl.JobState(j.ID) }
 
 // procs returns the live processes of the job's user that belong to the job (SLURM_JOB_ID in
 // their environment): the batch shell, srun, ffl-launch, the notebook server, the sessions.
 func (j *Job) procs() []proc.Identity {
-	want := []byte("\x00SLURM_JOB_ID=" + j.ID + "\x00")
 	var out []proc.Identity
 	dirs, _ := os.ReadDir("/proc")
 	for _, d := range dirs {
@@ -85,8 +66,7 @@ func (j *Job) procs() []proc.Identity {
 		if err != nil || id.UID != j.User.UID {
 			continue
 		}
-		env, err := os.ReadFile(filepath.Join("/proc", d.Name(), "environ"))
-		if err == nil && bytes.Contains(append([]byte{0}, env...), want) {
+		if slurmtest.InJob(pid, j.ID) {
 			out = append(out, id)
 		}
 	}
@@ -126,17 +106,7 @@ func (j *Job) proxyProcs() []proc.Identity {
 // firefoxMain returns the job's main Firefox process (comm firefox-esr, parent not Firefox).
 func firefoxMain(t *testing.T, j *Job) proc.Identity {
 	t.Helper()
-	var mains []proc.Identity
-	for _, id := range j.sessionProcs() {
-		st, err := proc.ReadStat(id.PID)
-		if err != nil || st.Comm != "firefox-esr" {
-			continue
-		}
-		if pst, err := proc.ReadStat(st.PPID); err == nil && pst.Comm == "firefox-esr" {
-			continue
-		}
-		mains = append(mains, id)
-	}
+	mains := slurmtest.FirefoxMains(j.sessionProcs())
 	if len(mains) != 1 {
 		t.Fatalf("job %s: want one main firefox-esr, found %v among %v", j.ID, mains, describe(j.sessionProcs()))
 	}
@@ -189,10 +159,7 @@ func (j *Job) assertRunning(t *testing.T, before []proc.Identity) {
 // the given ports are free and the node is not drained.
 func (j *Job) assertClean(t *testing.T, ports []int) {
 	t.Helper()
-	if !waitUntil(goneLimit, func() bool { return !j.inQueue() }) {
-		st, _ := j.state()
-		t.Fatalf("job %s still in the queue after %v (%s)", j.ID, goneLimit, st)
-	}
+	j.e.ctl.WaitGone(t, j.ID, goneLimit)
 	if sum := j.e.epilogSummary(j.ID); sum == "" {
 		t.Errorf("job %s: no 'epilog done' line in %s within %v", j.ID, j.e.epilogLog, epilogLimit)
 	} else {
@@ -201,26 +168,18 @@ func (j *Job) assertClean(t *testing.T, ports []int) {
 			t.Errorf("job %s: the Epilog reported problems: %s", j.ID, sum)
 		}
 	}
-	if !waitUntil(10*time.Second, func() bool { return len(j.procs()) == 0 && len(j.sessionProcs()) == 0 }) {
+	if !slurmtest.WaitUntil(10*time.Second, func() bool { return len(j.procs()) == 0 && len(j.sessionProcs()) == 0 }) {
 		t.Errorf("job %s: processes left: %v, session processes left: %v", j.ID, describe(j.procs()), describe(j.sessionProcs()))
 	}
-	for _, p := range []string{j.Layout.HomeJobDir(), j.Layout.PreferredRuntimeJobDir(), j.Layout.FallbackRuntimeJobDir()} {
-		if _, err := os.Lstat(p); !errors.Is(err, fs.ErrNotExist) {
-			t.Errorf("job %s: %s left (%v)", j.ID, p, err)
-		}
-	}
-	for _, port := range ports {
-		if !waitUntil(10*time.Second, func() bool { return portFree(port) }) {
-			t.Errorf("job %s: port %d still in use", j.ID, port)
-		}
-	}
-	j.e.assertNotDrained(t)
+	slurmtest.AssertNoneLeft(t, j.ID, j.Layout.HomeJobDir(), j.Layout.PreferredRuntimeJobDir(), j.Layout.FallbackRuntimeJobDir())
+	slurmtest.AssertPortsFree(t, j.ID, ports)
+	j.e.ctl.AssertNotDrained(t, j.e.node)
 }
 
 // epilogSummary waits for the Epilog's "epilog done" line of the job and returns it.
 func (e *Env) epilogSummary(job string) string {
 	var found string
-	waitUntil(epilogLimit, func() bool {
+	slurmtest.WaitUntil(epilogLimit, func() bool {
 		data, _ := os.ReadFile(e.epilogLog)
 		for _, l := range strings.Split(string(data), "\n") {
 			if strings.Contains(l, "job="+job+" ") && strings.Contains(l, "epilog done") {
@@ -231,20 +190,6 @@ func (e *Env) epilogSummary(job string) string {
 		return false
 	})
 	return found
-}
-
-func (e *Env) assertNotDrained(t *testing.T) {
-	t.Helper()
-	out, err := e.slurm(context.Background(), "sinfo", "-h", "-N", "-o", "%T")
-	if err != nil {
-		t.Errorf("sinfo: %v", err)
-		return
-	}
-	if strings.Contains(out, "drain") {
-		reason, _ := e.slurm(context.Background(), "sinfo", "-h", "-R")
-		t.Errorf("node drained: %s (%s)", out, reason)
-		_, _ = e.slurm(context.Background(), "scontrol", "update", "nodename="+e.node, "state=resume")
-	}
 }
 
 // nodeState is the node's Slurm state (idle, mixed, allocated, ...; sinfo prints it once per
@@ -284,15 +229,10 @@ func (e *Env) requireProxy(t *testing.T) {
 	t.Skip(msg + " (FFL_E2E=1 turns this skip into a failure)")
 }
 
+// describe renders processes as "PID(comm)", sorted, so that two lists of the same processes
+// compare equal.
 func describe(ids []proc.Identity) []string {
-	var out []string
-	for _, id := range ids {
-		comm := "?"
-		if st, err := proc.ReadStat(id.PID); err == nil {
-			comm = st.Comm
-		}
-		out = append(out, fmt.Sprintf("%d(%s)", id.PID, comm))
-	}
+	out := slurmtest.Describe(ids)
 	sort.Strings(out)
 	return out
 }

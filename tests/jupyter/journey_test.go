@@ -13,6 +13,8 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/ffl-hpc/ffl/internal/slurmtest"
+	"github.com/ffl-hpc/ffl/internal/testutil"
 	"github.com/ffl-hpc/ffl/pkg/proc"
 )
 
@@ -81,7 +83,7 @@ func (s *session) spawn(t *testing.T) {
 		t.Fatalf("job %s of %s: %s, want RUNNING", id, s.u.Name, st)
 	}
 	var sockets string
-	if !waitUntil(30*time.Second, func() bool {
+	if !slurmtest.WaitUntil(30*time.Second, func() bool {
 		sockets, err = s.job.serverEnv("FFL_CONTROL_SOCKET")
 		return err == nil
 	}) {
@@ -137,7 +139,7 @@ func TestFailFast(t *testing.T) {
 	}
 	j := e.job(s.u, m[1])
 	j.assertClean(t, nil)
-	if log := string(mustRead(t, j.Log())); !strings.Contains(log, "FIREFOX_LAUNCHER_CLEANUP_TIMEOUT") {
+	if log := string(testutil.MustRead(t, j.Log())); !strings.Contains(log, "FIREFOX_LAUNCHER_CLEANUP_TIMEOUT") {
 		t.Errorf("job log %s does not name the reason:\n%s", j.Log(), log)
 	}
 	if st, code := j.state(); st != "FAILED" {
@@ -207,7 +209,7 @@ func TestJourney(t *testing.T) {
 			// The owner on the node (the ssh -L path) gets the HTML5 client without a password...
 			own, err := e.asUser(context.Background(), s1.u, nil, "curl", "-sS", "-m", "20", url)
 			if err != nil || !strings.Contains(strings.ToLower(own), "<html") {
-				ss, _ := output(context.Background(), nil, "ss", "-ltnp", "sport = :"+port)
+				ss, _ := slurmtest.Output(context.Background(), nil, "ss", "-ltnp", "sport = :"+port)
 				t.Errorf("ffluser1's own curl of its session port %s got no page: %v %.200q\n%s", port, err, own, ss)
 			}
 			// ... another user of the node gets nothing.
@@ -223,15 +225,15 @@ func TestJourney(t *testing.T) {
 			// nothing alarming; the next visit gets Firefox again (the supervisor starts a
 			// session on the held proxy port when its owner visits it: jupyter-server-proxy 4.1
 			// never runs an exited command again), never a hang or someone else's session.
-			logBefore := len(mustRead(t, s1.job.Log()))
+			logBefore := len(testutil.MustRead(t, s1.job.Log()))
 			ff := firefoxMain(t, s1.job)
 			if _, err := e.asUser(context.Background(), s1.u, nil, "kill", "-TERM", strconv.Itoa(ff.PID)); err != nil {
 				t.Fatalf("close Firefox (pid %d) as ffluser1: %v", ff.PID, err)
 			}
-			if !waitUntil(60*time.Second, func() bool { return len(s1.job.sessionProcs()) == 0 && len(s1.job.proxyProcs()) == 0 }) {
+			if !slurmtest.WaitUntil(60*time.Second, func() bool { return len(s1.job.sessionProcs()) == 0 && len(s1.job.proxyProcs()) == 0 }) {
 				t.Fatalf("60 s after Firefox was closed: session processes %v, ffl-launch proxy %v", describe(s1.job.sessionProcs()), describe(s1.job.proxyProcs()))
 			}
-			for _, l := range strings.Split(string(mustRead(t, s1.job.Log())[logBefore:]), "\n") {
+			for _, l := range strings.Split(string(testutil.MustRead(t, s1.job.Log())[logBefore:]), "\n") {
 				if strings.Contains(l, "level=warning") || strings.Contains(l, "level=error") {
 					t.Errorf("job log of ffluser1 after Firefox was closed: %s", l)
 				}
@@ -264,7 +266,7 @@ func TestJourney(t *testing.T) {
 				t.Fatal(err)
 			}
 			var u HubUser
-			if !waitUntil(60*time.Second, func() bool {
+			if !slurmtest.WaitUntil(60*time.Second, func() bool {
 				var err error
 				u, err = e.hub.User("ffluser2")
 				return err == nil && u.Servers[""].Ready
@@ -286,7 +288,7 @@ func TestJourney(t *testing.T) {
 				t.Fatal(err)
 			}
 			s2.job.assertClean(t, nil)
-			if !waitUntil(30*time.Second, func() bool { return e.nodeState() == "idle" }) {
+			if !slurmtest.WaitUntil(30*time.Second, func() bool { return e.nodeState() == "idle" }) {
 				t.Errorf("node state %q after both servers were culled, want idle", e.nodeState())
 			}
 		}},
@@ -339,7 +341,7 @@ func TestCollision(t *testing.T) {
 	e := env(t)
 	e.requireProxy(t)
 	defer e.hub.dumpOnFailure(t)
-	lo, err := freePortRange(2)
+	lo, err := slurmtest.FreePortRange(2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -366,11 +368,11 @@ func TestCollision(t *testing.T) {
 	sb := e.job(u2, strings.TrimSpace(out))
 	t.Cleanup(func() {
 		_, _ = e.slurm(context.Background(), "scancel", sb.ID)
-		waitUntil(goneLimit, func() bool { return !sb.inQueue() })
+		slurmtest.WaitUntil(goneLimit, func() bool { return !sb.inQueue() })
 		_, _ = e.asUser(context.Background(), u2, nil, "rm", "-rf", work)
 	})
 	logFile := filepath.Join(work, "firefox-"+sb.ID+".log")
-	if !waitUntil(spawnLimit, func() bool {
+	if !slurmtest.WaitUntil(spawnLimit, func() bool {
 		b, _ := os.ReadFile(logFile)
 		return strings.Contains(string(b), `"port":`+strconv.Itoa(lo)) || !sb.inQueue()
 	}) || !sb.inQueue() {

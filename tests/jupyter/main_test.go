@@ -17,9 +17,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
-	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,6 +27,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ffl-hpc/ffl/internal/slurmtest"
+	"github.com/ffl-hpc/ffl/internal/testutil"
 )
 
 // Settings of the suite.
@@ -51,8 +51,6 @@ const (
 	otherTagPrefix = "# installed by ffl tests/"
 	// suiteLock is the machine-wide lock of everything that runs the local Slurm.
 	suiteLock = "/run/ffl-slurm-suite.lock"
-	// userPath is the PATH of everything run as a test user (no pyenv or other root tooling).
-	userPath = "/usr/local/bin:/usr/bin:/bin"
 	// python is Debian's interpreter, the one JupyterHub and jupyter_server belong to.
 	python = "/usr/bin/python3"
 	// pageColor is the background of the page each session's Firefox opens, per user: a
@@ -61,19 +59,17 @@ const (
 	pageColorUser2 = "#8a2be2"
 )
 
-// User is a test account (made by tests/slurm/users.sh).
-type User struct {
-	Name     string
-	UID, GID int
-	Home     string
-}
+// User is a test account (made by tests/slurm/users.sh); the same type as tests/slurm's, so
+// that internal/slurmtest serves both suites.
+type User = testutil.User
 
 // Env is what the suite's tests share: the cluster, the hub, the users.
 type Env struct {
-	root       string // module root
-	dir        string // root-owned 0755 work dir: bin/, configs, pages, hub files
-	bin        string // ffl binaries, batchspawner-singleuser wrapper
-	confDir    string // Slurm CONFDIR
+	root       string           // module root
+	dir        string           // root-owned 0755 work dir: bin/, configs, pages, hub files
+	bin        string           // ffl binaries, batchspawner-singleuser wrapper
+	confDir    string           // Slurm CONFDIR
+	ctl        slurmtest.Client // Slurm's clients against confDir
 	node       string
 	portMin    int
 	portMax    int
@@ -196,30 +192,23 @@ func thirdPartyPythonPath() (string, error) {
 
 func setup(pythonPath string) (e *Env, err error) {
 	t0 := time.Now()
-	wd, err := os.Getwd()
+	root, err := slurmtest.ModuleRoot()
 	if err != nil {
 		return nil, err
 	}
-	root := filepath.Clean(filepath.Join(wd, "..", ".."))
-	confDir := os.Getenv("SLURM_CONFDIR")
-	if confDir == "" {
-		confDir = "/var/tmp/ffl-slurm"
-	}
-	node, err := output(context.Background(), nil, "hostname", "-s")
+	confDir := slurmtest.EnvOr("SLURM_CONFDIR", "/var/tmp/ffl-slurm")
+	node, err := slurmtest.Output(context.Background(), nil, "hostname", "-s")
 	if err != nil {
 		return nil, err
 	}
 	// Root-owned and 0755: slurmd runs the Prolog/Epilog from here as root; the users only
 	// read and execute.
-	dir, err := os.MkdirTemp("/var/tmp", "ffl-jupytertest-")
+	dir, err := slurmtest.WorkDir("ffl-jupytertest-")
 	if err != nil {
 		return nil, err
 	}
-	if err := os.Chmod(dir, 0o755); err != nil {
-		return nil, err
-	}
 	e = &Env{
-		root: root, dir: dir, bin: filepath.Join(dir, "bin"), confDir: confDir, node: node,
+		root: root, dir: dir, bin: filepath.Join(dir, "bin"), confDir: confDir, ctl: slurmtest.Client{ConfDir: confDir}, node: node,
 		pythonPath: pythonPath, epilogLog: filepath.Join(dir, "epilog.log"), users: map[string]User{}, jobs: map[string]User{},
 	}
 	half := e // `return nil, err` clears e before this runs
@@ -246,13 +235,7 @@ func setup(pythonPath string) (e *Env, err error) {
 	}
 
 	tb := time.Now()
-	build := exec.Command("go", "build", "-trimpath", "-o", e.bin+"/", "./cmd/ffl-launch", "./cmd/ffl-epilog", "./cmd/ffl-prolog")
-	build.Dir = root
-	build.Env = append(os.Environ(), "CGO_ENABLED=1")
-	if out, err := build.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("go build: %v\n%s", err, out)
-	}
-	if err := os.Chmod(e.bin, 0o755); err != nil {
+	if err := slurmtest.BuildFFL(root, e.bin); err != nil {
 		return nil, err
 	}
 	logf("built ffl-launch, ffl-epilog, ffl-prolog into %s in %v", e.bin, time.Since(tb).Round(time.Millisecond))
@@ -262,7 +245,7 @@ func setup(pythonPath string) (e *Env, err error) {
 
 	// One ffl.toml for the Prolog/Epilog (in /etc) and the jobs; per-user configs (a page of
 	// the user's colour, a tiny port range) are written beside it by the tests.
-	if e.portMin, err = freePortRange(100); err != nil {
+	if e.portMin, err = slurmtest.FreePortRange(100); err != nil {
 		return nil, err
 	}
 	e.portMax = e.portMin + 99
@@ -270,28 +253,14 @@ func setup(pythonPath string) (e *Env, err error) {
 	if err := os.WriteFile(filepath.Join(dir, "ffl.toml"), []byte(cfg), 0o644); err != nil {
 		return nil, err
 	}
-	if e.restore, err = installEtcConfig([]byte(cfg)); err != nil {
+	// A copy that an interrupted run of any ffl suite left (tagged) is undone first.
+	backups := []string{etcConfig + ".ffl-jupytertest-backup", etcConfig + ".ffl-slurmtest-backup"}
+	if e.restore, err = slurmtest.InstallConfig(etcConfig, []byte(cfg), otherTagPrefix, backups...); err != nil {
 		return nil, err
 	}
 
-	out, err := output(context.Background(), nil, filepath.Join(root, "tests", "slurm", "users.sh"), "ffluser1", "ffluser2")
-	if err != nil {
+	if e.users, err = slurmtest.Users(context.Background(), root, "ffluser1", "ffluser2"); err != nil {
 		return nil, err
-	}
-	for _, line := range strings.Split(out, "\n") {
-		f := strings.Fields(line)
-		if len(f) != 4 {
-			continue
-		}
-		uid, err1 := strconv.Atoi(f[1])
-		gid, err2 := strconv.Atoi(f[2])
-		if err1 != nil || err2 != nil {
-			return nil, fmt.Errorf("users.sh printed %q", line)
-		}
-		e.users[f[0]] = User{Name: f[0], UID: uid, GID: gid, Home: f[3]}
-	}
-	if len(e.users) != 2 {
-		return nil, fmt.Errorf("users.sh: want ffluser1 and ffluser2, got %q", out)
 	}
 	for _, u := range e.users {
 		if err := e.writeUserConfig(u, e.portMin, e.portMax); err != nil {
@@ -299,16 +268,8 @@ func setup(pythonPath string) (e *Env, err error) {
 		}
 	}
 
-	knobs := []string{
-		"SLURM_PROLOG=" + filepath.Join(e.bin, "ffl-prolog"),
-		"SLURM_EPILOG=" + filepath.Join(e.bin, "ffl-epilog"),
-		"SLURM_KILLWAIT=" + strconv.Itoa(int(killWait/time.Second)),
-		"SLURM_PROCTRACK=auto",
-		"SLURM_FIRST_JOB_ID=" + strconv.Itoa(10000+rand.IntN(800000)),
-		"SLURM_CONF_EXTRA=PartitionName=" + partition + " Nodes=" + node + " OverSubscribe=FORCE:16 MaxTime=INFINITE State=UP",
-		"SLURM_FORCE_RESTART=1",
-		// The suite's lock is held by this process; the harness's own host lock nests in it.
-	}
+	// The suite's lock is held by this process; the harness's own host lock nests in it.
+	knobs := slurmtest.LocalKnobs(filepath.Join(e.bin, "ffl-prolog"), filepath.Join(e.bin, "ffl-epilog"), killWait, partition, node)
 	e.started = true
 	if err := e.harness("start-local-slurm.sh", knobs...); err != nil {
 		return nil, err
@@ -432,22 +393,12 @@ func lockHolderAncestor(f *os.File) int {
 
 // harness runs one of tests/slurm's scripts on e.confDir with extra environment.
 func (e *Env) harness(script string, env ...string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(e.root, "tests", "slurm", script), e.confDir)
-	cmd.Env = append(os.Environ(), env...)
-	var buf bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &buf, &buf
-	// A child that keeps the output pipe open (a daemon started without redirecting it) must
-	// not make Wait hang past the deadline.
-	cmd.WaitDelay = 10 * time.Second
-	t0 := time.Now()
-	err := cmd.Run()
-	logf("%s: %v (%v)", script, errOrOK(err), time.Since(t0).Round(time.Millisecond))
-	if err != nil {
-		return fmt.Errorf("%s %s: %w\n%s", script, e.confDir, err, buf.String())
-	}
-	return nil
+	return slurmtest.Script{
+		Path: filepath.Join(e.root, "tests", "slurm", script), Args: []string{e.confDir}, Env: env,
+		// A child that keeps the output pipe open (a daemon started without redirecting it)
+		// must not make Wait hang past the deadline.
+		WaitDelay: 10 * time.Second, Logf: logf,
+	}.Run()
 }
 
 // teardown stops the hub (and with it every server it still runs) and the cluster, undoes the
@@ -486,117 +437,15 @@ func (e *Env) teardown(keep bool) error {
 	return errors.Join(errs...)
 }
 
-// installEtcConfig puts data at /etc/ffl/ffl.toml and returns how to undo it. A copy that an
-// interrupted run of any ffl suite left (tagged) is undone first.
-func installEtcConfig(data []byte) (func() error, error) {
-	var backups []string
-	for _, suffix := range []string{".ffl-jupytertest-backup", ".ffl-slurmtest-backup"} {
-		backups = append(backups, etcConfig+suffix)
-	}
-	_, statErr := os.Stat(filepath.Dir(etcConfig))
-	madeDir := errors.Is(statErr, fs.ErrNotExist)
-	if err := os.MkdirAll(filepath.Dir(etcConfig), 0o755); err != nil {
-		return nil, err
-	}
-	if old, err := os.ReadFile(etcConfig); err == nil && bytes.HasPrefix(old, []byte(otherTagPrefix)) {
-		restored := false
-		for _, b := range backups {
-			if _, err := os.Stat(b); err == nil && !restored {
-				if err := os.Rename(b, etcConfig); err != nil {
-					return nil, err
-				}
-				restored = true
-			}
-		}
-		if !restored {
-			if err := os.Remove(etcConfig); err != nil {
-				return nil, err
-			}
-		}
-	}
-	backup := backups[0]
-	hadOriginal := false
-	if _, err := os.Lstat(etcConfig); err == nil {
-		hadOriginal = true
-		if err := os.Rename(etcConfig, backup); err != nil {
-			return nil, err
-		}
-	}
-	if err := os.WriteFile(etcConfig, data, 0o644); err != nil {
-		return nil, err
-	}
-	return func() error {
-		if hadOriginal {
-			return os.Rename(backup, etcConfig)
-		}
-		if err := os.Remove(etcConfig); err != nil {
-			return err
-		}
-		if madeDir {
-			_ = os.Remove(filepath.Dir(etcConfig))
-		}
-		return nil
-	}, nil
-}
-
-// freePortRange picks a random range of n TCP ports none of which is in use right now.
-func freePortRange(n int) (int, error) {
-	for try := 0; try < 50; try++ {
-		lo := 20000 + rand.IntN(40000)
-		ok := true
-		for p := lo; p < lo+n && ok; p++ {
-			ok = portFree(p)
-		}
-		if ok {
-			return lo, nil
-		}
-	}
-	return 0, errors.New("no free range of ports found")
-}
-
-func portFree(port int) bool {
-	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
-	if err != nil {
-		return false
-	}
-	l.Close()
-	return true
-}
-
 // slurm runs a Slurm client command as root against the cluster.
 func (e *Env) slurm(ctx context.Context, name string, args ...string) (string, error) {
-	return output(ctx, []string{"SLURM_CONF=" + filepath.Join(e.confDir, "slurm.conf")}, name, args...)
+	return e.ctl.Run(ctx, name, args...)
 }
 
 // asUser runs a command as u with a minimal environment plus env.
 func (e *Env) asUser(ctx context.Context, u User, env []string, name string, args ...string) (string, error) {
-	full := []string{"-u", u.Name, "--", "env", "-i", "PATH=" + userPath, "HOME=" + u.Home, "USER=" + u.Name, "LOGNAME=" + u.Name, "LANG=C.UTF-8",
-		"SLURM_CONF=" + filepath.Join(e.confDir, "slurm.conf")}
-	full = append(full, env...)
-	full = append(full, name)
-	full = append(full, args...)
-	return output(ctx, nil, "runuser", full...)
-}
-
-// output runs a command (bounded by ctx, else 2 minutes) and returns its trimmed output.
-func output(ctx context.Context, env []string, name string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Env = append(os.Environ(), env...)
-	out, err := cmd.CombinedOutput()
-	s := strings.TrimSpace(string(out))
-	if err != nil {
-		return s, fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, s)
-	}
-	return s, nil
-}
-
-func errOrOK(err error) string {
-	if err != nil {
-		return err.Error()
-	}
-	return "ok"
+	full := append(slurmtest.UserEnv(u), "SLURM_CONF="+e.ctl.Conf())
+	return slurmtest.RunAs(ctx, u, append(full, env...), name, args...)
 }
 
 func lastLine(s string) string {
@@ -614,20 +463,6 @@ func dedup(list []string) []string {
 		}
 	}
 	return out
-}
-
-// waitUntil polls cond every 100 ms until it holds or limit passes; it reports whether it held.
-func waitUntil(limit time.Duration, cond func() bool) bool {
-	end := time.Now().Add(limit)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(end) {
-			return false
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 // logf prints progress of the suite's setup and teardown (outside any test).
