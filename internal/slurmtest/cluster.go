@@ -153,3 +153,18 @@ func (c Client) AssertNotDrained(t testing.TB, node string) {
 		}
 	}
 }
+
+// CleanupJob registers for the end of t what a scenario's job needs when the scenario did not
+// end it: dump (the job's logs) when t failed, then scancel and a wait of up to limit for the
+// job to leave the queue, so that a failed scenario does not leak into the next.
+func (c Client) CleanupJob(t testing.TB, id string, limit time.Duration, dump func()) {
+	t.Cleanup(func() {
+		if t.Failed() {
+			dump()
+		}
+		if c.InQueue(id) {
+			_, _ = c.Run(context.Background(), "scancel", id)
+			WaitUntil(limit, func() bool { return !c.InQueue(id) })
+		}
+	})
+}

@@ -69,3 +69,17 @@ func undoLeftover(path string, backups []string) error {
 	}
 	return os.Remove(path)
 }
+
+// FFLConfig is the ffl.toml the suites run with: header (the suite's tag, so that an
+// interrupted run's copy is recognised), runtime_dir unless runtimeDir is "" (ffl's default),
+// the port range, a cleanup timeout inside the clusters' KillWait, a start timeout generous
+// for a shared two-core machine, extra top-level lines (each ending in a newline), and the
+// Epilog logging to epilogLog, a file the scenarios read, instead of syslog.
+func FFLConfig(header, runtimeDir string, portMin, portMax int, extra, epilogLog string) string {
+	s := header + "\n"
+	if runtimeDir != "" {
+		s += fmt.Sprintf("runtime_dir = %q\n", runtimeDir)
+	}
+	s += fmt.Sprintf("port_min = %d\nport_max = %d\ncleanup_timeout = \"3s\"\nstart_timeout = \"90s\"\n", portMin, portMax)
+	return s + extra + fmt.Sprintf("\n[epilog]\nlog_file = %q\nsyslog = false\ntimeout = \"20s\"\n", epilogLog)
+}

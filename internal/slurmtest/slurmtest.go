@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"testing"
 	"time"
 
 	"github.com/ffl-hpc/ffl/internal/testutil"
@@ -218,4 +219,18 @@ func WorkDirs(ctx context.Context, users map[string]testutil.User, name string) 
 		work[u.Name] = w
 	}
 	return work, nil
+}
+
+// RunMain runs a suite's tests, then teardown (keep: a test failed, so the work dirs stay for a
+// look), and returns the exit code for os.Exit: a failed teardown fails a run whose tests
+// passed, since what it left behind would meet the next run.
+func RunMain(m *testing.M, suite string, teardown func(keep bool) error) int {
+	code := m.Run()
+	if err := teardown(code != 0); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: teardown: %v\n", suite, err)
+		if code == 0 {
+			code = 1
+		}
+	}
+	return code
 }

@@ -171,3 +171,25 @@ func TestInstallConfig(t *testing.T) {
 		})
 	}
 }
+
+func TestFFLConfig(t *testing.T) {
+	want := `# tag
+runtime_dir = "/run/x"
+port_min = 20000
+port_max = 20099
+cleanup_timeout = "3s"
+start_timeout = "90s"
+max_sessions = 2
+
+[epilog]
+log_file = "/var/tmp/e.log"
+syslog = false
+timeout = "20s"
+`
+	if got := FFLConfig("# tag", "/run/x", 20000, 20099, "max_sessions = 2\n", "/var/tmp/e.log"); got != want {
+		t.Errorf("FFLConfig:\n%s\nwant:\n%s", got, want)
+	}
+	if got := FFLConfig("# tag", "", 1, 2, "", "l"); strings.Contains(got, "runtime_dir") || !strings.HasPrefix(got, "# tag\nport_min = 1\n") {
+		t.Errorf("FFLConfig without runtime_dir:\n%s", got)
+	}
+}

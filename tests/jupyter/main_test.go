@@ -93,16 +93,12 @@ var (
 
 // TestMain stops the hub and the cluster (if a test started them) and undoes the changes.
 func TestMain(m *testing.M) {
-	code := m.Run()
-	if theEnv != nil {
-		if err := theEnv.teardown(code != 0); err != nil {
-			fmt.Fprintf(os.Stderr, "tests/jupyter: teardown: %v\n", err)
-			if code == 0 {
-				code = 1
-			}
+	os.Exit(slurmtest.RunMain(m, "tests/jupyter", func(keep bool) error {
+		if theEnv == nil {
+			return nil
 		}
-	}
-	os.Exit(code)
+		return theEnv.teardown(keep)
+	}))
 }
 
 // env returns the shared environment, starting the cluster and the hub on first use; it skips
@@ -319,25 +315,14 @@ func (e *Env) writeSupportFiles() error {
 
 // fflConfig is an ffl.toml for this suite (startURL "" = about:blank).
 func (e *Env) fflConfig(portMin, portMax int, startURL string) string {
-	s := fmt.Sprintf(`%s
-runtime_dir = %q
-port_min = %d
-port_max = %d
-cleanup_timeout = "3s"
-start_timeout = "90s"
-`, configTag, runtimeRoot, portMin, portMax)
+	var extra string
 	if startURL != "" {
-		s += fmt.Sprintf("start_url = %q\n", startURL)
+		extra += fmt.Sprintf("start_url = %q\n", startURL)
 	}
 	if n := portMax - portMin + 1; n < 4 {
-		s += fmt.Sprintf("max_sessions = %d\n", n) // at most the range (default 4)
+		extra += fmt.Sprintf("max_sessions = %d\n", n) // at most the range (default 4)
 	}
-	return s + fmt.Sprintf(`
-[epilog]
-log_file = %q
-syslog = false
-timeout = "20s"
-`, e.epilogLog)
+	return slurmtest.FFLConfig(configTag, runtimeRoot, portMin, portMax, extra, e.epilogLog)
 }
 
 // userConfig is the FFL_CONFIG of u's jobs.

@@ -87,15 +87,7 @@ func (c *Cluster) submit(t *testing.T, o submitOpts) *Job {
 	if o.noCleanup {
 		return j
 	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			j.dumpLogs(t)
-		}
-		if j.inQueue() {
-			_, _ = c.slurm(context.Background(), "scancel", j.ID)
-			slurmtest.WaitUntil(goneLimit, func() bool { return !j.inQueue() })
-		}
-	})
+	c.ctl.CleanupJob(t, j.ID, goneLimit, func() { j.dumpLogs(t) })
 	return j
 }
 

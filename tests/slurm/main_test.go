@@ -87,16 +87,12 @@ var (
 
 // TestMain stops the cluster (if a test started it) and undoes the configuration change.
 func TestMain(m *testing.M) {
-	code := m.Run()
-	if theCluster != nil {
-		if err := theCluster.teardown(code != 0); err != nil {
-			fmt.Fprintf(os.Stderr, "tests/slurm: teardown: %v\n", err)
-			if code == 0 {
-				code = 1
-			}
+	os.Exit(slurmtest.RunMain(m, "tests/slurm", func(keep bool) error {
+		if theCluster == nil {
+			return nil
 		}
-	}
-	os.Exit(code)
+		return theCluster.teardown(keep)
+	}))
 }
 
 // cluster returns the shared cluster, starting it on first use; it skips (or, with FFL_E2E=1,
@@ -109,16 +105,24 @@ func cluster(t *testing.T) *Cluster {
 		}
 		theCluster, clusterErr = setupCluster()
 	})
-	if skipReason != "" {
-		if os.Getenv("FFL_E2E") == "1" {
-			t.Fatalf("FFL_E2E=1 but missing: %s (run 'make deps' as root)", skipReason)
-		}
-		t.Skipf("missing %s: run as root after 'make deps' (FFL_E2E=1 turns this skip into a failure)", skipReason)
-	}
+	requireNothingMissing(t, skipReason)
 	if clusterErr != nil {
 		t.Fatalf("local Slurm cluster: %v", clusterErr)
 	}
 	return theCluster
+}
+
+// requireNothingMissing stops t when the suite's prerequisites named in missing are not there:
+// a skip on a developer's machine, a failure with FFL_E2E=1 (CI, where they must be).
+func requireNothingMissing(t *testing.T, missing string) {
+	t.Helper()
+	if missing == "" {
+		return
+	}
+	if os.Getenv("FFL_E2E") == "1" {
+		t.Fatalf("FFL_E2E=1 but missing: %s (run 'make deps' as root)", missing)
+	}
+	t.Skipf("missing %s: run as root after 'make deps' (FFL_E2E=1 turns this skip into a failure)", missing)
 }
 
 func missingPrerequisites() string {
@@ -187,18 +191,7 @@ func setupCluster() (c *Cluster, err error) {
 		return nil, err
 	}
 	c.portMax = c.portMin + 99
-	cfg := fmt.Sprintf(`%s
-runtime_dir = %q
-port_min = %d
-port_max = %d
-cleanup_timeout = "3s"
-start_timeout = "90s"
-
-[epilog]
-log_file = %q
-syslog = false
-timeout = "20s"
-`, configTag, runtimeRoot, c.portMin, c.portMax, c.epilogLog)
+	cfg := slurmtest.FFLConfig(configTag, runtimeRoot, c.portMin, c.portMax, "", c.epilogLog)
 	if err := os.WriteFile(c.config, []byte(cfg), 0o644); err != nil {
 		return nil, err
 	}

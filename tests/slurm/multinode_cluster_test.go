@@ -73,12 +73,7 @@ func startMultiCluster(t *testing.T) *MultiCluster {
 			missing = strings.TrimPrefix(missing+", "+b, ", ")
 		}
 	}
-	if missing != "" {
-		if os.Getenv("FFL_E2E") == "1" {
-			t.Fatalf("FFL_E2E=1 but missing: %s (run 'make deps' as root)", missing)
-		}
-		t.Skipf("missing %s: run as root after 'make deps' (FFL_E2E=1 turns this skip into a failure)", missing)
-	}
+	requireNothingMissing(t, missing)
 	t0 := time.Now()
 	c, err := setupMultiCluster()
 	if c != nil {
@@ -124,17 +119,7 @@ func setupMultiCluster() (*MultiCluster, error) {
 	// loopbacks are empty, so any port range is free there.
 	c.portMin = 20000 + rand.IntN(40000)
 	c.portMax = c.portMin + 99
-	cfg := fmt.Sprintf(`# installed on every node of the multi-node test cluster
-port_min = %d
-port_max = %d
-cleanup_timeout = "3s"
-start_timeout = "90s"
-
-[epilog]
-log_file = %q
-syslog = false
-timeout = "20s"
-`, c.portMin, c.portMax, filepath.Join(dir, "epilog-@NODE@.log"))
+	cfg := slurmtest.FFLConfig("# installed on every node of the multi-node test cluster", "", c.portMin, c.portMax, "", filepath.Join(dir, "epilog-@NODE@.log"))
 	if err := os.WriteFile(filepath.Join(dir, "ffl.toml"), []byte(cfg), 0o644); err != nil {
 		return c, err
 	}
@@ -470,15 +455,7 @@ func (c *MultiCluster) submit(t *testing.T, o mnSubmit) *MJob {
 		}
 	}
 	t.Logf("submitted job %s as %s on %s: sbatch %s", j.ID, u.Name, strings.Join(names, ","), strings.Join(sb[1:], " "))
-	t.Cleanup(func() {
-		if t.Failed() {
-			j.dumpLogs(t)
-		}
-		if j.inQueue() {
-			_, _ = c.slurm(context.Background(), "scancel", j.ID)
-			slurmtest.WaitUntil(goneLimit, func() bool { return !j.inQueue() })
-		}
-	})
+	c.ctl.CleanupJob(t, j.ID, goneLimit, func() { j.dumpLogs(t) })
 	return j
 }
 
