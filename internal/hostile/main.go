@@ -142,9 +142,12 @@ func fuseEnviron(dir, ready string) error {
 		return nil
 	}
 	// The trap is armed when a thread of the inner process waits for the mmap lock for writing
-	// (the inner process cannot say so itself: it is stuck behind that lock).
+	// (waitsForWrite; the inner process cannot say so itself: it is stuck behind that lock).
+	// The deadline is generous: on a loaded 2-core machine (go test -race of every package at
+	// once) the inner process's READ has been seen to take more than 10 s to arrive.
+	const armTimeout = 30 * time.Second
 	armed, unmapping := false, false
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(armTimeout); ; time.Sleep(20 * time.Millisecond) {
 		select {
 		case err := <-exited:
 			sv.disarm()
@@ -171,8 +174,11 @@ func fuseEnviron(dir, ready string) error {
 					return err
 				}
 			} else if time.Now().After(deadline) {
+				_, innerErr := os.Stat(ready + ".inner")
+				writer, chans := waitsForWrite(cmd.Process.Pid), threadWaits(cmd.Process.Pid)
 				_ = disarm()
-				return fmt.Errorf("trap not armed after 10s")
+				return fmt.Errorf("trap not armed after %s (inner process mapped the file: %t; its READ seen: %t; unmapping thread waiting for the lock: %t; its threads wait in: %s)",
+					armTimeout, innerErr == nil, unmapping, writer, chans)
 			}
 		}
 	}
@@ -197,17 +203,45 @@ func receiveFD(sock int) (int, error) {
 	return fds[0], nil
 }
 
-// waitsForWrite reports whether a thread of pid waits to take its mmap lock for writing (in
-// munmap, or a rwsem's write path).
+// waitsForWrite reports whether a thread of pid waits to take its mmap lock for writing: asleep
+// (D) in a call that takes it (munmap, or an mmap of the Go runtime growing its heap, which has
+// been seen to queue first on a loaded machine: the trap is armed just the same), or in a
+// rwsem's write path, whichever name wchan gives on this kernel.
 func waitsForWrite(pid int) bool {
 	tasks, _ := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
 	for _, t := range tasks {
-		w, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/task/" + t.Name() + "/wchan")
+		dir := "/proc/" + strconv.Itoa(pid) + "/task/" + t.Name()
+		w, _ := os.ReadFile(dir + "/wchan")
 		if strings.Contains(string(w), "down_write") || strings.Contains(string(w), "munmap") {
+			return true
+		}
+		if strings.Contains(string(w), "mmap") && threadState(dir) == "D" {
 			return true
 		}
 	}
 	return false
+}
+
+// threadState is the state letter of /proc/PID/task/TID/stat ("?" when unreadable).
+func threadState(dir string) string {
+	st, _ := os.ReadFile(dir + "/stat")
+	if i := strings.LastIndexByte(string(st), ')'); i >= 0 && i+2 < len(st) {
+		return string(st[i+2])
+	}
+	return "?"
+}
+
+// threadWaits lists where pid's threads wait (their wchan and state), for the error of a trap
+// that did not arm.
+func threadWaits(pid int) string {
+	tasks, _ := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
+	var out []string
+	for _, t := range tasks {
+		dir := "/proc/" + strconv.Itoa(pid) + "/task/" + t.Name()
+		w, _ := os.ReadFile(dir + "/wchan")
+		out = append(out, t.Name()+":"+threadState(dir)+":"+string(w))
+	}
+	return strings.Join(out, " ")
 }
 
 // many starts manyInner with a k KiB environment.

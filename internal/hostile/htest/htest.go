@@ -1,7 +1,8 @@
 // Package htest builds and runs the hostile attacker (internal/hostile) for tests and
 // benchmarks, as an unprivileged user, and always disarms it: SIGTERM (the FUSE trap answers its
 // pending reads and ends), then SIGKILL of its whole process group, then, as a last resort, an
-// abort of every FUSE connection that appeared while it ran.
+// abort of the FUSE connection of its own mount (never another one: tests of other packages run
+// their traps at the same time, and aborting theirs disarms them).
 package htest
 
 import (
@@ -10,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -35,8 +37,8 @@ type Attack struct {
 	cmd    *exec.Cmd
 	done   chan struct{}
 	dir    string
-	Ready  string // the file the attacker writes once armed (and, for grab, its findings)
-	before map[string]bool
+	Ready  string   // the file the attacker writes once armed (and, for grab, its findings)
+	conns  []string // the FUSE connections (fusectl names) of the attack's own mounts
 	stderr *strings.Builder
 	// lifeline is the write end of a pipe whose read end the attacker watches: when this
 	// process dies in any way (a test binary's timeout panic runs no Cleanup; SIGKILL), the
@@ -69,7 +71,7 @@ func StartNoCleanup(bin string, uid, gid int, base string, args ...string) (*Att
 	if err := os.Chown(dir, uid, gid); err != nil {
 		return nil, err
 	}
-	a := &Attack{dir: dir, Ready: filepath.Join(dir, "ready"), done: make(chan struct{}), before: fuseConnections(), stderr: &strings.Builder{}}
+	a := &Attack{dir: dir, Ready: filepath.Join(dir, "ready"), done: make(chan struct{}), stderr: &strings.Builder{}}
 	lr, lw, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -91,6 +93,12 @@ func StartNoCleanup(bin string, uid, gid int, base string, args ...string) (*Att
 	deadline := time.Now().Add(ReadyTimeout)
 	for {
 		if _, err := os.Stat(a.Ready); err == nil {
+			mountFusectl()
+			a.conns = fuseConnsOf(a.Findings(), filepath.Join(dir, "mnt"))
+			if strings.HasPrefix(a.Findings(), "armed") && !a.connsListed() {
+				a.Stop()
+				return nil, fmt.Errorf("attacker %v armed, but its FUSE connection %v is not in %s: Stop could not abort it", args, a.conns, fuseCtl)
+			}
 			return a, nil
 		}
 		select {
@@ -137,10 +145,8 @@ func (a *Attack) Stop() {
 	case <-time.After(5 * time.Second):
 	}
 	// Last resort: a FUSE connection of the attack still alive would keep a process in D state.
-	for c := range fuseConnections() {
-		if !a.before[c] {
-			_ = os.WriteFile(filepath.Join(fuseCtl, c, "abort"), []byte("1"), 0o200)
-		}
+	for _, c := range a.conns {
+		_ = os.WriteFile(filepath.Join(fuseCtl, c, "abort"), []byte("1"), 0o200)
 	}
 	_ = syscall.Kill(-pgid, syscall.SIGKILL)
 	_ = os.RemoveAll(a.dir)
@@ -153,16 +159,55 @@ func (a *Attack) Stop() {
 // fuseCtl is where the fusectl file system lists FUSE connections.
 const fuseCtl = "/sys/fs/fuse/connections"
 
-// fuseConnections lists the FUSE connections (mounting fusectl when it is not, as root).
-func fuseConnections() map[string]bool {
-	ents, err := os.ReadDir(fuseCtl)
-	if err == nil && len(ents) == 0 && os.Geteuid() == 0 {
-		_ = syscall.Mount("fusectl", fuseCtl, "fusectl", 0, "")
-		ents, _ = os.ReadDir(fuseCtl)
+// fuseConnsOf returns the fusectl names of the FUSE mounts on mnt of the process the FUSE
+// trap names in its findings ("armed PID"), read from that process's mountinfo (the mount lives
+// in its own mount namespace); none for other attacks.
+func fuseConnsOf(findings, mnt string) []string {
+	var pid int
+	if _, err := fmt.Sscanf(findings, "armed %d", &pid); err != nil || pid <= 0 {
+		return nil
 	}
-	out := map[string]bool{}
-	for _, e := range ents {
-		out[e.Name()] = true
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/mountinfo")
+	if err != nil {
+		return nil
+	}
+	return parseFuseConns(string(data), mnt)
+}
+
+// parseFuseConns picks the fuse mounts on mnt out of a mountinfo text ("ID PARENT MAJ:MIN ROOT
+// MOUNTPOINT ... - FSTYPE SOURCE OPTS") and names each as fusectl does: the superblock's device
+// number, (major << 20) | minor in decimal.
+func parseFuseConns(mountinfo, mnt string) []string {
+	var out []string
+	for _, line := range strings.Split(mountinfo, "\n") {
+		pre, post, ok := strings.Cut(line, " - ")
+		f, g := strings.Fields(pre), strings.Fields(post)
+		if !ok || len(f) < 5 || len(g) < 1 || f[4] != mnt || (g[0] != "fuse" && !strings.HasPrefix(g[0], "fuse.")) {
+			continue
+		}
+		var major, minor uint64
+		if _, err := fmt.Sscanf(f[2], "%d:%d", &major, &minor); err != nil {
+			continue
+		}
+		out = append(out, strconv.FormatUint(major<<20|minor, 10))
 	}
 	return out
+}
+
+// connsListed reports whether the attack has FUSE connections and fusectl lists them all.
+func (a *Attack) connsListed() bool {
+	for _, c := range a.conns {
+		if _, err := os.Stat(filepath.Join(fuseCtl, c)); err != nil {
+			return false
+		}
+	}
+	return len(a.conns) > 0
+}
+
+// mountFusectl mounts the fusectl file system where it is not (as root), so that Stop can abort
+// the attack's connection.
+func mountFusectl() {
+	if ents, err := os.ReadDir(fuseCtl); err == nil && len(ents) == 0 && os.Geteuid() == 0 {
+		_ = syscall.Mount("fusectl", fuseCtl, "fusectl", 0, "")
+	}
 }
