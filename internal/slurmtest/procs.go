@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ffl-hpc/ffl/internal/testutil"
 	"github.com/ffl-hpc/ffl/pkg/lifecycle"
 	"github.com/ffl-hpc/ffl/pkg/proc"
 )
@@ -113,7 +114,7 @@ func AssertNoneLeft(t testing.TB, job string, paths ...string) {
 func AssertPortsFree(t testing.TB, job string, ports []int) {
 	t.Helper()
 	for _, port := range ports {
-		if !WaitUntil(10*time.Second, func() bool { return PortFree(port) }) {
+		if !WaitUntil(10*time.Second, func() bool { return testutil.PortFree(port) }) {
 			t.Errorf("job %s: port %d still in use", job, port)
 		}
 	}

@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -80,7 +79,7 @@ func WaitUntil(limit time.Duration, cond func() bool) bool {
 // FreePortRange picks a random range of n TCP ports from 20000-59999 none of which is in use on
 // the loopback right now, so that a suite's sessions do not meet another program's ports.
 func FreePortRange(n int) (int, error) {
-	return freePortRange(n, rand.IntN, PortFree)
+	return freePortRange(n, rand.IntN, testutil.PortFree)
 }
 
 // freePortRange is FreePortRange with its randomness and its probe given, for the unit test.
@@ -97,17 +96,6 @@ func freePortRange(n int, intn func(int) int, free func(int) bool) (int, error) 
 		}
 	}
 	return 0, fmt.Errorf("no free range of %d ports found in %d tries", n, tries)
-}
-
-// PortFree reports whether port can be bound on 127.0.0.1 right now: after a job's end its
-// ports must be free again.
-func PortFree(port int) bool {
-	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
-	if err != nil {
-		return false
-	}
-	l.Close()
-	return true
 }
 
 // ModuleRoot returns the module root seen from a test package two levels below it (go test

@@ -5,6 +5,7 @@ package testutil
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -216,6 +217,17 @@ func Poll(limit, interval time.Duration, cond func() bool) bool {
 		}
 		time.Sleep(interval)
 	}
+}
+
+// PortFree reports whether port can be bound on 127.0.0.1 right now: once a session or a job
+// has ended, its port must be free again for the next one.
+func PortFree(port int) bool {
+	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+	if err != nil {
+		return false
+	}
+	l.Close()
+	return true
 }
 
 // MustRead returns the content of the file at path and fails the test when it cannot be read.

@@ -200,15 +200,6 @@ func httpAs(u testutil.User, url string) int {
 	return code
 }
 
-func portFree(port int) bool {
-	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
-	if err != nil {
-		return false
-	}
-	l.Close()
-	return true
-}
-
 // assertNothingLeft checks the promise: no process carrying the job's marker, no session or
 // runtime directory of the job, the ports free.
 func (e *env) assertNothingLeft(t *testing.T, ports ...int) {
@@ -228,7 +219,7 @@ func (e *env) assertNothingLeft(t *testing.T, ports ...int) {
 		}
 	}
 	for _, port := range ports {
-		if !portFree(port) {
+		if !testutil.PortFree(port) {
 			t.Errorf("port %d still held", port)
 		}
 	}

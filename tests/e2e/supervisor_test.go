@@ -228,7 +228,7 @@ while [ ! -e "$OUT.go" ]; do sleep 0.05; done
 	}) {
 		t.Fatal("the wrapped command never saw FFL_PROXY_PORT")
 	}
-	if portFree(port) {
+	if testutil.PortFree(port) {
 		t.Fatalf("FFL_PROXY_PORT %d is not held by the supervisor", port)
 	}
 	url := "http://127.0.0.1:" + strconv.Itoa(port) + "/"
@@ -269,7 +269,7 @@ while [ ! -e "$OUT.go" ]; do sleep 0.05; done
 	if b, _ := os.ReadFile(filepath.Join(e.dir, "proxy1.log")); strings.Contains(string(b), "level=warning") || strings.Contains(string(b), "level=error") {
 		t.Errorf("a normal stop logged something alarming:\n%s", b)
 	}
-	if portFree(port) {
+	if testutil.PortFree(port) {
 		t.Errorf("the proxy port was released with the session")
 	}
 	if ids, _ := proc.FindByMarker(e.user.UID, layout.MarkerVar, e.layout().Marker(port)); len(ids) != 0 {

@@ -651,7 +651,7 @@ func scenarioFailpoints(t *testing.T, c *Cluster, by *bystanders) {
 func scenarioSamePort(t *testing.T, c *Cluster, by *bystanders) {
 	port := 0
 	for p := c.portMin + 50; p <= c.portMax; p++ {
-		if slurmtest.PortFree(p) {
+		if testutil.PortFree(p) {
 			port = p
 			break
 		}
