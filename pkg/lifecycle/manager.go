@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/go-multierror"
 	"github.com/sirupsen/logrus"
 
+	"github.com/ffl-hpc/ffl/pkg/execenv"
 	"github.com/ffl-hpc/ffl/pkg/front"
 	"github.com/ffl-hpc/ffl/pkg/layout"
 	"github.com/ffl-hpc/ffl/pkg/prereq"
@@ -128,9 +129,14 @@ func NewManager(s Settings) (*Manager, error) {
 	if s.RefreshInterval <= 0 {
 		s.RefreshInterval = 15 * time.Second
 	}
+	// The caller's PATH and LANG reach xpra and Firefox, and find xpra's interpreter for the
+	// draw check: only the PATH entries nobody but root and the user can change stay (no ".",
+	// no relative or group-writable directory), and LANG must be a plain locale name.
 	if s.Path == "" {
-		s.Path = "/usr/local/bin:/usr/bin:/bin"
+		s.Path = execenv.DefaultPath
 	}
+	s.Path = execenv.Path(s.Path, s.Layout.UID)
+	s.Lang = execenv.Lang(s.Lang)
 	if s.StartURL == "" {
 		s.StartURL = "about:blank"
 	}

@@ -1,0 +1,89 @@
+package execenv
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+func TestCommandNeverInherits(t *testing.T) {
+	t.Setenv("PYTHONPATH", "/evil")
+	cmd := Command("", nil, "/bin/sh", "-c", "pwd; env")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if lines[0] != "/" {
+		t.Errorf("working directory %q, want /", lines[0])
+	}
+	if strings.Contains(string(out), "PYTHONPATH") {
+		t.Errorf("the caller's environment reached the child:\n%s", out)
+	}
+}
+
+func TestPython(t *testing.T) {
+	got := strings.Join(Python([]string{"/usr/bin/python3", "-u"}, "-c", "x"), " ")
+	if got != "/usr/bin/python3 -I -u -c x" {
+		t.Errorf("Python: %q", got)
+	}
+}
+
+func TestPath(t *testing.T) {
+	uid := os.Getuid()
+	own := t.TempDir() // 0700, the caller's, below /tmp (sticky, world-writable): refused
+	if err := os.Chmod(filepath.Dir(own), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	shared := filepath.Join(t.TempDir(), "shared")
+	if err := os.Mkdir(shared, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(shared, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ in, want string }{
+		{"/usr/bin:/bin", "/usr/bin:/bin"},
+		{"", ""},
+		{".:bin::/usr/bin", "/usr/bin"},
+		{"/usr/bin:/usr/bin/:/bin", "/usr/bin:/bin"},
+		{shared + ":/usr/bin", "/usr/bin"},
+		{"/tmp:/usr/bin", "/usr/bin"},
+		{"/nonexistent/bin", ""},
+	} {
+		if got := Path(c.in, uid); got != c.want {
+			t.Errorf("Path(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}
+
+func TestOnlyOwnerWrites(t *testing.T) {
+	for _, c := range []struct {
+		uid, gid, mode uint32
+		caller         int
+		want           bool
+	}{
+		{0, 0, 0o755, 1000, true},
+		{0, 0, 0o775, 1000, true},   // group root
+		{0, 50, 0o775, 1000, false}, // group staff: its members
+		{0, 0, 0o1777, 1000, false}, // /tmp
+		{1000, 1000, 0o700, 1000, true},
+		{1000, 1000, 0o700, -1, false}, // root only
+		{1001, 1001, 0o755, 1000, false},
+	} {
+		st := syscall.Stat_t{Uid: c.uid, Gid: c.gid, Mode: syscall.S_IFDIR | c.mode}
+		if got := OnlyOwnerWrites(st, c.caller); got != c.want {
+			t.Errorf("uid %d gid %d mode %#o caller %d: %v, want %v", c.uid, c.gid, c.mode, c.caller, got, c.want)
+		}
+	}
+}
+
+func TestLang(t *testing.T) {
+	for in, want := range map[string]string{"": DefaultLang, "en_US.UTF-8": "en_US.UTF-8", "de_DE@euro": "de_DE@euro", "C.UTF-8;rm -rf": DefaultLang, "a\nb": DefaultLang} {
+		if got := Lang(in); got != want {
+			t.Errorf("Lang(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
