@@ -24,6 +24,8 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"github.com/ffl-hpc/ffl/pkg/safefs"
 )
 
 // DefaultPath is the PATH when the caller gives none; the node doctor (root) uses it always.
@@ -102,26 +104,13 @@ func trustedDir(d string, uid int) bool {
 		if err := syscall.Stat(p, &st); err != nil || st.Mode&syscall.S_IFMT != syscall.S_IFDIR {
 			return false
 		}
-		if !OnlyOwnerWrites(st, uid) {
+		if !safefs.OnlyWritableBy(st.Uid, st.Gid, st.Mode, uid) {
 			return false
 		}
 		if p == "/" {
 			return true
 		}
 	}
-}
-
-// OnlyOwnerWrites reports whether a directory's stat says nobody but root or uid can change
-// it: owned by root or uid, not world-writable, and group-writable only for group root.
-// uid < 0 means root only. It is also the rule for the metrics file's directory.
-func OnlyOwnerWrites(st syscall.Stat_t, uid int) bool {
-	if st.Uid != 0 && (uid < 0 || int(st.Uid) != uid) {
-		return false
-	}
-	if st.Mode&0o002 != 0 {
-		return false
-	}
-	return st.Mode&0o020 == 0 || st.Gid == 0
 }
 
 // Lang returns lang when it is a plain locale name (letters, digits, "._-@"), else DefaultLang:

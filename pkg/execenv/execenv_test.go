@@ -4,7 +4,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 )
 
@@ -55,27 +54,6 @@ func TestPath(t *testing.T) {
 	} {
 		if got := Path(c.in, uid); got != c.want {
 			t.Errorf("Path(%q) = %q, want %q", c.in, got, c.want)
-		}
-	}
-}
-
-func TestOnlyOwnerWrites(t *testing.T) {
-	for _, c := range []struct {
-		uid, gid, mode uint32
-		caller         int
-		want           bool
-	}{
-		{0, 0, 0o755, 1000, true},
-		{0, 0, 0o775, 1000, true},   // group root
-		{0, 50, 0o775, 1000, false}, // group staff: its members
-		{0, 0, 0o1777, 1000, false}, // /tmp
-		{1000, 1000, 0o700, 1000, true},
-		{1000, 1000, 0o700, -1, false}, // root only
-		{1001, 1001, 0o755, 1000, false},
-	} {
-		st := syscall.Stat_t{Uid: c.uid, Gid: c.gid, Mode: syscall.S_IFDIR | c.mode}
-		if got := OnlyOwnerWrites(st, c.caller); got != c.want {
-			t.Errorf("uid %d gid %d mode %#o caller %d: %v, want %v", c.uid, c.gid, c.mode, c.caller, got, c.want)
 		}
 	}
 }
