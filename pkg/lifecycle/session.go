@@ -79,11 +79,7 @@ type Session struct {
 // Info describes the session for users and programs.
 func (s *Session) Info() Info {
 	l := s.m.s.Layout
-	host := s.m.s.BindAddress
-	if host == "0.0.0.0" || host == "::" {
-		host = "127.0.0.1"
-	}
-	addr := net.JoinHostPort(host, strconv.Itoa(s.port))
+	addr := net.JoinHostPort(s.m.hostOf(s.port), strconv.Itoa(s.port))
 	s.stateMu.Lock()
 	display := s.state.Display
 	s.stateMu.Unlock()
