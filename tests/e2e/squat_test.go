@@ -74,13 +74,15 @@ func newSquat(t *testing.T, e *env) squat {
 	cmd := exec.Command("/usr/bin/python3", "-I", "-c", fakeSupervisor, sq.sock, sq.log)
 	cmd.Dir = "/"
 	cmd.Env = []string{"PATH=/usr/bin:/bin"}
-	var errb bytes.Buffer
-	cmd.Stderr = &errb
+	errf, err := os.Create(filepath.Join(e.dir, "squatter.err"))
+	testutil.Must(t, err)
+	defer errf.Close()
+	cmd.Stderr = errf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(attacker.UID), Gid: uint32(attacker.GID)}}
 	testutil.Must(t, cmd.Start())
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	if !testutil.Eventually(30*time.Second, func() bool { return testutil.Exists(sq.log) }) {
-		t.Fatalf("the squatter's fake supervisor did not start: %s", errb.String())
+		t.Fatalf("the squatter's fake supervisor did not start: %s", testutil.MustRead(t, errf.Name()))
 	}
 	return sq
 }
