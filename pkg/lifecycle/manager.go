@@ -138,7 +138,10 @@ func NewManager(s Settings) (*Manager, error) {
 	if s.Path == "" {
 		s.Path = execenv.DefaultPath
 	}
-	s.Path = execenv.Path(s.Path, s.Layout.UID)
+	if safe := execenv.Path(s.Path, s.Layout.UID); safe != s.Path {
+		s.Log.WithFields(logrus.Fields{"path": s.Path, "kept": safe}).Debug("PATH entries another user could change (or relative ones) dropped for xpra and Firefox")
+		s.Path = safe
+	}
 	s.Lang = execenv.Lang(s.Lang)
 	if s.StartURL == "" {
 		s.StartURL = "about:blank"
