@@ -7,6 +7,7 @@ import (
 
 	"github.com/ffl-hpc/ffl/pkg/config"
 	"github.com/ffl-hpc/ffl/pkg/doctor"
+	"github.com/ffl-hpc/ffl/pkg/execenv"
 )
 
 // exitBroken is doctor's exit code when a check failed (a manual run; Slurm never runs it).
@@ -24,7 +25,7 @@ var doctorCommand = &cli.Command{
 		if err != nil {
 			return err
 		}
-		r := doctor.Run(c.Context, doctor.Options{Config: cfg, Path: "/usr/local/bin:/usr/bin:/bin", SlurmConf: c.String("slurm-conf"), Node: true, XDir: c.String("x-dir")})
+		r := doctor.Run(c.Context, doctor.Options{Config: cfg, Path: execenv.DefaultPath, SlurmConf: c.String("slurm-conf"), Node: true, XDir: c.String("x-dir")})
 		if err := r.Write(os.Stdout); err != nil {
 			return err
 		}

@@ -99,12 +99,13 @@ func summary(e *hook.Env, res reclaim.EpilogResult) {
 	}
 	defer e.Record(metrics.Run{Hook: metrics.HookEpilog, Jobs: 1, JobsWithLeftovers: leftovers, Sessions: res.Sessions,
 		Termed: res.Termed, Killed: res.Killed, Left: res.Left, Refused: res.Refused, Dirs: res.Dirs, Files: res.Files,
-		Bytes: res.Bytes, Errors: errs, Duration: res.Duration, TimedOut: len(res.Unfinished) > 0})
+		Bytes: res.Bytes, Errors: errs, Foreign: res.Foreign, Duration: res.Duration, TimedOut: len(res.Unfinished) > 0})
 	entry := e.Log.WithFields(logrus.Fields{
 		"job": res.Job, "user": res.User, "uid": res.UID, "sessions": res.Sessions,
 		"termed": res.Termed, "killed": res.Killed, "left": res.Left, "refused": res.Refused,
 		"dirs": res.Dirs, "files": res.Files, "bytes": res.Bytes, "unfinished": unfinishedField(res.Unfinished),
 		"duration_ms": res.Duration.Round(time.Millisecond).Milliseconds(), "errors": errs, "fast": res.Fast,
+		"foreign": res.Foreign,
 	})
 	if errs > 0 {
 		entry.Warn("epilog done, with problems (see the lines above)")

@@ -57,11 +57,12 @@ var sweepCommand = &cli.Command{
 			errs, took := len(rep.Problems)+rep.MoreProblems, time.Since(t0)
 			defer e.Record(metrics.Run{Hook: metrics.HookSweep, Sessions: rep.Sessions, Termed: rep.Termed, Killed: rep.Killed,
 				Left: rep.Left, Refused: rep.Refused, Dirs: rep.Dirs, Files: rep.Files, Bytes: rep.Bytes, Errors: errs,
-				Duration: took, TimedOut: len(rep.Unfinished) > 0})
+				Foreign: rep.Foreign, Duration: took, TimedOut: len(rep.Unfinished) > 0})
 			e.Log.WithFields(logrus.Fields{
 				"node": node, "sessions": rep.Sessions, "termed": rep.Termed, "killed": rep.Killed, "left": rep.Left,
 				"dirs": rep.Dirs, "files": rep.Files, "bytes": rep.Bytes, "refused": rep.Refused, "dry_run": c.Bool("dry-run"),
 				"unfinished": unfinishedField(rep.Unfinished), "duration_ms": took.Milliseconds(), "errors": errs,
+				"foreign": rep.Foreign,
 			}).Info("sweep done")
 		}
 		run.Arm(limit+hook.WatchdogMargin, e.Log, func(string) {

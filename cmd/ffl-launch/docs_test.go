@@ -51,7 +51,8 @@ an unwritable state directory, a start page that cannot be loaded from the node.
 package); **doctor** found a broken check.
 
 **%d**
-: No supervisor, or no such session.
+: No supervisor of yours (a control socket served by another uid is refused), or no such
+session.
 
 **%d+N**
 : **run** ended by signal N (143 for SIGTERM); with a wrapped command, its status.`,
@@ -67,7 +68,8 @@ package); **doctor** found a broken check.
 
 **` + lifecycle.EnvControlSocket + `**
 : The supervisor's socket, exported by **run** to the wrapped command; **start**, **stop**,
-**list** and **proxy** use it (inside the job they find it without).
+**list** and **proxy** use it (inside the job they find it without), and talk to it only when
+the kernel says its server runs as your uid.
 
 **` + lifecycle.EnvProxyPort + `**
 : Exported by **run** to the wrapped command: the port held for its jupyter-server-proxy entry.

@@ -13,6 +13,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"time"
@@ -243,20 +244,50 @@ type Client struct {
 	hc   *http.Client
 }
 
-// NewClient returns a client for the socket at path.
+// NewClient returns a client for the socket at path that talks only to a supervisor of its own
+// uid (see Dial).
 func NewClient(path string) *Client {
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", path)
+			return Dial(ctx, path, os.Geteuid())
 		},
 		DisableKeepAlives: true,
 	}
 	return &Client{path: path, hc: &http.Client{Transport: tr}}
 }
 
+// Dial connects to the control socket at path and proves, before a byte is sent, that its
+// server runs as uid: the kernel's SO_PEERCRED answer for this connection names the process
+// that created the listening socket. Another user who squatted the directory the socket is
+// looked up in (or set $FFL_CONTROL_SOCKET for the victim) would otherwise receive the start
+// URL and answer with its own port, "stopped" or escape sequences for the terminal.
+func Dial(ctx context.Context, path string, uid int) (net.Conn, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "unix", path)
+	if err != nil {
+		return nil, err
+	}
+	uc, ok := c.(*net.UnixConn)
+	peer := -1
+	if ok {
+		peer = peerUID(uc)
+	}
+	if peer != uid {
+		c.Close()
+		if peer < 0 {
+			return nil, fmt.Errorf("%w: %s: the kernel names no server for it: refused", ErrForeignServer, path)
+		}
+		return nil, fmt.Errorf("%w: %s is served by uid %d, not by you (uid %d): refused, nothing was sent to it (unset FFL_CONTROL_SOCKET, or start your own with 'ffl-launch run')", ErrForeignServer, path, peer, uid)
+	}
+	return c, nil
+}
+
 // ErrNoSupervisor is returned when nothing listens on the socket.
 var ErrNoSupervisor = errors.New("no supervisor")
+
+// ErrForeignServer is returned when the socket's server is not of the caller's uid. It wraps
+// ErrNoSupervisor: there is no supervisor of the caller's there.
+var ErrForeignServer = fmt.Errorf("%w of yours", ErrNoSupervisor)
 
 func (c *Client) do(ctx context.Context, method, path string, body any, out any) error {
 	var rd io.Reader
@@ -273,6 +304,10 @@ func (c *Client) do(ctx context.Context, method, path string, body any, out any)
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) && errors.Is(ue.Err, ErrForeignServer) {
+			return ue.Err // its own line says what to do
+		}
 		return fmt.Errorf("%w at %s: %v: is 'ffl-launch run' running in this job?", ErrNoSupervisor, c.path, err)
 	}
 	defer resp.Body.Close()

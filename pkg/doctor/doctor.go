@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/ffl-hpc/ffl/pkg/config"
+	"github.com/ffl-hpc/ffl/pkg/execenv"
 	"github.com/ffl-hpc/ffl/pkg/prereq"
 )
 
@@ -89,9 +90,12 @@ type Options struct {
 // Run runs every check.
 func Run(ctx context.Context, o Options) Report {
 	var r Report
+	// The caller's PATH finds xpra and Firefox, but only through directories nobody but root
+	// and the caller can change (root's doctor passes execenv.DefaultPath).
 	if o.Path == "" {
-		o.Path = "/usr/local/bin:/usr/bin:/bin"
+		o.Path = execenv.DefaultPath
 	}
+	o.Path = execenv.Path(o.Path, os.Getuid())
 	checkSession(ctx, &r, o)
 	checkDirs(&r, o)
 	checkSlurm(&r, o)

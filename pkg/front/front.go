@@ -78,6 +78,10 @@ type Options struct {
 	// the Jupyter proxy port gets Firefox back after the user closed it (jupyter-server-proxy
 	// 4.1 never runs its command again once it has exited).
 	OnDemand func()
+	// OneAddress binds the address alone, without the [::1] twin of 127.0.0.1. pkg/lifecycle
+	// asks for it only when another process holds one loopback family on every free port of the
+	// range, and then prints the bound address literally (see docs/DESIGN.md, "Ports").
+	OneAddress bool
 }
 
 // retryAfterFailure is how long a failed start's page is shown before a new visit asks for a
@@ -135,7 +139,7 @@ func Listen(addr string, port int, opts Options) (*Front, error) {
 		return nil, fmt.Errorf("bind %s: %w", net.JoinHostPort(addr, strconv.Itoa(port)), err)
 	}
 	f.lns = append(f.lns, ln)
-	if ip := net.ParseIP(addr); ip != nil && ip.Equal(net.IPv4(127, 0, 0, 1)) {
+	if ip := net.ParseIP(addr); !opts.OneAddress && ip != nil && ip.Equal(net.IPv4(127, 0, 0, 1)) {
 		ln6, err := net.Listen("tcp", net.JoinHostPort("::1", strconv.Itoa(port)))
 		switch {
 		case err == nil:

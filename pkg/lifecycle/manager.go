@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/go-multierror"
 	"github.com/sirupsen/logrus"
 
+	"github.com/ffl-hpc/ffl/pkg/execenv"
 	"github.com/ffl-hpc/ffl/pkg/front"
 	"github.com/ffl-hpc/ffl/pkg/layout"
 	"github.com/ffl-hpc/ffl/pkg/prereq"
@@ -99,9 +100,12 @@ type Manager struct {
 	sessions   map[int]*Session
 	reserved   map[int]bool
 	lent       map[int]*front.Front // ports held by the caller (the proxy port), by port
-	stopping   bool
-	ended      chan int
-	wg         sync.WaitGroup
+	// hosts holds, by port, the one address a session listens on when it could not have both
+	// loopback families (pickPort's second pass); its URL names that address literally.
+	hosts    map[int]string
+	stopping bool
+	ended    chan int
+	wg       sync.WaitGroup
 }
 
 // StartRequest asks for one session. Port 0 picks a free port of the range.
@@ -128,9 +132,17 @@ func NewManager(s Settings) (*Manager, error) {
 	if s.RefreshInterval <= 0 {
 		s.RefreshInterval = 15 * time.Second
 	}
+	// The caller's PATH and LANG reach xpra and Firefox, and find xpra's interpreter for the
+	// draw check: only the PATH entries nobody but root and the user can change stay (no ".",
+	// no relative or group-writable directory), and LANG must be a plain locale name.
 	if s.Path == "" {
-		s.Path = "/usr/local/bin:/usr/bin:/bin"
+		s.Path = execenv.DefaultPath
 	}
+	if safe := execenv.Path(s.Path, s.Layout.UID); safe != s.Path {
+		s.Log.WithFields(logrus.Fields{"path": s.Path, "kept": safe}).Debug("PATH entries another user could change (or relative ones) dropped for xpra and Firefox")
+		s.Path = safe
+	}
+	s.Lang = execenv.Lang(s.Lang)
 	if s.StartURL == "" {
 		s.StartURL = "about:blank"
 	}
@@ -159,7 +171,7 @@ func NewManager(s Settings) (*Manager, error) {
 		return nil, fmt.Errorf("%w: %v", ErrBadInput, err)
 	}
 	return &Manager{s: s, runtimeDir: dir, sessions: map[int]*Session{}, reserved: map[int]bool{},
-		lent: map[int]*front.Front{}, ended: make(chan int, 64)}, nil
+		lent: map[int]*front.Front{}, hosts: map[int]string{}, ended: make(chan int, 64)}, nil
 }
 
 // RuntimeDir is the job's node-local runtime directory this manager uses.
@@ -197,7 +209,7 @@ func (m *Manager) Start(ctx context.Context, req StartRequest) (Info, error) {
 		return Info{}, err
 	}
 	if req.Port == 0 {
-		f, err := m.pickPort(nil)
+		f, err := m.pickPort(nil, true)
 		if err != nil {
 			return Info{}, err
 		}
@@ -245,8 +257,12 @@ func (m *Manager) Start(ctx context.Context, req StartRequest) (Info, error) {
 // Bind holds a port of this job's range for the caller (the supervisor's proxy port): the
 // first free one after a random offset. onDemand, if set, is called with the port when the
 // owner visits it while no session is behind it (the front's OnDemand).
+//
+// The proxy port always has both loopback families: jupyter-server-proxy dials "localhost"
+// (its named servers hard-code it), which resolves to ::1 first, so a port held on [::1] by
+// another user would hand that user the notebook user's requests, cookies included.
 func (m *Manager) Bind(onDemand func(port int)) (*front.Front, error) {
-	f, err := m.pickPort(onDemand)
+	f, err := m.pickPort(onDemand, false)
 	if err != nil {
 		return nil, err
 	}
@@ -254,13 +270,53 @@ func (m *Manager) Bind(onDemand func(port int)) (*front.Front, error) {
 	return f, nil
 }
 
-// bind holds one port for a session of this job.
+// bind holds one port for a session of this job, on BindAddress (and, for 127.0.0.1, on [::1]
+// too, so nobody else can listen there for clients that resolve "localhost" to ::1 first).
 func (m *Manager) bind(port int, onDemand func(port int)) (*front.Front, error) {
-	opts := front.Options{UID: m.s.Layout.UID, StartHold: m.s.StartTimeout + 5*time.Second, Log: m.s.Log, IdleHold: 5 * time.Second}
+	return front.Listen(m.s.BindAddress, port, m.frontOptions(port, onDemand, false))
+}
+
+func (m *Manager) frontOptions(port int, onDemand func(port int), one bool) front.Options {
+	opts := front.Options{UID: m.s.Layout.UID, StartHold: m.s.StartTimeout + 5*time.Second, Log: m.s.Log, IdleHold: 5 * time.Second, OneAddress: one}
 	if onDemand != nil {
 		opts.OnDemand = func() { onDemand(port) }
 	}
-	return front.Listen(m.s.BindAddress, port, opts)
+	return opts
+}
+
+// bindOneFamily holds port on one loopback address alone, 127.0.0.1 else ::1, when the other
+// is held by someone else: the session's URL and ssh line then name that address literally
+// (never "localhost"), so no client ffl directs there reaches the other family's holder.
+func (m *Manager) bindOneFamily(port int, onDemand func(port int)) (*front.Front, error) {
+	var err error
+	for _, host := range []string{"127.0.0.1", "::1"} {
+		var f *front.Front
+		if f, err = front.Listen(host, port, m.frontOptions(port, onDemand, true)); err == nil {
+			m.mu.Lock()
+			m.hosts[port] = host
+			m.mu.Unlock()
+			m.s.Log.WithField("port", port).Warnf("every free port of %d-%d is held on one loopback family by another process; this session listens on %s only: open it by the printed URL, not by localhost", m.s.PortMin, m.s.PortMax, host)
+			return f, nil
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) && !errors.Is(err, syscall.EADDRNOTAVAIL) {
+			return nil, err
+		}
+	}
+	return nil, err
+}
+
+// hostOf is the address a session's URL names.
+func (m *Manager) hostOf(port int) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if h, ok := m.hosts[port]; ok {
+		return h
+	}
+	host := m.s.BindAddress
+	if host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	return host
 }
 
 // waitStarted returns the session's Info once its start has finished.
@@ -306,36 +362,50 @@ func (m *Manager) release(port int) {
 	m.mu.Lock()
 	delete(m.reserved, port)
 	delete(m.sessions, port)
+	delete(m.hosts, port)
 	m.mu.Unlock()
 }
 
 // pickPort binds the first free port of the range after a random offset: concurrent starts
 // by many users then rarely try the same port, and the bind itself decides (a port ffl holds
 // cannot be taken by anyone else, and ffl never probes a port and binds it later).
-func (m *Manager) pickPort(onDemand func(port int)) (*front.Front, error) {
+//
+// A port counts as free when both loopback families are (bind); a port another process holds
+// on one family is skipped. When no port is free that way and oneFamily is set (a session's
+// port, whose URL ffl prints), a second pass takes a port on the one family still free
+// (bindOneFamily): one user binding [::1] (or 127.0.0.1) on every port of the range would
+// otherwise deny sessions to everyone on the node. The proxy port never takes that pass (see
+// Bind).
+func (m *Manager) pickPort(onDemand func(port int), oneFamily bool) (*front.Front, error) {
 	n := m.s.PortMax - m.s.PortMin + 1
 	off := rand.IntN(n)
-	for i := 0; i < n; i++ {
-		port := m.s.PortMin + (off+i)%n
-		m.mu.Lock()
-		_, lent := m.lent[port]
-		m.mu.Unlock()
-		if lent {
-			continue
-		}
-		if err := m.reserve(port); err != nil {
-			if errors.Is(err, errReserved) {
+	passes := []func(int, func(int)) (*front.Front, error){m.bind}
+	if oneFamily && m.s.BindAddress == "127.0.0.1" {
+		passes = append(passes, m.bindOneFamily)
+	}
+	for _, bind := range passes {
+		for i := 0; i < n; i++ {
+			port := m.s.PortMin + (off+i)%n
+			m.mu.Lock()
+			_, lent := m.lent[port]
+			m.mu.Unlock()
+			if lent {
 				continue
 			}
-			return nil, err
-		}
-		f, err := m.bind(port, onDemand)
-		if err == nil {
-			return f, nil
-		}
-		m.release(port)
-		if !errors.Is(err, syscall.EADDRINUSE) && !errors.Is(err, syscall.EACCES) {
-			return nil, fmt.Errorf("port %d: %w", port, err)
+			if err := m.reserve(port); err != nil {
+				if errors.Is(err, errReserved) {
+					continue
+				}
+				return nil, err
+			}
+			f, err := bind(port, onDemand)
+			if err == nil {
+				return f, nil
+			}
+			m.release(port)
+			if !errors.Is(err, syscall.EADDRINUSE) && !errors.Is(err, syscall.EACCES) {
+				return nil, fmt.Errorf("port %d: %w", port, err)
+			}
 		}
 	}
 	return nil, fmt.Errorf("%w: %w: no free port in %d-%d on %s: widen port_min/port_max in ffl.toml", ErrBadInput, ErrPortInUse, m.s.PortMin, m.s.PortMax, m.s.BindAddress)

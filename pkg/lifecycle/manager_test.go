@@ -311,6 +311,11 @@ func TestPortsHeldFromThePick(t *testing.T) {
 			t.Fatal(err)
 		}
 		busy = append(busy, l)
+		// Both families, as other sessions hold them: a port held on one family alone is
+		// still a session's when nothing else is free (pickPort's second pass).
+		if l6, err := net.Listen("tcp", "[::1]:"+strconv.Itoa(p)); err == nil {
+			busy = append(busy, l6)
+		}
 	}
 	ctx := context.Background()
 	info, err := m.Start(ctx, StartRequest{})

@@ -22,6 +22,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
+	"github.com/ffl-hpc/ffl/pkg/execenv"
 	"github.com/ffl-hpc/ffl/pkg/front"
 	"github.com/ffl-hpc/ffl/pkg/layout"
 	"github.com/ffl-hpc/ffl/pkg/prereq"
@@ -78,11 +79,7 @@ type Session struct {
 // Info describes the session for users and programs.
 func (s *Session) Info() Info {
 	l := s.m.s.Layout
-	host := s.m.s.BindAddress
-	if host == "0.0.0.0" || host == "::" {
-		host = "127.0.0.1"
-	}
-	addr := net.JoinHostPort(host, strconv.Itoa(s.port))
+	addr := net.JoinHostPort(s.m.hostOf(s.port), strconv.Itoa(s.port))
 	s.stateMu.Lock()
 	display := s.state.Display
 	s.stateMu.Unlock()
@@ -257,9 +254,9 @@ func (s *Session) launch(ctx context.Context, url string) error {
 		dw.Close()
 		return fmt.Errorf("%w: %s not found: install the Debian package xpra", ErrMissing, st.Xpra)
 	}
-	cmd := exec.Command(xpraBin, args...)
-	cmd.Env = xpraEnv(s.paths, st.User, st.Path, st.Lang, s.marker)
-	cmd.Dir = filepath.Join(s.paths.Home, "home")
+	// The session's own home as the working directory and an environment built here
+	// (xpraEnv), never the launcher's: see pkg/execenv.
+	cmd := execenv.Command(filepath.Join(s.paths.Home, "home"), xpraEnv(s.paths, st.User, st.Path, st.Lang, s.marker), xpraBin, args...)
 	cmd.Stdin = nil
 	// Files, not pipes: a daemonized grandchild holding a pipe would make Wait hang (golang/go#23019).
 	cmd.Stdout = logs[0]

@@ -305,7 +305,8 @@ func (s *Supervisor) teardown() {
 
 // startChild starts the wrapped command in its own process group with the supervisor's
 // variables in its environment. Its stdio is the launcher's own: it is the job's real work and
-// its output belongs in the job log.
+// its output belongs in the job log. It is the one program ffl starts with the caller's own
+// environment and working directory (pkg/execenv): it is the user's own command, run as asked.
 func (s *Supervisor) startChild(r *proc.Reaper, env []string) error {
 	args := s.cfg.Command
 	cmd := exec.Command(args[0], args[1:]...)

@@ -32,6 +32,8 @@ import (
 
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
+
+	"github.com/ffl-hpc/ffl/pkg/safefs"
 )
 
 // Hook names the root-run command a Run is about; it is the "hook" label of every series.
@@ -66,8 +68,12 @@ type Run struct {
 	// Dirs and Files count the trees and the entries inside them removed; Bytes their size.
 	Dirs, Files int
 	Bytes       int64
-	// Errors counts the problems logged.
+	// Errors counts the problems logged: ffl's own failures, what the cleanup-errors alert is
+	// for. Another user's squats and plants are Foreign, never Errors.
 	Errors int
+	// Foreign counts entries of other users found where ffl keeps its own (squats, plants):
+	// left alone, a user's doing.
+	Foreign int
 	// Duration is how long the run took.
 	Duration time.Duration
 	// TimedOut is true when the run stopped at its time bound (--timeout, epilog.timeout).
@@ -87,8 +93,10 @@ func bounds() []float64 {
 var (
 	// ErrNoDirectory means the file's directory does not exist: metrics are off on this node.
 	ErrNoDirectory = errors.New("directory does not exist")
-	// ErrUnsafeDirectory means the directory is not a directory, or others may write to it.
-	ErrUnsafeDirectory = errors.New("refusing a directory every user may write (chmod o-w)")
+	// ErrUnsafeDirectory means the directory is not a directory, or a user other than root may
+	// write to it (a non-root owner, group-writable by a non-root group, world-writable): that
+	// user could replace the file root writes, or plant a symlink for the rename.
+	ErrUnsafeDirectory = errors.New("refusing a directory a user other than root may write (chown root:root, chmod go-w)")
 	// ErrLocked means another run held the lock until the context ended.
 	ErrLocked = errors.New("lock held by another run")
 )
@@ -139,8 +147,9 @@ func validHook(h Hook) bool {
 	return false
 }
 
-// openDir opens the directory (no symlink as its last component) and refuses one that every
-// user may write: node_exporter's directory is its owner's (and perhaps its group's).
+// openDir opens the directory (no symlink as its last component) and refuses one that a user
+// other than root may write (safefs.OnlyWritableBy): node_exporter's textfile directory is
+// root's.
 func openDir(path string) (*os.File, error) {
 	fd, err := unix.Open(filepath.Clean(path), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -158,9 +167,11 @@ func openDir(path string) (*os.File, error) {
 		dir.Close()
 		return nil, fmt.Errorf("stat %s: %w", path, err)
 	}
-	if st.Mode&0o002 != 0 {
+	// Root (the hooks) accepts a directory only root can write; a process of another uid (a
+	// test) one only it and root can write.
+	if !safefs.OnlyWritableBy(st.Uid, st.Gid, st.Mode, os.Geteuid()) {
 		dir.Close()
-		return nil, fmt.Errorf("%s (mode %04o): %w", path, st.Mode&0o7777, ErrUnsafeDirectory)
+		return nil, fmt.Errorf("%s (owner uid %d, group %d, mode %04o): %w", path, st.Uid, st.Gid, st.Mode&0o7777, ErrUnsafeDirectory)
 	}
 	return dir, nil
 }
@@ -275,6 +286,7 @@ var families = []family{
 	{name: "ffl_files_removed_total", typ: "counter", help: "Entries removed inside those trees."},
 	{name: "ffl_bytes_freed_total", typ: "counter", help: "Size of the regular files removed, in bytes."},
 	{name: "ffl_errors_total", typ: "counter", help: "Problems met and logged (each is a warning line in the hook's log)."},
+	{name: "ffl_foreign_total", typ: "counter", help: "Entries of other users found where ffl keeps its own (a squatted ffl-<uid>, planted ffl-<n> dirs): left alone, a user's doing, not an error of ffl's."},
 	{name: "ffl_timeouts_total", typ: "counter", help: "Runs that stopped at their time bound (epilog.timeout, --timeout)."},
 	{name: "ffl_run_duration_seconds", typ: "histogram", help: "How long one run of the hook took."},
 	{name: "ffl_last_run_timestamp_seconds", typ: "gauge", help: "When the hook last finished a run (Unix time)."},
@@ -319,6 +331,7 @@ func (s series) add(r Run, now time.Time) {
 	s[key("ffl_files_removed_total", h)] += float64(r.Files)
 	s[key("ffl_bytes_freed_total", h)] += float64(r.Bytes)
 	s[key("ffl_errors_total", h)] += float64(r.Errors)
+	s[key("ffl_foreign_total", h)] += float64(r.Foreign)
 	if r.TimedOut {
 		s[key("ffl_timeouts_total", h)]++
 	} else {

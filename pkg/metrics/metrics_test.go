@@ -212,6 +212,18 @@ func TestRecordRefuses(t *testing.T) {
 			mustMkdir(t, d, 0o1777)
 			return filepath.Join(d, "ffl.prom")
 		}, ErrUnsafeDirectory, ""},
+		{"group-writable by a non-root group", func(t *testing.T, dir string) string {
+			d := filepath.Join(dir, "grp")
+			mustMkdir(t, d, 0o775)
+			chownOrSkip(t, d, os.Geteuid(), 50) // staff
+			return filepath.Join(d, "ffl.prom")
+		}, ErrUnsafeDirectory, "group 50"},
+		{"owned by another user", func(t *testing.T, dir string) string {
+			d := filepath.Join(dir, "other")
+			mustMkdir(t, d, 0o755)
+			chownOrSkip(t, d, 65534, 65534) // nobody
+			return filepath.Join(d, "ffl.prom")
+		}, ErrUnsafeDirectory, "owner uid 65534"},
 		{"dir is a symlink", func(t *testing.T, dir string) string {
 			mustMkdir(t, filepath.Join(dir, "real"), 0o755)
 			if err := os.Symlink("real", filepath.Join(dir, "link")); err != nil {
@@ -450,5 +462,16 @@ func TestRecordForHook(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// chownOrSkip gives path to uid:gid, skipping the test when this process may not (not root).
+func chownOrSkip(t *testing.T, path string, uid, gid int) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give a directory to another owner")
+	}
+	if err := os.Chown(path, uid, gid); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -16,6 +16,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/ffl-hpc/ffl/pkg/execenv"
 )
 
 // ErrMissing is wrapped by every "not installed" error.
@@ -134,9 +136,11 @@ func MissingModulesWith(ctx context.Context, run Runner, interp []string, mods [
 		fmt.Fprintf(&prog, "%q,", m.Name)
 	}
 	prog.WriteString("]:\n    try:\n        importlib.import_module(m)\n    except Exception:\n        print(m)\n")
-	args := append(append([]string{}, interp[1:]...), "-c", prog.String())
-	cmd := exec.CommandContext(ctx, interp[0], args...)
-	cmd.Env = []string{"PATH=/usr/bin:/bin", "LANG=C.UTF-8", "HOME=/nonexistent"}
+	// Isolated, from "/", in a fixed environment: `python3 -c` would otherwise import a planted
+	// lz4.py from the caller's directory (root running a doctor in /tmp), or honour the
+	// caller's PYTHONPATH and PYTHONSTARTUP.
+	argv := execenv.Python(interp, "-c", prog.String())
+	cmd := execenv.CommandContext(ctx, "/", execenv.Check(), argv[0], argv[1:]...)
 	var out, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &stderr
 	var err error
@@ -195,8 +199,7 @@ func CheckDrawWith(ctx context.Context, run Runner, xpraPath, path string) error
 func Version(ctx context.Context, bin string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "--version")
-	cmd.Env = []string{"PATH=/usr/bin:/bin", "LANG=C.UTF-8", "HOME=/nonexistent"}
+	cmd := execenv.CommandContext(ctx, "/", execenv.Check(), bin, "--version")
 	out, err := cmd.CombinedOutput()
 	first, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
 	if err != nil && first == "" {

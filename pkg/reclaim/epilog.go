@@ -101,6 +101,9 @@ func Epilog(ctx context.Context, p EpilogParams) EpilogResult {
 	}
 	finish := func() EpilogResult {
 		res.Report.Add(t.report())
+		if line := res.Report.ForeignLine(); line != "" {
+			t.log.Warn(line)
+		}
 		res.Duration = time.Since(t0)
 		return res
 	}

@@ -9,9 +9,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/ffl-hpc/ffl/pkg/layout"
 	"github.com/ffl-hpc/ffl/pkg/proc"
+	"github.com/ffl-hpc/ffl/pkg/runtimedir"
 	"github.com/ffl-hpc/ffl/pkg/safefs"
 )
 
@@ -152,8 +154,32 @@ func NodeLocalUsage(l layout.Layout) (used bool, why string) {
 	if safefs.IsNotExist(err) {
 		return false, ""
 	}
-	if err != nil || !fi.IsDir() || fi.UID != l.UID {
-		return true, fmt.Sprintf("%s: not a directory of uid %d", filepath.Join(l.TempDir, userName), l.UID)
+	if err == nil && (!fi.IsDir() || fi.UID != l.UID) {
+		// Squatted (another user's doing, or the user's own symlink): the user's launchers then
+		// made private parents ffl-<uid>.<hex>; the job used ffl only if one of them holds its
+		// session or record. A squat alone keeps the fast path.
+		names, lerr := runtimedir.PrivateParents(tmp, l.UID, time.Now().Add(runtimedir.ListTimeout))
+		if lerr != nil {
+			return true, fmt.Sprintf("%s is squatted and the private parents were not all read: %v", filepath.Join(l.TempDir, userName), lerr)
+		}
+		for _, n := range names {
+			pd, err := safefs.OpenDirAtOwned(tmp, n, l.UID)
+			if err != nil {
+				if safefs.IsNotExist(err) {
+					continue
+				}
+				return true, fmt.Sprintf("%s: %v", filepath.Join(l.TempDir, n), err)
+			}
+			used, why := check(pd)
+			pd.Close()
+			if used {
+				return true, why
+			}
+		}
+		return false, ""
+	}
+	if err != nil {
+		return true, fmt.Sprintf("%s: %v", filepath.Join(l.TempDir, userName), err)
 	}
 	ud, err := safefs.OpenDirAtOwned(tmp, userName, l.UID)
 	if err != nil {

@@ -181,9 +181,21 @@ func TestNodeLocalUsage(t *testing.T) {
 		{"symlink as job dir", func(job string) {
 			testutil.Must(t, os.Symlink("/etc", filepath.Join(f.runtime, "job-"+job)))
 		}, true},
+		// Another user's squat alone keeps the fast path (a user must not send every Epilog of
+		// the victim down the slow one); a session in a private parent under the squat does not.
 		{"foreign ffl-uid", func(job string) {
 			d := filepath.Join(f.temp, layout.UserTempName(f.user.uid))
 			testutil.MkdirAs(t, filepath.Join(d, "job-"+job), f.other, 0o700)
+		}, false},
+		{"foreign ffl-uid, session in a private parent", func(job string) {
+			d := filepath.Join(f.temp, layout.UserTempName(f.user.uid))
+			testutil.MkdirAs(t, filepath.Join(d, "job-"+job), f.other, 0o700)
+			p := filepath.Join(f.temp, layout.PrivateTempName(f.user.uid, "00112233445566ff"))
+			os.RemoveAll(p)
+			t.Cleanup(func() { os.RemoveAll(p) })
+			testutil.MkdirAs(t, p, f.user, 0o700)
+			testutil.MkdirAs(t, filepath.Join(p, "job-"+job), f.user, 0o700)
+			testutil.MkdirAs(t, filepath.Join(p, "job-"+job, "session-8001"), f.user, 0o700)
 		}, true},
 		{"crowded", func(job string) {
 			d := filepath.Join(f.runtime, "job-"+job)

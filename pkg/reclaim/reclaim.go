@@ -117,6 +117,12 @@ type Report struct {
 	Problems []string `json:"problems,omitempty"`
 	// MoreProblems counts the problems beyond the cap.
 	MoreProblems int `json:"more_problems,omitempty"`
+	// Foreign counts entries of another user found where ffl keeps its own (a squatted
+	// <temp>/ffl-<uid>, planted ffl-<n> dirs in temp_dir): left alone and said in one line
+	// (ForeignLine), never a problem: they are a user's doing, not ffl's error, and must not
+	// fire the cleanup-errors alert. ForeignExample names the first one.
+	Foreign        int    `json:"foreign,omitempty"`
+	ForeignExample string `json:"foreign_example,omitempty"`
 	// Unfinished names the steps cut short by their deadline (PhaseProcesses, PhaseHome,
 	// PhaseDirs, ...), for the summary line.
 	Unfinished []string `json:"unfinished,omitempty"`
@@ -143,6 +149,10 @@ func (r *Report) Add(o Report) {
 	r.Files += o.Files
 	r.Refused += o.Refused
 	r.Bytes += o.Bytes
+	r.Foreign += o.Foreign
+	if r.ForeignExample == "" {
+		r.ForeignExample = o.ForeignExample
+	}
 	for _, l := range o.Removed {
 		if len(r.Removed) < maxRemoved {
 			r.Removed = append(r.Removed, l)
@@ -171,6 +181,14 @@ func (r *Report) unfinish(phase string) {
 	if len(r.Unfinished) < maxUnfinished {
 		r.Unfinished = append(r.Unfinished, phase)
 	}
+}
+
+// ForeignLine is the one line that reports r's foreign entries, however many ("" when none).
+func (r Report) ForeignLine() string {
+	if r.Foreign == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%d entries of other users left alone where ffl keeps its own (a squat or plant, not ffl's error), e.g. %s", r.Foreign, Sanitize(r.ForeignExample))
 }
 
 // Err returns the problems as one error (nil when there were none), so callers that only
@@ -216,6 +234,17 @@ func (t *tally) problem(format string, args ...any) {
 	}
 	t.mu.Unlock()
 	t.log.Warn(msg)
+}
+
+// foreign counts one entry of another user (path, owned by uid owner) found where ffl keeps
+// its own, without a line of its own: see Report.Foreign.
+func (t *tally) foreign(path string, owner int) {
+	t.mu.Lock()
+	t.rep.Foreign++
+	if t.rep.ForeignExample == "" {
+		t.rep.ForeignExample = Sanitize(fmt.Sprintf("%s (owner uid %d)", path, owner))
+	}
+	t.mu.Unlock()
 }
 
 // removed records and logs one removed (or would-be removed) thing.

@@ -150,6 +150,14 @@ func nodeLocalParents(l layout.Layout, allPrivate bool, t *tally) []*os.File {
 	case err == nil:
 		out = append(out, f)
 	case safefs.IsNotExist(err):
+	case safefs.Refused(err) && runtimedir.Squatted(tmp, l.UID):
+		// Another user's squat (or the user's own symlink): a user's doing, counted in one
+		// line at the end, not ffl's error. The sweep counts every such entry of temp_dir once
+		// (owners), so with allPrivate it is not counted again here.
+		if !allPrivate {
+			fi, _ := safefs.LstatAt(tmp, name)
+			t.foreign(filepath.Join(l.TempDir, name), fi.UID)
+		}
 	default:
 		if safefs.Refused(err) {
 			t.update(func(r *Report) { r.Refused++ })

@@ -61,7 +61,7 @@ func Sweep(ctx context.Context, p SweepParams) Report {
 		return t.report()
 	}
 	var total Report
-	uids := owners(p.RuntimeDir, p.TempDir, t)
+	uids := owners(ctx, p.RuntimeDir, p.TempDir, t)
 	seen, err := seenUIDs(p.SeenDir, p.Node)
 	if err != nil {
 		t.problem("%v", err)
@@ -90,6 +90,9 @@ func Sweep(ctx context.Context, p SweepParams) Report {
 		total.Add(rep)
 	}
 	total.Add(t.report())
+	if line := total.ForeignLine(); line != "" {
+		t.log.Warn(line)
+	}
 	return total
 }
 
@@ -253,10 +256,19 @@ func deadRuntimeDirs(ctx context.Context, l layout.Layout, bootID string, scanne
 	return dead
 }
 
+// ownersShare is the part of a sweep's time the listing of temp_dir may take: a user can fill
+// temp_dir with names, and the users' own parts of the sweep must keep their time.
+const ownersShare = 0.2
+
 // owners lists the uids (never 0) that have ffl state on this node: owners of runtime job dirs,
 // and of <temp>/ffl-<uid> dirs whose owner matches their name (another is a foreign plant,
-// reported and skipped).
-func owners(runtimeDir, tempDir string, t *tally) []int {
+// counted as foreign, never a line each). The look at temp_dir stops at its share of ctx's
+// time.
+func owners(ctx context.Context, runtimeDir, tempDir string, t *tally) []int {
+	end := time.Now().Add(runtimedir.ListTimeout)
+	if dl, ok := ctx.Deadline(); ok {
+		end = time.Now().Add(time.Duration(float64(time.Until(dl)) * ownersShare))
+	}
 	set := map[int]bool{}
 	if rt, err := safefs.OpenTrusted(runtimeDir); err == nil {
 		names, _, _ := safefs.ReadDirNames(rt, maxJobs)
@@ -273,8 +285,13 @@ func owners(runtimeDir, tempDir string, t *tally) []int {
 		t.problem("runtime dir %s: %v", runtimeDir, err)
 	}
 	if tmp, err := safefs.OpenTrusted(tempDir); err == nil {
-		names, _, _ := safefs.ReadDirNames(tmp, 1<<20)
-		for _, n := range names {
+		names, _, _ := safefs.ReadDirNames(tmp, runtimedir.MaxTempNames)
+		for i, n := range names {
+			if i%1024 == 0 && time.Now().After(end) {
+				t.problem("temp dir %s: looked at %d of %d names in the sweep's time share; the rest waits for the next sweep", tempDir, i, len(names))
+				t.unfinished(PhaseSweep)
+				break
+			}
 			uid, err := layout.ParseUserTempName(n)
 			if err != nil {
 				if uid, err = layout.ParsePrivateTempName(n); err != nil {
@@ -285,8 +302,7 @@ func owners(runtimeDir, tempDir string, t *tally) []int {
 			switch {
 			case err != nil:
 			case !fi.IsDir() || fi.UID != uid:
-				t.problem("%s: owner uid %d, not a directory of uid %d: foreign, left alone", filepath.Join(tempDir, n), fi.UID, uid)
-				t.update(func(r *Report) { r.Refused++ })
+				t.foreign(filepath.Join(tempDir, n), fi.UID) // one line for all at the end
 			case uid != 0:
 				set[uid] = true
 			}

@@ -30,7 +30,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"strings"
 	"syscall"
 	"time"
@@ -38,6 +37,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ffl-hpc/ffl/internal/oneline"
+	"github.com/ffl-hpc/ffl/pkg/execenv"
 )
 
 // Bounds on what crosses between parent and child.
@@ -129,9 +129,7 @@ func (c Command) Call(ctx context.Context, cred *Credential, req any, onItem fun
 	if path == "" {
 		path = "/proc/self/exe"
 	}
-	cmd := exec.Command(path, append(append([]string{}, c.Args...), string(arg))...)
-	cmd.Env = []string{}
-	cmd.Dir = "/"
+	cmd := execenv.Command("/", nil, path, append(append([]string{}, c.Args...), string(arg))...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	who := fmt.Sprintf("as uid %d", os.Geteuid())
 	if cred != nil {

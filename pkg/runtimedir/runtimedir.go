@@ -175,15 +175,15 @@ func Release(l layout.Layout, dir string, deadline time.Time) error {
 	return nil
 }
 
-// Existing returns the job's node-local dirs that exist, preferred first: what a launcher
-// looks in for its job's supervisor socket. Private parents are listed only when
-// <temp>/ffl-<uid> is squatted.
+// Existing returns the job's node-local dirs that exist and are the user's, preferred first:
+// what a launcher looks in for its job's supervisor socket and for leftovers of an earlier run.
+// A directory of another uid at any level (a squatted <temp>/ffl-<uid>, a planted job dir) is
+// skipped: what another user put there must neither answer for the user's supervisor nor block
+// the user's start. Private parents are listed only when <temp>/ffl-<uid> is squatted.
 func Existing(l layout.Layout) []string {
 	var out []string
-	for _, d := range l.RuntimeJobDirs() {
-		if _, err := os.Lstat(d); err == nil {
-			out = append(out, d)
-		}
+	if ownDir(l.PreferredRuntimeJobDir(), l.UID) {
+		out = append(out, l.PreferredRuntimeJobDir())
 	}
 	tmp, err := safefs.OpenTrusted(l.TempDir)
 	if err != nil {
@@ -191,16 +191,28 @@ func Existing(l layout.Layout) []string {
 	}
 	defer tmp.Close()
 	if !Squatted(tmp, l.UID) {
+		if ownDir(l.FallbackRuntimeJobDir(), l.UID) && ownDir(l.FallbackRuntimeParent(), l.UID) {
+			out = append(out, l.FallbackRuntimeJobDir())
+		}
 		return out
 	}
 	names, _ := PrivateParents(tmp, l.UID, time.Now().Add(ListTimeout))
 	for _, n := range names {
 		d := filepath.Join(l.TempDir, n, layout.JobDirName(l.JobKey))
-		if _, err := os.Lstat(d); err == nil {
+		if ownDir(d, l.UID) {
 			out = append(out, d)
 		}
 	}
 	return out
+}
+
+// ownDir reports whether p is a real directory (not a symlink) owned by uid.
+func ownDir(p string, uid int) bool {
+	var st unix.Stat_t
+	if err := unix.Lstat(p, &st); err != nil {
+		return false
+	}
+	return st.Mode&unix.S_IFMT == unix.S_IFDIR && int(st.Uid) == uid
 }
 
 // Squatted reports whether <tmp>/ffl-<uid> exists but is not uid's real directory: then the

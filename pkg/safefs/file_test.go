@@ -223,3 +223,23 @@ func TestReadFileCapped(t *testing.T) {
 		t.Errorf("ReadFileCapped(/proc/self/status) = %.40q, %v", got, err)
 	}
 }
+
+func TestOnlyWritableBy(t *testing.T) {
+	for _, c := range []struct {
+		owner, gid, mode uint32
+		uid              int
+		want             bool
+	}{
+		{0, 0, 0o755, 1000, true},
+		{0, 0, 0o775, -1, true},     // group root
+		{0, 50, 0o775, -1, false},   // group staff: its members
+		{0, 0, 0o1777, 1000, false}, // /tmp
+		{1000, 1000, 0o700, 1000, true},
+		{1000, 1000, 0o700, -1, false}, // root only
+		{1001, 1001, 0o755, 1000, false},
+	} {
+		if got := OnlyWritableBy(c.owner, c.gid, c.mode, c.uid); got != c.want {
+			t.Errorf("owner %d gid %d mode %#o uid %d: %v, want %v", c.owner, c.gid, c.mode, c.uid, got, c.want)
+		}
+	}
+}
