@@ -101,7 +101,9 @@ type Front struct {
 	changed chan struct{}
 	conns   map[net.Conn]struct{} // every open connection, for Close
 	relayed map[net.Conn]struct{} // connections of the current Ready period
-	refused map[int]time.Time
+	refused map[int]refusal
+	// refusals counts every connection refused for its client's user.
+	refusals int
 
 	wg sync.WaitGroup
 }
@@ -129,7 +131,7 @@ func Listen(addr string, port int, opts Options) (*Front, error) {
 		l.SetOutput(io.Discard)
 		opts.Log = logrus.NewEntry(l)
 	}
-	f := &Front{opts: opts, port: port, changed: make(chan struct{}), conns: map[net.Conn]struct{}{}, relayed: map[net.Conn]struct{}{}, refused: map[int]time.Time{}}
+	f := &Front{opts: opts, port: port, changed: make(chan struct{}), conns: map[net.Conn]struct{}{}, relayed: map[net.Conn]struct{}{}, refused: map[int]refusal{}}
 	ln, err := net.Listen("tcp", net.JoinHostPort(addr, strconv.Itoa(port)))
 	if err != nil {
 		return nil, fmt.Errorf("bind %s: %w", net.JoinHostPort(addr, strconv.Itoa(port)), err)
@@ -284,6 +286,9 @@ func (f *Front) serve(c net.Conn) {
 	}
 	uid, err := f.opts.PeerUID(local, remote)
 	if err != nil || uid != f.opts.UID {
+		if err != nil {
+			uid = -1
+		}
 		f.logRefusal(uid, remote, err)
 		// Not a byte: a refused client learns nothing, not even which software listens.
 		if tc, ok := c.(*net.TCPConn); ok {
@@ -343,21 +348,45 @@ func (f *Front) serve(c net.Conn) {
 	}
 }
 
+// logRefusal counts a refused connection and logs it, at most once per refusalLogEvery for one
+// uid (a user who connects in a loop must not flood the owner's job log); the line says how
+// many refusals it stands for. A connection without proof of its client (uid -1: the kernel
+// found no socket, or answered with another one than the client's, as issue 16's attack makes
+// it do) is logged under its own line and counter.
 func (f *Front) logRefusal(uid int, remote *net.TCPAddr, err error) {
 	f.mu.Lock()
-	last, seen := f.refused[uid]
+	f.refusals++
+	r := f.refused[uid]
+	r.count++
 	now := time.Now()
-	if seen && now.Sub(last) < refusalLogEvery {
+	if !r.last.IsZero() && now.Sub(r.last) < refusalLogEvery {
+		f.refused[uid] = r
 		f.mu.Unlock()
 		return
 	}
-	f.refused[uid] = now
+	count := r.count
+	f.refused[uid] = refusal{last: now}
 	f.mu.Unlock()
-	e := f.opts.Log.WithFields(logrus.Fields{"port": f.port, "peer_uid": uid, "remote": remote.String()})
+	e := f.opts.Log.WithFields(logrus.Fields{"port": f.port, "peer_uid": uid, "remote": remote.String(), "refused": count})
 	if err != nil {
-		e = e.WithError(err)
+		e.WithError(err).Warn("connection refused (reset): no proof of the client's user")
+		return
 	}
-	e.Warn("connection refused: not the session's user")
+	e.Warn("connection refused (reset): not the session's user")
+}
+
+// Refusals is the number of connections refused so far for their client's user (another uid,
+// or no proof of one).
+func (f *Front) Refusals() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.refusals
+}
+
+// refusal is what the rate limit of one uid's log lines remembers.
+type refusal struct {
+	last  time.Time
+	count int // refusals since the last line
 }
 
 // relay copies bytes both ways between the client and xpra until either side is done.

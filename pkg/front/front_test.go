@@ -12,8 +12,23 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"sync"
 	"time"
+
+	"github.com/sirupsen/logrus"
 )
+
+// syncWriter serialises writes of the front's goroutines into w.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
 
 // freePort returns a port that nothing listens on right now (tests only: ffl never probes).
 func freePort(t *testing.T) int {
@@ -278,11 +293,23 @@ func TestStates(t *testing.T) {
 			t.Errorf("after Idle the relayed client got %q", rest)
 		}
 	})
-	t.Run("peer lookup error refuses", func(t *testing.T) {
-		f := listen(t, Options{UID: 7, PeerUID: func(_, _ *net.TCPAddr) (int, error) { return -1, ErrNoPeer }})
+	t.Run("no proof refuses, counts and logs", func(t *testing.T) {
+		var logged strings.Builder
+		l := logrus.New()
+		l.SetOutput(&syncWriter{w: &logged})
+		f := listen(t, Options{UID: 7, Log: logrus.NewEntry(l), PeerUID: func(_, _ *net.TCPAddr) (int, error) { return 7, ErrNoPeer }})
 		f.Ready(target)
-		if got := refusedRead(t, f, "x\n"); got != "" {
-			t.Errorf("got %q, want nothing", got)
+		for range 3 {
+			if got := refusedRead(t, f, "x\n"); got != "" {
+				t.Errorf("got %q, want nothing", got)
+			}
+		}
+		if n := f.Refusals(); n != 3 {
+			t.Errorf("Refusals = %d, want 3", n)
+		}
+		out := logged.String()
+		if strings.Count(out, "no proof of the client's user") != 1 || !strings.Contains(out, "peer_uid=-1") {
+			t.Errorf("want one (rate-limited) no-proof line with peer_uid=-1, got:\n%s", out)
 		}
 	})
 }
