@@ -197,7 +197,7 @@ func (m *Manager) Start(ctx context.Context, req StartRequest) (Info, error) {
 		return Info{}, err
 	}
 	if req.Port == 0 {
-		f, err := m.pickPort(nil)
+		f, err := m.pickPort(nil, "")
 		if err != nil {
 			return Info{}, err
 		}
@@ -231,7 +231,7 @@ func (m *Manager) Start(ctx context.Context, req StartRequest) (Info, error) {
 	if lent != nil {
 		return m.startOne(ctx, lent, false, url)
 	}
-	f, err := m.bind(req.Port, nil)
+	f, err := m.bind(req.Port, nil, "")
 	if err != nil {
 		m.release(req.Port)
 		if errors.Is(err, syscall.EADDRINUSE) {
@@ -244,9 +244,10 @@ func (m *Manager) Start(ctx context.Context, req StartRequest) (Info, error) {
 
 // Bind holds a port of this job's range for the caller (the supervisor's proxy port): the
 // first free one after a random offset. onDemand, if set, is called with the port when the
-// owner visits it while no session is behind it (the front's OnDemand).
-func (m *Manager) Bind(onDemand func(port int)) (*front.Front, error) {
-	f, err := m.pickPort(onDemand)
+// owner visits it while no session is behind it (the front's OnDemand); a request is relayed
+// only with the secret (front.Options.ProxySecret).
+func (m *Manager) Bind(onDemand func(port int), secret string) (*front.Front, error) {
+	f, err := m.pickPort(onDemand, secret)
 	if err != nil {
 		return nil, err
 	}
@@ -255,8 +256,8 @@ func (m *Manager) Bind(onDemand func(port int)) (*front.Front, error) {
 }
 
 // bind holds one port for a session of this job.
-func (m *Manager) bind(port int, onDemand func(port int)) (*front.Front, error) {
-	opts := front.Options{UID: m.s.Layout.UID, StartHold: m.s.StartTimeout + 5*time.Second, Log: m.s.Log, IdleHold: 5 * time.Second}
+func (m *Manager) bind(port int, onDemand func(port int), secret string) (*front.Front, error) {
+	opts := front.Options{UID: m.s.Layout.UID, StartHold: m.s.StartTimeout + 5*time.Second, Log: m.s.Log, IdleHold: 5 * time.Second, ProxySecret: secret}
 	if onDemand != nil {
 		opts.OnDemand = func() { onDemand(port) }
 	}
@@ -312,7 +313,7 @@ func (m *Manager) release(port int) {
 // pickPort binds the first free port of the range after a random offset: concurrent starts
 // by many users then rarely try the same port, and the bind itself decides (a port ffl holds
 // cannot be taken by anyone else, and ffl never probes a port and binds it later).
-func (m *Manager) pickPort(onDemand func(port int)) (*front.Front, error) {
+func (m *Manager) pickPort(onDemand func(port int), secret string) (*front.Front, error) {
 	n := m.s.PortMax - m.s.PortMin + 1
 	off := rand.IntN(n)
 	for i := 0; i < n; i++ {
@@ -329,7 +330,7 @@ func (m *Manager) pickPort(onDemand func(port int)) (*front.Front, error) {
 			}
 			return nil, err
 		}
-		f, err := m.bind(port, onDemand)
+		f, err := m.bind(port, onDemand, secret)
 		if err == nil {
 			return f, nil
 		}
