@@ -129,6 +129,18 @@ func Start(ctx context.Context, opts Options) (*Browser, error) {
 	return b, nil
 }
 
+// Open navigates to url and waits for the page's load event.
+func (b *Browser) Open(url string) error {
+	_, err := chromedp.Run(b.ctx, chromedp.Navigate(url))
+	return err
+}
+
+// Eval evaluates js in the current page (awaiting a promise it returns) and returns its
+// string result.
+func (b *Browser) Eval(js string) (string, error) {
+	return chromedp.Run(b.ctx, chromedp.Evaluate[string](js, chromedp.EvalAwaitPromise))
+}
+
 // Close ends chromium.
 func (b *Browser) Close() { b.cancel() }
 
