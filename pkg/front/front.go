@@ -255,6 +255,15 @@ func (f *Front) Close() error {
 	}
 	_ = f.srv.Close()
 	f.wg.Wait()
+	// The totals, which the rate-limited lines leave out: what the owner's job log keeps of
+	// the attempts on this port.
+	f.mu.Lock()
+	refused, forbidden := f.refusals, f.forbidden
+	f.mu.Unlock()
+	if refused > 0 || forbidden > 0 {
+		f.opts.Log.WithFields(logrus.Fields{"port": f.port, "refused_total": refused, "forbidden_total": forbidden}).
+			Warn("port released; connections refused (reset) and requests refused (403) while it was held")
+	}
 	return err
 }
 

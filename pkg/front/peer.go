@@ -174,7 +174,7 @@ func diagOne(fd int, seq uint32, family uint8, src, dst netip.AddrPort) (int, er
 			if len(m.Data) < inetDiagMsgLen {
 				continue
 			}
-			if err := checkAnswer(m.Data, family, src, dst); err != nil {
+			if err := checkAnswer(m.Data, src, dst); err != nil {
 				return -1, err
 			}
 			return int(binary.NativeEndian.Uint32(m.Data[diagUIDOffset : diagUIDOffset+4])), nil
@@ -190,37 +190,27 @@ func diagOne(fd int, seq uint32, family uint8, src, dst netip.AddrPort) (int, er
 // port the client had bound (with SO_REUSEADDR, a non-listening bind does not stop a later
 // listener, of any uid, on the same port), the answer is that listener, with its owner's uid.
 // Taking that uid would admit the client as the listener's owner.
-func checkAnswer(msg []byte, family uint8, src, dst netip.AddrPort) error {
+func checkAnswer(msg []byte, src, dst netip.AddrPort) error {
 	st := msg[diagStateOffset]
 	id := msg[diagIDOffset:]
-	sport, dport := binary.BigEndian.Uint16(id[0:2]), binary.BigEndian.Uint16(id[2:4])
-	gotSrc, gotDst := make([]byte, 16), make([]byte, 16)
-	wantSrc, wantDst := make([]byte, 16), make([]byte, 16)
-	n := 16
-	if family == unix.AF_INET {
-		n = 4
+	// The answer is in the socket's own family: an IPv6 socket with v4-mapped addresses answers
+	// a query for an IPv4 connection in 16-byte form.
+	got := func(b []byte, port uint16) netip.AddrPort {
+		var a netip.Addr
+		if msg[0] == unix.AF_INET {
+			a = netip.AddrFrom4([4]byte(b[:4]))
+		} else {
+			a = netip.AddrFrom16([16]byte(b[:16])).Unmap()
+		}
+		return netip.AddrPortFrom(a, port)
 	}
-	copy(gotSrc, id[4:4+n])
-	copy(gotDst, id[20:20+n])
-	putAddr(wantSrc, family, src.Addr())
-	putAddr(wantDst, family, dst.Addr())
-	if !clientState(st) || sport != src.Port() || dport != dst.Port() ||
-		!bytes.Equal(gotSrc, wantSrc) || !bytes.Equal(gotDst, wantDst) {
+	gotSrc := got(id[4:20], binary.BigEndian.Uint16(id[0:2]))
+	gotDst := got(id[20:36], binary.BigEndian.Uint16(id[2:4]))
+	if !clientState(st) || gotSrc != src || gotDst != dst {
 		return fmt.Errorf("%w: the kernel answered with a socket in state %d, %s -> %s, not the client's %s -> %s",
-			ErrNoPeer, st, diagAddr(family, gotSrc, sport), diagAddr(family, gotDst, dport), src, dst)
+			ErrNoPeer, st, gotSrc, gotDst, src, dst)
 	}
 	return nil
-}
-
-// diagAddr formats an address of a sock_diag answer for the log.
-func diagAddr(family uint8, a []byte, port uint16) string {
-	var ip netip.Addr
-	if family == unix.AF_INET {
-		ip = netip.AddrFrom4([4]byte(a[:4]))
-	} else {
-		ip = netip.AddrFrom16([16]byte(a)).Unmap()
-	}
-	return netip.AddrPortFrom(ip, port).String()
 }
 
 // putAddr writes a in the kernel's idiag_src/dst form: IPv4 in the first word for AF_INET,

@@ -87,6 +87,38 @@ func TestPeerGoneListenerAnswers(t *testing.T) {
 	}
 }
 
+// TestPeerUIDDualStackClient: a client on an IPv6 socket connecting to 127.0.0.1 through its
+// v4-mapped address is proven too (the kernel answers in the socket's own family).
+func TestPeerUIDDualStackClient(t *testing.T) {
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Skipf("no IPv6 sockets: %v", err)
+	}
+	defer unix.Close(fd)
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 0)
+	to := &unix.SockaddrInet6{Port: l.Addr().(*net.TCPAddr).Port, Addr: netip.MustParseAddr("::ffff:127.0.0.1").As16()}
+	if err := unix.Connect(fd, to); err != nil {
+		t.Fatal(err)
+	}
+	sc, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	local, remote := sc.LocalAddr().(*net.TCPAddr), sc.RemoteAddr().(*net.TCPAddr)
+	if uid, err := PeerUID(local, remote); err != nil || uid != os.Getuid() {
+		t.Errorf("PeerUID of a dual-stack client = %d, %v; want %d", uid, err, os.Getuid())
+	}
+	if uid, err := peerUIDProc("/proc", local, remote); err != nil || uid != os.Getuid() {
+		t.Errorf("peerUIDProc of a dual-stack client = %d, %v; want %d", uid, err, os.Getuid())
+	}
+}
+
 func freePortOn(t *testing.T, addr string) int {
 	t.Helper()
 	l, err := net.Listen("tcp", net.JoinHostPort(addr, "0"))
@@ -101,16 +133,17 @@ func freePortOn(t *testing.T, addr string) int {
 func TestCheckAnswer(t *testing.T) {
 	src := netip.MustParseAddrPort("127.0.0.1:41000")
 	dst := netip.MustParseAddrPort("127.0.0.1:8001")
-	msg := func(state uint8, s, d netip.AddrPort) []byte {
+	msgFam := func(family uint8, state uint8, s, d netip.AddrPort) []byte {
 		b := make([]byte, inetDiagMsgLen)
-		b[0], b[1] = unix.AF_INET, state
+		b[0], b[1] = family, state
 		id := b[diagIDOffset:]
 		binary.BigEndian.PutUint16(id[0:2], s.Port())
 		binary.BigEndian.PutUint16(id[2:4], d.Port())
-		putAddr(id[4:20], unix.AF_INET, s.Addr())
-		putAddr(id[20:36], unix.AF_INET, d.Addr())
+		putAddr(id[4:20], family, s.Addr())
+		putAddr(id[20:36], family, d.Addr())
 		return b
 	}
+	msg := func(state uint8, s, d netip.AddrPort) []byte { return msgFam(unix.AF_INET, state, s, d) }
 	zero := netip.AddrPortFrom(netip.IPv4Unspecified(), 0)
 	tests := []struct {
 		name string
@@ -118,6 +151,8 @@ func TestCheckAnswer(t *testing.T) {
 		ok   bool
 	}{
 		{"established", msg(tcpEstablished, src, dst), true},
+		{"a dual-stack client (IPv6 socket, v4-mapped)", msgFam(unix.AF_INET6, tcpEstablished, src, dst), true},
+		{"an IPv6 listener in v4-mapped form", msgFam(unix.AF_INET6, 10, src, zero), false},
 		{"half-closed by the client", msg(tcpFinWait2, src, dst), true},
 		{"fin-wait-1", msg(tcpFinWait1, src, dst), true},
 		{"the listener on the client's port", msg(10, src, zero), false},
@@ -129,7 +164,7 @@ func TestCheckAnswer(t *testing.T) {
 		{"another address", msg(tcpEstablished, netip.MustParseAddrPort("127.0.0.2:41000"), dst), false},
 	}
 	for _, tt := range tests {
-		err := checkAnswer(tt.msg, unix.AF_INET, src, dst)
+		err := checkAnswer(tt.msg, src, dst)
 		if (err == nil) != tt.ok || (err != nil && !errors.Is(err, ErrNoPeer)) {
 			t.Errorf("%s: %v, want ok=%v", tt.name, err, tt.ok)
 		}
