@@ -189,10 +189,14 @@ func (l *launcher) stop(t *testing.T, sig syscall.Signal) (int, time.Duration) {
 	return l.cmd.ProcessState.ExitCode(), time.Since(t0)
 }
 
-// httpAs fetches url as user u (a session admits only its own user): the status code, or 0 when
-// the connection gave no HTTP answer at all.
-func httpAs(u testutil.User, url string) int {
-	cmd := exec.Command("curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "20", url)
+// httpAs fetches url as user u (a session admits only its own user), with the extra request
+// header lines: the status code, or 0 when the connection gave no HTTP answer at all.
+func httpAs(u testutil.User, url string, headers ...string) int {
+	args := []string{"-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "20"}
+	for _, h := range headers {
+		args = append(args, "-H", h)
+	}
+	cmd := exec.Command("curl", append(args, url)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(u.UID), Gid: uint32(u.GID)}}
 	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=/"}
 	out, _ := cmd.Output()
