@@ -1,9 +1,11 @@
 // Package front is a session's TCP endpoint: ffl binds the port itself, from the moment it is
 // chosen, and relays a connection to the session's xpra (which listens only on a unix socket
-// in the session's 0700 directory) only when the kernel says the client's socket belongs to
-// the session's user. So the session needs no password (the owner, through jupyter-server-proxy
-// or an `ssh -L` forward, both of which connect as the user, gets straight in), and no other
-// user of the node gets a single byte of xpra's protocol or HTML page.
+// in the session's 0700 directory) only when the kernel proves that the client's socket belongs
+// to the session's user (PeerUID), and then only the requests of the session's own page (door:
+// Host and Origin, or on the Jupyter proxy port the job's secret header). So the session needs
+// no password (the owner, through jupyter-server-proxy or an `ssh -L` forward, both of which
+// connect as the user, gets straight in), no other user of the node gets a single byte of
+// xpra's protocol or HTML page, and no web page open in the owner's browser gets one either.
 //
 // Why not a password (what ffl did first): the xpra HTML5 client asks for it on every visit,
 // and the owner cannot read a 0600 file from the browser. Why not xpra on TCP: xpra binds with
@@ -446,6 +448,7 @@ func (f *Front) newServer() (*http.Server, *httputil.ReverseProxy) {
 	srv := &http.Server{
 		Handler:           http.HandlerFunc(f.handle),
 		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       10 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          quiet,
 		Protocols:         &protos,
