@@ -242,6 +242,19 @@ func TestDoorWebPages(t *testing.T) {
 		testutil.Must(t, b.Open(url), "open the attack page")
 		checkReport(t, "chromium", waitReport(t, "chromium", reports, "Chrome"), info.Port)
 	})
+	t.Run("a rebinding name in the user's browser", func(t *testing.T) {
+		// The attacker's name now resolves to 127.0.0.1: its pages are same-origin with the
+		// session's port under that name, and the Host says so.
+		name := "rebind-" + strconv.Itoa(rand.IntN(1e6)) + ".example"
+		b := startBrowser(t, e, map[string]any{"host-resolver-rules": "MAP " + name + " 127.0.0.1"})
+		testutil.Must(t, b.Open(fmt.Sprintf("http://%s:%d/", name, info.Port)), "open the rebound name")
+		text, err := b.Eval(`document.title + " | " + document.body.innerText`)
+		testutil.Must(t, err, "page text")
+		t.Logf("chromium at http://%s:%d/: %.200q", name, info.Port, text)
+		if !strings.Contains(text, "refuses the request") || !strings.Contains(text, "is not this session's") {
+			t.Errorf("chromium at a rebound name got: %.300q", text)
+		}
+	})
 	t.Run("a rebinding Host", func(t *testing.T) {
 		name := "rebind-" + strconv.Itoa(rand.IntN(1e6)) + ".example"
 		cmd := exec.Command("curl", "-s", "--max-time", "20", "-w", "\n%{http_code}", "--resolve", fmt.Sprintf("%s:%d:127.0.0.1", name, info.Port),
@@ -301,14 +314,18 @@ func grepLines(s, sub string) string {
 }
 
 // startBrowser starts chromium as the session's user for the rest of the test.
-func startBrowser(t *testing.T, e *env) *browser.Browser {
+func startBrowser(t *testing.T, e *env, flags ...map[string]any) *browser.Browser {
 	t.Helper()
 	profile := filepath.Join(e.dir, "chromium-"+strconv.Itoa(rand.IntN(1e6)))
 	testutil.Must(t, os.MkdirAll(profile, 0o700), "profile")
 	testutil.Must(t, os.Chown(profile, e.user.UID, e.user.GID), "chown profile")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	t.Cleanup(cancel)
-	b, err := browser.Start(ctx, browser.Options{UID: e.user.UID, GID: e.user.GID, ProfileDir: profile, Color: pageColor, Wait: 60 * time.Second})
+	opts := browser.Options{UID: e.user.UID, GID: e.user.GID, ProfileDir: profile, Color: pageColor, Wait: 60 * time.Second}
+	if len(flags) > 0 {
+		opts.Flags = flags[0]
+	}
+	b, err := browser.Start(ctx, opts)
 	testutil.Must(t, err, "chromium")
 	t.Cleanup(b.Close)
 	return b
