@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -116,6 +117,46 @@ func TestPeerUIDDualStackClient(t *testing.T) {
 	}
 	if uid, err := peerUIDProc("/proc", local, remote); err != nil || uid != os.Getuid() {
 		t.Errorf("peerUIDProc of a dual-stack client = %d, %v; want %d", uid, err, os.Getuid())
+	}
+}
+
+// TestPeerUIDHalfClosedClient: a client that sent its request and shut down its writing side
+// (its socket in FIN_WAIT2), or closed its socket altogether (an orphan in FIN_WAIT2 that still
+// carries its creator's uid), is still proven: it is the very socket asked for.
+func TestPeerUIDHalfClosedClient(t *testing.T) {
+	for _, full := range []bool{false, true} {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		cl, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc, err := l.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sc.Close()
+		if full {
+			cl.Close()
+		} else {
+			defer cl.Close()
+			_ = cl.(*net.TCPConn).CloseWrite()
+		}
+		// The server end sees the FIN once the client's socket has left ESTABLISHED.
+		_ = sc.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if n, err := sc.Read(make([]byte, 1)); n != 0 || err == nil {
+			t.Fatalf("want EOF, got %d, %v", n, err)
+		}
+		local, remote := sc.LocalAddr().(*net.TCPAddr), sc.RemoteAddr().(*net.TCPAddr)
+		if uid, err := PeerUID(local, remote); err != nil || uid != os.Getuid() {
+			t.Errorf("closed=%v: PeerUID of a half-closed client = %d, %v; want %d", full, uid, err, os.Getuid())
+		}
+		if uid, err := peerUIDProc("/proc", local, remote); err != nil || uid != os.Getuid() {
+			t.Errorf("closed=%v: peerUIDProc of a half-closed client = %d, %v; want %d", full, uid, err, os.Getuid())
+		}
 	}
 }
 
