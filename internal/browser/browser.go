@@ -33,6 +33,9 @@ type Options struct {
 	Shot string
 	// Wait bounds the wait for the painted page after the navigation (default 20 s).
 	Wait time.Duration
+	// Flags are extra chromium switches (name -> value), e.g. "host-resolver-rules" to give a
+	// name of the test's choice an address, as a DNS rebinding attacker would.
+	Flags map[string]any
 }
 
 // Seen is what the browser saw.
@@ -113,6 +116,9 @@ func Start(ctx context.Context, opts Options) (*Browser, error) {
 		chromedp.UserDataDir(opts.ProfileDir),
 		chromedp.WindowSize(1280, 900),
 	)
+	for name, v := range opts.Flags {
+		flags = append(flags, chromedp.Flag(name, v))
+	}
 	if opts.UID != 0 {
 		flags = append(flags, chromedp.ModifyCmdFunc(func(cmd *exec.Cmd) {
 			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: &syscall.Credential{Uid: uint32(opts.UID), Gid: uint32(opts.GID)}}
@@ -127,6 +133,18 @@ func Start(ctx context.Context, opts Options) (*Browser, error) {
 		return nil, fmt.Errorf("start chromium: %w", err)
 	}
 	return b, nil
+}
+
+// Open navigates to url and waits for the page's load event.
+func (b *Browser) Open(url string) error {
+	_, err := chromedp.Run(b.ctx, chromedp.Navigate(url))
+	return err
+}
+
+// Eval evaluates js in the current page (awaiting a promise it returns) and returns its
+// string result.
+func (b *Browser) Eval(js string) (string, error) {
+	return chromedp.Run(b.ctx, chromedp.Evaluate[string](js, chromedp.EvalAwaitPromise))
 }
 
 // Close ends chromium.

@@ -14,6 +14,9 @@
 //	                                             hold them; the targets go to -ready, one a line
 //	hostile -mode listen -socket P -ready F      listen on the unix socket P (an X server
 //	                                             without a lock file, as Xvfb -displayfd leaves)
+//	hostile -mode door-squat -ports LO-HI -n N   pre-bind N sockets on each port, then connect
+//	        -dir D -ready F                      from the victim's port to its other one, send
+//	                                             and reset (doorSquat)
 package main
 
 import (
@@ -32,13 +35,14 @@ import (
 )
 
 func main() {
-	mode := flag.String("mode", "", "fuse-environ, many, grab or listen")
+	mode := flag.String("mode", "", "fuse-environ, many, grab, listen or door-squat")
 	dir := flag.String("dir", "", "fuse-environ: a directory of this user for the mount point")
 	ready := flag.String("ready", "", "file written once armed")
 	n := flag.Int("n", 1000, "many: processes")
 	envKiB := flag.Int("env-kib", 1024, "many: environment size per process, KiB")
 	exe := flag.String("exe", "", "grab: the program whose processes' descriptors are copied")
 	socket := flag.String("socket", "", "listen: the socket path")
+	ports := flag.String("ports", "", "door-squat: the port range LO-HI to pre-bind")
 	lifeline := flag.Int("lifeline", -1, "a descriptor whose EOF (the test process died) disarms the attack like SIGTERM")
 	flag.Parse()
 	if *lifeline >= 0 {
@@ -69,6 +73,8 @@ func main() {
 		err = grab(*exe, *ready)
 	case "listen":
 		err = listen(*socket, *ready)
+	case "door-squat":
+		err = doorSquat(*dir, *ports, *n, *ready)
 	default:
 		err = fmt.Errorf("unknown -mode %q", *mode)
 	}

@@ -32,7 +32,7 @@ func xpraReserved(name string) bool {
 		"chdir", "daemon", "dbus-control", "dbus-launch", "dbus-proxy", "displayfd", "exit-with-children",
 		"html", "mdns", "pidfile", "socket-dir", "socket-dirs", "ssl-auth", "start", "start-after-connect",
 		"start-child", "start-child-after-connect", "start-child-on-connect", "start-child-on-last-client-exit",
-		"start-on-connect", "start-on-last-client-exit", "systemd-run", "tcp-auth", "terminate-children",
+		"start-new-commands", "start-on-connect", "start-on-last-client-exit", "systemd-run", "tcp-auth", "terminate-children",
 		"ws-auth", "wss-auth":
 		return true
 	}

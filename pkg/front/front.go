@@ -1,9 +1,11 @@
 // Package front is a session's TCP endpoint: ffl binds the port itself, from the moment it is
 // chosen, and relays a connection to the session's xpra (which listens only on a unix socket
-// in the session's 0700 directory) only when the kernel says the client's socket belongs to
-// the session's user. So the session needs no password (the owner, through jupyter-server-proxy
-// or an `ssh -L` forward, both of which connect as the user, gets straight in), and no other
-// user of the node gets a single byte of xpra's protocol or HTML page.
+// in the session's 0700 directory) only when the kernel proves that the client's socket belongs
+// to the session's user (PeerUID), and then only the requests of the session's own page (door:
+// Host and Origin, or on the Jupyter proxy port the job's secret header). So the session needs
+// no password (the owner, through jupyter-server-proxy or an `ssh -L` forward, both of which
+// connect as the user, gets straight in), no other user of the node gets a single byte of
+// xpra's protocol or HTML page, and no web page open in the owner's browser gets one either.
 //
 // Why not a password (what ffl did first): the xpra HTML5 client asks for it on every visit,
 // and the owner cannot read a 0600 file from the browser. Why not xpra on TCP: xpra binds with
@@ -18,7 +20,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
+	"net/http"
+	"net/http/httputil"
 	"strconv"
 	"sync"
 	"syscall"
@@ -72,6 +77,10 @@ type Options struct {
 	// PeerUID finds the uid of a connection's client; nil means PeerUID (sock_diag). Tests
 	// replace it to drive the states without a second user.
 	PeerUID func(local, remote *net.TCPAddr) (int, error)
+	// ProxySecret, if set, makes this the Jupyter proxy port: a request is relayed only when it
+	// carries ProxySecretHeader with this value (jupyter-server-proxy adds it from the entry's
+	// request_headers_override); the header never reaches xpra. See door.
+	ProxySecret string
 	// OnDemand, if set, is called (in its own goroutine, once per idle or failed period) when
 	// the owner connects while no session is behind the port, or a while after a failed start:
 	// the supervisor then starts one, and the connection is held until it is ready. This is how
@@ -94,7 +103,13 @@ const retryAfterFailure = 5 * time.Second
 type Front struct {
 	opts Options
 	port int
+	bind string // the bound address, a name the Host of a request may carry
 	lns  []net.Listener
+	// Admitted connections go through q to srv, which reads each request, checks it (door)
+	// and relays it to xpra through rp.
+	q   *connQueue
+	srv *http.Server
+	rp  *httputil.ReverseProxy
 
 	mu      sync.Mutex
 	state   State
@@ -105,7 +120,12 @@ type Front struct {
 	changed chan struct{}
 	conns   map[net.Conn]struct{} // every open connection, for Close
 	relayed map[net.Conn]struct{} // connections of the current Ready period
-	refused map[int]time.Time
+	refused map[int]refusal
+	// refusals counts every connection refused for its client's user.
+	refusals int
+	// forbidden counts requests answered 403 (door); doorLogged rate-limits their log lines.
+	forbidden  int
+	doorLogged refusal
 
 	wg sync.WaitGroup
 }
@@ -133,7 +153,7 @@ func Listen(addr string, port int, opts Options) (*Front, error) {
 		l.SetOutput(io.Discard)
 		opts.Log = logrus.NewEntry(l)
 	}
-	f := &Front{opts: opts, port: port, changed: make(chan struct{}), conns: map[net.Conn]struct{}{}, relayed: map[net.Conn]struct{}{}, refused: map[int]time.Time{}}
+	f := &Front{opts: opts, port: port, bind: addr, changed: make(chan struct{}), conns: map[net.Conn]struct{}{}, relayed: map[net.Conn]struct{}{}, refused: map[int]refusal{}}
 	ln, err := net.Listen("tcp", net.JoinHostPort(addr, strconv.Itoa(port)))
 	if err != nil {
 		return nil, fmt.Errorf("bind %s: %w", net.JoinHostPort(addr, strconv.Itoa(port)), err)
@@ -151,6 +171,13 @@ func Listen(addr string, port int, opts Options) (*Front, error) {
 			// No IPv6 loopback on this node: nobody can listen there either.
 		}
 	}
+	f.q = &connQueue{ch: make(chan net.Conn), done: make(chan struct{}), addr: ln.Addr()}
+	f.srv, f.rp = f.newServer()
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		_ = f.srv.Serve(f.q)
+	}()
 	for _, l := range f.lns {
 		f.wg.Add(1)
 		go f.accept(l)
@@ -228,10 +255,21 @@ func (f *Front) Close() error {
 			err = e
 		}
 	}
+	f.q.Close()
 	for _, c := range conns {
 		c.Close()
 	}
+	_ = f.srv.Close()
 	f.wg.Wait()
+	// The totals, which the rate-limited lines leave out: what the owner's job log keeps of
+	// the attempts on this port.
+	f.mu.Lock()
+	refused, forbidden := f.refusals, f.forbidden
+	f.mu.Unlock()
+	if refused > 0 || forbidden > 0 {
+		f.opts.Log.WithFields(logrus.Fields{"port": f.port, "refused_total": refused, "forbidden_total": forbidden}).
+			Warn("port released; connections refused (reset) and requests refused (403) while it was held")
+	}
 	return err
 }
 
@@ -247,54 +285,193 @@ func (f *Front) accept(l net.Listener) {
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
-		if !f.track(c) {
+		tc := f.wrap(c)
+		if tc == nil {
 			c.Close()
 			return
 		}
 		f.wg.Add(1)
 		go func() {
 			defer f.wg.Done()
-			defer f.untrack(c)
-			f.serve(c)
+			if !f.admit(c) {
+				// Not a byte: a refused client learns nothing, not even which software listens.
+				if t, ok := c.(*net.TCPConn); ok {
+					_ = t.SetLinger(0)
+				}
+				tc.Close()
+				return
+			}
+			f.q.push(tc)
 		}()
 	}
 }
 
-func (f *Front) track(c net.Conn) bool {
+// tracked is a connection of the front (a client's, or one to xpra): Close, by whoever comes
+// first (the HTTP server, the reverse proxy after a WebSocket, set, Front.Close), forgets it.
+type tracked struct {
+	net.Conn
+	f    *Front
+	once sync.Once
+}
+
+func (t *tracked) Close() error {
+	err := t.Conn.Close()
+	t.once.Do(func() {
+		t.f.mu.Lock()
+		delete(t.f.conns, t)
+		delete(t.f.relayed, t)
+		t.f.mu.Unlock()
+		t.f.wg.Done()
+	})
+	return err
+}
+
+// wrap tracks c until it is closed; nil once the front is closed.
+func (f *Front) wrap(c net.Conn) *tracked {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.state == Closed {
-		return false
+		return nil
 	}
-	f.conns[c] = struct{}{}
-	return true
+	t := &tracked{Conn: c, f: f}
+	f.conns[t] = struct{}{}
+	f.wg.Add(1)
+	return t
 }
 
-func (f *Front) untrack(c net.Conn) {
-	f.mu.Lock()
-	delete(f.conns, c)
-	delete(f.relayed, c)
-	f.mu.Unlock()
-	c.Close()
-}
-
-// serve admits or refuses one connection and then waits for, relays to, or explains the
-// session.
-func (f *Front) serve(c net.Conn) {
+// admit asks the kernel who the client is: only the session's uid, proven (see PeerUID), gets
+// to send a request.
+func (f *Front) admit(c net.Conn) bool {
 	local, _ := c.LocalAddr().(*net.TCPAddr)
 	remote, _ := c.RemoteAddr().(*net.TCPAddr)
 	if local == nil || remote == nil {
-		return
+		return false
 	}
 	uid, err := f.opts.PeerUID(local, remote)
 	if err != nil || uid != f.opts.UID {
-		f.logRefusal(uid, remote, err)
-		// Not a byte: a refused client learns nothing, not even which software listens.
-		if tc, ok := c.(*net.TCPConn); ok {
-			_ = tc.SetLinger(0)
+		if err != nil {
+			uid = -1
 		}
+		f.logRefusal(uid, remote, err)
+		return false
+	}
+	return true
+}
+
+// connQueue is the HTTP server's listener: the admitted connections.
+type connQueue struct {
+	ch   chan net.Conn
+	done chan struct{}
+	once sync.Once
+	addr net.Addr
+}
+
+func (q *connQueue) push(c net.Conn) {
+	select {
+	case q.ch <- c:
+	case <-q.done:
+		c.Close()
+	}
+}
+
+func (q *connQueue) Accept() (net.Conn, error) {
+	select {
+	case c := <-q.ch:
+		return c, nil
+	case <-q.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (q *connQueue) Close() error {
+	q.once.Do(func() { close(q.done) })
+	return nil
+}
+
+func (q *connQueue) Addr() net.Addr { return q.addr }
+
+type connKey struct{}
+type targetKey struct{}
+
+// newServer builds the HTTP server of the admitted connections and the reverse proxy to xpra.
+// Why net/http rather than the byte relay ffl had: every request of a connection (keep-alive
+// carries requests of any page the browser has open) and every WebSocket upgrade is checked
+// (door) before xpra sees a byte of it, and bytes that are not HTTP (xpra's own protocol, a
+// cross-protocol POST) get the server's 400 and are never relayed. Go's reverse proxy relays
+// WebSocket upgrades (101, then both ways) and parses requests the way the rest of net/http
+// does, so what the door checks is what xpra gets.
+func (f *Front) newServer() (*http.Server, *httputil.ReverseProxy) {
+	quiet := log.New(io.Discard, "", 0)
+	tr := &http.Transport{
+		Proxy: nil, // never the environment's proxy
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			target, _ := ctx.Value(targetKey{}).(string)
+			var d net.Dialer
+			dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			x, err := d.DialContext(dctx, "unix", target)
+			if err != nil {
+				return nil, err
+			}
+			tx := f.wrap(x)
+			if tx == nil {
+				x.Close()
+				return nil, net.ErrClosed
+			}
+			f.mu.Lock()
+			ok := f.state == Ready && f.target == target
+			if ok {
+				f.relayed[tx] = struct{}{}
+			}
+			f.mu.Unlock()
+			if !ok {
+				tx.Close()
+				return nil, errors.New("the session went away")
+			}
+			return tx, nil
+		},
+		// One xpra connection per request: nothing is pooled from one Ready period to the next.
+		DisableKeepAlives:      true,
+		DisableCompression:     true,
+		MaxResponseHeaderBytes: 1 << 20,
+	}
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.Out.URL.Scheme, pr.Out.URL.Host = "http", "xpra"
+			pr.Out.Header.Del(ProxySecretHeader)
+		},
+		Transport:     tr,
+		FlushInterval: -1,
+		ErrorLog:      quiet,
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			writePage(w, http.StatusServiceUnavailable, "The Firefox session does not answer", err.Error())
+		},
+	}
+	var protos http.Protocols
+	protos.SetHTTP1(true)
+	srv := &http.Server{
+		Handler:           http.HandlerFunc(f.handle),
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       10 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          quiet,
+		Protocols:         &protos,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, connKey{}, c)
+		},
+	}
+	return srv, rp
+}
+
+// handle checks one request (door), then waits for, relays to, or explains the session.
+func (f *Front) handle(w http.ResponseWriter, r *http.Request) {
+	if reason := f.door(r); reason != "" {
+		f.logForbidden(r, reason)
+		w.Header().Set("Connection", "close")
+		writePage(w, http.StatusForbidden, "This Firefox session refuses the request", reason)
 		return
 	}
+	c, _ := r.Context().Value(connKey{}).(net.Conn)
 	idleUntil := time.Now().Add(f.opts.IdleHold)
 	startUntil := time.Now().Add(f.opts.StartHold)
 	var askedAt time.Time // when this client's arrival asked for a start
@@ -310,6 +487,10 @@ func (f *Front) serve(c net.Conn) {
 		if state == Failed && !askedAt.IsZero() && since.Before(askedAt) {
 			state = Idle // the failure is older than the start this client asked for: wait for it
 		}
+		if state == Ready && c != nil {
+			// A session that is no longer ready takes this connection with it (set).
+			f.relayed[c] = struct{}{}
+		}
 		f.mu.Unlock()
 		if demand {
 			go f.opts.OnDemand()
@@ -317,24 +498,29 @@ func (f *Front) serve(c net.Conn) {
 		var wait time.Duration
 		switch state {
 		case Closed:
+			w.Header().Set("Connection", "close")
+			writePage(w, http.StatusServiceUnavailable, "No Firefox session is running on this port", "The session ended.")
 			return
 		case Ready:
-			f.relay(c, target)
+			f.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), targetKey{}, target)))
 			return
 		case Failed:
-			writePage(c, http503, "The Firefox session could not start", reason)
+			w.Header().Set("Connection", "close")
+			writePage(w, http.StatusServiceUnavailable, "The Firefox session could not start", reason)
 			return
 		case Idle:
 			wait = time.Until(idleUntil)
 			if wait <= 0 {
-				writePage(c, http503, "No Firefox session is running on this port",
+				w.Header().Set("Connection", "close")
+				writePage(w, http.StatusServiceUnavailable, "No Firefox session is running on this port",
 					"Start one again (from the Jupyter launcher, or with 'ffl-launch start').")
 				return
 			}
 		case Starting:
 			wait = time.Until(startUntil)
 			if wait <= 0 {
-				writePage(c, http503, "The Firefox session is still starting", "Reload this page in a moment.")
+				w.Header().Set("Connection", "close")
+				writePage(w, http.StatusServiceUnavailable, "The Firefox session is still starting", "Reload this page in a moment.")
 				return
 			}
 		}
@@ -342,77 +528,67 @@ func (f *Front) serve(c net.Conn) {
 		select {
 		case <-changed:
 		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+			return
 		}
 		t.Stop()
 	}
 }
 
+// logRefusal counts a refused connection and logs it, at most once per refusalLogEvery for one
+// uid (a user who connects in a loop must not flood the owner's job log); the line says how
+// many refusals it stands for. A connection without proof of its client (uid -1: the kernel
+// found no socket, or answered with another one than the client's, as issue 16's attack makes
+// it do) is logged under its own line and counter.
 func (f *Front) logRefusal(uid int, remote *net.TCPAddr, err error) {
 	f.mu.Lock()
-	last, seen := f.refused[uid]
+	f.refusals++
+	r := f.refused[uid]
+	r.count++
 	now := time.Now()
-	if seen && now.Sub(last) < refusalLogEvery {
+	if !r.last.IsZero() && now.Sub(r.last) < refusalLogEvery {
+		f.refused[uid] = r
 		f.mu.Unlock()
 		return
 	}
-	f.refused[uid] = now
+	count := r.count
+	f.refused[uid] = refusal{last: now}
 	f.mu.Unlock()
-	e := f.opts.Log.WithFields(logrus.Fields{"port": f.port, "peer_uid": uid, "remote": remote.String()})
+	e := f.opts.Log.WithFields(logrus.Fields{"port": f.port, "peer_uid": uid, "remote": remote.String(), "refused": count})
 	if err != nil {
-		e = e.WithError(err)
+		e.WithError(err).Warn("connection refused (reset): no proof of the client's user")
+		return
 	}
-	e.Warn("connection refused: not the session's user")
+	e.Warn("connection refused (reset): not the session's user")
 }
 
-// relay copies bytes both ways between the client and xpra until either side is done.
-func (f *Front) relay(c net.Conn, target string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	var d net.Dialer
-	x, err := d.DialContext(ctx, "unix", target)
-	cancel()
-	if err != nil {
-		writePage(c, http503, "The Firefox session does not answer", err.Error())
-		return
-	}
-	if !f.track(x) {
-		x.Close()
-		return
-	}
-	defer f.untrack(x)
+// Refusals is the number of connections refused so far for their client's user (another uid,
+// or no proof of one).
+func (f *Front) Refusals() int {
 	f.mu.Lock()
-	if f.state != Ready || f.target != target {
-		// The session went away while we dialled.
-		f.mu.Unlock()
-		return
-	}
-	f.relayed[c], f.relayed[x] = struct{}{}, struct{}{}
-	f.mu.Unlock()
-	done := make(chan struct{})
-	go func() {
-		_, _ = io.Copy(x, c)
-		if u, ok := x.(*net.UnixConn); ok {
-			_ = u.CloseWrite()
-		}
-		close(done)
-	}()
-	_, _ = io.Copy(c, x)
-	if tc, ok := c.(*net.TCPConn); ok {
-		_ = tc.CloseWrite()
-	}
-	<-done
+	defer f.mu.Unlock()
+	return f.refusals
 }
 
-const http503 = "503 Service Unavailable"
+// refusal is what the rate limit of one uid's log lines remembers.
+type refusal struct {
+	last  time.Time
+	count int // refusals since the last line
+}
 
-// writePage answers an admitted client with a small HTML page: what the owner sees in the
-// browser instead of a hang or another user's session.
-func writePage(c net.Conn, status, title, detail string) {
-	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+// writePage answers a request with a small HTML page: what the owner sees in the browser
+// instead of a hang or another user's session, and what a refused request (403) is told.
+func writePage(w http.ResponseWriter, status int, title, detail string) {
 	body := fmt.Sprintf("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>ffl: %s</title></head>"+
 		"<body style=\"font-family:sans-serif;margin:2em\"><h1>%s</h1><p>%s</p></body></html>\n",
 		htmlEscape(title), htmlEscape(title), htmlEscape(detail))
-	fmt.Fprintf(c, "HTTP/1.1 %s\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: %d\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n%s",
-		status, len(body), body)
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, body)
 }
 
 func htmlEscape(s string) string {

@@ -3,6 +3,7 @@ package front
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -11,9 +12,25 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/sirupsen/logrus"
 )
+
+// syncWriter serialises writes of the front's goroutines into w.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
 
 // freePort returns a port that nothing listens on right now (tests only: ffl never probes).
 func freePort(t *testing.T) int {
@@ -36,11 +53,30 @@ func listen(t *testing.T, opts Options) *Front {
 	return f
 }
 
-// echoServer is a stand-in for xpra's unix socket: it answers every line with "xpra:" + line.
-func echoServer(t *testing.T) string {
+// fakeXpra is a stand-in for xpra's unix socket: an HTTP server that answers "xpra:" + path,
+// switches a WebSocket upgrade to a line echo ("xpra:" + line), and counts every byte it gets.
+type fakeXpra struct {
+	path  string
+	bytes atomic.Int64
+	mu    sync.Mutex
+	seen  []*http.Request
+}
+
+type countingReader struct {
+	r io.Reader
+	n *atomic.Int64
+}
+
+func (c countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+func newFakeXpra(t *testing.T) *fakeXpra {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "xpra.sock")
-	l, err := net.Listen("unix", path)
+	x := &fakeXpra{path: filepath.Join(t.TempDir(), "xpra.sock")}
+	l, err := net.Listen("unix", x.path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,18 +87,92 @@ func echoServer(t *testing.T) string {
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				sc := bufio.NewScanner(c)
-				for sc.Scan() {
-					if _, err := io.WriteString(c, "xpra:"+sc.Text()+"\n"); err != nil {
-						return
-					}
-				}
-			}()
+			go x.serve(c)
 		}
 	}()
-	return path
+	return x
+}
+
+func (x *fakeXpra) serve(c net.Conn) {
+	defer c.Close()
+	r := bufio.NewReader(countingReader{c, &x.bytes})
+	req, err := http.ReadRequest(r)
+	if err != nil {
+		return
+	}
+	x.mu.Lock()
+	x.seen = append(x.seen, req)
+	x.mu.Unlock()
+	if strings.EqualFold(req.Header.Get("Upgrade"), "websocket") {
+		_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			if _, err := io.WriteString(c, "xpra:"+line); err != nil {
+				return
+			}
+		}
+	}
+	body := "xpra:" + req.URL.Path
+	fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
+}
+
+// requests returns the requests xpra got.
+func (x *fakeXpra) requests() []*http.Request {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return append([]*http.Request(nil), x.seen...)
+}
+
+// get sends a GET for path with Host host and the extra header lines on c, and reads the answer.
+func get(t *testing.T, c net.Conn, r *bufio.Reader, host, path string, extra ...string) (int, string) {
+	t.Helper()
+	req := "GET " + path + " HTTP/1.1\r\nHost: " + host + "\r\n"
+	for _, h := range extra {
+		req += h + "\r\n"
+	}
+	if _, err := io.WriteString(c, req+"\r\n"); err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	return readResponse(t, r)
+}
+
+func readResponse(t *testing.T, r *bufio.Reader) (int, string) {
+	t.Helper()
+	resp, err := http.ReadResponse(r, nil)
+	if err != nil {
+		t.Fatalf("answer: %v", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func host(f *Front) string { return "localhost:" + strconv.Itoa(f.Port()) }
+
+// upgrade sends a WebSocket upgrade and returns the reader positioned after the 101.
+func upgrade(t *testing.T, c net.Conn, f *Front) *bufio.Reader {
+	t.Helper()
+	r := bufio.NewReader(c)
+	_, _ = io.WriteString(c, "GET /ws HTTP/1.1\r\nHost: "+host(f)+"\r\nOrigin: http://"+host(f)+
+		"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	resp, err := http.ReadResponse(r, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %v, %v", resp, err)
+	}
+	return r
+}
+
+// echo sends a line over an upgraded connection and checks xpra's echo.
+func echo(t *testing.T, c net.Conn, r *bufio.Reader, msg string) {
+	t.Helper()
+	_, _ = io.WriteString(c, msg+"\n")
+	line, err := r.ReadString('\n')
+	if err != nil || line != "xpra:"+msg+"\n" {
+		t.Fatalf("relayed %q: got %q, %v", msg, line, err)
+	}
 }
 
 func dial(t *testing.T, f *Front) net.Conn {
@@ -186,103 +296,198 @@ func TestParseProcAddr(t *testing.T) {
 }
 
 // TestRefusedGetsNothing: a client of another uid (here: the real kernel says this test's uid,
-// and the front belongs to another one) is closed without a byte, whatever the session's state.
+// and the front belongs to another one) is reset without a byte, whatever the session's state,
+// and xpra gets nothing.
 func TestRefusedGetsNothing(t *testing.T) {
-	target := echoServer(t)
+	x := newFakeXpra(t)
 	f := listen(t, Options{UID: os.Getuid() + 4242})
-	f.Ready(target)
-	if got := refusedRead(t, f, "GET / HTTP/1.0\r\n\r\nhello\n"); got != "" {
+	f.Ready(x.path)
+	if got := refusedRead(t, f, "GET / HTTP/1.1\r\nHost: "+host(f)+"\r\n\r\n"); got != "" {
 		t.Errorf("refused client got %q, want nothing", got)
+	}
+	if n := x.bytes.Load(); n != 0 {
+		t.Errorf("xpra got %d bytes of a refused client", n)
+	}
+	if f.Refusals() != 1 {
+		t.Errorf("Refusals = %d, want 1", f.Refusals())
 	}
 }
 
-// TestAdmittedRelayed: the owner reaches xpra's socket, both ways, with the real sock_diag check.
+// TestAdmittedRelayed: the owner reaches xpra, with the real sock_diag check: every request of a
+// keep-alive connection, and a WebSocket both ways; a loopback name of every kind works.
 func TestAdmittedRelayed(t *testing.T) {
-	target := echoServer(t)
+	x := newFakeXpra(t)
 	f := listen(t, Options{UID: os.Getuid()})
-	f.Ready(target)
+	f.Ready(x.path)
 	c := dial(t, f)
 	r := bufio.NewReader(c)
-	for _, msg := range []string{"hello", "again"} {
-		_, _ = io.WriteString(c, msg+"\n")
-		line, err := r.ReadString('\n')
-		if err != nil || line != "xpra:"+msg+"\n" {
-			t.Fatalf("relayed %q: got %q, %v", msg, line, err)
+	port := strconv.Itoa(f.Port())
+	for _, h := range []string{"localhost:" + port, "127.0.0.1:" + port, "[::1]:" + port, "LocalHost:" + port} {
+		if code, body := get(t, c, r, h, "/index.html", "Origin: http://"+h); code != 200 || body != "xpra:/index.html" {
+			t.Fatalf("Host %s: got %d %q", h, code, body)
 		}
+	}
+	ws := dial(t, f)
+	wr := upgrade(t, ws, f)
+	echo(t, ws, wr, "hello")
+	echo(t, ws, wr, "again")
+}
+
+// TestDoor: requests of the owner's uid that are not the session's own page get a 403 naming
+// the reason (or net/http's 400 for what is not HTTP), and xpra gets not a byte of them; what
+// the session's page and the Jupyter proxy present is relayed, the proxy's secret stripped.
+func TestDoor(t *testing.T) {
+	const secret = "0123456789abcdef0123456789abcdef"
+	tests := []struct {
+		name   string
+		proxy  bool
+		req    string // PORT is replaced by the front's port
+		status int
+		reason string
+	}{
+		{"rebinding Host", false, "GET / HTTP/1.1\r\nHost: rebind.example:PORT\r\n\r\n", 403, "is not this session's"},
+		{"rebinding Host, WebSocket", false, "GET / HTTP/1.1\r\nHost: rebind.example:PORT\r\nOrigin: http://rebind.example:PORT\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", 403, "is not this session's"},
+		{"absolute-form target on another host", false, "GET http://rebind.example:PORT/ HTTP/1.1\r\nHost: localhost:PORT\r\n\r\n", 403, "is not this session's"},
+		{"Host of another port", false, "GET / HTTP/1.1\r\nHost: localhost:1\r\n\r\n", 403, "is not this session's"},
+		{"Host without port", false, "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n", 403, "is not this session's"},
+		{"no Host", false, "GET / HTTP/1.0\r\n\r\n", 403, "is not this session's"},
+		{"WebSocket from another origin", false, "GET / HTTP/1.1\r\nHost: 127.0.0.1:PORT\r\nOrigin: http://127.0.0.1:8\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", 403, "may not use this session"},
+		{"Origin null", false, "GET / HTTP/1.1\r\nHost: localhost:PORT\r\nOrigin: null\r\n\r\n", 403, "may not use this session"},
+		{"Origin https", false, "GET / HTTP/1.1\r\nHost: localhost:PORT\r\nOrigin: https://localhost:PORT\r\n\r\n", 403, "may not use this session"},
+		{"two Origins", false, "GET / HTTP/1.1\r\nHost: localhost:PORT\r\nOrigin: http://localhost:PORT\r\nOrigin: http://evil.example\r\n\r\n", 403, "may not use this session"},
+		{"cross-site fetch without Origin", false, "GET / HTTP/1.1\r\nHost: localhost:PORT\r\nSec-Fetch-Site: cross-site\r\nSec-Fetch-Mode: no-cors\r\nSec-Fetch-Dest: script\r\n\r\n", 403, "A page of another site"},
+		{"frame of another site", false, "GET / HTTP/1.1\r\nHost: localhost:PORT\r\nSec-Fetch-Site: same-site\r\nSec-Fetch-Mode: navigate\r\nSec-Fetch-Dest: iframe\r\n\r\n", 403, "A page of another site"},
+		{"POST", false, "POST / HTTP/1.1\r\nHost: localhost:PORT\r\nContent-Length: 2\r\n\r\nhi", 403, "only GET and HEAD"},
+		{"xpra's binary protocol", false, "PS\x00\x00\x00\x00\x00\x01\x00hello\r\n\r\n", 400, ""},
+		{"proxy port, no secret", true, "GET / HTTP/1.1\r\nHost: localhost:PORT\r\n\r\n", 403, "Jupyter proxy"},
+		{"proxy port, wrong secret", true, "GET / HTTP/1.1\r\nHost: localhost:PORT\r\nX-Ffl-Proxy-Secret: 0123456789abcdef0123456789abcdee\r\n\r\n", 403, "Jupyter proxy"},
+		{"proxy port, two secrets", true, "GET / HTTP/1.1\r\nHost: localhost:PORT\r\nX-Ffl-Proxy-Secret: " + secret + "\r\nX-Ffl-Proxy-Secret: x\r\n\r\n", 403, "Jupyter proxy"},
+		{"session page", false, "GET /x HTTP/1.1\r\nHost: localhost:PORT\r\nOrigin: http://localhost:PORT\r\nSec-Fetch-Site: same-origin\r\n\r\n", 200, ""},
+		{"link from another site", false, "GET /x HTTP/1.1\r\nHost: localhost:PORT\r\nSec-Fetch-Site: cross-site\r\nSec-Fetch-Mode: navigate\r\nSec-Fetch-Dest: document\r\n\r\n", 200, ""},
+		{"proxy port, the hub's Host and Origin with the secret", true, "GET /x HTTP/1.1\r\nHost: hub.example.org\r\nOrigin: https://hub.example.org\r\nX-Ffl-Proxy-Secret: " + secret + "\r\n\r\n", 200, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			x := newFakeXpra(t)
+			opts := Options{UID: 7, PeerUID: uidIs(7)}
+			if tt.proxy {
+				opts.ProxySecret = secret
+			}
+			f := listen(t, opts)
+			f.Ready(x.path)
+			c := dial(t, f)
+			_, _ = io.WriteString(c, strings.ReplaceAll(tt.req, "PORT", strconv.Itoa(f.Port())))
+			code, body := readResponse(t, bufio.NewReader(c))
+			if code != tt.status || !strings.Contains(body, tt.reason) {
+				t.Errorf("got %d %q, want %d with %q", code, body, tt.status, tt.reason)
+			}
+			if tt.status != 200 {
+				if n := x.bytes.Load(); n != 0 {
+					t.Errorf("xpra got %d bytes of a refused request", n)
+				}
+				if tt.status == 403 && f.Forbidden() != 1 {
+					t.Errorf("Forbidden = %d, want 1", f.Forbidden())
+				}
+				return
+			}
+			reqs := x.requests()
+			if len(reqs) != 1 || reqs[0].URL.Path != "/x" || reqs[0].Header.Get(ProxySecretHeader) != "" {
+				t.Errorf("xpra got %v, want one request for /x without the proxy's secret", reqs)
+			}
+		})
+	}
+}
+
+// TestEveryRequestChecked: a keep-alive connection that carried the session's own request
+// cannot carry another page's request, nor a WebSocket of another origin, to xpra.
+func TestEveryRequestChecked(t *testing.T) {
+	x := newFakeXpra(t)
+	f := listen(t, Options{UID: 7, PeerUID: uidIs(7)})
+	f.Ready(x.path)
+	c := dial(t, f)
+	r := bufio.NewReader(c)
+	if code, _ := get(t, c, r, host(f), "/own"); code != 200 {
+		t.Fatalf("own request: %d", code)
+	}
+	if code, _ := get(t, c, r, host(f), "/other", "Origin: http://evil.example", "Upgrade: websocket", "Connection: Upgrade"); code != 403 {
+		t.Fatalf("second request of another origin: %d, want 403", code)
+	}
+	if reqs := x.requests(); len(reqs) != 1 || reqs[0].URL.Path != "/own" {
+		t.Errorf("xpra got %d requests, want only /own", len(reqs))
 	}
 }
 
 // TestStates drives the states a session goes through and checks what an admitted client sees.
 func TestStates(t *testing.T) {
-	target := echoServer(t)
+	x := newFakeXpra(t)
 	t.Run("starting then ready", func(t *testing.T) {
 		f := listen(t, Options{UID: 7, PeerUID: uidIs(7)})
 		f.Starting()
 		c := dial(t, f)
-		_, _ = io.WriteString(c, "early\n")
+		_, _ = io.WriteString(c, "GET /early HTTP/1.1\r\nHost: "+host(f)+"\r\n\r\n")
 		time.Sleep(50 * time.Millisecond) // the client is held, not answered
-		f.Ready(target)
-		line, err := bufio.NewReader(c).ReadString('\n')
-		if err != nil || line != "xpra:early\n" {
-			t.Fatalf("got %q, %v; want the held request relayed", line, err)
+		f.Ready(x.path)
+		if code, body := readResponse(t, bufio.NewReader(c)); code != 200 || body != "xpra:/early" {
+			t.Fatalf("got %d %q; want the held request relayed", code, body)
 		}
 	})
 	t.Run("starting then failed", func(t *testing.T) {
 		f := listen(t, Options{UID: 7, PeerUID: uidIs(7)})
 		f.Starting()
 		c := dial(t, f)
+		_, _ = io.WriteString(c, "GET / HTTP/1.1\r\nHost: "+host(f)+"\r\n\r\n")
+		time.Sleep(50 * time.Millisecond)
 		f.Failed("Firefox <crashed> at start")
-		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != 503 || !strings.Contains(string(body), "Firefox &lt;crashed&gt; at start") {
-			t.Errorf("got %d %q", resp.StatusCode, body)
+		if code, body := readResponse(t, bufio.NewReader(c)); code != 503 || !strings.Contains(body, "Firefox &lt;crashed&gt; at start") {
+			t.Errorf("got %d %q", code, body)
 		}
 	})
 	t.Run("idle answers after the hold", func(t *testing.T) {
 		f := listen(t, Options{UID: 7, PeerUID: uidIs(7), IdleHold: 100 * time.Millisecond})
 		c := dial(t, f)
-		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != 503 || !strings.Contains(string(body), "No Firefox session") {
-			t.Errorf("got %d %q", resp.StatusCode, body)
+		if code, body := get(t, c, bufio.NewReader(c), host(f), "/"); code != 503 || !strings.Contains(body, "No Firefox session") {
+			t.Errorf("got %d %q", code, body)
 		}
 	})
 	t.Run("idle then a start is waited for", func(t *testing.T) {
 		f := listen(t, Options{UID: 7, PeerUID: uidIs(7)})
 		c := dial(t, f)
+		_, _ = io.WriteString(c, "GET /x HTTP/1.1\r\nHost: "+host(f)+"\r\n\r\n")
 		time.Sleep(50 * time.Millisecond)
 		f.Starting()
-		f.Ready(target)
-		_, _ = io.WriteString(c, "x\n")
-		if line, err := bufio.NewReader(c).ReadString('\n'); err != nil || line != "xpra:x\n" {
-			t.Fatalf("got %q, %v", line, err)
+		f.Ready(x.path)
+		if code, body := readResponse(t, bufio.NewReader(c)); code != 200 || body != "xpra:/x" {
+			t.Fatalf("got %d %q", code, body)
 		}
 	})
 	t.Run("leaving ready drops relayed connections", func(t *testing.T) {
 		f := listen(t, Options{UID: 7, PeerUID: uidIs(7), IdleHold: 100 * time.Millisecond})
-		f.Ready(target)
+		f.Ready(x.path)
 		c := dial(t, f)
-		r := bufio.NewReader(c)
-		_, _ = io.WriteString(c, "a\n")
-		if _, err := r.ReadString('\n'); err != nil {
-			t.Fatal(err)
-		}
+		r := upgrade(t, c, f)
+		echo(t, c, r, "a")
 		f.Idle()
 		if rest, _ := io.ReadAll(r); len(rest) != 0 {
 			t.Errorf("after Idle the relayed client got %q", rest)
 		}
 	})
-	t.Run("peer lookup error refuses", func(t *testing.T) {
-		f := listen(t, Options{UID: 7, PeerUID: func(_, _ *net.TCPAddr) (int, error) { return -1, ErrNoPeer }})
-		f.Ready(target)
-		if got := refusedRead(t, f, "x\n"); got != "" {
-			t.Errorf("got %q, want nothing", got)
+	t.Run("no proof refuses, counts and logs", func(t *testing.T) {
+		var logged strings.Builder
+		l := logrus.New()
+		l.SetOutput(&syncWriter{w: &logged})
+		f := listen(t, Options{UID: 7, Log: logrus.NewEntry(l), PeerUID: func(_, _ *net.TCPAddr) (int, error) { return 7, ErrNoPeer }})
+		f.Ready(x.path)
+		for range 3 {
+			if got := refusedRead(t, f, "GET / HTTP/1.1\r\nHost: "+host(f)+"\r\n\r\n"); got != "" {
+				t.Errorf("got %q, want nothing", got)
+			}
+		}
+		if n := f.Refusals(); n != 3 {
+			t.Errorf("Refusals = %d, want 3", n)
+		}
+		out := logged.String()
+		if strings.Count(out, "no proof of the client's user") != 1 || !strings.Contains(out, "peer_uid=-1") {
+			t.Errorf("want one (rate-limited) no-proof line with peer_uid=-1, got:\n%s", out)
 		}
 	})
 }
@@ -303,10 +508,11 @@ func TestCloseReleasesPort(t *testing.T) {
 		t.Errorf("[::1]:%d could be taken while the front holds 127.0.0.1:%d", port, port)
 	}
 	c := dial(t, f)
+	_, _ = io.WriteString(c, "GET / HTTP/1.1\r\nHost: "+host(f)+"\r\n\r\n")
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if got := readAll(t, c); got != "" {
+	if got := readAll(t, c); got != "" && !strings.Contains(got, "503") {
 		t.Errorf("client of a closed front got %q", got)
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
@@ -320,30 +526,38 @@ func TestCloseReleasesPort(t *testing.T) {
 }
 
 // TestOnDemand: an owner's visit to an idle port asks for a start (once) and is held until the
-// session is ready; a visit a while after a failed start asks again.
+// session is ready; a visit a while after a failed start asks again; a refused request asks
+// for nothing.
 func TestOnDemand(t *testing.T) {
-	target := echoServer(t)
+	x := newFakeXpra(t)
 	asks := make(chan struct{}, 4)
-	var f *Front
-	f = listen(t, Options{UID: 7, PeerUID: uidIs(7), OnDemand: func() { asks <- struct{}{} }})
+	f := listen(t, Options{UID: 7, PeerUID: uidIs(7), OnDemand: func() { asks <- struct{}{} }})
+	bad := dial(t, f)
+	if code, _ := get(t, bad, bufio.NewReader(bad), "rebind.example:"+strconv.Itoa(f.Port()), "/"); code != 403 {
+		t.Fatalf("rebinding Host on an idle port: %d", code)
+	}
+	select {
+	case <-asks:
+		t.Fatal("a refused request asked for a start")
+	default:
+	}
 	c := dial(t, f)
+	_, _ = io.WriteString(c, "GET /hi HTTP/1.1\r\nHost: "+host(f)+"\r\n\r\n")
 	select {
 	case <-asks:
 	case <-time.After(10 * time.Second):
 		t.Fatal("an idle visit did not ask for a start")
 	}
 	f.Starting()
-	f.Ready(target)
-	_, _ = io.WriteString(c, "hi\n")
-	if line, err := bufio.NewReader(c).ReadString('\n'); err != nil || line != "xpra:hi\n" {
-		t.Fatalf("held visit: %q, %v", line, err)
+	f.Ready(x.path)
+	if code, body := readResponse(t, bufio.NewReader(c)); code != 200 || body != "xpra:/hi" {
+		t.Fatalf("held visit: %d %q", code, body)
 	}
 	f.Idle()
 	f.Failed("it broke")
 	c2 := dial(t, f)
-	resp, err := http.ReadResponse(bufio.NewReader(c2), nil)
-	if err != nil || resp.StatusCode != 503 {
-		t.Fatalf("a visit right after the failure: %v, %v", resp, err)
+	if code, _ := get(t, c2, bufio.NewReader(c2), host(f), "/"); code != 503 {
+		t.Fatalf("a visit right after the failure: %d", code)
 	}
 	select {
 	case <-asks:
@@ -354,15 +568,15 @@ func TestOnDemand(t *testing.T) {
 	f.since = time.Now().Add(-retryAfterFailure - time.Second)
 	f.mu.Unlock()
 	c3 := dial(t, f)
+	_, _ = io.WriteString(c3, "GET /again HTTP/1.1\r\nHost: "+host(f)+"\r\n\r\n")
 	select {
 	case <-asks:
 	case <-time.After(10 * time.Second):
 		t.Fatal("a visit a while after the failure did not ask again")
 	}
 	f.Starting()
-	f.Ready(target)
-	_, _ = io.WriteString(c3, "again\n")
-	if line, err := bufio.NewReader(c3).ReadString('\n'); err != nil || line != "xpra:again\n" {
-		t.Fatalf("held visit after a failure: %q, %v", line, err)
+	f.Ready(x.path)
+	if code, body := readResponse(t, bufio.NewReader(c3)); code != 200 || body != "xpra:/again" {
+		t.Fatalf("held visit after a failure: %d %q", code, body)
 	}
 }

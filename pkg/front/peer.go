@@ -17,9 +17,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ErrNoPeer means the kernel knows no socket at the peer's end of a connection: it closed
-// already (its end is then in TIME_WAIT, which belongs to nobody) or it is not on this host.
-var ErrNoPeer = errors.New("peer socket not found")
+// ErrNoPeer means the kernel gave no proof of the socket at the peer's end of a connection: it
+// closed already (its end is then in TIME_WAIT, which belongs to nobody, or gone), it is not on
+// this host, or the kernel answered with another socket than the one asked for (see
+// checkAnswer).
+var ErrNoPeer = errors.New("no proof of the peer's socket")
 
 // Layout of the kernel's sock_diag structures (linux/inet_diag.h), which x/sys/unix does not
 // define: inet_diag_req_v2 is 56 bytes, inet_diag_msg 72 with idiag_uid at offset 64.
@@ -28,7 +30,28 @@ const (
 	inetDiagMsgLen = 72
 	diagUIDOffset  = 64
 	diagNoCookie   = ^uint32(0)
+	// inet_diag_msg: idiag_family, idiag_state, then the inet_diag_sockid at offset 4
+	// (sport, dport: big endian; src, dst: 16 bytes each).
+	diagStateOffset = 1
+	diagIDOffset    = 4
 )
+
+// TCP states (include/net/tcp_states.h, also /proc/net/tcp's "st" column) that the client end of
+// a connection the front just accepted can be in: connected, or connected and half-closed by the
+// client (it sent its request and shut down its writing side, or closed its socket, which then
+// lingers as an orphan that still carries its creator's uid). A LISTEN socket is never the
+// client end (that is the kernel's fallback answer, see checkAnswer); TIME_WAIT and CLOSE carry
+// no owner worth believing.
+const (
+	tcpEstablished = 1
+	tcpFinWait1    = 4
+	tcpFinWait2    = 5
+)
+
+// clientState reports whether st is a state the client end of a live connection can be in.
+func clientState(st uint8) bool {
+	return st == tcpEstablished || st == tcpFinWait1 || st == tcpFinWait2
+}
 
 // PeerUID returns the uid owning the socket at the other end of a loopback TCP connection
 // accepted on this host, as the kernel records it (the sk_uid of the socket the peer process
@@ -81,14 +104,18 @@ func peerUIDDiag(local, remote *net.TCPAddr) (int, error) {
 	// A reply never takes long; a kernel that does not answer must not hang the front.
 	tv := unix.Timeval{Sec: 1}
 	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	noPeer := ErrNoPeer
 	for i, fam := range families {
 		uid, err := diagOne(fd, uint32(i+1), fam, r, l)
 		if errors.Is(err, ErrNoPeer) {
+			if err != ErrNoPeer {
+				noPeer = err // the kernel answered with another socket: say which
+			}
 			continue
 		}
 		return uid, err
 	}
-	return -1, ErrNoPeer
+	return -1, noPeer
 }
 
 // diagOne asks for the one TCP socket whose local end is src and remote end dst.
@@ -147,9 +174,43 @@ func diagOne(fd int, seq uint32, family uint8, src, dst netip.AddrPort) (int, er
 			if len(m.Data) < inetDiagMsgLen {
 				continue
 			}
+			if err := checkAnswer(m.Data, src, dst); err != nil {
+				return -1, err
+			}
 			return int(binary.NativeEndian.Uint32(m.Data[diagUIDOffset : diagUIDOffset+4])), nil
 		}
 	}
+}
+
+// checkAnswer accepts the kernel's inet_diag_msg only when it describes the very socket asked
+// for: a client-end state and exactly the 4-tuple src -> dst. The kernel's exact lookup
+// (inet_diag_find_one_icsk) is the same lookup as for an incoming packet: the established table
+// first, then a LISTENING socket bound to the requested local address and port. So when the
+// client's socket is gone (it sent its bytes and reset) and somebody listens on the address and
+// port the client had bound (with SO_REUSEADDR, a non-listening bind does not stop a later
+// listener, of any uid, on the same port), the answer is that listener, with its owner's uid.
+// Taking that uid would admit the client as the listener's owner.
+func checkAnswer(msg []byte, src, dst netip.AddrPort) error {
+	st := msg[diagStateOffset]
+	id := msg[diagIDOffset:]
+	// The answer is in the socket's own family: an IPv6 socket with v4-mapped addresses answers
+	// a query for an IPv4 connection in 16-byte form.
+	got := func(b []byte, port uint16) netip.AddrPort {
+		var a netip.Addr
+		if msg[0] == unix.AF_INET {
+			a = netip.AddrFrom4([4]byte(b[:4]))
+		} else {
+			a = netip.AddrFrom16([16]byte(b[:16])).Unmap()
+		}
+		return netip.AddrPortFrom(a, port)
+	}
+	gotSrc := got(id[4:20], binary.BigEndian.Uint16(id[0:2]))
+	gotDst := got(id[20:36], binary.BigEndian.Uint16(id[2:4]))
+	if !clientState(st) || gotSrc != src || gotDst != dst {
+		return fmt.Errorf("%w: the kernel answered with a socket in state %d, %s -> %s, not the client's %s -> %s",
+			ErrNoPeer, st, gotSrc, gotDst, src, dst)
+	}
+	return nil
 }
 
 // putAddr writes a in the kernel's idiag_src/dst form: IPv4 in the first word for AF_INET,
@@ -165,7 +226,8 @@ func putAddr(dst []byte, family uint8, a netip.Addr) {
 }
 
 // peerUIDProc finds the peer socket in /proc/net/tcp{,6}: the line whose local address is the
-// connection's remote end and whose remote address is its local end; column 8 is the uid.
+// connection's remote end and whose remote address is its local end, in a client-end state
+// (column 4); column 8 is the uid.
 func peerUIDProc(procRoot string, local, remote *net.TCPAddr) (int, error) {
 	_, l, r, err := addrs(local, remote)
 	if err != nil {
@@ -198,6 +260,10 @@ func findProcSocket(table []byte, src, dst netip.AddrPort) (int, bool) {
 		ls, ok1 := parseProcAddr(f[1])
 		rs, ok2 := parseProcAddr(f[2])
 		if !ok1 || !ok2 || ls != src || rs != dst {
+			continue
+		}
+		st, err := strconv.ParseUint(f[3], 16, 8)
+		if err != nil || !clientState(uint8(st)) {
 			continue
 		}
 		uid, err := strconv.Atoi(f[7])

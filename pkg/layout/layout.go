@@ -22,6 +22,9 @@ const (
 	SupervisorFile = "supervisor.json"
 	// ControlSocket is the supervisor's API socket in the job's runtime dir (0700).
 	ControlSocket = "control.sock"
+	// ProxySecretFile holds the Jupyter proxy port's secret (0600) in the job's runtime dir:
+	// jupyter_server_config.py sends it as a request header, the port admits nothing without it.
+	ProxySecretFile = "proxy-secret"
 	// PasswordFile is the session's xpra TCP password in the home session dir.
 	PasswordFile = "password"
 	// MarkerVar is put in the environment of every session process so that leftovers can be

@@ -209,7 +209,7 @@ func (m *Manager) Start(ctx context.Context, req StartRequest) (Info, error) {
 		return Info{}, err
 	}
 	if req.Port == 0 {
-		f, err := m.pickPort(nil, true)
+		f, err := m.pickPort(nil, true, "")
 		if err != nil {
 			return Info{}, err
 		}
@@ -243,7 +243,7 @@ func (m *Manager) Start(ctx context.Context, req StartRequest) (Info, error) {
 	if lent != nil {
 		return m.startOne(ctx, lent, false, url)
 	}
-	f, err := m.bind(req.Port, nil)
+	f, err := m.bind(req.Port, nil, "")
 	if err != nil {
 		m.release(req.Port)
 		if errors.Is(err, syscall.EADDRINUSE) {
@@ -256,13 +256,14 @@ func (m *Manager) Start(ctx context.Context, req StartRequest) (Info, error) {
 
 // Bind holds a port of this job's range for the caller (the supervisor's proxy port): the
 // first free one after a random offset. onDemand, if set, is called with the port when the
-// owner visits it while no session is behind it (the front's OnDemand).
+// owner visits it while no session is behind it (the front's OnDemand); a request is relayed
+// only with the secret (front.Options.ProxySecret).
 //
 // The proxy port always has both loopback families: jupyter-server-proxy dials "localhost"
 // (its named servers hard-code it), which resolves to ::1 first, so a port held on [::1] by
 // another user would hand that user the notebook user's requests, cookies included.
-func (m *Manager) Bind(onDemand func(port int)) (*front.Front, error) {
-	f, err := m.pickPort(onDemand, false)
+func (m *Manager) Bind(onDemand func(port int), secret string) (*front.Front, error) {
+	f, err := m.pickPort(onDemand, false, secret)
 	if err != nil {
 		return nil, err
 	}
@@ -271,13 +272,14 @@ func (m *Manager) Bind(onDemand func(port int)) (*front.Front, error) {
 }
 
 // bind holds one port for a session of this job, on BindAddress (and, for 127.0.0.1, on [::1]
-// too, so nobody else can listen there for clients that resolve "localhost" to ::1 first).
-func (m *Manager) bind(port int, onDemand func(port int)) (*front.Front, error) {
-	return front.Listen(m.s.BindAddress, port, m.frontOptions(port, onDemand, false))
+// too, so nobody else can listen there for clients that resolve "localhost" to ::1 first); a
+// non-empty secret makes it the proxy port (front.Options.ProxySecret).
+func (m *Manager) bind(port int, onDemand func(port int), secret string) (*front.Front, error) {
+	return front.Listen(m.s.BindAddress, port, m.frontOptions(port, onDemand, false, secret))
 }
 
-func (m *Manager) frontOptions(port int, onDemand func(port int), one bool) front.Options {
-	opts := front.Options{UID: m.s.Layout.UID, StartHold: m.s.StartTimeout + 5*time.Second, Log: m.s.Log, IdleHold: 5 * time.Second, OneAddress: one}
+func (m *Manager) frontOptions(port int, onDemand func(port int), one bool, secret string) front.Options {
+	opts := front.Options{UID: m.s.Layout.UID, StartHold: m.s.StartTimeout + 5*time.Second, Log: m.s.Log, IdleHold: 5 * time.Second, OneAddress: one, ProxySecret: secret}
 	if onDemand != nil {
 		opts.OnDemand = func() { onDemand(port) }
 	}
@@ -287,11 +289,11 @@ func (m *Manager) frontOptions(port int, onDemand func(port int), one bool) fron
 // bindOneFamily holds port on one loopback address alone, 127.0.0.1 else ::1, when the other
 // is held by someone else: the session's URL and ssh line then name that address literally
 // (never "localhost"), so no client ffl directs there reaches the other family's holder.
-func (m *Manager) bindOneFamily(port int, onDemand func(port int)) (*front.Front, error) {
+func (m *Manager) bindOneFamily(port int, onDemand func(port int), secret string) (*front.Front, error) {
 	var err error
 	for _, host := range []string{"127.0.0.1", "::1"} {
 		var f *front.Front
-		if f, err = front.Listen(host, port, m.frontOptions(port, onDemand, true)); err == nil {
+		if f, err = front.Listen(host, port, m.frontOptions(port, onDemand, true, secret)); err == nil {
 			m.mu.Lock()
 			m.hosts[port] = host
 			m.mu.Unlock()
@@ -376,10 +378,10 @@ func (m *Manager) release(port int) {
 // (bindOneFamily): one user binding [::1] (or 127.0.0.1) on every port of the range would
 // otherwise deny sessions to everyone on the node. The proxy port never takes that pass (see
 // Bind).
-func (m *Manager) pickPort(onDemand func(port int), oneFamily bool) (*front.Front, error) {
+func (m *Manager) pickPort(onDemand func(port int), oneFamily bool, secret string) (*front.Front, error) {
 	n := m.s.PortMax - m.s.PortMin + 1
 	off := rand.IntN(n)
-	passes := []func(int, func(int)) (*front.Front, error){m.bind}
+	passes := []func(int, func(int), string) (*front.Front, error){m.bind}
 	if oneFamily && m.s.BindAddress == "127.0.0.1" {
 		passes = append(passes, m.bindOneFamily)
 	}
@@ -398,7 +400,7 @@ func (m *Manager) pickPort(onDemand func(port int), oneFamily bool) (*front.Fron
 				}
 				return nil, err
 			}
-			f, err := bind(port, onDemand)
+			f, err := bind(port, onDemand, secret)
 			if err == nil {
 				return f, nil
 			}

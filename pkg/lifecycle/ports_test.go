@@ -33,7 +33,7 @@ func TestOneFamilyFallback(t *testing.T) {
 		}
 		held = append(held, l)
 	}
-	if _, err := m.Bind(nil); !errors.Is(err, ErrPortInUse) {
+	if _, err := m.Bind(nil, "secret"); !errors.Is(err, ErrPortInUse) {
 		t.Errorf("proxy port with [::1] held everywhere: %v, want ErrPortInUse", err)
 	}
 	ctx := context.Background()

@@ -2,6 +2,8 @@ package lifecycle
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -33,6 +35,11 @@ const (
 	// entry from the moment it starts: nobody else can take it, so the proxy can never reach
 	// another user's session.
 	EnvProxyPort = "FFL_PROXY_PORT"
+	// EnvProxySecretFile is the 0600 file (in the job's 0700 runtime dir) with the secret the
+	// proxy entry must send in every request to EnvProxyPort (front.ProxySecretHeader): the
+	// port's owner is proven by the kernel, the notebook server (rather than a web page open
+	// in the user's browser) by the secret.
+	EnvProxySecretFile = "FFL_PROXY_SECRET_FILE"
 )
 
 // ExitSignalBase is added to a signal's number for the exit status (143 for SIGTERM), as
@@ -156,12 +163,17 @@ func (s *Supervisor) Run(ctx context.Context, signals <-chan os.Signal) (int, er
 				s.log.WithError(err).WithField("port", port).Warn("session for the Jupyter proxy port")
 			}
 		}
-		if s.proxy, err = mgr.Bind(onDemand); err != nil {
+		secret, secretFile, err := writeProxySecret(s.rtDir)
+		if err != nil {
+			s.teardown()
+			return 0, fmt.Errorf("secret for the Jupyter proxy port: %w", err)
+		}
+		if s.proxy, err = mgr.Bind(onDemand, secret); err != nil {
 			s.teardown()
 			return 0, fmt.Errorf("port for the Jupyter proxy: %w", err)
 		}
 		mgr.Lend(s.proxy)
-		env = append(env, EnvProxyPort+"="+strconv.Itoa(s.proxy.Port()))
+		env = append(env, EnvProxyPort+"="+strconv.Itoa(s.proxy.Port()), EnvProxySecretFile+"="+secretFile)
 		s.log.WithField("port", s.proxy.Port()).Info("port held for the Jupyter proxy entry")
 	}
 
@@ -451,4 +463,24 @@ func unlinkAt(dir *os.File, name string) error {
 		return nil
 	}
 	return uerr
+}
+
+// writeProxySecret makes a new random secret for the Jupyter proxy port and writes it, 0600, to
+// the job's runtime dir (0700, the user's): readable by the user's notebook server, by no web
+// page and no other user.
+func writeProxySecret(rtDir string) (secret, path string, err error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", "", err
+	}
+	secret = hex.EncodeToString(b)
+	dir, err := safefs.OpenDir(rtDir)
+	if err != nil {
+		return "", "", err
+	}
+	defer dir.Close()
+	if err := safefs.WriteFileAtomic(dir, layout.ProxySecretFile, []byte(secret+"\n"), 0o600); err != nil {
+		return "", "", err
+	}
+	return secret, filepath.Join(rtDir, layout.ProxySecretFile), nil
 }

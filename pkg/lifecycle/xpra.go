@@ -111,6 +111,12 @@ func xpraArgs(p sessionPaths, displayFD int, screen string, firefox []string, ex
 		"--webcam=no",
 		"--printing=no",
 		"--file-transfer=no",
+		// No client can make xpra run a command (defence behind the front's door): the HTML5
+		// client's start-command packet is then not even handled (its handler is registered only
+		// when this is on at start), and the start/start-child control commands refuse. The
+		// toggle-feature control command cannot turn it back on in xpra 3.1 to 6.x: it looks for
+		// an attribute named "start-new-commands" (hyphens), which never exists.
+		"--start-new-commands=no",
 		"--socket-dir=" + filepath.Join(p.Runtime, "xpra"),
 		"--socket-dirs=" + filepath.Join(p.Runtime, "xpra"),
 		"--pidfile=" + filepath.Join(p.Runtime, "xpra.pid"),

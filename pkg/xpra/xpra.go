@@ -9,6 +9,7 @@ package xpra
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -75,19 +76,11 @@ func Control(ctx context.Context, socket string, command ...string) (string, err
 		return "", fmt.Errorf("xpra control %s: %w", command[0], err)
 	}
 	defer c.Close()
-	req := make([]any, len(command))
-	for i, s := range command {
-		req[i] = s
+	pkt, err := CommandHello(command...)
+	if err != nil {
+		return "", fmt.Errorf("xpra control %s: %w", command[0], err)
 	}
-	hello := []any{"hello", map[string]any{
-		"version":           ProtocolVersion,
-		"request":           "command",
-		"command_request":   req,
-		"compression_level": 0,
-		"rencode":           false,
-		"bencode":           true,
-	}}
-	if err := writePacket(c, hello); err != nil {
+	if _, err := c.Write(pkt); err != nil {
 		return "", fmt.Errorf("xpra control %s: %w", command[0], err)
 	}
 	r := bufio.NewReader(c)
@@ -126,6 +119,26 @@ func Control(ctx context.Context, socket string, command ...string) (string, err
 			return "", fmt.Errorf("xpra control %s: the socket asks for authentication", command[0])
 		}
 	}
+}
+
+// CommandHello is the packet that opens a control connection and asks for one control command
+// (what Control sends): the bytes xpra reads on its socket, or in one binary WebSocket message.
+// Tests use it as an attacker would, to ask a session for "start".
+func CommandHello(command ...string) ([]byte, error) {
+	req := make([]any, len(command))
+	for i, s := range command {
+		req[i] = s
+	}
+	var b bytes.Buffer
+	err := writePacket(&b, []any{"hello", map[string]any{
+		"version":           ProtocolVersion,
+		"request":           "command",
+		"command_request":   req,
+		"compression_level": 0,
+		"rencode":           false,
+		"bencode":           true,
+	}})
+	return b.Bytes(), err
 }
 
 func packetName(pkt any) (string, []any, bool) {

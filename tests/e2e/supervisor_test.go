@@ -203,6 +203,7 @@ func TestProxyCommand(t *testing.T) {
 	out := filepath.Join(e.dir, "cmd")
 	script := filepath.Join(e.dir, "cmd.sh")
 	body := `#!/bin/sh
+echo "$FFL_PROXY_SECRET_FILE" > "$OUT.secret"
 echo "$FFL_PROXY_PORT" > "$OUT.port"
 while [ ! -e "$OUT.go" ]; do sleep 0.05; done
 `
@@ -232,6 +233,16 @@ while [ ! -e "$OUT.go" ]; do sleep 0.05; done
 		t.Fatalf("FFL_PROXY_PORT %d is not held by the supervisor", port)
 	}
 	url := "http://127.0.0.1:" + strconv.Itoa(port) + "/"
+	// The port relays only what jupyter-server-proxy sends: the job's secret header, read from
+	// the 0600 file the supervisor named in $FFL_PROXY_SECRET_FILE.
+	secretFile := strings.TrimSpace(string(testutil.MustRead(t, out+".secret")))
+	if fi, err := os.Lstat(secretFile); err != nil || fi.Mode().Perm() != 0o600 || !fi.Mode().IsRegular() {
+		t.Fatalf("FFL_PROXY_SECRET_FILE %q: %v %v, want a 0600 file", secretFile, fi, err)
+	}
+	header := "X-Ffl-Proxy-Secret: " + strings.TrimSpace(string(testutil.MustRead(t, secretFile)))
+	if code := httpAs(e.user, url); code != 403 {
+		t.Errorf("the owner's request without the proxy's secret: HTTP %d, want 403", code)
+	}
 	proxy := func(name string) (*exec.Cmd, chan int) {
 		cmd := e.command("proxy", "--port", strconv.Itoa(port))
 		f, _ := os.Create(filepath.Join(e.dir, name+".log"))
@@ -256,11 +267,11 @@ while [ ! -e "$OUT.go" ]; do sleep 0.05; done
 	p1, p1done := proxy("proxy1")
 	// jupyter-server-proxy polls the port right after it runs its command: the request is held
 	// while the session starts (fakexpra waits 300 ms) and then answered by the session.
-	if code := httpAs(e.user, url); code != 200 {
+	if code := httpAs(e.user, url, header); code != 200 {
 		t.Fatalf("owner's first request: HTTP %d, want 200", code)
 	}
 	_, p2done := proxy("proxy2") // reuses the running session
-	if code := httpAs(e.user, url); code != 200 {
+	if code := httpAs(e.user, url, header); code != 200 {
 		t.Errorf("owner's second request: HTTP %d", code)
 	}
 	testutil.Must(t, p1.Process.Signal(syscall.SIGTERM), "TERM proxy")
@@ -277,7 +288,7 @@ while [ ! -e "$OUT.go" ]; do sleep 0.05; done
 	}
 	// The owner comes back (jupyter-server-proxy 4.1 never runs an exited command again): the
 	// visit itself starts a new session on the held port, and is answered by it.
-	if code := httpAs(e.user, url); code != 200 {
+	if code := httpAs(e.user, url, header); code != 200 {
 		t.Fatalf("a visit to the idle proxy port: HTTP %d, want 200 (a new session)", code)
 	}
 	_, p3done := proxy("proxy3") // the proxy command again: reuses that session
@@ -292,7 +303,7 @@ while [ ! -e "$OUT.go" ]; do sleep 0.05; done
 	// Firefox closed: xpra exits by itself, the proxy exits 0; the next visit starts Firefox again.
 	testutil.Must(t, syscall.Kill(infos[0].PID, syscall.SIGTERM), "end xpra")
 	waitExit("proxy3", p3done)
-	if code := httpAs(e.user, url); code != 200 {
+	if code := httpAs(e.user, url, header); code != 200 {
 		t.Errorf("a visit after Firefox was closed: HTTP %d, want 200", code)
 	}
 	if code := httpAs(testutil.TestUser(t, "ffltest2"), url); code != 0 {

@@ -125,6 +125,13 @@ func (a *Attack) Findings() string {
 	return string(data)
 }
 
+// StopOutput stops the attack and returns what it wrote to stderr (read only once it has
+// ended: the builder is written by exec's copying goroutine until then).
+func (a *Attack) StopOutput() string {
+	a.Stop()
+	return a.stderr.String()
+}
+
 // PID is the attacker's process.
 func (a *Attack) PID() int { return a.cmd.Process.Pid }
 
