@@ -79,6 +79,8 @@ func locateSlurmConf(o Options, procs []slurmdProc) (path, why string, notes []F
 	for _, s := range procs {
 		var c, w string
 		switch {
+		case s.cache != "":
+			c, w = filepath.Join(s.cache, "slurm.conf"), fmt.Sprintf("slurmd (pid %d) runs configless: its cache", s.pid)
 		case s.confServer():
 			c, w = p.configless, fmt.Sprintf("slurmd (pid %d) runs configless (--conf-server): its cache", s.pid)
 		case s.file() != "":
@@ -207,9 +209,11 @@ func checkSlurm(ctx context.Context, r *Report, o Options) {
 
 	if o.Node {
 		et := o.Config.Epilog.Timeout.Duration
-		hookBound(r, o, conf, "Epilog bound", "EpilogTimeout", "epilog.timeout "+et.String(), et+time.Second, "lower epilog.timeout in /etc/ffl/ffl.toml")
+		// One PrologEpilogTimeout has to fit both hooks.
+		shared := int(max(et+time.Second, prologBound).Seconds()) + 20
+		hookBound(r, o, conf, "Epilog bound", "EpilogTimeout", "epilog.timeout "+et.String(), et+time.Second, shared, "lower epilog.timeout in /etc/ffl/ffl.toml")
 		if prolog.ffl != "" {
-			hookBound(r, o, conf, "Prolog bound", "PrologTimeout", "ffl-prolog's "+(prologBound-time.Second).String(), prologBound, "")
+			hookBound(r, o, conf, "Prolog bound", "PrologTimeout", "ffl-prolog's "+(prologBound-time.Second).String(), prologBound, shared, "")
 		}
 	}
 	checkModes(r, o, conf, flags, prolog.ffl != "")
@@ -218,7 +222,7 @@ func checkSlurm(ctx context.Context, r *Report, o Options) {
 // hookBound compares ffl's bound for a hook with slurmd's timeout for it: since 25.05
 // PrologTimeout/EpilogTimeout when set, else PrologEpilogTimeout; each file a hook's pattern
 // matches gets the whole timeout.
-func hookBound(r *Report, o Options, conf *SlurmConf, name, perHook, ours string, bound time.Duration, fix string) {
+func hookBound(r *Report, o Options, conf *SlurmConf, name, perHook, ours string, bound time.Duration, shared int, fix string) {
 	key := "PrologEpilogTimeout"
 	if conf.version.AtLeast(25, 5) {
 		if _, ok := conf.Last(perHook); ok {
@@ -227,16 +231,19 @@ func hookBound(r *Report, o Options, conf *SlurmConf, name, perHook, ours string
 	} else if s, ok := conf.Last(perHook); ok {
 		r.Add(name, admin(o, Fail), fmt.Sprintf("%s (%s) is unknown to Slurm %s: slurmd refuses to start", perHook, s.Where(), conf.version), "remove it; set PrologEpilogTimeout")
 	}
+	suggest := fmt.Sprintf("%s=%d", key, shared)
+	if key == perHook {
+		suggest = fmt.Sprintf("%s=%d", key, int(bound.Seconds())+20)
+	}
 	t, ok, err := conf.Seconds(key)
 	switch {
 	case err != nil:
-		r.Add(name, admin(o, Fail), err.Error()+": slurmd refuses to start", key+"=60")
+		r.Add(name, admin(o, Fail), err.Error()+": slurmd refuses to start", suggest)
 	case !ok:
-		r.Add(name, Warn, key+" not set: slurmd waits forever for the hook (a hung NFS home keeps the node COMPLETING)",
-			fmt.Sprintf("%s=%d", key, int(bound.Seconds())+20))
+		r.Add(name, Warn, key+" not set: slurmd waits forever for the hook (a hung NFS home keeps the node COMPLETING)", suggest)
 	case bound >= t:
 		if fix == "" {
-			fix = fmt.Sprintf("%s=%d", key, int(bound.Seconds())+20)
+			fix = suggest
 		}
 		r.Add(name, admin(o, Fail), fmt.Sprintf("%s + 1 s >= %s %s: an overrun drains the node", ours, key, t), fix)
 	default:

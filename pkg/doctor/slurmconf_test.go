@@ -387,6 +387,17 @@ func TestFindSlurmd(t *testing.T) {
 	if len(procs) != 1 || procs[0].pid != 4242 || procs[0].file() != "etc/x.conf" || procs[0].confServer() {
 		t.Fatalf("findSlurmd = %+v", procs)
 	}
+	root := fakeProc(t, "/usr/sbin/slurmd", "-D")
+	env := "PATH=/bin\x00SLURMD_RECONF_CONF_CACHE=/var/spool/slurmd/conf-cache\x00"
+	if err := os.WriteFile(filepath.Join(root, "4242", "environ"), []byte(env), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o := Options{}
+	o.slurm = slurmPaths{}.withDefaults()
+	path, why, _ := locateSlurmConf(o, findSlurmd(root))
+	if path != "/var/spool/slurmd/conf-cache/slurm.conf" || !strings.Contains(why, "configless") {
+		t.Errorf("a re-executed configless slurmd: %s (%s)", path, why)
+	}
 }
 
 // TestReadSlurmConfBounds: a chain of Include files deeper than the bound stops with a finding;

@@ -76,8 +76,10 @@ type slurmdProc struct {
 	pid  int
 	exe  string // "" when /proc/PID/exe is not readable (not root)
 	args []string
-	// conf is $SLURM_CONF of its environment ("" when unset or not readable).
-	conf string
+	// conf is $SLURM_CONF of its environment ("" when unset or not readable); cache is
+	// $SLURMD_RECONF_CONF_CACHE, which a configless slurmd (23.11 and later) passes to itself
+	// when it re-executes on reconfigure.
+	conf, cache string
 }
 
 // file is the -f argument, "" without one.
@@ -125,6 +127,9 @@ func findSlurmd(procRoot string) []slurmdProc {
 			for _, kv := range bytes.Split(env, []byte{0}) {
 				if v, ok := bytes.CutPrefix(kv, []byte("SLURM_CONF=")); ok {
 					p.conf = string(v)
+				}
+				if v, ok := bytes.CutPrefix(kv, []byte("SLURMD_RECONF_CONF_CACHE=")); ok {
+					p.cache = string(v)
 				}
 			}
 		}
