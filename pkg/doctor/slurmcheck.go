@@ -258,7 +258,7 @@ func prologFlags(v string) map[string]bool {
 	for _, t := range strings.Split(v, ",") {
 		switch t = strings.ToLower(strings.TrimSpace(t)); t {
 		case "contain":
-			f["alloc"] = true
+			f["alloc"], f["contain"] = true, true
 		case "runinjob":
 			f["alloc"], f["contain"] = true, true
 		case "nohold", "forcerequeueonfail":
@@ -386,6 +386,11 @@ func checkModes(r *Report, o Options, conf *SlurmConf, flags map[string]bool, ha
 		r.Add("per-job namespace", admin(o, Fail), fmt.Sprintf("%s=%s (%s): %v", iso.key.Key, iso.plugin, iso.key.Where(), iso.err),
 			"install "+iso.file+" beside slurm.conf (configless: on the controller)")
 	default:
+		// read_config.c: fatal("PrologFlags=Contain is required for use with ...").
+		if !flags["contain"] {
+			r.Add("PrologFlags", admin(o, Fail), fmt.Sprintf("%s=%s (%s) without PrologFlags=Contain: slurmd refuses to start (so this is not what it runs)", iso.key.Key, iso.plugin, iso.key.Where()),
+				"PrologFlags=Contain")
+		}
 		private := strings.Join(iso.dirs, ",")
 		for _, d := range iso.dirs {
 			if within(o.Config.RuntimeDir, d) {
@@ -441,7 +446,7 @@ func checkModes(r *Report, o Options, conf *SlurmConf, flags map[string]bool, ha
 	if flags["runinjob"] {
 		s, _ := conf.Last("PrologFlags")
 		st := Warn
-		detail := fmt.Sprintf("PrologFlags=%s (%s): the Prolog and Epilog run inside the job's extern step (slurmstepd), the Epilog after the job's cgroup is cleaned; ffl's hooks are untested there", s.Value, s.Where())
+		detail := fmt.Sprintf("PrologFlags=%s (%s): the Prolog and Epilog run inside the job's extern step (slurmstepd), the Epilog only after the step has SIGKILLed the job's processes and removed its cgroup; ffl's hooks are untested there", s.Value, s.Where())
 		if !conf.version.AtLeast(24, 5) {
 			st, detail = admin(o, Fail), fmt.Sprintf("PrologFlags=%s (%s): RunInJob is unknown to Slurm %s", s.Value, s.Where(), conf.version)
 		}
