@@ -438,3 +438,21 @@ func TestReadSlurmConfBounds(t *testing.T) {
 }
 
 func syscallMkfifo(path string) error { return syscall.Mkfifo(path, 0o644) }
+
+// TestSnippetParses: the slurm.conf lines ffl ships read as the doctor expects, on the oldest
+// and the newest release (its commented-out EpilogTimeout is no setting).
+func TestSnippetParses(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "..", "etc", "slurm", "slurm.conf.snippet"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []Version{{22, 5}, {26, 5}} {
+		c := ParseSlurmConf(data, v)
+		for key, want := range map[string]string{"Prolog": "/usr/local/sbin/ffl-prolog", "Epilog": "/usr/local/sbin/ffl-epilog", "PrologFlags": "Alloc",
+			"PrologEpilogTimeout": "60", "KillWait": "30", "ProctrackType": "proctrack/cgroup", "EpilogTimeout": ""} {
+			if got := c.Get(key); got != want || len(c.All(key)) > 1 {
+				t.Errorf("%v: %s = %q (%d lines), want %q", v, key, got, len(c.All(key)), want)
+			}
+		}
+	}
+}
