@@ -366,6 +366,9 @@ func isProgram(path, prog string) (string, bool) {
 		return "", false
 	}
 	defer f.Close()
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		return "", false
+	}
 	head := make([]byte, 64<<10)
 	n, _ := io.ReadFull(f, head)
 	if bytes.HasPrefix(head[:n], []byte("#!")) && bytes.Contains(head[:n], []byte(prog)) {
