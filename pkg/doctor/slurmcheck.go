@@ -94,6 +94,14 @@ func locateSlurmConf(o Options, procs []slurmdProc) (path, why string, notes []F
 					c, w = d, fmt.Sprintf("slurmd (pid %d), default file", s.pid)
 				}
 			}
+			if s.envHidden {
+				// Inside a job, slurmd gives the job its own file as $SLURM_CONF.
+				if env := p.getenv("SLURM_CONF"); env != "" {
+					c, w = env, fmt.Sprintf("slurmd (pid %d); $SLURM_CONF, which slurmd sets in a job to its own file", s.pid)
+				} else {
+					w += "; its environment (which may set SLURM_CONF) is root's only: run ffl-epilog doctor as root to be sure"
+				}
+			}
 		}
 		if !slices.Contains(chosen, c) {
 			chosen, whys = append(chosen, c), append(whys, w)

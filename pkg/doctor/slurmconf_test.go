@@ -398,6 +398,19 @@ func TestFindSlurmd(t *testing.T) {
 	}
 	o := Options{}
 	o.slurm = slurmPaths{}.withDefaults()
+	if err := os.Chmod(filepath.Join(root, "4242", "environ"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() != 0 {
+		// Like a user's doctor: slurmd's environment is not readable.
+		procs := findSlurmd(root)
+		if _, why, _ := locateSlurmConf(o, procs); len(procs) != 1 || !procs[0].envHidden || !strings.Contains(why, "root's only") {
+			t.Errorf("a hidden environment: %+v, %s", procs, why)
+		}
+	}
+	if err := os.Chmod(filepath.Join(root, "4242", "environ"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	path, why, _ := locateSlurmConf(o, findSlurmd(root))
 	if path != "/var/spool/slurmd/conf-cache/slurm.conf" || !strings.Contains(why, "configless") {
 		t.Errorf("a re-executed configless slurmd: %s (%s)", path, why)

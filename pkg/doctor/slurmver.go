@@ -80,6 +80,9 @@ type slurmdProc struct {
 	// $SLURMD_RECONF_CONF_CACHE, which a configless slurmd (23.11 and later) passes to itself
 	// when it re-executes on reconfigure.
 	conf, cache string
+	// envHidden: its environment was not readable (the caller is not root), so conf and
+	// cache are unknown.
+	envHidden bool
 }
 
 // file is the -f argument, "" without one.
@@ -123,7 +126,9 @@ func findSlurmd(procRoot string) []slurmdProc {
 		}
 		p := slurmdProc{pid: pid, args: strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")}
 		p.exe, _ = os.Readlink(filepath.Join(dir, "exe"))
-		if env, err := os.ReadFile(filepath.Join(dir, "environ")); err == nil {
+		env, err := os.ReadFile(filepath.Join(dir, "environ"))
+		p.envHidden = err != nil
+		if err == nil {
 			for _, kv := range bytes.Split(env, []byte{0}) {
 				if v, ok := bytes.CutPrefix(kv, []byte("SLURM_CONF=")); ok {
 					p.conf = string(v)
