@@ -29,7 +29,12 @@ epilog.fail\_on\_unkillable is ignored: any user could make a process survive SI
 
 **ffl-epilog sweep** (run daily by ffl-sweep.timer) removes every user's stale sessions on the
 node: those no Epilog saw (a crash, a reboot, an Epilog that was not configured). **ffl-epilog
-doctor** checks the node's side of ffl, slurm.conf's Epilog, KillWait and timeouts included.
+doctor** checks the node's side of ffl and reads what the node's slurmd runs, with the rules of
+its Slurm release (22.05 to 26.05): the slurm.conf slurmd was started with (configless: its
+cache), Include files, every Prolog and Epilog line and the files their patterns match, the
+timeouts of each hook, KillWait, and cgroup.conf, job\_container.conf and namespace.yaml beside
+it; for each per-job isolation mode it finds it says what ffl needs and that ffl is untested
+there.
 
 Each run adds its counts to epilog.metrics\_file, a node\_exporter textfile-collector file,
 when its directory exists (see **ffl.toml**(5)).`,

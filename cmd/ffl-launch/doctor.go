@@ -18,7 +18,8 @@ var doctorCommand = &cli.Command{
 	Usage:     "check this node for what a session needs (a table with the fix for each problem; exit 3 if something is broken)",
 	ArgsUsage: "\n\nEXAMPLE:\n   ffl-launch doctor            # on a compute node, e.g. srun ffl-launch doctor",
 	Flags: []cli.Flag{
-		&cli.StringFlag{Name: "slurm-conf", Usage: "slurm.conf to compare with (default $SLURM_CONF, else /etc/slurm/slurm.conf)"},
+		&cli.StringFlag{Name: "slurm-conf", Usage: "slurm.conf to compare with (default: the one the running slurmd reads, else $SLURM_CONF, else /etc/slurm/slurm.conf, else /run/slurm/conf/slurm.conf)"},
+		&cli.StringFlag{Name: "slurm-version", Usage: "the Slurm release whose rules apply, e.g. 24.11 (default: slurmd --version)"},
 	},
 	Action: func(c *cli.Context) error {
 		cfg, _, err := config.LoadFromEnv(os.Getenv, c.String("config"))
@@ -28,7 +29,7 @@ var doctorCommand = &cli.Command{
 		if _, err := cfg.ApplyEnv(os.Getenv); err != nil {
 			return err
 		}
-		r := doctor.Run(c.Context, doctor.Options{Config: cfg, Path: os.Getenv("PATH"), SlurmConf: c.String("slurm-conf")})
+		r := doctor.Run(c.Context, doctor.Options{Config: cfg, Path: os.Getenv("PATH"), SlurmConf: c.String("slurm-conf"), SlurmVersion: c.String("slurm-version")})
 		peerCheck(&r, cfg.BindAddress)
 		if err := r.Write(os.Stdout); err != nil {
 			return err

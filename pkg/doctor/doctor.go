@@ -13,7 +13,6 @@ import (
 	"strings"
 	"syscall"
 	"text/tabwriter"
-	"time"
 
 	"github.com/ffl-hpc/ffl/pkg/config"
 	"github.com/ffl-hpc/ffl/pkg/execenv"
@@ -79,12 +78,18 @@ type Options struct {
 	Config config.Config
 	// Path is the PATH sessions get (xpra and Firefox are looked up in it).
 	Path string
-	// SlurmConf is slurm.conf ("" = $SLURM_CONF, else /etc/slurm/slurm.conf).
+	// SlurmConf is slurm.conf ("" = the one the running slurmd reads, else $SLURM_CONF, else
+	// /etc/slurm/slurm.conf, else configless slurmd's cache /run/slurm/conf/slurm.conf).
 	SlurmConf string
+	// SlurmVersion is the Slurm release whose rules apply ("" = ask slurmd --version).
+	SlurmVersion string
 	// XDir holds .X11-unix ("" = /tmp).
 	XDir string
 	// Node adds the node-side (root) checks: the Epilog configured, PrologEpilogTimeout.
 	Node bool
+
+	// Where the Slurm side looks; zero values are the real system's (tests set them).
+	slurm slurmPaths
 }
 
 // Run runs every check.
@@ -98,7 +103,7 @@ func Run(ctx context.Context, o Options) Report {
 	o.Path = execenv.Path(o.Path, os.Getuid())
 	checkSession(ctx, &r, o)
 	checkDirs(&r, o)
-	checkSlurm(&r, o)
+	checkSlurm(ctx, &r, o)
 	return r
 }
 
@@ -192,79 +197,4 @@ func checkDirs(r *Report, o Options) {
 	default:
 		r.Add("temp dir", Pass, tmp, "")
 	}
-}
-
-// checkSlurm compares slurm.conf with ffl's settings.
-func checkSlurm(r *Report, o Options) {
-	path := o.SlurmConf
-	if path == "" {
-		path = os.Getenv("SLURM_CONF")
-	}
-	if path == "" {
-		path = "/etc/slurm/slurm.conf"
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		st := Warn
-		if o.Node {
-			st = Fail
-		}
-		r.Add("slurm.conf", st, path+": "+err.Error(), "set SLURM_CONF or pass --slurm-conf")
-		return
-	}
-	conf := ParseSlurmConf(data)
-	r.Add("slurm.conf", Pass, path, "")
-	killWait := 30 * time.Second
-	if v, ok := conf.Duration("KillWait"); ok {
-		killWait = v
-	}
-	effective := max(killWait, 5*time.Second)
-	cleanup := o.Config.CleanupTimeout.Duration
-	if cleanup+time.Second >= effective {
-		r.Add("KillWait vs cleanup", Fail, fmt.Sprintf("cleanup_timeout %s, Slurm SIGKILLs max(KillWait,5) = %s after SIGTERM", cleanup, effective),
-			"lower cleanup_timeout (FIREFOX_LAUNCHER_CLEANUP_TIMEOUT) or raise KillWait in slurm.conf")
-	} else {
-		r.Add("KillWait vs cleanup", Pass, fmt.Sprintf("cleanup_timeout %s < %s", cleanup, effective), "")
-	}
-	switch pt := conf.Get("ProctrackType"); {
-	case pt == "" || strings.Contains(pt, "cgroup"):
-		r.Add("proctrack", Pass, orDefault(pt, "proctrack/cgroup (default)"), "")
-	default:
-		r.Add("proctrack", Warn, pt+": daemonized session processes escape the job", "ProctrackType=proctrack/cgroup; ffl-epilog still ends them")
-	}
-	epilog, prolog := conf.Get("Epilog"), conf.Get("Prolog")
-	switch {
-	case strings.Contains(epilog, "ffl-epilog"):
-		r.Add("Epilog", Pass, epilog, "")
-	default:
-		st := Warn
-		if o.Node {
-			st = Fail
-		}
-		r.Add("Epilog", st, orDefault(epilog, "not set")+": nothing ends what a SIGKILLed launcher leaves", "Epilog=/usr/local/sbin/ffl-epilog (etc/slurm/slurm.conf.snippet)")
-	}
-	if strings.Contains(prolog, "ffl-prolog") {
-		r.Add("Prolog", Pass, prolog, "")
-	} else {
-		r.Add("Prolog", Warn, orDefault(prolog, "not set")+": sessions fall back to temp_dir", "Prolog=/usr/local/sbin/ffl-prolog (optional)")
-	}
-	if o.Node {
-		if t, ok := conf.Duration("PrologEpilogTimeout"); ok {
-			et := o.Config.Epilog.Timeout.Duration
-			if et+time.Second >= t {
-				r.Add("Epilog bound", Fail, fmt.Sprintf("epilog.timeout %s + 1 s >= PrologEpilogTimeout %s: an overrun drains the node", et, t), "lower epilog.timeout in /etc/ffl/ffl.toml")
-			} else {
-				r.Add("Epilog bound", Pass, fmt.Sprintf("epilog.timeout %s + 1 s < PrologEpilogTimeout %s", et, t), "")
-			}
-		} else {
-			r.Add("Epilog bound", Warn, "PrologEpilogTimeout not set: slurmd waits forever for a hook", fmt.Sprintf("PrologEpilogTimeout=%d", int(o.Config.Epilog.Timeout.Seconds())+20))
-		}
-	}
-}
-
-func orDefault(s, d string) string {
-	if s == "" {
-		return d
-	}
-	return s
 }
