@@ -30,7 +30,7 @@ build: ## build bin/ffl-launch, bin/ffl-epilog, bin/ffl-prolog
 	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/ ./cmd/...
 
 .PHONY: deps
-deps: ## install xpra, firefox-esr, chromium, slurm-wlm, munge, iproute2, jupyterhub, ... (Debian 12, root)
+deps: ## install xpra, firefox-esr, chromium, slurm-wlm, munge, iproute2, python3-venv, ... (Debian 12, root)
 	./scripts/deps.sh
 
 .PHONY: test

@@ -73,7 +73,7 @@ c.SlurmSpawner.req_nprocs = "1"
 c.SlurmSpawner.req_runtime = "1:00:00"
 # What a site puts on the nodes' PATH and Python path (sudo resets PATH and drops PYTHONPATH).
 c.SlurmSpawner.req_prologue = %[9]q
-# A virtualenv's absolute command, not on the job's PATH.
+# The venv's absolute command, not on the job's PATH.
 c.Spawner.cmd = [%[10]q]
 c.Spawner.environment["FIREFOX_LAUNCHER_CLEANUP_TIMEOUT"] = "3"
 c.Spawner.environment["JUPYTER_CONFIG_PATH"] = %[11]q
@@ -101,22 +101,16 @@ func newHub(e *Env) (*Hub, error) {
 		return nil, err
 	}
 	h := &Hub{e: e, dir: dir, URL: "http://127.0.0.1:" + strconv.Itoa(lo), token: randomHex(16), Password: randomHex(8)}
+	// jupyter-server-proxy's "enable the extension" file is in the venv's etc/jupyter, which
+	// jupyter_server finds by itself (sys.prefix); contrib's jupyter_server_config.py comes
+	// through JUPYTER_CONFIG_PATH, as a site would put it.
 	jcp := filepath.Join(e.root, "contrib", "sbatch")
-	if e.pythonPath != "" {
-		// pip would have put jupyter-server-proxy's "enable the extension" file into
-		// sys.prefix/etc/jupyter; the upstream copy keeps it under its etc/.
-		jcp += ":" + filepath.Join(e.pythonPath, "jupyter_server_proxy", "etc")
-	}
-	e.jupyterCfg = jcp
 	// What the prologue exports reaches the srun'd server only when it is in keepvars (sbatch
-	// --export=LIST makes srun export just those): PATH and PYTHONPATH are; JUPYTER_CONFIG_PATH
-	// goes through Spawner.environment instead.
+	// --export=LIST makes srun export just those): PATH is; JUPYTER_CONFIG_PATH goes through
+	// Spawner.environment instead.
 	prologue := "export PATH=" + e.bin + ":" + slurmtest.UserPath
-	if e.pythonPath != "" {
-		prologue += " PYTHONPATH=" + e.pythonPath
-	}
 	cfg := fmt.Sprintf(hubConfig, filepath.Join(e.root, "contrib", "sbatch", "jupyterhub_config.py"),
-		lo, lo+1, lo+2, dir, h.Password, h.token, partition, prologue, filepath.Join(e.dir, "venv", "bin", "jupyterhub-singleuser"), jcp)
+		lo, lo+1, lo+2, dir, h.Password, h.token, partition, prologue, e.stack.Bin("jupyterhub-singleuser"), jcp)
 	if err := os.WriteFile(filepath.Join(dir, "jupyterhub_config.py"), []byte(cfg), 0o600); err != nil {
 		return nil, err
 	}
@@ -151,16 +145,16 @@ func (h *Hub) Start() error {
 		return err
 	}
 	h.log = log
-	cmd := exec.Command("jupyterhub", "-f", filepath.Join(h.dir, "jupyterhub_config.py"))
+	cmd := exec.Command(h.e.stack.Bin("jupyterhub"), "-f", filepath.Join(h.dir, "jupyterhub_config.py"))
 	cmd.Dir = h.dir
+	// The whole environment: nothing of the caller's (no PYTHONPATH); the venv's bin first, as
+	// an activated venv has it.
 	env := []string{
-		"PATH=" + h.e.bin + ":/usr/local/sbin:/usr/sbin:" + slurmtest.UserPath, "HOME=/root", "LANG=C.UTF-8",
+		"PATH=" + h.e.bin + ":" + filepath.Join(h.e.stack.Venv, "bin") + ":/usr/local/sbin:/usr/sbin:" + slurmtest.UserPath,
+		"HOME=/root", "LANG=C.UTF-8", "PYTHONNOUSERSITE=1",
 		"SLURM_CONF=" + filepath.Join(h.e.confDir, "slurm.conf"),
 		// Debian's configurable-http-proxy finds its modules there only with Debian's node.
 		"NODE_PATH=/usr/share/nodejs",
-	}
-	if h.e.pythonPath != "" {
-		env = append(env, "PYTHONPATH="+h.e.pythonPath)
 	}
 	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = log, log

@@ -306,13 +306,18 @@ func TestJourney(t *testing.T) {
 func (s *session) assertLauncherEntry(t *testing.T) {
 	t.Helper()
 	base := "/user/" + s.u.Name + "/server-proxy/"
+	// JupyterLab's requests (its ServerConnection) carry the server's _xsrf cookie as
+	// X-XSRFToken: from JupyterHub 4.1 on, a cookie-authenticated request that is not a page
+	// navigation is refused without it (sent to the hub's login again).
 	js := fmt.Sprintf(`(async () => {
-		const r = await fetch(%q, {credentials: "same-origin"});
+		const m = document.cookie.match(/(?:^|;\s*)_xsrf=([^;]*)/);
+		const opts = {credentials: "same-origin", headers: m ? {"X-XSRFToken": decodeURIComponent(m[1])} : {}};
+		const r = await fetch(%q, opts);
 		const info = r.ok ? await r.json() : null;
 		const entry = info && info.server_processes.find(p => p.name === "firefox");
 		let icon = null;
 		if (entry && entry.launcher_entry.icon_url) {
-			const i = await fetch(entry.launcher_entry.icon_url, {credentials: "same-origin"});
+			const i = await fetch(entry.launcher_entry.icon_url, opts);
 			icon = {status: i.status, type: i.headers.get("content-type"), svg: (await i.text()).includes("<svg")};
 		}
 		return JSON.stringify({status: r.status, entry, icon});
