@@ -62,7 +62,7 @@ c.Authenticator.allowed_users = {"ffluser1", "ffluser2"}
 c.JupyterHub.services = [{"name": "ffl-test", "api_token": %[7]q}]
 c.JupyterHub.load_roles = [{
     "name": "ffl-test",
-    "scopes": ["admin:users", "admin:servers", "admin:server_state", "list:users", "read:users", "access:servers"],
+    "scopes": ["admin:users", "admin:servers", "admin:server_state", "list:users", "read:users", "access:servers", "read:metrics"],
     "services": ["ffl-test"],
 }]
 
@@ -235,6 +235,28 @@ func (h *Hub) StopAll() error {
 func (h *Hub) API(method, path string, body any, out any) error {
 	_, err := h.APIStatus(method, path, body, out)
 	return err
+}
+
+// Metrics returns the hub's Prometheus metrics (/hub/metrics) as the suite's admin service.
+func (h *Hub) Metrics() (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.URL+"/hub/metrics", nil)
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Authorization", "token "+h.token)
+	c := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
+	resp, err := c.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("GET /hub/metrics: %s: %.200s", resp.Status, data)
+	}
+	return string(data), err
 }
 
 // APIStatus is API that also returns the HTTP status.

@@ -149,6 +149,33 @@ func TestFailFast(t *testing.T) {
 	if err != nil || len(u.Servers) != 0 || u.Pending != nil {
 		t.Errorf("after the failed start the hub still lists a server or a pending spawn for %s: %+v (%v)", s.u.Name, u, err)
 	}
+	assertSpawnMetrics(t, e)
+}
+
+// assertSpawnMetrics: the failed start is in the hub's spawn metrics with a label of few values,
+// never with the message (a job id and a log path per failure would make a new time series of
+// every failed start). JupyterHub 6 labels a failure with the exception's reason: FFLSlurmSpawner
+// gives "job_ended" there.
+func assertSpawnMetrics(t *testing.T, e *Env) {
+	t.Helper()
+	metrics, err := e.hub.Metrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var spawns []string
+	for _, line := range strings.Split(metrics, "\n") {
+		if strings.HasPrefix(line, "jupyterhub_server_spawn_duration_seconds_count{") {
+			spawns = append(spawns, line)
+		}
+	}
+	t.Logf("the hub's spawn metrics: %q", spawns)
+	all := strings.Join(spawns, "\n")
+	if strings.Contains(all, "batch job") || strings.Contains(all, "ended before") {
+		t.Errorf("a spawn metric's label carries the failure's message: %q", spawns)
+	}
+	if e.stack.Major("jupyterhub") >= 6 && !strings.Contains(all, `reason="job_ended"`) {
+		t.Errorf("JupyterHub %s: no spawn metric with reason=\"job_ended\" after a job that ended at once: %q", e.stack.Versions["jupyterhub"], spawns)
+	}
 }
 
 // TestJourney is the user's journey, in order: both users log in and spawn, the launcher entry

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -47,6 +48,18 @@ type Stack struct {
 	Lock string // absolute path of the lock file
 	Hash string // sha256 of the lock file, hex
 	Venv string // the venv made from it
+	// Versions of the installed distributions by name (jupyterhub, jupyterlab, ...).
+	Versions map[string]string
+}
+
+// Major is the major version of an installed distribution (0 when unknown).
+func (s Stack) Major(dist string) int {
+	major, _, _ := strings.Cut(s.Versions[dist], ".")
+	n, err := strconv.Atoi(major)
+	if err != nil {
+		return 0
+	}
+	return n
 }
 
 // Python is the venv's interpreter.
@@ -262,8 +275,12 @@ func installStack() (Stack, error) {
 	if err != nil {
 		return Stack{}, err
 	}
+	s.Versions = map[string]string{}
 	for _, v := range versions {
 		logf("version: %s", v)
+		if name, ver, ok := strings.Cut(v, " "); ok {
+			s.Versions[name] = ver
+		}
 	}
 	return s, nil
 }
