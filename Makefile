@@ -52,7 +52,7 @@ multinode-test: build ## real Slurm on three nodes (own namespaces, one /home): 
 # The Jupyter suite runs once per Python stack (a lock file of tests/jupyter/stacks/): today's
 # stack with every test, the older one without TestCollision (ffl's port logic, the same on
 # every stack; its stack-dependent parts, a failed start and the proxy, are in TestFailFast and
-# TestJourney).
+# TestJourney) and TestCulling (two minutes of waiting for the culler).
 JUPYTER_OLD_STACK ?= jh41
 JUPYTER_OLD_RUN ?= ^(TestTemplateMatchesBatchspawner|TestServerProxyConfig|TestFailFast|TestJourney)$$
 

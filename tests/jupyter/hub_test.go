@@ -52,6 +52,9 @@ c.JupyterHub.pid_file = %[5]q + "/jupyterhub.pid"
 c.JupyterHub.db_url = "sqlite:///" + %[5]q + "/jupyterhub.sqlite"
 c.JupyterHub.cookie_secret_file = %[5]q + "/cookie_secret"
 c.JupyterHub.log_level = "DEBUG"
+# Activity reaches the hub every few seconds (defaults: 300 s) from both of its sources, the
+# proxy's routes and the single-user server's reports, so that TestCulling runs in a minute.
+c.JupyterHub.last_activity_interval = 5
 
 # Real system users (tests/slurm/users.sh), one shared password: an authenticator fit for tests.
 c.JupyterHub.authenticator_class = "dummy"
@@ -76,6 +79,7 @@ c.SlurmSpawner.req_prologue = %[9]q
 # The venv's absolute command, not on the job's PATH.
 c.Spawner.cmd = [%[10]q]
 c.Spawner.environment["FIREFOX_LAUNCHER_CLEANUP_TIMEOUT"] = "3"
+c.Spawner.environment["JUPYTERHUB_ACTIVITY_INTERVAL"] = "5"
 c.Spawner.environment["JUPYTER_CONFIG_PATH"] = %[11]q
 c.Spawner.debug = True
 
@@ -308,6 +312,8 @@ type HubServer struct {
 	Pending *string        `json:"pending"`
 	URL     string         `json:"url"`
 	State   map[string]any `json:"state"`
+	// LastActivity is what the hub knows of the server's last use (what the idle culler reads).
+	LastActivity string `json:"last_activity"`
 }
 
 // User reads a user from the API.
