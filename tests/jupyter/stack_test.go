@@ -125,7 +125,8 @@ func ensureVenv(ctx context.Context, s Stack) (reused bool, err error) {
 	if done, err := os.ReadFile(filepath.Join(s.Venv, venvDone)); err == nil && strings.TrimSpace(string(done)) == s.Hash {
 		return true, nil
 	}
-	old, _ := filepath.Glob(filepath.Join(venvRoot, "venv-"+s.Name+"-*"))
+	// venv-NAME-HASH16 exactly: not the venv of a stack whose name starts with NAME-.
+	old, _ := filepath.Glob(filepath.Join(venvRoot, "venv-"+s.Name+"-"+strings.Repeat("[0-9a-f]", 16)))
 	for _, dir := range old { // older locks of this stack, and an interrupted install of this one
 		if err := os.RemoveAll(dir); err != nil {
 			return false, err
