@@ -30,7 +30,7 @@ build: ## build bin/ffl-launch, bin/ffl-epilog, bin/ffl-prolog
 	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/ ./cmd/...
 
 .PHONY: deps
-deps: ## install xpra, firefox-esr, chromium, slurm-wlm, munge, iproute2, jupyterhub, ... (Debian 12, root)
+deps: ## install xpra, firefox-esr, chromium, slurm-wlm, munge, iproute2, python3-venv, ... (Debian 12, root)
 	./scripts/deps.sh
 
 .PHONY: test
@@ -49,9 +49,17 @@ slurm-test: build ## real Slurm scenarios: sbatch, scancel, time limit, SIGKILL,
 multinode-test: build ## real Slurm on three nodes (own namespaces, one /home): same port, srun -N2, kill -9, reboot (root)
 	FFL_E2E=1 SLURM_MN_CONFDIR=$(SLURM_MN_CONFDIR) $(GO) test -count=1 -v -timeout 20m -run '^TestMultiNode$$' ./tests/slurm/...
 
+# The Jupyter suite runs once per Python stack (a lock file of tests/jupyter/stacks/): today's
+# stack with every test, the older one without TestCollision (ffl's port logic, the same on
+# every stack; its stack-dependent parts, a failed start and the proxy, are in TestFailFast and
+# TestJourney) and TestCulling (two minutes of waiting for the culler).
+JUPYTER_OLD_STACK ?= jh41
+JUPYTER_OLD_RUN ?= ^(TestTemplateMatchesBatchspawner|TestServerProxyConfig|TestFailFast|TestJourney)$$
+
 .PHONY: jupyter-test
-jupyter-test: build ## real JupyterHub + SlurmSpawner + jupyter-server-proxy + Slurm + chromium (root)
-	FFL_E2E=1 SLURM_CONFDIR=$(SLURM_CONFDIR) $(GO) test -count=1 -v -timeout 30m ./tests/jupyter/...
+jupyter-test: build ## real JupyterHub + SlurmSpawner + JupyterLab + jupyter-server-proxy + Slurm + chromium, on two stacks from PyPI (root)
+	FFL_E2E=1 FFL_JUPYTER_STACK=current SLURM_CONFDIR=$(SLURM_CONFDIR) $(GO) test -count=1 -v -timeout 30m ./tests/jupyter/...
+	FFL_E2E=1 FFL_JUPYTER_STACK=$(JUPYTER_OLD_STACK) SLURM_CONFDIR=$(SLURM_CONFDIR) $(GO) test -count=1 -v -timeout 30m -run '$(JUPYTER_OLD_RUN)' ./tests/jupyter/...
 
 .PHONY: preflight
 preflight: build ## ffl-launch doctor: fails (exit 3) when a session could not draw on this machine

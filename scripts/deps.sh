@@ -11,19 +11,17 @@
 #   chromium                the real browser the tests drive on the HTML5 client
 #   slurm-wlm munge         the local single-node cluster of the demo and the scenarios
 #   iproute2 util-linux     ip netns, nsenter, unshare: the multi-node test cluster; ss
-#   jupyterhub python3-jupyter-server node-configurable-http-proxy nodejs
-#                           tests/jupyter: JupyterHub 3.0 with its proxy, the single-user server
-#   python3-aiohttp python3-jinja2 python3-requests python3-tornado
-#                           what jupyter-server-proxy and batchspawner import (Debian 12 has
-#                           neither of those two, nor simpervisor: the suite takes them from
-#                           the machine's Python or ../shared/thirdparty/python)
+#   python3-venv            tests/jupyter makes a venv from Debian's python3 and installs its
+#                           Python stack (JupyterHub, JupyterLab, batchspawner,
+#                           jupyter-server-proxy, ...) into it from PyPI, pinned with hashes
+#   node-configurable-http-proxy nodejs
+#                           tests/jupyter: the hub's proxy (4.5.3, works with JupyterHub 4.1-6.1)
 #   sudo                    batchspawner's exec_prefix, `sudo -E -u {username}`
 #   bash-completion         runs the generated completion scripts in their test
 #   debhelper lintian       make deb builds the Debian package with them and checks it
 set -euo pipefail
 PKGS=(xpra python3-pil python3-lz4 firefox-esr xvfb xauth chromium slurm-wlm munge curl procps ca-certificates python3 iproute2 util-linux
-  jupyterhub python3-jupyter-server node-configurable-http-proxy nodejs python3-aiohttp python3-jinja2 python3-requests
-  python3-tornado sudo bash-completion debhelper lintian)
+  python3-venv node-configurable-http-proxy nodejs sudo bash-completion debhelper lintian)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -15,14 +15,19 @@ from batchspawner.batchspawner import JobStatus, format_template
 from tornado import web
 from traitlets import Float
 
+try:  # JupyterHub >= 6.0
+    from jupyterhub.spawner import SpawnException
+except ImportError:
+    SpawnException = None
+
 c = get_config()  # noqa: F821 -- provided by JupyterHub when it loads this file
 
 
 class SpawnFailed(web.HTTPError):
-    """A failed start whose reason the hub shows as it is: on its error page when the start
-    fails within a second of the request, after "Spawn failed:" on the spawn page otherwise.
-    (For any other exception of the first second the hub shows only "Failed to start your
-    server on the last attempt".)"""
+    """A failed start whose reason JupyterHub < 6 shows as it is: on its error page when the
+    start fails within a second of the request, after "Spawn failed:" on the spawn page
+    otherwise. (For any other exception of the first second the hub shows only "Failed to start
+    your server on the last attempt".)"""
 
     def __init__(self, message):
         # One printable ASCII line: it is also the HTTP status line's reason phrase.
@@ -41,6 +46,23 @@ class SpawnFailed(web.HTTPError):
 
     def __str__(self):
         return self.message
+
+
+def spawn_failed(message):
+    """The exception that fails a start with message, shown to the user as it is.
+
+    JupyterHub >= 6 turns a failed start's reason into a label of its spawn metrics: there it
+    is a SpawnException with the short reason "job_ended" (a failure of the spawn, not an error
+    of the hub: it does not count towards consecutive_failure_limit), and the message reaches
+    the error page and the spawn page through jupyterhub_message. Older hubs have no
+    SpawnException and replace a generic reason by a generic sentence: SpawnFailed keeps its
+    message as the reason."""
+    if SpawnException is None:
+        return SpawnFailed(message)
+    message = " ".join(message.split())
+    exc = SpawnException(message, reason="job_ended", status_code=500)
+    exc.jupyterhub_message = message
+    return exc
 
 
 class FFLSlurmSpawner(SlurmSpawner):
@@ -101,7 +123,7 @@ class FFLSlurmSpawner(SlurmSpawner):
             tail = await asyncio.wait_for(self.run_command(cmd), timeout=10)
         except Exception:  # no log there: the message still names where it is
             tail = ""
-        return SpawnFailed(f"{msg}: {tail}" if tail else msg)
+        return spawn_failed(f"{msg}: {tail}" if tail else msg)
 
 
 c.JupyterHub.spawner_class = FFLSlurmSpawner
@@ -113,6 +135,11 @@ with open(os.path.join(os.path.dirname(__file__), "slurmspawner.sh.j2"), encodin
 # Keep the default (srun): the single-user server then runs as an srun task, which is what
 # receives Slurm's SIGTERM on scancel (the template falls back to `exec` if this is "").
 c.SlurmSpawner.req_srun = "srun"
+
+# The job's PATH must reach the srun task: the template's srun looks ffl-launch and
+# batchspawner-singleuser up on it. sbatch --export=LIST makes srun export only that LIST, and
+# JupyterHub >= 5 no longer puts PATH into it (Spawner.env_keep); 4.x and older already do.
+c.SlurmSpawner.req_keepvars_extra = "PATH"
 
 # Resources. One Firefox session is 11-18 processes and about 600 MiB on top of the server.
 c.SlurmSpawner.req_partition = "interactive"

@@ -2,6 +2,7 @@ package jupyter
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/chromedp/cdproto/target"
 	"github.com/chromedp/chromedp"
 
 	"github.com/ffl-hpc/ffl/internal/browser"
@@ -179,10 +181,19 @@ var errorPage = regexp.MustCompile(`^ffl: |Spawn failed|\b[45]\d\d\b\s*:|could n
 // frame. An error page, a password prompt, a disconnect, an empty or foreign window fail with
 // a message that says which; a screenshot is saved either way.
 func (b *Browser) VisitFirefox(name, color string, limit time.Duration) (time.Duration, pageState, error) {
-	r, g, bl := hexColor(color)
-	js := fmt.Sprintf(checkPageJS, r, g, bl)
+	closeTab, d, st, err := b.OpenFirefox(name, color, limit)
+	closeTab()
+	return d, st, err
+}
+
+// OpenFirefox is VisitFirefox that leaves the tab open until closeTab is called (also on error).
+func (b *Browser) OpenFirefox(name, color string, limit time.Duration) (closeTab func(), d time.Duration, st pageState, err error) {
 	tab, closeTab := chromedp.NewContext(b.ctx)
-	defer closeTab()
+	d, st, err = b.openFirefox(tab, name, color, limit)
+	return closeTab, d, st, err
+}
+
+func (b *Browser) openFirefox(tab context.Context, name, color string, limit time.Duration) (time.Duration, pageState, error) {
 	ctx, cancel := context.WithTimeout(tab, limit)
 	defer cancel()
 	url := b.hub.URL + "/user/" + name + "/firefox/"
@@ -190,6 +201,121 @@ func (b *Browser) VisitFirefox(name, color string, limit time.Duration) (time.Du
 	if err := chromedp.Do(ctx, chromedp.Navigate(url)); err != nil {
 		return 0, pageState{}, fmt.Errorf("open %s: %w", url, err)
 	}
+	return b.waitPainted(ctx, tab, url, name, color, limit, t0)
+}
+
+// labLauncherJS finds the card titled "Firefox" in JupyterLab's launcher and returns where it is
+// (the centre of its box, in CSS pixels of the viewport), or why not.
+const labLauncherJS = `(() => {
+	const lab = !!document.querySelector(".jp-LabShell");
+	const cards = [...document.querySelectorAll(".jp-LauncherCard")];
+	// jupyter-server-proxy 4.2+ marks an entry that opens a new browser tab: "Firefox [↗]".
+	const card = cards.find(c => /^Firefox(\s*\[\u2197\])?$/.test((c.querySelector(".jp-LauncherCard-label") || c).innerText.trim()));
+	if (!card) return {lab, found: false, x: 0, y: 0, icon: false, cards: cards.map(c => c.innerText.trim()).join("|")};
+	card.scrollIntoView({block: "center"});
+	const r = card.getBoundingClientRect();
+	const icon = !!card.querySelector(".jp-LauncherCard-icon svg, .jp-LauncherCard-icon img");
+	return {lab, found: r.width > 0 && r.height > 0, x: r.left + r.width / 2, y: r.top + r.height / 2, icon, cards: ""};
+})()`
+
+// launcherCard is what labLauncherJS reports.
+type launcherCard struct {
+	Lab   bool    `json:"lab"`
+	Found bool    `json:"found"`
+	X     float64 `json:"x"`
+	Y     float64 `json:"y"`
+	Icon  bool    `json:"icon"`
+	Cards string  `json:"cards"`
+}
+
+// LaunchFirefoxFromLab is the user's way to Firefox: in JupyterLab (the page the spawn ended
+// on, or /user/NAME/lab), a real mouse click (DevTools Input.dispatchMouseEvent, as a user's
+// click: a user gesture, so the browser lets the page open a tab) on the Firefox card of the
+// launcher; jupyter-server-proxy opens /user/NAME/firefox/ in a new tab, which must show
+// Firefox's painted page of the given colour. It returns the time from the click to the
+// painted frame.
+func (b *Browser) LaunchFirefoxFromLab(color string, limit time.Duration) (time.Duration, pageState, error) {
+	name := b.user.Name
+	ctx, cancel := context.WithTimeout(b.ctx, limit)
+	defer cancel()
+	labURL := b.hub.URL + "/user/" + name + "/lab"
+	here, err := chromedp.Run(ctx, chromedp.Evaluate[string](`location.pathname`))
+	if err != nil || !strings.HasPrefix(here, "/user/"+name+"/lab") {
+		if err := chromedp.Do(ctx, chromedp.Navigate(labURL)); err != nil {
+			return 0, pageState{}, fmt.Errorf("open %s: %w", labURL, err)
+		}
+	}
+	var card launcherCard
+	for {
+		c, err := chromedp.Run(ctx, chromedp.Evaluate[launcherCard](labLauncherJS))
+		if err == nil {
+			card = c
+			if card.Found {
+				break
+			}
+		}
+		if ctx.Err() != nil {
+			b.screenshot("lab-" + name)
+			if !card.Lab {
+				text, _ := chromedp.Run(b.ctx, chromedp.Evaluate[string](`location.href + ": " + document.title + ": " + (document.body ? document.body.innerText.slice(0, 300) : "")`))
+				return 0, pageState{}, fmt.Errorf("JupyterLab did not open: %q", text)
+			}
+			return 0, pageState{}, fmt.Errorf("JupyterLab's launcher shows no Firefox card within %v (cards: %q)", limit, card.Cards)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !card.Icon {
+		b.screenshot("lab-" + name)
+		return 0, pageState{}, errors.New("the Firefox card of JupyterLab's launcher has no icon")
+	}
+	before, err := chromedp.Targets(ctx)
+	if err != nil {
+		return 0, pageState{}, err
+	}
+	known := map[target.ID]bool{}
+	for _, ti := range before {
+		known[ti.TargetID] = true
+	}
+	b.screenshot("lab-launcher-" + name)
+	t0 := time.Now()
+	if err := chromedp.Do(ctx, chromedp.MouseClickXY(card.X, card.Y)); err != nil {
+		return 0, pageState{}, fmt.Errorf("click on the Firefox card: %w", err)
+	}
+	url := b.hub.URL + "/user/" + name + "/firefox/"
+	var id target.ID
+	var seen []string
+	for id == "" {
+		all, err := chromedp.Targets(ctx)
+		if err != nil {
+			return 0, pageState{}, err
+		}
+		seen = seen[:0]
+		for _, ti := range all {
+			if ti.Type == "page" && !known[ti.TargetID] {
+				seen = append(seen, ti.URL)
+				if strings.HasPrefix(ti.URL, url) {
+					id = ti.TargetID
+				}
+			}
+		}
+		if id == "" && ctx.Err() != nil {
+			b.screenshot("lab-click-" + name)
+			return 0, pageState{}, fmt.Errorf("no new tab on %s after the click on the Firefox card within %v (new tabs: %q)", url, limit, seen)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	tab, closeTab := chromedp.NewContext(b.ctx, chromedp.WithTargetID(id))
+	defer closeTab()
+	tctx, tcancel := context.WithTimeout(tab, limit-time.Since(t0))
+	defer tcancel()
+	return b.waitPainted(tctx, tab, url, name, color, limit, t0)
+}
+
+// waitPainted polls the tab (ctx, with its deadline) on url until Firefox has painted the page
+// of the given colour; see VisitFirefox.
+func (b *Browser) waitPainted(ctx, tab context.Context, url, name, color string, limit time.Duration, t0 time.Time) (time.Duration, pageState, error) {
+	r, g, bl := hexColor(color)
+	js := fmt.Sprintf(checkPageJS, r, g, bl)
 	var last pageState
 	for {
 		st, err := chromedp.Run(ctx, chromedp.Evaluate[pageState](js))

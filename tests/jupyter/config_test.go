@@ -8,35 +8,21 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ffl-hpc/ffl/internal/slurmtest"
 	"github.com/ffl-hpc/ffl/internal/testutil"
 )
 
-// pythonEnv returns the environment for Debian's python3 with the three packages importable;
-// it skips (or fails, with FFL_E2E=1) when they are not.
+// pythonEnv returns the environment for the stack's Python (the venv is made on first use); it
+// skips (or fails, with FFL_E2E=1) when the stack cannot be installed.
 func pythonEnv(t *testing.T) []string {
 	t.Helper()
-	if _, err := os.Stat(python); err != nil {
-		skipReason = "python3 (Debian's, " + python + ")"
-		requirePrerequisites(t)
-	}
-	pp, err := thirdPartyPythonPath()
-	if err != nil {
-		skipReason = err.Error()
-		requirePrerequisites(t)
-	}
-	skipReason = ""
-	env := []string{"PATH=" + slurmtest.UserPath, "LANG=C.UTF-8"}
-	if pp != "" {
-		env = append(env, "PYTHONPATH="+pp)
-	}
-	return env
+	stack(t)
+	return isolatedEnv()
 }
 
 func runPython(t *testing.T, env []string, script string, args ...string) []byte {
 	t.Helper()
-	cmd := exec.Command(python, append([]string{"-c", script}, args...)...)
-	cmd.Env = env
+	cmd := exec.Command(theStack.Python(), append([]string{"-I", "-c", script}, args...)...)
+	cmd.Env, cmd.Dir = env, "/"
 	out, err := cmd.Output()
 	if err != nil {
 		var stderr string

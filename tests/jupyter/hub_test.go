@@ -52,6 +52,9 @@ c.JupyterHub.pid_file = %[5]q + "/jupyterhub.pid"
 c.JupyterHub.db_url = "sqlite:///" + %[5]q + "/jupyterhub.sqlite"
 c.JupyterHub.cookie_secret_file = %[5]q + "/cookie_secret"
 c.JupyterHub.log_level = "DEBUG"
+# Activity reaches the hub every few seconds (defaults: 300 s) from both of its sources, the
+# proxy's routes and the single-user server's reports, so that TestCulling runs in a minute.
+c.JupyterHub.last_activity_interval = 5
 
 # Real system users (tests/slurm/users.sh), one shared password: an authenticator fit for tests.
 c.JupyterHub.authenticator_class = "dummy"
@@ -62,7 +65,7 @@ c.Authenticator.allowed_users = {"ffluser1", "ffluser2"}
 c.JupyterHub.services = [{"name": "ffl-test", "api_token": %[7]q}]
 c.JupyterHub.load_roles = [{
     "name": "ffl-test",
-    "scopes": ["admin:users", "admin:servers", "admin:server_state", "list:users", "read:users", "access:servers"],
+    "scopes": ["admin:users", "admin:servers", "admin:server_state", "list:users", "read:users", "access:servers", "read:metrics"],
     "services": ["ffl-test"],
 }]
 
@@ -73,9 +76,10 @@ c.SlurmSpawner.req_nprocs = "1"
 c.SlurmSpawner.req_runtime = "1:00:00"
 # What a site puts on the nodes' PATH and Python path (sudo resets PATH and drops PYTHONPATH).
 c.SlurmSpawner.req_prologue = %[9]q
-# A virtualenv's absolute command, not on the job's PATH.
+# The venv's absolute command, not on the job's PATH.
 c.Spawner.cmd = [%[10]q]
 c.Spawner.environment["FIREFOX_LAUNCHER_CLEANUP_TIMEOUT"] = "3"
+c.Spawner.environment["JUPYTERHUB_ACTIVITY_INTERVAL"] = "5"
 c.Spawner.environment["JUPYTER_CONFIG_PATH"] = %[11]q
 c.Spawner.debug = True
 
@@ -101,22 +105,16 @@ func newHub(e *Env) (*Hub, error) {
 		return nil, err
 	}
 	h := &Hub{e: e, dir: dir, URL: "http://127.0.0.1:" + strconv.Itoa(lo), token: randomHex(16), Password: randomHex(8)}
+	// jupyter-server-proxy's "enable the extension" file is in the venv's etc/jupyter, which
+	// jupyter_server finds by itself (sys.prefix); contrib's jupyter_server_config.py comes
+	// through JUPYTER_CONFIG_PATH, as a site would put it.
 	jcp := filepath.Join(e.root, "contrib", "sbatch")
-	if e.pythonPath != "" {
-		// pip would have put jupyter-server-proxy's "enable the extension" file into
-		// sys.prefix/etc/jupyter; the upstream copy keeps it under its etc/.
-		jcp += ":" + filepath.Join(e.pythonPath, "jupyter_server_proxy", "etc")
-	}
-	e.jupyterCfg = jcp
 	// What the prologue exports reaches the srun'd server only when it is in keepvars (sbatch
-	// --export=LIST makes srun export just those): PATH and PYTHONPATH are; JUPYTER_CONFIG_PATH
-	// goes through Spawner.environment instead.
+	// --export=LIST makes srun export just those): PATH is; JUPYTER_CONFIG_PATH goes through
+	// Spawner.environment instead.
 	prologue := "export PATH=" + e.bin + ":" + slurmtest.UserPath
-	if e.pythonPath != "" {
-		prologue += " PYTHONPATH=" + e.pythonPath
-	}
 	cfg := fmt.Sprintf(hubConfig, filepath.Join(e.root, "contrib", "sbatch", "jupyterhub_config.py"),
-		lo, lo+1, lo+2, dir, h.Password, h.token, partition, prologue, filepath.Join(e.dir, "venv", "bin", "jupyterhub-singleuser"), jcp)
+		lo, lo+1, lo+2, dir, h.Password, h.token, partition, prologue, e.stack.Bin("jupyterhub-singleuser"), jcp)
 	if err := os.WriteFile(filepath.Join(dir, "jupyterhub_config.py"), []byte(cfg), 0o600); err != nil {
 		return nil, err
 	}
@@ -151,16 +149,16 @@ func (h *Hub) Start() error {
 		return err
 	}
 	h.log = log
-	cmd := exec.Command("jupyterhub", "-f", filepath.Join(h.dir, "jupyterhub_config.py"))
+	cmd := exec.Command(h.e.stack.Bin("jupyterhub"), "-f", filepath.Join(h.dir, "jupyterhub_config.py"))
 	cmd.Dir = h.dir
+	// The whole environment: nothing of the caller's (no PYTHONPATH); the venv's bin first, as
+	// an activated venv has it.
 	env := []string{
-		"PATH=" + h.e.bin + ":/usr/local/sbin:/usr/sbin:" + slurmtest.UserPath, "HOME=/root", "LANG=C.UTF-8",
+		"PATH=" + h.e.bin + ":" + filepath.Join(h.e.stack.Venv, "bin") + ":/usr/local/sbin:/usr/sbin:" + slurmtest.UserPath,
+		"HOME=/root", "LANG=C.UTF-8", "PYTHONNOUSERSITE=1",
 		"SLURM_CONF=" + filepath.Join(h.e.confDir, "slurm.conf"),
 		// Debian's configurable-http-proxy finds its modules there only with Debian's node.
 		"NODE_PATH=/usr/share/nodejs",
-	}
-	if h.e.pythonPath != "" {
-		env = append(env, "PYTHONPATH="+h.e.pythonPath)
 	}
 	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = log, log
@@ -243,6 +241,28 @@ func (h *Hub) API(method, path string, body any, out any) error {
 	return err
 }
 
+// Metrics returns the hub's Prometheus metrics (/hub/metrics) as the suite's admin service.
+func (h *Hub) Metrics() (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.URL+"/hub/metrics", nil)
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Authorization", "token "+h.token)
+	c := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
+	resp, err := c.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("GET /hub/metrics: %s: %.200s", resp.Status, data)
+	}
+	return string(data), err
+}
+
 // APIStatus is API that also returns the HTTP status.
 func (h *Hub) APIStatus(method, path string, body any, out any) (int, error) {
 	var rd io.Reader
@@ -292,6 +312,8 @@ type HubServer struct {
 	Pending *string        `json:"pending"`
 	URL     string         `json:"url"`
 	State   map[string]any `json:"state"`
+	// LastActivity is what the hub knows of the server's last use (what the idle culler reads).
+	LastActivity string `json:"last_activity"`
 }
 
 // User reads a user from the API.

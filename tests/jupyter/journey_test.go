@@ -105,6 +105,19 @@ func (s *session) visit(t *testing.T, what string) {
 	s.started = stable(append(s.job.procs(), s.job.sessionProcs()...))
 }
 
+// launch clicks the Firefox card of JupyterLab's launcher and requires the user's painted page
+// in the tab it opens.
+func (s *session) launch(t *testing.T, what string) {
+	t.Helper()
+	d, st, err := s.b.LaunchFirefoxFromLab(s.color, visitLimit)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	addFigure(t, what+": click on JupyterLab's Firefox card to Firefox's painted page in the new tab", d)
+	t.Logf("%s: %s (%.0f%% of the window is the page's colour)", what, st.Detail, 100*st.Match)
+	s.started = stable(append(s.job.procs(), s.job.sessionProcs()...))
+}
+
 // TestFailFast: a launcher that fails at once (here a bad FIREFOX_LAUNCHER_CLEANUP_TIMEOUT in
 // the user's environment) ends the job at once with the reason in the job log, and the hub
 // shows the failure with that reason within seconds, long before start_timeout (300 s).
@@ -149,10 +162,38 @@ func TestFailFast(t *testing.T) {
 	if err != nil || len(u.Servers) != 0 || u.Pending != nil {
 		t.Errorf("after the failed start the hub still lists a server or a pending spawn for %s: %+v (%v)", s.u.Name, u, err)
 	}
+	assertSpawnMetrics(t, e)
 }
 
-// TestJourney is the user's journey, in order: both users log in and spawn, the launcher entry
-// is offered, each opens Firefox at /user/NAME/firefox/ (no password), again, the other user is
+// assertSpawnMetrics: the failed start is in the hub's spawn metrics with a label of few values,
+// never with the message (a job id and a log path per failure would make a new time series of
+// every failed start). JupyterHub 6 labels a failure with the exception's reason: FFLSlurmSpawner
+// gives "job_ended" there.
+func assertSpawnMetrics(t *testing.T, e *Env) {
+	t.Helper()
+	metrics, err := e.hub.Metrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var spawns []string
+	for _, line := range strings.Split(metrics, "\n") {
+		if strings.HasPrefix(line, "jupyterhub_server_spawn_duration_seconds_count{") {
+			spawns = append(spawns, line)
+		}
+	}
+	t.Logf("the hub's spawn metrics: %q", spawns)
+	all := strings.Join(spawns, "\n")
+	if strings.Contains(all, "batch job") || strings.Contains(all, "ended before") {
+		t.Errorf("a spawn metric's label carries the failure's message: %q", spawns)
+	}
+	if e.stack.Major("jupyterhub") >= 6 && !strings.Contains(all, `reason="job_ended"`) {
+		t.Errorf("JupyterHub %s: no spawn metric with reason=\"job_ended\" after a job that ended at once: %q", e.stack.Versions["jupyterhub"], spawns)
+	}
+}
+
+// TestJourney is the user's journey, in order: both users log in and spawn, JupyterLab opens and
+// each clicks the Firefox card of its launcher, which opens Firefox at /user/NAME/firefox/ in a
+// new tab (no password), the launcher entry is served, later visits by URL, the other user is
 // refused, ffluser1's server is culled through the API and leaves nothing while ffluser2's runs
 // on untouched, the hub restarts while ffluser2's server runs and finds it again, and ffluser2's
 // server is culled too; the node is then idle.
@@ -171,15 +212,16 @@ func TestJourney(t *testing.T) {
 			s2.spawn(t)
 			s1.spawn(t)
 		}},
+		{"firefox_first_visit", func(t *testing.T) {
+			e.requireProxy(t)
+			// The user's way: JupyterLab, the Firefox card of its launcher, a new tab.
+			s1.launch(t, "first visit of ffluser1")
+			s2.launch(t, "first visit of ffluser2")
+		}},
 		{"launcher_entry", func(t *testing.T) {
 			for _, s := range []*session{s1, s2} {
 				s.assertLauncherEntry(t)
 			}
-		}},
-		{"firefox_first_visit", func(t *testing.T) {
-			e.requireProxy(t)
-			s1.visit(t, "first visit of ffluser1")
-			s2.visit(t, "first visit of ffluser2")
 		}},
 		{"firefox_later_visits", func(t *testing.T) {
 			e.requireProxy(t)
@@ -218,6 +260,16 @@ func TestJourney(t *testing.T) {
 				t.Errorf("ffluser2's curl of ffluser1's session port %s got a page: %.200q", port, out)
 			}
 			t.Logf("ffluser2's curl of ffluser1's port %s: %.120q", port, out)
+			// ... and ffl says so in ffluser1's job log. (The refusal is logged after the
+			// connection is closed: wait for it, so that the next step's look at the log does
+			// not take it for one of its own.)
+			refused := fmt.Sprintf("peer_uid=%d port=%s", s2.u.UID, port)
+			if !slurmtest.WaitUntil(15*time.Second, func() bool {
+				log := string(testutil.MustRead(t, s1.job.Log()))
+				return strings.Contains(log, "not the session's user") && strings.Contains(log, refused)
+			}) {
+				t.Errorf("ffluser1's job log %s names no refusal of ffluser2 (%s) on the session port", s1.job.Log(), refused)
+			}
 		}},
 		{"firefox_closed", func(t *testing.T) {
 			e.requireProxy(t)
@@ -306,13 +358,18 @@ func TestJourney(t *testing.T) {
 func (s *session) assertLauncherEntry(t *testing.T) {
 	t.Helper()
 	base := "/user/" + s.u.Name + "/server-proxy/"
+	// JupyterLab's requests (its ServerConnection) carry the server's _xsrf cookie as
+	// X-XSRFToken: from JupyterHub 4.1 on, a cookie-authenticated request that is not a page
+	// navigation is refused without it (sent to the hub's login again).
 	js := fmt.Sprintf(`(async () => {
-		const r = await fetch(%q, {credentials: "same-origin"});
+		const m = document.cookie.match(/(?:^|;\s*)_xsrf=([^;]*)/);
+		const opts = {credentials: "same-origin", headers: m ? {"X-XSRFToken": decodeURIComponent(m[1])} : {}};
+		const r = await fetch(%q, opts);
 		const info = r.ok ? await r.json() : null;
 		const entry = info && info.server_processes.find(p => p.name === "firefox");
 		let icon = null;
 		if (entry && entry.launcher_entry.icon_url) {
-			const i = await fetch(entry.launcher_entry.icon_url, {credentials: "same-origin"});
+			const i = await fetch(entry.launcher_entry.icon_url, opts);
 			icon = {status: i.status, type: i.headers.get("content-type"), svg: (await i.text()).includes("<svg")};
 		}
 		return JSON.stringify({status: r.status, entry, icon});

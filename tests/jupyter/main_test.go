@@ -1,15 +1,16 @@
-// Package jupyter checks the Jupyter journey end to end with the real parts: JupyterHub 3.0 from
-// Debian (with configurable-http-proxy), batchspawner's SlurmSpawner with contrib/sbatch/* as
-// shipped, jupyter-server-proxy + simpervisor, the local Slurm of tests/slurm with ffl-prolog and
-// ffl-epilog as Prolog and Epilog, and headless chromium as the user's browser.
+// Package jupyter checks the Jupyter journey end to end with the real parts: JupyterHub (with
+// configurable-http-proxy), batchspawner's SlurmSpawner with contrib/sbatch/* as shipped,
+// JupyterLab with jupyter-server-proxy + simpervisor, the local Slurm of tests/slurm with
+// ffl-prolog and ffl-epilog as Prolog and Epilog, and headless chromium as the user's browser.
 //
-// Root and the Debian packages of scripts/deps.sh are needed; batchspawner, jupyter-server-proxy
-// and simpervisor are taken from the machine's Python when installed there, else from the
-// unmodified upstream copies in ../shared/thirdparty/python (FFL_THIRDPARTY_PYTHON names another
-// directory). Without them the tests skip and say how to install them, unless FFL_E2E=1
-// (`make jupyter-test`, CI): then a missing prerequisite fails the run. The cluster and the hub
-// are started on first use and stopped by TestMain; the machine-wide suite lock
-// /run/ffl-slurm-suite.lock is held from the start of the cluster to its stop.
+// Root and the Debian packages of scripts/deps.sh are needed. The Python stack is installed by
+// the suite itself, as its first step, from PyPI into a venv made from Debian's python3, every
+// distribution pinned with its sha256 by a lock file of tests/jupyter/stacks/
+// (FFL_JUPYTER_STACK names it, default "current"; stack_test.go). Without a prerequisite the
+// tests skip and say how to get it, unless FFL_E2E=1 (`make jupyter-test`, CI): then it fails
+// the run. The cluster and the hub are started on first use and stopped by TestMain; the
+// machine-wide suite lock /run/ffl-slurm-suite.lock is held from the start of the cluster to
+// its stop.
 package jupyter
 
 import (
@@ -51,8 +52,6 @@ const (
 	otherTagPrefix = "# installed by ffl tests/"
 	// suiteLock is the machine-wide lock of everything that runs the local Slurm.
 	suiteLock = "/run/ffl-slurm-suite.lock"
-	// python is Debian's interpreter, the one JupyterHub and jupyter_server belong to.
-	python = "/usr/bin/python3"
 	// pageColor is the background of the page each session's Firefox opens, per user: a
 	// painted canvas of that colour proves Firefox drew that user's page.
 	pageColorUser1 = "#17a15e"
@@ -65,23 +64,22 @@ type User = testutil.User
 
 // Env is what the suite's tests share: the cluster, the hub, the users.
 type Env struct {
-	root       string           // module root
-	dir        string           // root-owned 0755 work dir: bin/, configs, pages, hub files
-	bin        string           // ffl binaries, batchspawner-singleuser wrapper
-	confDir    string           // Slurm CONFDIR
-	ctl        slurmtest.Client // Slurm's clients against confDir
-	node       string
-	portMin    int
-	portMax    int
-	pythonPath string // "" when the three Python packages are installed on the machine
-	jupyterCfg string // JUPYTER_CONFIG_PATH of the notebook servers
-	epilogLog  string
-	users      map[string]User
-	jobs       map[string]User // every job of the run: its log in the user's home goes at the end
-	hub        *Hub
-	lock       *os.File
-	restore    func() error
-	started    bool
+	root      string           // module root
+	dir       string           // root-owned 0755 work dir: bin/, configs, pages, hub files
+	bin       string           // ffl binaries, batchspawner-singleuser wrapper
+	confDir   string           // Slurm CONFDIR
+	ctl       slurmtest.Client // Slurm's clients against confDir
+	node      string
+	portMin   int
+	portMax   int
+	stack     Stack // the Python stack: JupyterHub, JupyterLab, batchspawner, ... in a venv
+	epilogLog string
+	users     map[string]User
+	jobs      map[string]User // every job of the run: its log in the user's home goes at the end
+	hub       *Hub
+	lock      *os.File
+	restore   func() error
+	started   bool
 }
 
 var (
@@ -105,12 +103,12 @@ func TestMain(m *testing.M) {
 // (or, with FFL_E2E=1, fails) the test when a prerequisite is missing.
 func env(t *testing.T) *Env {
 	t.Helper()
+	stack(t) // the first step: the venv (skips or fails the test when it cannot be made)
 	envOnce.Do(func() {
-		var pp string
-		if skipReason, pp = missingPrerequisites(); skipReason != "" {
+		if skipReason = missingPrerequisites(); skipReason != "" {
 			return
 		}
-		theEnv, envErr = setup(pp)
+		theEnv, envErr = setup(theStack)
 	})
 	requirePrerequisites(t)
 	if envErr != nil {
@@ -130,9 +128,8 @@ func requirePrerequisites(t *testing.T) {
 	t.Skipf("missing %s (FFL_E2E=1 turns this skip into a failure)", skipReason)
 }
 
-// missingPrerequisites names what is missing and how to get it; it also returns the PYTHONPATH
-// under which batchspawner, jupyter_server_proxy and simpervisor import ("" = installed).
-func missingPrerequisites() (string, string) {
+// missingPrerequisites names what is missing of the machine's own programs and how to get them.
+func missingPrerequisites() string {
 	var missing []string
 	if os.Getuid() != 0 {
 		missing = append(missing, "root (Slurm daemons, sudo to the test users, Prolog/Epilog)")
@@ -141,7 +138,6 @@ func missingPrerequisites() (string, string) {
 	for b, pkg := range map[string]string{
 		"sbatch": "slurm-wlm", "slurmctld": "slurm-wlm", "slurmd": "slurm-wlm", "munged": "munge",
 		"xpra": "xpra", "firefox-esr": "firefox-esr", "chromium": "chromium", "sudo": "sudo",
-		"jupyterhub": "jupyterhub", "jupyterhub-singleuser": "jupyterhub",
 		"configurable-http-proxy": "node-configurable-http-proxy", "node": "nodejs", "runuser": "util-linux",
 		"go": "golang (Go 1.26)",
 	} {
@@ -149,44 +145,13 @@ func missingPrerequisites() (string, string) {
 			debs = append(debs, pkg)
 		}
 	}
-	if _, err := os.Stat(python); err != nil {
-		debs = append(debs, "python3")
-	} else if out, err := exec.Command(python, "-c", "import jupyter_server, tornado, aiohttp, jinja2").CombinedOutput(); err != nil {
-		debs = append(debs, "python3-jupyter-server python3-aiohttp python3-jinja2 ("+lastLine(string(out))+")")
-	}
 	if len(debs) > 0 {
 		missing = append(missing, strings.Join(dedup(debs), " ")+" (run 'make deps' as root)")
 	}
-	pp, err := thirdPartyPythonPath()
-	if err != nil {
-		missing = append(missing, err.Error())
-	}
-	return strings.Join(missing, "; "), pp
+	return strings.Join(missing, "; ")
 }
 
-// thirdPartyPythonPath finds batchspawner, jupyter_server_proxy and simpervisor: installed on
-// the machine first, else the upstream copies in ../shared/thirdparty/python.
-func thirdPartyPythonPath() (string, error) {
-	const probe = "import batchspawner, jupyter_server_proxy, simpervisor"
-	if exec.Command(python, "-c", probe).Run() == nil {
-		return "", nil
-	}
-	dir := os.Getenv("FFL_THIRDPARTY_PYTHON")
-	if dir == "" {
-		wd, _ := os.Getwd()
-		dir = filepath.Join(wd, "..", "..", "..", "shared", "thirdparty", "python")
-	}
-	dir, _ = filepath.Abs(dir)
-	cmd := exec.Command(python, "-c", probe)
-	cmd.Env = append(os.Environ(), "PYTHONPATH="+dir)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("batchspawner, jupyter-server-proxy, simpervisor: not installed and not in %s (%s); "+
-			"install them with 'pip install batchspawner jupyter-server-proxy' or set FFL_THIRDPARTY_PYTHON", dir, lastLine(string(out)))
-	}
-	return dir, nil
-}
-
-func setup(pythonPath string) (e *Env, err error) {
+func setup(st Stack) (e *Env, err error) {
 	t0 := time.Now()
 	root, err := slurmtest.ModuleRoot()
 	if err != nil {
@@ -205,7 +170,7 @@ func setup(pythonPath string) (e *Env, err error) {
 	}
 	e = &Env{
 		root: root, dir: dir, bin: filepath.Join(dir, "bin"), confDir: confDir, ctl: slurmtest.Client{ConfDir: confDir}, node: node,
-		pythonPath: pythonPath, epilogLog: filepath.Join(dir, "epilog.log"), users: map[string]User{}, jobs: map[string]User{},
+		stack: st, epilogLog: filepath.Join(dir, "epilog.log"), users: map[string]User{}, jobs: map[string]User{},
 	}
 	half := e // `return nil, err` clears e before this runs
 	defer func() {
@@ -282,8 +247,8 @@ func setup(pythonPath string) (e *Env, err error) {
 	return e, nil
 }
 
-// writeSupportFiles writes the pages Firefox opens, the batchspawner-singleuser wrapper (pip
-// would install it as a console script) and a virtualenv-like bin dir off PATH.
+// writeSupportFiles writes the pages Firefox opens and puts the venv's batchspawner-singleuser
+// on the jobs' PATH (bin/).
 func (e *Env) writeSupportFiles() error {
 	for name, color := range map[string]string{"ffluser1": pageColorUser1, "ffluser2": pageColorUser2} {
 		page := fmt.Sprintf("<!doctype html><title>ffl test page of %s</title><style>html,body{margin:0;height:100%%;background:%s}</style><body></body>\n", name, color)
@@ -291,26 +256,10 @@ func (e *Env) writeSupportFiles() error {
 			return err
 		}
 	}
-	if _, err := exec.LookPath("batchspawner-singleuser"); err != nil {
-		wrapper := "#!" + python + "\n# batchspawner's console script (pip installs it; the test provides it)\nimport sys\nfrom batchspawner.singleuser import main\nsys.exit(main())\n"
-		if err := os.WriteFile(filepath.Join(e.bin, "batchspawner-singleuser"), []byte(wrapper), 0o755); err != nil {
-			return err
-		}
-	}
-	// Spawner.cmd is this absolute path, in a dir that is not on the job's PATH: the batch
-	// script must not depend on finding jupyterhub-singleuser through PATH.
-	venv := filepath.Join(e.dir, "venv", "bin")
-	if err := os.MkdirAll(venv, 0o755); err != nil {
-		return err
-	}
-	target, err := exec.LookPath("jupyterhub-singleuser")
-	if err != nil {
-		return err
-	}
-	if err := os.Symlink(target, filepath.Join(venv, "jupyterhub-singleuser")); err != nil {
-		return err
-	}
-	return os.Chmod(filepath.Join(e.dir, "venv"), 0o755)
+	// The template runs `batchspawner-singleuser {cmd}` off PATH; {cmd} is the venv's absolute
+	// jupyterhub-singleuser, whose directory is not on the job's PATH: the batch script must
+	// not depend on finding it there.
+	return os.Symlink(e.stack.Bin("batchspawner-singleuser"), filepath.Join(e.bin, "batchspawner-singleuser"))
 }
 
 // fflConfig is an ffl.toml for this suite (startURL "" = about:blank).
@@ -431,11 +380,6 @@ func (e *Env) slurm(ctx context.Context, name string, args ...string) (string, e
 func (e *Env) asUser(ctx context.Context, u User, env []string, name string, args ...string) (string, error) {
 	full := append(slurmtest.UserEnv(u), "SLURM_CONF="+e.ctl.Conf())
 	return slurmtest.RunAs(ctx, u, append(full, env...), name, args...)
-}
-
-func lastLine(s string) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	return lines[len(lines)-1]
 }
 
 func dedup(list []string) []string {
