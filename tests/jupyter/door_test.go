@@ -109,7 +109,7 @@ func TestDoorJupyterPath(t *testing.T) {
 
 // pythonCmd is runPython's command, for a script that is expected to fail.
 func pythonCmd(env []string, script string, args ...string) *exec.Cmd {
-	cmd := exec.Command(python, append([]string{"-c", script}, args...)...)
-	cmd.Env = env
+	cmd := exec.Command(theStack.Python(), append([]string{"-I", "-c", script}, args...)...)
+	cmd.Env, cmd.Dir = env, "/"
 	return cmd
 }
