@@ -65,6 +65,9 @@ type env struct {
 	stateDir string
 	// extraEnv goes into every launcher's environment (FFL_FAKE_XPRA=1 for fakexpra).
 	extraEnv []string
+	// umask, when set ("027"), is the umask every command runs with, as a job inherits the
+	// user's from sbatch.
+	umask string
 }
 
 // newEnv makes a user's world; cfg entries (key -> TOML value) override the defaults below.
@@ -111,6 +114,10 @@ func (e *env) command(args ...string) *exec.Cmd {
 	}
 	cmd.Env = append(cmd.Env, e.extraEnv...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(e.user.UID), Gid: uint32(e.user.GID)}}
+	if e.umask != "" {
+		cmd.Args = append([]string{"/bin/sh", "-c", `umask ` + e.umask + ` && exec "$0" "$@"`}, cmd.Args...)
+		cmd.Path = "/bin/sh"
+	}
 	return cmd
 }
 

@@ -1,0 +1,406 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ffl-hpc/ffl/internal/testutil"
+	"github.com/ffl-hpc/ffl/pkg/layout"
+	"github.com/ffl-hpc/ffl/pkg/lifecycle"
+	"github.com/ffl-hpc/ffl/pkg/proc"
+)
+
+// userFilesUser has a home of its own (not shared with the other e2e tests' user), so that the
+// tests can say what its home holds before and after.
+const userFilesUser = "ffluserdl"
+
+// testUmask is the user's umask in these tests: not the usual 022, so a mode that comes from it
+// cannot come from anywhere else.
+const testUmask = 0o027
+
+// site is the web server the sessions' Firefox visits: pages of one colour that start a
+// download (Content-Disposition: attachment), a download that stops halfway and never ends, and
+// a page whose colour says whether a cookie set in an earlier session is there.
+type site struct {
+	url   string
+	files map[string][]byte // name -> content of /file/<name>
+	mu    sync.Mutex
+	sent  map[string][]byte // /slow/<name>: the bytes sent so far
+	stop  chan struct{}
+}
+
+const (
+	cookieNew  = 0x2b6cd4 // no cookie yet: the page set it
+	cookieSeen = 0xd47a2b // the cookie of an earlier session was there
+)
+
+func newSite(t *testing.T) *site {
+	t.Helper()
+	s := &site{files: map[string][]byte{}, sent: map[string][]byte{}, stop: make(chan struct{})}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/page/", func(w http.ResponseWriter, r *http.Request) {
+		// A page of pageColor that starts the download named by the rest of the path once it has
+		// painted: what a data portal's "Download" does.
+		next := strings.TrimPrefix(r.URL.Path, "/page")
+		w.Header().Set("Content-Type", "text/html")
+		fmt.Fprintf(w, `<!DOCTYPE html><html><head><title>ffl download test</title></head><body style="background:#%06x;margin:0">`+
+			`<script>setTimeout(() => { location.href = %q }, 300)</script></body></html>`, pageColor, next)
+	})
+	mux.HandleFunc("/file/", func(w http.ResponseWriter, r *http.Request) {
+		name := strings.TrimPrefix(r.URL.Path, "/file/")
+		s.mu.Lock()
+		data, ok := s.files[name]
+		s.mu.Unlock()
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Disposition", `attachment; filename="`+name+`"`)
+		w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+		_, _ = w.Write(data)
+	})
+	mux.HandleFunc("/slow/", func(w http.ResponseWriter, r *http.Request) {
+		// Half of a 8 MiB file, then nothing until the test ends: the session's end cuts it.
+		name := strings.TrimPrefix(r.URL.Path, "/slow/")
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Disposition", `attachment; filename="`+name+`"`)
+		w.Header().Set("Content-Length", strconv.Itoa(8<<20))
+		chunk := bytes.Repeat([]byte("partial-data "), 1<<12)
+		for i := 0; i < 80; i++ {
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+			s.mu.Lock()
+			s.sent[name] = append(s.sent[name], chunk...)
+			s.mu.Unlock()
+		}
+		select {
+		case <-s.stop:
+		case <-r.Context().Done():
+		}
+	})
+	mux.HandleFunc("/cookie", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		fmt.Fprintf(w, `<!DOCTYPE html><html><head><title>ffl cookie test</title></head><body style="margin:0"><script>
+const seen = document.cookie.includes('ffl=remembered');
+document.cookie = 'ffl=remembered; max-age=86400; path=/';
+document.body.style.background = seen ? '#%06x' : '#%06x';
+</script></body></html>`, cookieSeen, cookieNew)
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	testutil.Must(t, err, "listen")
+	srv := &http.Server{Handler: mux}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() {
+		close(s.stop)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	})
+	s.url = "http://" + ln.Addr().String()
+	return s
+}
+
+// file adds /file/<name> with size bytes of random content and returns its SHA-256.
+func (s *site) file(name string, size int) string {
+	data := make([]byte, size)
+	r := rand.New(rand.NewPCG(uint64(len(name)), uint64(size)))
+	for i := range data {
+		data[i] = byte(r.Uint32())
+	}
+	s.mu.Lock()
+	s.files[name] = data
+	s.mu.Unlock()
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:])
+}
+
+func (s *site) sentBytes(name string) []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]byte(nil), s.sent[name]...)
+}
+
+// userFilesEnv is an env of userFilesUser with the user's umask testUmask for every command
+// and the hooks' machine-wide state turned off (seen_dir, metrics, syslog).
+func userFilesEnv(t *testing.T, job string, cfg map[string]string) *env {
+	t.Helper()
+	base := map[string]string{
+		"epilog.seen_dir": `""`, "epilog.metrics_file": `""`, "epilog.syslog": "false",
+		"epilog.sweep_older_than": `"1s"`, "epilog.temp_older_than": `"1s"`,
+	}
+	for k, v := range cfg {
+		base[k] = v
+	}
+	e := newEnv(t, userFilesUser, job, base)
+	e.umask = fmt.Sprintf("%03o", testUmask)
+	return e
+}
+
+// runJob starts `ffl-launch run --json ARGS` for job in e's world (another job of the same
+// user: same home, same state dir, same download dir).
+func (e *env) runJob(job string, args ...string) *launcher {
+	e.t.Helper()
+	saved := e.job
+	e.job = job
+	defer func() { e.job = saved }()
+	return e.run(args...)
+}
+
+// download is one file the user downloaded and must keep.
+type download struct {
+	path string
+	sum  string
+	size int
+}
+
+// checkKept asserts that every download is there, intact, the user's, with the mode the
+// user's umask gives a new file (0666 &^ umask).
+func checkKept(t *testing.T, u testutil.User, after string, dls []download) {
+	t.Helper()
+	for _, d := range dls {
+		data, err := os.ReadFile(d.path)
+		if err != nil {
+			t.Errorf("after %s: download %s: %v", after, d.path, err)
+			continue
+		}
+		sum := sha256.Sum256(data)
+		if got := hex.EncodeToString(sum[:]); got != d.sum || len(data) != d.size {
+			t.Errorf("after %s: download %s changed: %d bytes sha256 %s, want %d bytes %s", after, d.path, len(data), got, d.size, d.sum)
+		}
+		var st syscall.Stat_t
+		testutil.Must(t, syscall.Lstat(d.path, &st), "stat")
+		if int(st.Uid) != u.UID || int(st.Gid) != u.GID {
+			t.Errorf("after %s: download %s owned by %d:%d, want %d:%d", after, d.path, st.Uid, st.Gid, u.UID, u.GID)
+		}
+		if mode := st.Mode & 0o777; mode != 0o666&^testUmask {
+			t.Errorf("after %s: download %s has mode %03o, want %03o (umask %03o)", after, d.path, mode, 0o666&^testUmask, testUmask)
+		}
+	}
+}
+
+// waitDownload waits until Firefox has saved name completely in dir.
+func waitDownload(t *testing.T, dir, name, sum string, size int) download {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	ok := testutil.Eventually(90*time.Second, func() bool {
+		data, err := os.ReadFile(p)
+		if err != nil || len(data) != size {
+			return false
+		}
+		s := sha256.Sum256(data)
+		return hex.EncodeToString(s[:]) == sum
+	})
+	if !ok {
+		entries, _ := os.ReadDir(dir)
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		t.Fatalf("download %s did not arrive complete in %s (it holds %v)", name, dir, names)
+	}
+	return download{path: p, sum: sum, size: size}
+}
+
+// firefoxMain is the session's Firefox main process (the one xpra started).
+func firefoxMain(t *testing.T, e *env, port int) proc.Identity {
+	t.Helper()
+	l := e.layout()
+	ids, err := proc.FindByMarker(e.user.UID, layout.MarkerVar, l.Marker(port))
+	testutil.Must(t, err, "marker scan")
+	for _, id := range ids {
+		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", id.PID))
+		if strings.TrimSpace(string(comm)) == "firefox-esr" {
+			return id
+		}
+	}
+	t.Fatalf("no firefox-esr process in session %s", l.Marker(port))
+	return proc.Identity{}
+}
+
+// TestDownloadsSurviveEveryEnd: a page in Firefox (seen through the HTML5 client) starts a
+// download; it lands, complete, in the user's XDG download dir (from ~/.config/user-dirs.dirs,
+// made by ffl with the user's umask); then each way a session ends runs in turn (Firefox
+// closed, SIGTERM to the launcher, SIGKILL + ffl-epilog, SIGKILL + `ffl-launch clean`,
+// SIGKILL + `ffl-epilog sweep`), and after each every download is intact: same checksum, the
+// user's, the mode the user's umask gives; and nothing of Firefox landed in the home besides.
+// A download cut short by the session's end leaves no file under its final name; what arrived
+// is kept under Firefox's partial name.
+func TestDownloadsSurviveEveryEnd(t *testing.T) {
+	require(t, "xpra", "firefox-esr", "chromium")
+	epilog := testutil.Build(t, "github.com/ffl-hpc/ffl/cmd/ffl-epilog")
+	e := userFilesEnv(t, "9701", nil)
+	u := e.user
+	home := u.Home
+	// The user's download dir, as xdg-user-dirs records it; missing until ffl makes it.
+	dlDir := filepath.Join(home, "Data portal "+strconv.Itoa(rand.IntN(1e6)))
+	testutil.MkdirAs(t, filepath.Join(home, ".config"), u, 0o700)
+	testutil.WriteAs(t, filepath.Join(home, ".config", "user-dirs.dirs"), u,
+		[]byte("# written by xdg-user-dirs-update\nXDG_DESKTOP_DIR=\"$HOME/Desktop\"\nXDG_DOWNLOAD_DIR=\"$HOME/"+filepath.Base(dlDir)+"\"\n"))
+	t.Cleanup(func() {
+		_ = os.RemoveAll(dlDir)
+		_ = os.Remove(filepath.Join(home, ".config", "user-dirs.dirs"))
+	})
+	before := testutil.Snapshot(t, home)
+	s := newSite(t)
+
+	var kept []download
+	// session starts a session of job on a page that downloads name, sees Firefox's page in
+	// the HTML5 client and waits for the download to be complete.
+	session := func(job, name string, size int) (*launcher, lifecycle.Info) {
+		t.Helper()
+		sum := s.file(name, size)
+		l := e.runJob(job, "--url", s.url+"/page/file/"+name)
+		info := l.ready(t)
+		e.seeFirefox(t, info, "download-"+name+".png")
+		kept = append(kept, waitDownload(t, dlDir, name, sum, size))
+		return l, info
+	}
+	var st syscall.Stat_t
+	asJob := func(job string, cmd *exec.Cmd) *exec.Cmd {
+		cmd.Env = overrideEnv(cmd.Env, []string{"SLURM_JOB_ID=" + job})
+		return cmd
+	}
+	runEpilog := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command(epilog, append([]string{"--config", e.cfg}, args...)...)
+		cmd.Env = []string{"PATH=/usr/bin:/bin", "SLURMD_NODENAME=" + e.node}
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("ffl-epilog %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	kill := func(l *launcher) {
+		t.Helper()
+		testutil.Must(t, l.cmd.Process.Signal(syscall.SIGKILL), "KILL launcher")
+		<-l.done
+	}
+
+	t.Run("Firefox closed", func(t *testing.T) {
+		l, info := session("9701", "closed.bin", 3<<20+17)
+		testutil.Must(t, syscall.Lstat(dlDir, &st), "download dir")
+		if int(st.Uid) != u.UID || st.Mode&0o777 != 0o777&^testUmask {
+			t.Errorf("download dir made by ffl: uid %d mode %03o, want uid %d mode %03o (the user's umask)", st.Uid, st.Mode&0o777, u.UID, 0o777&^testUmask)
+		}
+		ff := firefoxMain(t, e, info.Port)
+		testutil.Must(t, proc.Signal(ff, syscall.SIGTERM), "close Firefox")
+		select {
+		case <-l.done:
+		case <-time.After(60 * time.Second):
+			t.Fatal("the launcher did not end after Firefox was closed")
+		}
+		e.job = "9701"
+		e.assertNothingLeft(t, info.Port)
+		checkKept(t, u, "Firefox was closed", kept)
+	})
+	t.Run("SIGTERM grace path", func(t *testing.T) {
+		l, info := session("9702", "sigterm.bin", 1<<20)
+		if code, _ := l.stop(t, syscall.SIGTERM); code != 143 {
+			t.Errorf("exit %d, want 143", code)
+		}
+		e.job = "9702"
+		e.assertNothingLeft(t, info.Port)
+		checkKept(t, u, "SIGTERM", kept)
+	})
+	t.Run("SIGKILL and ffl-epilog", func(t *testing.T) {
+		l, info := session("9703", "epilog.bin", 2<<20)
+		kill(l)
+		out := runEpilog("--job", "9703", "--user", u.Name)
+		t.Logf("epilog: %s", strings.TrimSpace(out))
+		e.job = "9703"
+		e.assertNothingLeft(t, info.Port)
+		checkKept(t, u, "SIGKILL + ffl-epilog", kept)
+	})
+	t.Run("SIGKILL and ffl-launch clean", func(t *testing.T) {
+		l, info := session("9704", "clean.bin", 1<<20+3)
+		kill(l)
+		out, err := asJob("9799", e.command("clean")).CombinedOutput()
+		if err != nil {
+			t.Fatalf("clean: %v\n%s", err, out)
+		}
+		e.job = "9704"
+		e.assertNothingLeft(t, info.Port)
+		checkKept(t, u, "SIGKILL + ffl-launch clean", kept)
+	})
+	t.Run("SIGKILL and the sweep", func(t *testing.T) {
+		l, info := session("9705", "sweep.bin", 512<<10)
+		kill(l)
+		time.Sleep(1100 * time.Millisecond) // sweep_older_than is 1 s: the session must be older
+		out := runEpilog("sweep")
+		t.Logf("sweep: %s", strings.TrimSpace(out))
+		e.job = "9705"
+		e.assertNothingLeft(t, info.Port)
+		checkKept(t, u, "SIGKILL + the sweep", kept)
+	})
+	t.Run("download cut short by SIGTERM", func(t *testing.T) {
+		name := "cut.bin"
+		l := e.runJob("9706", "--url", s.url+"/page/slow/"+name)
+		info := l.ready(t)
+		e.seeFirefox(t, info, "download-cut.png")
+		var part string
+		if !testutil.Eventually(90*time.Second, func() bool {
+			m, _ := filepath.Glob(filepath.Join(dlDir, "cut.*.bin.part"))
+			if len(m) == 1 {
+				if fi, err := os.Stat(m[0]); err == nil && fi.Size() > 0 {
+					part = m[0]
+					return true
+				}
+			}
+			return false
+		}) {
+			t.Fatalf("no .part file of %s appeared in %s", name, dlDir)
+		}
+		// Firefox records the download in its profile's downloads.json shortly after it starts:
+		// that record is how ffl knows the download's placeholder.
+		if !testutil.Eventually(60*time.Second, func() bool {
+			b, _ := os.ReadFile(filepath.Join(e.stateDir, "profile", "downloads.json"))
+			return bytes.Contains(b, []byte(filepath.Base(part)))
+		}) {
+			t.Fatal("Firefox did not record the download in downloads.json")
+		}
+		if code, _ := l.stop(t, syscall.SIGTERM); code != 143 {
+			t.Errorf("exit %d, want 143", code)
+		}
+		e.job = "9706"
+		e.assertNothingLeft(t, info.Port)
+		if _, err := os.Lstat(filepath.Join(dlDir, name)); err == nil {
+			t.Errorf("a file under the final name %s is left by a download that was cut short", name)
+		}
+		data, err := os.ReadFile(part)
+		if err != nil {
+			t.Fatalf("the partial data of the cut download: %v", err)
+		}
+		sent := s.sentBytes(name)
+		if len(data) == 0 || !bytes.HasPrefix(sent, data) {
+			t.Errorf("the kept partial file %s (%d bytes) is not what the server sent (%d bytes)", part, len(data), len(sent))
+		}
+		b, _ := os.ReadFile(l.stderr.Name())
+		if !strings.Contains(string(b), "cut short") {
+			t.Errorf("the launcher's log does not say the download was cut short:\n%s", b)
+		}
+		t.Logf("cut download: kept %s (%d of %d bytes sent)", filepath.Base(part), len(data), len(sent))
+		checkKept(t, u, "the cut download", kept)
+	})
+
+	// Nothing else of Firefox or ffl landed in the user's home: only the download dir is new.
+	after := testutil.Snapshot(t, home)
+	testutil.AssertUnchanged(t, before, after, dlDir)
+}
