@@ -674,3 +674,41 @@ func TestKeysCoverSchema(t *testing.T) {
 		}
 	}
 }
+
+// TestUserFilesKeys: profile takes its two values, download_dir "" (XDG), "~", "~/dir" or a
+// clean absolute path, expanded below the owner's home; anything else is one line naming the key.
+func TestUserFilesKeys(t *testing.T) {
+	for _, tt := range []struct {
+		profile, dl, wantErr string
+	}{
+		{"persistent", "", ""},
+		{"session", "~/Downloads", ""},
+		{"persistent", "/scratch/u/dl", ""},
+		{"persistent", "~", ""},
+		{"forever", "", `profile = "forever": must be "persistent"`},
+		{"persistent", "Downloads", `download_dir = "Downloads": must be an absolute path, like "/scratch/you/downloads"`},
+		{"persistent", "~/../x", `download_dir = "~/../x": must be a clean path below the home, like "~/Downloads"`},
+		{"persistent", "~bob/dl", `download_dir = "~bob/dl": "~user" is not supported`},
+	} {
+		c := Default()
+		c.Profile, c.DownloadDir = tt.profile, tt.dl
+		err := c.Validate()
+		if tt.wantErr == "" {
+			if err != nil {
+				t.Errorf("profile %q download_dir %q: %v", tt.profile, tt.dl, err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+			t.Errorf("profile %q download_dir %q: error %v, want %q", tt.profile, tt.dl, err, tt.wantErr)
+		}
+	}
+	for in, want := range map[string]string{"": "", "~": "/home/u", "~/": "/home/u", "~/dl": "/home/u/dl", "/data/dl": "/data/dl"} {
+		if got, err := ExpandDownloadDir(in, "/home/u"); err != nil || got != want {
+			t.Errorf("ExpandDownloadDir(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	if c := Default(); c.Profile != ProfilePersistent || c.DownloadDir != "" {
+		t.Errorf("defaults: profile %q download_dir %q", c.Profile, c.DownloadDir)
+	}
+}

@@ -176,7 +176,7 @@ func checkDownloadDir(p string) error {
 		return nil
 	}
 	if err := checkStateDir(p); err != nil {
-		return errors.New(strings.ReplaceAll(err.Error(), "~/.firefox-launcher", "~/Downloads"))
+		return errors.New(strings.NewReplacer("~/.firefox-launcher", "~/Downloads", `"/run/ffl"`, `"/scratch/you/downloads"`).Replace(err.Error()))
 	}
 	return nil
 }

@@ -251,6 +251,12 @@ func (e *env) colorPage(t *testing.T) string {
 // session's user) and waits until Firefox's page is painted in it.
 func (e *env) seeFirefox(t *testing.T, info lifecycle.Info, shotName string) browser.Seen {
 	t.Helper()
+	return e.seeColor(t, info, shotName, pageColor)
+}
+
+// seeColor is seeFirefox for a page of another colour.
+func (e *env) seeColor(t *testing.T, info lifecycle.Info, shotName string, color uint32) browser.Seen {
+	t.Helper()
 	profile := filepath.Join(e.dir, "chromium-"+strconv.Itoa(rand.IntN(1e6)))
 	testutil.Must(t, os.MkdirAll(profile, 0o700), "profile")
 	testutil.Must(t, os.Chown(profile, e.user.UID, e.user.GID), "chown profile")
@@ -258,7 +264,7 @@ func (e *env) seeFirefox(t *testing.T, info lifecycle.Info, shotName string) bro
 	defer cancel()
 	shot := filepath.Join(artifactDir(t), shotName)
 	seen, err := browser.SeePage(ctx, info.URL, browser.Options{UID: e.user.UID, GID: e.user.GID, ProfileDir: profile,
-		Color: pageColor, Shot: shot, Wait: 30 * time.Second})
+		Color: color, Shot: shot, Wait: 30 * time.Second})
 	if err != nil {
 		t.Fatalf("%v (screenshot %s)", err, shot)
 	}

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ffl-hpc/ffl/internal/browser"
 	"github.com/ffl-hpc/ffl/internal/testutil"
 	"github.com/ffl-hpc/ffl/pkg/layout"
 	"github.com/ffl-hpc/ffl/pkg/lifecycle"
@@ -403,4 +404,124 @@ func TestDownloadsSurviveEveryEnd(t *testing.T) {
 	// Nothing else of Firefox or ffl landed in the user's home: only the download dir is new.
 	after := testutil.Snapshot(t, home)
 	testutil.AssertUnchanged(t, before, after, dlDir)
+}
+
+// seeTitle opens the session's HTML5 client as the user and waits until a window title it
+// shows contains want.
+func (e *env) seeTitle(t *testing.T, info lifecycle.Info, want string) string {
+	t.Helper()
+	profile := filepath.Join(e.dir, "chromium-"+strconv.Itoa(rand.IntN(1e6)))
+	testutil.MkdirAs(t, profile, e.user, 0o700)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	b, err := browser.Start(ctx, browser.Options{UID: e.user.UID, GID: e.user.GID, ProfileDir: profile})
+	testutil.Must(t, err, "chromium")
+	defer b.Close()
+	titles, err := b.WaitTitle(info.URL, want, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return titles
+}
+
+func logOf(l *launcher) string {
+	b, _ := os.ReadFile(l.stderr.Name())
+	return string(b)
+}
+
+// TestProfileRemembers: with the default profile = "persistent", a cookie a page set in one
+// session is there in the next (the page paints itself in another colour, seen through the
+// HTML5 client). A second session while the first runs gets a temporary profile and says so
+// (the log, and the first tab's title in the HTML5 client), and so does a session while a
+// record of another node's live session holds the profile, which is left alone. After a session
+// was SIGKILLed with all its processes (Firefox's own lock left too), the next session clears
+// the stale lock and has the profile, cookie included, without a "Firefox is already running"
+// dialog (its page is painted, not a dialog).
+func TestProfileRemembers(t *testing.T) {
+	require(t, "xpra", "firefox-esr", "chromium")
+	e := userFilesEnv(t, "9711", nil)
+	s := newSite(t)
+	url := s.url + "/cookie"
+	lockPath := filepath.Join(e.stateDir, "profile.lock")
+
+	l1 := e.runJob("9711", "--url", url)
+	info := l1.ready(t)
+	e.seeColor(t, info, "profile-1-new.png", cookieNew)
+	l1.stop(t, syscall.SIGTERM)
+	if _, err := os.Lstat(lockPath); err == nil {
+		t.Errorf("profile.lock left after the session ended")
+	}
+
+	l2 := e.runJob("9712", "--url", url)
+	info2 := l2.ready(t)
+	e.seeColor(t, info2, "profile-2-remembered.png", cookieSeen)
+
+	t.Run("a second session falls back and says so", func(t *testing.T) {
+		l3 := e.runJob("9713", "--url", url)
+		info3 := l3.ready(t)
+		titles := e.seeTitle(t, info3, "ffl: temporary profile")
+		t.Logf("second session's window titles: %s", titles)
+		if log := logOf(l3); !strings.Contains(log, "persistent profile not available") || !strings.Contains(log, "job 9712") {
+			t.Errorf("the second session's log does not name the holder:\n%s", log)
+		}
+		l3.stop(t, syscall.SIGTERM)
+	})
+	l2.stop(t, syscall.SIGTERM)
+
+	t.Run("another node's live session is never taken over", func(t *testing.T) {
+		rec := `{"node":"othernode","boot_id":"b","job":"local-77","port":8123,"marker":"local-77/othernode/8123/","launcher":{"pid":4242,"start_time":1,"uid":` + strconv.Itoa(e.user.UID) + `},"since":"2026-01-01T00:00:00Z"}` + "\n"
+		testutil.WriteAs(t, lockPath, e.user, []byte(rec))
+		l := e.runJob("9714", "--url", url)
+		info := l.ready(t)
+		e.seeTitle(t, info, "ffl: temporary profile")
+		if log := logOf(l); !strings.Contains(log, "node othernode") {
+			t.Errorf("the log does not name the other node's holder:\n%s", log)
+		}
+		l.stop(t, syscall.SIGTERM)
+		if b, _ := os.ReadFile(lockPath); string(b) != rec {
+			t.Errorf("the live holder's record was changed: %q", b)
+		}
+		testutil.Must(t, os.Remove(lockPath), "remove the test's record")
+	})
+
+	t.Run("a killed session's lock is stale", func(t *testing.T) {
+		l5 := e.runJob("9715", "--url", url)
+		info5 := l5.ready(t)
+		e.seeColor(t, info5, "profile-5.png", cookieSeen)
+		// The launcher and every process of its session are SIGKILLed (as the OOM killer or a
+		// node's cgroup kill would): Firefox's own lock is left in the profile, and ffl's record.
+		// (While its Firefox runs, the record is live: TestProfileLock in pkg/lifecycle.)
+		lay := e.layout()
+		lay.JobKey = "9715"
+		ids, err := proc.FindByMarker(e.user.UID, layout.MarkerVar, lay.Marker(info5.Port))
+		testutil.Must(t, err, "marker scan")
+		testutil.Must(t, l5.cmd.Process.Signal(syscall.SIGKILL), "KILL launcher")
+		<-l5.done
+		for _, id := range ids {
+			_ = proc.Signal(id, syscall.SIGKILL)
+		}
+		testutil.WaitGone(t, ids)
+		if _, err := os.Lstat(filepath.Join(e.stateDir, "profile", "lock")); err != nil {
+			t.Fatalf("the killed Firefox left no lock of its own (the test needs one): %v", err)
+		}
+		if _, err := os.Lstat(lockPath); err != nil {
+			t.Fatalf("the killed session left no profile.lock (the test needs one): %v", err)
+		}
+		l7 := e.runJob("9717", "--url", url)
+		info7 := l7.ready(t)
+		e.seeColor(t, info7, "profile-7-after-stale.png", cookieSeen)
+		if log := logOf(l7); !strings.Contains(log, "clearing a stale lock") || !strings.Contains(log, "job 9715") {
+			t.Errorf("the log does not say the stale lock of job 9715 was cleared:\n%s", log)
+		}
+		l7.stop(t, syscall.SIGTERM)
+		e.job = "9715"
+		e.assertNothingLeft(t)
+	})
+
+	// Caches stay node-local (they went with each session): none in the profile in the home.
+	for _, c := range []string{"cache2", "startupCache"} {
+		if _, err := os.Lstat(filepath.Join(e.stateDir, "profile", c)); err == nil {
+			t.Errorf("the persistent profile in the home holds Firefox's %s", c)
+		}
+	}
 }
