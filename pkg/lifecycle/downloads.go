@@ -9,11 +9,14 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ffl-hpc/ffl/pkg/layout"
 	"github.com/ffl-hpc/ffl/pkg/safefs"
 )
 
@@ -109,6 +112,19 @@ func hasDotDot(p string) bool {
 	return false
 }
 
+// checkDownloadDir refuses a download dir inside what ffl removes: the session trees in the
+// state dir, the persistent profile, the node-local runtime dirs. Downloads there would go with
+// the session.
+func checkDownloadDir(dir string, l layout.Layout) error {
+	dir = filepath.Clean(dir)
+	for _, root := range []string{filepath.Join(l.StateDir, layout.SessionsDir), l.PersistentProfileDir(), l.RuntimeDir, l.FallbackRuntimeParent()} {
+		if dir == root || strings.HasPrefix(dir, root+"/") || strings.HasPrefix(dir, l.FallbackRuntimeParent()+".") {
+			return fmt.Errorf("%w: download dir %s is inside %s, which ffl removes: set download_dir in ffl.toml (or XDG_DOWNLOAD_DIR in ~/.config/user-dirs.dirs) to a directory of your own", ErrBadInput, dir, root)
+		}
+	}
+	return nil
+}
+
 // EnsureDownloadDir makes dir (and missing parents) with the process's umask, like mkdir -p:
 // the launcher runs with the user's umask (the job's), so the new directory is what the user
 // would have made. An existing dir (or a symlink to one: a common way to put downloads on
@@ -134,18 +150,27 @@ type downloadEntry struct {
 	Succeeded bool   `json:"succeeded"`
 }
 
-// CutShort is one download a session's end cut short: the data Firefox had is kept in Part.
+// CutShort is one download a session's end cut short: what arrived is kept in Kept.
 type CutShort struct {
-	Target, Part string
+	Target, Kept string
 }
 
-// tidyCutDownloads runs once the profile's Firefox is gone. Firefox (since 98) makes an empty
-// placeholder under a download's final name and writes the data to NAME.XXXXXXXX.EXT.part;
-// a download cut short leaves both, so an empty file would look like the finished download.
-// For each unfinished download of downloads.json, the placeholder goes when it is still what
-// Firefox made: an empty regular file of uid, not a symlink, not older than the download. The
-// .part file, which says it is partial, is kept with whatever data arrived. Nothing else is
-// touched. Run as the user (never by a root hook), in the user's download dir.
+// partialSuffix marks what ffl kept of a download cut short: <final name>.partial.
+const partialSuffix = ".partial"
+
+// tidyCutDownloads runs once the profile's Firefox is gone (at the end of a session, and before
+// Firefox starts on a persistent profile a killed session left). Firefox (since 98) makes an
+// empty placeholder under a download's final name and writes the data to
+// NAME.XXXXXXXX.EXT.part; a download cut short leaves both, an empty file that looks like the
+// finished download, and a .part that Firefox itself deletes the next time it starts on that
+// profile. For each unfinished download of downloads.json whose .part is there:
+//   - the .part, a regular file of uid beside the target, is renamed (never over an existing
+//     name) to <final name>.partial, out of Firefox's reach, with whatever had arrived;
+//   - the placeholder goes when it is still what Firefox made: an empty regular file of uid, not
+//     a symlink, not older than the download;
+//   - the entry leaves downloads.json, so that Firefox does not act on those names again.
+//
+// Nothing else is touched. Run as the user (never by a root hook).
 func tidyCutDownloads(profile string, uid int) ([]CutShort, error) {
 	data, err := os.ReadFile(filepath.Join(profile, downloadsFile))
 	if errors.Is(err, os.ErrNotExist) {
@@ -154,35 +179,96 @@ func tidyCutDownloads(profile string, uid int) ([]CutShort, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", downloadsFile, err)
 	}
-	var list struct {
-		List []downloadEntry `json:"list"`
+	var doc map[string]json.RawMessage
+	var list []json.RawMessage
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("parse %s: %w", filepath.Join(profile, downloadsFile), err)
 	}
-	if err := json.Unmarshal(data, &list); err != nil {
+	if err := json.Unmarshal(doc["list"], &list); err != nil {
 		return nil, fmt.Errorf("parse %s: %w", filepath.Join(profile, downloadsFile), err)
 	}
 	var cut []CutShort
 	var errs []error
-	for _, d := range list.List {
-		if d.Succeeded || !filepath.IsAbs(d.Target.Path) || !filepath.IsAbs(d.Target.PartFilePath) {
-			continue
-		}
-		// Only while the data is there under the partial name: a finished download has none.
-		if fi, err := os.Lstat(d.Target.PartFilePath); err != nil || !fi.Mode().IsRegular() {
+	keep := list[:0:0]
+	for _, raw := range list {
+		var d downloadEntry
+		if json.Unmarshal(raw, &d) != nil || d.Succeeded || !filepath.IsAbs(d.Target.Path) || !filepath.IsAbs(d.Target.PartFilePath) ||
+			filepath.Dir(d.Target.Path) != filepath.Dir(d.Target.PartFilePath) {
+			keep = append(keep, raw)
 			continue
 		}
 		started, err := time.Parse(time.RFC3339Nano, d.StartTime)
 		if err != nil {
+			keep = append(keep, raw)
 			continue
 		}
-		removed, err := removePlaceholder(d.Target.Path, uid, started)
+		kept, err := keepPartial(d.Target.PartFilePath, d.Target.Path, uid)
 		if err != nil {
 			errs = append(errs, err)
 		}
-		if removed {
-			cut = append(cut, CutShort{Target: d.Target.Path, Part: d.Target.PartFilePath})
+		if kept == "" {
+			keep = append(keep, raw)
+			continue
+		}
+		if _, err := removePlaceholder(d.Target.Path, uid, started); err != nil {
+			errs = append(errs, err)
+		}
+		cut = append(cut, CutShort{Target: d.Target.Path, Kept: kept})
+	}
+	if len(cut) > 0 {
+		if doc["list"], err = json.Marshal(keep); err == nil {
+			data, err = json.Marshal(doc)
+		}
+		if err == nil {
+			err = replaceIn(profile, downloadsFile, data)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("update %s: %w", filepath.Join(profile, downloadsFile), err))
 		}
 	}
 	return cut, errors.Join(errs...)
+}
+
+// keepPartial renames part (a regular file of uid, not a symlink) to target.partial, or
+// target.partial-2 ... -9 when taken, never replacing a file (link, then unlink: also on NFS).
+// It returns the new name, "" when part is not there or not Firefox's.
+func keepPartial(part, target string, uid int) (string, error) {
+	fi, err := os.Lstat(part)
+	if err != nil {
+		return "", nil
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok || !fi.Mode().IsRegular() || int(st.Uid) != uid {
+		return "", nil
+	}
+	for i := 1; i <= 9; i++ {
+		name := target + partialSuffix
+		if i > 1 {
+			name += "-" + strconv.Itoa(i)
+		}
+		err := os.Link(part, name)
+		if errors.Is(err, os.ErrExist) {
+			continue
+		}
+		if err != nil {
+			return "", fmt.Errorf("keep the partial download %s: %w", part, err)
+		}
+		if err := os.Remove(part); err != nil {
+			return name, fmt.Errorf("keep the partial download %s: %w", part, err)
+		}
+		return name, nil
+	}
+	return "", fmt.Errorf("keep the partial download %s: %s%s to -9 all exist", part, target, partialSuffix)
+}
+
+// replaceIn atomically replaces name in dir (the user's profile) with data.
+func replaceIn(dir, name string, data []byte) error {
+	d, err := safefs.OpenDir(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return safefs.ReplaceFile(d, name, data, 0o600)
 }
 
 // removePlaceholder removes path when it is an empty regular file of uid modified no earlier

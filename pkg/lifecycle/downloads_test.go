@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ffl-hpc/ffl/internal/testutil"
+	"github.com/ffl-hpc/ffl/pkg/layout"
 )
 
 // TestParseUserDirs: the XDG download dir is taken from what xdg-user-dirs writes, and
@@ -71,18 +73,19 @@ func TestResolveDownloadDir(t *testing.T) {
 	}
 }
 
-// TestTidyCutDownloads: of a cut download, the empty placeholder under the final name goes and
-// the .part stays; finished downloads, non-empty files, symlinks, files older than the download
+// TestTidyCutDownloads: of a download cut short, the .part is kept as <name>.partial (never
+// over an existing file), the empty placeholder under the final name goes, and the entry leaves
+// downloads.json; finished downloads, non-empty files, symlinks, files older than the download
 // and downloads without their .part are left alone.
 func TestTidyCutDownloads(t *testing.T) {
 	dir := t.TempDir()
 	profile := t.TempDir()
 	uid := os.Getuid()
 	now := time.Now().UTC()
+	p := func(name string) string { return filepath.Join(dir, name) }
 	write := func(name, data string) string {
-		p := filepath.Join(dir, name)
-		testutil.Must(t, os.WriteFile(p, []byte(data), 0o644), "write")
-		return p
+		testutil.Must(t, os.WriteFile(p(name), []byte(data), 0o644), "write")
+		return p(name)
 	}
 	var list []map[string]any
 	add := func(target, part string, start time.Time, succeeded bool) {
@@ -92,38 +95,65 @@ func TestTidyCutDownloads(t *testing.T) {
 		}
 		list = append(list, e)
 	}
-	cut := write("cut.dat", "")
-	cutPart := write("cut.ABCDEFGH.dat.part", "half")
-	add(cut, cutPart, now, false)
-	done := write("done.dat", "")
-	add(done, filepath.Join(dir, "done.X.dat.part"), now, true)
-	full := write("full.dat", "user data")
-	add(full, write("full.Y.dat.part", "x"), now, false)
-	victim := write("victim", "")
-	link := filepath.Join(dir, "link.dat")
-	testutil.Must(t, os.Symlink(victim, link), "symlink")
-	add(link, write("link.Z.dat.part", "x"), now, false)
-	old := write("old.dat", "")
+	add(write("cut.dat", ""), write("cut.ABCDEFGH.dat.part", "half"), now, false)
+	add(write("done.dat", "complete"), p("done.X.dat.part"), now, true)
+	add(write("full.dat", "user data"), write("full.Y.dat.part", "y"), now, false)
+	write("victim", "")
+	testutil.Must(t, os.Symlink(p("victim"), p("link.dat")), "symlink")
+	add(p("link.dat"), write("link.Z.dat.part", "z"), now, false)
+	add(write("old.dat", ""), write("old.W.dat.part", "w"), now, false)
 	past := now.Add(-time.Hour)
-	testutil.Must(t, os.Chtimes(old, past, past), "age")
-	add(old, write("old.W.dat.part", "x"), now, false)
-	nopart := write("nopart.dat", "")
-	add(nopart, filepath.Join(dir, "nopart.V.dat.part"), now, false)
+	testutil.Must(t, os.Chtimes(p("old.dat"), past, past), "age")
+	add(write("nopart.dat", ""), p("nopart.V.dat.part"), now, false)
+	add(write("taken.dat", ""), write("taken.U.dat.part", "u"), now, false)
+	write("taken.dat.partial", "the user's own file")
 	b, err := json.Marshal(map[string]any{"list": list})
 	testutil.Must(t, err, "json")
 	testutil.Must(t, os.WriteFile(filepath.Join(profile, downloadsFile), b, 0o600), "downloads.json")
 
 	got, err := tidyCutDownloads(profile, uid)
 	testutil.Must(t, err, "tidy")
-	if len(got) != 1 || got[0].Target != cut || got[0].Part != cutPart {
-		t.Errorf("cut downloads %+v, want only %s", got, cut)
+	want := map[string]string{p("cut.dat"): p("cut.dat.partial"), p("full.dat"): p("full.dat.partial"), p("link.dat"): p("link.dat.partial"),
+		p("old.dat"): p("old.dat.partial"), p("taken.dat"): p("taken.dat.partial-2")}
+	if len(got) != len(want) {
+		t.Errorf("cut downloads %+v, want %v", got, want)
 	}
-	if _, err := os.Lstat(cut); !os.IsNotExist(err) {
-		t.Errorf("the placeholder of the cut download is still there")
+	for _, c := range got {
+		if want[c.Target] != c.Kept {
+			t.Errorf("cut download %s kept as %s, want %s", c.Target, c.Kept, want[c.Target])
+		}
 	}
-	for _, p := range []string{cutPart, done, full, link, victim, old, nopart} {
-		if _, err := os.Lstat(p); err != nil {
-			t.Errorf("%s was removed: %v", strings.TrimPrefix(p, dir), err)
+	files := map[string]string{ // what the directory holds afterwards
+		"cut.dat.partial": "half", "done.dat": "complete", "full.dat": "user data", "full.dat.partial": "y",
+		"link.dat.partial": "z", "victim": "", "old.dat": "", "old.dat.partial": "w", "nopart.dat": "",
+		"taken.dat.partial": "the user's own file", "taken.dat.partial-2": "u",
+	}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if e.Name() == "link.dat" {
+			continue // the symlink, checked below
+		}
+		data, err := os.ReadFile(p(e.Name()))
+		if w, ok := files[e.Name()]; !ok || err != nil || string(data) != w {
+			t.Errorf("%s: %q %v, want %q (present %v)", e.Name(), data, err, w, ok)
+		}
+		delete(files, e.Name())
+	}
+	if len(files) != 0 {
+		t.Errorf("missing afterwards: %v", files)
+	}
+	if target, err := os.Readlink(p("link.dat")); err != nil || target != p("victim") {
+		t.Errorf("the symlink was changed: %q %v", target, err)
+	}
+	after, _ := os.ReadFile(filepath.Join(profile, downloadsFile))
+	for _, name := range []string{"cut.dat", "full.dat", "taken.dat"} {
+		if strings.Contains(string(after), name) {
+			t.Errorf("downloads.json still lists %s: %s", name, after)
+		}
+	}
+	for _, name := range []string{"done.dat", "nopart.dat"} {
+		if !strings.Contains(string(after), name) {
+			t.Errorf("downloads.json lost %s: %s", name, after)
 		}
 	}
 	// No downloads.json (a session that downloaded nothing): nothing to do.
@@ -133,3 +163,30 @@ func TestTidyCutDownloads(t *testing.T) {
 }
 
 func mkfifo(p string) error { return unix.Mkfifo(p, 0o600) }
+
+// TestCheckDownloadDir: a download dir inside what ffl removes is refused (exit 2), one line
+// naming the dir and the fix; the home, the state dir itself and elsewhere are fine.
+func TestCheckDownloadDir(t *testing.T) {
+	l := layout.Layout{StateDir: "/home/u/.firefox-launcher", RuntimeDir: "/run/ffl", TempDir: "/tmp", UID: 1000, Node: "n", JobKey: "1"}
+	for dir, bad := range map[string]bool{
+		"/home/u/Downloads":                               false,
+		"/home/u":                                         false,
+		"/home/u/.firefox-launcher/downloads":             false,
+		"/home/u/.firefox-launcher/sessions":              true,
+		"/home/u/.firefox-launcher/sessions/n/job-1/x":    true,
+		"/home/u/.firefox-launcher/profile/dl":            true,
+		"/run/ffl/job-1":                                  true,
+		"/tmp/ffl-1000/job-1/session-8001/tmp":            true,
+		"/tmp/ffl-1000.0123456789abcdef/job-1":            true,
+		"/tmp/ffl-10000/x":                                false,
+		"/home/u/.firefox-launcher/sessions/../downloads": false,
+	} {
+		err := checkDownloadDir(dir, l)
+		if bad != (err != nil) {
+			t.Errorf("%s: error %v, want refused=%v", dir, err, bad)
+		}
+		if err != nil && (!errors.Is(err, ErrBadInput) || strings.Contains(err.Error(), "\n")) {
+			t.Errorf("%s: %v: want one line of bad input", dir, err)
+		}
+	}
+}

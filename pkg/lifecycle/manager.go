@@ -166,6 +166,9 @@ func NewManager(s Settings) (*Manager, error) {
 		return nil, err
 	}
 	if s.DownloadDir != "" {
+		if err := checkDownloadDir(s.DownloadDir, s.Layout); err != nil {
+			return nil, err
+		}
 		if err := EnsureDownloadDir(s.DownloadDir); err != nil {
 			return nil, err
 		}

@@ -305,7 +305,7 @@ func (s *Session) chooseProfile(ctx context.Context, home *os.File) error {
 func (s *Session) tidyDownloads() {
 	cut, err := tidyCutDownloads(s.profileDir, s.m.s.Layout.UID)
 	for _, c := range cut {
-		s.log.WithFields(logrus.Fields{"download": c.Target, "kept": c.Part}).Warn("a download was cut short by the end of the session: what arrived is kept under its partial name")
+		s.log.WithFields(logrus.Fields{"download": c.Target, "kept": c.Kept}).Warn("a download was cut short by the end of the session: what had arrived is kept as " + filepath.Base(c.Kept))
 	}
 	if err != nil {
 		s.log.WithError(err).Warn("cut downloads")

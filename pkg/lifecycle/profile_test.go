@@ -34,11 +34,12 @@ func lockSessionOf(t *testing.T, state string, port int, jobLive JobLive, uid in
 // deadIdentity is the identity of a process that has exited.
 func deadIdentity(t *testing.T) proc.Identity {
 	t.Helper()
-	cmd := exec.Command("/bin/true")
+	cmd := exec.Command("/bin/sleep", "60")
 	testutil.Must(t, cmd.Start(), "start")
 	id, err := proc.Lookup(cmd.Process.Pid)
 	testutil.Must(t, err, "lookup")
-	testutil.Must(t, cmd.Wait(), "wait")
+	testutil.Must(t, cmd.Process.Kill(), "kill")
+	_ = cmd.Wait()
 	return id
 }
 

@@ -152,6 +152,10 @@ func userFilesEnv(t *testing.T, job string, cfg map[string]string) *env {
 	}
 	e := newEnv(t, userFilesUser, job, base)
 	e.umask = fmt.Sprintf("%03o", testUmask)
+	// Sessions without an XDG download dir make ~/Downloads: the test's, removed with it.
+	if dl := filepath.Join(e.user.Home, "Downloads"); !testutil.Exists(dl) {
+		t.Cleanup(func() { _ = os.RemoveAll(dl) })
+	}
 	return e
 }
 
@@ -271,6 +275,19 @@ func TestDownloadsSurviveEveryEnd(t *testing.T) {
 		l := e.runJob(job, "--url", s.url+"/page/file/"+name)
 		info := l.ready(t)
 		e.seeFirefox(t, info, "download-"+name+".png")
+		// Firefox's HOME and working directory are the user's home: every file dialog ("Save
+		// as", print to file, upload) opens there, not in the session tree.
+		saved := e.job
+		e.job = job
+		ff := firefoxMain(t, e, info.Port)
+		e.job = saved
+		environ, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", ff.PID))
+		if !bytes.Contains(append([]byte{0}, environ...), []byte("\x00HOME="+home+"\x00")) {
+			t.Errorf("Firefox's environment has no HOME=%s: %q", home, environ)
+		}
+		if cwd, _ := os.Readlink(fmt.Sprintf("/proc/%d/cwd", ff.PID)); cwd != home {
+			t.Errorf("Firefox runs in %s, want the user's home %s", cwd, home)
+		}
 		kept = append(kept, waitDownload(t, dlDir, name, sum, size))
 		return l, info
 	}
@@ -314,6 +331,14 @@ func TestDownloadsSurviveEveryEnd(t *testing.T) {
 	})
 	t.Run("SIGTERM grace path", func(t *testing.T) {
 		l, info := session("9702", "sigterm.bin", 1<<20)
+		// Links into the user's files planted in the session trees (by the user, by a page's
+		// download to a chosen place, by anything): the removal unlinks them, never follows.
+		lay := e.layout()
+		lay.JobKey = "9702"
+		sess := lay.HomeSessionDir(info.Port)
+		testutil.SymlinkAs(t, dlDir, filepath.Join(sess, "home", "Downloads"), u)
+		testutil.SymlinkAs(t, kept[0].path, filepath.Join(sess, "profile", "closed.bin"), u)
+		testutil.SymlinkAs(t, dlDir, filepath.Join(lay.FallbackRuntimeJobDir(), layout.SessionDirName(info.Port), "tmp", "dl"), u)
 		if code, _ := l.stop(t, syscall.SIGTERM); code != 143 {
 			t.Errorf("exit %d, want 143", code)
 		}
@@ -351,14 +376,17 @@ func TestDownloadsSurviveEveryEnd(t *testing.T) {
 		e.assertNothingLeft(t, info.Port)
 		checkKept(t, u, "SIGKILL + the sweep", kept)
 	})
-	t.Run("download cut short by SIGTERM", func(t *testing.T) {
-		name := "cut.bin"
-		l := e.runJob("9706", "--url", s.url+"/page/slow/"+name)
+	// cutDownload starts a session whose page starts a download that never ends, and returns
+	// its launcher, session and the .part file once Firefox has recorded the download.
+	cutDownload := func(t *testing.T, job, name string) (*launcher, lifecycle.Info, string) {
+		t.Helper()
+		l := e.runJob(job, "--url", s.url+"/page/slow/"+name)
 		info := l.ready(t)
-		e.seeFirefox(t, info, "download-cut.png")
+		e.seeFirefox(t, info, "download-"+name+".png")
 		var part string
+		stem, ext, _ := strings.Cut(name, ".")
 		if !testutil.Eventually(90*time.Second, func() bool {
-			m, _ := filepath.Glob(filepath.Join(dlDir, "cut.*.bin.part"))
+			m, _ := filepath.Glob(filepath.Join(dlDir, stem+".*."+ext+".part"))
 			if len(m) == 1 {
 				if fi, err := os.Stat(m[0]); err == nil && fi.Size() > 0 {
 					part = m[0]
@@ -377,15 +405,18 @@ func TestDownloadsSurviveEveryEnd(t *testing.T) {
 		}) {
 			t.Fatal("Firefox did not record the download in downloads.json")
 		}
-		if code, _ := l.stop(t, syscall.SIGTERM); code != 143 {
-			t.Errorf("exit %d, want 143", code)
-		}
-		e.job = "9706"
-		e.assertNothingLeft(t, info.Port)
+		return l, info, part
+	}
+	checkCut := func(t *testing.T, name, part string) {
+		t.Helper()
 		if _, err := os.Lstat(filepath.Join(dlDir, name)); err == nil {
 			t.Errorf("a file under the final name %s is left by a download that was cut short", name)
 		}
-		data, err := os.ReadFile(part)
+		if _, err := os.Lstat(part); err == nil {
+			t.Errorf("Firefox's %s is still there (Firefox deletes it at its next start)", part)
+		}
+		kept := filepath.Join(dlDir, name+".partial")
+		data, err := os.ReadFile(kept)
 		if err != nil {
 			t.Fatalf("the partial data of the cut download: %v", err)
 		}
@@ -393,12 +424,39 @@ func TestDownloadsSurviveEveryEnd(t *testing.T) {
 		if len(data) == 0 || !bytes.HasPrefix(sent, data) {
 			t.Errorf("the kept partial file %s (%d bytes) is not what the server sent (%d bytes)", part, len(data), len(sent))
 		}
-		b, _ := os.ReadFile(l.stderr.Name())
-		if !strings.Contains(string(b), "cut short") {
-			t.Errorf("the launcher's log does not say the download was cut short:\n%s", b)
+		t.Logf("cut download: kept %s (%d of %d bytes sent)", filepath.Base(kept), len(data), len(sent))
+	}
+	var cutPart string
+	t.Run("download cut short by SIGTERM", func(t *testing.T) {
+		l, info, part := cutDownload(t, "9706", "cut.bin")
+		cutPart = part
+		if code, _ := l.stop(t, syscall.SIGTERM); code != 143 {
+			t.Errorf("exit %d, want 143", code)
 		}
-		t.Logf("cut download: kept %s (%d of %d bytes sent)", filepath.Base(part), len(data), len(sent))
+		e.job = "9706"
+		e.assertNothingLeft(t, info.Port)
+		checkCut(t, "cut.bin", part)
+		if !strings.Contains(logOf(l), "cut short") {
+			t.Errorf("the launcher's log does not say the download was cut short:\n%s", logOf(l))
+		}
 		checkKept(t, u, "the cut download", kept)
+	})
+	t.Run("download cut short by SIGKILL, tidied by the next session", func(t *testing.T) {
+		l, info, part := cutDownload(t, "9707", "killed.bin")
+		kill(l)
+		runEpilog("--job", "9707", "--user", u.Name)
+		e.job = "9707"
+		e.assertNothingLeft(t, info.Port)
+		// The root Epilog never enters the download dir: Firefox's empty placeholder is there
+		// until the next session of the user takes the persistent profile.
+		if fi, err := os.Lstat(filepath.Join(dlDir, "killed.bin")); err != nil || fi.Size() != 0 {
+			t.Fatalf("after SIGKILL + Epilog the placeholder should still be there, empty: %v", err)
+		}
+		l2, _ := session("9708", "after-kill.bin", 100<<10)
+		l2.stop(t, syscall.SIGTERM)
+		checkCut(t, "killed.bin", part)
+		checkCut(t, "cut.bin", cutPart) // the next sessions' Firefox did not delete it either
+		checkKept(t, u, "the next session after a cut download", kept)
 	})
 
 	// Nothing else of Firefox or ffl landed in the user's home: only the download dir is new.
@@ -518,10 +576,30 @@ func TestProfileRemembers(t *testing.T) {
 		e.assertNothingLeft(t)
 	})
 
-	// Caches stay node-local (they went with each session): none in the profile in the home.
-	for _, c := range []string{"cache2", "startupCache"} {
-		if _, err := os.Lstat(filepath.Join(e.stateDir, "profile", c)); err == nil {
-			t.Errorf("the persistent profile in the home holds Firefox's %s", c)
+	// The HTTP cache stays node-local (it went with each session): none in the profile in the
+	// home. (Firefox keeps its small startupCache in a --profile profile; no pref moves it.)
+	if _, err := os.Lstat(filepath.Join(e.stateDir, "profile", "cache2")); err == nil {
+		t.Errorf("the persistent profile in the home holds Firefox's HTTP cache (cache2)")
+	}
+	out, _ := exec.Command("du", "-sh", filepath.Join(e.stateDir, "profile")).CombinedOutput()
+	t.Logf("the persistent profile after 5 sessions: %s", strings.TrimSpace(string(out)))
+}
+
+// TestSessionProfile: profile = "session" keeps nothing: a cookie set in one session is gone in
+// the next, and no persistent profile or lock is made.
+func TestSessionProfile(t *testing.T) {
+	require(t, "xpra", "firefox-esr", "chromium")
+	e := userFilesEnv(t, "9721", map[string]string{"profile": `"session"`})
+	s := newSite(t)
+	for i, job := range []string{"9721", "9722"} {
+		l := e.runJob(job, "--url", s.url+"/cookie")
+		info := l.ready(t)
+		e.seeColor(t, info, fmt.Sprintf("session-profile-%d.png", i+1), cookieNew)
+		l.stop(t, syscall.SIGTERM)
+	}
+	for _, p := range []string{"profile", "profile.lock"} {
+		if _, err := os.Lstat(filepath.Join(e.stateDir, p)); err == nil {
+			t.Errorf("profile = \"session\" made %s in the state dir", p)
 		}
 	}
 }
