@@ -37,6 +37,10 @@ func runAction(c *cli.Context) error {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP)
 	defer signal.Stop(sigs)
+	// SIGUSR1 (#SBATCH --signal=B:USR1@600) shows the end warning; unhandled it would kill us.
+	warnings := make(chan os.Signal, 1)
+	signal.Notify(warnings, unix.SIGUSR1)
+	defer signal.Stop(warnings)
 	e, err := setup(c)
 	if err != nil {
 		return err
@@ -63,6 +67,7 @@ func runAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	cfg.Warnings = warnings
 	sup := lifecycle.NewSupervisor(cfg)
 	code, err := sup.Run(context.Background(), sigs)
 	if err != nil {
@@ -86,14 +91,15 @@ func (e *jobEnv) supervisorConfig(c *cli.Context, sessions int, args []string, o
 		return reclaim.Options{BootID: bootID, Grace: e.cfg.CleanupTimeout.Duration, Log: log}
 	}
 	return lifecycle.SupervisorConfig{
-		Settings:  settings,
-		Sessions:  sessions,
-		Port:      c.Int("port"),
-		URL:       c.String("url"),
-		Command:   args,
-		ProxyPort: c.Bool("proxy-port"),
-		Log:       log,
-		Announce:  func(info lifecycle.Info) { announce(out, asJSON, info) },
+		Settings:   settings,
+		EndWarning: e.cfg.EndWarning.Duration,
+		Sessions:   sessions,
+		Port:       c.Int("port"),
+		URL:        c.String("url"),
+		Command:    args,
+		ProxyPort:  c.Bool("proxy-port"),
+		Log:        log,
+		Announce:   func(info lifecycle.Info) { announce(out, asJSON, info) },
 		ServeAPI: func(sock string, m *lifecycle.Manager) (io.Closer, error) {
 			return control.Serve(sock, m, log)
 		},

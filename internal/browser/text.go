@@ -1,7 +1,9 @@
 package browser
 
 import (
+	"context"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
@@ -24,12 +26,28 @@ func (b *Browser) WaitTitle(url, want string, wait time.Duration) (string, error
 		if titles, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](titlesJS)); err == nil {
 			last = titles
 			if strings.Contains(titles, want) {
+				b.screenshot()
 				return titles, nil
 			}
 		}
 		if time.Now().After(deadline) || b.ctx.Err() != nil {
+			b.screenshot()
 			return last, fmt.Errorf("no window title with %q within %v (titles: %q)", want, wait, last)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// screenshot saves the page as PNG to opts.Shot, when set (after a short settle, so that the
+// window's first frames are painted).
+func (b *Browser) screenshot() {
+	if b.opts.Shot == "" {
+		return
+	}
+	time.Sleep(time.Second)
+	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+	defer cancel()
+	if png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)); err == nil {
+		_ = os.WriteFile(b.opts.Shot, png, 0o644)
 	}
 }

@@ -102,6 +102,9 @@ type Config struct {
 	// Profile is "persistent" (one Firefox profile in the state dir, kept between sessions) or
 	// "session" (a throwaway profile per session).
 	Profile string `toml:"profile"`
+	// EndWarning is how long before the job's time limit every session shows that it is ending
+	// and where the downloads are (0: never; SIGUSR1 shows it at any time).
+	EndWarning Duration `toml:"end_warning"`
 	// MaxSessions bounds the sessions one job may run at once.
 	MaxSessions int `toml:"max_sessions"`
 	// LogFormat is "text" or "json".
@@ -163,6 +166,7 @@ func Default() Config {
 		StartURL:         "about:blank",
 		MaxSessions:      4,
 		Profile:          ProfilePersistent,
+		EndWarning:       Duration{10 * time.Minute},
 		ScreenSize:       "2560x1600",
 		ContentProcesses: 2,
 		LogFormat:        "text",

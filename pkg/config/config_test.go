@@ -178,7 +178,7 @@ func TestUnknownAndWrongType(t *testing.T) {
 	tests := []struct{ toml, want string }{
 		{`prot_min = 8001`, `f.toml: prot_min: unknown key (did you mean "port_min"?)`},
 		{`Port_Min = 8001`, `f.toml: Port_Min: unknown key (did you mean "port_min"?)`},
-		{`colour = "blue"`, `f.toml: colour: unknown key (known keys here: bind_address, cleanup_timeout, content_processes, download_dir, epilog,`},
+		{`colour = "blue"`, `f.toml: colour: unknown key (known keys here: bind_address, cleanup_timeout, content_processes, download_dir, end_warning, epilog,`},
 		{"[epilog]\ntimeot = 3", `f.toml: epilog.timeot: unknown key (did you mean "timeout"?)`},
 		{"[epilog.extra]\na = 1", `f.toml: epilog.extra: unknown key`},
 		{"[other]\na = 1", `f.toml: other: unknown key`},

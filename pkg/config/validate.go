@@ -74,6 +74,7 @@ func (c Config) Validate() error {
 		{"content_processes", strconv.Itoa(c.ContentProcesses), checkRange(c.ContentProcesses, 1, 16)},
 		{"download_dir", strconv.Quote(c.DownloadDir), checkDownloadDir(c.DownloadDir)},
 		{"profile", strconv.Quote(c.Profile), checkProfile(c.Profile)},
+		{"end_warning", quoteDuration(c.EndWarning), checkNonNegative(c.EndWarning)},
 		{"max_sessions", strconv.Itoa(c.MaxSessions), checkMaxSessions(c.MaxSessions, c.PortMin, c.PortMax)},
 		{"log_format", strconv.Quote(c.LogFormat), checkLogFormat(c.LogFormat)},
 		{"epilog.timeout", quoteDuration(c.Epilog.Timeout), checkPositive(c.Epilog.Timeout)},
@@ -144,6 +145,13 @@ func checkMaxSessions(n, portMin, portMax int) error {
 	}
 	if ports := portMax - portMin + 1; n > ports {
 		return fmt.Errorf("exceeds the %d ports from port_min to port_max (raise port_max or lower max_sessions)", ports)
+	}
+	return nil
+}
+
+func checkNonNegative(d Duration) error {
+	if d.Duration < 0 {
+		return errors.New(`must be 0 (off) or positive, like "10m"`)
 	}
 	return nil
 }

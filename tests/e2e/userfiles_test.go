@@ -466,13 +466,13 @@ func TestDownloadsSurviveEveryEnd(t *testing.T) {
 
 // seeTitle opens the session's HTML5 client as the user and waits until a window title it
 // shows contains want.
-func (e *env) seeTitle(t *testing.T, info lifecycle.Info, want string) string {
+func (e *env) seeTitle(t *testing.T, info lifecycle.Info, want, shotName string) string {
 	t.Helper()
 	profile := filepath.Join(e.dir, "chromium-"+strconv.Itoa(rand.IntN(1e6)))
 	testutil.MkdirAs(t, profile, e.user, 0o700)
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-	b, err := browser.Start(ctx, browser.Options{UID: e.user.UID, GID: e.user.GID, ProfileDir: profile})
+	b, err := browser.Start(ctx, browser.Options{UID: e.user.UID, GID: e.user.GID, ProfileDir: profile, Shot: filepath.Join(artifactDir(t), shotName)})
 	testutil.Must(t, err, "chromium")
 	defer b.Close()
 	titles, err := b.WaitTitle(info.URL, want, 30*time.Second)
@@ -517,7 +517,7 @@ func TestProfileRemembers(t *testing.T) {
 	t.Run("a second session falls back and says so", func(t *testing.T) {
 		l3 := e.runJob("9713", "--url", url)
 		info3 := l3.ready(t)
-		titles := e.seeTitle(t, info3, "ffl: temporary profile")
+		titles := e.seeTitle(t, info3, "ffl: temporary profile", "profile-fallback.png")
 		t.Logf("second session's window titles: %s", titles)
 		if log := logOf(l3); !strings.Contains(log, "persistent profile not available") || !strings.Contains(log, "job 9712") {
 			t.Errorf("the second session's log does not name the holder:\n%s", log)
@@ -531,7 +531,7 @@ func TestProfileRemembers(t *testing.T) {
 		testutil.WriteAs(t, lockPath, e.user, []byte(rec))
 		l := e.runJob("9714", "--url", url)
 		info := l.ready(t)
-		e.seeTitle(t, info, "ffl: temporary profile")
+		e.seeTitle(t, info, "ffl: temporary profile", "profile-fallback-othernode.png")
 		if log := logOf(l); !strings.Contains(log, "node othernode") {
 			t.Errorf("the log does not name the other node's holder:\n%s", log)
 		}
@@ -602,4 +602,45 @@ func TestSessionProfile(t *testing.T) {
 			t.Errorf("profile = \"session\" made %s in the state dir", p)
 		}
 	}
+}
+
+// TestEndWarning: before the job's time limit (end_warning before the end squeue reports), and
+// at once on SIGUSR1 (#SBATCH --signal=B:USR1@N), every session shows a window over Firefox,
+// seen through the HTML5 client, saying that it ends and where the downloads are; the window is
+// a session process, gone with the session.
+func TestEndWarning(t *testing.T) {
+	require(t, "xpra", "firefox-esr", "chromium", "xmessage")
+	t.Run("before the time limit", func(t *testing.T) {
+		e := userFilesEnv(t, "9731", map[string]string{"end_warning": `"60s"`, "download_dir": `"~/Downloads"`})
+		// squeue as Slurm answers for a job whose time limit is 75 s away.
+		bin := filepath.Join(e.dir, "bin")
+		testutil.MkdirAs(t, bin, e.user, 0o755)
+		end := time.Now().Add(75 * time.Second).Format("2006-01-02T15:04:05")
+		testutil.WriteAs(t, filepath.Join(bin, "squeue"), e.user, []byte("#!/bin/sh\necho "+end+"\n"))
+		testutil.Must(t, os.Chmod(filepath.Join(bin, "squeue"), 0o755), "chmod")
+		e.extraEnv = []string{"PATH=" + bin + ":/usr/local/bin:/usr/bin:/bin"}
+		l := e.run("--url", e.colorPage(t))
+		info := l.ready(t)
+		e.seeFirefox(t, info, "end-warning-firefox.png")
+		titles := e.seeTitle(t, info, lifecycle.WarningTitle+" at "+end[11:16], "end-warning-time-limit.png")
+		if want := "Downloads: " + filepath.Join(e.user.Home, "Downloads"); !strings.Contains(titles, want) {
+			t.Errorf("the warning does not say where the downloads are (%q): %q", want, titles)
+		}
+		t.Logf("window titles: %s", titles)
+		l.stop(t, syscall.SIGTERM)
+		e.assertNothingLeft(t, info.Port)
+	})
+	t.Run("on SIGUSR1", func(t *testing.T) {
+		e := userFilesEnv(t, "9732", map[string]string{"end_warning": `"0"`})
+		l := e.run("--url", e.colorPage(t))
+		info := l.ready(t)
+		e.seeFirefox(t, info, "end-warning-usr1.png")
+		testutil.Must(t, l.cmd.Process.Signal(syscall.SIGUSR1), "USR1")
+		titles := e.seeTitle(t, info, lifecycle.WarningTitle+" soon", "end-warning-sigusr1.png")
+		t.Logf("window titles: %s", titles)
+		if code, _ := l.stop(t, syscall.SIGTERM); code != 143 {
+			t.Errorf("exit %d, want 143 (SIGUSR1 must not end the launcher)", code)
+		}
+		e.assertNothingLeft(t, info.Port)
+	})
 }
