@@ -51,3 +51,8 @@ func (b *Browser) screenshot() {
 		_ = os.WriteFile(b.opts.Shot, png, 0o644)
 	}
 }
+
+// Eval evaluates a JavaScript expression of string value in the page chromium shows.
+func (b *Browser) Eval(js string) (string, error) {
+	return chromedp.Run(b.ctx, chromedp.Evaluate[string](js))
+}

@@ -111,6 +111,7 @@ type Manager struct {
 	reserved   map[int]bool
 	lent       map[int]*front.Front // ports held by the caller (the proxy port), by port
 	stopping   bool
+	warning    *endWarning // the end warning, once given (WarnAll)
 	ended      chan int
 	wg         sync.WaitGroup
 }

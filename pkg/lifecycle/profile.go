@@ -65,7 +65,7 @@ func SqueueJobLive(path string) JobLive {
 		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, bin, "-h", "-j", job, "-o", "%T")
-		cmd.Env = []string{"PATH=" + path, "LANG=C"}
+		cmd.Env = squeueEnv(path)
 		out, err := cmd.CombinedOutput()
 		text := strings.TrimSpace(string(out))
 		if err != nil {

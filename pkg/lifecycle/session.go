@@ -151,6 +151,7 @@ func (m *Manager) startOne(ctx context.Context, f *front.Front, owned bool, url 
 		return Info{}, err
 	}
 	f.Ready(s.paths.socket())
+	m.warnIfDue(s)
 	m.wg.Add(1)
 	go s.watch()
 	return s.Info(), nil

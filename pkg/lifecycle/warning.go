@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/ffl-hpc/ffl/pkg/front"
 	"github.com/ffl-hpc/ffl/pkg/layout"
 	"github.com/ffl-hpc/ffl/pkg/prereq"
 	"github.com/ffl-hpc/ffl/pkg/proc"
@@ -36,7 +38,7 @@ func SqueueJobEnd(path string) JobEnd {
 		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, bin, "-h", "-j", job, "-o", "%e")
-		cmd.Env = []string{"PATH=" + path, "LANG=C"}
+		cmd.Env = squeueEnv(path)
 		out, err := cmd.Output()
 		if err != nil {
 			return time.Time{}, false
@@ -47,6 +49,17 @@ func SqueueJobEnd(path string) JobEnd {
 		}
 		return end, true
 	}
+}
+
+// squeueEnv is squeue's whole environment: PATH, the C locale (its output is parsed), and
+// SLURM_CONF when the job has one (slurmd sets it for jobs of a cluster whose slurm.conf is not
+// in the default place); an odd value is left out.
+func squeueEnv(path string) []string {
+	env := []string{"PATH=" + path, "LANG=C", "LC_ALL=C"}
+	if c := os.Getenv("SLURM_CONF"); filepath.IsAbs(c) && filepath.Clean(c) == c && !hasControl(c) {
+		env = append(env, "SLURM_CONF="+c)
+	}
+	return env
 }
 
 // warningText is what a session shows before it ends: when, why, and where the user's files are.
@@ -78,19 +91,40 @@ func roundMinutes(d time.Duration) string {
 	}
 }
 
-// WarnAll shows the end warning in every ready session.
+// endWarning is the warning shown, kept for the sessions that become ready after it.
+type endWarning struct{ title, body string }
+
+// WarnAll shows the end warning in every ready session, and in every session that becomes
+// ready from now on (a session still starting has no display to show it on yet).
 func (m *Manager) WarnAll(end time.Time, why string) {
+	title, body := warningText(end, why, m.s.DownloadDir)
 	m.mu.Lock()
+	m.warning = &endWarning{title, body}
 	list := make([]*Session, 0, len(m.sessions))
 	for _, s := range m.sessions {
 		list = append(list, s)
 	}
 	m.mu.Unlock()
-	title, body := warningText(end, why, m.s.DownloadDir)
 	for _, s := range list {
+		if s.front.State() != front.Ready {
+			continue // warned by startOne when ready
+		}
 		if err := s.warn(title, body); err != nil {
 			s.log.WithError(err).Warn("end warning not shown")
 		}
+	}
+}
+
+// warnIfDue shows a warning already given to the other sessions in s, just made ready.
+func (m *Manager) warnIfDue(s *Session) {
+	m.mu.Lock()
+	w := m.warning
+	m.mu.Unlock()
+	if w == nil {
+		return
+	}
+	if err := s.warn(w.title, w.body); err != nil {
+		s.log.WithError(err).Warn("end warning not shown")
 	}
 }
 

@@ -644,3 +644,51 @@ func TestEndWarning(t *testing.T) {
 		e.assertNothingLeft(t, info.Port)
 	})
 }
+
+// TestReconnect: a user who closes the tab (or loses the connection) and opens the URL again
+// sees the same Firefox, page and all (the same xpra, no new session); a second tab takes the
+// session over, and the first one says so instead of going blank.
+func TestReconnect(t *testing.T) {
+	require(t, "xpra", "firefox-esr", "chromium")
+	e := userFilesEnv(t, "9741", nil)
+	l := e.run("--url", e.colorPage(t))
+	info := l.ready(t)
+	e.seeFirefox(t, info, "reconnect-1.png")
+	e.seeFirefox(t, info, "reconnect-2-after-closing-the-tab.png")
+	b, err := e.command("list", "--json").Output()
+	testutil.Must(t, err, "list")
+	if !bytes.Contains(b, []byte(fmt.Sprintf(`"pid":%d`, info.PID))) {
+		t.Errorf("after a reconnect the session is not the same xpra (pid %d): %s", info.PID, b)
+	}
+
+	// Two tabs: the first keeps its connection until the second opens the URL.
+	start := func(name string) *browser.Browser {
+		profile := filepath.Join(e.dir, "chromium-"+name)
+		testutil.MkdirAs(t, profile, e.user, 0o700)
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		t.Cleanup(cancel)
+		b, err := browser.Start(ctx, browser.Options{UID: e.user.UID, GID: e.user.GID, ProfileDir: profile, Color: pageColor,
+			Shot: filepath.Join(artifactDir(t), "reconnect-"+name+".png"), Wait: 45 * time.Second})
+		testutil.Must(t, err, "chromium")
+		t.Cleanup(b.Close)
+		return b
+	}
+	first := start("first-tab")
+	if _, err := first.See(info.URL); err != nil {
+		t.Fatalf("first tab: %v", err)
+	}
+	second := start("second-tab")
+	if _, err := second.See(info.URL); err != nil {
+		t.Fatalf("second tab: %v", err)
+	}
+	var said string
+	if !testutil.Eventually(30*time.Second, func() bool {
+		said, _ = first.Eval(`location.pathname + ' | ' + (document.body ? document.body.innerText.replace(/\s+/g, ' ').slice(0, 300) : '')`)
+		return strings.Contains(said, "connect")
+	}) {
+		t.Errorf("the first tab does not say that another tab took the session over: %q", said)
+	}
+	t.Logf("the first tab says: %q", said)
+	l.stop(t, syscall.SIGTERM)
+	e.assertNothingLeft(t, info.Port)
+}
