@@ -56,3 +56,10 @@ func (b *Browser) screenshot() {
 func (b *Browser) Eval(js string) (string, error) {
 	return chromedp.Run(b.ctx, chromedp.Evaluate[string](js))
 }
+
+// Screenshot returns a PNG of the page chromium shows.
+func (b *Browser) Screenshot() ([]byte, error) {
+	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+	defer cancel()
+	return chromedp.Run(ctx, chromedp.FullScreenshot(100))
+}

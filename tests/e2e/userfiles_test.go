@@ -683,12 +683,15 @@ func TestReconnect(t *testing.T) {
 	}
 	var said string
 	if !testutil.Eventually(30*time.Second, func() bool {
-		said, _ = first.Eval(`location.pathname + ' | ' + (document.body ? document.body.innerText.replace(/\s+/g, ' ').slice(0, 300) : '')`)
-		return strings.Contains(said, "connect")
+		said, _ = first.Eval(`location.pathname + location.search + ' | ' + (document.body ? document.body.innerText.replace(/\s+/g, ' ').slice(0, 300) : '')`)
+		return strings.Contains(said, "disconnected") && strings.Contains(said, "new client")
 	}) {
 		t.Errorf("the first tab does not say that another tab took the session over: %q", said)
 	}
 	t.Logf("the first tab says: %q", said)
+	if png, err := first.Screenshot(); err == nil {
+		_ = os.WriteFile(filepath.Join(artifactDir(t), "reconnect-first-tab-after.png"), png, 0o644)
+	}
 	l.stop(t, syscall.SIGTERM)
 	e.assertNothingLeft(t, info.Port)
 }

@@ -114,12 +114,12 @@ func TestDownloadsSurviveSlurmEnds(t *testing.T) {
 				t.Fatalf("job %s: the download did not arrive complete at %s", j.ID, p)
 			}
 			v.end(t, j)
+			c.assertClean(t, j, []int{info.Port}, cleanOpts{})
 			st, _ := j.state()
 			t.Logf("job %s ended: %s", j.ID, st)
 			if want := map[string]string{"scancel": "CANCELLED", "time_limit": "TIMEOUT"}[v.name]; st != want {
 				t.Errorf("job %s: state %s, want %s", j.ID, st, want)
 			}
-			c.assertClean(t, j, []int{info.Port}, cleanOpts{})
 			b, err := os.ReadFile(p)
 			if err != nil || !bytes.Equal(b, s.files[name]) {
 				t.Errorf("job %s: after %s the download %s is not intact (%d bytes, %v)", j.ID, v.name, p, len(b), err)
