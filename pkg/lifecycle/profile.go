@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"html"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,7 +37,7 @@ type ProfileHolder struct {
 	Since    time.Time     `json:"since"`
 }
 
-// String names the holder for the log and the notice page.
+// String names the holder for the log and the notice.
 func (h ProfileHolder) String() string {
 	return fmt.Sprintf("node %s, job %s, port %d, since %s", h.Node, h.Job, h.Port, h.Since.Format(time.RFC3339))
 }
@@ -262,12 +261,9 @@ func removeFirefoxLock(profile string) {
 	}
 }
 
-// noticeFile is the page a session opens first when it fell back to a throwaway profile.
-const noticeFile = "notice.html"
-
 // chooseProfile decides the session's profile: the persistent one when configured and free,
 // else a throwaway one in the session tree (home is that tree's open directory), with a
-// notice for the log and for the user's first tab when the persistent one was wanted.
+// notice for the log and for a window over Firefox when the persistent one was wanted.
 func (s *Session) chooseProfile(ctx context.Context, home *os.File) error {
 	st := s.m.s
 	l := st.Layout
@@ -285,7 +281,7 @@ func (s *Session) chooseProfile(ctx context.Context, home *os.File) error {
 	}
 	if why != "" {
 		s.log.WithField("reason", why).Warn("persistent profile not available: this session uses a temporary profile")
-		s.notice = noticePage(l.PersistentProfileDir(), why, st.DownloadDir)
+		s.notice = noticeText(l.PersistentProfileDir(), why, st.DownloadDir)
 		return nil
 	}
 	dir, err := safefs.MkdirAll(l.StateDir, layout.ProfileDir, 0o700, l.UID)
@@ -312,18 +308,18 @@ func (s *Session) tidyDownloads() {
 	}
 }
 
-// noticePage is the first tab of a session that fell back to a throwaway profile.
-func noticePage(profile, why, downloads string) string {
-	esc := html.EscapeString
+// NoticeTitle starts the title of the window a session that fell back to a throwaway profile
+// shows over Firefox.
+const NoticeTitle = "ffl: temporary profile"
+
+// noticeText is the window a session that fell back to a throwaway profile shows over Firefox
+// (the start page stays Firefox's tab: what the user asked for).
+func noticeText(profile, why, downloads string) endWarning {
 	var b strings.Builder
-	b.WriteString(`<!DOCTYPE html><html><head><meta charset="utf-8"><title>ffl: temporary profile</title></head>` +
-		`<body style="font:16px sans-serif;margin:2em;max-width:50em">` +
-		`<h1>This Firefox uses a temporary profile</h1>`)
-	fmt.Fprintf(&b, `<p>Your saved profile (%s) is not available: %s.</p>`, esc(profile), esc(why))
-	b.WriteString(`<p>Bookmarks, history, saved logins and cookies of this session are not kept when it ends.</p>`)
+	fmt.Fprintf(&b, "This Firefox uses a temporary profile.\n\nYour saved profile (%s) is not available:\n%s.\n\n", profile, why)
+	b.WriteString("Bookmarks, history, saved logins and cookies of this session\nare not kept when it ends.")
 	if downloads != "" {
-		fmt.Fprintf(&b, `<p>Downloads are kept as usual, in %s.</p>`, esc(downloads))
+		fmt.Fprintf(&b, "\n\nDownloads are kept as usual, in %s", downloads)
 	}
-	b.WriteString(`<p>Your start page is in the next tab.</p></body></html>` + "\n")
-	return b.String()
+	return endWarning{title: NoticeTitle + ": bookmarks, history and logins of this session are not kept", body: b.String()}
 }

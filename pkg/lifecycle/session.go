@@ -63,9 +63,9 @@ type Session struct {
 	// profileDir is the profile Firefox runs with; lock is set while it is the persistent one.
 	profileDir string
 	lock       *profileLock
-	// notice is the page Firefox opens first when the session fell back to a throwaway
-	// profile ("" otherwise).
-	notice string
+	// notice is shown in a window over Firefox once the session is ready when it fell back
+	// to a throwaway profile (zero otherwise).
+	notice endWarning
 
 	cmd     *exec.Cmd
 	xpra    proc.Identity
@@ -151,6 +151,13 @@ func (m *Manager) startOne(ctx context.Context, f *front.Front, owned bool, url 
 		return Info{}, err
 	}
 	f.Ready(s.paths.socket())
+	if s.notice.title != "" {
+		if err := s.showWindow(s.notice.title, s.notice.body); err != nil {
+			s.log.WithError(err).Warn("temporary profile notice not shown")
+		} else {
+			s.log.Info("temporary profile notice shown")
+		}
+	}
 	m.warnIfDue(s)
 	m.wg.Add(1)
 	go s.watch()
@@ -250,13 +257,6 @@ func (s *Session) start(ctx context.Context, url string) error {
 			data []byte
 		}{cfg, "user-dirs.dirs", []byte(dirs)})
 	}
-	if s.notice != "" {
-		files = append(files, struct {
-			dir  *os.File
-			name string
-			data []byte
-		}{home, noticeFile, []byte(s.notice)})
-	}
 	for _, f := range files {
 		if err := safefs.ReplaceFile(f.dir, f.name, f.data, 0o600); err != nil {
 			return fmt.Errorf("write %s: %w", filepath.Join(f.dir.Name(), f.name), err)
@@ -282,11 +282,7 @@ func (s *Session) launch(ctx context.Context, url string) error {
 		return fmt.Errorf("displayfd pipe: %w", err)
 	}
 	defer dr.Close()
-	urls := []string{url}
-	if s.notice != "" {
-		urls = []string{"file://" + filepath.Join(s.paths.Home, noticeFile), url}
-	}
-	ff := firefoxCommand(st.Firefox, s.paths, s.profileDir, st.Home, st.FirefoxArgs, urls)
+	ff := firefoxCommand(st.Firefox, s.paths, s.profileDir, st.Home, st.FirefoxArgs, []string{url})
 	args := xpraArgs(s.paths, 3, st.ScreenSize, ff, st.XpraArgs)
 	xpraBin, err := prereq.LookPath(st.Xpra, st.Path)
 	if err != nil {

@@ -14,7 +14,6 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/ffl-hpc/ffl/pkg/front"
-	"github.com/ffl-hpc/ffl/pkg/layout"
 	"github.com/ffl-hpc/ffl/pkg/prereq"
 	"github.com/ffl-hpc/ffl/pkg/proc"
 )
@@ -109,10 +108,16 @@ func (m *Manager) WarnAll(end time.Time, why string) {
 		if s.front.State() != front.Ready {
 			continue // warned by startOne when ready
 		}
-		if err := s.warn(title, body); err != nil {
-			s.log.WithError(err).Warn("end warning not shown")
-		}
+		s.showEndWarning(title, body)
 	}
+}
+
+func (s *Session) showEndWarning(title, body string) {
+	if err := s.showWindow(title, body); err != nil {
+		s.log.WithError(err).Warn("end warning not shown")
+		return
+	}
+	s.log.Info("end warning shown")
 }
 
 // warnIfDue shows a warning already given to the other sessions in s, just made ready.
@@ -123,15 +128,14 @@ func (m *Manager) warnIfDue(s *Session) {
 	if w == nil {
 		return
 	}
-	if err := s.warn(w.title, w.body); err != nil {
-		s.log.WithError(err).Warn("end warning not shown")
-	}
+	s.showEndWarning(w.title, w.body)
 }
 
-// warn shows a window over Firefox on the session's display (xmessage, x11-utils): xpra
-// forwards it to the HTML5 client like any window. It is a session process (the marker first
-// in its environment, its identity recorded), so every cleanup ends it with the session.
-func (s *Session) warn(title, body string) error {
+// showWindow shows a message window over Firefox on the session's display (xmessage,
+// x11-utils): xpra forwards it to the HTML5 client like any window. It is a session process
+// (the marker first in its environment, its identity recorded), so every cleanup ends it with
+// the session.
+func (s *Session) showWindow(title, body string) error {
 	st := s.m.s
 	s.stateMu.Lock()
 	display := s.state.Display
@@ -159,6 +163,6 @@ func (s *Session) warn(title, body string) error {
 			st.Reaper.Disown(cmd.Process.Pid)
 		}
 	}()
-	s.log.WithFields(logrus.Fields{"pid": cmd.Process.Pid, layout.MarkerVar: s.marker}).Info("end warning shown")
+	s.log.WithFields(logrus.Fields{"pid": cmd.Process.Pid, "title": title}).Debug("message shown over Firefox")
 	return nil
 }

@@ -489,8 +489,8 @@ func logOf(l *launcher) string {
 
 // TestProfileRemembers: with the default profile = "persistent", a cookie a page set in one
 // session is there in the next (the page paints itself in another colour, seen through the
-// HTML5 client). A second session while the first runs gets a temporary profile and says so
-// (the log, and the first tab's title in the HTML5 client), and so does a session while a
+// HTML5 client). A second session while the first runs gets a temporary profile, shows the page
+// asked for and says so (the log, and a window over Firefox in the HTML5 client), and so does a session while a
 // record of another node's live session holds the profile, which is left alone. After a session
 // was SIGKILLed with all its processes (Firefox's own lock left too), the next session clears
 // the stale lock and has the profile, cookie included, without a "Firefox is already running"
@@ -517,8 +517,10 @@ func TestProfileRemembers(t *testing.T) {
 	t.Run("a second session falls back and says so", func(t *testing.T) {
 		l3 := e.runJob("9713", "--url", url)
 		info3 := l3.ready(t)
-		titles := e.seeTitle(t, info3, "ffl: temporary profile", "profile-fallback.png")
+		titles := e.seeTitle(t, info3, lifecycle.NoticeTitle, "profile-fallback.png")
 		t.Logf("second session's window titles: %s", titles)
+		// Its Firefox shows the page asked for, on a temporary profile: no cookie.
+		e.seeColor(t, info3, "profile-fallback-page.png", cookieNew)
 		if log := logOf(l3); !strings.Contains(log, "persistent profile not available") || !strings.Contains(log, "job 9712") {
 			t.Errorf("the second session's log does not name the holder:\n%s", log)
 		}
@@ -531,7 +533,7 @@ func TestProfileRemembers(t *testing.T) {
 		testutil.WriteAs(t, lockPath, e.user, []byte(rec))
 		l := e.runJob("9714", "--url", url)
 		info := l.ready(t)
-		e.seeTitle(t, info, "ffl: temporary profile", "profile-fallback-othernode.png")
+		e.seeTitle(t, info, lifecycle.NoticeTitle, "profile-fallback-othernode.png")
 		if log := logOf(l); !strings.Contains(log, "node othernode") {
 			t.Errorf("the log does not name the other node's holder:\n%s", log)
 		}
