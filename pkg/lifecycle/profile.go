@@ -262,9 +262,9 @@ func removeFirefoxLock(profile string) {
 }
 
 // chooseProfile decides the session's profile: the persistent one when configured and free,
-// else a throwaway one in the session tree (home is that tree's open directory), with a
-// notice for the log and for a window over Firefox when the persistent one was wanted.
-func (s *Session) chooseProfile(ctx context.Context, home *os.File) error {
+// else a throwaway one in the session tree, with a notice for the log and for a window over
+// Firefox when the persistent one was wanted.
+func (s *Session) chooseProfile(ctx context.Context) error {
 	st := s.m.s
 	l := st.Layout
 	s.profileDir = s.paths.profile()

@@ -221,7 +221,7 @@ func (s *Session) start(ctx context.Context, url string) error {
 		}
 		f.Close()
 	}
-	if err := s.chooseProfile(ctx, home); err != nil {
+	if err := s.chooseProfile(ctx); err != nil {
 		return err
 	}
 	files := []struct {
