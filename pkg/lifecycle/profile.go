@@ -316,7 +316,7 @@ const NoticeTitle = "ffl: temporary profile"
 // (the start page stays Firefox's tab: what the user asked for).
 func noticeText(profile, why, downloads string) endWarning {
 	var b strings.Builder
-	fmt.Fprintf(&b, "This Firefox uses a temporary profile.\n\nYour saved profile (%s) is not available:\n%s.\n\n", profile, why)
+	fmt.Fprintf(&b, "This Firefox uses a temporary profile.\n\nYour saved profile (%s) is not available:\n%s.\n\n", profile, strings.ReplaceAll(why, "; ", ".\n"))
 	b.WriteString("Bookmarks, history, saved logins and cookies of this session\nare not kept when it ends.")
 	if downloads != "" {
 		fmt.Fprintf(&b, "\n\nDownloads are kept as usual, in %s", downloads)
