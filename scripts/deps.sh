@@ -2,6 +2,7 @@
 # deps.sh: install what ffl's build, demo and tests need on Debian 12 (as root). Idempotent:
 # packages already present are not fetched again.
 #   xpra firefox-esr xvfb   the session itself (xpra ships the HTML5 client)
+#   x11-utils               xmessage: the end warning a session shows over Firefox (end_warning, SIGUSR1)
 #   python3-pil python3-lz4 what xpra 3.1 needs to DRAW: Debian only recommends them, and
 #                           --no-install-recommends skips recommends. Without python3-pil a
 #                           session starts, then its HTML5 client is disconnected as soon as
@@ -20,7 +21,7 @@
 #   bash-completion         runs the generated completion scripts in their test
 #   debhelper lintian       make deb builds the Debian package with them and checks it
 set -euo pipefail
-PKGS=(xpra python3-pil python3-lz4 firefox-esr xvfb xauth chromium slurm-wlm munge curl procps ca-certificates python3 iproute2 util-linux
+PKGS=(xpra python3-pil python3-lz4 firefox-esr xvfb xauth x11-utils chromium slurm-wlm munge curl procps ca-certificates python3 iproute2 util-linux
   python3-venv node-configurable-http-proxy nodejs sudo bash-completion debhelper lintian)
 missing=()
 for p in "${PKGS[@]}"; do

@@ -37,6 +37,10 @@ func runAction(c *cli.Context) error {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP)
 	defer signal.Stop(sigs)
+	// SIGUSR1 (#SBATCH --signal=B:USR1@600) shows the end warning; unhandled it would kill us.
+	warnings := make(chan os.Signal, 1)
+	signal.Notify(warnings, unix.SIGUSR1)
+	defer signal.Stop(warnings)
 	e, err := setup(c)
 	if err != nil {
 		return err
@@ -59,7 +63,12 @@ func runAction(c *cli.Context) error {
 	// tighter GC target keeps its heap (a few MiB of short-lived /proc scan buffers) small,
 	// at a cost of microseconds per scan.
 	debug.SetGCPercent(40)
-	sup := lifecycle.NewSupervisor(e.supervisorConfig(c, sessions, args, os.Stdout, c.Bool("json")))
+	cfg, err := e.supervisorConfig(c, sessions, args, os.Stdout, c.Bool("json"))
+	if err != nil {
+		return err
+	}
+	cfg.Warnings = warnings
+	sup := lifecycle.NewSupervisor(cfg)
 	code, err := sup.Run(context.Background(), sigs)
 	if err != nil {
 		return err
@@ -72,20 +81,25 @@ func runAction(c *cli.Context) error {
 
 // supervisorConfig wires the library pieces into one `ffl-launch run`: the control API, the
 // sweep of other jobs' stale sessions and the reclaim of this job's earlier run (reclaim).
-func (e *jobEnv) supervisorConfig(c *cli.Context, sessions int, args []string, out io.Writer, asJSON bool) lifecycle.SupervisorConfig {
+func (e *jobEnv) supervisorConfig(c *cli.Context, sessions int, args []string, out io.Writer, asJSON bool) (lifecycle.SupervisorConfig, error) {
 	log := e.log
+	settings, err := e.settings()
+	if err != nil {
+		return lifecycle.SupervisorConfig{}, err
+	}
 	opts := func(bootID string) reclaim.Options {
 		return reclaim.Options{BootID: bootID, Grace: e.cfg.CleanupTimeout.Duration, Log: log}
 	}
 	return lifecycle.SupervisorConfig{
-		Settings:  e.settings(),
-		Sessions:  sessions,
-		Port:      c.Int("port"),
-		URL:       c.String("url"),
-		Command:   args,
-		ProxyPort: c.Bool("proxy-port"),
-		Log:       log,
-		Announce:  func(info lifecycle.Info) { announce(out, asJSON, info) },
+		Settings:   settings,
+		EndWarning: e.cfg.EndWarning.Duration,
+		Sessions:   sessions,
+		Port:       c.Int("port"),
+		URL:        c.String("url"),
+		Command:    args,
+		ProxyPort:  c.Bool("proxy-port"),
+		Log:        log,
+		Announce:   func(info lifecycle.Info) { announce(out, asJSON, info) },
 		ServeAPI: func(sock string, m *lifecycle.Manager) (io.Closer, error) {
 			return control.Serve(sock, m, log)
 		},
@@ -104,7 +118,7 @@ func (e *jobEnv) supervisorConfig(c *cli.Context, sessions int, args []string, o
 			log.WithFields(logrus.Fields{"sessions": rep.Sessions, "termed": rep.Termed, "killed": rep.Killed, "dirs": rep.Dirs}).Info("reclaimed an earlier run of this job")
 			return err
 		},
-	}
+	}, nil
 }
 
 func announce(out io.Writer, asJSON bool, info lifecycle.Info) {

@@ -22,6 +22,7 @@ import (
 // jobEnv is what every subcommand derives from the environment, the config and the flags.
 type jobEnv struct {
 	job    slurmenv.Job
+	home   string
 	cfg    config.Config
 	layout layout.Layout
 	log    *logrus.Entry
@@ -78,7 +79,7 @@ func setup(c *cli.Context) (*jobEnv, error) {
 	if err := l.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %v", lifecycle.ErrBadInput, err)
 	}
-	return &jobEnv{job: job, cfg: cfg, layout: l, log: log}, nil
+	return &jobEnv{job: job, home: home, cfg: cfg, layout: l, log: log}, nil
 }
 
 // homeOf resolves the user's home through NSS (LDAP/SSSD users too), falling back to $HOME.
@@ -93,28 +94,37 @@ func homeOf(job slurmenv.Job) (string, error) {
 }
 
 // settings turns the job environment into the lifecycle manager's settings.
-func (e *jobEnv) settings() lifecycle.Settings {
+func (e *jobEnv) settings() (lifecycle.Settings, error) {
 	c := e.cfg
+	dl, err := config.ExpandDownloadDir(c.DownloadDir, e.home)
+	if err != nil {
+		return lifecycle.Settings{}, fmt.Errorf("%w: %v", lifecycle.ErrBadInput, err)
+	}
+	dl, source := lifecycle.ResolveDownloadDir(e.home, dl)
+	e.log.WithFields(logrus.Fields{"download_dir": dl, "from": source, "profile": c.Profile}).Debug("where the user's files go")
 	st := lifecycle.Settings{
-		Layout:           e.layout,
-		User:             e.job.User,
-		Xpra:             c.Xpra,
-		XpraArgs:         c.XpraArgs,
-		Firefox:          c.Firefox,
-		FirefoxArgs:      c.FirefoxArgs,
-		StartURL:         c.StartURL,
-		BindAddress:      c.BindAddress,
-		PortMin:          c.PortMin,
-		PortMax:          c.PortMax,
-		MaxSessions:      c.MaxSessions,
-		ScreenSize:       c.ScreenSize,
-		ContentProcesses: c.ContentProcesses,
-		StartTimeout:     c.StartTimeout.Duration,
-		CleanupTimeout:   c.CleanupTimeout.Duration,
-		Path:             os.Getenv("PATH"),
-		Lang:             os.Getenv("LANG"),
-		Log:              e.log,
-		Failpoint:        failpointFromEnv(os.Getenv("FFL_FAILPOINT"), e.log),
+		Layout:            e.layout,
+		User:              e.job.User,
+		Home:              e.home,
+		DownloadDir:       dl,
+		PersistentProfile: c.Profile == config.ProfilePersistent,
+		Xpra:              c.Xpra,
+		XpraArgs:          c.XpraArgs,
+		Firefox:           c.Firefox,
+		FirefoxArgs:       c.FirefoxArgs,
+		StartURL:          c.StartURL,
+		BindAddress:       c.BindAddress,
+		PortMin:           c.PortMin,
+		PortMax:           c.PortMax,
+		MaxSessions:       c.MaxSessions,
+		ScreenSize:        c.ScreenSize,
+		ContentProcesses:  c.ContentProcesses,
+		StartTimeout:      c.StartTimeout.Duration,
+		CleanupTimeout:    c.CleanupTimeout.Duration,
+		Path:              os.Getenv("PATH"),
+		Lang:              os.Getenv("LANG"),
+		Log:               e.log,
+		Failpoint:         failpointFromEnv(os.Getenv("FFL_FAILPOINT"), e.log),
 	}
 	if os.Getenv("FFL_FAKE_XPRA") == "1" {
 		// Test hook: the fast end-to-end tests run internal/fakexpra, which serves HTTP but has
@@ -123,7 +133,7 @@ func (e *jobEnv) settings() lifecycle.Settings {
 		st.Probe = lifecycle.HTTPProbe{}
 		st.DrawCheck = func(context.Context, string, string) error { return nil }
 	}
-	return st
+	return st, nil
 }
 
 // failpointFromEnv returns a hook that SIGKILLs the launcher at the named step of a session's

@@ -9,6 +9,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strconv"
@@ -28,6 +29,16 @@ const (
 	EnvCleanupTimeout = "FIREFOX_LAUNCHER_CLEANUP_TIMEOUT"
 	// EnvDebug turns on debug logging when truthy ("1", "true", "yes", "on").
 	EnvDebug = "FIREFOX_LAUNCHER_DEBUG"
+)
+
+// Values of profile.
+const (
+	// ProfilePersistent keeps one profile in the state dir between sessions (bookmarks,
+	// history, logins, cookies, preferences); a second concurrent session falls back to
+	// ProfileSession.
+	ProfilePersistent = "persistent"
+	// ProfileSession gives every session a throwaway profile in its session tree.
+	ProfileSession = "session"
 )
 
 // DefaultMetricsFile is in the directory Debian's prometheus-node-exporter reads
@@ -84,6 +95,16 @@ type Config struct {
 	ScreenSize string `toml:"screen_size"`
 	// ContentProcesses bounds Firefox's web content processes (each costs tens of MiB).
 	ContentProcesses int `toml:"content_processes"`
+	// DownloadDir is where Firefox saves downloads without asking: "" is the user's XDG download
+	// dir (~/.config/user-dirs.dirs) or ~/Downloads; "~/" is the job owner's home. It is never
+	// inside a session tree, so no cleanup can remove what the user downloaded.
+	DownloadDir string `toml:"download_dir"`
+	// Profile is "persistent" (one Firefox profile in the state dir, kept between sessions) or
+	// "session" (a throwaway profile per session).
+	Profile string `toml:"profile"`
+	// EndWarning is how long before the job's time limit every session shows that it is ending
+	// and where the downloads are (0: never; SIGUSR1 shows it at any time).
+	EndWarning Duration `toml:"end_warning"`
 	// MaxSessions bounds the sessions one job may run at once.
 	MaxSessions int `toml:"max_sessions"`
 	// LogFormat is "text" or "json".
@@ -144,6 +165,8 @@ func Default() Config {
 		Firefox:          "firefox-esr",
 		StartURL:         "about:blank",
 		MaxSessions:      4,
+		Profile:          ProfilePersistent,
+		EndWarning:       Duration{10 * time.Minute},
 		ScreenSize:       "2560x1600",
 		ContentProcesses: 2,
 		LogFormat:        "text",
@@ -178,6 +201,29 @@ func ExpandStateDir(stateDir, home string) (string, error) {
 		return "", fmt.Errorf("home directory %q of the job owner: %w", home, err)
 	}
 	return filepath.Join(home, rest), nil
+}
+
+// ExpandDownloadDir turns download_dir ("~/dir" or a clean absolute path; "" stays "", which
+// means the XDG download dir) into an absolute path below the job owner's home.
+func ExpandDownloadDir(dir, home string) (string, error) {
+	if dir == "" {
+		return "", nil
+	}
+	if dir == "~" || dir == "~/" {
+		if err := checkAbsDir(home); err != nil {
+			return "", fmt.Errorf("home directory %q of the job owner: %w", home, err)
+		}
+		return home, nil
+	}
+	out, err := ExpandStateDir(dir, home)
+	if err != nil {
+		var e *Error
+		if errors.As(err, &e) {
+			e.Key = "download_dir"
+		}
+		return "", err
+	}
+	return out, nil
 }
 
 // Duration is a time.Duration that TOML spells "3s", "1m30s" or as an

@@ -178,7 +178,7 @@ func TestUnknownAndWrongType(t *testing.T) {
 	tests := []struct{ toml, want string }{
 		{`prot_min = 8001`, `f.toml: prot_min: unknown key (did you mean "port_min"?)`},
 		{`Port_Min = 8001`, `f.toml: Port_Min: unknown key (did you mean "port_min"?)`},
-		{`colour = "blue"`, `f.toml: colour: unknown key (known keys here: bind_address, cleanup_timeout, content_processes, epilog,`},
+		{`colour = "blue"`, `f.toml: colour: unknown key (known keys here: bind_address, cleanup_timeout, content_processes, download_dir, end_warning, epilog,`},
 		{"[epilog]\ntimeot = 3", `f.toml: epilog.timeot: unknown key (did you mean "timeout"?)`},
 		{"[epilog.extra]\na = 1", `f.toml: epilog.extra: unknown key`},
 		{"[other]\na = 1", `f.toml: other: unknown key`},
@@ -672,5 +672,43 @@ func TestKeysCoverSchema(t *testing.T) {
 		if got, _ := DefaultTOML(tt.key); got != tt.want {
 			t.Errorf("DefaultTOML(%s) = %s, want %s", tt.key, got, tt.want)
 		}
+	}
+}
+
+// TestUserFilesKeys: profile takes its two values, download_dir "" (XDG), "~", "~/dir" or a
+// clean absolute path, expanded below the owner's home; anything else is one line naming the key.
+func TestUserFilesKeys(t *testing.T) {
+	for _, tt := range []struct {
+		profile, dl, wantErr string
+	}{
+		{"persistent", "", ""},
+		{"session", "~/Downloads", ""},
+		{"persistent", "/scratch/u/dl", ""},
+		{"persistent", "~", ""},
+		{"forever", "", `profile = "forever": must be "persistent"`},
+		{"persistent", "Downloads", `download_dir = "Downloads": must be an absolute path, like "/scratch/you/downloads"`},
+		{"persistent", "~/../x", `download_dir = "~/../x": must be a clean path below the home, like "~/Downloads"`},
+		{"persistent", "~bob/dl", `download_dir = "~bob/dl": "~user" is not supported`},
+	} {
+		c := Default()
+		c.Profile, c.DownloadDir = tt.profile, tt.dl
+		err := c.Validate()
+		if tt.wantErr == "" {
+			if err != nil {
+				t.Errorf("profile %q download_dir %q: %v", tt.profile, tt.dl, err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+			t.Errorf("profile %q download_dir %q: error %v, want %q", tt.profile, tt.dl, err, tt.wantErr)
+		}
+	}
+	for in, want := range map[string]string{"": "", "~": "/home/u", "~/": "/home/u", "~/dl": "/home/u/dl", "/data/dl": "/data/dl"} {
+		if got, err := ExpandDownloadDir(in, "/home/u"); err != nil || got != want {
+			t.Errorf("ExpandDownloadDir(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	if c := Default(); c.Profile != ProfilePersistent || c.DownloadDir != "" {
+		t.Errorf("defaults: profile %q download_dir %q", c.Profile, c.DownloadDir)
 	}
 }

@@ -72,6 +72,9 @@ func (c Config) Validate() error {
 		{"start_url", strconv.Quote(c.StartURL), checkURL(c.StartURL)},
 		{"screen_size", strconv.Quote(c.ScreenSize), checkScreen(c.ScreenSize)},
 		{"content_processes", strconv.Itoa(c.ContentProcesses), checkRange(c.ContentProcesses, 1, 16)},
+		{"download_dir", strconv.Quote(c.DownloadDir), checkDownloadDir(c.DownloadDir)},
+		{"profile", strconv.Quote(c.Profile), checkProfile(c.Profile)},
+		{"end_warning", quoteDuration(c.EndWarning), checkNonNegative(c.EndWarning)},
 		{"max_sessions", strconv.Itoa(c.MaxSessions), checkMaxSessions(c.MaxSessions, c.PortMin, c.PortMax)},
 		{"log_format", strconv.Quote(c.LogFormat), checkLogFormat(c.LogFormat)},
 		{"epilog.timeout", quoteDuration(c.Epilog.Timeout), checkPositive(c.Epilog.Timeout)},
@@ -146,6 +149,13 @@ func checkMaxSessions(n, portMin, portMax int) error {
 	return nil
 }
 
+func checkNonNegative(d Duration) error {
+	if d.Duration < 0 {
+		return errors.New(`must be 0 (off) or positive, like "10m"`)
+	}
+	return nil
+}
+
 func checkPositive(d Duration) error {
 	if d.Duration <= 0 {
 		return errors.New(`must be positive, like "3s" or "1m30s"`)
@@ -163,6 +173,25 @@ func checkIP(s string) error {
 func checkLogFormat(s string) error {
 	if s != "text" && s != "json" {
 		return errors.New(`must be "text" or "json"`)
+	}
+	return nil
+}
+
+// checkDownloadDir accepts "" (the XDG download dir), "~" or "~/<relative>", or a clean
+// absolute directory.
+func checkDownloadDir(p string) error {
+	if p == "" || p == "~" || p == "~/" {
+		return nil
+	}
+	if err := checkStateDir(p); err != nil {
+		return errors.New(strings.NewReplacer("~/.firefox-launcher", "~/Downloads", `"/run/ffl"`, `"/scratch/you/downloads"`).Replace(err.Error()))
+	}
+	return nil
+}
+
+func checkProfile(s string) error {
+	if s != ProfilePersistent && s != ProfileSession {
+		return fmt.Errorf("must be %q (kept between sessions) or %q (thrown away with the session)", ProfilePersistent, ProfileSession)
 	}
 	return nil
 }

@@ -27,6 +27,13 @@ const (
 	ProxySecretFile = "proxy-secret"
 	// PasswordFile is the session's xpra TCP password in the home session dir.
 	PasswordFile = "password"
+	// ProfileDir is the persistent Firefox profile under the state dir: outside every session
+	// tree, so no cleanup path (launcher, clean, Epilog, Prolog, sweep) ever reaches it.
+	ProfileDir = "profile"
+	// ProfileLockFile, beside ProfileDir, names the session that holds the persistent profile
+	// (node, job, boot id, launcher): Firefox's own lock (IP:+PID) cannot tell a live holder on
+	// another node from a dead one.
+	ProfileLockFile = "profile.lock"
 	// MarkerVar is put in the environment of every session process so that leftovers can be
 	// found after the launcher is gone (xpra passes its environment to Xvfb and Firefox).
 	MarkerVar = "FFL_SESSION"
@@ -107,6 +114,12 @@ func (l Layout) HomeJobDir() string { return filepath.Join(l.HomeNodeDir(), JobD
 func (l Layout) HomeSessionDir(port int) string {
 	return filepath.Join(l.HomeJobDir(), SessionDirName(port))
 }
+
+// PersistentProfileDir is <state>/profile, the profile kept between sessions.
+func (l Layout) PersistentProfileDir() string { return filepath.Join(l.StateDir, ProfileDir) }
+
+// ProfileLockPath is <state>/profile.lock.
+func (l Layout) ProfileLockPath() string { return filepath.Join(l.StateDir, ProfileLockFile) }
 
 // PreferredRuntimeJobDir is <runtime>/job-<key>, made by ffl-prolog for the job's user.
 func (l Layout) PreferredRuntimeJobDir() string {

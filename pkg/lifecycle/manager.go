@@ -28,6 +28,17 @@ type Settings struct {
 	Layout layout.Layout
 	// User is the job owner's name (USER/LOGNAME of the session).
 	User string
+	// Home is the job owner's home as NSS reports it: Firefox's HOME and working directory, so
+	// that save and print-to-file dialogs open there ("" keeps HOME in the session tree).
+	Home string
+	// DownloadDir is where Firefox saves downloads without asking (ResolveDownloadDir; "" lets
+	// Firefox choose, inside its HOME). Never inside a session tree.
+	DownloadDir string
+	// PersistentProfile makes sessions use <state>/profile, one at a time (profile.lock); a
+	// session that cannot have it gets a throwaway profile and a notice.
+	PersistentProfile bool
+	// JobLive decides whether a profile holder on another node has ended (nil: squeue).
+	JobLive JobLive
 	// Xpra and Firefox are the commands (resolved through PATH at start).
 	Xpra, Firefox         string
 	XpraArgs, FirefoxArgs []string
@@ -104,6 +115,7 @@ type Manager struct {
 	// loopback families (pickPort's second pass); its URL names that address literally.
 	hosts    map[int]string
 	stopping bool
+	warning  *endWarning // the end warning, once given (WarnAll)
 	ended    chan int
 	wg       sync.WaitGroup
 }
@@ -165,6 +177,14 @@ func NewManager(s Settings) (*Manager, error) {
 	}
 	if err := CheckPrerequisites(context.Background(), s.Xpra, s.Firefox, s.Path, draw); err != nil {
 		return nil, err
+	}
+	if s.DownloadDir != "" {
+		if err := checkDownloadDir(s.DownloadDir, s.Layout); err != nil {
+			return nil, err
+		}
+		if err := EnsureDownloadDir(s.DownloadDir); err != nil {
+			return nil, err
+		}
 	}
 	dir, err := runtimedir.Prepare(s.Layout)
 	if err != nil {

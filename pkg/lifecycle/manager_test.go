@@ -284,9 +284,15 @@ func TestXpraArgsConfine(t *testing.T) {
 	if env[0] != layout.MarkerVar+"=1/n/8001/" {
 		t.Errorf("the marker must be the first variable, env %v", env)
 	}
-	ff := firefoxCommand("firefox-esr", p, nil, "about:blank")
-	if ff[0] != "/bin/sh" || !strings.Contains(ff[2], "exec firefox-esr --no-remote --new-instance --profile /h/s/profile about:blank >>/r/s/firefox.log 2>&1") {
+	ff := firefoxCommand("firefox-esr", p, p.profile(), "", nil, []string{"about:blank"})
+	if ff[0] != "/bin/sh" || ff[2] != "exec firefox-esr --no-remote --new-instance --profile /h/s/profile about:blank >>/r/s/firefox.log 2>&1" {
 		t.Errorf("firefox command %q", ff)
+	}
+	// With the user's home: Firefox (only Firefox, not xpra) runs there, on the given profile,
+	// the notice page first.
+	ff = firefoxCommand("firefox-esr", p, "/home/u x/.firefox-launcher/profile", "/home/u x", nil, []string{"file:///h/s/notice.html", "http://x/"})
+	if want := "cd '/home/u x' && HOME='/home/u x' exec firefox-esr --no-remote --new-instance --profile '/home/u x/.firefox-launcher/profile' file:///h/s/notice.html http://x/ >>/r/s/firefox.log 2>&1"; ff[2] != want {
+		t.Errorf("firefox command with home\n got %q\nwant %q", ff[2], want)
 	}
 }
 

@@ -61,6 +61,13 @@ type Session struct {
 	front    *front.Front
 	ownFront bool
 
+	// profileDir is the profile Firefox runs with; lock is set while it is the persistent one.
+	profileDir string
+	lock       *profileLock
+	// notice is shown in a window over Firefox once the session is ready when it fell back
+	// to a throwaway profile (zero otherwise).
+	notice endWarning
+
 	cmd     *exec.Cmd
 	xpra    proc.Identity
 	exited  chan struct{}
@@ -141,6 +148,14 @@ func (m *Manager) startOne(ctx context.Context, f *front.Front, owned bool, url 
 		return Info{}, err
 	}
 	f.Ready(s.paths.socket())
+	if s.notice.title != "" {
+		if err := s.showWindow(s.notice.title, s.notice.body); err != nil {
+			s.log.WithError(err).Warn("temporary profile notice not shown")
+		} else {
+			s.log.Info("temporary profile notice shown")
+		}
+	}
+	m.warnIfDue(s)
 	m.wg.Add(1)
 	go s.watch()
 	return s.Info(), nil
@@ -203,28 +218,45 @@ func (s *Session) start(ctx context.Context, url string) error {
 		}
 		f.Close()
 	}
+	if err := s.chooseProfile(ctx); err != nil {
+		return err
+	}
 	files := []struct {
-		dir  string
+		dir  *os.File
 		name string
 		data []byte
 	}{
-		{"", "Xauthority", nil},
-		{"profile", "user.js", []byte(userJS(st.ContentProcesses))},
-		{"xpraconf", "xpra.conf", []byte("# ffl: no default start commands\nstart =\n")},
+		{home, "Xauthority", nil},
+		{nil, "user.js", []byte(userJS(st.ContentProcesses, st.DownloadDir, filepath.Join(s.paths.Runtime, "cache")))},
+		{nil, "xpra.conf", []byte("# ffl: no default start commands\nstart =\n")},
+	}
+	prof, err := os.OpenFile(s.profileDir, os.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open profile %s: %w", s.profileDir, err)
+	}
+	defer prof.Close()
+	files[1].dir = prof
+	xc, err := safefs.OpenDirAt(home, "xpraconf")
+	if err != nil {
+		return fmt.Errorf("open %s/xpraconf: %w", s.paths.Home, err)
+	}
+	defer xc.Close()
+	files[2].dir = xc
+	if dirs := userDirsFile(st.DownloadDir); dirs != "" {
+		cfg, err := safefs.OpenDirAt(home, "config")
+		if err != nil {
+			return fmt.Errorf("open %s/config: %w", s.paths.Home, err)
+		}
+		defer cfg.Close()
+		files = append(files, struct {
+			dir  *os.File
+			name string
+			data []byte
+		}{cfg, "user-dirs.dirs", []byte(dirs)})
 	}
 	for _, f := range files {
-		dir := home
-		if f.dir != "" {
-			if dir, err = safefs.OpenDirAt(home, f.dir); err != nil {
-				return fmt.Errorf("open %s/%s: %w", s.paths.Home, f.dir, err)
-			}
-		}
-		err := safefs.ReplaceFile(dir, f.name, f.data, 0o600)
-		if dir != home {
-			dir.Close()
-		}
-		if err != nil {
-			return fmt.Errorf("write %s: %w", filepath.Join(s.paths.Home, f.dir, f.name), err)
+		if err := safefs.ReplaceFile(f.dir, f.name, f.data, 0o600); err != nil {
+			return fmt.Errorf("write %s: %w", filepath.Join(f.dir.Name(), f.name), err)
 		}
 	}
 	return s.launch(ctx, url)
@@ -247,7 +279,7 @@ func (s *Session) launch(ctx context.Context, url string) error {
 		return fmt.Errorf("displayfd pipe: %w", err)
 	}
 	defer dr.Close()
-	ff := firefoxCommand(st.Firefox, s.paths, st.FirefoxArgs, url)
+	ff := firefoxCommand(st.Firefox, s.paths, s.profileDir, st.Home, st.FirefoxArgs, []string{url})
 	args := xpraArgs(s.paths, 3, st.ScreenSize, ff, st.XpraArgs)
 	xpraBin, err := prereq.LookPath(st.Xpra, st.Path)
 	if err != nil {
@@ -591,6 +623,15 @@ func (s *Session) stop(ctx context.Context, grace time.Duration) error {
 		}
 	}
 	uid := s.m.s.Layout.UID
+	// Firefox is gone: a download it was writing is cut short, and the profile is free.
+	if s.profileDir != "" {
+		s.tidyDownloads()
+	}
+	if s.lock != nil {
+		if err := s.lock.release(); err != nil {
+			errs = multierror.Append(errs, err)
+		}
+	}
 	removal := time.Now().Add(2 * time.Second)
 	var freed int64
 	for i, dir := range []string{s.paths.Home, s.paths.Runtime} {

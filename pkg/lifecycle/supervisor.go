@@ -70,6 +70,13 @@ type SupervisorConfig struct {
 	// left on this node (a job ID the node has seen before: a controller whose counter was
 	// reset); run before anything is created.
 	ReclaimJob func(ctx context.Context, bootID string) error
+	// EndWarning is how long before the job's time limit every session shows the end warning
+	// (0: never); JobEnd says when that is (nil: squeue).
+	EndWarning time.Duration
+	JobEnd     JobEnd
+	// Warnings shows the end warning in every session now, once per value (SIGUSR1: Slurm's
+	// --signal=B:USR1@N).
+	Warnings <-chan os.Signal
 	// Log receives the supervisor's lines.
 	Log *logrus.Entry
 }
@@ -206,11 +213,37 @@ func (s *Supervisor) Run(ctx context.Context, signals <-chan os.Signal) (int, er
 		}
 	}
 
+	// The end warning: asked once when the job ends (the time limit does not move for a
+	// running job, except by an admin's scontrol update, which a SIGUSR1 can cover).
+	endKnown := make(chan time.Time, 1)
+	var jobEnd time.Time
+	var warnAt <-chan time.Time
+	if s.cfg.EndWarning > 0 {
+		end := s.cfg.JobEnd
+		if end == nil {
+			end = SqueueJobEnd(st.Path)
+		}
+		go func() {
+			if t, ok := end(ctx, l.JobKey); ok {
+				endKnown <- t
+			}
+		}()
+	}
+
 	// Without a wrapped command the supervisor ends when its last session ends (the user closed
 	// Firefox); `--sessions 0` keeps it waiting for `ffl-launch start` until it is signalled.
 	idleExit := s.child == nil && s.cfg.Sessions > 0
 	for {
 		select {
+		case t := <-endKnown:
+			jobEnd = t
+			warnAt = time.After(time.Until(t.Add(-s.cfg.EndWarning)))
+			s.log.WithFields(logrus.Fields{"time_limit": t.Format(time.RFC3339), "warn_at": t.Add(-s.cfg.EndWarning).Format(time.RFC3339)}).Info("end warning scheduled")
+		case <-warnAt:
+			mgr.WarnAll(jobEnd, "the Slurm job reaches its time limit")
+		case sig := <-s.cfg.Warnings:
+			s.log.WithField("signal", sig.String()).Info("end warning requested")
+			mgr.WarnAll(jobEnd, "the Slurm job is about to end")
 		case sig := <-signals:
 			code := ExitSignalBase
 			if ss, ok := sig.(syscall.Signal); ok {

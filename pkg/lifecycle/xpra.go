@@ -1,6 +1,7 @@
 package lifecycle
 
 import (
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"strconv"
@@ -130,18 +131,29 @@ func xpraArgs(p sessionPaths, displayFD int, screen string, firefox []string, ex
 	return append(args, "--start-child="+shellJoin(firefox))
 }
 
-// firefoxCommand is Firefox confined to the session's own profile, never talking to another
-// Firefox of the same user (--no-remote --new-instance), its output in the session's own
-// firefox.log (xpra's log stays xpra's: a failed start quotes both). xpra splits the
-// --start-child string like a shell (shlex) but runs no shell, hence sh -c; exec keeps
+// firefoxCommand is Firefox on its profile, never talking to another Firefox of the same user
+// (--no-remote --new-instance), its output in the session's own firefox.log (xpra's log stays
+// xpra's: a failed start quotes both). With home set, Firefox runs with the user's real HOME
+// and working directory, so every file dialog ("Save as", print to file, upload) opens in the
+// user's home, not in the session tree that goes with the session; the profile comes from
+// --profile and the caches, config and temp files from the session's XDG_* and TMPDIR, so
+// nothing else of Firefox lands in the home. xpra itself keeps the session's HOME. xpra splits
+// the --start-child string like a shell (shlex) but runs no shell, hence sh -c; exec keeps
 // Firefox the child xpra watches (--exit-with-children).
-func firefoxCommand(binary string, p sessionPaths, extra []string, url string) []string {
-	cmd := []string{binary, "--no-remote", "--new-instance", "--profile", p.profile()}
+func firefoxCommand(binary string, p sessionPaths, profile, home string, extra []string, urls []string) []string {
+	cmd := []string{binary, "--no-remote", "--new-instance", "--profile", profile}
 	cmd = append(cmd, extra...)
-	if url != "" {
-		cmd = append(cmd, url)
+	for _, u := range urls {
+		if u != "" {
+			cmd = append(cmd, u)
+		}
 	}
-	return []string{"/bin/sh", "-c", "exec " + shellJoin(cmd) + " >>" + shellJoin([]string{p.firefoxLog()}) + " 2>&1"}
+	script := "exec " + shellJoin(cmd) + " >>" + shellJoin([]string{p.firefoxLog()}) + " 2>&1"
+	if home != "" {
+		h := shellJoin([]string{home})
+		script = "cd " + h + " && HOME=" + h + " " + script
+	}
+	return []string{"/bin/sh", "-c", script}
 }
 
 // shellJoin quotes words for a POSIX shell (and for xpra's shlex split of --start-child).
@@ -163,15 +175,42 @@ func shellJoin(words []string) string {
 // userJS keeps a fresh profile quiet (no first-run tab, telemetry, update or default-browser
 // prompts: FACTS.md) and lean: content processes bounded by contentProcesses, no preallocated
 // or privileged extra processes, no spell-check dictionaries, a bounded memory cache. An idle
-// session then runs 4 Firefox processes instead of 12 (`make bench` reports its PSS).
-func userJS(contentProcesses int) string {
+// session then runs 4 Firefox processes instead of 12 (`make bench` reports its PSS). Downloads
+// go to downloadDir without a question, and the disk cache to cacheDir (node-local, removed
+// with the session), also when the profile is the persistent one in the home. ffl rewrites it
+// at every start: the user's own settings live in prefs.js (about:config, Settings).
+func userJS(contentProcesses int, downloadDir, cacheDir string) string {
 	if contentProcesses < 1 {
 		contentProcesses = 1
 	}
-	return fmt.Sprintf(userJSTemplate, contentProcesses)
+	var b strings.Builder
+	fmt.Fprintf(&b, userJSTemplate, contentProcesses)
+	pref := func(name string, v any) {
+		j, _ := json.Marshal(v) // a JSON string or number is a valid JavaScript literal
+		fmt.Fprintf(&b, "user_pref(%q, %s);\n", name, j)
+	}
+	pref("browser.cache.disk.parent_directory", cacheDir)
+	if downloadDir != "" {
+		pref("browser.download.dir", downloadDir)
+		pref("browser.download.lastDir", downloadDir)
+		pref("browser.download.folderList", 2)
+		pref("browser.download.useDownloadDir", true)
+		pref("browser.download.always_ask_before_handling_new_types", false)
+		pref("browser.download.start_downloads_in_tmp_dir", false)
+	}
+	return b.String()
 }
 
-const userJSTemplate = `// written by ffl for this session only
+// userDirsFile is the session's $XDG_CONFIG_HOME/user-dirs.dirs: GTK's file chooser shows the
+// download dir it names. A path that this format cannot carry verbatim is left out.
+func userDirsFile(downloadDir string) string {
+	if downloadDir == "" || strings.ContainsAny(downloadDir, "\"\\`$") || hasControl(downloadDir) {
+		return ""
+	}
+	return "# written by ffl for this session\nXDG_DOWNLOAD_DIR=\"" + downloadDir + "\"\n"
+}
+
+const userJSTemplate = `// written by ffl at every start of a session (your own settings: about:config)
 user_pref("datareporting.policy.firstRunURL", "");
 user_pref("datareporting.policy.dataSubmissionEnabled", false);
 user_pref("datareporting.healthreport.uploadEnabled", false);

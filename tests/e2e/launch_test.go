@@ -65,6 +65,9 @@ type env struct {
 	stateDir string
 	// extraEnv goes into every launcher's environment (FFL_FAKE_XPRA=1 for fakexpra).
 	extraEnv []string
+	// umask, when set ("027"), is the umask every command runs with, as a job inherits the
+	// user's from sbatch.
+	umask string
 }
 
 // newEnv makes a user's world; cfg entries (key -> TOML value) override the defaults below.
@@ -111,6 +114,10 @@ func (e *env) command(args ...string) *exec.Cmd {
 	}
 	cmd.Env = append(cmd.Env, e.extraEnv...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(e.user.UID), Gid: uint32(e.user.GID)}}
+	if e.umask != "" {
+		cmd.Args = append([]string{"/bin/sh", "-c", `umask ` + e.umask + ` && exec "$0" "$@"`}, cmd.Args...)
+		cmd.Path = "/bin/sh"
+	}
 	return cmd
 }
 
@@ -248,6 +255,12 @@ func (e *env) colorPage(t *testing.T) string {
 // session's user) and waits until Firefox's page is painted in it.
 func (e *env) seeFirefox(t *testing.T, info lifecycle.Info, shotName string) browser.Seen {
 	t.Helper()
+	return e.seeColor(t, info, shotName, pageColor)
+}
+
+// seeColor is seeFirefox for a page of another colour.
+func (e *env) seeColor(t *testing.T, info lifecycle.Info, shotName string, color uint32) browser.Seen {
+	t.Helper()
 	profile := filepath.Join(e.dir, "chromium-"+strconv.Itoa(rand.IntN(1e6)))
 	testutil.Must(t, os.MkdirAll(profile, 0o700), "profile")
 	testutil.Must(t, os.Chown(profile, e.user.UID, e.user.GID), "chown profile")
@@ -255,7 +268,7 @@ func (e *env) seeFirefox(t *testing.T, info lifecycle.Info, shotName string) bro
 	defer cancel()
 	shot := filepath.Join(artifactDir(t), shotName)
 	seen, err := browser.SeePage(ctx, info.URL, browser.Options{UID: e.user.UID, GID: e.user.GID, ProfileDir: profile,
-		Color: pageColor, Shot: shot, Wait: 30 * time.Second})
+		Color: color, Shot: shot, Wait: 30 * time.Second})
 	if err != nil {
 		t.Fatalf("%v (screenshot %s)", err, shot)
 	}
