@@ -32,6 +32,9 @@ type ProbeTarget struct {
 	XDir string
 	// Started is when xpra was started; the figures are measured from it.
 	Started time.Time
+	// Encoding is the packet encoding xpra's control socket takes (bencode for 3.x,
+	// rencodeplus from 5.0: xpra 6 drops a bencoded request without answering).
+	Encoding xpra.Encoding
 }
 
 // Readiness is how long a start took, from xpra's exec.
@@ -117,7 +120,7 @@ func (p VisibleProbe) Wait(ctx context.Context, t ProbeTarget) (Readiness, error
 	}); err != nil {
 		return r, fmt.Errorf("%w: %v", ErrNoWindow, err)
 	}
-	if _, err := xpra.Control(ctx, t.Socket, "show-all-windows"); err != nil {
+	if _, err := xpra.Control(ctx, t.Socket, t.Encoding, "show-all-windows"); err != nil {
 		return r, fmt.Errorf("%w: %v", ErrNotPainted, err)
 	}
 	err = every(ctx, poll, func() (bool, error) {
