@@ -100,8 +100,16 @@ func xvfbCommand(screen string) string {
 //     may be HTTP or a WebSocket at all; both default to yes, but a site's /etc/xpra/xpra.conf
 //     can turn them off, and then the HTML5 client never loads. ffl's session needs both, so
 //     it says so on the command line, which xpra reads after its config files.
+//   - --packet-encoders=rencodeplus from 5.0: ffl's control client speaks rencodeplus there,
+//     and a config file can leave it out. Debian's /etc/xpra/conf.d/10_network.conf (xpra 3.1)
+//     says "packet-encoders = rencode, bencode, yaml", which xpra 6 reads as "yaml" (it drops
+//     what it no longer has): seen with xpra 6.5.5 on this machine, the control request was
+//     refused with "'rencodeplus' decoder is not available".
 func versionArgs(v xpra.Version) []string {
 	var args []string
+	if v.Encoding() == xpra.RencodePlus {
+		args = append(args, "--packet-encoders=rencodeplus")
+	}
 	if !v.AtLeast(6, 0) {
 		args = append(args, "--dbus-proxy=no")
 	}

@@ -108,7 +108,7 @@ func Control(ctx context.Context, socket string, enc Encoding, command ...string
 			code, _ := cr[0].(int64)
 			text := asString(cr[1])
 			if code != 0 {
-				return text, fmt.Errorf("xpra control %s: code %d: %s", command[0], code, text)
+				return text, &CommandError{Command: command[0], Code: code, Text: text}
 			}
 			return text, nil
 		case "disconnect":
@@ -121,6 +121,21 @@ func Control(ctx context.Context, socket string, enc Encoding, command ...string
 			return "", fmt.Errorf("xpra control %s: the socket asks for authentication", command[0])
 		}
 	}
+}
+
+// CodeInvalid is the answer code of a command the server does not have (xpra's
+// ControlCode.INVALID, 6 in 3.1 to 6.x).
+const CodeInvalid = 6
+
+// CommandError is a control command's non-zero answer.
+type CommandError struct {
+	Command string
+	Code    int64
+	Text    string
+}
+
+func (e *CommandError) Error() string {
+	return fmt.Sprintf("xpra control %s: code %d: %s", e.Command, e.Code, e.Text)
 }
 
 // CommandHello is the bencoded packet (xpra 3.x) that opens a control connection and asks for

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -156,7 +157,9 @@ func TestControl(t *testing.T) {
 		sock := fakeServer(t, func(c net.Conn, _ map[string]any) {
 			reply(c, []any{"hello", map[string]any{"command_response": []any{6, "invalid command"}}})
 		})
-		if _, err := Control(ctx, sock, Bencode, "nope"); err == nil || !strings.Contains(err.Error(), "code 6: invalid command") {
+		_, err := Control(ctx, sock, Bencode, "nope")
+		var ce *CommandError
+		if err == nil || !strings.Contains(err.Error(), "code 6: invalid command") || !errors.As(err, &ce) || ce.Code != CodeInvalid {
 			t.Errorf("Control = %v", err)
 		}
 	})
