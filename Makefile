@@ -41,6 +41,11 @@ test: ## unit tests with the race detector (root runs the root-only cases too)
 e2e: build ## real xpra + firefox-esr + chromium end to end (root)
 	FFL_E2E=1 $(GO) test -count=1 -v -timeout 20m ./tests/e2e/...
 
+.PHONY: e2e-xpra6
+e2e-xpra6: build ## xpra 6.5 built from PyPI's source (scripts/xpra6.sh), then a real session on it (root; not in check)
+	X=$$(scripts/xpra6.sh | tail -n1) && FFL_E2E=1 FFL_XPRA6=$$X $(GO) test -count=1 -v -run 'TestCheckHTML5Xpra6' ./pkg/prereq/ && \
+	  FFL_E2E=1 FFL_XPRA6=$$X $(GO) test -count=1 -v -timeout 20m -run 'TestRealSessionXpra6' ./tests/e2e/
+
 .PHONY: slurm-test
 slurm-test: build ## real Slurm scenarios: sbatch, scancel, time limit, SIGKILL, Epilog (root)
 	FFL_E2E=1 SLURM_CONFDIR=$(SLURM_CONFDIR) $(GO) test -count=1 -v -timeout 40m -skip '^TestMultiNode$$' ./tests/slurm/...

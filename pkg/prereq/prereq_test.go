@@ -137,3 +137,18 @@ func TestCheckHTML5RealXpra(t *testing.T) {
 		t.Fatalf("%s: %v", xp, err)
 	}
 }
+
+// TestCheckHTML5Xpra6: with xpra 6 built from source (FFL_XPRA6, see scripts/xpra6.sh), whose
+// own resources directory has no web root, the check asks the real xpra.platform.paths of 6.x:
+// without a system web root it is the xpra-html5 error.
+func TestCheckHTML5Xpra6(t *testing.T) {
+	xp := os.Getenv("FFL_XPRA6")
+	if xp == "" {
+		t.Skip("FFL_XPRA6 unset")
+	}
+	err := checkHTML5(context.Background(), nil, xp, "/usr/bin:/bin", []string{filepath.Join(t.TempDir(), "www")})
+	if !errors.Is(err, ErrNoHTML5) || !strings.Contains(err.Error(), "xpra-html5") {
+		t.Fatalf("xpra 6 without a web root: %v", err)
+	}
+	t.Log(err)
+}

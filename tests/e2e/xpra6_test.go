@@ -7,6 +7,10 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/ffl-hpc/ffl/internal/testutil"
+	"github.com/ffl-hpc/ffl/pkg/layout"
+	"github.com/ffl-hpc/ffl/pkg/proc"
 )
 
 // TestRealSessionXpra6: the server side of a session with xpra 6 (built from PyPI's source
@@ -15,7 +19,8 @@ import (
 // and --http on), that xpra 6 serves HTTP on ffl's unix socket, that the control client's
 // rencodeplus show-all-windows request is answered (the launcher reports ready only once
 // Firefox's window is mapped and painted, read from the X server), and that SIGTERM ends
-// everything: exit 143, no process, directory or port left.
+// everything: exit 143, no process, directory or port left; and that after a SIGKILLed launcher
+// the Epilog ends and removes the xpra 6 session.
 //
 // Not tested here: the HTML5 client of xpra 6 in a browser. xpra 4 and later ship it as the
 // separate package xpra-html5, which is in neither Debian, PyPI nor npm; the only web root on
@@ -48,4 +53,21 @@ func TestRealSessionXpra6(t *testing.T) {
 		t.Errorf("exit code %d, want 143", code)
 	}
 	e.assertNothingLeft(t, info.Port)
+
+	// Slurm's end of a job whose launcher was SIGKILLed: xpra 6's session is still running, and
+	// the Epilog (as root, the way slurmd runs it) ends and removes it.
+	e2 := newEnv(t, "ffltest", "9062", map[string]string{"xpra": strconv.Quote(xp)})
+	l2 := e2.run("--url", e2.colorPage(t))
+	info2 := l2.ready(t)
+	testutil.Must(t, l2.cmd.Process.Kill(), "SIGKILL the launcher")
+	<-l2.done
+	if ids, _ := proc.FindByMarker(e2.user.UID, layout.MarkerVar, e2.layout().JobMarkerPrefix()); len(ids) == 0 {
+		t.Fatal("no session process left after the launcher's SIGKILL: the Epilog would have nothing to do")
+	}
+	epilog := exec.Command(testutil.Build(t, "github.com/ffl-hpc/ffl/cmd/ffl-epilog"), "--config", e2.cfg, "--job", e2.job, "--user", e2.user.Name)
+	epilog.Env = []string{"PATH=/usr/bin:/bin", "SLURMD_NODENAME=" + e2.node}
+	if out, err := epilog.CombinedOutput(); err != nil {
+		t.Fatalf("ffl-epilog: %v\n%s", err, out)
+	}
+	e2.assertNothingLeft(t, info2.Port)
 }
