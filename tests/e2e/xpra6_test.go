@@ -1,16 +1,21 @@
 package e2e
 
 import (
+	"context"
+	"errors"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/ffl-hpc/ffl/internal/testutil"
 	"github.com/ffl-hpc/ffl/pkg/layout"
 	"github.com/ffl-hpc/ffl/pkg/proc"
+	"github.com/ffl-hpc/ffl/pkg/xpra"
 )
 
 // TestRealSessionXpra6: the server side of a session with xpra 6 (built from PyPI's source
@@ -20,7 +25,8 @@ import (
 // rencodeplus show-all-windows request is answered (the launcher reports ready only once
 // Firefox's window is mapped and painted, read from the X server), and that SIGTERM ends
 // everything: exit 143, no process, directory or port left; and that after a SIGKILLed launcher
-// the Epilog ends and removes the xpra 6 session.
+// the Epilog ends and removes the xpra 6 session. Also that xpra 6 runs no command for a client
+// (--start-new-commands=no), asked in rencodeplus on its own socket.
 //
 // Not tested here: the HTML5 client of xpra 6 in a browser. xpra 4 and later ship it as the
 // separate package xpra-html5, which is in neither Debian, PyPI nor npm; the only web root on
@@ -47,6 +53,28 @@ func TestRealSessionXpra6(t *testing.T) {
 	if code := httpAs(e.user, info.URL); code != 200 {
 		t.Errorf("the owner got HTTP %d from xpra 6, want 200", code)
 	}
+	// No client can make xpra 6 run a command (--start-new-commands=no), even one past the door:
+	// root on xpra's own unix socket, speaking rencodeplus, asks for start and start-child, and
+	// tries to turn the feature back on first. Each is refused in the answer, and nothing ran.
+	sock := filepath.Join(e.layout().FallbackRuntimeJobDir(), layout.SessionDirName(info.Port), "xpra", "ffl.sock")
+	marker := filepath.Join(e.dir, "xpra6-start-ran")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for _, req := range [][]string{
+		{"start", "echo ran >> " + marker},
+		{"start-child", "/bin/sh", "-c", "echo ran >> " + marker},
+		{"toggle-feature", "start-new-commands", "1"},
+		{"start", "echo ran >> " + marker},
+	} {
+		text, err := xpra.Control(ctx, sock, xpra.RencodePlus, req...)
+		t.Logf("control %q: %q, %v", req[0], text, err)
+		var ce *xpra.CommandError
+		if req[0] != "toggle-feature" && !errors.As(err, &ce) {
+			t.Errorf("xpra 6 answered control %q with %q, %v: want a refusal", req[0], text, err)
+		}
+	}
+	assertNoMarker(t, marker)
+
 	code, took := l.stop(t, syscall.SIGTERM)
 	t.Logf("SIGTERM to exit: %v", took)
 	if code != 143 {
