@@ -31,7 +31,8 @@ func xpraReserved(name string) bool {
 	switch name {
 	case "auth", "bind", "bind-quic", "bind-rdp", "bind-rfb", "bind-ssh", "bind-ssl", "bind-tcp", "bind-vsock", "bind-ws", "bind-wss",
 		"chdir", "daemon", "dbus-control", "dbus-launch", "dbus-proxy", "displayfd", "exit-with-children",
-		"html", "http", "mdns", "packet-encoders", "pidfile", "quic-auth", "rdp-auth", "rfb-auth", "ssh-auth", "vsock-auth", "websocket-upgrade", "socket-dir", "socket-dirs", "ssl-auth", "start", "start-after-connect",
+		"html", "http", "mdns", "packet-encoders", "pidfile", "quic-auth", "rdp-auth", "rdp-upgrade", "rfb-auth", "ssh-auth", "ssh-upgrade",
+		"ssl-upgrade", "vsock-auth", "websocket-upgrade", "socket-dir", "socket-dirs", "ssl-auth", "start", "start-after-connect",
 		"start-child", "start-child-after-connect", "start-child-on-connect", "start-child-on-last-client-exit",
 		"start-new-commands", "start-on-connect", "start-on-last-client-exit", "systemd-run", "tcp-auth", "terminate-children",
 		"ws-auth", "wss-auth":

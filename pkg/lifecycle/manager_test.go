@@ -386,13 +386,13 @@ func TestXpraArgsPerVersion(t *testing.T) {
 		version      string
 		with, absent []string
 	}{
-		{"xpra v3.1.3", []string{"--dbus-proxy=no"}, []string{"--websocket-upgrade=yes", "--http=yes", "--packet-encoders=rencodeplus"}},
-		{"xpra v4.4.6", []string{"--dbus-proxy=no"}, []string{"--websocket-upgrade=yes", "--http=yes", "--packet-encoders=rencodeplus"}},
-		{"xpra v5.1.6", []string{"--dbus-proxy=no", "--packet-encoders=rencodeplus"}, []string{"--websocket-upgrade=yes", "--http=yes"}},
-		{"xpra v6.0", []string{"--websocket-upgrade=yes", "--packet-encoders=rencodeplus"}, []string{"--dbus-proxy=no", "--http=yes"}},
-		{"xpra v6.2.5", []string{"--websocket-upgrade=yes", "--packet-encoders=rencodeplus"}, []string{"--dbus-proxy=no", "--http=yes"}},
-		{"xpra v6.3", []string{"--websocket-upgrade=yes", "--http=yes", "--packet-encoders=rencodeplus"}, []string{"--dbus-proxy=no"}},
-		{"xpra v6.5.5", []string{"--websocket-upgrade=yes", "--http=yes", "--packet-encoders=rencodeplus"}, []string{"--dbus-proxy=no"}},
+		{"xpra v3.1.3", []string{"--dbus-proxy=no"}, []string{"--websocket-upgrade=yes", "--http=yes", "--packet-encoders=rencodeplus", "--ssh-upgrade=no", "--ssl-upgrade=no", "--rdp-upgrade=no"}},
+		{"xpra v4.4.6", []string{"--dbus-proxy=no"}, []string{"--websocket-upgrade=yes", "--http=yes", "--packet-encoders=rencodeplus", "--ssh-upgrade=no"}},
+		{"xpra v5.1.6", []string{"--dbus-proxy=no", "--packet-encoders=rencodeplus", "--ssh-upgrade=no"}, []string{"--websocket-upgrade=yes", "--http=yes", "--ssl-upgrade=no", "--rdp-upgrade=no"}},
+		{"xpra v6.0", []string{"--websocket-upgrade=yes", "--packet-encoders=rencodeplus", "--ssh-upgrade=no", "--ssl-upgrade=no"}, []string{"--dbus-proxy=no", "--http=yes", "--rdp-upgrade=no"}},
+		{"xpra v6.2.5", []string{"--websocket-upgrade=yes", "--packet-encoders=rencodeplus", "--ssh-upgrade=no", "--ssl-upgrade=no"}, []string{"--dbus-proxy=no", "--http=yes", "--rdp-upgrade=no"}},
+		{"xpra v6.3", []string{"--websocket-upgrade=yes", "--http=yes", "--packet-encoders=rencodeplus", "--ssh-upgrade=no", "--ssl-upgrade=no", "--rdp-upgrade=no"}, []string{"--dbus-proxy=no"}},
+		{"xpra v6.5.5", []string{"--websocket-upgrade=yes", "--http=yes", "--packet-encoders=rencodeplus", "--ssh-upgrade=no", "--ssl-upgrade=no", "--rdp-upgrade=no"}, []string{"--dbus-proxy=no"}},
 	} {
 		t.Run(tc.version, func(t *testing.T) {
 			v, err := xpra.ParseVersion(tc.version)

@@ -105,10 +105,23 @@ func xvfbCommand(screen string) string {
 //     says "packet-encoders = rencode, bencode, yaml", which xpra 6 reads as "yaml" (it drops
 //     what it no longer has): seen with xpra 6.5.5 on this machine, the control request was
 //     refused with "'rencodeplus' decoder is not available".
+//   - --ssh-upgrade=no (5.0), --ssl-upgrade=no (6.0), --rdp-upgrade=no (6.3): what else a
+//     connection on the unix socket may turn into. The door relays only HTTP, so none is ever
+//     wanted; off, xpra 6 also stops logging "cannot enable SSH socket upgrades" where paramiko
+//     is missing.
 func versionArgs(v xpra.Version) []string {
 	var args []string
 	if v.Encoding() == xpra.RencodePlus {
 		args = append(args, "--packet-encoders=rencodeplus")
+	}
+	if v.AtLeast(5, 0) {
+		args = append(args, "--ssh-upgrade=no")
+	}
+	if v.AtLeast(6, 0) {
+		args = append(args, "--ssl-upgrade=no")
+	}
+	if v.AtLeast(6, 3) {
+		args = append(args, "--rdp-upgrade=no")
 	}
 	if !v.AtLeast(6, 0) {
 		args = append(args, "--dbus-proxy=no")
