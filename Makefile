@@ -41,6 +41,11 @@ test: ## unit tests with the race detector (root runs the root-only cases too)
 e2e: build ## real xpra + firefox-esr + chromium end to end (root)
 	FFL_E2E=1 $(GO) test -count=1 -v -timeout 20m ./tests/e2e/...
 
+.PHONY: e2e-xpra6
+e2e-xpra6: build ## xpra 6.5 built from PyPI's source (scripts/xpra6.sh), then a real session on it (root)
+	X=$$(scripts/xpra6.sh | tail -n1) && FFL_E2E=1 FFL_XPRA6=$$X $(GO) test -count=1 -v -run 'TestCheckHTML5Xpra6' ./pkg/prereq/ && \
+	  FFL_E2E=1 FFL_XPRA6=$$X $(GO) test -count=1 -v -timeout 20m -run 'TestRealSessionXpra6' ./tests/e2e/
+
 .PHONY: slurm-test
 slurm-test: build ## real Slurm scenarios: sbatch, scancel, time limit, SIGKILL, Epilog (root)
 	FFL_E2E=1 SLURM_CONFDIR=$(SLURM_CONFDIR) $(GO) test -count=1 -v -timeout 40m -skip '^TestMultiNode$$' ./tests/slurm/...
@@ -66,7 +71,7 @@ preflight: build ## ffl-launch doctor: fails (exit 3) when a session could not d
 	$(BIN)/ffl-launch doctor
 
 .PHONY: check
-check: deps lint preflight test e2e slurm-test multinode-test jupyter-test deb-test ## everything CI runs: deps, lint, doctor, unit, e2e, Slurm scenarios (one node, three nodes), the Jupyter journey, the package
+check: deps lint preflight test e2e e2e-xpra6 slurm-test multinode-test jupyter-test deb-test ## everything CI runs: deps, lint, doctor, unit, e2e (xpra 3.1 and 6.5), Slurm scenarios (one node, three nodes), the Jupyter journey (two stacks), the package
 
 .PHONY: demo
 demo: deps build ## local single-node Slurm + a real session from contrib/sbatch/firefox.sbatch

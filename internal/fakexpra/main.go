@@ -32,6 +32,11 @@ import (
 )
 
 func main() {
+	if len(os.Args) == 2 && os.Args[1] == "--version" {
+		// What ffl's launcher asks first: the fake plays Debian 12's xpra.
+		fmt.Println("xpra v3.1.3 (fakexpra)")
+		return
+	}
 	mode := map[string]bool{}
 	var bind, faketree string
 	displayFD := -1

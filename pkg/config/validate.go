@@ -25,12 +25,14 @@ const (
 // from xpra_args would undo the session's confinement (sockets, pidfile,
 // chdir), its security (bind address, password auth) or its cleanup
 // (daemonizing, systemd-run moving xpra out of the job's cgroup, children
-// outliving xpra).
+// outliving xpra). xpra 6 adds listeners (bind-quic, bind-rdp) and the switches that decide
+// whether the unix socket serves HTTP and WebSockets at all (http, websocket-upgrade).
 func xpraReserved(name string) bool {
 	switch name {
-	case "auth", "bind", "bind-rfb", "bind-ssh", "bind-ssl", "bind-tcp", "bind-vsock", "bind-ws", "bind-wss",
+	case "auth", "bind", "bind-quic", "bind-rdp", "bind-rfb", "bind-ssh", "bind-ssl", "bind-tcp", "bind-vsock", "bind-ws", "bind-wss",
 		"chdir", "daemon", "dbus-control", "dbus-launch", "dbus-proxy", "displayfd", "exit-with-children",
-		"html", "mdns", "pidfile", "socket-dir", "socket-dirs", "ssl-auth", "start", "start-after-connect",
+		"html", "http", "mdns", "packet-encoders", "pidfile", "quic-auth", "rdp-auth", "rdp-upgrade", "rfb-auth", "ssh-auth", "ssh-upgrade",
+		"ssl-upgrade", "vsock-auth", "websocket-upgrade", "socket-dir", "socket-dirs", "ssl-auth", "start", "start-after-connect",
 		"start-child", "start-child-after-connect", "start-child-on-connect", "start-child-on-last-client-exit",
 		"start-new-commands", "start-on-connect", "start-on-last-client-exit", "systemd-run", "tcp-auth", "terminate-children",
 		"ws-auth", "wss-auth":

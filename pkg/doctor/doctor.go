@@ -17,6 +17,7 @@ import (
 	"github.com/ffl-hpc/ffl/pkg/config"
 	"github.com/ffl-hpc/ffl/pkg/execenv"
 	"github.com/ffl-hpc/ffl/pkg/prereq"
+	"github.com/ffl-hpc/ffl/pkg/xpra"
 )
 
 // Status of one check.
@@ -114,13 +115,24 @@ func checkSession(ctx context.Context, r *Report, o Options) {
 		r.Add("xpra", Fail, fmt.Sprintf("%s not found in %s", o.Config.Xpra, o.Path), "apt-get install xpra")
 	} else {
 		v, verr := prereq.Version(ctx, xp)
+		var pv xpra.Version
+		if verr == nil {
+			pv, verr = xpra.ParseVersion(v)
+		}
 		switch {
 		case verr != nil:
 			r.Add("xpra", Fail, verr.Error(), "reinstall xpra: apt-get install --reinstall xpra")
-		case !strings.Contains(v, "v3."):
-			r.Add("xpra", Warn, v, "ffl is tested with Debian 12's xpra 3.1")
-		default:
+		case pv.Major == 3 || pv.Major >= 5:
+			// 3.1 (Debian 12) and 5.x/6.x (xpra.org): ffl builds its command line and speaks the
+			// control encoding of each (docs/XPRA.md).
 			r.Add("xpra", Pass, xp+": "+v, "")
+		default:
+			r.Add("xpra", Warn, v, "ffl supports xpra 3.1 (Debian 12) and 5.x/6.x (xpra.org); install one of those")
+		}
+		if err := prereq.CheckHTML5With(ctx, nil, xp, o.Path); err != nil {
+			r.Add("xpra HTML5 client", Fail, err.Error(), "install the package xpra-html5 (xpra 4 and later ship the HTML5 client separately)")
+		} else {
+			r.Add("xpra HTML5 client", Pass, "found", "")
 		}
 		interp, err := prereq.Interpreter(xp, o.Path)
 		var missing []prereq.Module

@@ -49,3 +49,22 @@ func TestRunFlagsSlurmMismatch(t *testing.T) {
 		t.Errorf("table:\n%s", b.String())
 	}
 }
+
+// TestSessionChecksRealXpra: with the installed xpra, the doctor reads its version and finds
+// its HTML5 client (Debian 12's xpra 3.1.3 ships it in /usr/share/xpra/www).
+func TestSessionChecksRealXpra(t *testing.T) {
+	if _, err := os.Stat("/usr/bin/xpra"); err != nil {
+		t.Skip("xpra not installed")
+	}
+	var r Report
+	checkSession(context.Background(), &r, Options{Config: config.Default(), Path: "/usr/bin:/bin"})
+	got := map[string]Check{}
+	for _, c := range r.Checks {
+		got[c.Name] = c
+	}
+	for _, name := range []string{"xpra", "xpra HTML5 client"} {
+		if got[name].Status != Pass {
+			t.Errorf("check %q = %+v, want PASS", name, got[name])
+		}
+	}
+}

@@ -21,6 +21,7 @@ import (
 	"github.com/ffl-hpc/ffl/pkg/proc"
 	"github.com/ffl-hpc/ffl/pkg/runtimedir"
 	"github.com/ffl-hpc/ffl/pkg/safefs"
+	"github.com/ffl-hpc/ffl/pkg/xpra"
 )
 
 // Settings is everything a Manager needs; the launcher builds it from slurmenv, config and flags.
@@ -69,6 +70,9 @@ type Settings struct {
 	Probe Probe
 	// XDir is where X servers put .X11-unix ("" = /tmp).
 	XDir string
+	// XpraVersion is the installed xpra's version; zero means New asks `xpra --version` (once:
+	// the command line and the control client's packet encoding follow from it).
+	XpraVersion xpra.Version
 	// DrawCheck is the preflight that xpra can draw; nil means prereq.CheckDraw. The fast
 	// tests' fake xpra is no Python script and sets a check of its own.
 	DrawCheck func(ctx context.Context, xpraPath, path string) error
@@ -177,6 +181,14 @@ func NewManager(s Settings) (*Manager, error) {
 	}
 	if err := CheckPrerequisites(context.Background(), s.Xpra, s.Firefox, s.Path, draw); err != nil {
 		return nil, err
+	}
+	if s.XpraVersion == (xpra.Version{}) {
+		v, err := xpraVersion(context.Background(), s.Reaper, s.Xpra, s.Path)
+		if err != nil {
+			return nil, err
+		}
+		s.XpraVersion = v
+		s.Log.WithField("xpra_version", v.String()).Debug("xpra version")
 	}
 	if s.DownloadDir != "" {
 		if err := checkDownloadDir(s.DownloadDir, s.Layout); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/ffl-hpc/ffl/pkg/xpra"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -264,7 +265,7 @@ func portFree(addr string, port int) bool {
 
 func TestXpraArgsConfine(t *testing.T) {
 	p := sessionPaths{Home: "/h/s", Runtime: "/r/s"}
-	args := xpraArgs(p, 3, "1920x1080", []string{"firefox-esr"}, []string{"--extra"})
+	args := xpraArgs(xpra.Version{Major: 3, Minor: 1, Micro: 3}, p, 3, "1920x1080", []string{"firefox-esr"}, []string{"--extra"})
 	want := map[string]bool{"--daemon=no": true, "--systemd-run=no": true, "--start-new-commands=no": true, "--bind=/r/s/xpra/ffl.sock": true,
 		"--socket-dir=/r/s/xpra": true, "--displayfd=3": true, "--extra": true, "--opengl=no": true,
 		"--xvfb=" + xvfbCommand("1920x1080"): true}
@@ -379,5 +380,50 @@ func TestFailedStart(t *testing.T) {
 	}
 	if err := CheckStartURL(context.Background(), "about:blank"); err != nil {
 		t.Errorf("about:blank: %v", err)
+	}
+}
+
+// TestXpraArgsPerVersion: the options whose existence changed between xpra 3.1 and 6.x are
+// passed exactly where that version's option parser has them (docs/XPRA.md), and the defences
+// every version has are always there.
+func TestXpraArgsPerVersion(t *testing.T) {
+	p := sessionPaths{Home: "/h/s", Runtime: "/r/s"}
+	for _, tc := range []struct {
+		version      string
+		with, absent []string
+	}{
+		{"xpra v3.1.3", []string{"--dbus-proxy=no"}, []string{"--websocket-upgrade=yes", "--http=yes", "--packet-encoders=rencodeplus", "--ssh-upgrade=no", "--ssl-upgrade=no", "--rdp-upgrade=no"}},
+		{"xpra v4.4.6", []string{"--dbus-proxy=no"}, []string{"--websocket-upgrade=yes", "--http=yes", "--packet-encoders=rencodeplus", "--ssh-upgrade=no"}},
+		{"xpra v5.1.6", []string{"--dbus-proxy=no", "--packet-encoders=rencodeplus", "--ssh-upgrade=no"}, []string{"--websocket-upgrade=yes", "--http=yes", "--ssl-upgrade=no", "--rdp-upgrade=no"}},
+		{"xpra v6.0", []string{"--websocket-upgrade=yes", "--packet-encoders=rencodeplus", "--ssh-upgrade=no", "--ssl-upgrade=no"}, []string{"--dbus-proxy=no", "--http=yes", "--rdp-upgrade=no"}},
+		{"xpra v6.2.5", []string{"--websocket-upgrade=yes", "--packet-encoders=rencodeplus", "--ssh-upgrade=no", "--ssl-upgrade=no"}, []string{"--dbus-proxy=no", "--http=yes", "--rdp-upgrade=no"}},
+		{"xpra v6.3", []string{"--websocket-upgrade=yes", "--http=yes", "--packet-encoders=rencodeplus", "--ssh-upgrade=no", "--ssl-upgrade=no", "--rdp-upgrade=no"}, []string{"--dbus-proxy=no"}},
+		{"xpra v6.5.5", []string{"--websocket-upgrade=yes", "--http=yes", "--packet-encoders=rencodeplus", "--ssh-upgrade=no", "--ssl-upgrade=no", "--rdp-upgrade=no"}, []string{"--dbus-proxy=no"}},
+	} {
+		t.Run(tc.version, func(t *testing.T) {
+			v, err := xpra.ParseVersion(tc.version)
+			if err != nil {
+				t.Fatal(err)
+			}
+			args := xpraArgs(v, p, 3, "1920x1080", []string{"firefox-esr"}, []string{"--extra"})
+			has := map[string]bool{}
+			for _, a := range args {
+				has[a] = true
+			}
+			for _, a := range append(tc.with, "--start-new-commands=no", "--daemon=no", "--html=on", "--bind=/r/s/xpra/ffl.sock") {
+				if !has[a] {
+					t.Errorf("%s: %s missing from %v", tc.version, a, args)
+				}
+			}
+			for _, a := range tc.absent {
+				if has[a] {
+					t.Errorf("%s: %s passed, but that version's parser does not know it", tc.version, a)
+				}
+			}
+			// The admin's xpra_args still come after ffl's defaults, --start-child last.
+			if args[len(args)-2] != "--extra" || !strings.HasPrefix(args[len(args)-1], "--start-child=") {
+				t.Errorf("%s: order of the tail: %v", tc.version, args[len(args)-2:])
+			}
+		})
 	}
 }

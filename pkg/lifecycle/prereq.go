@@ -2,8 +2,11 @@ package lifecycle
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/ffl-hpc/ffl/pkg/prereq"
+	"github.com/ffl-hpc/ffl/pkg/proc"
+	"github.com/ffl-hpc/ffl/pkg/xpra"
 )
 
 // CheckPrerequisites fails early, naming the Debian package, when xpra or Firefox is missing (a
@@ -22,4 +25,27 @@ func CheckPrerequisites(ctx context.Context, xpra, firefox, path string, draw fu
 		draw = prereq.CheckDraw
 	}
 	return draw(ctx, xp, path)
+}
+
+// xpraVersion asks the installed xpra its version (`xpra --version`, through execenv and, in the
+// supervisor, its reaper). A version ffl cannot read is a prerequisite error: the command line
+// and the control encoding depend on it.
+func xpraVersion(ctx context.Context, reaper *proc.Reaper, bin, path string) (xpra.Version, error) {
+	xp, err := prereq.Command(bin, path, "xpra")
+	if err != nil {
+		return xpra.Version{}, err
+	}
+	var run prereq.Runner
+	if reaper != nil {
+		run = reaper
+	}
+	line, err := prereq.VersionWith(ctx, run, xp)
+	if err != nil {
+		return xpra.Version{}, fmt.Errorf("%w: %v: reinstall xpra", ErrMissing, err)
+	}
+	v, err := xpra.ParseVersion(line)
+	if err != nil {
+		return xpra.Version{}, fmt.Errorf("%w: %s --version: %v: reinstall xpra", ErrMissing, xp, err)
+	}
+	return v, nil
 }

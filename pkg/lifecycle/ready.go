@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -32,6 +33,9 @@ type ProbeTarget struct {
 	XDir string
 	// Started is when xpra was started; the figures are measured from it.
 	Started time.Time
+	// Encoding is the packet encoding xpra's control socket takes (bencode for 3.x,
+	// rencodeplus from 5.0: xpra 6 drops a bencoded request without answering).
+	Encoding xpra.Encoding
 }
 
 // Readiness is how long a start took, from xpra's exec.
@@ -117,7 +121,7 @@ func (p VisibleProbe) Wait(ctx context.Context, t ProbeTarget) (Readiness, error
 	}); err != nil {
 		return r, fmt.Errorf("%w: %v", ErrNoWindow, err)
 	}
-	if _, err := xpra.Control(ctx, t.Socket, "show-all-windows"); err != nil {
+	if err := showAllWindows(ctx, t.Socket, t.Encoding, win.ID); err != nil {
 		return r, fmt.Errorf("%w: %v", ErrNotPainted, err)
 	}
 	err = every(ctx, poll, func() (bool, error) {
@@ -143,6 +147,23 @@ func (p VisibleProbe) Wait(ctx context.Context, t ProbeTarget) (Readiness, error
 	}
 	r.Window, r.Title = time.Since(t.Started), win.Title
 	return r, nil
+}
+
+// showAllWindows asks xpra to map every client window: its show-all-windows control command
+// (xpra 3.1 to 6.4). xpra 6.5 no longer registers that command (its seamless server still
+// defines it, but nothing adds it any more: the answer is "invalid command"); there the window
+// is mapped with the "map WID" command, and a window's id is its X window id (the seamless
+// server's allocate_wid), so the id of the Firefox window the probe found is the one to map.
+func showAllWindows(ctx context.Context, socket string, enc xpra.Encoding, xid uint32) error {
+	_, err := xpra.Control(ctx, socket, enc, "show-all-windows")
+	var ce *xpra.CommandError
+	if !errors.As(err, &ce) || ce.Code != xpra.CodeInvalid {
+		return err
+	}
+	if _, err := xpra.Control(ctx, socket, enc, "map", strconv.FormatUint(uint64(xid), 10)); err != nil {
+		return fmt.Errorf("no show-all-windows command, and map of window %#x: %w", xid, err)
+	}
+	return nil
 }
 
 // HTTPProbe is ready when xpra serves its HTML5 page: what a session without an X display to

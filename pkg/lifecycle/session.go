@@ -280,7 +280,7 @@ func (s *Session) launch(ctx context.Context, url string) error {
 	}
 	defer dr.Close()
 	ff := firefoxCommand(st.Firefox, s.paths, s.profileDir, st.Home, st.FirefoxArgs, []string{url})
-	args := xpraArgs(s.paths, 3, st.ScreenSize, ff, st.XpraArgs)
+	args := xpraArgs(st.XpraVersion, s.paths, 3, st.ScreenSize, ff, st.XpraArgs)
 	xpraBin, err := prereq.LookPath(st.Xpra, st.Path)
 	if err != nil {
 		dw.Close()
@@ -344,7 +344,7 @@ func (s *Session) launch(ctx context.Context, url string) error {
 	go func() {
 		r, err := st.Probe.Wait(ctx, ProbeTarget{
 			Socket: s.paths.socket(), Display: s.waitDisplay, Xauthority: s.paths.xauthority(),
-			XDir: st.XDir, Started: started,
+			XDir: st.XDir, Started: started, Encoding: st.XpraVersion.Encoding(),
 		})
 		done <- result{r, err}
 	}()

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/ffl-hpc/ffl/pkg/layout"
+	"github.com/ffl-hpc/ffl/pkg/xpra"
 )
 
 // sessionPaths are the directories of one session: Home in the user's home (may be NFS), Runtime
@@ -90,11 +91,56 @@ func xvfbCommand(screen string) string {
 	return "Xvfb +extension Composite -extension GLX -screen 0 " + screen + "x24+32 -dpi 96 -nolisten tcp -noreset -auth $XAUTHORITY"
 }
 
-// xpraArgs is the xpra 3.1 command line that keeps the session in the foreground, in the job's
-// cgroup (--systemd-run=no), confined to its directories, listening only on its 0700 unix
-// socket (the front relays the port to it), and ended with its children. displayFD is the
+// versionArgs are the options whose name or existence depends on xpra's version v. Every other
+// option ffl passes is in the option parser of 3.1, 5.x and 6.x alike (checked against
+// xpra/scripts/main.py of 3.1 and parsing.py of 5.0 to 6.5: docs/XPRA.md).
+//
+//   - --dbus-proxy: 6.0 removed it (an unknown option ends xpra with exit 1); before, ffl
+//     turns it off like the other dbus services.
+//   - --websocket-upgrade (6.0) and --http (6.3) decide whether a connection on the unix socket
+//     may be HTTP or a WebSocket at all; both default to yes, but a site's /etc/xpra/xpra.conf
+//     can turn them off, and then the HTML5 client never loads. ffl's session needs both, so
+//     it says so on the command line, which xpra reads after its config files.
+//   - --packet-encoders=rencodeplus from 5.0: ffl's control client speaks rencodeplus there,
+//     and a config file can leave it out. Debian's /etc/xpra/conf.d/10_network.conf (xpra 3.1)
+//     says "packet-encoders = rencode, bencode, yaml", which xpra 6 reads as "yaml" (it drops
+//     what it no longer has): seen with xpra 6.5.5 on this machine, the control request was
+//     refused with "'rencodeplus' decoder is not available".
+//   - --ssh-upgrade=no (5.0), --ssl-upgrade=no (6.0), --rdp-upgrade=no (6.3): what else a
+//     connection on the unix socket may turn into. The door relays only HTTP, so none is ever
+//     wanted; off, xpra 6 also stops logging "cannot enable SSH socket upgrades" where paramiko
+//     is missing.
+func versionArgs(v xpra.Version) []string {
+	var args []string
+	if v.Encoding() == xpra.RencodePlus {
+		args = append(args, "--packet-encoders=rencodeplus")
+	}
+	if v.AtLeast(5, 0) {
+		args = append(args, "--ssh-upgrade=no")
+	}
+	if v.AtLeast(6, 0) {
+		args = append(args, "--ssl-upgrade=no")
+	}
+	if v.AtLeast(6, 3) {
+		args = append(args, "--rdp-upgrade=no")
+	}
+	if !v.AtLeast(6, 0) {
+		args = append(args, "--dbus-proxy=no")
+	}
+	if v.AtLeast(6, 0) {
+		args = append(args, "--websocket-upgrade=yes")
+	}
+	if v.AtLeast(6, 3) {
+		args = append(args, "--http=yes")
+	}
+	return args
+}
+
+// xpraArgs is the command line for xpra version v that keeps the session in the foreground, in
+// the job's cgroup (--systemd-run=no), confined to its directories, listening only on its 0700
+// unix socket (the front relays the port to it), and ended with its children. displayFD is the
 // child's fd number on which xpra writes the display.
-func xpraArgs(p sessionPaths, displayFD int, screen string, firefox []string, extra []string) []string {
+func xpraArgs(v xpra.Version, p sessionPaths, displayFD int, screen string, firefox []string, extra []string) []string {
 	args := []string{
 		"start",
 		"--bind=" + p.socket(),
@@ -105,7 +151,6 @@ func xpraArgs(p sessionPaths, displayFD int, screen string, firefox []string, ex
 		"--mdns=no",
 		"--pulseaudio=no",
 		"--notifications=no",
-		"--dbus-proxy=no",
 		"--dbus-launch=",
 		"--dbus-control=no",
 		"--systemd-run=no",
@@ -125,6 +170,7 @@ func xpraArgs(p sessionPaths, displayFD int, screen string, firefox []string, ex
 		"--displayfd=" + strconv.Itoa(displayFD),
 		"--xvfb=" + xvfbCommand(screen),
 	}
+	args = append(args, versionArgs(v)...)
 	args = append(args, leanXpraArgs...)
 	args = append(args, extra...)
 	// Last: nothing in xpra_args may replace the one child of the session.

@@ -165,8 +165,8 @@ func MissingModulesWith(ctx context.Context, run Runner, interp []string, mods [
 	return missing, nil
 }
 
-// CheckDraw is the preflight: xpra's interpreter imports every required DrawModule. The error
-// is one line naming the Debian packages to install.
+// CheckDraw is the preflight: xpra's interpreter imports every required DrawModule, and xpra
+// finds its HTML5 client (CheckHTML5). The error is one line naming the packages to install.
 func CheckDraw(ctx context.Context, xpraPath, path string) error {
 	return CheckDrawWith(ctx, nil, xpraPath, path)
 }
@@ -189,18 +189,90 @@ func CheckDrawWith(ctx context.Context, run Runner, xpraPath, path string) error
 		}
 	}
 	if len(pkgs) == 0 {
-		return nil
+		return CheckHTML5With(ctx, run, xpraPath, path)
 	}
 	return fmt.Errorf("%w: xpra cannot draw windows: its Python (%s) cannot import %s (%s): install it with apt-get install %s",
 		ErrMissing, interp[0], strings.Join(names, ", "), missing[0].Why, strings.Join(pkgs, " "))
 }
 
+// html5Program prints "ok" when xpra finds its HTML5 client, else the directories it looks in.
+// They are the web roots xpra's server tries when --html names none (server_core.py in 3.1 and
+// 5.x, server/core.py in 6.x): RESOURCES/html5, RESOURCES/www, APP/www, /usr/share/xpra/www,
+// /usr/local/share/xpra/www (and /var/www/xpra/www from 6.x). Without one, xpra turns html off
+// and logs "install the `xpra-html5` package": the session would never serve a page. From
+// xpra 4.0 the client is the separate package xpra-html5; Debian's xpra 3.1 still ships it.
+const html5Program = `import os, sys
+from xpra.platform.paths import get_resources_dir, get_app_dir
+r = get_resources_dir()
+dirs = [os.path.join(r, "html5"), os.path.join(r, "www"), os.path.join(get_app_dir(), "www")] + sys.argv[1:]
+if any(os.path.isfile(os.path.join(d, "index.html")) for d in dirs):
+    print("ok")
+else:
+    print(" ".join(dirs))
+`
+
+// ErrNoHTML5 is wrapped by the error of a missing HTML5 client.
+var ErrNoHTML5 = errors.New("xpra's HTML5 client is not installed")
+
+// html5SystemDirs are the fixed web roots xpra tries after its own resources directory.
+var html5SystemDirs = []string{"/usr/share/xpra/www", "/usr/local/share/xpra/www", "/var/www/xpra/www"}
+
+// CheckHTML5With asks xpra's interpreter (run through run, see Runner) whether xpra finds its
+// HTML5 client. The error is one line naming the package xpra-html5.
+func CheckHTML5With(ctx context.Context, run Runner, xpraPath, path string) error {
+	return checkHTML5(ctx, run, xpraPath, path, html5SystemDirs)
+}
+
+func checkHTML5(ctx context.Context, run Runner, xpraPath, path string, systemDirs []string) error {
+	interp, err := Interpreter(xpraPath, path)
+	if err != nil {
+		return fmt.Errorf("%w: %v: reinstall the package xpra", ErrMissing, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	argv := execenv.Python(interp, append([]string{"-c", html5Program}, systemDirs...)...)
+	cmd := execenv.CommandContext(ctx, "/", execenv.Check(), argv[0], argv[1:]...)
+	var out, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &stderr
+	if run == nil {
+		err = cmd.Run()
+	} else if err = run.Start(cmd); err == nil {
+		err = run.Wait(cmd)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: xpra's interpreter does not run: %s: %v: %s", ErrMissing, interp[0], err, oneLine(stderr.String()))
+	}
+	if got := strings.TrimSpace(out.String()); got != "ok" {
+		return fmt.Errorf("%w: %w (no index.html in %s): install the package xpra-html5 (xpra 4 and later ship it separately)", ErrMissing, ErrNoHTML5, got)
+	}
+	return nil
+}
+
+// oneLine keeps the last line of a traceback (the exception).
+func oneLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
+
 // Version returns the first line `bin --version` prints (bounded to 10 s).
 func Version(ctx context.Context, bin string) (string, error) {
+	return VersionWith(ctx, nil, bin)
+}
+
+// VersionWith is Version running bin through run (see Runner; nil: os/exec alone).
+func VersionWith(ctx context.Context, run Runner, bin string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	cmd := execenv.CommandContext(ctx, "/", execenv.Check(), bin, "--version")
-	out, err := cmd.CombinedOutput()
+	var buf bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &buf, &buf
+	var err error
+	if run == nil {
+		err = cmd.Run()
+	} else if err = run.Start(cmd); err == nil {
+		err = run.Wait(cmd)
+	}
+	out := buf.Bytes()
 	first, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
 	if err != nil && first == "" {
 		return "", fmt.Errorf("%s --version: %w", bin, err)

@@ -1,4 +1,4 @@
-// Package xpra talks to a running xpra 3.1 server over its unix socket, the way ffl's
+// Package xpra talks to a running xpra server (3.1 to 6.x) over its unix socket, the way ffl's
 // supervisor needs to: is its HTML5 page served yet (Ready), and a control command
 // (show-all-windows) so that Firefox's window is mapped and paints before any client connects.
 //
@@ -66,8 +66,10 @@ func dial(ctx context.Context, socket string) (net.Conn, error) {
 }
 
 // Control runs one of the server's control commands (as `xpra control SOCKET CMD ARGS...`
-// does) and returns its text answer. A non-zero answer code is an error naming it.
-func Control(ctx context.Context, socket string, command ...string) (string, error) {
+// does), asking in enc (Version.Encoding: the server of xpra 6 drops a bencoded hello without a
+// word), and returns its text answer. The reply is read in whatever encoding its header
+// announces. A non-zero answer code is an error naming it.
+func Control(ctx context.Context, socket string, enc Encoding, command ...string) (string, error) {
 	if len(command) == 0 {
 		return "", errors.New("xpra control: no command")
 	}
@@ -76,7 +78,7 @@ func Control(ctx context.Context, socket string, command ...string) (string, err
 		return "", fmt.Errorf("xpra control %s: %w", command[0], err)
 	}
 	defer c.Close()
-	pkt, err := CommandHello(command...)
+	pkt, err := CommandHelloIn(enc, command...)
 	if err != nil {
 		return "", fmt.Errorf("xpra control %s: %w", command[0], err)
 	}
@@ -106,7 +108,7 @@ func Control(ctx context.Context, socket string, command ...string) (string, err
 			code, _ := cr[0].(int64)
 			text := asString(cr[1])
 			if code != 0 {
-				return text, fmt.Errorf("xpra control %s: code %d: %s", command[0], code, text)
+				return text, &CommandError{Command: command[0], Code: code, Text: text}
 			}
 			return text, nil
 		case "disconnect":
@@ -121,22 +123,46 @@ func Control(ctx context.Context, socket string, command ...string) (string, err
 	}
 }
 
-// CommandHello is the packet that opens a control connection and asks for one control command
-// (what Control sends): the bytes xpra reads on its socket, or in one binary WebSocket message.
-// Tests use it as an attacker would, to ask a session for "start".
+// CodeInvalid is the answer code of a command the server does not have (xpra's
+// ControlCode.INVALID, 6 in 3.1 to 6.x).
+const CodeInvalid = 6
+
+// CommandError is a control command's non-zero answer.
+type CommandError struct {
+	Command string
+	Code    int64
+	Text    string
+}
+
+func (e *CommandError) Error() string {
+	return fmt.Sprintf("xpra control %s: code %d: %s", e.Command, e.Code, e.Text)
+}
+
+// CommandHello is the bencoded packet (xpra 3.x) that opens a control connection and asks for
+// one control command (what Control sends): the bytes xpra reads on its socket, or in one binary
+// WebSocket message. Tests use it as an attacker would, to ask a session for "start".
 func CommandHello(command ...string) ([]byte, error) {
+	return CommandHelloIn(Bencode, command...)
+}
+
+// CommandHelloIn is CommandHello in the packet encoding enc. The hello names only that
+// encoding, so the server answers in it (xpra picks the first encoding of its own preference
+// order that the client's hello names).
+func CommandHelloIn(enc Encoding, command ...string) ([]byte, error) {
 	req := make([]any, len(command))
 	for i, s := range command {
 		req[i] = s
 	}
 	var b bytes.Buffer
-	err := writePacket(&b, []any{"hello", map[string]any{
+	err := writePacket(&b, enc, []any{"hello", map[string]any{
 		"version":           ProtocolVersion,
 		"request":           "command",
 		"command_request":   req,
 		"compression_level": 0,
 		"rencode":           false,
-		"bencode":           true,
+		"bencode":           enc == Bencode,
+		"rencodeplus":       enc == RencodePlus,
+		"encoders":          []any{enc.String()},
 	}})
 	return b.Bytes(), err
 }
@@ -159,15 +185,23 @@ func asString(v any) string {
 	return fmt.Sprint(v)
 }
 
-// writePacket sends one bencoded, uncompressed packet: an 8-byte header ('P', flags 0 =
-// bencode, compression level 0, chunk index 0, big-endian payload size), then the payload.
-func writePacket(w io.Writer, pkt any) error {
-	payload, err := Encode(pkt)
+// writePacket sends one uncompressed packet in enc: an 8-byte header ('P', the encoding's
+// flag, compression level 0, chunk index 0, big-endian payload size), then the payload.
+func writePacket(w io.Writer, enc Encoding, pkt any) error {
+	var payload []byte
+	var err error
+	hdr := make([]byte, 8)
+	hdr[0] = 'P'
+	if enc == RencodePlus {
+		payload, err = EncodeRencodePlus(pkt)
+		hdr[1] = flagRencodePlus
+	} else {
+		payload, err = Encode(pkt)
+		hdr[1] = flagBencode
+	}
 	if err != nil {
 		return err
 	}
-	hdr := make([]byte, 8)
-	hdr[0] = 'P'
 	binary.BigEndian.PutUint32(hdr[4:], uint32(len(payload)))
 	_, err = w.Write(append(hdr, payload...))
 	return err
@@ -199,10 +233,17 @@ func readPacket(r *bufio.Reader) (any, error) {
 		if level != 0 {
 			return nil, fmt.Errorf("compressed packet (level %d) although compression 0 was asked for", level)
 		}
-		if flags != 0 {
-			return nil, fmt.Errorf("packet flags %#x: only bencode is understood", flags)
+		var v any
+		var rest []byte
+		var err error
+		switch flags {
+		case flagBencode:
+			v, rest, err = Decode(payload)
+		case flagRencodePlus:
+			v, rest, err = DecodeRencodePlus(payload)
+		default:
+			return nil, fmt.Errorf("packet flags %#x: only bencode (0) and rencodeplus (0x10) are understood", flags)
 		}
-		v, rest, err := Decode(payload)
 		if err != nil {
 			return nil, err
 		}

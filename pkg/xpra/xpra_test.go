@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -74,8 +75,22 @@ func FuzzDecode(f *testing.F) {
 	})
 }
 
-// fakeServer answers one connection on a unix socket with fn(first packet).
+// fakeServer answers one connection on a unix socket with fn(first packet); reply answers in
+// the encoding the client's header named, as xpra does.
 func fakeServer(t *testing.T, fn func(c net.Conn, hello map[string]any)) string {
+	return fakeServerEnc(t, func(c net.Conn, enc Encoding, hello map[string]any) {
+		fn(encConn{c, enc}, hello)
+	})
+}
+
+// encConn is a connection with the encoding its peer spoke.
+type encConn struct {
+	net.Conn
+	enc Encoding
+}
+
+// fakeServerEnc is fakeServer telling fn which encoding the client's packet header announced.
+func fakeServerEnc(t *testing.T, fn func(c net.Conn, enc Encoding, hello map[string]any)) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "xpra.sock")
 	l, err := net.Listen("unix", path)
@@ -90,18 +105,30 @@ func fakeServer(t *testing.T, fn func(c net.Conn, hello map[string]any)) string 
 		}
 		defer c.Close()
 		r := bufio.NewReader(c)
+		hdr, err := r.Peek(2)
+		if err != nil {
+			return
+		}
+		enc := Bencode
+		if hdr[1] == flagRencodePlus {
+			enc = RencodePlus
+		}
 		pkt, err := readPacket(r)
 		if err != nil {
 			return
 		}
 		l := pkt.([]any)
-		fn(c, l[1].(map[string]any))
+		fn(c, enc, l[1].(map[string]any))
 	}()
 	return path
 }
 
 func reply(c net.Conn, pkt any) {
-	_ = writePacket(c, pkt)
+	enc := Bencode
+	if ec, ok := c.(encConn); ok {
+		enc = ec.enc
+	}
+	_ = writePacket(c, enc, pkt)
 }
 
 func TestControl(t *testing.T) {
@@ -118,7 +145,7 @@ func TestControl(t *testing.T) {
 			_, _ = c.Write(append(hdr, "raw"...))
 			reply(c, []any{"hello", map[string]any{"command_response": []any{0, "1 windows shown"}}})
 		})
-		text, err := Control(ctx, sock, "show-all-windows")
+		text, err := Control(ctx, sock, Bencode, "show-all-windows")
 		if err != nil || text != "1 windows shown" {
 			t.Fatalf("Control = %q, %v", text, err)
 		}
@@ -130,7 +157,9 @@ func TestControl(t *testing.T) {
 		sock := fakeServer(t, func(c net.Conn, _ map[string]any) {
 			reply(c, []any{"hello", map[string]any{"command_response": []any{6, "invalid command"}}})
 		})
-		if _, err := Control(ctx, sock, "nope"); err == nil || !strings.Contains(err.Error(), "code 6: invalid command") {
+		_, err := Control(ctx, sock, Bencode, "nope")
+		var ce *CommandError
+		if err == nil || !strings.Contains(err.Error(), "code 6: invalid command") || !errors.As(err, &ce) || ce.Code != CodeInvalid {
 			t.Errorf("Control = %v", err)
 		}
 	})
@@ -138,18 +167,18 @@ func TestControl(t *testing.T) {
 		sock := fakeServer(t, func(c net.Conn, _ map[string]any) {
 			reply(c, []any{"disconnect", "incompatible version"})
 		})
-		if _, err := Control(ctx, sock, "x"); err == nil || !strings.Contains(err.Error(), "incompatible version") {
+		if _, err := Control(ctx, sock, Bencode, "x"); err == nil || !strings.Contains(err.Error(), "incompatible version") {
 			t.Errorf("Control = %v", err)
 		}
 	})
 	t.Run("not xpra", func(t *testing.T) {
 		sock := fakeServer(t, func(c net.Conn, _ map[string]any) { _, _ = io.WriteString(c, "HTTP/1.1 400 Bad\r\n\r\n") })
-		if _, err := Control(ctx, sock, "x"); err == nil || !strings.Contains(err.Error(), "not an xpra packet") {
+		if _, err := Control(ctx, sock, Bencode, "x"); err == nil || !strings.Contains(err.Error(), "not an xpra packet") {
 			t.Errorf("Control = %v", err)
 		}
 	})
 	t.Run("nobody listens", func(t *testing.T) {
-		if _, err := Control(ctx, filepath.Join(t.TempDir(), "none"), "x"); err == nil {
+		if _, err := Control(ctx, filepath.Join(t.TempDir(), "none"), Bencode, "x"); err == nil {
 			t.Error("Control to a missing socket succeeded")
 		}
 	})
@@ -180,5 +209,58 @@ func TestHTTPReady(t *testing.T) {
 	}()
 	if ok, err := HTTPReady(ctx, path); !ok || err != nil {
 		t.Errorf("HTTPReady = %v, %v; want true", ok, err)
+	}
+}
+
+// TestControlEncoding: the hello goes out in the encoding asked for, names only that one, and
+// the answer is read in the encoding its header announces. A server that, like xpra 6, drops a
+// bencoded hello without answering makes a bencode Control fail and a rencodeplus one succeed.
+func TestControlEncoding(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	xpra6 := func(t *testing.T) (string, *map[string]any) {
+		var got map[string]any
+		return fakeServerEnc(t, func(c net.Conn, enc Encoding, hello map[string]any) {
+			if enc != RencodePlus {
+				return // xpra 6: "invalid packet format, bencode" and the connection closes
+			}
+			got = hello
+			_ = writePacket(c, RencodePlus, []any{"hello", map[string]any{"command_response": []any{0, "shown"}}})
+		}), &got
+	}
+	sock, got := xpra6(t)
+	if text, err := Control(ctx, sock, RencodePlus, "show-all-windows"); err != nil || text != "shown" {
+		t.Fatalf("rencodeplus Control = %q, %v", text, err)
+	}
+	if (*got)["rencodeplus"] != true || (*got)["bencode"] != false || fmt.Sprint((*got)["encoders"]) != "[rencodeplus]" {
+		t.Errorf("rencodeplus hello: %v", *got)
+	}
+	sock, _ = xpra6(t)
+	if _, err := Control(ctx, sock, Bencode, "show-all-windows"); err == nil {
+		t.Error("a bencoded Control got an answer from a server that drops bencode")
+	}
+}
+
+func TestVersion(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want Version
+		enc  Encoding
+	}{
+		{"xpra v3.1.3", Version{3, 1, 3}, Bencode},
+		{"xpra v4.4.6-r0", Version{4, 4, 6}, Bencode},
+		{"xpra v5.0.12", Version{5, 0, 12}, RencodePlus},
+		{"xpra v6.5", Version{6, 5, 0}, RencodePlus},
+		{"xpra v6.5.5-r38000 beta", Version{6, 5, 5}, RencodePlus},
+	} {
+		v, err := ParseVersion(tc.in)
+		if err != nil || v != tc.want || v.Encoding() != tc.enc {
+			t.Errorf("ParseVersion(%q) = %v (%v), %v; want %v (%v)", tc.in, v, v.Encoding(), err, tc.want, tc.enc)
+		}
+	}
+	for _, bad := range []string{"", "xpra", "Python 3"} {
+		if v, err := ParseVersion(bad); err == nil {
+			t.Errorf("ParseVersion(%q) = %v, want an error", bad, v)
+		}
 	}
 }
