@@ -38,7 +38,7 @@ mkdir -p "$DIR"
 cd "$DIR"
 rm -rf "xpra-$VERSION" venv
 /usr/bin/python3 -m venv --system-site-packages venv
-if ! echo "$SHA256  xpra-$VERSION.tar.gz" | sha256sum -c --quiet 2>/dev/null; then
+if ! echo "$SHA256  xpra-$VERSION.tar.gz" | sha256sum -c --quiet >/dev/null 2>&1; then
   # The source release by name from PyPI, pinned by its hash (pip checks it).
   echo "xpra==$VERSION --hash=sha256:$SHA256" >req.txt
   nice -n 19 venv/bin/pip download -q --no-deps --no-binary :all: -r req.txt -d . >&2
