@@ -60,7 +60,22 @@ func freeRange(t *testing.T, n int) (int, int) {
 	return 0, 0
 }
 
+// testManager is a manager over fake xpra sessions, with its own running Reaper (the test
+// process is made a child subreaper by the tests that need one).
 func testManager(t *testing.T, faketree, fakexpra, dir, job, mode string, grace time.Duration) *Manager {
+	t.Helper()
+	r := proc.NewReaper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go r.Run(ctx)
+	return newTestManager(t, faketree, fakexpra, dir, job, mode, grace, r)
+}
+
+// newTestManager is testManager with the given Reaper (nil: none). A process must run at most
+// one Reaper: each knows only the children it owns, so a second one reaps the first one's
+// children (a supervisor's wrapped command) before their cmd.Wait, which then fails with
+// ECHILD.
+func newTestManager(t *testing.T, faketree, fakexpra, dir, job, mode string, grace time.Duration, r *proc.Reaper) *Manager {
 	t.Helper()
 	lo, hi := freeRange(t, 8)
 	self, err := proc.Lookup(os.Getpid())
@@ -73,10 +88,6 @@ func testManager(t *testing.T, faketree, fakexpra, dir, job, mode string, grace 
 	}
 	log := logrus.New()
 	log.SetLevel(logrus.DebugLevel)
-	r := proc.NewReaper()
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	go r.Run(ctx)
 	m, err := NewManager(Settings{
 		Layout:         layout.Layout{StateDir: filepath.Join(dir, "home", ".firefox-launcher"), RuntimeDir: filepath.Join(dir, "run-ffl"), TempDir: tmp, UID: os.Getuid(), Node: "n1", JobKey: job},
 		User:           "tester",
