@@ -221,7 +221,7 @@ func (s *Supervisor) Run(ctx context.Context, signals <-chan os.Signal) (int, er
 	if s.cfg.EndWarning > 0 {
 		end := s.cfg.JobEnd
 		if end == nil {
-			end = SqueueJobEnd(st.Path)
+			end = SqueueJobEnd(reaper, st.Path)
 		}
 		go func() {
 			if t, ok := end(ctx, l.JobKey); ok {
