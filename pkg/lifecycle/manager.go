@@ -254,10 +254,17 @@ func (m *Manager) Start(ctx context.Context, req StartRequest) (Info, error) {
 		return Info{}, fmt.Errorf("%w: port %d is outside the allowed range %d-%d: pick a port in the range or omit --port", ErrBadInput, req.Port, m.s.PortMin, m.s.PortMax)
 	}
 	// With Reuse, two callers asking for the same port at once (jupyter-server-proxy's command
-	// and an owner's visit to the idle proxy port) end up with the one session.
+	// and an owner's visit to the idle proxy port) end up with the one session. A session that
+	// was ready and ends while the caller waits (it is being stopped, or Firefox was closed: the
+	// HTML5 client reconnects at once) is not the caller's answer: once it is gone (released
+	// before Done), a new one starts. A failed start is the answer, not retried.
 	for {
 		if s := m.session(req.Port); s != nil && req.Reuse {
-			return s.waitStarted(ctx)
+			info, err := s.waitStarted(ctx)
+			if errors.Is(err, ErrNotFound) && s.wasReady.Load() {
+				continue
+			}
+			return info, err
 		}
 		err := m.reserve(req.Port)
 		if err == nil {

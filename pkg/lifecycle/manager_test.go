@@ -11,12 +11,14 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/ffl-hpc/ffl/internal/testutil"
+	"github.com/ffl-hpc/ffl/pkg/front"
 	"github.com/ffl-hpc/ffl/pkg/layout"
 	"github.com/ffl-hpc/ffl/pkg/proc"
 )
@@ -60,7 +62,22 @@ func freeRange(t *testing.T, n int) (int, int) {
 	return 0, 0
 }
 
+// testManager is a manager over fake xpra sessions, with its own running Reaper (the test
+// process is made a child subreaper by the tests that need one).
 func testManager(t *testing.T, faketree, fakexpra, dir, job, mode string, grace time.Duration) *Manager {
+	t.Helper()
+	r := proc.NewReaper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go r.Run(ctx)
+	return newTestManager(t, faketree, fakexpra, dir, job, mode, grace, r)
+}
+
+// newTestManager is testManager with the given Reaper (nil: none). A process must run at most
+// one Reaper: each knows only the children it owns, so a second one reaps the first one's
+// children (a supervisor's wrapped command) before their cmd.Wait, which then fails with
+// ECHILD.
+func newTestManager(t *testing.T, faketree, fakexpra, dir, job, mode string, grace time.Duration, r *proc.Reaper) *Manager {
 	t.Helper()
 	lo, hi := freeRange(t, 8)
 	self, err := proc.Lookup(os.Getpid())
@@ -73,10 +90,6 @@ func testManager(t *testing.T, faketree, fakexpra, dir, job, mode string, grace 
 	}
 	log := logrus.New()
 	log.SetLevel(logrus.DebugLevel)
-	r := proc.NewReaper()
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	go r.Run(ctx)
 	m, err := NewManager(Settings{
 		Layout:         layout.Layout{StateDir: filepath.Join(dir, "home", ".firefox-launcher"), RuntimeDir: filepath.Join(dir, "run-ffl"), TempDir: tmp, UID: os.Getuid(), Node: "n1", JobKey: job},
 		User:           "tester",
@@ -380,6 +393,70 @@ func TestFailedStart(t *testing.T) {
 	}
 	if err := CheckStartURL(context.Background(), "about:blank"); err != nil {
 		t.Errorf("about:blank: %v", err)
+	}
+}
+
+// TestReuseWhileStopping: a start with Reuse (the proxy command, or an owner's visit to the
+// idle proxy port, which the HTML5 client makes at once when its session goes) that finds the
+// port's session being stopped waits until it is gone and gets a new one. It used to get "the
+// session ended": a visit's on-demand start then failed, and the port stayed idle for good
+// (the front asks once per idle period). The Reuse start is made while the stop is held in its
+// grace step; it finds the stopping session unless it is scheduled only after the whole stop.
+func TestReuseWhileStopping(t *testing.T) {
+	faketree, fakexpra, dir, ok := asUser(t, "TestReuseWhileStopping")
+	if !ok {
+		return
+	}
+	if err := proc.SetChildSubreaper(); err != nil {
+		t.Fatal(err)
+	}
+	m := testManager(t, faketree, fakexpra, dir, "82", "no-tree", 500*time.Millisecond)
+	inGrace, goOn := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	m.s.Failpoint = func(step string) {
+		if step == StepGrace {
+			once.Do(func() { close(inGrace); <-goOn })
+		}
+	}
+	f, err := m.Bind(nil, "secret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Lend(f)
+	defer func() {
+		_ = m.StopAll(context.Background())
+		_ = f.Close()
+		_ = m.Close()
+		_ = m.RemoveRuntimeJobDir()
+	}()
+	ctx := context.Background()
+	req := StartRequest{Port: f.Port(), Reuse: true}
+	first, err := m.Start(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped := make(chan error, 1)
+	go func() { stopped <- m.Stop(ctx, first.Port) }()
+	<-inGrace
+	type result struct {
+		info Info
+		err  error
+	}
+	reused := make(chan result, 1)
+	go func() {
+		info, err := m.Start(ctx, req)
+		reused <- result{info, err}
+	}()
+	close(goOn)
+	if err := <-stopped; err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	r := <-reused
+	if r.err != nil {
+		t.Fatalf("Reuse start during a stop: %v, want a new session", r.err)
+	}
+	if r.info.PID == first.PID || f.State() != front.Ready {
+		t.Errorf("got session %+v (front %v), want a new one, ready, after %+v", r.info, f.State(), first)
 	}
 }
 

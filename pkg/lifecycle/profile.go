@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -49,10 +48,11 @@ const profileLockMax = 4 << 10
 // a profile holder on another node is gone. nil means squeue.
 type JobLive func(ctx context.Context, job string) bool
 
-// SqueueJobLive asks squeue (found in path) for the job's state. Only a definite answer that
-// the job is over (unknown to Slurm, or in a final state) is false: a missing squeue, a timeout
-// or an error keeps the lock, since a live session's profile must never be taken.
-func SqueueJobLive(path string) JobLive {
+// SqueueJobLive asks squeue (found in path, run through run: see squeue) for the job's state.
+// Only a definite answer that the job is over (unknown to Slurm, or in a final state) is false:
+// a missing squeue, a timeout or an error keeps the lock, since a live session's profile must
+// never be taken.
+func SqueueJobLive(run prereq.Runner, path string) JobLive {
 	return func(ctx context.Context, job string) bool {
 		if _, err := strconv.ParseUint(job, 10, 64); err != nil {
 			return true // local-<pid> of another node: nothing can prove it gone
@@ -61,11 +61,7 @@ func SqueueJobLive(path string) JobLive {
 		if err != nil {
 			return true
 		}
-		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, bin, "-h", "-j", job, "-o", "%T")
-		cmd.Env = squeueEnv(path)
-		out, err := cmd.CombinedOutput()
+		out, err := squeue(ctx, run, bin, path, job, "%T", true)
 		text := strings.TrimSpace(string(out))
 		if err != nil {
 			return !strings.Contains(text, "Invalid job id")
@@ -181,7 +177,7 @@ func (s *Session) staleHolder(ctx context.Context, h ProfileHolder) string {
 	}
 	live := st.JobLive
 	if live == nil {
-		live = SqueueJobLive(st.Path)
+		live = SqueueJobLive(runner(st.Reaper), st.Path)
 	}
 	if !live(ctx, h.Job) {
 		return "its job " + h.Job + " has ended (squeue)"

@@ -194,12 +194,12 @@ func TestSqueueJobLive(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			testutil.Must(t, os.WriteFile(filepath.Join(dir, "squeue"), []byte("#!/bin/sh\n"+tt.script+"\n"), 0o755), "squeue")
-			if got := SqueueJobLive(dir)(ctx, tt.job); got != tt.want {
+			if got := SqueueJobLive(nil, dir)(ctx, tt.job); got != tt.want {
 				t.Errorf("live = %v, want %v", got, tt.want)
 			}
 		})
 	}
-	if !SqueueJobLive(t.TempDir())(ctx, "12") {
+	if !SqueueJobLive(nil, t.TempDir())(ctx, "12") {
 		t.Error("without squeue a job must count as live")
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -76,6 +77,10 @@ type Session struct {
 
 	stateMu sync.Mutex
 	state   layout.State
+
+	// wasReady is set once the start has succeeded: a session that ends after it is not a
+	// failed start (Manager.Start with Reuse then starts a new one).
+	wasReady atomic.Bool
 
 	stopOnce sync.Once
 	stopDone chan struct{}
@@ -147,6 +152,7 @@ func (m *Manager) startOne(ctx context.Context, f *front.Front, owned bool, url 
 		}
 		return Info{}, err
 	}
+	s.wasReady.Store(true)
 	f.Ready(s.paths.socket())
 	if s.notice.title != "" {
 		if err := s.showWindow(s.notice.title, s.notice.body); err != nil {

@@ -221,7 +221,7 @@ func (s *Supervisor) Run(ctx context.Context, signals <-chan os.Signal) (int, er
 	if s.cfg.EndWarning > 0 {
 		end := s.cfg.JobEnd
 		if end == nil {
-			end = SqueueJobEnd(st.Path)
+			end = SqueueJobEnd(reaper, st.Path)
 		}
 		go func() {
 			if t, ok := end(ctx, l.JobKey); ok {
@@ -363,24 +363,33 @@ func (s *Supervisor) startChild(r *proc.Reaper, env []string) error {
 	}
 	s.child = cmd
 	s.log.WithFields(logrus.Fields{"pid": cmd.Process.Pid, "cmd": args[0]}).Info("wrapped command started")
-	go func() { s.childDone <- waitStatus(cmd) }()
+	go func() {
+		code, err := waitStatus(cmd)
+		if err != nil {
+			// Its status is lost (ECHILD: something else in this process reaped it): say so, or
+			// the job's exit status 1 would pass for the command's own.
+			s.log.WithError(err).WithField("pid", cmd.Process.Pid).Error("wrapped command's exit status unknown; exiting 1")
+		}
+		s.childDone <- code
+	}()
 	return nil
 }
 
-// waitStatus waits for the command and returns its exit status the shell way (128+N by signal).
-func waitStatus(cmd *exec.Cmd) int {
+// waitStatus waits for the command and returns its exit status the shell way (128+N by signal);
+// when the wait itself fails, 1 and why.
+func waitStatus(cmd *exec.Cmd) (int, error) {
 	err := cmd.Wait()
 	if err == nil {
-		return 0
+		return 0, nil
 	}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return ExitSignalBase + int(ws.Signal())
+			return ExitSignalBase + int(ws.Signal()), nil
 		}
-		return ee.ExitCode()
+		return ee.ExitCode(), nil
 	}
-	return 1
+	return 1, err
 }
 
 // endChild forwards sig to the wrapped command's process group, waits up to grace (or until ctx

@@ -20,10 +20,13 @@ import (
 	"github.com/ffl-hpc/ffl/pkg/proc"
 )
 
-// testSupervisor builds a supervisor over fake xpra sessions (the settings of testManager).
+// testSupervisor builds a supervisor over fake xpra sessions (the settings of testManager). No
+// Reaper runs beside the supervisor's own: one that does not own the wrapped command would reap
+// it before the supervisor's cmd.Wait, and the supervisor would exit 1 instead of the command's
+// status.
 func testSupervisor(t *testing.T, faketree, fakexpra, dir, job, mode string) (SupervisorConfig, layout.Layout) {
 	t.Helper()
-	m := testManager(t, faketree, fakexpra, dir, job, mode, 300*time.Millisecond)
+	m := newTestManager(t, faketree, fakexpra, dir, job, mode, 300*time.Millisecond, nil)
 	st := m.Settings()
 	st.Reaper, st.Self, st.BootID = nil, proc.Identity{}, ""
 	log := logrus.New()

@@ -1,6 +1,7 @@
 package lifecycle
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -24,8 +25,9 @@ const WarningTitle = "ffl: this Firefox session ends"
 // JobEnd answers when the job reaches its time limit (false when unknown or unlimited).
 type JobEnd func(ctx context.Context, job string) (time.Time, bool)
 
-// SqueueJobEnd asks squeue (found in path) for the job's end time (%e: local time, no zone).
-func SqueueJobEnd(path string) JobEnd {
+// SqueueJobEnd asks squeue (found in path, run through run: see squeue) for the job's end
+// time (%e: local time, no zone).
+func SqueueJobEnd(run prereq.Runner, path string) JobEnd {
 	return func(ctx context.Context, job string) (time.Time, bool) {
 		if _, err := strconv.ParseUint(job, 10, 64); err != nil {
 			return time.Time{}, false
@@ -34,11 +36,7 @@ func SqueueJobEnd(path string) JobEnd {
 		if err != nil {
 			return time.Time{}, false
 		}
-		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, bin, "-h", "-j", job, "-o", "%e")
-		cmd.Env = squeueEnv(path)
-		out, err := cmd.Output()
+		out, err := squeue(ctx, run, bin, path, job, "%e", false)
 		if err != nil {
 			return time.Time{}, false
 		}
@@ -48,6 +46,38 @@ func SqueueJobEnd(path string) JobEnd {
 		}
 		return end, true
 	}
+}
+
+// squeue runs `squeue -h -j JOB -o FORMAT` (10 s at most) and returns its output (stderr too
+// when withStderr). In the supervisor, run is its Reaper: a squeue the Reaper does not own may
+// be reaped by it before its Wait, which then fails with ECHILD and the answer is lost. nil
+// runs it with os/exec alone.
+func squeue(ctx context.Context, run prereq.Runner, bin, path, job, format string, withStderr bool) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "-h", "-j", job, "-o", format)
+	cmd.Env = squeueEnv(path)
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	if withStderr {
+		cmd.Stderr = &out
+	}
+	var err error
+	if run == nil {
+		err = cmd.Run()
+	} else if err = run.Start(cmd); err == nil {
+		err = run.Wait(cmd)
+	}
+	return out.Bytes(), err
+}
+
+// runner is the Reaper as a prereq.Runner: nil without one (a nil *proc.Reaper in the interface
+// would not be nil).
+func runner(r *proc.Reaper) prereq.Runner {
+	if r == nil {
+		return nil
+	}
+	return r
 }
 
 // squeueEnv is squeue's whole environment: PATH, the C locale (its output is parsed), and

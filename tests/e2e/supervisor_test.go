@@ -213,12 +213,26 @@ while [ ! -e "$OUT.go" ]; do sleep 0.05; done
 	logf, _ := os.Create(filepath.Join(e.dir, "launcher.log"))
 	sup.Stdout, sup.Stderr = logf, logf
 	testutil.Must(t, sup.Start(), "start")
-	done := make(chan error, 1)
-	go func() { done <- sup.Wait() }()
+	done, exited := make(chan error, 1), make(chan struct{})
+	go func() { err := sup.Wait(); close(exited); done <- err }()
 	defer func() {
 		if t.Failed() {
 			b, _ := os.ReadFile(logf.Name())
 			t.Logf("launcher log:\n%s", b)
+		}
+	}()
+	// A failed run must not leave its supervisor and session behind: the next run (same job)
+	// would find them and fail too. The grace path ends both, and the proxies with them.
+	defer func() {
+		select {
+		case <-exited:
+		default:
+			_ = sup.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-exited:
+			case <-time.After(30 * time.Second):
+				_ = sup.Process.Kill()
+			}
 		}
 	}()
 	var port int
@@ -261,7 +275,23 @@ while [ ! -e "$OUT.go" ]; do sleep 0.05; done
 				t.Errorf("%s exited %d, want 0:\n%s", what, code, b)
 			}
 		case <-time.After(30 * time.Second):
-			t.Fatalf("%s did not exit", what)
+			b, _ := os.ReadFile(filepath.Join(e.dir, what+".log"))
+			t.Fatalf("%s did not exit:\n%s", what, b)
+		}
+	}
+	// attached waits until a proxy has its session (its "ready" line): what the test does next
+	// (a SIGTERM, Firefox closed) must find the proxy waiting on that session. A proxy still
+	// starting up then (a loaded machine schedules it late) would, rightly, start a new session
+	// and stay.
+	attached := func(what string) {
+		t.Helper()
+		logFile := filepath.Join(e.dir, what+".log")
+		if !testutil.Eventually(30*time.Second, func() bool {
+			b, _ := os.ReadFile(logFile)
+			return strings.Contains(string(b), "Firefox session ready for the Jupyter proxy")
+		}) {
+			b, _ := os.ReadFile(logFile)
+			t.Fatalf("%s never reported its session ready:\n%s", what, b)
 		}
 	}
 	p1, p1done := proxy("proxy1")
@@ -270,10 +300,12 @@ while [ ! -e "$OUT.go" ]; do sleep 0.05; done
 	if code := httpAs(e.user, url, header); code != 200 {
 		t.Fatalf("owner's first request: HTTP %d, want 200", code)
 	}
+	attached("proxy1")
 	_, p2done := proxy("proxy2") // reuses the running session
 	if code := httpAs(e.user, url, header); code != 200 {
 		t.Errorf("owner's second request: HTTP %d", code)
 	}
+	attached("proxy2")
 	testutil.Must(t, p1.Process.Signal(syscall.SIGTERM), "TERM proxy")
 	waitExit("proxy1", p1done)
 	waitExit("proxy2", p2done) // its session ended
@@ -292,6 +324,7 @@ while [ ! -e "$OUT.go" ]; do sleep 0.05; done
 		t.Fatalf("a visit to the idle proxy port: HTTP %d, want 200 (a new session)", code)
 	}
 	_, p3done := proxy("proxy3") // the proxy command again: reuses that session
+	attached("proxy3")
 	var infos []lifecycle.Info
 	list := e.command("list", "--json")
 	b, err := list.Output()
