@@ -48,11 +48,11 @@ e2e-xpra6: build ## xpra 6.5 built from PyPI's source (scripts/xpra6.sh), then a
 
 .PHONY: slurm-test
 slurm-test: build ## real Slurm scenarios: sbatch, scancel, time limit, SIGKILL, Epilog (root)
-	FFL_E2E=1 SLURM_CONFDIR=$(SLURM_CONFDIR) $(GO) test -count=1 -v -timeout 40m -skip '^TestMultiNode$$' ./tests/slurm/...
+	flock /run/ffl-slurm-suite.lock env FFL_E2E=1 SLURM_CONFDIR=$(SLURM_CONFDIR) $(GO) test -count=1 -v -timeout 40m -skip '^TestMultiNode$$' ./tests/slurm/...
 
 .PHONY: multinode-test
 multinode-test: build ## real Slurm on three nodes (own namespaces, one /home): same port, srun -N2, kill -9, reboot (root)
-	FFL_E2E=1 SLURM_MN_CONFDIR=$(SLURM_MN_CONFDIR) $(GO) test -count=1 -v -timeout 20m -run '^TestMultiNode$$' ./tests/slurm/...
+	flock /run/ffl-slurm-suite.lock env FFL_E2E=1 SLURM_MN_CONFDIR=$(SLURM_MN_CONFDIR) $(GO) test -count=1 -v -timeout 20m -run '^TestMultiNode$$' ./tests/slurm/...
 
 # The Jupyter suite runs once per Python stack (a lock file of tests/jupyter/stacks/): today's
 # stack with every test, the older one without TestCollision (ffl's port logic, the same on
