@@ -1,4 +1,4 @@
-// Package execenv is how ffl starts every program it runs itself (xpra, the import check of
+// Package execenv is how ffl starts every program it runs itself (xpra, xmessage, squeue, the import check of
 // xpra's Python, `--version` of xpra and Firefox in the doctors, the root hooks' re-executed
 // helpers): nothing the program runs with comes from the caller's working directory or
 // environment, because the caller may be root running a doctor from /tmp, or a job's user in a

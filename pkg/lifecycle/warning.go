@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/ffl-hpc/ffl/pkg/execenv"
 	"github.com/ffl-hpc/ffl/pkg/front"
 	"github.com/ffl-hpc/ffl/pkg/prereq"
 	"github.com/ffl-hpc/ffl/pkg/proc"
@@ -55,8 +55,7 @@ func SqueueJobEnd(run prereq.Runner, path string) JobEnd {
 func squeue(ctx context.Context, run prereq.Runner, bin, path, job, format string, withStderr bool) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "-h", "-j", job, "-o", format)
-	cmd.Env = squeueEnv(path)
+	cmd := execenv.CommandContext(ctx, "", squeueEnv(path), bin, "-h", "-j", job, "-o", format)
 	var out bytes.Buffer
 	cmd.Stdout = &out
 	if withStderr {
@@ -177,9 +176,8 @@ func (s *Session) showWindow(title, body string) error {
 	if err != nil {
 		return fmt.Errorf("xmessage not found: install the Debian package x11-utils")
 	}
-	cmd := exec.Command(bin, "-center", "-title", title, "-buttons", "OK:0", "-default", "OK", body)
-	cmd.Env = append(xpraEnv(s.paths, st.User, st.Path, st.Lang, s.marker), "DISPLAY="+display)
-	cmd.Dir = filepath.Join(s.paths.Home, "home")
+	cmd := execenv.Command(filepath.Join(s.paths.Home, "home"), append(xpraEnv(s.paths, st.User, st.Path, st.Lang, s.marker), "DISPLAY="+display),
+		bin, "-center", "-title", title, "-buttons", "OK:0", "-default", "OK", body)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := s.startCmd(cmd); err != nil {
 		return fmt.Errorf("start xmessage: %w", err)
