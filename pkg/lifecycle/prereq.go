@@ -35,11 +35,7 @@ func xpraVersion(ctx context.Context, reaper *proc.Reaper, bin, path string) (xp
 	if err != nil {
 		return xpra.Version{}, err
 	}
-	var run prereq.Runner
-	if reaper != nil {
-		run = reaper
-	}
-	line, err := prereq.VersionWith(ctx, run, xp)
+	line, err := prereq.VersionWith(ctx, runner(reaper), xp)
 	if err != nil {
 		return xpra.Version{}, fmt.Errorf("%w: %v: reinstall xpra", ErrMissing, err)
 	}
