@@ -45,9 +45,7 @@ func (b *Browser) screenshot() {
 		return
 	}
 	time.Sleep(time.Second)
-	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
-	defer cancel()
-	if png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)); err == nil {
+	if png, err := b.Screenshot(); err == nil {
 		_ = os.WriteFile(b.opts.Shot, png, 0o644)
 	}
 }
