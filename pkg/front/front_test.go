@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/ffl-hpc/ffl/internal/testutil"
 )
 
 // syncWriter serialises writes of the front's goroutines into w.
@@ -30,6 +32,13 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.w.Write(p)
+}
+
+// String is what was written so far, read under the same lock as the writes.
+func (s *syncWriter) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return fmt.Sprint(s.w)
 }
 
 // freePort returns a port that nothing listens on right now (tests only: ffl never probes).
@@ -472,9 +481,9 @@ func TestStates(t *testing.T) {
 		}
 	})
 	t.Run("no proof refuses, counts and logs", func(t *testing.T) {
-		var logged strings.Builder
+		logged := &syncWriter{w: &strings.Builder{}}
 		l := logrus.New()
-		l.SetOutput(&syncWriter{w: &logged})
+		l.SetOutput(logged)
 		f := listen(t, Options{UID: 7, Log: logrus.NewEntry(l), PeerUID: func(_, _ *net.TCPAddr) (int, error) { return 7, ErrNoPeer }})
 		f.Ready(x.path)
 		for range 3 {
@@ -485,6 +494,8 @@ func TestStates(t *testing.T) {
 		if n := f.Refusals(); n != 3 {
 			t.Errorf("Refusals = %d, want 3", n)
 		}
+		// The refused client sees its reset before the front writes the line: wait for it.
+		testutil.Eventually(5*time.Second, func() bool { return strings.Contains(logged.String(), "no proof of the client's user") })
 		out := logged.String()
 		if strings.Count(out, "no proof of the client's user") != 1 || !strings.Contains(out, "peer_uid=-1") {
 			t.Errorf("want one (rate-limited) no-proof line with peer_uid=-1, got:\n%s", out)
