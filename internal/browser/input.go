@@ -90,29 +90,49 @@ func (b *Browser) Click(x, y float64) error {
 	return nil
 }
 
-// AllowClipboard grants the page of pageURL's origin what a user grants when the browser asks
-// "See text and images copied to the clipboard" (clipboard-read) and clipboard-write, and
-// keeps the page focused as a visible tab is (headless chromium has no window focus, and the
-// Clipboard API answers only a focused document).
-func (b *Browser) AllowClipboard(pageURL string) error {
+// AllowClipboard answers for the page of pageURL's origin what a user answers when the
+// browser asks "See text and images copied to the clipboard": allowed (read) or blocked (!read);
+// clipboard-write is allowed, as browsers allow it a focused page. It also keeps the page
+// focused as a visible tab is (headless chromium has no window focus, and the Clipboard API
+// answers only a focused document).
+func (b *Browser) AllowClipboard(pageURL string, read bool) error {
 	u, err := url.Parse(pageURL)
 	if err != nil {
 		return fmt.Errorf("clipboard permission: %w", err)
 	}
 	origin := u.Scheme + "://" + u.Host
-	for _, name := range []string{"clipboard-read", "clipboard-write"} {
+	readSetting := cdpbrowser.PermissionSettingGranted
+	if !read {
+		readSetting = cdpbrowser.PermissionSettingDenied
+	}
+	for name, setting := range map[string]cdpbrowser.PermissionSetting{"clipboard-read": readSetting, "clipboard-write": cdpbrowser.PermissionSettingGranted} {
 		_, err := chromedp.CallBrowser(b.ctx, cdpbrowser.SetPermission, cdpbrowser.SetPermissionParams{
 			Permission: &cdpbrowser.PermissionDescriptor{Name: name, AllowWithoutSanitization: true},
-			Setting:    cdpbrowser.PermissionSettingGranted, Origin: origin,
+			Setting:    setting, Origin: origin,
 		})
 		if err != nil {
-			return fmt.Errorf("grant %s to %s: %w", name, origin, err)
+			return fmt.Errorf("set %s to %s for %s: %w", name, setting, origin, err)
 		}
 	}
 	if _, err := chromedp.Call(b.ctx, emulation.SetFocusEmulationEnabled, emulation.SetFocusEmulationEnabledParams{Enabled: true}); err != nil {
 		return fmt.Errorf("focus emulation: %w", err)
 	}
 	return nil
+}
+
+// CopyElsewhere puts text on chromium's clipboard from another tab, showing pageURL (of
+// another origin), as a user copies text from another page; the tab is closed afterwards.
+func (b *Browser) CopyElsewhere(pageURL, text string) error {
+	tctx, cancel := chromedp.NewContext(b.ctx)
+	defer cancel()
+	if _, err := chromedp.Run(tctx, chromedp.Navigate(pageURL)); err != nil {
+		return fmt.Errorf("open %s: %w", pageURL, err)
+	}
+	other := &Browser{opts: b.opts, ctx: tctx, cancel: cancel}
+	if err := other.AllowClipboard(pageURL, true); err != nil {
+		return err
+	}
+	return other.WriteClipboard(text)
 }
 
 // ReadClipboard is the text on chromium's clipboard, read with the Clipboard API in the current

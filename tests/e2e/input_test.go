@@ -112,7 +112,7 @@ func settled(t *testing.T, s *formSite, b *browser.Browser, want string) string 
 // inputSession starts a session on the form page (with cfg) and a chromium as the user on its
 // HTML5 client with Firefox's page painted, the clipboard allowed, the mouse clicked into the
 // field (as a user starts typing).
-func inputSession(t *testing.T, job string, cfg map[string]string, pageQuery string, lang string, click bool) (*formSite, *browser.Browser, lifecycle.Info) {
+func inputSession(t *testing.T, job string, cfg map[string]string, pageQuery string, lang string, click, readClipboard bool) (*formSite, *browser.Browser, lifecycle.Info) {
 	t.Helper()
 	if d := os.Getenv("FFL_E2E_XPRA_DEBUG"); d != "" {
 		// xpra's debug log of these categories, printed when the test fails.
@@ -146,7 +146,7 @@ func inputSession(t *testing.T, job string, cfg map[string]string, pageQuery str
 		Shot: filepath.Join(artifactDir(t), "input-"+job+".png"), Wait: 60 * time.Second, Flags: flags})
 	testutil.Must(t, err, "chromium")
 	t.Cleanup(b.Close)
-	testutil.Must(t, b.AllowClipboard(info.URL), "clipboard permission")
+	testutil.Must(t, b.AllowClipboard(info.URL, readClipboard), "clipboard permission")
 	if _, err := b.See(info.URL); err != nil {
 		t.Fatalf("Firefox's form in the HTML5 client: %v", err)
 	}
@@ -229,7 +229,7 @@ func usKeys(t *testing.T, text string) []chord {
 // TestTypingUS: keys typed into the HTML5 client arrive in Firefox's field exactly as typed.
 func TestTypingUS(t *testing.T) {
 	require(t, "xpra", "firefox-esr", "chromium")
-	s, b, _ := inputSession(t, "9801", nil, "", "en-US", true)
+	s, b, _ := inputSession(t, "9801", nil, "", "en-US", true, true)
 	want := "Hello, World! 42 @home."
 	typeKeys(t, b, usKeys(t, want))
 	if got := settled(t, s, b, want); got != want {
@@ -309,7 +309,7 @@ func deKeys(t *testing.T, text string) []chord {
 // repeats while it is held arrives as often as the browser repeated it.
 func TestTypingHeldKey(t *testing.T) {
 	require(t, "xpra", "firefox-esr", "chromium")
-	s, b, _ := inputSession(t, "9805", nil, "", "en-US", true)
+	s, b, _ := inputSession(t, "9805", nil, "", "en-US", true, true)
 	x := usKeys(t, "x")[0].key
 	testutil.Must(t, b.Down(x), "x down")
 	time.Sleep(1500 * time.Millisecond) // the user's finger on the key
@@ -342,7 +342,7 @@ func TestTypingGerman(t *testing.T) {
 		{"keyboard_layout = de, an English browser", "9806", "en-US", map[string]string{"keyboard_layout": `"de"`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s, b, _ := inputSession(t, tc.job, tc.cfg, "", tc.lang, true)
+			s, b, _ := inputSession(t, tc.job, tc.cfg, "", tc.lang, true, true)
 			want := "Grüße aus Zürich, yz! @ € ê / Übermaß ^2 à"
 			typeKeys(t, b, deKeys(t, want))
 			if got := settled(t, s, b, want); got != want {
@@ -361,15 +361,30 @@ func ctrl(letter string) chord {
 const clipText = "Grüße, 東京 – ok"
 
 // TestClipboardIntoFirefox: text copied on the user's machine (on chromium's clipboard) pastes
-// into Firefox's field with Ctrl+V, exactly.
+// into Firefox's field with Ctrl+V, exactly: when the user allowed the session's page to read
+// the clipboard, and when they blocked it (the paste itself carries the text).
 func TestClipboardIntoFirefox(t *testing.T) {
 	require(t, "xpra", "firefox-esr", "chromium")
-	s, b, _ := inputSession(t, "9803", nil, "", "en-US", false)
-	testutil.Must(t, b.WriteClipboard(clipText), "copy on the user's machine")
-	clickFirefox(t, b)
-	typeKeys(t, b, []chord{ctrl("v")})
-	if got := settled(t, s, b, clipText); got != clipText {
-		t.Errorf("copied %q on the user's machine, Ctrl+V in Firefox's field gave %q", clipText, got)
+	for _, tc := range []struct {
+		name string
+		job  string
+		read bool
+	}{
+		{"reading allowed", "9803", true},
+		{"reading blocked", "9807", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, b, _ := inputSession(t, tc.job, nil, "", "en-US", false, tc.read)
+			testutil.Must(t, b.CopyElsewhere(s.url+"/form", clipText), "copy on the user's machine")
+			if _, err := b.ReadClipboard(); (err == nil) != tc.read {
+				t.Fatalf("reading the clipboard allowed=%v, but the page's readText() gave error %v", tc.read, err)
+			}
+			clickFirefox(t, b)
+			typeKeys(t, b, []chord{ctrl("v")})
+			if got := settled(t, s, b, clipText); got != clipText {
+				t.Errorf("copied %q on the user's machine, Ctrl+V in Firefox's field gave %q", clipText, got)
+			}
+		})
 	}
 }
 
@@ -377,7 +392,7 @@ func TestClipboardIntoFirefox(t *testing.T) {
 // user's clipboard (chromium's, read with the Clipboard API), exactly.
 func TestClipboardFromFirefox(t *testing.T) {
 	require(t, "xpra", "firefox-esr", "chromium")
-	s, b, _ := inputSession(t, "9804", nil, "?text="+url.QueryEscape(clipText), "en-US", false)
+	s, b, _ := inputSession(t, "9804", nil, "?text="+url.QueryEscape(clipText), "en-US", false, true)
 	if got := s.waitField(clipText); got != clipText {
 		t.Fatalf("Firefox's field holds %q, want %q (the page's own text)", got, clipText)
 	}
