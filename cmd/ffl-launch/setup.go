@@ -113,6 +113,7 @@ func (e *jobEnv) settings() (lifecycle.Settings, error) {
 		Firefox:           c.Firefox,
 		FirefoxArgs:       c.FirefoxArgs,
 		StartURL:          c.StartURL,
+		KeyboardLayout:    keyboardLayout(c.KeyboardLayout),
 		BindAddress:       c.BindAddress,
 		PortMin:           c.PortMin,
 		PortMax:           c.PortMax,
@@ -168,4 +169,12 @@ func (e *jobEnv) socketPath() (string, error) {
 		return "", fmt.Errorf("%w: outside Slurm, set FFL_CONTROL_SOCKET (printed by 'ffl-launch run') to reach a supervisor", lifecycle.ErrNotFound)
 	}
 	return "", fmt.Errorf("%w: no supervisor for job %s on node %s: start one with 'ffl-launch run'", lifecycle.ErrNotFound, e.job.Key(), e.job.Node)
+}
+
+// keyboardLayout is keyboard_layout for the sessions: "" for "auto" (the browser's language).
+func keyboardLayout(s string) string {
+	if s == config.KeyboardAuto {
+		return ""
+	}
+	return s
 }

@@ -39,6 +39,8 @@ const (
 	ProfilePersistent = "persistent"
 	// ProfileSession gives every session a throwaway profile in its session tree.
 	ProfileSession = "session"
+	// KeyboardAuto is keyboard_layout's default: the layout of the browser's language.
+	KeyboardAuto = "auto"
 )
 
 // DefaultMetricsFile is in the directory Debian's prometheus-node-exporter reads
@@ -105,6 +107,9 @@ type Config struct {
 	// EndWarning is how long before the job's time limit every session shows that it is ending
 	// and where the downloads are (0: never; SIGUSR1 shows it at any time).
 	EndWarning Duration `toml:"end_warning"`
+	// KeyboardLayout is the X keyboard layout of the sessions ("de", "fr", "us"), or
+	// KeyboardAuto: the HTML5 client's guess from the browser's language.
+	KeyboardLayout string `toml:"keyboard_layout"`
 	// MaxSessions bounds the sessions one job may run at once.
 	MaxSessions int `toml:"max_sessions"`
 	// LogFormat is "text" or "json".
@@ -167,6 +172,7 @@ func Default() Config {
 		MaxSessions:      4,
 		Profile:          ProfilePersistent,
 		EndWarning:       Duration{10 * time.Minute},
+		KeyboardLayout:   KeyboardAuto,
 		ScreenSize:       "2560x1600",
 		ContentProcesses: 2,
 		LogFormat:        "text",

@@ -712,3 +712,29 @@ func TestUserFilesKeys(t *testing.T) {
 		t.Errorf("defaults: profile %q download_dir %q", c.Profile, c.DownloadDir)
 	}
 }
+
+// TestKeyboardLayoutKey: keyboard_layout is "auto" (the default) or an X layout name; anything
+// else is one line naming the key and what it takes.
+func TestKeyboardLayoutKey(t *testing.T) {
+	if c := Default(); c.KeyboardLayout != KeyboardAuto {
+		t.Errorf("default keyboard_layout %q, want %q", c.KeyboardLayout, KeyboardAuto)
+	}
+	for _, tt := range []struct {
+		in string
+		ok bool
+	}{
+		{"auto", true}, {"de", true}, {"us", true}, {"latam", true}, {"custom_1", true},
+		{"", false}, {"d", false}, {"DE", false}, {"de(nodeadkeys)", false}, {"de,us", false},
+		{`de" onload="x`, false}, {"1de", false}, {strings.Repeat("a", 17), false},
+	} {
+		c := Default()
+		c.KeyboardLayout = tt.in
+		err := c.Validate()
+		if tt.ok != (err == nil) {
+			t.Errorf("keyboard_layout %q: %v, want ok=%v", tt.in, err, tt.ok)
+		}
+		if err != nil && !strings.HasPrefix(err.Error(), "keyboard_layout = ") && !strings.Contains(err.Error(), "keyboard_layout = ") {
+			t.Errorf("keyboard_layout %q: error %q does not name the key", tt.in, err)
+		}
+	}
+}

@@ -77,6 +77,7 @@ func (c Config) Validate() error {
 		{"download_dir", strconv.Quote(c.DownloadDir), checkDownloadDir(c.DownloadDir)},
 		{"profile", strconv.Quote(c.Profile), checkProfile(c.Profile)},
 		{"end_warning", quoteDuration(c.EndWarning), checkNonNegative(c.EndWarning)},
+		{"keyboard_layout", strconv.Quote(c.KeyboardLayout), checkKeyboardLayout(c.KeyboardLayout)},
 		{"max_sessions", strconv.Itoa(c.MaxSessions), checkMaxSessions(c.MaxSessions, c.PortMin, c.PortMax)},
 		{"log_format", strconv.Quote(c.LogFormat), checkLogFormat(c.LogFormat)},
 		{"epilog.timeout", quoteDuration(c.Epilog.Timeout), checkPositive(c.Epilog.Timeout)},
@@ -187,6 +188,26 @@ func checkDownloadDir(p string) error {
 	}
 	if err := checkStateDir(p); err != nil {
 		return errors.New(strings.NewReplacer("~/.firefox-launcher", "~/Downloads", `"/run/ffl"`, `"/scratch/you/downloads"`).Replace(err.Error()))
+	}
+	return nil
+}
+
+// checkKeyboardLayout takes "auto" or the name of an X keyboard layout (xkb symbols file:
+// lower-case letters, digits, '_' and '-', as in "de", "fr", "latam", "gb"), which the HTML5
+// client passes on to xpra; a variant in parentheses is not something xpra 3.1 takes from the
+// HTML5 client.
+func checkKeyboardLayout(s string) error {
+	if s == KeyboardAuto {
+		return nil
+	}
+	ok := len(s) >= 2 && len(s) <= 16 && s[0] >= 'a' && s[0] <= 'z'
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_' || r == '-') {
+			ok = false
+		}
+	}
+	if !ok {
+		return fmt.Errorf("must be %q (the browser's language decides) or an X keyboard layout name such as \"de\", \"fr\", \"us\" (see /usr/share/X11/xkb/symbols)", KeyboardAuto)
 	}
 	return nil
 }

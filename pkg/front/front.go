@@ -91,6 +91,10 @@ type Options struct {
 	// asks for it only when another process holds one loopback family on every free port of the
 	// range, and then prints the bound address literally (see docs/DESIGN.md, "Ports").
 	OneAddress bool
+	// KeyboardLayout is the keyboard layout the HTML5 client tells xpra (an X keyboard layout
+	// name, "de"); "" lets the client take it from the browser's language. It reaches the
+	// client with ClientScriptPath's script tag.
+	KeyboardLayout string
 }
 
 // retryAfterFailure is how long a failed start's page is shown before a new visit asks for a
@@ -439,6 +443,12 @@ func (f *Front) newServer() (*http.Server, *httputil.ReverseProxy) {
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL.Scheme, pr.Out.URL.Host = "http", "xpra"
 			pr.Out.Header.Del(ProxySecretHeader)
+			if isClientPage(pr.Out) {
+				// The page whole and uncompressed, so addClientScript can add ffl's script.
+				for _, h := range []string{"Accept-Encoding", "If-None-Match", "If-Modified-Since"} {
+					pr.Out.Header.Del(h)
+				}
+			}
 		},
 		Transport:     tr,
 		FlushInterval: -1,
@@ -446,6 +456,7 @@ func (f *Front) newServer() (*http.Server, *httputil.ReverseProxy) {
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			writePage(w, http.StatusServiceUnavailable, "The Firefox session does not answer", err.Error())
 		},
+		ModifyResponse: func(resp *http.Response) error { return addClientScript(resp, f.opts.KeyboardLayout) },
 	}
 	var protos http.Protocols
 	protos.SetHTTP1(true)
@@ -469,6 +480,10 @@ func (f *Front) handle(w http.ResponseWriter, r *http.Request) {
 		f.logForbidden(r, reason)
 		w.Header().Set("Connection", "close")
 		writePage(w, http.StatusForbidden, "This Firefox session refuses the request", reason)
+		return
+	}
+	if r.Method == http.MethodGet && r.URL.Path == ClientScriptPath {
+		serveClientScript(w)
 		return
 	}
 	c, _ := r.Context().Value(connKey{}).(net.Conn)

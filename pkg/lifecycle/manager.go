@@ -45,6 +45,9 @@ type Settings struct {
 	XpraArgs, FirefoxArgs []string
 	// StartURL is opened by Firefox when a request names none.
 	StartURL string
+	// KeyboardLayout is the X keyboard layout the HTML5 client announces ("" for the layout of
+	// the browser's language): front.Options.KeyboardLayout.
+	KeyboardLayout string
 	// BindAddress is where the sessions' ports listen (default 127.0.0.1).
 	BindAddress      string
 	PortMin, PortMax int
@@ -318,7 +321,7 @@ func (m *Manager) bind(port int, onDemand func(port int), secret string) (*front
 }
 
 func (m *Manager) frontOptions(port int, onDemand func(port int), one bool, secret string) front.Options {
-	opts := front.Options{UID: m.s.Layout.UID, StartHold: m.s.StartTimeout + 5*time.Second, Log: m.s.Log, IdleHold: 5 * time.Second, OneAddress: one, ProxySecret: secret}
+	opts := front.Options{UID: m.s.Layout.UID, StartHold: m.s.StartTimeout + 5*time.Second, Log: m.s.Log, IdleHold: 5 * time.Second, OneAddress: one, ProxySecret: secret, KeyboardLayout: m.s.KeyboardLayout}
 	if onDemand != nil {
 		opts.OnDemand = func() { onDemand(port) }
 	}

@@ -163,6 +163,10 @@ func xpraArgs(v xpra.Version, p sessionPaths, displayFD int, screen string, fire
 		// toggle-feature control command cannot turn it back on in xpra 3.1 to 6.x: it looks for
 		// an attribute named "start-new-commands" (hyphens), which never exists.
 		"--start-new-commands=no",
+		// Copy and paste both ways (docs/DESIGN.md, "Keyboard and clipboard"), whatever a site's
+		// xpra.conf says; an admin's xpra_args (later, so they win) can restrict or turn it off.
+		"--clipboard=yes",
+		"--clipboard-direction=both",
 		"--socket-dir=" + filepath.Join(p.Runtime, "xpra"),
 		"--socket-dirs=" + filepath.Join(p.Runtime, "xpra"),
 		"--pidfile=" + filepath.Join(p.Runtime, "xpra.pid"),

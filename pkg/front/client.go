@@ -1,0 +1,81 @@
+package front
+
+import (
+	"bytes"
+	_ "embed"
+	"fmt"
+	"html"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+// ClientScriptPath is where the front serves clientJS, ffl's corrections to xpra 3.1's HTML5
+// client (keyboard and clipboard; the file says what each corrects and why). The front itself
+// answers it, after the door's checks, in any state of the session: it is the same for every
+// session and holds nothing of the user's.
+const ClientScriptPath = "/ffl-client.js"
+
+//go:embed client.js
+var clientJS []byte
+
+// maxClientPage bounds the HTML5 client's page the front reads to add the script (xpra 3.1's
+// index.html is 40 KiB); a bigger page is relayed unchanged.
+const maxClientPage = 1 << 20
+
+// isClientPage says whether a request asks for the HTML5 client's page, the one page that
+// loads clientJS.
+func isClientPage(r *http.Request) bool {
+	return r.Method == http.MethodGet && (r.URL.Path == "/" || r.URL.Path == "/index.html")
+}
+
+// serveClientScript answers ClientScriptPath.
+func serveClientScript(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("Content-Length", strconv.Itoa(len(clientJS)))
+	_, _ = w.Write(clientJS)
+}
+
+// clientScriptTag is the tag the client's page gets, carrying the configured keyboard layout
+// ("" for the browser's own).
+func clientScriptTag(layout string) []byte {
+	return []byte(fmt.Sprintf(`<script type="text/javascript" src=".%s" data-keyboard-layout="%s"></script>`,
+		ClientScriptPath, html.EscapeString(layout)))
+}
+
+// addClientScript adds clientScriptTag to the HTML5 client's page in resp, before its </head>:
+// after the client's own scripts (which it changes before the page's inline script creates the
+// client) and before the body. Any other response, a compressed or oversized one, or a page
+// without </head> is left as xpra sent it.
+func addClientScript(resp *http.Response, layout string) error {
+	if resp.Request == nil || !isClientPage(resp.Request) || resp.StatusCode != http.StatusOK ||
+		!strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
+		return nil
+	}
+	if enc := resp.Header.Get("Content-Encoding"); enc != "" && enc != "identity" {
+		return nil
+	}
+	if resp.ContentLength > maxClientPage {
+		return nil
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxClientPage+1))
+	resp.Body.Close()
+	if err != nil {
+		return fmt.Errorf("read the HTML5 client's page: %w", err)
+	}
+	if i := bytes.Index(body, []byte("</head>")); i >= 0 && len(body) <= maxClientPage {
+		tag := clientScriptTag(layout)
+		out := make([]byte, 0, len(body)+len(tag)+1)
+		out = append(append(append(out, body[:i]...), tag...), '\n')
+		body = append(out, body[i:]...)
+		resp.Header.Del("Etag")
+		resp.Header.Del("Last-Modified")
+		resp.Header.Set("Cache-Control", "no-cache")
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	resp.ContentLength = int64(len(body))
+	resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	return nil
+}

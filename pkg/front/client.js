@@ -1,0 +1,162 @@
+// ffl's corrections to xpra 3.1's HTML5 client, loaded by its index.html (the front adds this
+// script to that page; see docs/DESIGN.md, "Keyboard and clipboard", for why each is needed and
+// how it was found). Each part applies only to the 3.x client it was checked against: a newer
+// client gets nothing from here but the keyboard layout.
+(function () {
+	"use strict";
+	var self = document.currentScript;
+	var layout = self ? self.getAttribute("data-keyboard-layout") : "";
+	if (typeof Utilities === "undefined" || typeof XpraClient === "undefined") {
+		return;
+	}
+
+	// The keyboard layout ffl.toml sets (keyboard_layout), instead of the one the client guesses
+	// from the browser's language. A ?keyboard_layout= in the URL still wins.
+	if (layout) {
+		Utilities.getKeyboardLayout = function () { return layout; };
+	}
+	if (!/^3\./.test(String(Utilities.VERSION))) {
+		return;
+	}
+	var P = XpraClient.prototype;
+
+	// Keys arrive once, however late the release: with keyboard_sync (the default of xpra 3.1)
+	// the server holds a key down in X until the client's release arrives, and X's own
+	// autorepeat types it again when that takes longer than the repeat delay (a busy node, a
+	// slow link). Unsynced, the server types each keydown the browser sends at once; a key the
+	// user holds repeats at the rate of the user's own keyboard (the browser's repeated keydowns).
+	var makeHello = P._make_hello;
+	P._make_hello = function () {
+		makeHello.apply(this, arguments);
+		this._update_capabilities({"keyboard_sync": false});
+	};
+
+	// Dead keys: the browser composes them itself (^ then e is one keydown with key "ê"), but a
+	// German or French X keymap has no key for "ê", so xpra 3.1 drops it, and the dead key the
+	// client forwarded waits in Firefox for the next key. Instead the dead key stays here, and
+	// the composed key is sent as what the user typed on the server's keymap of the same layout:
+	// the dead key (named by the composed character's accent) and then the base key, which X
+	// composes in Firefox exactly as the user's own keyboard did.
+	var DEAD_MARK = {
+		"\u0300": "dead_grave", "\u0301": "dead_acute", "\u0302": "dead_circumflex",
+		"\u0303": "dead_tilde", "\u0308": "dead_diaeresis", "\u030a": "dead_abovering",
+		"\u0327": "dead_cedilla", "\u030c": "dead_caron"
+	};
+	var DEAD_SPACING = {
+		"^": "dead_circumflex", "`": "dead_grave", "\u00b4": "dead_acute", "~": "dead_tilde",
+		"\u00a8": "dead_diaeresis", "\u00b0": "dead_abovering", "\u00b8": "dead_cedilla", "\u02c7": "dead_caron"
+	};
+	var MODIFIER_KEYS = {"Shift": 1, "Control": 1, "Alt": 1, "AltGraph": 1, "Meta": 1, "CapsLock": 1};
+	function keysym(ch) {
+		if (typeof CHAR_TO_NAME !== "undefined" && CHAR_TO_NAME[ch]) {
+			return CHAR_TO_NAME[ch];
+		}
+		return ch;
+	}
+	// deadSequence is [dead keysym, base keysym] for a key the browser composed after a dead
+	// key, or null.
+	function deadSequence(key) {
+		if (DEAD_SPACING[key]) {
+			return [DEAD_SPACING[key], "space", " "];
+		}
+		var d = key.normalize("NFD");
+		if (d.length === 2 && DEAD_MARK[d[1]]) {
+			return [DEAD_MARK[d[1]], keysym(d[0]), d[0]];
+		}
+		return null;
+	}
+	var client = null;
+	var init = P.init_packet_handlers;
+	P.init_packet_handlers = function () {
+		client = this;
+		return init.apply(this, arguments);
+	};
+	var deadPending = false;
+	var composedCodes = {};
+	function active() {
+		return client && client.capture_keyboard && client.topwindow != null && !client.server_readonly && client.connected;
+	}
+	// send queues the press and release of a key behind the key events the client has queued
+	// (it sends each from a zero timeout, and timeouts run in order), so keys keep their order.
+	function send(name, str, keycode, mods) {
+		var wid = client.topwindow;
+		setTimeout(function () {
+			client.send(["key-action", wid, name, true, mods, keycode, str, keycode, 0]);
+			client.send(["key-action", wid, name, false, mods, keycode, str, keycode, 0]);
+		}, 0);
+	}
+	window.addEventListener("keydown", function (e) {
+		if (!active()) {
+			return;
+		}
+		if (e.key === "Dead") {
+			deadPending = true;
+			e.preventDefault();
+			e.stopImmediatePropagation();
+			return;
+		}
+		if (!deadPending || MODIFIER_KEYS[e.key]) {
+			return;
+		}
+		deadPending = false;
+		var seq = deadSequence(e.key || "");
+		if (!seq) {
+			return;
+		}
+		e.preventDefault();
+		e.stopImmediatePropagation();
+		composedCodes[e.code] = true;
+		var mods = client._keyb_get_modifiers(e);
+		send(seq[0], "", 0, []);
+		send(seq[1], seq[2], e.keyCode || 0, mods);
+	}, true);
+	window.addEventListener("keyup", function (e) {
+		if (e.key === "Dead" || composedCodes[e.code]) {
+			delete composedCodes[e.code];
+			e.preventDefault();
+			e.stopImmediatePropagation();
+		}
+	}, true);
+
+	// Clipboard text is UTF-8 on the wire. The 3.1 client writes what Firefox copied to the
+	// browser's clipboard as one character per byte ("GrÃ¼Ãe"), and answers the server's request
+	// for the browser's clipboard with one byte per character (東 becomes "q"), which Firefox
+	// then refuses to paste.
+	function toUTF8(s) {
+		return unescape(encodeURIComponent(s));
+	}
+	function fromUTF8(s) {
+		try {
+			return decodeURIComponent(escape(s));
+		} catch (err) {
+			return s;
+		}
+	}
+	var token = P._process_clipboard_token;
+	P._process_clipboard_token = function (packet, ctx) {
+		var cb = navigator.clipboard;
+		if (!cb || !cb.writeText) {
+			return token.apply(this, arguments);
+		}
+		var write = cb.writeText;
+		cb.writeText = function (s) { return write.call(cb, fromUTF8(s)); };
+		try {
+			return token.apply(this, arguments);
+		} finally {
+			delete cb.writeText;
+		}
+	};
+	var request = P._process_clipboard_request;
+	P._process_clipboard_request = function (packet, ctx) {
+		var id = packet[1], selection = packet[2];
+		if (selection !== "CLIPBOARD" || !navigator.clipboard || !navigator.clipboard.readText) {
+			return request.apply(this, arguments);
+		}
+		navigator.clipboard.readText().then(function (text) {
+			ctx.send_clipboard_string(id, selection, toUTF8(text), "UTF8_STRING");
+		}, function () {
+			// Not allowed to read it now: what the client last saw of it (already UTF-8).
+			ctx.send_clipboard_string(id, selection, ctx.get_clipboard_buffer() || "", "UTF8_STRING");
+		});
+	};
+})();
