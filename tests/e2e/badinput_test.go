@@ -56,6 +56,7 @@ func TestBadInput(t *testing.T) {
 		{name: "firefox crashes at start", cfg: map[string]string{"firefox": strconv.Quote(crash)}, args: []string{"run"}, code: 1, message: []string{"xpra exited", "firefox: firefox-crash: Segmentation fault (test)"}},
 		{name: "xpra refuses an option", cfg: map[string]string{"xpra_args": `["--no-such-xpra-option=1"]`}, args: []string{"run"}, code: 1, message: []string{"xpra exited", "no-such-xpra-option"}},
 		{name: "bad screen size", cfg: map[string]string{"screen_size": `"huge"`}, args: []string{"run"}, code: 2, message: []string{"screen_size", "WIDTHxHEIGHT"}},
+		{name: "bad keyboard layout", cfg: map[string]string{"keyboard_layout": `"de(nodeadkeys)"`}, args: []string{"run"}, code: 2, message: []string{"keyboard_layout", "de(nodeadkeys)", `"auto"`}},
 		{name: "firefox missing", cfg: map[string]string{"firefox": `"no-such-firefox"`}, args: []string{"run"}, code: 3, message: []string{"no-such-firefox", "Debian package firefox-esr"}},
 		{name: "malformed config", cfg: map[string]string{"port_min": `"eight"`}, args: []string{"run"}, code: 2, message: []string{"ffl.toml", "port_min"}},
 		{name: "unknown config key", cfg: map[string]string{"prot_min": "8001"}, args: []string{"run"}, code: 2, message: []string{"ffl.toml", "prot_min"}},

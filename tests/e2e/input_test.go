@@ -109,9 +109,10 @@ func settled(t *testing.T, s *formSite, b *browser.Browser, want string) string 
 	return strings.TrimSuffix(got, ".")
 }
 
-// inputSession starts a session on the form page (with cfg) and a chromium as the user on its
-// HTML5 client with Firefox's page painted, the clipboard allowed, the mouse clicked into the
-// field (as a user starts typing).
+// inputSession starts a session on the form page (with cfg, the page's query pageQuery) and a
+// chromium as the user (browser language lang) on its HTML5 client with Firefox's page
+// painted; reading the clipboard allowed or blocked (readClipboard) as the user answered the
+// browser's question, and with click the mouse clicked into the field (as a user starts typing).
 func inputSession(t *testing.T, job string, cfg map[string]string, pageQuery string, lang string, click, readClipboard bool) (*formSite, *browser.Browser, lifecycle.Info) {
 	t.Helper()
 	if d := os.Getenv("FFL_E2E_XPRA_DEBUG"); d != "" {
@@ -312,7 +313,7 @@ func TestTypingHeldKey(t *testing.T) {
 	s, b, _ := inputSession(t, "9805", nil, "", "en-US", true, true)
 	x := usKeys(t, "x")[0].key
 	testutil.Must(t, b.Down(x), "x down")
-	time.Sleep(1500 * time.Millisecond) // the user's finger on the key
+	time.Sleep(1500 * time.Millisecond) // the release arrives late: a slow link, a busy node
 	testutil.Must(t, b.Up(x), "x up")
 	if got := settled(t, s, b, "x"); got != "x" {
 		t.Errorf("one x held down for 1.5 s: Firefox's field holds %q, want %q", got, "x")
