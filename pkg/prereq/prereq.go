@@ -240,7 +240,7 @@ func checkHTML5(ctx context.Context, run Runner, xpraPath, path string, systemDi
 		err = run.Wait(cmd)
 	}
 	if err != nil {
-		return fmt.Errorf("%w: xpra's interpreter does not run: %s: %v: %s", ErrMissing, interp[0], err, oneLine(stderr.String()))
+		return fmt.Errorf("%w: xpra's interpreter does not run: %s: %v: %s", ErrMissing, interp[0], err, lastLine(stderr.String()))
 	}
 	if got := strings.TrimSpace(out.String()); got != "ok" {
 		return fmt.Errorf("%w: %w (no index.html in %s): install the package xpra-html5 (xpra 4 and later ship it separately)", ErrMissing, ErrNoHTML5, got)
@@ -248,8 +248,9 @@ func checkHTML5(ctx context.Context, run Runner, xpraPath, path string, systemDi
 	return nil
 }
 
-// oneLine keeps the last line of a traceback (the exception).
-func oneLine(s string) string {
+// lastLine keeps the last line of a traceback (the exception): not a one-line rendering of the
+// whole text (oneline.Line), the one line that names the error.
+func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return lines[len(lines)-1]
 }
