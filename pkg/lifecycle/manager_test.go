@@ -91,23 +91,25 @@ func newTestManager(t *testing.T, faketree, fakexpra, dir, job, mode string, gra
 	log := logrus.New()
 	log.SetLevel(logrus.DebugLevel)
 	m, err := NewManager(Settings{
-		Layout:         layout.Layout{StateDir: filepath.Join(dir, "home", ".firefox-launcher"), RuntimeDir: filepath.Join(dir, "run-ffl"), TempDir: tmp, UID: os.Getuid(), Node: "n1", JobKey: job},
-		User:           "tester",
-		Xpra:           fakexpra,
-		XpraArgs:       []string{"--fakexpra-faketree=" + faketree, "--fakexpra-mode=" + mode},
-		Firefox:        "/bin/true",
-		BindAddress:    "127.0.0.1",
-		PortMin:        lo,
-		PortMax:        hi,
-		MaxSessions:    4,
-		StartTimeout:   30 * time.Second,
-		CleanupTimeout: grace,
-		BootID:         "test-boot",
-		Self:           self,
-		Log:            logrus.NewEntry(log),
-		Reaper:         r,
-		Probe:          HTTPProbe{},
-		DrawCheck:      func(context.Context, string, string) error { return nil },
+		Config: Config{
+			Xpra:           fakexpra,
+			XpraArgs:       []string{"--fakexpra-faketree=" + faketree, "--fakexpra-mode=" + mode},
+			Firefox:        "/bin/true",
+			BindAddress:    "127.0.0.1",
+			PortMin:        lo,
+			PortMax:        hi,
+			MaxSessions:    4,
+			StartTimeout:   30 * time.Second,
+			CleanupTimeout: grace,
+		},
+		JobIdentity: JobIdentity{
+			Layout: layout.Layout{StateDir: filepath.Join(dir, "home", ".firefox-launcher"), RuntimeDir: filepath.Join(dir, "run-ffl"), TempDir: tmp, UID: os.Getuid(), Node: "n1", JobKey: job},
+			User:   "tester",
+			BootID: "test-boot",
+			Self:   self,
+		},
+		Deps:  Deps{Log: logrus.NewEntry(log), Reaper: r},
+		Seams: Seams{Probe: HTTPProbe{}, DrawCheck: func(context.Context, string, string) error { return nil }},
 	})
 	if err != nil {
 		t.Fatal(err)
