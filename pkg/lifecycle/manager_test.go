@@ -208,7 +208,7 @@ func TestStopOneSessionLeavesTheOther(t *testing.T) {
 					t.Errorf("left behind: %s", p)
 				}
 			}
-			if !portFree("127.0.0.1", a.Port) || !portFree("127.0.0.1", b.Port) {
+			if !testutil.PortFree(a.Port) || !testutil.PortFree(b.Port) {
 				t.Errorf("ports still held")
 			}
 		})
@@ -267,15 +267,6 @@ func TestShellJoin(t *testing.T) {
 			t.Errorf("shellJoin(%q) = %s, want %s", c.in, got, c.want)
 		}
 	}
-}
-
-func portFree(addr string, port int) bool {
-	l, err := net.Listen("tcp", net.JoinHostPort(addr, strconv.Itoa(port)))
-	if err != nil {
-		return false
-	}
-	l.Close()
-	return true
 }
 
 func TestXpraArgsConfine(t *testing.T) {
@@ -360,7 +351,7 @@ func TestPortsHeldFromThePick(t *testing.T) {
 	if err := m.StopAll(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if !portFree("127.0.0.1", info.Port) {
+	if !testutil.PortFree(info.Port) {
 		t.Errorf("port %d still held after the stop", info.Port)
 	}
 }
@@ -384,7 +375,7 @@ func TestFailedStart(t *testing.T) {
 	if testutil.Exists(m.s.Layout.HomeSessionDir(m.s.PortMin)) {
 		t.Errorf("failed start left its home dir")
 	}
-	if !portFree("127.0.0.1", m.s.PortMin) {
+	if !testutil.PortFree(m.s.PortMin) {
 		t.Errorf("failed start kept its port")
 	}
 	if err := CheckStartURL(context.Background(), "file:///nonexistent/page.html"); !errors.Is(err, ErrBadInput) {
