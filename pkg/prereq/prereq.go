@@ -36,9 +36,11 @@ type Module struct {
 }
 
 // DrawModules are the modules xpra 3.1 needs to send windows to the HTML5 client. Debian only
-// recommends them, so an install with --no-install-recommends lacks them (FACTS.md: without
-// PIL the client connects, is disconnected as soon as Firefox's window exists, and a user sees
-// an empty frame).
+// recommends them, so an install with --no-install-recommends lacks them. xpra 3.1.3 imports PIL
+// at module level for every window it sends (windowicon_source.py, rgb_transform.py): without
+// it the page loads (HTTP 200) and the client connects, then "No module named 'PIL'" and the
+// client is disconnected as soon as Firefox's window exists, and a user sees an empty frame.
+// PIL became optional in xpra 5.0.
 var DrawModules = []Module{
 	{Name: "PIL.Image", Package: "python3-pil", Required: true,
 		Why: "xpra 3.1 imports PIL for every window it sends; without it the HTML5 client is disconnected"},
