@@ -240,28 +240,42 @@ func (s *Session) start(ctx context.Context, url string) error {
 
 // launch starts xpra and waits until the probe says the session is ready.
 func (s *Session) launch(ctx context.Context, url string) error {
+	dr, started, err := s.startXpra(url)
+	if err != nil {
+		return err
+	}
+	defer dr.Close()
+	s.st.failpoint(StepXpraStarted)
+	go s.readDisplay(dr)
+	return s.waitReady(ctx, started)
+}
+
+// startXpra starts xpra with Firefox as its child, in its own process group, its output in the
+// session's log, and records its identity; it returns the read end of xpra's --displayfd pipe
+// and when xpra started.
+func (s *Session) startXpra(url string) (*os.File, time.Time, error) {
 	st := s.st
 	var logs []*os.File
 	for _, p := range []string{s.paths.xpraLog(), s.paths.firefoxLog()} {
 		f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW|os.O_APPEND|unix.O_CLOEXEC, 0o600)
 		if err != nil {
-			return fmt.Errorf("session log: %w", err)
+			return nil, time.Time{}, fmt.Errorf("session log: %w", err)
 		}
 		defer f.Close()
 		logs = append(logs, f)
 	}
-	dr, dw, err := os.Pipe()
-	if err != nil {
-		return fmt.Errorf("displayfd pipe: %w", err)
-	}
-	defer dr.Close()
 	ff := firefoxCommand(st.Firefox, s.paths, s.profileDir, st.Home, st.FirefoxArgs, []string{url})
 	args := xpraArgs(st.XpraVersion, s.paths, 3, st.ScreenSize, ff, st.XpraArgs)
 	xpraBin, err := prereq.LookPath(st.Xpra, st.Path)
 	if err != nil {
-		dw.Close()
-		return fmt.Errorf("%w: %s not found: install the Debian package xpra", ErrMissing, st.Xpra)
+		return nil, time.Time{}, fmt.Errorf("%w: %s not found: install the Debian package xpra", ErrMissing, st.Xpra)
 	}
+	dr, dw, err := os.Pipe()
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("displayfd pipe: %w", err)
+	}
+	// The write end is xpra's alone once it runs: closed here in every case.
+	defer dw.Close()
 	// The session's own home as the working directory and an environment built here
 	// (xpraEnv), never the launcher's: see pkg/execenv.
 	cmd := execenv.Command(filepath.Join(s.paths.Home, "home"), xpraEnv(s.paths, st.User, st.Path, st.Lang, s.marker), xpraBin, args...)
@@ -274,10 +288,9 @@ func (s *Session) launch(ctx context.Context, url string) error {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	started := time.Now()
 	if err := s.startCmd(cmd); err != nil {
-		dw.Close()
-		return fmt.Errorf("start %s: %w", xpraBin, err)
+		dr.Close()
+		return nil, time.Time{}, fmt.Errorf("start %s: %w", xpraBin, err)
 	}
-	dw.Close()
 	s.cmd = cmd
 	go func() {
 		// The only Wait on xpra; the reaper never touches an owned PID.
@@ -294,21 +307,29 @@ func (s *Session) launch(ctx context.Context, url string) error {
 	}
 	s.recordProcesses([]proc.Identity{s.xpra})
 	s.log.WithField("pid", s.xpra.PID).Debug("xpra started")
-	s.st.failpoint(StepXpraStarted)
+	return dr, started, nil
+}
 
-	go func() {
-		line, _ := bufio.NewReader(io.LimitReader(dr, 64)).ReadString('\n')
-		if n, err := strconv.Atoi(strings.TrimPrefix(strings.TrimSpace(line), ":")); err == nil && n >= 0 {
-			s.stateMu.Lock()
-			s.state.Display = ":" + strconv.Itoa(n)
-			s.stateMu.Unlock()
-			if err := s.writeState(); err != nil {
-				s.log.WithError(err).Warn("update state file")
-			}
-			s.display <- n
+// readDisplay reads the display number xpra writes to its --displayfd pipe, records it in the
+// state file and hands it to waitDisplay (closing s.display either way).
+func (s *Session) readDisplay(dr io.Reader) {
+	line, _ := bufio.NewReader(io.LimitReader(dr, 64)).ReadString('\n')
+	if n, err := strconv.Atoi(strings.TrimPrefix(strings.TrimSpace(line), ":")); err == nil && n >= 0 {
+		s.stateMu.Lock()
+		s.state.Display = ":" + strconv.Itoa(n)
+		s.stateMu.Unlock()
+		if err := s.writeState(); err != nil {
+			s.log.WithError(err).Warn("update state file")
 		}
-		close(s.display)
-	}()
+		s.display <- n
+	}
+	close(s.display)
+}
+
+// waitReady waits, up to the start timeout, until the probe says Firefox is visible, or xpra
+// exits first (then its exit is the reason).
+func (s *Session) waitReady(ctx context.Context, started time.Time) error {
+	st := s.st
 	ctx, cancel := context.WithTimeoutCause(ctx, st.StartTimeout, fmt.Errorf("not ready within %s (start_timeout)", st.StartTimeout))
 	defer cancel()
 	s.st.failpoint(StepWaitingReady)
@@ -324,18 +345,21 @@ func (s *Session) launch(ctx context.Context, url string) error {
 		})
 		done <- result{r, err}
 	}()
+	exited := func() error {
+		return &StartError{Port: s.port, Reason: "xpra exited before the session was ready (" + s.cmd.ProcessState.String() + ")", Tail: s.tails()}
+	}
 	select {
 	case <-s.exited:
 		cancel()
 		<-done
-		return &StartError{Port: s.port, Reason: "xpra exited before the session was ready (" + s.cmd.ProcessState.String() + ")", Tail: s.tails()}
+		return exited()
 	case res := <-done:
 		if res.err != nil {
 			// A probe that failed because the X server went away is usually xpra on its way out
 			// (Firefox crashed, xpra exits with its children): its exit is the better explanation.
 			select {
 			case <-s.exited:
-				return &StartError{Port: s.port, Reason: "xpra exited before the session was ready (" + s.cmd.ProcessState.String() + ")", Tail: s.tails()}
+				return exited()
 			case <-time.After(2 * time.Second):
 			}
 			return &StartError{Port: s.port, Reason: res.err.Error(), Tail: s.tails(), Err: res.err}
