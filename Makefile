@@ -78,7 +78,7 @@ demo: deps build ## local single-node Slurm + a real session from contrib/sbatch
 	./scripts/demo.sh
 
 .PHONY: demo-stop
-demo-stop: ## cancel the demo job and stop the local Slurm
+demo-stop: ## cancel the demo job, stop the local Slurm, remove what the demo installed
 	./scripts/demo.sh stop
 
 .PHONY: bench
