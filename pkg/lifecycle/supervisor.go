@@ -108,7 +108,8 @@ func NewSupervisor(cfg SupervisorConfig) *Supervisor {
 // Run supervises until the job ends and returns the exit status: 0 when the last session ended
 // by itself, the wrapped command's status when it ended, 128+N after signal N (the grace path
 // then has stopped every session). An error means the supervisor could not start; nothing of it
-// is left then.
+// is left then, but for the job's empty runtime dir when the supervisor record could not be
+// written (setup says why).
 //
 // Three parts, each with one way out: setup makes everything and returns how to undo it (a
 // failed setup has undone its own steps already), loop waits for the reason to stop and the exit
