@@ -138,6 +138,10 @@ install-files:
 deb: ## build ffl_<version>_amd64.deb with debhelper and check it with lintian (Debian 12)
 	./scripts/deb.sh build
 
+.PHONY: admin-path-test
+admin-path-test: deb ## make demo, the package over it (non-interactive), demo-stop, purge: nothing left; in a private copy of this machine (root)
+	./tests/deb/admin-path.sh ffl_*_amd64.deb
+
 .PHONY: deb-test
 deb-test: deb ## install the .deb, run a real Slurm job against it, purge it, show nothing is left (root)
 	flock -o /run/ffl-slurm-suite.lock ./tests/deb/deb-test.sh ffl_*_amd64.deb
