@@ -46,13 +46,16 @@ e2e-xpra6: build ## xpra 6.5 built from PyPI's source (scripts/xpra6.sh), then a
 	X=$$(scripts/xpra6.sh | tail -n1) && FFL_E2E=1 FFL_XPRA6=$$X $(GO) test -count=1 -v -run 'TestCheckHTML5Xpra6' ./pkg/prereq/ && \
 	  FFL_E2E=1 FFL_XPRA6=$$X $(GO) test -count=1 -v -timeout 20m -run 'TestRealSessionXpra6' ./tests/e2e/
 
+# The Slurm suites share one machine-wide lock. flock -o: the lock's descriptor does not reach
+# the command, so a daemon a suite starts and leaves running (munged is reused by the next run)
+# does not hold the lock for its whole life and block every later suite.
 .PHONY: slurm-test
 slurm-test: build ## real Slurm scenarios: sbatch, scancel, time limit, SIGKILL, Epilog (root)
-	flock /run/ffl-slurm-suite.lock env FFL_E2E=1 SLURM_CONFDIR=$(SLURM_CONFDIR) $(GO) test -count=1 -v -timeout 40m -skip '^TestMultiNode$$' ./tests/slurm/...
+	flock -o /run/ffl-slurm-suite.lock env FFL_E2E=1 SLURM_CONFDIR=$(SLURM_CONFDIR) $(GO) test -count=1 -v -timeout 40m -skip '^TestMultiNode$$' ./tests/slurm/...
 
 .PHONY: multinode-test
 multinode-test: build ## real Slurm on three nodes (own namespaces, one /home): same port, srun -N2, kill -9, reboot (root)
-	flock /run/ffl-slurm-suite.lock env FFL_E2E=1 SLURM_MN_CONFDIR=$(SLURM_MN_CONFDIR) $(GO) test -count=1 -v -timeout 20m -run '^TestMultiNode$$' ./tests/slurm/...
+	flock -o /run/ffl-slurm-suite.lock env FFL_E2E=1 SLURM_MN_CONFDIR=$(SLURM_MN_CONFDIR) $(GO) test -count=1 -v -timeout 20m -run '^TestMultiNode$$' ./tests/slurm/...
 
 # The Jupyter suite runs once per Python stack (a lock file of tests/jupyter/stacks/): today's
 # stack with every test, the older one without TestCollision (ffl's port logic, the same on
@@ -78,7 +81,7 @@ demo: deps build ## local single-node Slurm + a real session from contrib/sbatch
 	./scripts/demo.sh
 
 .PHONY: demo-stop
-demo-stop: ## cancel the demo job and stop the local Slurm
+demo-stop: ## cancel the demo job, stop the local Slurm, remove what the demo installed
 	./scripts/demo.sh stop
 
 .PHONY: bench
@@ -135,9 +138,13 @@ install-files:
 deb: ## build ffl_<version>_amd64.deb with debhelper and check it with lintian (Debian 12)
 	./scripts/deb.sh build
 
+.PHONY: admin-path-test
+admin-path-test: deb ## make demo, the package over it (non-interactive), demo-stop, purge: nothing left; in a private copy of this machine (root)
+	./tests/deb/admin-path.sh ffl_*_amd64.deb
+
 .PHONY: deb-test
 deb-test: deb ## install the .deb, run a real Slurm job against it, purge it, show nothing is left (root)
-	flock /run/ffl-slurm-suite.lock ./tests/deb/deb-test.sh ffl_*_amd64.deb
+	flock -o /run/ffl-slurm-suite.lock ./tests/deb/deb-test.sh ffl_*_amd64.deb
 
 .PHONY: clean
 clean: ## remove build output

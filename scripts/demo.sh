@@ -1,11 +1,17 @@
 #!/bin/bash
 # demo.sh [stop]
 #
-# The README's "one command" (`sudo make demo` = deps + build + this script), as root on a
-# fresh Debian 12:
+# The README's "one command" (`make demo` = deps + build + this script), as root on a fresh
+# Debian 12:
 #   1. installs bin/ffl-launch into /usr/local/bin and bin/ffl-epilog, bin/ffl-prolog into
-#      /usr/local/sbin; writes /etc/ffl/ffl.toml from etc/ffl.toml if there is none (with the
-#      Epilog's log file set, so that its summary line can be shown: slurmd discards its output);
+#      /usr/local/sbin (recording which of these files it created, for `demo.sh stop`); writes
+#      the demo's own configuration, CONFDIR/ffl.toml from etc/ffl.toml with the Epilog's log
+#      file set (so that its summary line can be shown: slurmd discards its output), and the
+#      demo's Prolog and Epilog, CONFDIR/hooks/ffl-{prolog,epilog}, which run the installed ones
+#      with --config CONFDIR/ffl.toml. Nothing goes to /etc/ffl: /etc/ffl/ffl.toml is the Debian
+#      package's conffile, and a file the package does not own there would stop its install at
+#      dpkg's conffile prompt (a non-interactive install would fail). The launcher in the job
+#      reads /etc/ffl/ffl.toml when there is one, else the defaults, which the demo's file keeps;
 #   2. creates the demo user ffluser1 (tests/slurm/users.sh);
 #   3. starts a local single-node Slurm from /var/tmp/ffl-slurm with ffl-prolog and ffl-epilog
 #      as its Prolog and Epilog (tests/slurm/start-local-slurm.sh);
@@ -16,9 +22,11 @@
 #      saves the screenshot as ./demo-firefox.png; fails if the browser sees anything else.
 # Run it again and it submits a new job with a log of its own, also after `make demo-stop`.
 #
-# `sudo make demo-stop` (= demo.sh stop) cancels the demo job, waits for it to leave the queue,
+# `make demo-stop` (= demo.sh stop) cancels the demo job, waits for it to leave the queue,
 # shows the Epilog's summary line and that nothing of the job is left (processes, directories,
-# port), and stops the local Slurm. The installed binaries and /etc/ffl/ffl.toml stay.
+# port), stops the local Slurm and removes what step 1 created: the files under /usr/local the
+# demo installed where there was none (one that was there before, say from `make install`, was
+# replaced and stays), the demo's configuration and hooks. The demo user and its home stay.
 #
 # Environment: DEMO_USER [ffluser1], SLURM_CONFDIR [/var/tmp/ffl-slurm],
 #              DEMO_PNG [./demo-firefox.png], DEMO_READY_TIMEOUT seconds [180].
@@ -31,26 +39,28 @@ CONFDIR=${SLURM_CONFDIR:-/var/tmp/ffl-slurm}
 PNG=${DEMO_PNG:-$PWD/demo-firefox.png}
 READY_TIMEOUT=${DEMO_READY_TIMEOUT:-180}
 PREFIX=/usr/local
-ETC=/etc/ffl/ffl.toml
-STATE=$CONFDIR/demo.env # root-owned CONFDIR: what `demo.sh stop` needs
+ETC=$CONFDIR/ffl.toml             # the demo's configuration (read by its Prolog and Epilog)
+HOOKS=$CONFDIR/hooks              # the demo's Prolog and Epilog: the installed ones with --config $ETC
+STATE=$CONFDIR/demo.env           # root-owned CONFDIR: what `demo.sh stop` needs
+INSTALLED=$CONFDIR/demo.installed # the files under $PREFIX the demo created, one a line
 PAGE_COLOR=3a9d23      # the demo page's colour, which the last step looks for
 export PATH="$PATH:/usr/local/go/bin:/usr/sbin:/sbin"
 export SLURM_CONF=$CONFDIR/slurm.conf
 
 say() { printf '\033[1mdemo:\033[0m %s\n' "$*" >&2; }
 die() { echo "demo: ERROR: $*" >&2; exit 1; }
-[ "$(id -u)" = 0 ] || die "run as root (sudo make demo)"
+[ "$(id -u)" = 0 ] || die "run as root (make demo in a root shell, or sudo make demo)"
 
 # in_queue JOB: squeue still lists it (a job stays COMPLETING until its Epilog is done).
 in_queue() { [ -n "$(squeue -h -j "$1" -o %T 2>/dev/null)" ]; }
 
-# epilog_log: the Epilog's log file from the [epilog] section of /etc/ffl/ffl.toml ("" = none).
+# epilog_log: the Epilog's log file from the [epilog] section of the demo's ffl.toml ("" = none).
 epilog_log() {
   [ -r "$ETC" ] || return 0
   awk '/^\[/{sec=$0} sec=="[epilog]" && /^[ \t]*log_file[ \t]*=/{sub(/^[^=]*=[ \t]*"/,""); sub(/".*$/,""); print; exit}' "$ETC"
 }
 
-# runtime_dir: runtime_dir from /etc/ffl/ffl.toml (a top-level key), else the default.
+# runtime_dir: runtime_dir from the demo's ffl.toml (a top-level key), else the default.
 runtime_dir() {
   local d=""
   [ -r "$ETC" ] && d=$(awk '/^\[/{exit} /^[ \t]*runtime_dir[ \t]*=/{sub(/^[^=]*=[ \t]*"/,""); sub(/".*$/,""); print; exit}' "$ETC")
@@ -116,7 +126,26 @@ stop_demo() {
     rm -f "$STATE"
   fi
   "$ROOT/tests/slurm/stop-local-slurm.sh" "$CONFDIR"
-  say "local Slurm stopped; /usr/local/{bin,sbin}/ffl-* and $ETC stay installed"
+  say "local Slurm stopped"
+  uninstall
+}
+
+# uninstall removes what the install step created: the files it installed where there was none
+# (listed in $INSTALLED), the directories under $PREFIX it leaves empty, its configuration and
+# its hooks.
+uninstall() {
+  local f d n=0
+  if [ -s "$INSTALLED" ]; then
+    while IFS= read -r f; do
+      case $f in "$PREFIX"/*) ;; *) continue ;; esac # only what the install step wrote
+      if [ -f "$f" ] && [ ! -L "$f" ]; then rm -f "$f" && n=$((n + 1)); fi
+      d=$(dirname "$f")
+      rmdir "$d" 2>/dev/null || true # share/ffl when it is empty now
+    done <"$INSTALLED"
+  fi
+  rm -f "$INSTALLED" "$ETC" "$HOOKS/ffl-prolog" "$HOOKS/ffl-epilog"
+  rmdir "$HOOKS" 2>/dev/null || true
+  say "removed the $n files the demo installed under $PREFIX, its configuration and hooks"
 }
 
 if [ "${1:-}" = stop ]; then
@@ -127,43 +156,55 @@ fi
 
 # ---------------------------------------------------------------- 1. install
 for b in ffl-launch ffl-epilog ffl-prolog; do
-  [ -x "$ROOT/bin/$b" ] || die "$ROOT/bin/$b missing: run 'make build' first (sudo make demo does)"
+  [ -x "$ROOT/bin/$b" ] || die "$ROOT/bin/$b missing: run 'make build' first (make demo does)"
 done
-install -D -m0755 "$ROOT/bin/ffl-launch" "$PREFIX/bin/ffl-launch"
-install -D -m0755 "$ROOT/bin/ffl-epilog" "$PREFIX/sbin/ffl-epilog"
-install -D -m0755 "$ROOT/bin/ffl-prolog" "$PREFIX/sbin/ffl-prolog"
-install -D -m0644 "$ROOT/contrib/sbatch/firefox.sbatch" "$PREFIX/share/ffl/firefox.sbatch"
+# install_new MODE SRC DST: install like install(1), and note DST in $INSTALLED when the demo
+# created it (`demo.sh stop` removes those; a file that was there before stays).
+install_new() {
+  if [ ! -e "$3" ] && ! grep -qxF "$3" "$INSTALLED" 2>/dev/null; then echo "$3" >>"$INSTALLED"; fi
+  install -D -m"$1" "$2" "$3"
+}
+mkdir -p "$CONFDIR"
+chmod 0755 "$CONFDIR"
+install_new 0755 "$ROOT/bin/ffl-launch" "$PREFIX/bin/ffl-launch"
+install_new 0755 "$ROOT/bin/ffl-epilog" "$PREFIX/sbin/ffl-epilog"
+install_new 0755 "$ROOT/bin/ffl-prolog" "$PREFIX/sbin/ffl-prolog"
+install_new 0644 "$ROOT/contrib/sbatch/firefox.sbatch" "$PREFIX/share/ffl/firefox.sbatch"
 say "installed $PREFIX/bin/ffl-launch, $PREFIX/sbin/ffl-epilog, $PREFIX/sbin/ffl-prolog"
-if [ ! -e "$ETC" ]; then
-  mkdir -p "$(dirname "$ETC")"
-  # The example with every key commented out (the defaults), except the Epilog's log file.
-  sed -e 's|^#\[epilog\]$|[epilog]|' -e 's|^#log_file = ""$|log_file = "/var/log/ffl-epilog.log"|' \
-    "$ROOT/etc/ffl.toml" >"$ETC.tmp"
-  { grep -qx '\[epilog\]' "$ETC.tmp" && grep -q '^log_file = ' "$ETC.tmp"; } ||
-    die "etc/ffl.toml changed: cannot set [epilog] log_file"
-  chmod 0644 "$ETC.tmp"
-  mv "$ETC.tmp" "$ETC"
-  say "wrote $ETC (defaults; Epilog log: /var/log/ffl-epilog.log)"
-else
-  say "keeping the existing $ETC"
-fi
+# The example with every key commented out (the defaults), except the Epilog's log file.
+sed -e 's|^#\[epilog\]$|[epilog]|' -e 's|^#log_file = ""$|log_file = "/var/log/ffl-epilog.log"|' \
+  "$ROOT/etc/ffl.toml" >"$ETC.tmp"
+{ grep -qx '\[epilog\]' "$ETC.tmp" && grep -q '^log_file = ' "$ETC.tmp"; } ||
+  die "etc/ffl.toml changed: cannot set [epilog] log_file"
+chmod 0644 "$ETC.tmp"
+mv "$ETC.tmp" "$ETC"
+# slurm.conf's Prolog= and Epilog= take a path and no arguments: two root-owned scripts give the
+# hooks the demo's configuration (slurmd passes them no environment of ours).
+mkdir -p "$HOOKS"
+for h in ffl-prolog ffl-epilog; do
+  printf '#!/bin/sh\n# The demo'"'"'s %s (scripts/demo.sh): the installed one with the demo'"'"'s configuration.\nexec %s --config %s "$@"\n' \
+    "$h" "$PREFIX/sbin/$h" "$ETC" >"$HOOKS/$h.tmp"
+  chmod 0755 "$HOOKS/$h.tmp"
+  mv "$HOOKS/$h.tmp" "$HOOKS/$h"
+done
+say "wrote $ETC (defaults; Epilog log: /var/log/ffl-epilog.log) and the hooks in $HOOKS that use it"
 
 # ---------------------------------------------------------------- 2. user
 read -r _ DEMO_UID _ DEMO_HOMEDIR < <("$ROOT/tests/slurm/users.sh" "$DEMO_USER" | tail -n 1)
 say "demo user $DEMO_USER (uid $DEMO_UID, home $DEMO_HOMEDIR)"
 
 # ---------------------------------------------------------------- 3. Slurm
-SLURM_PROLOG=$PREFIX/sbin/ffl-prolog SLURM_EPILOG=$PREFIX/sbin/ffl-epilog SLURM_KILLWAIT=${SLURM_KILLWAIT:-10} \
+SLURM_PROLOG=$HOOKS/ffl-prolog SLURM_EPILOG=$HOOKS/ffl-epilog SLURM_KILLWAIT=${SLURM_KILLWAIT:-10} \
   "$ROOT/tests/slurm/start-local-slurm.sh" "$CONFDIR" >/dev/null
 NODE=$(hostname -s)
-say "local Slurm up: node $NODE $(sinfo -h -N -o %T | head -n 1), Prolog/Epilog = ffl-prolog/ffl-epilog"
+say "local Slurm up: node $NODE $(sinfo -h -N -o %T | head -n 1), Prolog/Epilog = ffl-prolog/ffl-epilog (with $ETC)"
 
 # ---------------------------------------------------------------- 4. the job
 if [ -s "$STATE" ]; then
   # shellcheck source=/dev/null
   . "$STATE"
   if in_queue "$DEMO_JOB"; then
-    say "the demo job $DEMO_JOB is still running; showing it (sudo make demo-stop ends it)"
+    say "the demo job $DEMO_JOB is still running; showing it (make demo-stop ends it)"
   else
     rm -f "$STATE"
   fi
@@ -228,5 +269,5 @@ cat >&2 <<EOF
   The session runs as job $DEMO_JOB of $DEMO_USER on $NODE, port $PORT.
   No password: only $DEMO_USER's own connections get in (other users get nothing).
   From another machine: ssh -N -L $PORT:127.0.0.1:$PORT <this host>, then http://localhost:$PORT/
-  Stop it:   sudo make demo-stop     (scancel, the Epilog's summary, nothing left, Slurm stopped)
+  Stop it:   make demo-stop     (scancel, the Epilog's summary, nothing left, Slurm stopped, the demo uninstalled)
 EOF

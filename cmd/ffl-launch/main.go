@@ -12,6 +12,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
 
+	"github.com/ffl-hpc/ffl/internal/oneline"
 	"github.com/ffl-hpc/ffl/pkg/config"
 	"github.com/ffl-hpc/ffl/pkg/control"
 	"github.com/ffl-hpc/ffl/pkg/lifecycle"
@@ -69,7 +70,7 @@ func report(err error) int {
 	if errors.As(err, &es) {
 		return es.code
 	}
-	fmt.Fprintf(os.Stderr, "ffl-launch: %v\n", oneLine(err))
+	fmt.Fprintf(os.Stderr, "ffl-launch: %v\n", oneline.Line(err.Error()))
 	return codeFor(err)
 }
 
@@ -89,16 +90,6 @@ func codeFor(err error) int {
 
 // errUsage marks a wrong command line.
 var errUsage = errors.New("usage")
-
-func oneLine(err error) string {
-	b := []byte(err.Error())
-	for i, c := range b {
-		if c == '\n' || c == '\t' {
-			b[i] = ' '
-		}
-	}
-	return string(b)
-}
 
 func newLogger(format string, debug bool) *logrus.Logger {
 	log := logrus.New()

@@ -34,9 +34,3 @@ func TestExitCodes(t *testing.T) {
 		}
 	}
 }
-
-func TestOneLine(t *testing.T) {
-	if got := oneLine(errors.New("a\nb\tc")); got != "a b c" {
-		t.Errorf("oneLine = %q", got)
-	}
-}

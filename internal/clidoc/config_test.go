@@ -3,14 +3,12 @@ package clidoc
 import (
 	"path/filepath"
 	"testing"
-
-	"github.com/ffl-hpc/ffl/pkg/config"
 )
 
 // TestConfigManPage: docs/man/ffl.toml.5 is what pkg/config's key table generates
 // (FFL_UPDATE_DOCS=1, i.e. make docs, rewrites it).
 func TestConfigManPage(t *testing.T) {
-	md, err := config.ManPage()
+	md, err := ConfigManPage()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,8 @@
-// Package oneline is ffl's one way to collect several errors: go-multierror, always formatted
-// on one line, because every error ffl collects ends up in a log line or a one-line message
-// (a newline in a log line would split it, and could let a file name forge a line).
+// Package oneline is ffl's one format for an error on one line: Line for a message a person reads
+// whole, Append and Err to collect several errors (go-multierror, always formatted on one line),
+// Sanitize for untrusted text in a log line. Every error ffl shows ends up in a log line or a
+// one-line message (a newline in a log line would split it, and could let a file name forge a
+// line).
 package oneline
 
 import (
@@ -37,6 +39,19 @@ func Err(m *multierror.Error) error {
 	}
 	m.ErrorFormat = Format
 	return m
+}
+
+// Line is s on one line, for a message read whole (an error on stderr, a failed session's page,
+// a table cell): every control character (line breaks, tabs, NUL) becomes a space and each run
+// of spaces one space, with none at either end.
+func Line(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+	return strings.Join(strings.Fields(s), " ")
 }
 
 func flat(s string) string { return strings.ReplaceAll(s, "\n", "; ") }

@@ -29,3 +29,19 @@ func TestFormat(t *testing.T) {
 		t.Error("errors.Is does not see a wrapped error")
 	}
 }
+
+func TestLine(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"plain", "plain"},
+		{"a\nb\tc", "a b c"},
+		{"crlf\r\nnext", "crlf next"},
+		{"nul\x00byte", "nul byte"},
+		{"Traceback:\n  File x\nError: y\n", "Traceback: File x Error: y"},
+		{"  padded  ", "padded"},
+		{"", ""},
+	} {
+		if got := Line(tc.in); got != tc.want {
+			t.Errorf("Line(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}

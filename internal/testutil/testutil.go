@@ -230,6 +230,18 @@ func PortFree(port int) bool {
 	return true
 }
 
+// FreePort returns a port that nothing listens on at addr right now (tests only: ffl itself
+// never probes a port and binds it later).
+func FreePort(t testing.TB, addr string) int {
+	t.Helper()
+	l, err := net.Listen("tcp", net.JoinHostPort(addr, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
 // MustRead returns the content of the file at path and fails the test when it cannot be read.
 func MustRead(t testing.TB, path string) []byte {
 	t.Helper()

@@ -10,10 +10,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"text/tabwriter"
 
+	"github.com/ffl-hpc/ffl/internal/oneline"
 	"github.com/ffl-hpc/ffl/pkg/config"
 	"github.com/ffl-hpc/ffl/pkg/execenv"
 	"github.com/ffl-hpc/ffl/pkg/prereq"
@@ -67,12 +67,10 @@ func (r Report) Write(w io.Writer) error {
 		if fix == "" {
 			fix = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.Name, c.Status, oneLine(c.Detail), oneLine(fix))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.Name, c.Status, oneline.Line(c.Detail), oneline.Line(fix))
 	}
 	return tw.Flush()
 }
-
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // Options are the inputs of the checks.
 type Options struct {

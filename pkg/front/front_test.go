@@ -41,20 +41,9 @@ func (s *syncWriter) String() string {
 	return fmt.Sprint(s.w)
 }
 
-// freePort returns a port that nothing listens on right now (tests only: ffl never probes).
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 func listen(t *testing.T, opts Options) *Front {
 	t.Helper()
-	f, err := Listen("127.0.0.1", freePort(t), opts)
+	f, err := Listen("127.0.0.1", testutil.FreePort(t, "127.0.0.1"), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -506,7 +495,7 @@ func TestStates(t *testing.T) {
 // TestCloseReleasesPort: after Close nothing listens and the port can be bound again; a second
 // front on a held port fails with EADDRINUSE (the port is held from the moment it is chosen).
 func TestCloseReleasesPort(t *testing.T) {
-	port := freePort(t)
+	port := testutil.FreePort(t, "127.0.0.1")
 	f, err := Listen("127.0.0.1", port, Options{UID: 7, PeerUID: uidIs(7)})
 	if err != nil {
 		t.Fatal(err)

@@ -34,9 +34,9 @@ func TestNoProofAttack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	from, to := freePort(t), freePort(t)
+	from, to := testutil.FreePort(t, "127.0.0.1"), testutil.FreePort(t, "127.0.0.1")
 	for to == from {
-		to = freePort(t)
+		to = testutil.FreePort(t, "127.0.0.1")
 	}
 	a, err := htest.Start(t, bin, attacker.UID, attacker.GID, testutil.SharedDir(t),
 		"-mode", "door-squat", "-ports", fmt.Sprintf("%d-%d", from, from), "-n", strconv.Itoa(attackTries))

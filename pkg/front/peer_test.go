@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ffl-hpc/ffl/internal/testutil"
 )
 
 // preBound is a TCP socket bound with SO_REUSEADDR to addr:port and not listening: what an
@@ -49,7 +51,7 @@ func TestPeerGoneListenerAnswers(t *testing.T) {
 				t.Skipf("no %s here: %v", addr, err)
 			}
 			defer victim.Close()
-			p := freePortOn(t, addr)
+			p := testutil.FreePort(t, addr)
 			fd := preBound(t, ip, p)
 			held, err := net.Listen("tcp", net.JoinHostPort(addr, itoa(p))) // the victim's other port
 			if err != nil {
@@ -158,16 +160,6 @@ func TestPeerUIDHalfClosedClient(t *testing.T) {
 			t.Errorf("closed=%v: peerUIDProc of a half-closed client = %d, %v; want %d", full, uid, err, os.Getuid())
 		}
 	}
-}
-
-func freePortOn(t *testing.T, addr string) int {
-	t.Helper()
-	l, err := net.Listen("tcp", net.JoinHostPort(addr, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // TestCheckAnswer: only the client-end states and the exact 4-tuple asked for are proof.

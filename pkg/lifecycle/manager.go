@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
+	"path/filepath"
 	"sort"
 	"sync"
 	"syscall"
@@ -14,100 +15,15 @@ import (
 	"github.com/hashicorp/go-multierror"
 	"github.com/sirupsen/logrus"
 
+	"github.com/ffl-hpc/ffl/internal/oneline"
 	"github.com/ffl-hpc/ffl/pkg/execenv"
 	"github.com/ffl-hpc/ffl/pkg/front"
 	"github.com/ffl-hpc/ffl/pkg/layout"
 	"github.com/ffl-hpc/ffl/pkg/prereq"
-	"github.com/ffl-hpc/ffl/pkg/proc"
 	"github.com/ffl-hpc/ffl/pkg/runtimedir"
 	"github.com/ffl-hpc/ffl/pkg/safefs"
 	"github.com/ffl-hpc/ffl/pkg/xpra"
 )
-
-// Settings is everything a Manager needs; the launcher builds it from slurmenv, config and flags.
-type Settings struct {
-	Layout layout.Layout
-	// User is the job owner's name (USER/LOGNAME of the session).
-	User string
-	// Home is the job owner's home as NSS reports it: Firefox's HOME and working directory, so
-	// that save and print-to-file dialogs open there ("" keeps HOME in the session tree).
-	Home string
-	// DownloadDir is where Firefox saves downloads without asking (ResolveDownloadDir; "" lets
-	// Firefox choose, inside its HOME). Never inside a session tree.
-	DownloadDir string
-	// PersistentProfile makes sessions use <state>/profile, one at a time (profile.lock); a
-	// session that cannot have it gets a throwaway profile and a notice.
-	PersistentProfile bool
-	// JobLive decides whether a profile holder on another node has ended (nil: squeue).
-	JobLive JobLive
-	// Xpra and Firefox are the commands (resolved through PATH at start).
-	Xpra, Firefox         string
-	XpraArgs, FirefoxArgs []string
-	// StartURL is opened by Firefox when a request names none.
-	StartURL string
-	// KeyboardLayout is the X keyboard layout the HTML5 client announces ("" for the layout of
-	// the browser's language): front.Options.KeyboardLayout.
-	KeyboardLayout string
-	// BindAddress is where the sessions' ports listen (default 127.0.0.1).
-	BindAddress      string
-	PortMin, PortMax int
-	MaxSessions      int
-	// ScreenSize is Xvfb's screen ("WIDTHxHEIGHT"); xpra resizes the display to the client's,
-	// up to this.
-	ScreenSize string
-	// ContentProcesses bounds Firefox's web content processes.
-	ContentProcesses int
-	// StartTimeout bounds one session's start until Firefox is visible.
-	StartTimeout time.Duration
-	// CleanupTimeout is the grace between TERM and KILL when a session stops.
-	CleanupTimeout time.Duration
-	// BootID and Self identify this launcher in the state files.
-	BootID string
-	Self   proc.Identity
-	// Path and Lang are passed to the session's environment.
-	Path, Lang string
-	Log        *logrus.Entry
-	// Reaper reaps orphans adopted by this launcher (child subreaper); nil when not a subreaper.
-	Reaper *proc.Reaper
-	// Probe decides when a session is ready; nil means VisibleProbe.
-	Probe Probe
-	// XDir is where X servers put .X11-unix ("" = /tmp).
-	XDir string
-	// XpraVersion is the installed xpra's version; zero means New asks `xpra --version` (once:
-	// the command line and the control client's packet encoding follow from it).
-	XpraVersion xpra.Version
-	// DrawCheck is the preflight that xpra can draw; nil means prereq.CheckDraw. The fast
-	// tests' fake xpra is no Python script and sets a check of its own.
-	DrawCheck func(ctx context.Context, xpraPath, path string) error
-	// Failpoint, when set, is called at each named step of a session's life (see Steps); the
-	// end-to-end tests use it to SIGKILL the launcher exactly there and prove the Epilog still
-	// leaves nothing behind.
-	Failpoint func(step string)
-	// RefreshInterval is how often a running session's process list is re-recorded (default 15 s).
-	RefreshInterval time.Duration
-}
-
-// Defaults for Settings' zero fields.
-const (
-	DefaultScreenSize       = "2560x1600"
-	DefaultContentProcesses = 2
-)
-
-// Steps a Failpoint is called at, in order of a session's life.
-const (
-	StepDirsCreated  = "dirs-created"  // node-local and home dirs exist, no state yet
-	StepStateWritten = "state-written" // state file written, xpra not started
-	StepXpraStarted  = "xpra-started"  // xpra started, identity recorded
-	StepWaitingReady = "waiting-ready" // waiting until Firefox is visible
-	StepGrace        = "grace"         // TERM sent to the session's processes
-	StepRemoving     = "removing"      // processes gone, directories being removed
-)
-
-func (m *Manager) failpoint(step string) {
-	if m.s.Failpoint != nil {
-		m.s.Failpoint(step)
-	}
-}
 
 // Manager runs the sessions of one job on one node for one launcher: it picks and binds ports,
 // starts and stops sessions, and stops all of them at once on the grace path.
@@ -296,6 +212,65 @@ func (m *Manager) Start(ctx context.Context, req StartRequest) (Info, error) {
 	return m.startOne(ctx, f, true, url)
 }
 
+// startOne starts a session behind f (already bound; owned says whether the session releases
+// it). A failed start leaves nothing of the session; f shows the failure to its clients.
+func (m *Manager) startOne(ctx context.Context, f *front.Front, owned bool, url string) (Info, error) {
+	l := m.s.Layout
+	port := f.Port()
+	s := &Session{
+		m:        m,
+		st:       &m.s,
+		port:     port,
+		marker:   l.Marker(port),
+		created:  time.Now(),
+		paths:    sessionPaths{Home: l.HomeSessionDir(port), Runtime: filepath.Join(m.runtimeDir, layout.SessionDirName(port))},
+		front:    f,
+		ownFront: owned,
+		exited:   make(chan struct{}),
+		display:  make(chan int, 1),
+		stopDone: make(chan struct{}),
+		stopping: make(chan struct{}),
+		log:      m.s.Log.WithFields(logrus.Fields{"port": port, "session": l.Marker(port)}),
+	}
+	m.mu.Lock()
+	if m.stopping {
+		m.mu.Unlock()
+		m.release(port)
+		return Info{}, ErrStopping
+	}
+	m.sessions[port] = s
+	m.mu.Unlock()
+
+	f.Starting()
+	err := s.start(ctx, url)
+	if err != nil {
+		// The front shows why to a client that is waiting (the Jupyter user's browser).
+		f.Failed(oneline.Line(err.Error()))
+		s.ownFront = false // a failed start's port is released below, after the cleanup
+		// Undo everything of this attempt, whatever step failed; the grace path may run too.
+		if stopErr := s.Stop(context.Background(), m.s.CleanupTimeout); stopErr != nil {
+			err = oneline.Append(err, stopErr)
+		}
+		if owned {
+			_ = f.Close()
+		}
+		return Info{}, err
+	}
+	s.wasReady.Store(true)
+	f.Ready(s.paths.socket())
+	if s.notice.title != "" {
+		if err := s.showWindow(s.notice.title, s.notice.body); err != nil {
+			s.log.WithError(err).Warn("temporary profile notice not shown")
+		} else {
+			s.log.Info("temporary profile notice shown")
+		}
+	}
+	m.warnIfDue(s)
+	m.wg.Add(1)
+	go s.watch()
+	return s.Info(), nil
+}
+
 // Bind holds a port of this job's range for the caller (the supervisor's proxy port): the
 // first free one after a random offset. onDemand, if set, is called with the port when the
 // owner visits it while no session is behind it (the front's OnDemand); a request is relayed
@@ -361,29 +336,6 @@ func (m *Manager) hostOf(port int) string {
 		host = "127.0.0.1"
 	}
 	return host
-}
-
-// waitStarted returns the session's Info once its start has finished.
-func (s *Session) waitStarted(ctx context.Context) (Info, error) {
-	for {
-		switch s.front.State() {
-		case front.Ready:
-			return s.Info(), nil
-		case front.Failed, front.Closed, front.Idle:
-			select {
-			case <-s.stopDone:
-				return Info{}, fmt.Errorf("%w: the session on port %d ended", ErrNotFound, s.port)
-			default:
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return Info{}, context.Cause(ctx)
-		case <-s.stopDone:
-			return Info{}, fmt.Errorf("%w: the session on port %d ended", ErrNotFound, s.port)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
 }
 
 func (m *Manager) reserve(port int) error {
@@ -525,7 +477,7 @@ func (m *Manager) StopAll(ctx context.Context) error {
 	m.mu.Unlock()
 	var (
 		mu   sync.Mutex
-		errs error
+		errs *multierror.Error
 		wg   sync.WaitGroup
 	)
 	for _, s := range list {
@@ -534,13 +486,13 @@ func (m *Manager) StopAll(ctx context.Context) error {
 			defer wg.Done()
 			if err := s.Stop(ctx, m.s.CleanupTimeout); err != nil {
 				mu.Lock()
-				errs = multierror.Append(errs, err)
+				errs = oneline.Append(errs, err)
 				mu.Unlock()
 			}
 		}()
 	}
 	wg.Wait()
-	return errs
+	return oneline.Err(errs)
 }
 
 // Close removes the job's directories this launcher made once every session is gone: the
@@ -548,12 +500,11 @@ func (m *Manager) StopAll(ctx context.Context) error {
 // is removed by RemoveRuntimeJobDir. Files of a supervisor are removed by the caller.
 func (m *Manager) Close() error {
 	m.wg.Wait()
-	var errs error
 	l := m.s.Layout
 	if _, err := safefs.RemoveAll(l.HomeJobDir(), safefs.RemoveOptions{UID: l.UID, Deadline: time.Now().Add(5 * time.Second)}); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		errs = multierror.Append(errs, fmt.Errorf("remove %s: %w", l.HomeJobDir(), err))
+		return fmt.Errorf("remove %s: %w", l.HomeJobDir(), err)
 	}
-	return errs
+	return nil
 }
 
 // RemoveRuntimeJobDir removes the launcher's node-local job dir when it is the fallback (or a

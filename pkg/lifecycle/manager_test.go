@@ -91,23 +91,25 @@ func newTestManager(t *testing.T, faketree, fakexpra, dir, job, mode string, gra
 	log := logrus.New()
 	log.SetLevel(logrus.DebugLevel)
 	m, err := NewManager(Settings{
-		Layout:         layout.Layout{StateDir: filepath.Join(dir, "home", ".firefox-launcher"), RuntimeDir: filepath.Join(dir, "run-ffl"), TempDir: tmp, UID: os.Getuid(), Node: "n1", JobKey: job},
-		User:           "tester",
-		Xpra:           fakexpra,
-		XpraArgs:       []string{"--fakexpra-faketree=" + faketree, "--fakexpra-mode=" + mode},
-		Firefox:        "/bin/true",
-		BindAddress:    "127.0.0.1",
-		PortMin:        lo,
-		PortMax:        hi,
-		MaxSessions:    4,
-		StartTimeout:   30 * time.Second,
-		CleanupTimeout: grace,
-		BootID:         "test-boot",
-		Self:           self,
-		Log:            logrus.NewEntry(log),
-		Reaper:         r,
-		Probe:          HTTPProbe{},
-		DrawCheck:      func(context.Context, string, string) error { return nil },
+		Config: Config{
+			Xpra:           fakexpra,
+			XpraArgs:       []string{"--fakexpra-faketree=" + faketree, "--fakexpra-mode=" + mode},
+			Firefox:        "/bin/true",
+			BindAddress:    "127.0.0.1",
+			PortMin:        lo,
+			PortMax:        hi,
+			MaxSessions:    4,
+			StartTimeout:   30 * time.Second,
+			CleanupTimeout: grace,
+		},
+		JobIdentity: JobIdentity{
+			Layout: layout.Layout{StateDir: filepath.Join(dir, "home", ".firefox-launcher"), RuntimeDir: filepath.Join(dir, "run-ffl"), TempDir: tmp, UID: os.Getuid(), Node: "n1", JobKey: job},
+			User:   "tester",
+			BootID: "test-boot",
+			Self:   self,
+		},
+		Deps:  Deps{Log: logrus.NewEntry(log), Reaper: r},
+		Seams: Seams{Probe: HTTPProbe{}, DrawCheck: func(context.Context, string, string) error { return nil }},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -206,7 +208,7 @@ func TestStopOneSessionLeavesTheOther(t *testing.T) {
 					t.Errorf("left behind: %s", p)
 				}
 			}
-			if !portFree("127.0.0.1", a.Port) || !portFree("127.0.0.1", b.Port) {
+			if !testutil.PortFree(a.Port) || !testutil.PortFree(b.Port) {
 				t.Errorf("ports still held")
 			}
 		})
@@ -265,15 +267,6 @@ func TestShellJoin(t *testing.T) {
 			t.Errorf("shellJoin(%q) = %s, want %s", c.in, got, c.want)
 		}
 	}
-}
-
-func portFree(addr string, port int) bool {
-	l, err := net.Listen("tcp", net.JoinHostPort(addr, strconv.Itoa(port)))
-	if err != nil {
-		return false
-	}
-	l.Close()
-	return true
 }
 
 func TestXpraArgsConfine(t *testing.T) {
@@ -358,7 +351,7 @@ func TestPortsHeldFromThePick(t *testing.T) {
 	if err := m.StopAll(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if !portFree("127.0.0.1", info.Port) {
+	if !testutil.PortFree(info.Port) {
 		t.Errorf("port %d still held after the stop", info.Port)
 	}
 }
@@ -382,7 +375,7 @@ func TestFailedStart(t *testing.T) {
 	if testutil.Exists(m.s.Layout.HomeSessionDir(m.s.PortMin)) {
 		t.Errorf("failed start left its home dir")
 	}
-	if !portFree("127.0.0.1", m.s.PortMin) {
+	if !testutil.PortFree(m.s.PortMin) {
 		t.Errorf("failed start kept its port")
 	}
 	if err := CheckStartURL(context.Background(), "file:///nonexistent/page.html"); !errors.Is(err, ErrBadInput) {

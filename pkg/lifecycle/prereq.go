@@ -10,7 +10,8 @@ import (
 )
 
 // CheckPrerequisites fails early, naming the Debian package, when xpra or Firefox is missing (a
-// missing Firefox would otherwise leave xpra running with no window: FACTS.md), and, through
+// missing Firefox would otherwise leave xpra running with no window: xpra 3.1 does not exit when
+// its --start-child cannot be started), and, through
 // draw (prereq.CheckDraw when nil), when xpra could start but not draw: a session that cannot
 // show Firefox must never be reported ready.
 func CheckPrerequisites(ctx context.Context, xpra, firefox, path string, draw func(ctx context.Context, xpraPath, path string) error) error {

@@ -90,7 +90,7 @@ type profileLock struct {
 // With the record held, Firefox's own lock files left by a dead holder are removed: any
 // Firefox still using the profile would be that holder's.
 func (s *Session) acquireProfile(ctx context.Context) (*profileLock, *ProfileHolder, error) {
-	st := s.m.s
+	st := s.st
 	l := st.Layout
 	me := ProfileHolder{Node: l.Node, BootID: st.BootID, Job: l.JobKey, Port: s.port, Marker: s.marker,
 		Launcher: st.Self, Since: time.Now().UTC()}
@@ -158,7 +158,7 @@ func (s *Session) takeOver(path string, raw []byte) bool {
 // boot, or neither its launcher nor any process of its session is alive. On another node:
 // only Slurm can say, and only an ended job counts.
 func (s *Session) staleHolder(ctx context.Context, h ProfileHolder) string {
-	st := s.m.s
+	st := s.st
 	l := st.Layout
 	if h.Node == l.Node {
 		if h.BootID != st.BootID {
@@ -261,7 +261,7 @@ func removeFirefoxLock(profile string) {
 // else a throwaway one in the session tree, with a notice for the log and for a window over
 // Firefox when the persistent one was wanted.
 func (s *Session) chooseProfile(ctx context.Context) error {
-	st := s.m.s
+	st := s.st
 	l := st.Layout
 	s.profileDir = s.paths.profile()
 	if !st.PersistentProfile {
@@ -295,7 +295,7 @@ func (s *Session) chooseProfile(ctx context.Context) error {
 
 // tidyDownloads removes the empty placeholders of downloads cut short in s.profileDir.
 func (s *Session) tidyDownloads() {
-	cut, err := tidyCutDownloads(s.profileDir, s.m.s.Layout.UID)
+	cut, err := tidyCutDownloads(s.profileDir, s.st.Layout.UID)
 	for _, c := range cut {
 		s.log.WithFields(logrus.Fields{"download": c.Target, "kept": c.Kept}).Warn("a download was cut short by the end of the session: what had arrived is kept as " + filepath.Base(c.Kept))
 	}

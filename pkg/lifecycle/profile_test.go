@@ -27,8 +27,8 @@ func lockSessionOf(t *testing.T, state string, port int, jobLive JobLive, uid in
 	self, err := proc.Lookup(os.Getpid())
 	testutil.Must(t, err, "self")
 	l := layout.Layout{StateDir: state, RuntimeDir: "/run/ffl", TempDir: "/tmp", UID: uid, Node: "n1", JobKey: "7"}
-	m := &Manager{s: Settings{Layout: l, BootID: "boot-now", Self: self, JobLive: jobLive, Log: logrus.NewEntry(logrus.New())}}
-	return &Session{m: m, port: port, marker: l.Marker(port), log: m.s.Log}
+	m := &Manager{s: Settings{JobIdentity: JobIdentity{Layout: l, BootID: "boot-now", Self: self}, Deps: Deps{JobLive: jobLive, Log: logrus.NewEntry(logrus.New())}}}
+	return &Session{m: m, st: &m.s, port: port, marker: l.Marker(port), log: m.s.Log}
 }
 
 // deadIdentity is the identity of a process that has exited.

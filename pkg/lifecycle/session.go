@@ -23,6 +23,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
+	"github.com/ffl-hpc/ffl/internal/oneline"
 	"github.com/ffl-hpc/ffl/pkg/execenv"
 	"github.com/ffl-hpc/ffl/pkg/front"
 	"github.com/ffl-hpc/ffl/pkg/layout"
@@ -51,7 +52,10 @@ type Info struct {
 
 // Session is one xpra server with Firefox in it, behind one port.
 type Session struct {
+	// m is the session's manager: for the session's address (Info), its port's release and
+	// the news that it ended. st is the manager's settings, fixed once NewManager returns.
 	m       *Manager
+	st      *Settings
 	port    int
 	paths   sessionPaths
 	marker  string
@@ -90,7 +94,7 @@ type Session struct {
 
 // Info describes the session for users and programs.
 func (s *Session) Info() Info {
-	l := s.m.s.Layout
+	l := s.st.Layout
 	addr := net.JoinHostPort(s.m.hostOf(s.port), strconv.Itoa(s.port))
 	s.stateMu.Lock()
 	display := s.state.Display
@@ -109,74 +113,40 @@ func (s *Session) Info() Info {
 	}
 }
 
-// startOne starts a session behind f (already bound; owned says whether the session releases
-// it). A failed start leaves nothing of the session; f shows the failure to its clients.
-func (m *Manager) startOne(ctx context.Context, f *front.Front, owned bool, url string) (Info, error) {
-	l := m.s.Layout
-	port := f.Port()
-	s := &Session{
-		m:        m,
-		port:     port,
-		marker:   l.Marker(port),
-		created:  time.Now(),
-		paths:    sessionPaths{Home: l.HomeSessionDir(port), Runtime: filepath.Join(m.runtimeDir, layout.SessionDirName(port))},
-		front:    f,
-		ownFront: owned,
-		exited:   make(chan struct{}),
-		display:  make(chan int, 1),
-		stopDone: make(chan struct{}),
-		stopping: make(chan struct{}),
-		log:      m.s.Log.WithFields(logrus.Fields{"port": port, "session": l.Marker(port)}),
-	}
-	m.mu.Lock()
-	if m.stopping {
-		m.mu.Unlock()
-		m.release(port)
-		return Info{}, ErrStopping
-	}
-	m.sessions[port] = s
-	m.mu.Unlock()
-
-	f.Starting()
-	err := s.start(ctx, url)
-	if err != nil {
-		// The front shows why to a client that is waiting (the Jupyter user's browser).
-		f.Failed(oneLine(err.Error()))
-		s.ownFront = false // a failed start's port is released below, after the cleanup
-		// Undo everything of this attempt, whatever step failed; the grace path may run too.
-		if stopErr := s.Stop(context.Background(), m.s.CleanupTimeout); stopErr != nil {
-			err = multierror.Append(err, stopErr)
+// waitStarted returns the session's Info once its start has finished.
+func (s *Session) waitStarted(ctx context.Context) (Info, error) {
+	for {
+		switch s.front.State() {
+		case front.Ready:
+			return s.Info(), nil
+		case front.Failed, front.Closed, front.Idle:
+			select {
+			case <-s.stopDone:
+				return Info{}, fmt.Errorf("%w: the session on port %d ended", ErrNotFound, s.port)
+			default:
+			}
 		}
-		if owned {
-			_ = f.Close()
-		}
-		return Info{}, err
-	}
-	s.wasReady.Store(true)
-	f.Ready(s.paths.socket())
-	if s.notice.title != "" {
-		if err := s.showWindow(s.notice.title, s.notice.body); err != nil {
-			s.log.WithError(err).Warn("temporary profile notice not shown")
-		} else {
-			s.log.Info("temporary profile notice shown")
+		select {
+		case <-ctx.Done():
+			return Info{}, context.Cause(ctx)
+		case <-s.stopDone:
+			return Info{}, fmt.Errorf("%w: the session on port %d ended", ErrNotFound, s.port)
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	m.warnIfDue(s)
-	m.wg.Add(1)
-	go s.watch()
-	return s.Info(), nil
 }
 
 // start creates the session's directories and files, starts xpra and waits until it is ready.
 func (s *Session) start(ctx context.Context, url string) error {
-	st := s.m.s
+	st := s.st
 	l := st.Layout
+	rtDir := filepath.Dir(s.paths.Runtime)
 	if len(s.paths.socket()) > maxSocketPath {
 		return fmt.Errorf("%w: xpra's socket path %s is longer than %d bytes: set a shorter runtime_dir or temp_dir in ffl.toml", ErrBadInput, s.paths.socket(), maxSocketPath)
 	}
-	rtParent, err := safefs.OpenDir(s.m.runtimeDir)
+	rtParent, err := safefs.OpenDir(rtDir)
 	if err != nil {
-		return fmt.Errorf("open runtime dir %s: %w", s.m.runtimeDir, err)
+		return fmt.Errorf("open runtime dir %s: %w", rtDir, err)
 	}
 	defer rtParent.Close()
 	// The node-local session dir comes first: it is the record an Epilog looks for, so a launcher
@@ -193,7 +163,7 @@ func (s *Session) start(ctx context.Context, url string) error {
 		}
 		f.Close()
 	}
-	s.m.failpoint(StepDirsCreated)
+	s.st.failpoint(StepDirsCreated)
 	s.state = layout.State{
 		Schema: layout.StateSchema, Job: l.JobKey, Node: l.Node, BootID: st.BootID, UID: l.UID,
 		User: st.User, Port: s.port, Created: s.created.UTC(), Marker: s.marker,
@@ -203,7 +173,7 @@ func (s *Session) start(ctx context.Context, url string) error {
 	if err := s.writeState(); err != nil {
 		return err
 	}
-	s.m.failpoint(StepStateWritten)
+	s.st.failpoint(StepStateWritten)
 
 	if err := os.MkdirAll(l.StateDir, 0o700); err != nil {
 		return fmt.Errorf("%w: state dir %s: %v: set state_dir in ffl.toml (or FFL_CONFIG) to a directory you can write", ErrBadInput, l.StateDir, err)
@@ -270,28 +240,42 @@ func (s *Session) start(ctx context.Context, url string) error {
 
 // launch starts xpra and waits until the probe says the session is ready.
 func (s *Session) launch(ctx context.Context, url string) error {
-	st := s.m.s
+	dr, started, err := s.startXpra(url)
+	if err != nil {
+		return err
+	}
+	defer dr.Close()
+	s.st.failpoint(StepXpraStarted)
+	go s.readDisplay(dr)
+	return s.waitReady(ctx, started)
+}
+
+// startXpra starts xpra with Firefox as its child, in its own process group, its output in the
+// session's log, and records its identity; it returns the read end of xpra's --displayfd pipe
+// and when xpra started.
+func (s *Session) startXpra(url string) (*os.File, time.Time, error) {
+	st := s.st
 	var logs []*os.File
 	for _, p := range []string{s.paths.xpraLog(), s.paths.firefoxLog()} {
 		f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW|os.O_APPEND|unix.O_CLOEXEC, 0o600)
 		if err != nil {
-			return fmt.Errorf("session log: %w", err)
+			return nil, time.Time{}, fmt.Errorf("session log: %w", err)
 		}
 		defer f.Close()
 		logs = append(logs, f)
 	}
-	dr, dw, err := os.Pipe()
-	if err != nil {
-		return fmt.Errorf("displayfd pipe: %w", err)
-	}
-	defer dr.Close()
 	ff := firefoxCommand(st.Firefox, s.paths, s.profileDir, st.Home, st.FirefoxArgs, []string{url})
 	args := xpraArgs(st.XpraVersion, s.paths, 3, st.ScreenSize, ff, st.XpraArgs)
 	xpraBin, err := prereq.LookPath(st.Xpra, st.Path)
 	if err != nil {
-		dw.Close()
-		return fmt.Errorf("%w: %s not found: install the Debian package xpra", ErrMissing, st.Xpra)
+		return nil, time.Time{}, fmt.Errorf("%w: %s not found: install the Debian package xpra", ErrMissing, st.Xpra)
 	}
+	dr, dw, err := os.Pipe()
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("displayfd pipe: %w", err)
+	}
+	// The write end is xpra's alone once it runs: closed here in every case.
+	defer dw.Close()
 	// The session's own home as the working directory and an environment built here
 	// (xpraEnv), never the launcher's: see pkg/execenv.
 	cmd := execenv.Command(filepath.Join(s.paths.Home, "home"), xpraEnv(s.paths, st.User, st.Path, st.Lang, s.marker), xpraBin, args...)
@@ -304,10 +288,9 @@ func (s *Session) launch(ctx context.Context, url string) error {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	started := time.Now()
 	if err := s.startCmd(cmd); err != nil {
-		dw.Close()
-		return fmt.Errorf("start %s: %w", xpraBin, err)
+		dr.Close()
+		return nil, time.Time{}, fmt.Errorf("start %s: %w", xpraBin, err)
 	}
-	dw.Close()
 	s.cmd = cmd
 	go func() {
 		// The only Wait on xpra; the reaper never touches an owned PID.
@@ -324,24 +307,32 @@ func (s *Session) launch(ctx context.Context, url string) error {
 	}
 	s.recordProcesses([]proc.Identity{s.xpra})
 	s.log.WithField("pid", s.xpra.PID).Debug("xpra started")
-	s.m.failpoint(StepXpraStarted)
+	return dr, started, nil
+}
 
-	go func() {
-		line, _ := bufio.NewReader(io.LimitReader(dr, 64)).ReadString('\n')
-		if n, err := strconv.Atoi(strings.TrimPrefix(strings.TrimSpace(line), ":")); err == nil && n >= 0 {
-			s.stateMu.Lock()
-			s.state.Display = ":" + strconv.Itoa(n)
-			s.stateMu.Unlock()
-			if err := s.writeState(); err != nil {
-				s.log.WithError(err).Warn("update state file")
-			}
-			s.display <- n
+// readDisplay reads the display number xpra writes to its --displayfd pipe, records it in the
+// state file and hands it to waitDisplay (closing s.display either way).
+func (s *Session) readDisplay(dr io.Reader) {
+	line, _ := bufio.NewReader(io.LimitReader(dr, 64)).ReadString('\n')
+	if n, err := strconv.Atoi(strings.TrimPrefix(strings.TrimSpace(line), ":")); err == nil && n >= 0 {
+		s.stateMu.Lock()
+		s.state.Display = ":" + strconv.Itoa(n)
+		s.stateMu.Unlock()
+		if err := s.writeState(); err != nil {
+			s.log.WithError(err).Warn("update state file")
 		}
-		close(s.display)
-	}()
+		s.display <- n
+	}
+	close(s.display)
+}
+
+// waitReady waits, up to the start timeout, until the probe says Firefox is visible, or xpra
+// exits first (then its exit is the reason).
+func (s *Session) waitReady(ctx context.Context, started time.Time) error {
+	st := s.st
 	ctx, cancel := context.WithTimeoutCause(ctx, st.StartTimeout, fmt.Errorf("not ready within %s (start_timeout)", st.StartTimeout))
 	defer cancel()
-	s.m.failpoint(StepWaitingReady)
+	s.st.failpoint(StepWaitingReady)
 	type result struct {
 		r   Readiness
 		err error
@@ -354,18 +345,21 @@ func (s *Session) launch(ctx context.Context, url string) error {
 		})
 		done <- result{r, err}
 	}()
+	exited := func() error {
+		return &StartError{Port: s.port, Reason: "xpra exited before the session was ready (" + s.cmd.ProcessState.String() + ")", Tail: s.tails()}
+	}
 	select {
 	case <-s.exited:
 		cancel()
 		<-done
-		return &StartError{Port: s.port, Reason: "xpra exited before the session was ready (" + s.cmd.ProcessState.String() + ")", Tail: s.tails()}
+		return exited()
 	case res := <-done:
 		if res.err != nil {
 			// A probe that failed because the X server went away is usually xpra on its way out
 			// (Firefox crashed, xpra exits with its children): its exit is the better explanation.
 			select {
 			case <-s.exited:
-				return &StartError{Port: s.port, Reason: "xpra exited before the session was ready (" + s.cmd.ProcessState.String() + ")", Tail: s.tails()}
+				return exited()
 			case <-time.After(2 * time.Second):
 			}
 			return &StartError{Port: s.port, Reason: res.err.Error(), Tail: s.tails(), Err: res.err}
@@ -410,7 +404,7 @@ func (s *Session) tails() string {
 
 // startCmd starts cmd and registers its PID with the reaper before anything can reap it.
 func (s *Session) startCmd(cmd *exec.Cmd) error {
-	if r := s.m.s.Reaper; r != nil {
+	if r := s.st.Reaper; r != nil {
 		return r.Start(cmd)
 	}
 	return cmd.Start()
@@ -439,15 +433,11 @@ func lastLines(path string, n int) string {
 	return strings.Join(lines, " | ")
 }
 
-func oneLine(s string) string {
-	return strings.NewReplacer("\n", " ", "\r", " ", "\t", " ").Replace(s)
-}
-
 // watch waits for the session to end by itself (the user closed Firefox, xpra exited with its
 // children) and then cleans up what is left, as a stop would.
 func (s *Session) watch() {
 	defer s.m.wg.Done()
-	t := time.NewTicker(s.m.s.RefreshInterval)
+	t := time.NewTicker(s.st.RefreshInterval)
 	defer t.Stop()
 	// Record the ready session's processes now, off the start's critical path, and again at
 	// each tick (Firefox starts content processes as pages load).
@@ -465,7 +455,7 @@ func (s *Session) watch() {
 			default:
 			}
 			s.log.WithField("pid", s.xpra.PID).Info("xpra exited by itself (Firefox closed); cleaning up the session")
-			if err := s.Stop(context.Background(), s.m.s.CleanupTimeout); err != nil {
+			if err := s.Stop(context.Background(), s.st.CleanupTimeout); err != nil {
 				s.log.WithError(err).Warn("cleanup after exit")
 			}
 			s.m.notifyEnded(s.port)
@@ -482,7 +472,7 @@ func (s *Session) Done() <-chan struct{} { return s.stopDone }
 // crashhelper) and the recorded identities that are still alive. Each one is the job user's.
 // One /proc scan: with many sessions stopping at once on a small node, scans are the cost.
 func (s *Session) sessionProcesses() []proc.Identity {
-	uid := s.m.s.Layout.UID
+	uid := s.st.Layout.UID
 	seen := map[int]proc.Identity{}
 	add := func(ids []proc.Identity) {
 		for _, id := range ids {
@@ -582,7 +572,7 @@ func (s *Session) Stop(ctx context.Context, grace time.Duration) error {
 
 func (s *Session) stop(ctx context.Context, grace time.Duration) error {
 	t0 := time.Now()
-	var errs error
+	var errs *multierror.Error
 	// The port first: no client reaches a session that is going away. An owned port is
 	// released at the end, so that nobody else binds it before the session is gone.
 	if s.front.State() == front.Ready {
@@ -591,10 +581,10 @@ func (s *Session) stop(ctx context.Context, grace time.Duration) error {
 	// xpra first: when it gets TERM in time it ends its own tree cleanly (0.2-0.35 s).
 	if s.xpra.PID > 0 {
 		if err := proc.Signal(s.xpra, unix.SIGTERM); err != nil && !errors.Is(err, proc.ErrGone) {
-			errs = multierror.Append(errs, fmt.Errorf("TERM xpra %d: %w", s.xpra.PID, err))
+			errs = oneline.Append(errs, fmt.Errorf("TERM xpra %d: %w", s.xpra.PID, err))
 		}
 	}
-	s.m.failpoint(StepGrace)
+	s.st.failpoint(StepGrace)
 	// Processes can appear while we stop (a content process forked in the TERM phase): the
 	// shared routine looks again until a scan finds nothing, a bounded number of times. No reap
 	// hook: a zombie counts as gone, and the Reaper reaps adopted orphans on SIGCHLD; a /proc
@@ -605,16 +595,16 @@ func (s *Session) stop(ctx context.Context, grace time.Duration) error {
 	}.End(ctx)
 	termed, killed := res.Termed, res.Killed
 	if res.Errs != nil {
-		errs = multierror.Append(errs, res.Errs)
+		errs = oneline.Append(errs, res.Errs)
 	}
 	if len(res.Left) > 0 {
-		errs = multierror.Append(errs, fmt.Errorf("session %d: %d processes could not be ended", s.port, len(res.Left)))
+		errs = oneline.Append(errs, fmt.Errorf("session %d: %d processes could not be ended", s.port, len(res.Left)))
 	}
 	if s.cmd != nil {
 		select {
 		case <-s.exited:
 		case <-time.After(time.Second):
-			errs = multierror.Append(errs, fmt.Errorf("xpra %d not reaped", s.xpra.PID))
+			errs = oneline.Append(errs, fmt.Errorf("xpra %d not reaped", s.xpra.PID))
 		}
 	}
 	// After a KILL, Xvfb cannot remove its socket (and lock) itself, and a stale one makes later
@@ -624,38 +614,38 @@ func (s *Session) stop(ctx context.Context, grace time.Duration) error {
 	display := s.state.Display
 	s.stateMu.Unlock()
 	if n, err := xdisplay.Parse(display); err == nil {
-		if err := xdisplay.Remove(s.m.s.XDir, []int{n}, s.m.s.Layout.UID, false).Err(); err != nil {
-			errs = multierror.Append(errs, err)
+		if err := xdisplay.Remove(s.st.XDir, []int{n}, s.st.Layout.UID, false).Err(); err != nil {
+			errs = oneline.Append(errs, err)
 		}
 	}
-	uid := s.m.s.Layout.UID
+	uid := s.st.Layout.UID
 	// Firefox is gone: a download it was writing is cut short, and the profile is free.
 	if s.profileDir != "" {
 		s.tidyDownloads()
 	}
 	if s.lock != nil {
 		if err := s.lock.release(); err != nil {
-			errs = multierror.Append(errs, err)
+			errs = oneline.Append(errs, err)
 		}
 	}
 	removal := time.Now().Add(2 * time.Second)
 	var freed int64
 	for i, dir := range []string{s.paths.Home, s.paths.Runtime} {
 		if i == 1 {
-			s.m.failpoint(StepRemoving)
+			s.st.failpoint(StepRemoving)
 		}
 		st, err := safefs.RemoveAll(dir, safefs.RemoveOptions{UID: uid, Deadline: removal})
 		freed += st.Bytes
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			errs = multierror.Append(errs, fmt.Errorf("remove session %d dir %s: %w", s.port, dir, err))
+			errs = oneline.Append(errs, fmt.Errorf("remove session %d dir %s: %w", s.port, dir, err))
 		}
 	}
 	if s.ownFront {
 		if err := s.front.Close(); err != nil {
-			errs = multierror.Append(errs, fmt.Errorf("release port %d: %w", s.port, err))
+			errs = oneline.Append(errs, fmt.Errorf("release port %d: %w", s.port, err))
 		}
 	}
 	s.log.WithFields(logrus.Fields{"pid": s.xpra.PID, "termed": termed, "killed": killed, "bytes_freed": freed,
 		"duration_ms": time.Since(t0).Milliseconds()}).Info("session stopped")
-	return errs
+	return oneline.Err(errs)
 }

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
-	"golang.org/x/sys/unix"
 
 	"github.com/ffl-hpc/ffl/pkg/front"
 	"github.com/ffl-hpc/ffl/pkg/layout"
@@ -106,42 +105,72 @@ func NewSupervisor(cfg SupervisorConfig) *Supervisor {
 	return &Supervisor{cfg: cfg, log: cfg.Log}
 }
 
-// Manager is the supervisor's session manager (nil before Run has created it).
-func (s *Supervisor) Manager() *Manager { return s.mgr }
-
 // Run supervises until the job ends and returns the exit status: 0 when the last session ended
 // by itself, the wrapped command's status when it ended, 128+N after signal N (the grace path
 // then has stopped every session). An error means the supervisor could not start; nothing of it
-// is left then.
+// is left then, but for the job's empty runtime dir when the supervisor record could not be
+// written (setup says why).
+//
+// Three parts, each with one way out: setup makes everything and returns how to undo it (a
+// failed setup has undone its own steps already), loop waits for the reason to stop and the exit
+// status that goes with it, and stop is the one stop path every reason takes.
 func (s *Supervisor) Run(ctx context.Context, signals <-chan os.Signal) (int, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	r, undo, err := s.setup(ctx, cancel)
+	if err != nil {
+		return 0, err
+	}
+	why, code, err := s.loop(ctx, r, signals)
+	s.stop(why, signals, undo)
+	return code, err
+}
+
+// running is what the loop watches once setup has succeeded.
+type running struct {
+	mgr *Manager
+	// startErr delivers the initial sessions' start result (nil: all started), once.
+	startErr <-chan error
+	// endKnown delivers the job's time limit once squeue has told it (never without EndWarning).
+	endKnown <-chan time.Time
+	// idleExit: the supervisor ends when its last session ends (no wrapped command, and
+	// `--sessions 0` not asked; that one waits for `ffl-launch start` until signalled).
+	idleExit bool
+}
+
+// setup makes the supervisor, in this order: subreaper and reaper, identity, the reclaim of an
+// earlier dead run of this job, the background sweep, the manager (and with it the job's
+// runtime dir), the supervisor record, the control API, the Jupyter proxy port, the initial
+// sessions (in the background), the wrapped command and the end warning's look-up. It returns
+// the undo for all of it (stop calls it, with the grace path's context); when a step fails,
+// setup has undone the steps before it and returns the error alone. Each return says what it
+// undoes.
+func (s *Supervisor) setup(ctx context.Context, cancel context.CancelFunc) (*running, func(context.Context), error) {
 	if err := proc.SetChildSubreaper(); err != nil {
 		s.log.WithError(err).Warn("cannot become child subreaper; orphans of sessions reparent to PID 1")
 	}
 	reaper := proc.NewReaper()
-	go reaper.Run(ctx)
+	go reaper.Run(ctx) // ends with Run's ctx
 	bootID, err := proc.BootID()
 	if err != nil {
-		return 0, fmt.Errorf("boot id: %w", err)
+		return nil, nil, fmt.Errorf("boot id: %w", err) // nothing made yet
 	}
 	self, err := proc.Lookup(os.Getpid())
 	if err != nil {
-		return 0, fmt.Errorf("own identity: %w", err)
+		return nil, nil, fmt.Errorf("own identity: %w", err) // nothing made yet
 	}
 	st := s.cfg.Settings
 	st.BootID, st.Self, st.Reaper = bootID, self, reaper
 	l := st.Layout
-
 	if err := s.reclaimEarlierRun(ctx, l, bootID, self); err != nil {
-		return 0, err
+		return nil, nil, err // nothing made yet (what the reclaim removed was a dead run's)
 	}
 	if s.cfg.Sweep != nil {
-		go s.cfg.Sweep(ctx, bootID)
+		go s.cfg.Sweep(ctx, bootID) // ends with Run's ctx
 	}
 	mgr, err := NewManager(st)
 	if err != nil {
-		return 0, err
+		return nil, nil, err // NewManager leaves nothing when it fails
 	}
 	s.mgr = mgr
 	s.rtDir = mgr.RuntimeDir()
@@ -150,40 +179,69 @@ func (s *Supervisor) Run(ctx context.Context, signals <-chan os.Signal) (int, er
 		Schema: layout.StateSchema, Job: l.JobKey, Node: l.Node, BootID: bootID,
 		Process: self, Socket: sockPath, Started: time.Now().UTC(),
 	}); err != nil {
-		return 0, err
+		// No teardown, on purpose: the job's directories may be a live supervisor's (the
+		// refusal: two launchers of one job started at once), and teardown would remove its
+		// home job subtree and its record. What this run made is at most the job's empty
+		// runtime dir, which the Epilog removes and the next run of the job reuses.
+		return nil, nil, err
 	}
 	if s.cfg.ServeAPI != nil {
 		if s.api, err = s.cfg.ServeAPI(sockPath, mgr); err != nil {
-			s.teardown()
-			return 0, err
+			s.teardown() // no session yet: the record and the directories
+			return nil, nil, err
 		}
 	}
 	s.log.WithFields(logrus.Fields{"pid": self.PID, "socket": sockPath, "cleanup_timeout": st.CleanupTimeout.String()}).Info("supervisor started")
-
 	env := []string{EnvControlSocket + "=" + sockPath}
 	if len(s.cfg.Command) > 0 && s.cfg.ProxyPort {
-		// A visit to the idle proxy port (the user closed Firefox earlier, and jupyter-server-
-		// proxy never runs its command again) starts a new session there.
-		onDemand := func(port int) {
-			s.log.WithField("port", port).Info("a visit to the Jupyter proxy port: starting a session")
-			if _, err := mgr.Start(ctx, StartRequest{Port: port, URL: s.cfg.URL, Reuse: true}); err != nil {
-				s.log.WithError(err).WithField("port", port).Warn("session for the Jupyter proxy port")
-			}
-		}
-		secret, secretFile, err := writeProxySecret(s.rtDir)
+		proxyEnv, err := s.holdProxyPort(ctx, mgr)
 		if err != nil {
-			s.teardown()
-			return 0, fmt.Errorf("secret for the Jupyter proxy port: %w", err)
+			s.teardown() // no session yet: the API, the record and the directories
+			return nil, nil, err
 		}
-		if s.proxy, err = mgr.Bind(onDemand, secret); err != nil {
-			s.teardown()
-			return 0, fmt.Errorf("port for the Jupyter proxy: %w", err)
-		}
-		mgr.Lend(s.proxy)
-		env = append(env, EnvProxyPort+"="+strconv.Itoa(s.proxy.Port()), EnvProxySecretFile+"="+secretFile)
-		s.log.WithField("port", s.proxy.Port()).Info("port held for the Jupyter proxy entry")
+		env = append(env, proxyEnv...)
 	}
+	r := &running{mgr: mgr, startErr: s.startSessions(ctx, mgr)}
+	s.childDone = make(chan int, 1)
+	if len(s.cfg.Command) > 0 {
+		if err := s.startChild(reaper, env); err != nil {
+			// Sessions may be starting: cancel their starts, then stop what did start.
+			cancel()
+			s.Shutdown(context.Background())
+			return nil, nil, fmt.Errorf("%w: start %s: %v", ErrBadInput, s.cfg.Command[0], err)
+		}
+	}
+	r.endKnown = s.lookUpJobEnd(ctx, reaper, st.Path, l.JobKey)
+	r.idleExit = s.child == nil && s.cfg.Sessions > 0
+	return r, s.Shutdown, nil
+}
 
+// holdProxyPort binds the port held for the wrapped command's Jupyter proxy entry and writes
+// its secret; it returns the variables that tell the command both. A visit to the idle proxy
+// port (the user closed Firefox earlier, and jupyter-server-proxy never runs its command again)
+// starts a new session there.
+func (s *Supervisor) holdProxyPort(ctx context.Context, mgr *Manager) ([]string, error) {
+	onDemand := func(port int) {
+		s.log.WithField("port", port).Info("a visit to the Jupyter proxy port: starting a session")
+		if _, err := mgr.Start(ctx, StartRequest{Port: port, URL: s.cfg.URL, Reuse: true}); err != nil {
+			s.log.WithError(err).WithField("port", port).Warn("session for the Jupyter proxy port")
+		}
+	}
+	secret, secretFile, err := writeProxySecret(s.rtDir)
+	if err != nil {
+		return nil, fmt.Errorf("secret for the Jupyter proxy port: %w", err)
+	}
+	if s.proxy, err = mgr.Bind(onDemand, secret); err != nil {
+		return nil, fmt.Errorf("port for the Jupyter proxy: %w", err)
+	}
+	mgr.Lend(s.proxy)
+	s.log.WithField("port", s.proxy.Port()).Info("port held for the Jupyter proxy entry")
+	return []string{EnvProxyPort + "=" + strconv.Itoa(s.proxy.Port()), EnvProxySecretFile + "=" + secretFile}, nil
+}
+
+// startSessions starts the initial sessions one after the other in the background, the first
+// on the asked port, and announces each; the channel gets the first failure (nil: all started).
+func (s *Supervisor) startSessions(ctx context.Context, mgr *Manager) <-chan error {
 	startErr := make(chan error, 1)
 	go func() {
 		var first error
@@ -203,85 +261,90 @@ func (s *Supervisor) Run(ctx context.Context, signals <-chan os.Signal) (int, er
 		}
 		startErr <- first
 	}()
+	return startErr
+}
 
-	s.childDone = make(chan int, 1)
-	if len(s.cfg.Command) > 0 {
-		if err := s.startChild(reaper, env); err != nil {
-			cancel()
-			s.Shutdown(context.Background())
-			return 0, fmt.Errorf("%w: start %s: %v", ErrBadInput, s.cfg.Command[0], err)
-		}
+// lookUpJobEnd asks once when the job ends, in the background, for the end warning (nil channel:
+// no end warning). Once is enough: the time limit does not move for a running job, except by an
+// admin's scontrol update, which a SIGUSR1 can cover.
+func (s *Supervisor) lookUpJobEnd(ctx context.Context, reaper *proc.Reaper, path, job string) <-chan time.Time {
+	if s.cfg.EndWarning <= 0 {
+		return nil
 	}
-
-	// The end warning: asked once when the job ends (the time limit does not move for a
-	// running job, except by an admin's scontrol update, which a SIGUSR1 can cover).
+	end := s.cfg.JobEnd
+	if end == nil {
+		end = SqueueJobEnd(reaper, path)
+	}
 	endKnown := make(chan time.Time, 1)
+	go func() {
+		if t, ok := end(ctx, job); ok {
+			endKnown <- t
+		}
+	}()
+	return endKnown
+}
+
+// stopReason is why the loop ended: a signal (the grace path, which a second signal cuts short)
+// or something that ended by itself (the wrapped command, the last session, a failed start).
+type stopReason struct {
+	signal os.Signal
+}
+
+// loop runs the end warning and waits for the reason to stop; it returns that reason with the
+// exit status Run returns, and the error when the initial sessions could not start.
+func (s *Supervisor) loop(ctx context.Context, r *running, signals <-chan os.Signal) (stopReason, int, error) {
 	var jobEnd time.Time
 	var warnAt <-chan time.Time
-	if s.cfg.EndWarning > 0 {
-		end := s.cfg.JobEnd
-		if end == nil {
-			end = SqueueJobEnd(reaper, st.Path)
-		}
-		go func() {
-			if t, ok := end(ctx, l.JobKey); ok {
-				endKnown <- t
-			}
-		}()
-	}
-
-	// Without a wrapped command the supervisor ends when its last session ends (the user closed
-	// Firefox); `--sessions 0` keeps it waiting for `ffl-launch start` until it is signalled.
-	idleExit := s.child == nil && s.cfg.Sessions > 0
 	for {
 		select {
-		case t := <-endKnown:
+		case t := <-r.endKnown:
 			jobEnd = t
 			warnAt = time.After(time.Until(t.Add(-s.cfg.EndWarning)))
 			s.log.WithFields(logrus.Fields{"time_limit": t.Format(time.RFC3339), "warn_at": t.Add(-s.cfg.EndWarning).Format(time.RFC3339)}).Info("end warning scheduled")
 		case <-warnAt:
-			mgr.WarnAll(jobEnd, "the Slurm job reaches its time limit")
+			r.mgr.WarnAll(jobEnd, "the Slurm job reaches its time limit")
 		case sig := <-s.cfg.Warnings:
 			s.log.WithField("signal", sig.String()).Info("end warning requested")
-			mgr.WarnAll(jobEnd, "the Slurm job is about to end")
+			r.mgr.WarnAll(jobEnd, "the Slurm job is about to end")
 		case sig := <-signals:
 			code := ExitSignalBase
 			if ss, ok := sig.(syscall.Signal); ok {
 				code += int(ss)
 			}
 			s.log.WithField("signal", sig.String()).Info("signal received; stopping all sessions")
-			s.grace(signals, sig)
-			return code, nil
-		case err := <-startErr:
+			return stopReason{signal: sig}, code, nil
+		case err := <-r.startErr:
 			if err != nil {
 				if s.child == nil {
-					s.Shutdown(context.Background())
-					return 0, err
+					return stopReason{}, 0, err
 				}
 				s.log.WithError(err).Error("session start failed; the wrapped command keeps running")
 			}
-			if idleExit && mgr.Len() == 0 {
-				s.Shutdown(context.Background())
-				return 0, nil
+			if r.idleExit && r.mgr.Len() == 0 {
+				return stopReason{}, 0, nil
 			}
 		case code := <-s.childDone:
 			s.log.WithField("status", code).Info("wrapped command ended; stopping all sessions")
-			s.Shutdown(context.Background())
-			return code, nil
-		case port := <-mgr.Ended():
+			return stopReason{}, code, nil
+		case port := <-r.mgr.Ended():
 			s.log.WithField("port", port).Info("session ended")
-			if idleExit && mgr.Len() == 0 {
-				s.Shutdown(context.Background())
-				return 0, nil
+			if r.idleExit && r.mgr.Len() == 0 {
+				return stopReason{}, 0, nil
 			}
 		}
 	}
 }
 
-// grace is the SIGTERM path: stop every session concurrently (TERM, wait up to the cleanup
-// timeout, KILL), TERM the wrapped command's process group and KILL it at the same deadline,
-// remove the directories. A second signal turns every remaining wait into KILL now.
-func (s *Supervisor) grace(signals <-chan os.Signal, sig os.Signal) {
+// stop is the one stop path: undo (stop every session, remove what the supervisor made). After
+// a signal it is the grace path: the wrapped command's process group gets the signal and, at
+// the cleanup timeout, KILL, while the sessions stop concurrently; a second signal turns every
+// remaining wait into KILL now. Otherwise nothing of the job is still asked to run (the wrapped
+// command has ended, or there is none), and the sessions get their full grace.
+func (s *Supervisor) stop(why stopReason, signals <-chan os.Signal, undo func(context.Context)) {
+	if why.signal == nil {
+		undo(context.Background())
+		return
+	}
 	t0 := time.Now()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -295,7 +358,7 @@ func (s *Supervisor) grace(signals <-chan os.Signal, sig os.Signal) {
 	}()
 	done := make(chan struct{})
 	if s.child != nil {
-		ss, _ := sig.(syscall.Signal)
+		ss, _ := why.signal.(syscall.Signal)
 		if ss == 0 {
 			ss = syscall.SIGTERM
 		}
@@ -306,7 +369,7 @@ func (s *Supervisor) grace(signals <-chan os.Signal, sig os.Signal) {
 	} else {
 		close(done)
 	}
-	s.Shutdown(ctx)
+	undo(ctx)
 	<-done
 	s.log.WithField("duration_ms", time.Since(t0).Milliseconds()).Info("grace path done")
 }
@@ -338,7 +401,7 @@ func (s *Supervisor) teardown() {
 	// The supervisor record goes last: while it exists, the Epilog's fast path knows this job
 	// used ffl, so a SIGKILL anywhere in this teardown still gets cleaned up.
 	if dir, err := safefs.OpenDir(s.rtDir); err == nil {
-		if err := unlinkAt(dir, layout.SupervisorFile); err != nil {
+		if err := safefs.UnlinkAt(dir, layout.SupervisorFile, 0); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			s.log.WithError(err).Warn("removing the supervisor record")
 		}
 		dir.Close()
@@ -489,22 +552,6 @@ func (s *Supervisor) reclaimEarlierRun(ctx context.Context, l layout.Layout, boo
 		return fmt.Errorf("leftovers of an earlier run of job %s: %w", l.JobKey, err)
 	}
 	return nil
-}
-
-// unlinkAt removes one file of dir; a missing one is no error.
-func unlinkAt(dir *os.File, name string) error {
-	rc, err := dir.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var uerr error
-	if err := rc.Control(func(fd uintptr) { uerr = unix.Unlinkat(int(fd), name, 0) }); err != nil {
-		return err
-	}
-	if errors.Is(uerr, unix.ENOENT) {
-		return nil
-	}
-	return uerr
 }
 
 // writeProxySecret makes a new random secret for the Jupyter proxy port and writes it, 0600, to

@@ -71,7 +71,7 @@ func assertJobGone(t *testing.T, l layout.Layout, ports ...int) {
 		}
 	}
 	for _, p := range ports {
-		if !portFree("127.0.0.1", p) {
+		if !testutil.PortFree(p) {
 			t.Errorf("port %d still held", p)
 		}
 	}
@@ -143,7 +143,7 @@ func TestSupervisorWrappedCommand(t *testing.T) {
 		if err != nil || port < cfg.Settings.PortMin || port > cfg.Settings.PortMax {
 			t.Fatalf("FFL_PROXY_PORT %q: not a port of the range", fields[0])
 		}
-		if portFree("127.0.0.1", port) {
+		if testutil.PortFree(port) {
 			t.Errorf("proxy port %d is not held", port)
 		}
 		if !strings.HasSuffix(fields[1], "/"+layout.ControlSocket) {

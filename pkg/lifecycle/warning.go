@@ -165,7 +165,7 @@ func (m *Manager) warnIfDue(s *Session) {
 // (the marker first in its environment, its identity recorded), so every cleanup ends it with
 // the session.
 func (s *Session) showWindow(title, body string) error {
-	st := s.m.s
+	st := s.st
 	s.stateMu.Lock()
 	display := s.state.Display
 	s.stateMu.Unlock()

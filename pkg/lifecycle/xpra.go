@@ -12,9 +12,11 @@ import (
 )
 
 // sessionPaths are the directories of one session: Home in the user's home (may be NFS), Runtime
-// on the node. Everything xpra, Xvfb and Firefox write goes below one of them (FACTS.md:
-// XDG_*, HOME, TMPDIR and XPRA_USER_CONF_DIRS confine xpra 3.1 + Firefox), except the X socket
-// (and, where Xvfb makes one, lock) in /tmp, which Stop removes by display number.
+// on the node. Everything xpra, Xvfb and Firefox write goes below one of them, except the X
+// socket (and, where Xvfb makes one, lock) in /tmp, which Stop removes by display number: with
+// HOME, TMPDIR, XAUTHORITY, XDG_RUNTIME_DIR, XDG_CACHE_HOME, XDG_CONFIG_HOME, XDG_DATA_HOME,
+// XDG_STATE_HOME and XPRA_USER_CONF_DIRS pointing into the session (and an xpra.conf with
+// "start =" there), xpra 3.1 with Firefox was checked to write nothing else.
 type sessionPaths struct {
 	Home    string
 	Runtime string
@@ -223,7 +225,8 @@ func shellJoin(words []string) string {
 }
 
 // userJS keeps a fresh profile quiet (no first-run tab, telemetry, update or default-browser
-// prompts: FACTS.md) and lean: content processes bounded by contentProcesses, no preallocated
+// prompts: a fresh profile opens a first-run tab unless datareporting.policy.firstRunURL is
+// empty) and lean: content processes bounded by contentProcesses, no preallocated
 // or privileged extra processes, no spell-check dictionaries, a bounded memory cache. An idle
 // session then runs 4 Firefox processes instead of 12 (`make bench` reports its PSS). Downloads
 // go to downloadDir without a question, and the disk cache to cacheDir (node-local, removed

@@ -36,9 +36,11 @@ type Module struct {
 }
 
 // DrawModules are the modules xpra 3.1 needs to send windows to the HTML5 client. Debian only
-// recommends them, so an install with --no-install-recommends lacks them (FACTS.md: without
-// PIL the client connects, is disconnected as soon as Firefox's window exists, and a user sees
-// an empty frame).
+// recommends them, so an install with --no-install-recommends lacks them. xpra 3.1.3 imports PIL
+// at module level for every window it sends (windowicon_source.py, rgb_transform.py): without
+// it the page loads (HTTP 200) and the client connects, then "No module named 'PIL'" and the
+// client is disconnected as soon as Firefox's window exists, and a user sees an empty frame.
+// PIL became optional in xpra 5.0.
 var DrawModules = []Module{
 	{Name: "PIL.Image", Package: "python3-pil", Required: true,
 		Why: "xpra 3.1 imports PIL for every window it sends; without it the HTML5 client is disconnected"},
@@ -240,7 +242,7 @@ func checkHTML5(ctx context.Context, run Runner, xpraPath, path string, systemDi
 		err = run.Wait(cmd)
 	}
 	if err != nil {
-		return fmt.Errorf("%w: xpra's interpreter does not run: %s: %v: %s", ErrMissing, interp[0], err, oneLine(stderr.String()))
+		return fmt.Errorf("%w: xpra's interpreter does not run: %s: %v: %s", ErrMissing, interp[0], err, lastLine(stderr.String()))
 	}
 	if got := strings.TrimSpace(out.String()); got != "ok" {
 		return fmt.Errorf("%w: %w (no index.html in %s): install the package xpra-html5 (xpra 4 and later ship it separately)", ErrMissing, ErrNoHTML5, got)
@@ -248,8 +250,9 @@ func checkHTML5(ctx context.Context, run Runner, xpraPath, path string, systemDi
 	return nil
 }
 
-// oneLine keeps the last line of a traceback (the exception).
-func oneLine(s string) string {
+// lastLine keeps the last line of a traceback (the exception): not a one-line rendering of the
+// whole text (oneline.Line), the one line that names the error.
+func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return lines[len(lines)-1]
 }

@@ -30,6 +30,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"strings"
 	"syscall"
 	"time"
@@ -125,23 +126,9 @@ func (c Command) Call(ctx context.Context, cred *Credential, req any, onItem fun
 	if len(arg) > MaxRequest {
 		return fmt.Errorf("reexec: request of %d bytes (max %d)", len(arg), MaxRequest)
 	}
-	path := c.Path
-	if path == "" {
-		path = "/proc/self/exe"
-	}
-	cmd := execenv.Command("/", nil, path, append(append([]string{}, c.Args...), string(arg))...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	who := fmt.Sprintf("as uid %d", os.Geteuid())
-	if cred != nil {
-		if len(cred.Groups) > maxGroups {
-			return fmt.Errorf("reexec: %d groups (max %d)", len(cred.Groups), maxGroups)
-		}
-		groups := make([]uint32, len(cred.Groups))
-		for i, g := range cred.Groups {
-			groups[i] = uint32(g)
-		}
-		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(cred.UID), Gid: uint32(cred.GID), Groups: groups}
-		who = fmt.Sprintf("as uid %d", cred.UID)
+	cmd, path, who, err := c.command(cred, arg)
+	if err != nil {
+		return err
 	}
 	outR, outW, err := os.Pipe()
 	if err != nil {
@@ -169,24 +156,7 @@ func (c Command) Call(ctx context.Context, cred *Credential, req any, onItem fun
 	go func() { stderr <- readUntil(errR, dl, maxStderr) }()
 
 	final, rerr := readAnswer(outR, dl, onItem)
-	// Whatever happened, the child goes now (it answered, or it is past its time) and its exit
-	// is awaited only briefly: killing a process stuck in the kernel may take forever.
-	gone := false
-	if rerr == nil {
-		select {
-		case <-exited:
-			gone = true
-		case <-time.After(min(KillWait, max(time.Until(dl), 0))):
-		}
-	}
-	if !gone {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // Setsid: its group is its own
-		_ = cmd.Process.Kill()
-		select {
-		case <-exited:
-		case <-time.After(KillWait):
-		}
-	}
+	endChild(cmd, exited, rerr == nil, dl)
 	_ = errR.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
 	var msg []byte
 	select {
@@ -208,6 +178,51 @@ func (c Command) Call(ctx context.Context, cred *Credential, req any, onItem fun
 		}
 	}
 	return nil
+}
+
+// command builds the child's command line: c's program (this binary by default) with the
+// request as its last argument, in its own session, as cred when given. It also returns the
+// program and whom it runs as, for errors.
+func (c Command) command(cred *Credential, arg []byte) (cmd *exec.Cmd, path, who string, err error) {
+	path = c.Path
+	if path == "" {
+		path = "/proc/self/exe"
+	}
+	cmd = execenv.Command("/", nil, path, append(append([]string{}, c.Args...), string(arg))...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	who = fmt.Sprintf("as uid %d", os.Geteuid())
+	if cred != nil {
+		if len(cred.Groups) > maxGroups {
+			return nil, "", "", fmt.Errorf("reexec: %d groups (max %d)", len(cred.Groups), maxGroups)
+		}
+		groups := make([]uint32, len(cred.Groups))
+		for i, g := range cred.Groups {
+			groups[i] = uint32(g)
+		}
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(cred.UID), Gid: uint32(cred.GID), Groups: groups}
+		who = fmt.Sprintf("as uid %d", cred.UID)
+	}
+	return cmd, path, who, nil
+}
+
+// endChild makes sure the child goes now, whatever happened (it answered, or it is past its
+// time): one that answered gets until the deadline (at most KillWait) to exit by itself, then
+// its session is killed. Its exit is awaited only briefly: killing a process stuck in the kernel
+// may take forever.
+func endChild(cmd *exec.Cmd, exited <-chan error, answered bool, dl time.Time) {
+	if answered {
+		select {
+		case <-exited:
+			return
+		case <-time.After(min(KillWait, max(time.Until(dl), 0))):
+		}
+	}
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // Setsid: its group is its own
+	_ = cmd.Process.Kill()
+	select {
+	case <-exited:
+	case <-time.After(KillWait):
+	}
 }
 
 // readAnswer reads answer lines from r until the final one or the deadline.

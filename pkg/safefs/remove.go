@@ -467,29 +467,8 @@ func (r *remover) walk(cur, topFD int) {
 			f.progress = false
 		}
 		if n > 0 {
-			_, _, names := unix.ParseDirent(r.buf[:n], -1, nil)
-			for _, name := range names {
-				if _, skip := f.skip[name]; skip {
-					continue
-				}
-				if r.expired() {
-					return
-				}
-				f.progress = true
-				fi, err := statAt(cur, name, 0)
-				if err == nil && fi.isDir() {
-					f.pending = append(f.pending, name)
-					continue
-				}
-				var pre *fileInfo
-				if err == nil {
-					pre = &fi
-				}
-				if child, _, done := r.handle(cur, name, r.pathFn(depth+1, name), f, pre); !done {
-					// It became a directory since the look: enter it later, like the others.
-					closeFD(child)
-					f.pending = append(f.pending, name)
-				}
+			if !r.scan(cur, f, depth, r.buf[:n]) {
+				return
 			}
 			continue
 		}
@@ -507,52 +486,88 @@ func (r *remover) walk(cur, topFD int) {
 		if depth == 0 {
 			return
 		}
-		// Climb: open "..", verify it is the level we came from, then remove the child by name.
-		child := f
-		r.stack = r.stack[:depth]
-		parent := r.stack[depth-1]
-		pfd, err := openat(cur, "..", dirFlags, 0)
-		if err == nil {
-			var pi fileInfo
-			if pi, err = fstat(pfd); err == nil && !pi.sameFile(parent.id) {
-				err = ErrRaced // the child was renamed into another directory
-			}
-			if err != nil {
-				closeFD(pfd)
-			}
-		}
-		closeFD(cur)
-		cur = -1
-		if err != nil {
-			r.fail(fmt.Errorf("safefs: remove %s: climb to parent: %w", r.pathOf(depth, child.name), err))
-			if cur = r.redescend(topFD); cur < 0 {
-				return
-			}
-			continue
-		}
-		cur = pfd
-		parent.progress = false // fresh descriptor: a new pass starts at offset 0
-		if child.kept {
-			parent.keep(child.name)
-			continue
-		}
-		switch err := unix.Unlinkat(cur, child.name, unix.AT_REMOVEDIR); err {
-		case nil:
-			r.stats.Dirs++
-		case unix.ENOENT:
-		default:
-			// Something was added or swapped in meanwhile: look at the name again, a bounded
-			// number of times.
-			retryable := err == unix.ENOTEMPTY || err == unix.EEXIST || err == unix.ENOTDIR
-			if retryable && parent.requeues < maxRequeues {
-				parent.requeues++
-				parent.pending = append(parent.pending, child.name)
-			} else {
-				r.fail(fmt.Errorf("safefs: remove %s: %w", r.pathOf(depth, child.name), err))
-				parent.keep(child.name)
-			}
+		if cur = r.climb(cur, topFD, depth); cur < 0 {
+			return
 		}
 	}
+}
+
+// scan handles one batch of entries read from the directory cur (the level at depth): files
+// are removed now, directories queued for descent. It returns false once the deadline passed.
+func (r *remover) scan(cur int, f *frame, depth int, dirents []byte) bool {
+	_, _, names := unix.ParseDirent(dirents, -1, nil)
+	for _, name := range names {
+		if _, skip := f.skip[name]; skip {
+			continue
+		}
+		if r.expired() {
+			return false
+		}
+		f.progress = true
+		fi, err := statAt(cur, name, 0)
+		if err == nil && fi.isDir() {
+			f.pending = append(f.pending, name)
+			continue
+		}
+		var pre *fileInfo
+		if err == nil {
+			pre = &fi
+		}
+		if child, _, done := r.handle(cur, name, r.pathFn(depth+1, name), f, pre); !done {
+			// It became a directory since the look: enter it later, like the others.
+			closeFD(child)
+			f.pending = append(f.pending, name)
+		}
+	}
+	return true
+}
+
+// climb leaves the emptied level at depth (open as cur, which it closes) for its parent: it
+// opens "..", verifies it is the level it came from, then removes the child by name. It returns
+// the descriptor to walk on: the parent's, or after a failed climb the one redescend found
+// (-1: nothing is left to walk).
+func (r *remover) climb(cur, topFD, depth int) int {
+	child := r.stack[depth]
+	r.stack = r.stack[:depth]
+	parent := r.stack[depth-1]
+	pfd, err := openat(cur, "..", dirFlags, 0)
+	if err == nil {
+		var pi fileInfo
+		if pi, err = fstat(pfd); err == nil && !pi.sameFile(parent.id) {
+			err = ErrRaced // the child was renamed into another directory
+		}
+		if err != nil {
+			closeFD(pfd)
+		}
+	}
+	closeFD(cur)
+	if err != nil {
+		r.fail(fmt.Errorf("safefs: remove %s: climb to parent: %w", r.pathOf(depth, child.name), err))
+		return r.redescend(topFD)
+	}
+	cur = pfd
+	parent.progress = false // fresh descriptor: a new pass starts at offset 0
+	if child.kept {
+		parent.keep(child.name)
+		return cur
+	}
+	switch err := unix.Unlinkat(cur, child.name, unix.AT_REMOVEDIR); err {
+	case nil:
+		r.stats.Dirs++
+	case unix.ENOENT:
+	default:
+		// Something was added or swapped in meanwhile: look at the name again, a bounded
+		// number of times.
+		retryable := err == unix.ENOTEMPTY || err == unix.EEXIST || err == unix.ENOTDIR
+		if retryable && parent.requeues < maxRequeues {
+			parent.requeues++
+			parent.pending = append(parent.pending, child.name)
+		} else {
+			r.fail(fmt.Errorf("safefs: remove %s: %w", r.pathOf(depth, child.name), err))
+			parent.keep(child.name)
+		}
+	}
+	return cur
 }
 
 // redescend re-opens the current stack from the top by name after a failed climb, verifying each

@@ -15,6 +15,8 @@ import (
 	"os/user"
 	"strconv"
 	"strings"
+
+	"github.com/ffl-hpc/ffl/internal/oneline"
 )
 
 // Environment variables read by this package. Slurm sets them in the batch
@@ -135,25 +137,16 @@ func (e *EnvError) Error() string {
 		b.WriteString(cut)
 		b.WriteString(": ")
 	}
-	b.WriteString(oneLine(e.Reason))
+	b.WriteString(oneline.Line(e.Reason))
 	if e.Err != nil {
 		b.WriteString(": ")
-		b.WriteString(oneLine(e.Err.Error()))
+		b.WriteString(oneline.Line(e.Err.Error()))
 	}
 	return b.String()
 }
 
 // Unwrap returns the underlying cause, if any.
 func (e *EnvError) Unwrap() error { return e.Err }
-
-func oneLine(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r == '\n' || r == '\r' || r == 0 {
-			return ' '
-		}
-		return r
-	}, s)
-}
 
 func envErr(v, value string, err error) *EnvError {
 	return &EnvError{Var: v, Value: value, Reason: err.Error()}

@@ -214,30 +214,8 @@ func rpDecode(data []byte, depth int) (any, []byte, error) {
 		return int64(t), data[1:], nil
 	case t >= rpNegFixedStart && t < rpNegFixedStart+rpNegFixedCount:
 		return -int64(t-rpNegFixedStart) - 1, data[1:], nil
-	case t == rpInt1:
-		v, rest, err := fixed(1)
-		if err != nil {
-			return nil, nil, err
-		}
-		return int64(int8(v[0])), rest, nil
-	case t == rpInt2:
-		v, rest, err := fixed(2)
-		if err != nil {
-			return nil, nil, err
-		}
-		return int64(int16(binary.BigEndian.Uint16(v))), rest, nil
-	case t == rpInt4:
-		v, rest, err := fixed(4)
-		if err != nil {
-			return nil, nil, err
-		}
-		return int64(int32(binary.BigEndian.Uint32(v))), rest, nil
-	case t == rpInt8:
-		v, rest, err := fixed(8)
-		if err != nil {
-			return nil, nil, err
-		}
-		return int64(binary.BigEndian.Uint64(v)), rest, nil
+	case t == rpInt1, t == rpInt2, t == rpInt4, t == rpInt8, t == rpFloat32, t == rpFloat64:
+		return rpFixedWidth(data)
 	case t == rpInt:
 		end := bytes.IndexByte(data[1:], rpTerm)
 		if end < 0 || end > rpMaxIntDigits {
@@ -248,18 +226,6 @@ func rpDecode(data []byte, depth int) (any, []byte, error) {
 			return nil, nil, rpErr("integer %q: %v", data[1:1+end], err)
 		}
 		return n, data[2+end:], nil
-	case t == rpFloat32:
-		v, rest, err := fixed(4)
-		if err != nil {
-			return nil, nil, err
-		}
-		return float64(math.Float32frombits(binary.BigEndian.Uint32(v))), rest, nil
-	case t == rpFloat64:
-		v, rest, err := fixed(8)
-		if err != nil {
-			return nil, nil, err
-		}
-		return math.Float64frombits(binary.BigEndian.Uint64(v)), rest, nil
 	case t == rpTrue:
 		return true, data[1:], nil
 	case t == rpFalse:
@@ -296,6 +262,38 @@ func rpDecode(data []byte, depth int) (any, []byte, error) {
 		return rpPairs(data[1:], -1, depth)
 	}
 	return nil, nil, rpErr("unknown type byte %d", t)
+}
+
+// rpFixedWidth reads a big-endian number of the width its type byte (data[0]) says: a signed
+// integer of 1, 2, 4 or 8 bytes, or a float of 4 or 8.
+func rpFixedWidth(data []byte) (any, []byte, error) {
+	t := data[0]
+	n := 8
+	switch t {
+	case rpInt1:
+		n = 1
+	case rpInt2:
+		n = 2
+	case rpInt4, rpFloat32:
+		n = 4
+	}
+	if len(data) < 1+n {
+		return nil, nil, rpErr("truncated value (type %d needs %d bytes)", t, n)
+	}
+	v, rest := data[1:1+n], data[1+n:]
+	switch t {
+	case rpInt1:
+		return int64(int8(v[0])), rest, nil
+	case rpInt2:
+		return int64(int16(binary.BigEndian.Uint16(v))), rest, nil
+	case rpInt4:
+		return int64(int32(binary.BigEndian.Uint32(v))), rest, nil
+	case rpInt8:
+		return int64(binary.BigEndian.Uint64(v)), rest, nil
+	case rpFloat32:
+		return float64(math.Float32frombits(binary.BigEndian.Uint32(v))), rest, nil
+	}
+	return math.Float64frombits(binary.BigEndian.Uint64(v)), rest, nil
 }
 
 // rpItems reads n list items, or items up to the terminator when n < 0.

@@ -89,9 +89,10 @@ trap 'rc=$?; purge || rc=1; restore_conf || rc=1; rm -rf "$WORK"; exit $rc' EXIT
 
 # ------------------------------------------------------------ 1. install
 t=$(now)
-if ! dpkg -i "$DEB" >/tmp/ffl-deb-test-dpkg.log 2>&1; then
+# Stdin closed: a prompt (dpkg's conffile question) fails the install instead of waiting.
+if ! dpkg -i "$DEB" </dev/null >/tmp/ffl-deb-test-dpkg.log 2>&1; then
   say "dpkg -i: dependencies missing; apt-get install ./$(basename "$DEB")"
-  apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "$DEB" >&2
+  apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "$DEB" </dev/null >&2
 fi
 dpkg-query -W -f='${db:Status-Abbrev}' ffl | grep -q '^ii' || die "ffl is not installed after dpkg -i / apt-get install"
 say "installed $(basename "$DEB"): $(took "$t")"

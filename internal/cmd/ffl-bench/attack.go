@@ -181,25 +181,11 @@ func (b *bench) attackRun(k attackKind) (time.Duration, string, error) {
 	var sock string
 	var sockIno uint64
 	if k.liveDisplay {
-		locks, _ := filepath.Glob(filepath.Join(b.xdir, ".X*-lock"))
-		if len(locks) != 1 {
-			return 0, "", fmt.Errorf("%d X locks planted", len(locks))
-		}
-		n := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(locks[0]), ".X"), "-lock")
-		if err := os.Remove(locks[0]); err != nil { // Xvfb -displayfd left none
-			return 0, "", err
-		}
-		sock = filepath.Join(b.xdir, ".X11-unix", "X"+n)
-		stop, err := b.hostile(b.user.uid, b.user.gid, "-mode", "listen", "-socket", sock)
-		if err != nil {
+		var stop func()
+		if sock, sockIno, stop, err = b.liveDisplay(); err != nil {
 			return 0, "", err
 		}
 		defer stop()
-		var st unix.Stat_t
-		if err := unix.Lstat(sock, &st); err != nil {
-			return 0, "", err
-		}
-		sockIno = st.Ino
 	}
 	disarm, err := k.arm(b, job)
 	defer disarm()
@@ -223,23 +209,8 @@ func (b *bench) attackRun(k attackKind) (time.Duration, string, error) {
 		return d, "", fmt.Errorf("ffl-epilog: %v: %s", err, stderr.String())
 	}
 	summary := lastLine(stderr.String())
-	for _, id := range ids {
-		if id.Alive() {
-			return d, summary, fmt.Errorf("the Epilog left %s of job %s", id, job)
-		}
-	}
-	for _, p := range append(lay.RuntimeJobDirs(), lay.HomeJobDir(), filepath.Join(parent, layout.JobDirName(job))) {
-		if exists(p) {
-			return d, summary, fmt.Errorf("the Epilog left %s", p)
-		}
-	}
-	if k.liveDisplay {
-		var st unix.Stat_t
-		if err := unix.Lstat(sock, &st); err != nil || st.Ino != sockIno {
-			return d, summary, fmt.Errorf("the live server's socket %s was removed", sock)
-		}
-	} else if locks, _ := filepath.Glob(filepath.Join(b.xdir, ".X*-lock")); len(locks) > 0 {
-		return d, summary, fmt.Errorf("the Epilog left %d X lock files", len(locks))
+	if err := b.attackLeft(ids, append(lay.RuntimeJobDirs(), lay.HomeJobDir(), filepath.Join(parent, layout.JobDirName(job))), k.liveDisplay, sock, sockIno); err != nil {
+		return d, summary, fmt.Errorf("job %s: %w", job, err)
 	}
 	var f []string
 	for _, m := range summaryField.FindAllStringSubmatch(summary, -1) {
@@ -249,4 +220,53 @@ func (b *bench) attackRun(k attackKind) (time.Duration, string, error) {
 		f = append(f, "unfinished="+u[1])
 	}
 	return d, strings.Join(f, " ") + " (" + strconv.Itoa(len(ids)) + " processes planted)", nil
+}
+
+// liveDisplay turns the planted display into a live one: the X lock goes (Xvfb -displayfd
+// leaves none) and a process of the user listens on the display's socket. It returns the
+// socket, its inode and how to stop the listener.
+func (b *bench) liveDisplay() (string, uint64, func(), error) {
+	locks, _ := filepath.Glob(filepath.Join(b.xdir, ".X*-lock"))
+	if len(locks) != 1 {
+		return "", 0, nil, fmt.Errorf("%d X locks planted", len(locks))
+	}
+	n := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(locks[0]), ".X"), "-lock")
+	if err := os.Remove(locks[0]); err != nil {
+		return "", 0, nil, err
+	}
+	sock := filepath.Join(b.xdir, ".X11-unix", "X"+n)
+	stop, err := b.hostile(b.user.uid, b.user.gid, "-mode", "listen", "-socket", sock)
+	if err != nil {
+		return "", 0, nil, err
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(sock, &st); err != nil {
+		stop()
+		return "", 0, nil, err
+	}
+	return sock, st.Ino, stop, nil
+}
+
+// attackLeft says what the Epilog left that it had to remove: a planted process, a job dir,
+// an X lock file; or what it removed that it had to leave: a live server's socket.
+func (b *bench) attackLeft(ids []proc.Identity, dirs []string, liveDisplay bool, sock string, sockIno uint64) error {
+	for _, id := range ids {
+		if id.Alive() {
+			return fmt.Errorf("the Epilog left %s", id)
+		}
+	}
+	for _, p := range dirs {
+		if exists(p) {
+			return fmt.Errorf("the Epilog left %s", p)
+		}
+	}
+	if liveDisplay {
+		var st unix.Stat_t
+		if err := unix.Lstat(sock, &st); err != nil || st.Ino != sockIno {
+			return fmt.Errorf("the live server's socket %s was removed", sock)
+		}
+	} else if locks, _ := filepath.Glob(filepath.Join(b.xdir, ".X*-lock")); len(locks) > 0 {
+		return fmt.Errorf("the Epilog left %d X lock files", len(locks))
+	}
+	return nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -82,20 +83,9 @@ func (b *bench) noSessionFigures() {
 	reps := b.reps(200, 30)
 	b.progress("Epilog without a session vs /bin/true vs the seed's shell cleanup, %d runs each", reps)
 	// One checked run first: the fast path must be the one measured.
-	job := b.nextJob()
-	if err := b.prologDir(job); err != nil {
-		b.rep.add(row{"E1", "Epilog, no session", "failed: " + err.Error(), "", resError})
+	if !b.checkedNoSessionRun() {
 		return
 	}
-	var stderr bytes.Buffer
-	cmd := exec.Command(b.o.epilog)
-	cmd.Env, cmd.Stderr = b.epilogEnv(job), &stderr
-	if err := cmd.Run(); err != nil || !strings.Contains(stderr.String(), "fast=true") || exists(filepath.Join(b.runtime, layout.JobDirName(job))) {
-		b.rep.add(row{"E1", "Epilog, no session", "failed (see notes)", "", resError})
-		b.rep.note("E1: the checked Epilog run did not take the fast path or left its dir (%v): %s", err, strings.TrimSpace(stderr.String()))
-		return
-	}
-	b.rep.note("E1: the Epilog's summary line of the checked run: %s", lastLine(stderr.String()))
 
 	floor := filepath.Join(b.o.bin, "gofloor")
 	hasFloor := exists(floor)
@@ -170,6 +160,26 @@ func (b *bench) noSessionFigures() {
 		}
 	}
 	b.rep.note("E1: each iteration creates a fresh job's empty runtime dir (as ffl-prolog does), then runs the commands in rotating order; 5 warm-up iterations discarded. The Epilog config keeps the defaults apart from the scratch dirs: syslog = true, and this machine has no /dev/log, so each run logs one \"syslog unavailable\" warning to stderr (/dev/null) instead of sending to syslog.")
+}
+
+// checkedNoSessionRun runs the Epilog once for a job without a session and checks that it took
+// the fast path and removed the job's dir; a failure is reported as E1.
+func (b *bench) checkedNoSessionRun() bool {
+	job := b.nextJob()
+	if err := b.prologDir(job); err != nil {
+		b.rep.add(row{"E1", "Epilog, no session", "failed: " + err.Error(), "", resError})
+		return false
+	}
+	var stderr bytes.Buffer
+	cmd := exec.Command(b.o.epilog)
+	cmd.Env, cmd.Stderr = b.epilogEnv(job), &stderr
+	if err := cmd.Run(); err != nil || !strings.Contains(stderr.String(), "fast=true") || exists(filepath.Join(b.runtime, layout.JobDirName(job))) {
+		b.rep.add(row{"E1", "Epilog, no session", "failed (see notes)", "", resError})
+		b.rep.note("E1: the checked Epilog run did not take the fast path or left its dir (%v): %s", err, strings.TrimSpace(stderr.String()))
+		return false
+	}
+	b.rep.note("E1: the Epilog's summary line of the checked run: %s", lastLine(stderr.String()))
+	return true
 }
 
 // perfStat runs `perf stat -r n` on argv (env as given) and returns task-clock (ms CPU) and
@@ -277,15 +287,7 @@ func (b *bench) plantJobIn(job string, n int, ignoreTerm bool, parent string) ([
 	if err := os.Chown(readyDir, b.user.uid, b.user.gid); err != nil {
 		return nil, err
 	}
-	// The dead launcher: a real process of the user that has exited.
-	dead := exec.Command("/bin/sleep", "60")
-	b.asUser(dead)
-	if err := dead.Start(); err != nil {
-		return nil, err
-	}
-	deadID, err := proc.Lookup(dead.Process.Pid)
-	_ = dead.Process.Kill()
-	_ = dead.Wait()
+	deadID, err := b.deadLauncher()
 	if err != nil {
 		return nil, err
 	}
@@ -308,20 +310,8 @@ func (b *bench) plantJobIn(job string, n int, ignoreTerm bool, parent string) ([
 		trees = append(trees, lo)
 	}
 	for i, lo := range trees {
-		path := filepath.Join(readyDir, strconv.Itoa(ports[i]))
-		if !testutilEventually(30*time.Second, func() bool { return exists(path) }) {
-			return trees, fmt.Errorf("faketree for port %d not ready", ports[i])
-		}
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return trees, err
-		}
-		for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
-			_, num, _ := strings.Cut(line, " ")
-			pid, _ := strconv.Atoi(num)
-			if id, err := proc.Lookup(pid); err == nil {
-				lo.ids = append(lo.ids, id)
-			}
+		if lo.ids, err = readyTree(filepath.Join(readyDir, strconv.Itoa(ports[i]))); err != nil {
+			return trees, fmt.Errorf("faketree for port %d: %w", ports[i], err)
 		}
 	}
 	pl := planter{uid: b.user.uid, gid: b.user.gid}
@@ -369,6 +359,41 @@ func (b *bench) plantJobIn(job string, n int, ignoreTerm bool, parent string) ([
 		}
 	}
 	return trees, nil
+}
+
+// deadLauncher is the identity of a real process of the user that has exited: a launcher
+// that is provably gone.
+func (b *bench) deadLauncher() (proc.Identity, error) {
+	dead := exec.Command("/bin/sleep", "60")
+	b.asUser(dead)
+	if err := dead.Start(); err != nil {
+		return proc.Identity{}, err
+	}
+	deadID, err := proc.Lookup(dead.Process.Pid)
+	_ = dead.Process.Kill()
+	_ = dead.Wait()
+	return deadID, err
+}
+
+// readyTree waits for a faketree's ready file and returns the identities of the processes it
+// lists.
+func readyTree(path string) ([]proc.Identity, error) {
+	if !testutilEventually(30*time.Second, func() bool { return exists(path) }) {
+		return nil, errors.New("not ready")
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var ids []proc.Identity
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		_, num, _ := strings.Cut(line, " ")
+		pid, _ := strconv.Atoi(num)
+		if id, err := proc.Lookup(pid); err == nil {
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
 }
 
 var summaryField = regexp.MustCompile(`\b(sessions|termed|killed|left|dirs|files|errors|duration_ms)=(\d+)`)

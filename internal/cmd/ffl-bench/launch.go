@@ -397,6 +397,12 @@ func testutilEventually(limit time.Duration, cond func() bool) bool {
 	return true
 }
 
+// graceKey is one grace-path configuration: the tree's mode and the number of sessions.
+type graceKey struct {
+	mode string
+	n    int
+}
+
 // launcherFigures measures issue 2's figures: grace path, time-to-ready overhead, RSS.
 func (b *bench) launcherFigures() {
 	// Children's own exit time, the reference of the compliant grace target.
@@ -412,10 +418,7 @@ func (b *bench) launcherFigures() {
 			own[n] = append(own[n], d)
 		}
 	}
-	type key struct {
-		mode string
-		n    int
-	}
+	type key = graceKey
 	mem := map[key][]memInfo{}
 	grace := map[key]samples{}
 	codes := map[int]int{}
@@ -489,10 +492,17 @@ func (b *bench) launcherFigures() {
 
 	b.readyFigures()
 
+	b.memoryRows(mem)
+	b.rep.note("L4: /proc/PID/status of the launcher, sampled in every L1/L2 run once all sessions and their trees were up, before the SIGTERM; the verdict uses the worst VmHWM (peak RSS).")
+}
+
+// memoryRows adds the L4 rows: the supervisor's memory with 1 and 8 sessions running, from
+// the samples of every grace run.
+func (b *bench) memoryRows(mem map[graceKey][]memInfo) {
 	for _, n := range []int{1, 8} {
 		var all []memInfo
 		for _, mode := range []string{"compliant", "ignore-term"} {
-			all = append(all, mem[key{mode, n}]...)
+			all = append(all, mem[graceKey{mode, n}]...)
 		}
 		id := fmt.Sprintf("L4-%d", n)
 		fig := fmt.Sprintf("Supervisor (ffl-launch run) memory with %d session(s) running: VmRSS / VmHWM", n)
@@ -517,7 +527,6 @@ func (b *bench) launcherFigures() {
 				id, mib(medianInt(anon)), mib(medianInt(file)), mib(medianInt(binRss)), mib(size/1024), 100*float64(medianInt(file))/float64(max(medianInt(rss), 1)))
 		}
 	}
-	b.rep.note("L4: /proc/PID/status of the launcher, sampled in every L1/L2 run once all sessions and their trees were up, before the SIGTERM; the verdict uses the worst VmHWM (peak RSS).")
 }
 
 // graceEvidence profiles one more (untimed) grace run with the symbol-carrying build of
