@@ -74,7 +74,7 @@ preflight: build ## ffl-launch doctor: fails (exit 3) when a session could not d
 	$(BIN)/ffl-launch doctor
 
 .PHONY: check
-check: deps lint preflight test e2e e2e-xpra6 slurm-test multinode-test jupyter-test deb-test ## everything CI runs: deps, lint, doctor, unit, e2e (xpra 3.1 and 6.5), Slurm scenarios (one node, three nodes), the Jupyter journey (two stacks), the package
+check: deps lint preflight test e2e e2e-xpra6 slurm-test multinode-test jupyter-test deb-test admin-path-test ## everything CI runs: deps, lint, doctor, unit, e2e (xpra 3.1 and 6.5), Slurm scenarios (one node, three nodes), the Jupyter journey (two stacks), the package, and an admin's path (demo, then the package over it, non-interactive)
 
 .PHONY: demo
 demo: deps build ## local single-node Slurm + a real session from contrib/sbatch/firefox.sbatch
