@@ -2,11 +2,13 @@
 # bench.sh: ffl's benchmarks (launcher grace path, time-to-ready overhead and memory; Epilog
 # without and with leftovers; sweep), printed as ONE markdown table with every figure, its target
 # and pass/miss, and saved to bench-results.md. Figures, never timed assertions: a miss is
-# reported with its explanation, not "fixed" by the measurement.
+# reported with its explanation, not "fixed" by the measurement. A leftover is no figure: a job
+# whose processes or directories outlive its SIGTERM (or the Epilog) fails the run (exit 1, listed
+# under the table).
 #
 #   sudo make bench                      # = make build && scripts/bench.sh
 #   sudo scripts/bench.sh -scale 0.3     # quicker, noisier (fewer repetitions)
-#   sudo scripts/bench.sh -only sweep    # one section: launch, epilog, attack, sweep
+#   sudo scripts/bench.sh -only sweep    # one section: launch, ready, session, epilog, attack, sweep
 #
 # Runs as root: the Epilog and the sweep are root's, and the launcher is started as a non-root
 # bench user (fflbench, created with useradd when missing; root's sessions are refused by design).

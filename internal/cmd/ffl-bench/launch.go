@@ -142,8 +142,13 @@ func (l *launcher) logField(msg, key string) (float64, bool) {
 	return 0, false
 }
 
-// stop ends the launcher and whatever it left (only after a failed or finished measurement).
+// stopLauncher ends the launcher (SIGTERM, SIGKILL after 15 s) and checks what it left: when the
+// launcher exited on its own or on the SIGTERM, every process with the job's marker and every
+// job directory must be gone within 10 s, or the bench records a leftover failure (make bench
+// exits non-zero). Whatever is left is then killed and removed, so that one failure does not
+// spoil the next figure.
 func (b *bench) stopLauncher(l *launcher) {
+	killed := false
 	select {
 	case <-l.exited:
 	default:
@@ -153,9 +158,17 @@ func (b *bench) stopLauncher(l *launcher) {
 		case <-time.After(15 * time.Second):
 			_ = l.cmd.Process.Kill()
 			<-l.exited
+			killed = true
 		}
 	}
 	lay := b.layout(l.job)
+	if killed {
+		b.rep.failure("job %s: ffl-launch still running 15 s after SIGTERM (SIGKILLed): %s", l.job, l.logTail())
+	} else if !testutilEventually(10*time.Second, func() bool { return b.jobGone(lay) }) {
+		if left := b.jobLeft(lay); left != "" {
+			b.rep.failure("job %s left %s 10 s after ffl-launch exited (%v); launcher log: %s", l.job, left, l.waitErr, l.logTail())
+		}
+	}
 	b.killMarked(lay.JobMarkerPrefix())
 	for _, d := range append(lay.RuntimeJobDirs(), lay.HomeJobDir()) {
 		_ = os.RemoveAll(d)
@@ -164,16 +177,28 @@ func (b *bench) stopLauncher(l *launcher) {
 
 // jobGone reports whether nothing of job is left: no process with its marker and none of its
 // directories (home job dir, both node-local job dirs).
-func (b *bench) jobGone(lay layout.Layout) bool {
-	if len(b.marked(lay.JobMarkerPrefix())) > 0 {
-		return false
+func (b *bench) jobGone(lay layout.Layout) bool { return b.jobLeft(lay) == "" }
+
+// jobLeft describes what of job is left ("" = nothing): every process with the job's marker (pid,
+// parent, command, state, age relative to now) and every job directory still there. It is what a
+// leftover failure reports, so that its cause can be told from the line alone.
+func (b *bench) jobLeft(lay layout.Layout) string {
+	var parts []string
+	for _, id := range b.marked(lay.JobMarkerPrefix()) {
+		st, err := proc.ReadStat(id.PID)
+		if err != nil {
+			continue // exited since the scan
+		}
+		cmd, _ := os.ReadFile("/proc/" + strconv.Itoa(id.PID) + "/cmdline")
+		parts = append(parts, fmt.Sprintf("process %d (ppid %d, %q, state %c: %s)", id.PID, st.PPID, st.Comm, st.State,
+			strings.TrimSpace(strings.ReplaceAll(string(cmd), "\x00", " "))))
 	}
 	for _, d := range append(lay.RuntimeJobDirs(), lay.HomeJobDir()) {
 		if exists(d) {
-			return false
+			parts = append(parts, "dir "+d)
 		}
 	}
-	return true
+	return strings.Join(parts, "; ")
 }
 
 // graceResult is one SIGTERM-to-everything-gone measurement.
@@ -251,6 +276,11 @@ func (b *bench) graceRun(cfg string, n int, opt graceOpts) (graceResult, error) 
 			break
 		}
 		if at.Sub(t0) > 30*time.Second {
+			left := b.jobLeft(lay)
+			if !fds.exited() {
+				left += " (and a process recorded before the SIGTERM is still alive)"
+			}
+			b.rep.failure("job %s left %s 30 s after its SIGTERM: %s", l.job, left, l.logTail())
 			return res, fmt.Errorf("leftovers 30s after SIGTERM (processes exited: %v): %s", fds.exited(), l.logTail())
 		}
 		time.Sleep(time.Millisecond)
@@ -378,10 +408,7 @@ func (b *bench) fflReadyRun(cfg string, limit time.Duration) (total time.Duratio
 	if !ok {
 		return total, 0, fmt.Errorf("no window_ms in the log: %s", l.logTail())
 	}
-	lay := b.layout(l.job)
-	if !testutilEventually(10*time.Second, func() bool { return b.jobGone(lay) }) {
-		return total, readyMS, fmt.Errorf("job %s left processes or directories after its SIGTERM", l.job)
-	}
+	// What the job left is checked by stopLauncher (deferred): a leftover fails the bench.
 	return total, readyMS, nil
 }
 
@@ -486,8 +513,6 @@ func (b *bench) launcherFigures() {
 	for _, k := range missed {
 		b.graceEvidence(cfgs[k.mode], k.mode, k.n)
 	}
-
-	b.readyFigures()
 
 	for _, n := range []int{1, 8} {
 		var all []memInfo
@@ -615,6 +640,10 @@ func (b *bench) readyFigures() {
 		}
 		b.rep.note("L3: runs interleaved (alternating order), first round discarded as warm-up; fakexpra gets the same options and marker as under ffl. ffl's own window_ms log field (xpra started -> session ready; with fakexpra: HTTP 200 on its socket) in the L3b runs: %s.", rf.summary())
 	}
+}
+
+// realSessionFigures measures the real sessions (xpra + firefox-esr) when both are installed.
+func (b *bench) realSessionFigures() {
 
 	if _, err := exec.LookPath("xpra"); err != nil {
 		b.rep.add(row{"L5", "Real session (xpra + firefox-esr)", "xpra not installed", "information", resInfo})

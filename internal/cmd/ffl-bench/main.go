@@ -10,7 +10,7 @@
 // moves both sides. `make bench` runs it through scripts/bench.sh, which builds the helpers
 // (fakexpra, faketree) into a directory the bench user can execute from.
 //
-//	ffl-bench -bin DIR -epilog bin/ffl-epilog -out bench-results.md [-scale 0.3] [-only launch,epilog,attack,sweep]
+//	ffl-bench -bin DIR -epilog bin/ffl-epilog -out bench-results.md [-scale 0.3] [-only launch,ready,session,epilog,attack,sweep]
 package main
 
 import (
@@ -90,7 +90,7 @@ func main() {
 	flag.StringVar(&o.node, "node", "benchnode", "node name the bench uses (SLURMD_NODENAME)")
 	flag.StringVar(&o.sweepDir, "sweep-dir", "/dev/shm/ffl-bench-sweep", "where the sweep's trees are built (a memory file system isolates the sweep's own cost)")
 	flag.Float64Var(&o.scale, "scale", 1, "multiply every repetition count (e.g. 0.3 for a quick look; medians get noisier)")
-	flag.StringVar(&o.only, "only", "", "comma-separated sections to run: launch, epilog, attack, sweep (default all)")
+	flag.StringVar(&o.only, "only", "", "comma-separated sections to run: launch (grace path, supervisor memory), ready (time-to-ready overhead), session (real xpra + Firefox), epilog, attack, sweep (default all)")
 	flag.StringVar(&o.version, "version", "", "version string to print in the header (git describe)")
 	flag.Parse()
 	if err := run(o); err != nil {
@@ -112,7 +112,7 @@ func run(o options) error {
 		return err
 	}
 	b.header()
-	sections := map[string]bool{"launch": true, "epilog": true, "attack": true, "sweep": true}
+	sections := map[string]bool{"launch": true, "ready": true, "session": true, "epilog": true, "attack": true, "sweep": true}
 	if o.only != "" {
 		sections = map[string]bool{}
 		for _, s := range strings.Split(o.only, ",") {
@@ -121,6 +121,12 @@ func run(o options) error {
 	}
 	if sections["launch"] {
 		b.launcherFigures()
+	}
+	if sections["ready"] {
+		b.readyFigures()
+	}
+	if sections["session"] {
+		b.realSessionFigures()
 	}
 	if sections["epilog"] {
 		b.epilogFigures()
@@ -139,6 +145,9 @@ func run(o options) error {
 		return fmt.Errorf("save %s: %w", o.out, err)
 	}
 	fmt.Print(md)
+	if n := len(b.rep.failures); n > 0 {
+		return fmt.Errorf("%d failure(s): a job left processes or directories after its SIGTERM, or a launcher hung (listed under the table in %s)", n, o.out)
+	}
 	return nil
 }
 
