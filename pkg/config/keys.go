@@ -38,7 +38,7 @@ func Keys() []KeyDoc {
 		{Key: "screen_size", Doc: `Xvfb's screen, WIDTHxHEIGHT (640x480 to 8192x8192). xpra resizes the display to the browser window of the client, up to this size; a bigger screen costs memory.`},
 		{Key: "content_processes", Doc: `Firefox's web content processes (1 to 16): each costs tens of MiB on the job's memory.`},
 		{Key: "xpra", Doc: `The xpra command: a name looked up in PATH or an absolute path.`},
-		{Key: "xpra_args", Doc: `Extra xpra options ("--option=value"). Options ffl sets itself (bind, auth, daemon, systemd-run, sockets, start-child, ...) are refused. They come after ffl's lean defaults (--opengl=no --video-encoders=none --csc-modules=none --speaker=off --microphone=off --mmap=no --bell=no --system-tray=no --input-method=none, and an Xvfb without GLX), so e.g. ["--video-encoders=all"] or a --xvfb=... of your own turn them back.`},
+		{Key: "xpra_args", Doc: `Extra xpra options ("--option=value"). Options ffl sets itself (bind, auth, daemon, systemd-run, sockets, start-child, ...) are refused. They come after ffl's lean defaults (--opengl=noprobe --video-encoders=none --csc-modules=none --speaker=off --microphone=off --mmap=no --bell=no --system-tray=no --input-method=none, and an Xvfb without GLX), so e.g. ["--video-encoders=all"] or a --xvfb=... of your own turn them back.`},
 		{Key: "firefox", Doc: `The Firefox command: a name looked up in PATH or an absolute path.`},
 		{Key: "firefox_args", Doc: `Extra Firefox options, e.g. ["--kiosk"]. No spaces or quotes; profile options (--profile, -P, --no-remote, --new-instance) are ffl's.`},
 		{Key: "start_url", Doc: `The page Firefox opens first (an absolute URL; percent-encode spaces).`},
