@@ -46,6 +46,8 @@ type Seen struct {
 	// Loaded is when the navigation finished (the HTML5 client's page loaded), Window when a
 	// window canvas first existed, both from the start of the navigation.
 	Loaded, Window time.Duration
+	// Covered says ffl's "Starting Firefox" overlay was over the page at the last look.
+	Covered bool
 	// Pixels and Canvas: the coloured pixels and the canvas size where they were.
 	Pixels         int
 	Width, Height  int
@@ -64,7 +66,8 @@ var (
 // pollJS reports the client's state as a string (a pixel counts as the page's colour within 24
 // of each channel: xpra's first frames of a window may be lossy, and a user sees them as the
 // page): "connect:<text>" on xpra's disconnect page,
-// "canvas:<pixels>:<w>:<h>" for the canvas with most pixels of the colour, "none" before any
+// "canvas:<pixels>:<w>:<h>:<covered>" for the canvas with most pixels of the colour (covered 1
+// while ffl's "Starting Firefox" overlay is over the page), "none" before any
 // window canvas exists, "empty" for a page that is not the HTML5 client.
 const pollJS = `(() => {
   const want = [%d, %d, %d];
@@ -85,7 +88,10 @@ const pollJS = `(() => {
     }
     if (best[1] * best[2] === 0 || hit > best[0]) best = [hit, c.width, c.height];
   }
-  return best[1] ? 'canvas:' + best.join(':') : 'none';
+  // ffl's "Starting Firefox" overlay covers the page until the session is ready: what is
+  // under it is not seen.
+  const covered = document.getElementById('ffl-starting') ? 1 : 0;
+  return best[1] ? 'canvas:' + best.join(':') + ':' + covered : 'none';
 })()`
 
 // Browser is a running headless chromium, started before it is needed so that a measurement
@@ -201,13 +207,13 @@ func (b *Browser) See(url string) (Seen, error) {
 				}
 				return seen, fmt.Errorf("%w: %s", ErrDisconnected, seen.DisconnectText)
 			case strings.HasPrefix(state, "canvas:"):
-				var hit, w, h int
-				fmt.Sscanf(strings.ReplaceAll(strings.TrimPrefix(state, "canvas:"), ":", " "), "%d %d %d", &hit, &w, &h)
-				seen.Pixels, seen.Width, seen.Height = hit, w, h
+				var hit, w, h, covered int
+				fmt.Sscanf(strings.ReplaceAll(strings.TrimPrefix(state, "canvas:"), ":", " "), "%d %d %d %d", &hit, &w, &h, &covered)
+				seen.Pixels, seen.Width, seen.Height, seen.Covered = hit, w, h, covered == 1
 				if seen.Window == 0 {
 					seen.Window = time.Since(t0)
 				}
-				if w > 0 && float64(hit) >= opts.MinShare*float64(w*h) {
+				if w > 0 && covered == 0 && float64(hit) >= opts.MinShare*float64(w*h) {
 					seen.Painted = time.Since(t0)
 					shot()
 					return seen, nil
@@ -218,7 +224,7 @@ func (b *Browser) See(url string) (Seen, error) {
 			shot()
 			switch {
 			case strings.HasPrefix(last, "canvas:"):
-				return seen, fmt.Errorf("%w: the best window canvas (%dx%d) had %d pixels of #%06x", ErrEmptyFrame, seen.Width, seen.Height, seen.Pixels, opts.Color)
+				return seen, fmt.Errorf("%w: the best window canvas (%dx%d) had %d pixels of #%06x (under the starting overlay: %v)", ErrEmptyFrame, seen.Width, seen.Height, seen.Pixels, opts.Color, seen.Covered)
 			case last == "empty":
 				return seen, fmt.Errorf("%w: an empty page", ErrNoPage)
 			default:

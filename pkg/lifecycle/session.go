@@ -351,6 +351,7 @@ func (s *Session) launch(ctx context.Context, url string) error {
 		r, err := st.Probe.Wait(ctx, ProbeTarget{
 			Socket: s.paths.socket(), Display: s.waitDisplay, Xauthority: s.paths.xauthority(),
 			XDir: st.XDir, Started: started, Encoding: st.XpraVersion.Encoding(),
+			Serving: func() { s.front.Serve(s.paths.socket()) },
 		})
 		done <- result{r, err}
 	}()
