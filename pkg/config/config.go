@@ -95,6 +95,10 @@ type Config struct {
 	ScreenSize string `toml:"screen_size"`
 	// ContentProcesses bounds Firefox's web content processes (each costs tens of MiB).
 	ContentProcesses int `toml:"content_processes"`
+	// JupyterPrestart starts the session on the Jupyter proxy port when the notebook server
+	// starts, before anyone asks: the first visit is then as fast as a later one, at the cost of
+	// an idle session's memory for every notebook server, opened or not.
+	JupyterPrestart bool `toml:"jupyter_prestart"`
 	// DownloadDir is where Firefox saves downloads without asking: "" is the user's XDG download
 	// dir (~/.config/user-dirs.dirs) or ~/Downloads; "~/" is the job owner's home. It is never
 	// inside a session tree, so no cleanup can remove what the user downloaded.

@@ -58,6 +58,9 @@ type SupervisorConfig struct {
 	Command []string
 	// ProxyPort holds a port for the wrapped command (EnvProxyPort).
 	ProxyPort bool
+	// ProxyPrestart starts the proxy port's session at once, before the first visit
+	// (jupyter_prestart).
+	ProxyPrestart bool
 	// Announce is called with every initially started session's connection info.
 	Announce func(Info)
 	// ServeAPI starts the control API on the socket path (the control package; injected so that
@@ -182,6 +185,15 @@ func (s *Supervisor) Run(ctx context.Context, signals <-chan os.Signal) (int, er
 		mgr.Lend(s.proxy)
 		env = append(env, EnvProxyPort+"="+strconv.Itoa(s.proxy.Port()), EnvProxySecretFile+"="+secretFile)
 		s.log.WithField("port", s.proxy.Port()).Info("port held for the Jupyter proxy entry")
+		if s.cfg.ProxyPrestart {
+			port := s.proxy.Port()
+			go func() {
+				s.log.WithField("port", port).Info("jupyter_prestart: starting the Jupyter proxy port's session before the first visit")
+				if _, err := mgr.Start(ctx, StartRequest{Port: port, URL: s.cfg.URL, Reuse: true}); err != nil {
+					s.log.WithError(err).WithField("port", port).Warn("session for the Jupyter proxy port")
+				}
+			}()
+		}
 	}
 
 	startErr := make(chan error, 1)
