@@ -156,23 +156,26 @@ type EpilogConfig struct {
 // /etc/ffl/ffl.toml means). etc/ffl.toml documents the same values.
 func Default() Config {
 	return Config{
-		StateDir:         "~/.firefox-launcher",
-		RuntimeDir:       "/run/ffl",
-		TempDir:          "/tmp",
-		PortMin:          8001,
-		PortMax:          8999,
-		BindAddress:      "127.0.0.1",
-		StartTimeout:     Duration{45 * time.Second},
-		CleanupTimeout:   Duration{3 * time.Second},
-		PortAttempts:     10,
-		Xpra:             "xpra",
-		Firefox:          "firefox-esr",
-		StartURL:         "about:blank",
-		MaxSessions:      4,
-		Profile:          ProfilePersistent,
-		EndWarning:       Duration{10 * time.Minute},
-		ScreenSize:       "2560x1600",
-		ContentProcesses: 2,
+		StateDir:       "~/.firefox-launcher",
+		RuntimeDir:     "/run/ffl",
+		TempDir:        "/tmp",
+		PortMin:        8001,
+		PortMax:        8999,
+		BindAddress:    "127.0.0.1",
+		StartTimeout:   Duration{45 * time.Second},
+		CleanupTimeout: Duration{3 * time.Second},
+		PortAttempts:   10,
+		Xpra:           "xpra",
+		Firefox:        "firefox-esr",
+		StartURL:       "about:blank",
+		MaxSessions:    4,
+		Profile:        ProfilePersistent,
+		EndWarning:     Duration{10 * time.Minute},
+		ScreenSize:     "2560x1600",
+		// One: measured side by side in `make bench` (S-cp), a second content process saves no
+		// time to painted and no memory with one page open, and each one costs tens of MiB once
+		// several sites are.
+		ContentProcesses: 1,
 		LogFormat:        "text",
 		Epilog: EpilogConfig{
 			Timeout:        Duration{10 * time.Second},
