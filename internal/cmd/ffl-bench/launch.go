@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -32,6 +33,7 @@ type announced struct {
 
 // launcher is one `ffl-launch run` started as the bench user.
 type launcher struct {
+	acct    account // the user it runs as
 	cmd     *exec.Cmd
 	job     string
 	logPath string
@@ -50,7 +52,12 @@ func (b *bench) startLauncher(cfg string, n int, extra ...string) (*launcher, er
 
 // startLauncherBin is startLauncher with another build of ffl-launch (the profiling one).
 func (b *bench) startLauncherBin(bin, cfg string, n int, extra ...string) (*launcher, error) {
-	l := &launcher{job: b.nextJob(), lines: make(chan announced, 16), exited: make(chan struct{})}
+	return b.startLauncherAs(b.user, bin, cfg, n, extra...)
+}
+
+// startLauncherAs is startLauncherBin as the user acct (the node-full figures' other users).
+func (b *bench) startLauncherAs(acct account, bin, cfg string, n int, extra ...string) (*launcher, error) {
+	l := &launcher{acct: acct, job: b.nextJob(), lines: make(chan announced, 16), exited: make(chan struct{})}
 	l.logPath = filepath.Join(b.logs, "launch-"+l.job+".log")
 	logf, err := os.Create(l.logPath)
 	if err != nil {
@@ -62,13 +69,15 @@ func (b *bench) startLauncherBin(bin, cfg string, n int, extra ...string) (*laun
 		return nil, err
 	}
 	l.cmd = exec.Command(bin, append([]string{"run", "--sessions", strconv.Itoa(n), "--json"}, extra...)...)
-	l.cmd.Env = b.userEnv("FFL_CONFIG="+cfg, "SLURM_JOB_ID="+l.job, "SLURMD_NODENAME="+b.o.node)
-	if cfg != b.cfgReal {
+	l.cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + acct.home, "USER=" + acct.name, "LOGNAME=" + acct.name, "LANG=C.UTF-8",
+		"FFL_CONFIG=" + cfg, "SLURM_JOB_ID=" + l.job, "SLURMD_NODENAME=" + b.o.node}
+	if cfg == b.cfgCompliant || cfg == b.cfgIgnore {
 		// fakexpra serves HTTP on its socket but has no X display and is no Python script.
 		l.cmd.Env = append(l.cmd.Env, "FFL_FAKE_XPRA=1")
 	}
 	l.cmd.Stdout, l.cmd.Stderr = w, logf
-	b.asUser(l.cmd)
+	l.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(acct.uid), Gid: uint32(acct.gid), Groups: []uint32{}}}
+	l.cmd.Dir = acct.home
 	l.started = time.Now()
 	err = l.cmd.Start()
 	w.Close()
@@ -161,7 +170,7 @@ func (b *bench) stopLauncher(l *launcher) {
 			killed = true
 		}
 	}
-	lay := b.layout(l.job)
+	lay := b.layoutFor(l.acct, l.job)
 	if killed {
 		b.rep.failure("job %s: ffl-launch still running 15 s after SIGTERM (SIGKILLed): %s", l.job, l.logTail())
 	} else if !testutilEventually(10*time.Second, func() bool { return b.jobGone(lay) }) {
@@ -169,7 +178,7 @@ func (b *bench) stopLauncher(l *launcher) {
 			b.rep.failure("job %s left %s 10 s after ffl-launch exited (%v); launcher log: %s", l.job, left, l.waitErr, l.logTail())
 		}
 	}
-	b.killMarked(lay.JobMarkerPrefix())
+	b.killMarkedUID(lay.UID, lay.JobMarkerPrefix())
 	for _, d := range append(lay.RuntimeJobDirs(), lay.HomeJobDir()) {
 		_ = os.RemoveAll(d)
 	}
@@ -184,7 +193,8 @@ func (b *bench) jobGone(lay layout.Layout) bool { return b.jobLeft(lay) == "" }
 // leftover failure reports, so that its cause can be told from the line alone.
 func (b *bench) jobLeft(lay layout.Layout) string {
 	var parts []string
-	for _, id := range b.marked(lay.JobMarkerPrefix()) {
+	ids, _ := proc.FindByMarker(lay.UID, layout.MarkerVar, lay.JobMarkerPrefix())
+	for _, id := range ids {
 		st, err := proc.ReadStat(id.PID)
 		if err != nil {
 			continue // exited since the scan
@@ -644,16 +654,18 @@ func (b *bench) readyFigures() {
 
 // realSessionFigures measures the real sessions (xpra + firefox-esr) when both are installed.
 func (b *bench) realSessionFigures() {
-
-	if _, err := exec.LookPath("xpra"); err != nil {
-		b.rep.add(row{"L5", "Real session (xpra + firefox-esr)", "xpra not installed", "information", resInfo})
-		return
-	}
-	if _, err := exec.LookPath("firefox-esr"); err != nil {
-		b.rep.add(row{"L5", "Real session (xpra + firefox-esr)", "firefox-esr not installed", "information", resInfo})
+	if !b.realSessions() {
+		b.rep.add(row{"L5", "Real session (xpra + firefox-esr)", "xpra or firefox-esr not installed", "information", resInfo})
 		return
 	}
 	b.sessionFigures()
+}
+
+// realSessions says whether xpra and firefox-esr are installed.
+func (b *bench) realSessions() bool {
+	_, err1 := exec.LookPath("xpra")
+	_, err2 := exec.LookPath("firefox-esr")
+	return err1 == nil && err2 == nil
 }
 
 // readyEvidence profiles one more (untimed) `ffl-launch run --sessions 1` with the
