@@ -9,9 +9,11 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 )
 
@@ -48,6 +50,12 @@ type Seen struct {
 	Loaded, Window time.Duration
 	// Covered says ffl's "Starting Firefox" overlay was over the page at the last look.
 	Covered bool
+	// The client's start as DevTools saw it, from the start of the navigation (0: not seen):
+	// WebSocket when the client opened its WebSocket, FirstFrame when xpra's first message
+	// (its hello) arrived on it, Requests how many HTTP requests the page made before that.
+	WebSocket, FirstFrame time.Duration
+	Requests              int
+	start                 time.Time // when the navigation started
 	// Pixels and Canvas: the coloured pixels and the canvas size where they were.
 	Pixels         int
 	Width, Height  int
@@ -169,8 +177,51 @@ func SeePage(ctx context.Context, url string, opts Options) (Seen, error) {
 }
 
 // See navigates to url and waits for Firefox's page (see SeePage); Painted is measured from the
-// start of the navigation.
+// start of the navigation. It also records the client's start as DevTools' network events show
+// it (Seen.WebSocket, FirstFrame, Requests).
 func (b *Browser) See(url string) (Seen, error) {
+	var mu sync.Mutex
+	var ws, frame time.Time
+	requests := 0
+	lctx, stop := context.WithCancel(b.ctx)
+	defer stop()
+	if err := chromedp.Listen(lctx, func(ev any) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch ev.(type) {
+		case *network.EventRequestWillBeSent:
+			if ws.IsZero() {
+				requests++
+			}
+		case *network.EventWebSocketCreated:
+			if ws.IsZero() {
+				ws = time.Now()
+			}
+		case *network.EventWebSocketFrameReceived:
+			if frame.IsZero() {
+				frame = time.Now()
+			}
+		}
+	}); err != nil {
+		return Seen{}, fmt.Errorf("DevTools events: %w", err)
+	}
+	// chromedp enables the network domain of every target it attaches to.
+	seen, err := b.see(url)
+	stop()
+	mu.Lock()
+	defer mu.Unlock()
+	if !ws.IsZero() {
+		seen.WebSocket = ws.Sub(seen.start)
+	}
+	if !frame.IsZero() {
+		seen.FirstFrame = frame.Sub(seen.start)
+	}
+	seen.Requests = requests
+	return seen, err
+}
+
+// see is See without the DevTools events.
+func (b *Browser) see(url string) (Seen, error) {
 	opts, bctx := b.opts, b.ctx
 	var seen Seen
 	shot := func() {
@@ -184,6 +235,7 @@ func (b *Browser) See(url string) (Seen, error) {
 		}
 	}
 	t0 := time.Now()
+	seen.start = t0
 	if _, err := chromedp.Run(bctx, chromedp.Navigate(url)); err != nil {
 		if strings.Contains(err.Error(), "ERR_CONNECTION") || strings.Contains(err.Error(), "ERR_EMPTY_RESPONSE") {
 			return seen, fmt.Errorf("%w: %v", ErrNoPage, err)

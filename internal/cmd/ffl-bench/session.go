@@ -63,7 +63,8 @@ func (b *bench) sideFigures(reps int) {
 		byComm  string
 	}
 	runs := map[string]*agg{}
-	var http, window, seen, total, loaded, shown samples
+	var http, window, seen, total, loaded, shown, wsOpen, hello samples
+	var requests []int64
 	br, closeBr, err := b.startBrowser()
 	if err != nil {
 		b.rep.add(row{"L6", "exec -> Firefox's page painted in a real browser", "chromium: " + err.Error(), "", resError})
@@ -98,6 +99,10 @@ func (b *bench) sideFigures(reps int) {
 				if err == nil && cp == def {
 					http, window, seen, total = append(http, pr.http), append(window, pr.window), append(seen, pr.browser), append(total, pr.total)
 					loaded, shown = append(loaded, pr.loaded), append(shown, pr.shown)
+					if pr.ws > 0 {
+						wsOpen, hello = append(wsOpen, pr.ws), append(hello, pr.hello)
+					}
+					requests = append(requests, int64(pr.requests))
 				}
 				r = sideResult{painted: pr.total, pss: pr.pss, byComm: pr.byComm}
 			}
@@ -117,8 +122,8 @@ func (b *bench) sideFigures(reps int) {
 		b.rep.add(row{"L6b", "Firefox's own start (http_ms -> Firefox's window mapped and painted: window_ms - http_ms)", diff(window, http).summary(), "reference", resInfo})
 		b.rep.add(row{"L6c", "The client's start after the session is ready: JSON line (Firefox painted on the X display) -> the page painted in chromium's HTML5 client, overlay gone (the browser asked from the start)", seen.summary(), "<= 1 s", verdict(seen.median() <= time.Second)})
 		b.rep.add(row{"L6", "ffl-launch exec -> Firefox's page painted in a real browser", total.summary(), "information", resInfo})
-		b.rep.note("L6 in parts (medians, from the launcher's exec): xpra served its page at %s (L6a), the HTML5 client's page was loaded at %s, its first window canvas existed at %s, Firefox was painted on the X display (JSON line) at %s, the page painted in chromium with the overlay gone at %s; load average %s.",
-			ms(http.median()), ms(loaded.median()), ms(shown.median()), ms(window.median()), ms(total.median()), loadavg())
+		b.rep.note("L6 in parts (medians, from the launcher's exec; DevTools' network events for the WebSocket): xpra served its page at %s (L6a), the HTML5 client's page was loaded at %s (%d HTTP requests before its WebSocket), the WebSocket opened at %s, xpra's first message (hello) arrived at %s, the first window canvas existed at %s, Firefox was painted on the X display (JSON line) at %s, the page painted in chromium with the overlay gone at %s; load average %s.",
+			ms(http.median()), ms(loaded.median()), medianInt(requests), ms(wsOpen.median()), ms(hello.median()), ms(shown.median()), ms(window.median()), ms(total.median()), loadavg())
 		b.rep.note("L6: `ffl-launch run --sessions 1 --json --url file://<page of one colour>` as the bench user with the real xpra and firefox-esr (content_processes %d, the default); chromium (headless, as the bench user: the session admits only its user) is started before the launcher and asks for the session's URL as soon as its port exists (its session dir appears), as the Jupyter user's browser does through jupyter-server-proxy; the page counts as painted when a window canvas of the HTML5 client has >= 30%% of its pixels in the page's colour and ffl's \"Starting Firefox\" overlay is gone (polled every 20 ms).", def)
 	}
 	for _, name := range names {
@@ -251,6 +256,8 @@ func smapsKB(pid int, fields ...string) (int64, error) {
 type paintedResult struct {
 	http, window, browser, total time.Duration
 	loaded, shown                time.Duration
+	ws, hello                    time.Duration // the client's WebSocket opened, xpra's first message on it
+	requests                     int           // HTTP requests of the client's page before its WebSocket
 	pss                          int64
 	byComm                       string
 }
@@ -312,6 +319,10 @@ func (b *bench) paintedRun(br *browser.Browser, cfg string) (paintedResult, erro
 	r.total = paintedAt.Sub(l.started)
 	r.browser = paintedAt.Sub(a.got[0].at)
 	r.loaded, r.shown = nav.Add(seen.Loaded).Sub(l.started), nav.Add(seen.Window).Sub(l.started)
+	if seen.WebSocket > 0 && seen.FirstFrame > 0 {
+		r.ws, r.hello = nav.Add(seen.WebSocket).Sub(l.started), nav.Add(seen.FirstFrame).Sub(l.started)
+	}
+	r.requests = seen.Requests
 	time.Sleep(time.Until(paintedAt.Add(20 * time.Second)))
 	r.pss, r.byComm = b.markedPSS(lay.Marker(port))
 	_ = l.cmd.Process.Signal(unix.SIGTERM)
