@@ -52,7 +52,9 @@ type Seen struct {
 	Covered bool
 	// The client's start as DevTools saw it, from the start of the navigation (0: not seen):
 	// WebSocket when the client opened its WebSocket, FirstFrame when xpra's first message
-	// (its hello) arrived on it, Requests how many HTTP requests the page made before that.
+	// (its hello) arrived on it, Requests how many HTTP requests the page made before that (all of
+	// them when the WebSocket is opened by a Web Worker, as xpra's client does: DevTools shows a
+	// worker's network events on its own target, which See does not attach to).
 	WebSocket, FirstFrame time.Duration
 	Requests              int
 	start                 time.Time // when the navigation started

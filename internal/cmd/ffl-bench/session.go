@@ -122,8 +122,12 @@ func (b *bench) sideFigures(reps int) {
 		b.rep.add(row{"L6b", "Firefox's own start (http_ms -> Firefox's window mapped and painted: window_ms - http_ms)", diff(window, http).summary(), "reference", resInfo})
 		b.rep.add(row{"L6c", "The client's start after the session is ready: JSON line (Firefox painted on the X display) -> the page painted in chromium's HTML5 client, overlay gone (the browser asked from the start)", seen.summary(), "<= 1 s", verdict(seen.median() <= time.Second)})
 		b.rep.add(row{"L6", "ffl-launch exec -> Firefox's page painted in a real browser", total.summary(), "information", resInfo})
-		b.rep.note("L6 in parts (medians, from the launcher's exec; DevTools' network events for the WebSocket): xpra served its page at %s (L6a), the HTML5 client's page was loaded at %s (%d HTTP requests before its WebSocket), the WebSocket opened at %s, xpra's first message (hello) arrived at %s, the first window canvas existed at %s, Firefox was painted on the X display (JSON line) at %s, the page painted in chromium with the overlay gone at %s; load average %s.",
-			ms(http.median()), ms(loaded.median()), medianInt(requests), ms(wsOpen.median()), ms(hello.median()), ms(shown.median()), ms(window.median()), ms(total.median()), loadavg())
+		wsPart := "the WebSocket was not seen by DevTools (xpra's client opens it in a Web Worker, a target of its own)"
+		if len(wsOpen) > 0 {
+			wsPart = fmt.Sprintf("the WebSocket opened at %s, xpra's first message (hello) arrived at %s", ms(wsOpen.median()), ms(hello.median()))
+		}
+		b.rep.note("L6 in parts (medians, from the launcher's exec; DevTools' network events): xpra served its page at %s (L6a), the HTML5 client's page was loaded at %s (%d HTTP requests), %s, the first window canvas existed at %s, Firefox was painted on the X display (JSON line) at %s, the page painted in chromium with the overlay gone at %s; load average %s.",
+			ms(http.median()), ms(loaded.median()), medianInt(requests), wsPart, ms(shown.median()), ms(window.median()), ms(total.median()), loadavg())
 		b.rep.note("L6: `ffl-launch run --sessions 1 --json --url file://<page of one colour>` as the bench user with the real xpra and firefox-esr (content_processes %d, the default); chromium (headless, as the bench user: the session admits only its user) is started before the launcher and asks for the session's URL as soon as its port exists (its session dir appears), as the Jupyter user's browser does through jupyter-server-proxy; the page counts as painted when a window canvas of the HTML5 client has >= 30%% of its pixels in the page's colour and ffl's \"Starting Firefox\" overlay is gone (polled every 20 ms).", def)
 	}
 	for _, name := range names {
