@@ -2,17 +2,21 @@
 # bench.sh: ffl's benchmarks (launcher grace path, time-to-ready overhead and memory; Epilog
 # without and with leftovers; sweep), printed as ONE markdown table with every figure, its target
 # and pass/miss, and saved to bench-results.md. Figures, never timed assertions: a miss is
-# reported with its explanation, not "fixed" by the measurement.
+# reported with its explanation, not "fixed" by the measurement. A leftover is no figure: a job
+# whose processes or directories outlive its SIGTERM (or the Epilog) fails the run (exit 1, listed
+# under the table).
 #
 #   sudo make bench                      # = make build && scripts/bench.sh
 #   sudo scripts/bench.sh -scale 0.3     # quicker, noisier (fewer repetitions)
-#   sudo scripts/bench.sh -only sweep    # one section: launch, epilog, attack, sweep
+#   sudo scripts/bench.sh -only sweep    # one section: launch, ready, session, node, epilog, attack, sweep
 #
 # Runs as root: the Epilog and the sweep are root's, and the launcher is started as a non-root
 # bench user (fflbench, created with useradd when missing; root's sessions are refused by design).
 # Scratch space: $FFL_BENCH_DIR (default /var/tmp/ffl-bench) and /dev/shm/ffl-bench-sweep (the sweep's
-# trees, removed at the end). About 3-4 minutes on 2 cores; perf (linux-perf) adds a profile to
-# the notes for every missed target.
+# trees, removed at the end); the node-full figures add users fflbench1..8 (useradd). The real
+# sessions (side by side with the floor and the peer configuration, then 1, 4 and 8 users at
+# once) take most of the run; perf (linux-perf) adds a profile to the notes for every missed
+# target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "bench.sh: run as root (sudo make bench): the Epilog and sweep run as root and the launcher as a bench user" >&2; exit 2; }

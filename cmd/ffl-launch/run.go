@@ -98,8 +98,10 @@ func (e *jobEnv) supervisorConfig(c *cli.Context, sessions int, args []string, o
 		URL:        c.String("url"),
 		Command:    args,
 		ProxyPort:  c.Bool("proxy-port"),
-		Log:        log,
-		Announce:   func(info lifecycle.Info) { announce(out, asJSON, info) },
+		// The proxy port's session right away (jupyter_prestart), only for a proxy port.
+		ProxyPrestart: c.Bool("proxy-port") && e.cfg.JupyterPrestart,
+		Log:           log,
+		Announce:      func(info lifecycle.Info) { announce(out, asJSON, info) },
 		ServeAPI: func(sock string, m *lifecycle.Manager) (io.Closer, error) {
 			return control.Serve(sock, m, log)
 		},

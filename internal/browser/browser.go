@@ -9,9 +9,11 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 )
 
@@ -46,6 +48,16 @@ type Seen struct {
 	// Loaded is when the navigation finished (the HTML5 client's page loaded), Window when a
 	// window canvas first existed, both from the start of the navigation.
 	Loaded, Window time.Duration
+	// Covered says ffl's "Starting Firefox" overlay was over the page at the last look.
+	Covered bool
+	// The client's start as DevTools saw it, from the start of the navigation (0: not seen):
+	// WebSocket when the client opened its WebSocket, FirstFrame when xpra's first message
+	// (its hello) arrived on it, Requests how many HTTP requests the page made before that (all of
+	// them when the WebSocket is opened by a Web Worker, as xpra's client does: DevTools shows a
+	// worker's network events on its own target, which See does not attach to).
+	WebSocket, FirstFrame time.Duration
+	Requests              int
+	start                 time.Time // when the navigation started
 	// Pixels and Canvas: the coloured pixels and the canvas size where they were.
 	Pixels         int
 	Width, Height  int
@@ -64,7 +76,8 @@ var (
 // pollJS reports the client's state as a string (a pixel counts as the page's colour within 24
 // of each channel: xpra's first frames of a window may be lossy, and a user sees them as the
 // page): "connect:<text>" on xpra's disconnect page,
-// "canvas:<pixels>:<w>:<h>" for the canvas with most pixels of the colour, "none" before any
+// "canvas:<pixels>:<w>:<h>:<covered>" for the canvas with most pixels of the colour (covered 1
+// while ffl's "Starting Firefox" overlay is over the page), "none" before any
 // window canvas exists, "empty" for a page that is not the HTML5 client.
 const pollJS = `(() => {
   const want = [%d, %d, %d];
@@ -85,7 +98,10 @@ const pollJS = `(() => {
     }
     if (best[1] * best[2] === 0 || hit > best[0]) best = [hit, c.width, c.height];
   }
-  return best[1] ? 'canvas:' + best.join(':') : 'none';
+  // ffl's "Starting Firefox" overlay covers the page until the session is ready: what is
+  // under it is not seen.
+  const covered = document.getElementById('ffl-starting') ? 1 : 0;
+  return best[1] ? 'canvas:' + best.join(':') + ':' + covered : 'none';
 })()`
 
 // Browser is a running headless chromium, started before it is needed so that a measurement
@@ -163,8 +179,51 @@ func SeePage(ctx context.Context, url string, opts Options) (Seen, error) {
 }
 
 // See navigates to url and waits for Firefox's page (see SeePage); Painted is measured from the
-// start of the navigation.
+// start of the navigation. It also records the client's start as DevTools' network events show
+// it (Seen.WebSocket, FirstFrame, Requests).
 func (b *Browser) See(url string) (Seen, error) {
+	var mu sync.Mutex
+	var ws, frame time.Time
+	requests := 0
+	lctx, stop := context.WithCancel(b.ctx)
+	defer stop()
+	if err := chromedp.Listen(lctx, func(ev any) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch ev.(type) {
+		case *network.EventRequestWillBeSent:
+			if ws.IsZero() {
+				requests++
+			}
+		case *network.EventWebSocketCreated:
+			if ws.IsZero() {
+				ws = time.Now()
+			}
+		case *network.EventWebSocketFrameReceived:
+			if frame.IsZero() {
+				frame = time.Now()
+			}
+		}
+	}); err != nil {
+		return Seen{}, fmt.Errorf("DevTools events: %w", err)
+	}
+	// chromedp enables the network domain of every target it attaches to.
+	seen, err := b.see(url)
+	stop()
+	mu.Lock()
+	defer mu.Unlock()
+	if !ws.IsZero() {
+		seen.WebSocket = ws.Sub(seen.start)
+	}
+	if !frame.IsZero() {
+		seen.FirstFrame = frame.Sub(seen.start)
+	}
+	seen.Requests = requests
+	return seen, err
+}
+
+// see is See without the DevTools events.
+func (b *Browser) see(url string) (Seen, error) {
 	opts, bctx := b.opts, b.ctx
 	var seen Seen
 	shot := func() {
@@ -178,6 +237,7 @@ func (b *Browser) See(url string) (Seen, error) {
 		}
 	}
 	t0 := time.Now()
+	seen.start = t0
 	if _, err := chromedp.Run(bctx, chromedp.Navigate(url)); err != nil {
 		if strings.Contains(err.Error(), "ERR_CONNECTION") || strings.Contains(err.Error(), "ERR_EMPTY_RESPONSE") {
 			return seen, fmt.Errorf("%w: %v", ErrNoPage, err)
@@ -201,13 +261,13 @@ func (b *Browser) See(url string) (Seen, error) {
 				}
 				return seen, fmt.Errorf("%w: %s", ErrDisconnected, seen.DisconnectText)
 			case strings.HasPrefix(state, "canvas:"):
-				var hit, w, h int
-				fmt.Sscanf(strings.ReplaceAll(strings.TrimPrefix(state, "canvas:"), ":", " "), "%d %d %d", &hit, &w, &h)
-				seen.Pixels, seen.Width, seen.Height = hit, w, h
+				var hit, w, h, covered int
+				fmt.Sscanf(strings.ReplaceAll(strings.TrimPrefix(state, "canvas:"), ":", " "), "%d %d %d %d", &hit, &w, &h, &covered)
+				seen.Pixels, seen.Width, seen.Height, seen.Covered = hit, w, h, covered == 1
 				if seen.Window == 0 {
 					seen.Window = time.Since(t0)
 				}
-				if w > 0 && float64(hit) >= opts.MinShare*float64(w*h) {
+				if w > 0 && covered == 0 && float64(hit) >= opts.MinShare*float64(w*h) {
 					seen.Painted = time.Since(t0)
 					shot()
 					return seen, nil
@@ -218,7 +278,7 @@ func (b *Browser) See(url string) (Seen, error) {
 			shot()
 			switch {
 			case strings.HasPrefix(last, "canvas:"):
-				return seen, fmt.Errorf("%w: the best window canvas (%dx%d) had %d pixels of #%06x", ErrEmptyFrame, seen.Width, seen.Height, seen.Pixels, opts.Color)
+				return seen, fmt.Errorf("%w: the best window canvas (%dx%d) had %d pixels of #%06x (under the starting overlay: %v)", ErrEmptyFrame, seen.Width, seen.Height, seen.Pixels, opts.Color, seen.Covered)
 			case last == "empty":
 				return seen, fmt.Errorf("%w: an empty page", ErrNoPage)
 			default:

@@ -99,6 +99,10 @@ type Config struct {
 	ScreenSize string `toml:"screen_size"`
 	// ContentProcesses bounds Firefox's web content processes (each costs tens of MiB).
 	ContentProcesses int `toml:"content_processes"`
+	// JupyterPrestart starts the session on the Jupyter proxy port when the notebook server
+	// starts, before anyone asks: the first visit is then as fast as a later one, at the cost of
+	// an idle session's memory for every notebook server, opened or not.
+	JupyterPrestart bool `toml:"jupyter_prestart"`
 	// DownloadDir is where Firefox saves downloads without asking: "" is the user's XDG download
 	// dir (~/.config/user-dirs.dirs) or ~/Downloads; "~/" is the job owner's home. It is never
 	// inside a session tree, so no cleanup can remove what the user downloaded.
@@ -159,24 +163,27 @@ type EpilogConfig struct {
 // /etc/ffl/ffl.toml means). etc/ffl.toml documents the same values.
 func Default() Config {
 	return Config{
-		StateDir:         "~/.firefox-launcher",
-		RuntimeDir:       "/run/ffl",
-		TempDir:          "/tmp",
-		PortMin:          8001,
-		PortMax:          8999,
-		BindAddress:      "127.0.0.1",
-		StartTimeout:     Duration{45 * time.Second},
-		CleanupTimeout:   Duration{3 * time.Second},
-		PortAttempts:     10,
-		Xpra:             "xpra",
-		Firefox:          "firefox-esr",
-		StartURL:         "about:blank",
-		MaxSessions:      4,
-		Profile:          ProfilePersistent,
-		EndWarning:       Duration{10 * time.Minute},
-		KeyboardLayout:   KeyboardAuto,
-		ScreenSize:       "2560x1600",
-		ContentProcesses: 2,
+		StateDir:       "~/.firefox-launcher",
+		RuntimeDir:     "/run/ffl",
+		TempDir:        "/tmp",
+		PortMin:        8001,
+		PortMax:        8999,
+		BindAddress:    "127.0.0.1",
+		StartTimeout:   Duration{45 * time.Second},
+		CleanupTimeout: Duration{3 * time.Second},
+		PortAttempts:   10,
+		Xpra:           "xpra",
+		Firefox:        "firefox-esr",
+		StartURL:       "about:blank",
+		MaxSessions:    4,
+		Profile:        ProfilePersistent,
+		EndWarning:     Duration{10 * time.Minute},
+		KeyboardLayout: KeyboardAuto,
+		ScreenSize:     "2560x1600",
+		// One: measured side by side in `make bench` (S-cp), a second content process saves no
+		// time to painted and no memory with one page open, and each one costs tens of MiB once
+		// several sites are.
+		ContentProcesses: 1,
 		LogFormat:        "text",
 		Epilog: EpilogConfig{
 			Timeout:        Duration{10 * time.Second},

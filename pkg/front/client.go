@@ -45,9 +45,9 @@ func clientScriptTag(layout string) []byte {
 		ClientScriptPath, html.EscapeString(layout)))
 }
 
-// addClientScript adds clientScriptTag to the HTML5 client's page in resp, before its </head>:
-// after the client's own scripts (which it changes before the page's inline script creates the
-// client) and before the body. Any other response, a compressed or oversized one, or a page
+// addClientScript adds ffl's scripts to the HTML5 client's page in resp: clientScriptTag before
+// its </head>, after the client's own scripts (which it changes before the page's inline script
+// creates the client), and startingTag before its </body>. Any other response, a compressed or oversized one, or a page
 // without </head> is left as xpra sent it.
 func addClientScript(resp *http.Response, layout string) error {
 	if resp.Request == nil || !isClientPage(resp.Request) || resp.StatusCode != http.StatusOK ||
@@ -67,9 +67,16 @@ func addClientScript(resp *http.Response, layout string) error {
 	}
 	if i := bytes.Index(body, []byte("</head>")); i >= 0 && len(body) <= maxClientPage {
 		tag := clientScriptTag(layout)
-		out := make([]byte, 0, len(body)+len(tag)+1)
+		out := make([]byte, 0, len(body)+len(tag)+len(startingTag)+1)
 		out = append(append(append(out, body[:i]...), tag...), '\n')
-		body = append(out, body[i:]...)
+		// The starting overlay's script goes last in the body (starting.go): it needs the body
+		// it covers, and nothing of the client waits for it.
+		rest := body[i:]
+		if j := bytes.LastIndex(bytes.ToLower(rest), []byte("</body>")); j >= 0 {
+			out = append(append(out, rest[:j]...), startingTag...)
+			rest = rest[j:]
+		}
+		body = append(out, rest...)
 		resp.Header.Del("Etag")
 		resp.Header.Del("Last-Modified")
 		resp.Header.Set("Cache-Control", "no-cache")

@@ -12,7 +12,7 @@ import (
 )
 
 // TestAddClientScript: the HTML5 client's page (and only it, as xpra sent it uncompressed) gets
-// ffl's script before </head>, with the layout escaped; everything else passes unchanged.
+// ffl's script before </head>, with the layout escaped, and the starting overlay's before </body>; everything else passes unchanged.
 func TestAddClientScript(t *testing.T) {
 	page := "<html><head><script src=\"js/Client.js\"></script></head><body>x</body></html>"
 	for _, tc := range []struct {
@@ -21,11 +21,11 @@ func TestAddClientScript(t *testing.T) {
 		want                                         string // "" = unchanged
 	}{
 		{name: "index.html", method: "GET", path: "/index.html", ctype: "text/html", body: page, layout: "de", status: 200,
-			want: "<html><head><script src=\"js/Client.js\"></script>" + `<script type="text/javascript" src="./ffl-client.js" data-keyboard-layout="de"></script>` + "\n</head><body>x</body></html>"},
+			want: "<html><head><script src=\"js/Client.js\"></script>" + `<script type="text/javascript" src="./ffl-client.js" data-keyboard-layout="de"></script>` + "\n</head><body>x" + startingTag + "</body></html>"},
 		{name: "the root", method: "GET", path: "/", ctype: "text/html; charset=utf-8", body: page, status: 200,
-			want: "<html><head><script src=\"js/Client.js\"></script>" + `<script type="text/javascript" src="./ffl-client.js" data-keyboard-layout=""></script>` + "\n</head><body>x</body></html>"},
+			want: "<html><head><script src=\"js/Client.js\"></script>" + `<script type="text/javascript" src="./ffl-client.js" data-keyboard-layout=""></script>` + "\n</head><body>x" + startingTag + "</body></html>"},
 		{name: "a layout is escaped", method: "GET", path: "/", ctype: "text/html", body: page, layout: `x"><script>`, status: 200,
-			want: "<html><head><script src=\"js/Client.js\"></script>" + `<script type="text/javascript" src="./ffl-client.js" data-keyboard-layout="x&#34;&gt;&lt;script&gt;"></script>` + "\n</head><body>x</body></html>"},
+			want: "<html><head><script src=\"js/Client.js\"></script>" + `<script type="text/javascript" src="./ffl-client.js" data-keyboard-layout="x&#34;&gt;&lt;script&gt;"></script>` + "\n</head><body>x" + startingTag + "</body></html>"},
 		{name: "another page", method: "GET", path: "/connect.html", ctype: "text/html", body: page, status: 200},
 		{name: "a script", method: "GET", path: "/", ctype: "text/javascript", body: page, status: 200},
 		{name: "not modified", method: "GET", path: "/", ctype: "text/html", body: "", status: 304},

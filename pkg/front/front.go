@@ -41,7 +41,10 @@ const (
 	// follows at once: jupyter-server-proxy polls the port right after it runs its command),
 	// then answered with a "no session" page.
 	Idle State = iota
-	// Starting: the session is being started; connections wait until it is ready.
+	// Starting: the session is being started; connections wait until it is ready, or, once
+	// xpra serves its page (Serve), are relayed to it while Firefox starts: the HTML5 client
+	// then loads and connects during Firefox's start, and its page shows "Starting Firefox"
+	// over the still-empty desktop until the session is Ready (see starting.go).
 	Starting
 	// Ready: connections are relayed to the session's xpra socket.
 	Ready
@@ -211,7 +214,9 @@ func (f *Front) set(s State, target, reason string) {
 	close(f.changed)
 	f.changed = make(chan struct{})
 	var drop []net.Conn
-	if s != Ready {
+	// Starting -> Ready on the same xpra keeps what was relayed early (Serve); anything else
+	// that leaves Ready or an early relay drops it.
+	if s != Ready || target == "" {
 		for c := range f.relayed {
 			drop = append(drop, c)
 		}
@@ -227,6 +232,20 @@ func (f *Front) set(s State, target, reason string) {
 
 // Starting says a session is being started behind the port.
 func (f *Front) Starting() { f.set(Starting, "", "") }
+
+// Serve says that the starting session's xpra serves its page at target (its unix socket):
+// admitted requests are relayed from now on, while the session is still Starting. Ignored in
+// any other state.
+func (f *Front) Serve(target string) {
+	f.mu.Lock()
+	ok := f.state == Starting && f.target == ""
+	if ok {
+		f.target = target
+		close(f.changed)
+		f.changed = make(chan struct{})
+	}
+	f.mu.Unlock()
+}
 
 // Ready says the session is ready: connections go to xpra's unix socket at target.
 func (f *Front) Ready(target string) { f.set(Ready, target, "") }
@@ -423,7 +442,7 @@ func (f *Front) newServer() (*http.Server, *httputil.ReverseProxy) {
 				return nil, net.ErrClosed
 			}
 			f.mu.Lock()
-			ok := f.state == Ready && f.target == target
+			ok := (f.state == Ready || f.state == Starting) && f.target == target
 			if ok {
 				f.relayed[tx] = struct{}{}
 			}
@@ -486,6 +505,10 @@ func (f *Front) handle(w http.ResponseWriter, r *http.Request) {
 		serveClientScript(w)
 		return
 	}
+	if r.URL.Path == startingScriptPath || r.URL.Path == readyPath {
+		f.serveStarting(w, r)
+		return
+	}
 	c, _ := r.Context().Value(connKey{}).(net.Conn)
 	idleUntil := time.Now().Add(f.opts.IdleHold)
 	startUntil := time.Now().Add(f.opts.StartHold)
@@ -501,6 +524,9 @@ func (f *Front) handle(w http.ResponseWriter, r *http.Request) {
 		}
 		if state == Failed && !askedAt.IsZero() && since.Before(askedAt) {
 			state = Idle // the failure is older than the start this client asked for: wait for it
+		}
+		if state == Starting && target != "" {
+			state = Ready // xpra serves its page: relay while Firefox starts (Serve)
 		}
 		if state == Ready && c != nil {
 			// A session that is no longer ready takes this connection with it (set).

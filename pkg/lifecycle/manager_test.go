@@ -273,7 +273,7 @@ func TestXpraArgsConfine(t *testing.T) {
 	p := sessionPaths{Home: "/h/s", Runtime: "/r/s"}
 	args := xpraArgs(xpra.Version{Major: 3, Minor: 1, Micro: 3}, p, 3, "1920x1080", []string{"firefox-esr"}, []string{"--extra"})
 	want := map[string]bool{"--daemon=no": true, "--systemd-run=no": true, "--start-new-commands=no": true, "--bind=/r/s/xpra/ffl.sock": true,
-		"--socket-dir=/r/s/xpra": true, "--displayfd=3": true, "--extra": true, "--opengl=no": true,
+		"--socket-dir=/r/s/xpra": true, "--displayfd=3": true, "--extra": true, "--opengl=noprobe": true,
 		"--xvfb=" + xvfbCommand("1920x1080"): true}
 	for _, a := range args {
 		delete(want, a)

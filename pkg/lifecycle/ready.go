@@ -36,6 +36,9 @@ type ProbeTarget struct {
 	// Encoding is the packet encoding xpra's control socket takes (bencode for 3.x,
 	// rencodeplus from 5.0: xpra 6 drops a bencoded request without answering).
 	Encoding xpra.Encoding
+	// Serving, if set, is called once xpra serves its HTML5 page, before the rest of the wait:
+	// the session's front then lets a waiting browser load the client during Firefox's start.
+	Serving func()
 }
 
 // Readiness is how long a start took, from xpra's exec.
@@ -83,6 +86,9 @@ func (p VisibleProbe) Wait(ctx context.Context, t ProbeTarget) (Readiness, error
 		return r, err
 	}
 	r.HTTP = time.Since(t.Started)
+	if t.Serving != nil {
+		t.Serving()
+	}
 	n, err := t.Display(ctx)
 	if err != nil {
 		return r, fmt.Errorf("%w: xpra told no display: %v", ErrNoWindow, err)

@@ -342,6 +342,7 @@ func (s *Session) waitReady(ctx context.Context, started time.Time) error {
 		r, err := st.Probe.Wait(ctx, ProbeTarget{
 			Socket: s.paths.socket(), Display: s.waitDisplay, Xauthority: s.paths.xauthority(),
 			XDir: st.XDir, Started: started, Encoding: st.XpraVersion.Encoding(),
+			Serving: func() { s.front.Serve(s.paths.socket()) },
 		})
 		done <- result{r, err}
 	}()
@@ -592,6 +593,8 @@ func (s *Session) stop(ctx context.Context, grace time.Duration) error {
 	res := proc.MarkedEnder{
 		Find:  func(context.Context) ([]proc.Identity, error) { return s.sessionProcesses(), nil },
 		Grace: max(grace-time.Since(t0), 0), Poll: 10 * time.Millisecond, KillWait: time.Second,
+		// xpra has its TERM: an empty first look is confirmed 25 ms later (see MarkedEnder).
+		Signalled: s.xpra.PID > 0, Settle: 25 * time.Millisecond,
 	}.End(ctx)
 	termed, killed := res.Termed, res.Killed
 	if res.Errs != nil {

@@ -100,7 +100,7 @@ type Seams struct {
 // Defaults for Settings' zero fields.
 const (
 	DefaultScreenSize       = "2560x1600"
-	DefaultContentProcesses = 2
+	DefaultContentProcesses = 1 // pkg/config's default (the source), for callers without a config
 )
 
 // Steps a Failpoint is called at, in order of a session's life.

@@ -57,6 +57,9 @@ type SupervisorConfig struct {
 	Command []string
 	// ProxyPort holds a port for the wrapped command (EnvProxyPort).
 	ProxyPort bool
+	// ProxyPrestart starts the proxy port's session at once, before the first visit
+	// (jupyter_prestart).
+	ProxyPrestart bool
 	// Announce is called with every initially started session's connection info.
 	Announce func(Info)
 	// ServeAPI starts the control API on the socket path (the control package; injected so that
@@ -219,7 +222,8 @@ func (s *Supervisor) setup(ctx context.Context, cancel context.CancelFunc) (*run
 // holdProxyPort binds the port held for the wrapped command's Jupyter proxy entry and writes
 // its secret; it returns the variables that tell the command both. A visit to the idle proxy
 // port (the user closed Firefox earlier, and jupyter-server-proxy never runs its command again)
-// starts a new session there.
+// starts a new session there; with ProxyPrestart (jupyter_prestart) one starts at once, before
+// any visit.
 func (s *Supervisor) holdProxyPort(ctx context.Context, mgr *Manager) ([]string, error) {
 	onDemand := func(port int) {
 		s.log.WithField("port", port).Info("a visit to the Jupyter proxy port: starting a session")
@@ -236,6 +240,15 @@ func (s *Supervisor) holdProxyPort(ctx context.Context, mgr *Manager) ([]string,
 	}
 	mgr.Lend(s.proxy)
 	s.log.WithField("port", s.proxy.Port()).Info("port held for the Jupyter proxy entry")
+	if s.cfg.ProxyPrestart {
+		port := s.proxy.Port()
+		go func() {
+			s.log.WithField("port", port).Info("jupyter_prestart: starting the Jupyter proxy port's session before the first visit")
+			if _, err := mgr.Start(ctx, StartRequest{Port: port, URL: s.cfg.URL, Reuse: true}); err != nil {
+				s.log.WithError(err).WithField("port", port).Warn("session for the Jupyter proxy port")
+			}
+		}()
+	}
 	return []string{EnvProxyPort + "=" + strconv.Itoa(s.proxy.Port()), EnvProxySecretFile + "=" + secretFile}, nil
 }
 

@@ -3,6 +3,8 @@ package lifecycle
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +18,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/ffl-hpc/ffl/internal/testutil"
+	"github.com/ffl-hpc/ffl/pkg/front"
 	"github.com/ffl-hpc/ffl/pkg/layout"
 	"github.com/ffl-hpc/ffl/pkg/proc"
 )
@@ -155,6 +158,75 @@ func TestSupervisorWrappedCommand(t *testing.T) {
 		}
 		assertJobGone(t, l, port)
 	})
+}
+
+// TestSupervisorProxyPrestart: with ProxyPrestart (jupyter_prestart) the proxy port's session
+// starts with the supervisor, before anyone visits the port or runs `ffl-launch proxy`; without
+// it, the port stays idle until then.
+func TestSupervisorProxyPrestart(t *testing.T) {
+	faketree, fakexpra, dir, ok := asUser(t, "TestSupervisorProxyPrestart")
+	if !ok {
+		return
+	}
+	for i, prestart := range []bool{true, false} {
+		t.Run(fmt.Sprintf("prestart=%v", prestart), func(t *testing.T) {
+			sub := filepath.Join(dir, fmt.Sprintf("p%d", i))
+			cfg, l := testSupervisor(t, faketree, fakexpra, sub, fmt.Sprintf("9%d", 5+i), "no-tree")
+			out := filepath.Join(sub, "env.out")
+			cfg.Command = []string{"/bin/sh", "-c", `echo "$FFL_PROXY_PORT $FFL_PROXY_SECRET_FILE" > ` + out + `; exec sleep 60`}
+			cfg.ProxyPort, cfg.ProxyPrestart = true, prestart
+			sigs, done := runSupervisor(cfg)
+			var port int
+			var secretFile string
+			if !testutil.Eventually(30*time.Second, func() bool {
+				b, err := os.ReadFile(out)
+				f := strings.Fields(string(b))
+				if err != nil || len(f) != 2 {
+					return false
+				}
+				port, _ = strconv.Atoi(f[0])
+				secretFile = f[1]
+				return port > 0
+			}) {
+				t.Fatal("the wrapped command never wrote FFL_PROXY_PORT")
+			}
+			started := func() bool {
+				for _, d := range l.RuntimeJobDirs() {
+					if testutil.Exists(filepath.Join(d, layout.SessionDirName(port))) {
+						return true
+					}
+				}
+				return false
+			}
+			if prestart {
+				if !testutil.Eventually(30*time.Second, started) {
+					t.Fatal("no session on the proxy port before any visit")
+				}
+				// Held until the session is ready, then relayed to (fake) xpra: the session
+				// was started and is up (and is not stopped in the middle of its start below).
+				secret, err := os.ReadFile(secretFile)
+				testutil.Must(t, err, "read the proxy secret")
+				req, _ := http.NewRequest("GET", "http://127.0.0.1:"+strconv.Itoa(port)+"/", nil)
+				req.Header.Set(front.ProxySecretHeader, strings.TrimSpace(string(secret)))
+				resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+				if err != nil || resp.StatusCode != 200 {
+					t.Fatalf("the prestarted session does not answer: %v, %v", resp, err)
+				}
+				resp.Body.Close()
+			}
+			if !prestart {
+				time.Sleep(300 * time.Millisecond) // a start would have made its dir by now
+				if started() {
+					t.Error("a session started on the proxy port without prestart or a visit")
+				}
+			}
+			sigs <- syscall.SIGTERM
+			if r := waitResult(t, done); r.err != nil || r.code != 143 {
+				t.Errorf("Run = %d, %v; want 143", r.code, r.err)
+			}
+			assertJobGone(t, l, port)
+		})
+	}
 }
 
 // TestSupervisorEarlierRun: a job key this node has seen before. Leftovers of a provably dead

@@ -74,7 +74,10 @@ func xpraEnv(p sessionPaths, user, path, lang, marker string) []string {
 // system tray and input-method forwarding. They come before xpra_args, so an admin's
 // xpra_args can turn any of them back on (xpra takes the last value of an option).
 var leanXpraArgs = []string{
-	"--opengl=no",
+	// noprobe, not no: xpra 3.1's X11 server core skips its OpenGL probe only for "noprobe"
+	// (x11_server_core.py, query_opengl); with "no" it still runs `xpra opengl --opengl=yes`
+	// as a child and waits for it during its start. xpra 6 skips it for either value.
+	"--opengl=noprobe",
 	"--video-encoders=none",
 	"--csc-modules=none",
 	"--speaker=off",

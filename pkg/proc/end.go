@@ -145,6 +145,13 @@ const DefaultRounds = 4
 // it ends (a content process in the TERM phase), until a look finds nothing or Rounds looks
 // were made. Only the first round gets the grace. Processes that survived SIGKILL are not
 // signalled again.
+//
+// One empty look is not proof once something was ended: a /proc walk is no snapshot, and a
+// process created while its parent dies can be missing from a walk that already shows the
+// parent as a zombie (the bench caught fakexpra's daemonized grandchild this way, in 3 of 60
+// stops right after a start, and it outlived its session). So after a round that ended
+// processes (or when the caller says it signalled them), nothing found counts only when a
+// second look, Settle later, finds nothing too.
 type MarkedEnder struct {
 	// Find returns the processes to end now; it is called once per round and should honour ctx
 	// (a scan cut short returns what it found with an error, which is reported).
@@ -157,6 +164,11 @@ type MarkedEnder struct {
 	Reap                  func()
 	// Rounds bounds the rounds (0: DefaultRounds).
 	Rounds int
+	// Settle is the wait before the look that confirms an empty one (0: Poll, or DefaultPoll).
+	Settle time.Duration
+	// Signalled says the caller signalled the processes before End (the launcher TERMs xpra
+	// first): an empty first look then needs its confirmation too.
+	Signalled bool
 }
 
 // MarkedResult says what MarkedEnder.End did.
@@ -181,9 +193,17 @@ func (e MarkedEnder) End(ctx context.Context) MarkedResult {
 	if rounds <= 0 {
 		rounds = DefaultRounds
 	}
+	settle := e.Settle
+	if settle <= 0 {
+		settle = e.Poll
+	}
+	if settle <= 0 {
+		settle = DefaultPoll
+	}
 	unkillable := map[Identity]bool{}
 	refused := map[Identity]bool{}
-	for round := 0; round < rounds; round++ {
+	ended, confirming := e.Signalled, false
+	for round := 0; round < rounds; {
 		found, err := e.Find(ctx)
 		if err != nil {
 			errs = oneline.Append(errs, err)
@@ -204,8 +224,19 @@ func (e MarkedEnder) End(ctx context.Context) MarkedResult {
 			ids = append(ids, id)
 		}
 		if len(ids) == 0 {
-			break
+			if !ended || confirming || ctx.Err() != nil {
+				break
+			}
+			confirming = true
+			t := time.NewTimer(settle)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+			}
+			t.Stop()
+			continue
 		}
+		confirming, ended = false, true
 		res.Rounds++
 		grace := e.Grace
 		if round > 0 {
@@ -224,6 +255,7 @@ func (e MarkedEnder) End(ctx context.Context) MarkedResult {
 		if ctx.Err() != nil {
 			break
 		}
+		round++
 	}
 	for id := range unkillable {
 		if id.Alive() {

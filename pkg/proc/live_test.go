@@ -547,8 +547,8 @@ func BenchmarkFindByMarker(b *testing.B) {
 	}
 }
 
-// TestMarkedEnder: rounds until a look finds nothing (a process that appears during the first
-// round is ended by the second), refusals left alone and counted.
+// TestMarkedEnder: rounds until a look finds nothing, confirmed by one more look (a process that
+// appears during the first round is ended by the second), refusals left alone and counted.
 func TestMarkedEnder(t *testing.T) {
 	uid, cred := treeUser()
 	markerTree(t, cred, "rounds/n1/8001")
@@ -579,10 +579,51 @@ func TestMarkedEnder(t *testing.T) {
 		Grace: 300 * time.Millisecond, Poll: 20 * time.Millisecond, KillWait: waitTimeout,
 	}.End(context.Background())
 	t.Logf("%+v after %d looks", res, looks)
-	if res.Rounds != 2 || looks != 3 || res.Termed != 5 || res.Refused != 1 || len(res.Left) != 0 || !errors.Is(res.Errs, ErrRefused) {
-		t.Errorf("result %+v after %d looks: want 2 rounds, 3 looks, 5 TERMs, 1 refused", res, looks)
+	if res.Rounds != 2 || looks != 4 || res.Termed != 5 || res.Refused != 1 || len(res.Left) != 0 || !errors.Is(res.Errs, ErrRefused) {
+		t.Errorf("result %+v after %d looks: want 2 rounds, 4 looks (the empty one confirmed), 5 TERMs, 1 refused", res, looks)
 	}
 	if id := mustLookup(t, spare.Root); !id.Alive() {
 		t.Error("the refused process was ended")
+	}
+}
+
+// TestMarkedEnderHiddenFirst: a session whose first look misses a process (a /proc walk is no
+// snapshot: a process being created while its parent dies is not listed) is still ended when the
+// caller had signalled it (Signalled: the empty look is confirmed by a second one); without
+// Signalled an empty first look means nothing to do, and the process is left alone.
+func TestMarkedEnderHiddenFirst(t *testing.T) {
+	uid, cred := treeUser()
+	for _, tc := range []struct {
+		name      string
+		signalled bool
+		wantLooks int
+		wantEnded bool
+	}{
+		{"signalled: the empty look is confirmed", true, 4, true}, // empty, found, empty, confirmed
+		{"not signalled: nothing to do", false, 1, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			marker := "hidden/n1/" + strconv.Itoa(tc.wantLooks) + "/"
+			markerTree(t, cred, marker)
+			looks := 0
+			res := MarkedEnder{
+				Find: func(ctx context.Context) ([]Identity, error) {
+					looks++
+					if looks == 1 {
+						return nil, nil // the walk that missed it
+					}
+					return FindByMarker(uid, "FFL_SESSION", marker)
+				},
+				Grace: 300 * time.Millisecond, Poll: 20 * time.Millisecond, KillWait: waitTimeout, Signalled: tc.signalled,
+			}.End(context.Background())
+			if looks != tc.wantLooks {
+				t.Errorf("%d looks, want %d (%+v)", looks, tc.wantLooks, res)
+			}
+			left, _ := FindByMarker(uid, "FFL_SESSION", marker)
+			ended := res.Termed > 0 && len(left) == 0
+			if ended != tc.wantEnded {
+				t.Errorf("tree ended = %v, want %v (%+v)", ended, tc.wantEnded, res)
+			}
+		})
 	}
 }

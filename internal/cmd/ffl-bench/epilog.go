@@ -109,6 +109,9 @@ func (b *bench) noSessionFigures() {
 				c := exec.Command(b.o.epilog)
 				c.Env = b.epilogEnv(job)
 				d, err := timed(c)
+				if exists(filepath.Join(b.runtime, layout.JobDirName(job))) {
+					b.rep.failure("the Epilog left the node-local dir of job %s (no session; exit: %v)", job, err)
+				}
 				if err != nil || exists(filepath.Join(b.runtime, layout.JobDirName(job))) {
 					failures++
 					return
@@ -176,6 +179,9 @@ func (b *bench) checkedNoSessionRun() bool {
 	if err := cmd.Run(); err != nil || !strings.Contains(stderr.String(), "fast=true") || exists(filepath.Join(b.runtime, layout.JobDirName(job))) {
 		b.rep.add(row{"E1", "Epilog, no session", "failed (see notes)", "", resError})
 		b.rep.note("E1: the checked Epilog run did not take the fast path or left its dir (%v): %s", err, strings.TrimSpace(stderr.String()))
+		if exists(filepath.Join(b.runtime, layout.JobDirName(job))) {
+			b.rep.failure("the Epilog left the node-local dir of job %s (no session)", job)
+		}
 		return false
 	}
 	b.rep.note("E1: the Epilog's summary line of the checked run: %s", lastLine(stderr.String()))
@@ -427,7 +433,8 @@ func (b *bench) leftoverRun(n int, ignoreTerm bool) (time.Duration, string, erro
 		return d, "", fmt.Errorf("ffl-epilog: %v: %s", err, stderr.String())
 	}
 	summary := lastLine(stderr.String())
-	if !b.jobGone(lay) {
+	if left := b.jobLeft(lay); left != "" {
+		b.rep.failure("the Epilog left %s of job %s: %s", left, job, summary)
 		return d, summary, fmt.Errorf("the Epilog left processes or dirs of job %s: %s", job, summary)
 	}
 	locks, _ := filepath.Glob(filepath.Join(b.xdir, ".X*-lock"))

@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -32,6 +33,7 @@ type announced struct {
 
 // launcher is one `ffl-launch run` started as the bench user.
 type launcher struct {
+	acct    account // the user it runs as
 	cmd     *exec.Cmd
 	job     string
 	logPath string
@@ -50,7 +52,12 @@ func (b *bench) startLauncher(cfg string, n int, extra ...string) (*launcher, er
 
 // startLauncherBin is startLauncher with another build of ffl-launch (the profiling one).
 func (b *bench) startLauncherBin(bin, cfg string, n int, extra ...string) (*launcher, error) {
-	l := &launcher{job: b.nextJob(), lines: make(chan announced, 16), exited: make(chan struct{})}
+	return b.startLauncherAs(b.user, bin, cfg, n, extra...)
+}
+
+// startLauncherAs is startLauncherBin as the user acct (the node-full figures' other users).
+func (b *bench) startLauncherAs(acct account, bin, cfg string, n int, extra ...string) (*launcher, error) {
+	l := &launcher{acct: acct, job: b.nextJob(), lines: make(chan announced, 16), exited: make(chan struct{})}
 	l.logPath = filepath.Join(b.logs, "launch-"+l.job+".log")
 	logf, err := os.Create(l.logPath)
 	if err != nil {
@@ -62,13 +69,15 @@ func (b *bench) startLauncherBin(bin, cfg string, n int, extra ...string) (*laun
 		return nil, err
 	}
 	l.cmd = exec.Command(bin, append([]string{"run", "--sessions", strconv.Itoa(n), "--json"}, extra...)...)
-	l.cmd.Env = b.userEnv("FFL_CONFIG="+cfg, "SLURM_JOB_ID="+l.job, "SLURMD_NODENAME="+b.o.node)
-	if cfg != b.cfgReal {
+	l.cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + acct.home, "USER=" + acct.name, "LOGNAME=" + acct.name, "LANG=C.UTF-8",
+		"FFL_CONFIG=" + cfg, "SLURM_JOB_ID=" + l.job, "SLURMD_NODENAME=" + b.o.node}
+	if cfg == b.cfgCompliant || cfg == b.cfgIgnore {
 		// fakexpra serves HTTP on its socket but has no X display and is no Python script.
 		l.cmd.Env = append(l.cmd.Env, "FFL_FAKE_XPRA=1")
 	}
 	l.cmd.Stdout, l.cmd.Stderr = w, logf
-	b.asUser(l.cmd)
+	l.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(acct.uid), Gid: uint32(acct.gid), Groups: []uint32{}}}
+	l.cmd.Dir = acct.home
 	l.started = time.Now()
 	err = l.cmd.Start()
 	w.Close()
@@ -142,8 +151,13 @@ func (l *launcher) logField(msg, key string) (float64, bool) {
 	return 0, false
 }
 
-// stop ends the launcher and whatever it left (only after a failed or finished measurement).
+// stopLauncher ends the launcher (SIGTERM, SIGKILL after 15 s) and checks what it left: when the
+// launcher exited on its own or on the SIGTERM, every process with the job's marker and every
+// job directory must be gone within 10 s, or the bench records a leftover failure (make bench
+// exits non-zero). Whatever is left is then killed and removed, so that one failure does not
+// spoil the next figure.
 func (b *bench) stopLauncher(l *launcher) {
+	killed := false
 	select {
 	case <-l.exited:
 	default:
@@ -153,10 +167,18 @@ func (b *bench) stopLauncher(l *launcher) {
 		case <-time.After(15 * time.Second):
 			_ = l.cmd.Process.Kill()
 			<-l.exited
+			killed = true
 		}
 	}
-	lay := b.layout(l.job)
-	b.killMarked(lay.JobMarkerPrefix())
+	lay := b.layoutFor(l.acct, l.job)
+	if killed {
+		b.rep.failure("job %s: ffl-launch still running 15 s after SIGTERM (SIGKILLed): %s", l.job, l.logTail())
+	} else if !testutilEventually(10*time.Second, func() bool { return b.jobGone(lay) }) {
+		if left := b.jobLeft(lay); left != "" {
+			b.rep.failure("job %s left %s 10 s after ffl-launch exited (%v); launcher log: %s", l.job, left, l.waitErr, l.logTail())
+		}
+	}
+	b.killMarkedUID(lay.UID, lay.JobMarkerPrefix())
 	for _, d := range append(lay.RuntimeJobDirs(), lay.HomeJobDir()) {
 		_ = os.RemoveAll(d)
 	}
@@ -164,16 +186,29 @@ func (b *bench) stopLauncher(l *launcher) {
 
 // jobGone reports whether nothing of job is left: no process with its marker and none of its
 // directories (home job dir, both node-local job dirs).
-func (b *bench) jobGone(lay layout.Layout) bool {
-	if len(b.marked(lay.JobMarkerPrefix())) > 0 {
-		return false
+func (b *bench) jobGone(lay layout.Layout) bool { return b.jobLeft(lay) == "" }
+
+// jobLeft describes what of job is left ("" = nothing): every process with the job's marker (pid,
+// parent, command, state, age relative to now) and every job directory still there. It is what a
+// leftover failure reports, so that its cause can be told from the line alone.
+func (b *bench) jobLeft(lay layout.Layout) string {
+	var parts []string
+	ids, _ := proc.FindByMarker(lay.UID, layout.MarkerVar, lay.JobMarkerPrefix())
+	for _, id := range ids {
+		st, err := proc.ReadStat(id.PID)
+		if err != nil {
+			continue // exited since the scan
+		}
+		cmd, _ := os.ReadFile("/proc/" + strconv.Itoa(id.PID) + "/cmdline")
+		parts = append(parts, fmt.Sprintf("process %d (ppid %d, %q, state %c: %s)", id.PID, st.PPID, st.Comm, st.State,
+			strings.TrimSpace(strings.ReplaceAll(string(cmd), "\x00", " "))))
 	}
 	for _, d := range append(lay.RuntimeJobDirs(), lay.HomeJobDir()) {
 		if exists(d) {
-			return false
+			parts = append(parts, "dir "+d)
 		}
 	}
-	return true
+	return strings.Join(parts, "; ")
 }
 
 // graceResult is one SIGTERM-to-everything-gone measurement.
@@ -251,6 +286,11 @@ func (b *bench) graceRun(cfg string, n int, opt graceOpts) (graceResult, error) 
 			break
 		}
 		if at.Sub(t0) > 30*time.Second {
+			left := b.jobLeft(lay)
+			if !fds.exited() {
+				left += " (and a process recorded before the SIGTERM is still alive)"
+			}
+			b.rep.failure("job %s left %s 30 s after its SIGTERM: %s", l.job, left, l.logTail())
 			return res, fmt.Errorf("leftovers 30s after SIGTERM (processes exited: %v): %s", fds.exited(), l.logTail())
 		}
 		time.Sleep(time.Millisecond)
@@ -378,10 +418,7 @@ func (b *bench) fflReadyRun(cfg string, limit time.Duration) (total time.Duratio
 	if !ok {
 		return total, 0, fmt.Errorf("no window_ms in the log: %s", l.logTail())
 	}
-	lay := b.layout(l.job)
-	if !testutilEventually(10*time.Second, func() bool { return b.jobGone(lay) }) {
-		return total, readyMS, fmt.Errorf("job %s left processes or directories after its SIGTERM", l.job)
-	}
+	// What the job left is checked by stopLauncher (deferred): a leftover fails the bench.
 	return total, readyMS, nil
 }
 
@@ -489,8 +526,6 @@ func (b *bench) launcherFigures() {
 	for _, k := range missed {
 		b.graceEvidence(cfgs[k.mode], k.mode, k.n)
 	}
-
-	b.readyFigures()
 
 	b.memoryRows(mem)
 	b.rep.note("L4: /proc/PID/status of the launcher, sampled in every L1/L2 run once all sessions and their trees were up, before the SIGTERM; the verdict uses the worst VmHWM (peak RSS).")
@@ -624,16 +659,22 @@ func (b *bench) readyFigures() {
 		}
 		b.rep.note("L3: runs interleaved (alternating order), first round discarded as warm-up; fakexpra gets the same options and marker as under ffl. ffl's own window_ms log field (xpra started -> session ready; with fakexpra: HTTP 200 on its socket) in the L3b runs: %s.", rf.summary())
 	}
+}
 
-	if _, err := exec.LookPath("xpra"); err != nil {
-		b.rep.add(row{"L5", "Real session (xpra + firefox-esr)", "xpra not installed", "information", resInfo})
-		return
-	}
-	if _, err := exec.LookPath("firefox-esr"); err != nil {
-		b.rep.add(row{"L5", "Real session (xpra + firefox-esr)", "firefox-esr not installed", "information", resInfo})
+// realSessionFigures measures the real sessions (xpra + firefox-esr) when both are installed.
+func (b *bench) realSessionFigures() {
+	if !b.realSessions() {
+		b.rep.add(row{"L5", "Real session (xpra + firefox-esr)", "xpra or firefox-esr not installed", "information", resInfo})
 		return
 	}
 	b.sessionFigures()
+}
+
+// realSessions says whether xpra and firefox-esr are installed.
+func (b *bench) realSessions() bool {
+	_, err1 := exec.LookPath("xpra")
+	_, err2 := exec.LookPath("firefox-esr")
+	return err1 == nil && err2 == nil
 }
 
 // readyEvidence profiles one more (untimed) `ffl-launch run --sessions 1` with the

@@ -6,11 +6,13 @@
 // It is a measurement, not a test: it asserts nothing about time. Every figure is repeated and
 // reported as a median (and p90 with enough runs), next to a reference measured in the same run
 // on the same machine (the children's own exit time, fakexpra alone, /bin/true, the seed
-// system's shell cleanup, `find -exec rm`, two parallel `rm -rf`), so that a noisy machine
-// moves both sides. `make bench` runs it through scripts/bench.sh, which builds the helpers
+// system's shell cleanup, `find -exec rm`, two parallel `rm -rf`; for a real session, Firefox
+// alone on Xvfb and the peer configuration of xpra's and Firefox's own defaults), so that a
+// noisy machine moves both sides. A job that leaves processes or directories after its SIGTERM
+// (or its Epilog) is no figure but a failure: the table lists it and the exit status is 1. `make bench` runs it through scripts/bench.sh, which builds the helpers
 // (fakexpra, faketree) into a directory the bench user can execute from.
 //
-//	ffl-bench -bin DIR -epilog bin/ffl-epilog -out bench-results.md [-scale 0.3] [-only launch,epilog,attack,sweep]
+//	ffl-bench -bin DIR -epilog bin/ffl-epilog -out bench-results.md [-scale 0.3] [-only launch,ready,session,node,epilog,attack,sweep]
 package main
 
 import (
@@ -77,6 +79,7 @@ type bench struct {
 	noProfileNoted                      bool
 	sweepProfiled                       bool
 	cfgCompliant, cfgIgnore, cfgReal    string
+	cfgRealCP                           map[int]string // real xpra + Firefox with content_processes N
 	cfgEpilog                           string
 }
 
@@ -90,7 +93,7 @@ func main() {
 	flag.StringVar(&o.node, "node", "benchnode", "node name the bench uses (SLURMD_NODENAME)")
 	flag.StringVar(&o.sweepDir, "sweep-dir", "/dev/shm/ffl-bench-sweep", "where the sweep's trees are built (a memory file system isolates the sweep's own cost)")
 	flag.Float64Var(&o.scale, "scale", 1, "multiply every repetition count (e.g. 0.3 for a quick look; medians get noisier)")
-	flag.StringVar(&o.only, "only", "", "comma-separated sections to run: launch, epilog, attack, sweep (default all)")
+	flag.StringVar(&o.only, "only", "", "comma-separated sections to run: launch (grace path, supervisor memory), ready (time-to-ready overhead), session (real xpra + Firefox), node (1, 4, 8 users at once), epilog, attack, sweep (default all)")
 	flag.StringVar(&o.version, "version", "", "version string to print in the header (git describe)")
 	flag.Parse()
 	if err := run(o); err != nil {
@@ -112,7 +115,7 @@ func run(o options) error {
 		return err
 	}
 	b.header()
-	sections := map[string]bool{"launch": true, "epilog": true, "attack": true, "sweep": true}
+	sections := map[string]bool{"launch": true, "ready": true, "session": true, "node": true, "epilog": true, "attack": true, "sweep": true}
 	if o.only != "" {
 		sections = map[string]bool{}
 		for _, s := range strings.Split(o.only, ",") {
@@ -121,6 +124,15 @@ func run(o options) error {
 	}
 	if sections["launch"] {
 		b.launcherFigures()
+	}
+	if sections["ready"] {
+		b.readyFigures()
+	}
+	if sections["session"] {
+		b.realSessionFigures()
+	}
+	if sections["node"] && b.realSessions() {
+		b.nodeFigures()
 	}
 	if sections["epilog"] {
 		b.epilogFigures()
@@ -139,6 +151,9 @@ func run(o options) error {
 		return fmt.Errorf("save %s: %w", o.out, err)
 	}
 	fmt.Print(md)
+	if n := len(b.rep.failures); n > 0 {
+		return fmt.Errorf("%d failure(s): a job left processes or directories after its SIGTERM, or a launcher hung (listed under the table in %s)", n, o.out)
+	}
 	return nil
 }
 
@@ -257,6 +272,15 @@ func (b *bench) writeConfigs() error {
 			return err
 		}
 	}
+	b.cfgRealCP = map[int]string{}
+	for _, n := range []int{1, 2} {
+		path := filepath.Join(b.o.scratch, fmt.Sprintf("launch-real-cp%d.toml", n))
+		data := common + fmt.Sprintf("xpra = \"xpra\"\nfirefox = \"firefox-esr\"\ncleanup_timeout = \"3s\"\nstart_timeout = \"90s\"\ncontent_processes = %d\n", n)
+		if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+			return err
+		}
+		b.cfgRealCP[n] = path
+	}
 	return nil
 }
 
@@ -321,9 +345,12 @@ func (b *bench) nextJob() string {
 }
 
 // layout is the bench user's layout for job on the bench node.
-func (b *bench) layout(job string) layout.Layout {
-	return layout.Layout{StateDir: filepath.Join(b.user.home, ".firefox-launcher"), RuntimeDir: b.runtime, TempDir: b.temp,
-		UID: b.user.uid, Node: b.o.node, JobKey: job}
+func (b *bench) layout(job string) layout.Layout { return b.layoutFor(b.user, job) }
+
+// layoutFor is acct's layout for job on the bench node.
+func (b *bench) layoutFor(acct account, job string) layout.Layout {
+	return layout.Layout{StateDir: filepath.Join(acct.home, ".firefox-launcher"), RuntimeDir: b.runtime, TempDir: b.temp,
+		UID: acct.uid, Node: b.o.node, JobKey: job}
 }
 
 // userEnv is the environment of a process started as the bench user.

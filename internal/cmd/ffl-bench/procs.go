@@ -31,9 +31,12 @@ func (b *bench) marked(prefix string) []proc.Identity {
 
 // killMarked SIGKILLs the bench user's processes carrying prefix: cleanup after a failed run,
 // so one failure does not spoil the next figure.
-func (b *bench) killMarked(prefix string) {
+func (b *bench) killMarked(prefix string) { b.killMarkedUID(b.user.uid, prefix) }
+
+// killMarkedUID is killMarked for the processes of uid.
+func (b *bench) killMarkedUID(uid int, prefix string) {
 	for round := 0; round < 3; round++ {
-		ids := b.marked(prefix)
+		ids, _ := proc.FindByMarker(uid, layout.MarkerVar, prefix)
 		if len(ids) == 0 {
 			return
 		}

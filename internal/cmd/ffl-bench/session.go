@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -13,6 +12,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ffl-hpc/ffl/internal/browser"
+	"github.com/ffl-hpc/ffl/pkg/config"
+	"github.com/ffl-hpc/ffl/pkg/layout"
 	"github.com/ffl-hpc/ffl/pkg/proc"
 )
 
@@ -45,28 +46,137 @@ func (b *bench) sessionFigures() {
 		b.rep.note("L5 breakdown of the last run (PSS by process name): %s. PSS splits a shared library's pages among every process mapping it, so other Firefox sessions on the node lower it. Before the lean defaults (xpra's and Firefox's own defaults, 5760x2560 Xvfb with GLX) a session was about 600-670 MiB here (issue 7; 667 MiB measured on this machine with the prototype).", parts[len(parts)-1])
 	}
 
-	b.progress("exec -> Firefox's page painted in a real browser, %d runs", reps)
-	var http, window, seen, total, loaded, shown samples
+	b.sideFigures(reps)
+}
+
+// sideFigures runs, interleaved in one loop (the order rotates every round, so the machine's
+// load moves every configuration alike), ffl with content_processes 1 and 2, the floor (Firefox
+// alone on Xvfb) and the peer configuration (xpra's and Firefox's own defaults, as
+// jupyter-xprahtml5-proxy starts them); each run measures exec -> the page painted where its
+// user looks, then the PSS of all its processes 20 s later. The ffl runs with the default
+// content_processes give L6 and its parts; the ratios are of medians of this one run.
+func (b *bench) sideFigures(reps int) {
+	def := config.Default().ContentProcesses
+	type agg struct {
+		painted samples
+		pss     []int64
+		byComm  string
+	}
+	runs := map[string]*agg{}
+	var http, window, seen, total, loaded, shown, wsOpen, hello samples
+	var requests []int64
+	br, closeBr, err := b.startBrowser()
+	if err != nil {
+		b.rep.add(row{"L6", "exec -> Firefox's page painted in a real browser", "chromium: " + err.Error(), "", resError})
+		return
+	}
+	defer closeBr()
+	names := []string{"ffl-cp1", "ffl-cp2", "floor", "peer"}
+	b.progress("side by side: ffl (content_processes 1 and 2), the floor, the peer configuration; exec -> painted and PSS 20 s later; %d rounds", reps)
 	for i := 0; i < reps; i++ {
-		r, err := b.paintedRun()
-		if err != nil {
-			b.rep.note("L6 run %d failed: %v", i, err)
-			continue
+		for k := range names {
+			name := names[(i+k)%len(names)]
+			a := runs[name]
+			if a == nil {
+				a = &agg{}
+				runs[name] = a
+			}
+			var r sideResult
+			var err error
+			marker := fmt.Sprintf("bench-%s/%s/%d/", name, b.o.node, i)
+			switch name {
+			case "floor":
+				r, err = b.floorRun(marker)
+			case "peer":
+				r, err = b.peerRun(marker, br)
+			default:
+				cp := 1
+				if name == "ffl-cp2" {
+					cp = 2
+				}
+				var pr paintedResult
+				pr, err = b.paintedRun(br, b.cfgRealCP[cp])
+				if err == nil && cp == def {
+					http, window, seen, total = append(http, pr.http), append(window, pr.window), append(seen, pr.browser), append(total, pr.total)
+					loaded, shown = append(loaded, pr.loaded), append(shown, pr.shown)
+					if pr.ws > 0 {
+						wsOpen, hello = append(wsOpen, pr.ws), append(hello, pr.hello)
+					}
+					requests = append(requests, int64(pr.requests))
+				}
+				r = sideResult{painted: pr.total, pss: pr.pss, byComm: pr.byComm}
+			}
+			if err != nil {
+				b.rep.note("%s run %d failed: %v", name, i, err)
+				continue
+			}
+			a.painted = append(a.painted, r.painted)
+			a.pss = append(a.pss, r.pss)
+			a.byComm = r.byComm
 		}
-		http, window, seen, total = append(http, r.http), append(window, r.window), append(seen, r.browser), append(total, r.total)
-		loaded, shown = append(loaded, r.loaded), append(shown, r.shown)
 	}
 	if len(total) == 0 {
 		b.rep.add(row{"L6", "exec -> Firefox's page painted in a real browser", "no successful run", "", resError})
-		return
+	} else {
+		b.rep.add(row{"L6a", "xpra's own readiness (exec of xpra -> HTML5 page served: http_ms)", http.summary(), "reference", resInfo})
+		b.rep.add(row{"L6b", "Firefox's own start (http_ms -> Firefox's window mapped and painted: window_ms - http_ms)", diff(window, http).summary(), "reference", resInfo})
+		b.rep.add(row{"L6c", "The client's start after the session is ready: JSON line (Firefox painted on the X display) -> the page painted in chromium's HTML5 client, overlay gone (the browser asked from the start)", seen.summary(), "<= 1 s", verdict(seen.median() <= time.Second)})
+		b.rep.add(row{"L6", "ffl-launch exec -> Firefox's page painted in a real browser", total.summary(), "information", resInfo})
+		wsPart := "the WebSocket was not seen by DevTools (xpra's client opens it in a Web Worker, a target of its own)"
+		if len(wsOpen) > 0 {
+			wsPart = fmt.Sprintf("the WebSocket opened at %s, xpra's first message (hello) arrived at %s", ms(wsOpen.median()), ms(hello.median()))
+		}
+		b.rep.note("L6 in parts (medians, from the launcher's exec; DevTools' network events): xpra served its page at %s (L6a), the HTML5 client's page was loaded at %s (%d HTTP requests), %s, the first window canvas existed at %s, Firefox was painted on the X display (JSON line) at %s, the page painted in chromium with the overlay gone at %s; load average %s.",
+			ms(http.median()), ms(loaded.median()), medianInt(requests), wsPart, ms(shown.median()), ms(window.median()), ms(total.median()), loadavg())
+		b.rep.note("L6: `ffl-launch run --sessions 1 --json --url file://<page of one colour>` as the bench user with the real xpra and firefox-esr (content_processes %d, the default); chromium (headless, as the bench user: the session admits only its user) is started before the launcher and asks for the session's URL as soon as its port exists (its session dir appears), as the Jupyter user's browser does through jupyter-server-proxy; the page counts as painted when a window canvas of the HTML5 client has >= 30%% of its pixels in the page's colour and ffl's \"Starting Firefox\" overlay is gone (polled every 20 ms).", def)
 	}
-	b.rep.add(row{"L6a", "xpra's own readiness (exec of xpra -> HTML5 page served: http_ms)", http.summary(), "reference", resInfo})
-	b.rep.add(row{"L6b", "Firefox's own start (http_ms -> Firefox's window mapped and painted: window_ms - http_ms)", diff(window, http).summary(), "reference", resInfo})
-	b.rep.add(row{"L6c", "Session ready -> the page painted in the HTML5 client of a running chromium (JSON line -> canvas shows the page)", seen.summary(), "<= 1 s", verdict(seen.median() <= time.Second)})
-	b.rep.add(row{"L6", "ffl-launch exec -> Firefox's page painted in a real browser", total.summary(), "information (L6a + L6b + L6c + the launcher's own start)", resInfo})
-	b.rep.note("L6c in parts (medians, from chromium's navigation): the HTML5 client's page loaded after %s, the first window canvas existed after %s, the page's colour covered it after %s; load average %s.",
-		ms(loaded.median()), ms(shown.median()), ms(seen.median()), loadavg())
-	b.rep.note("L6: `ffl-launch run --sessions 1 --json --url file://<page of one colour>` as the bench user with the real xpra and firefox-esr; chromium (headless, as the bench user: the session admits only its user) is started before the launcher and navigates to the session's URL the moment the JSON line is printed; the page counts as painted when a window canvas of the HTML5 client has >= 30%% of its pixels in the page's colour (polled every 20 ms).")
+	for _, name := range names {
+		a := runs[name]
+		id := map[string]string{"ffl-cp1": "S-cp1", "ffl-cp2": "S-cp2", "floor": "S-floor", "peer": "S-peer"}[name]
+		fig := map[string]string{
+			"ffl-cp1": "ffl, content_processes 1: exec -> painted in chromium; PSS 20 s later (client connected)",
+			"ffl-cp2": "ffl, content_processes 2: exec -> painted in chromium; PSS 20 s later (client connected)",
+			"floor":   "Floor: Firefox alone on Xvfb (fresh default profile): exec of Xvfb -> page colour in Firefox's X window; PSS 20 s later",
+			"peer":    "Peer: xpra + Firefox with their own defaults (as jupyter-xprahtml5-proxy), chromium polling the port: exec -> painted; PSS 20 s later",
+		}[name]
+		if a == nil || len(a.painted) == 0 {
+			b.rep.add(row{id, fig, "no successful run", "reference", resError})
+			continue
+		}
+		b.rep.add(row{id, fig, fmt.Sprintf("%s; PSS median %s", a.painted.summary(), mib(medianInt(a.pss))), "reference", resInfo})
+		b.rep.note("%s PSS by process name (last run): %s.", id, a.byComm)
+	}
+	ffl, floor, peer := runs[fmt.Sprintf("ffl-cp%d", def)], runs["floor"], runs["peer"]
+	if ffl != nil && len(ffl.painted) > 0 && floor != nil && len(floor.painted) > 0 {
+		r := ratio(ffl.painted.median(), floor.painted.median())
+		b.rep.add(row{"S-x-floor", "ffl (default config) / floor: exec -> painted, medians of this run", fmt.Sprintf("%.2fx", r), "<= 1.3x", verdict(r <= 1.3)})
+	}
+	if ffl != nil && len(ffl.painted) > 0 && peer != nil && len(peer.painted) > 0 {
+		rt := ratio(ffl.painted.median(), peer.painted.median())
+		rm := float64(medianInt(ffl.pss)) / float64(max(medianInt(peer.pss), 1))
+		b.rep.add(row{"S-x-peer", "ffl (default config) / peer: exec -> painted; PSS (medians of this run)", fmt.Sprintf("time %.2fx, memory %.2fx", rt, rm), "information", resInfo})
+	}
+	c1, c2 := runs["ffl-cp1"], runs["ffl-cp2"]
+	if c1 != nil && c2 != nil && len(c1.painted) > 0 && len(c2.painted) > 0 {
+		b.rep.add(row{"S-cp", "content_processes 1 / 2: exec -> painted; PSS (medians of this run)",
+			fmt.Sprintf("time %.2fx, memory %.2fx (default: %d)", ratio(c1.painted.median(), c2.painted.median()), float64(medianInt(c1.pss))/float64(max(medianInt(c2.pss), 1)), def), "information", resInfo})
+	}
+}
+
+// startBrowser starts the headless chromium (as the bench user) the side-by-side runs share.
+func (b *bench) startBrowser() (*browser.Browser, func(), error) {
+	profile, err := b.scratchHome("chromium")
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	br, err := browser.Start(ctx, browser.Options{UID: b.user.uid, GID: b.user.gid, ProfileDir: profile, Color: benchColor, Wait: 60 * time.Second})
+	if err != nil {
+		cancel()
+		os.RemoveAll(profile)
+		return nil, nil, err
+	}
+	return br, func() { br.Close(); cancel(); os.RemoveAll(profile) }, nil
 }
 
 func diff(a, b samples) samples {
@@ -150,45 +260,75 @@ func smapsKB(pid int, fields ...string) (int64, error) {
 type paintedResult struct {
 	http, window, browser, total time.Duration
 	loaded, shown                time.Duration
+	ws, hello                    time.Duration // the client's WebSocket opened, xpra's first message on it
+	requests                     int           // HTTP requests of the client's page before its WebSocket
+	pss                          int64
+	byComm                       string
 }
 
-// paintedRun: chromium first, then the launcher; at the JSON line chromium opens the session.
-func (b *bench) paintedRun() (paintedResult, error) {
+// paintedRun: the launcher with cfg, and the running chromium br asking for the session the
+// moment its port exists (its node-local session dir appears), as a user's browser held by
+// jupyter-server-proxy does: the front holds the request until xpra serves its page, the
+// client loads during Firefox's start, and the page counts as painted once the page's colour
+// is in a window canvas with ffl's "Starting Firefox" overlay gone. 20 s after that, the PSS of
+// the session's processes.
+func (b *bench) paintedRun(br *browser.Browser, cfg string) (paintedResult, error) {
 	var r paintedResult
-	page := filepath.Join(b.user.home, "bench-page.html")
-	body := fmt.Sprintf("<!DOCTYPE html><html><head><title>ffl bench</title></head><body style=\"background:#%06x;margin:0\"></body></html>\n", benchColor)
-	if err := os.WriteFile(page, []byte(body), 0o644); err != nil {
-		return r, err
-	}
-	_ = os.Chown(page, b.user.uid, b.user.gid)
-	profile, err := os.MkdirTemp(b.user.home, "chromium")
+	page, err := b.benchPage()
 	if err != nil {
 		return r, err
 	}
-	defer os.RemoveAll(profile)
-	_ = os.Chown(profile, b.user.uid, b.user.gid)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	br, err := browser.Start(ctx, browser.Options{UID: b.user.uid, GID: b.user.gid, ProfileDir: profile, Color: benchColor, Wait: 30 * time.Second})
-	if err != nil {
+	if _, err := br.Eval("location.href = 'about:blank'; 'ok'"); err != nil {
 		return r, err
 	}
-	defer br.Close()
-	l, err := b.startLauncher(b.cfgReal, 1, "--url", "file://"+page)
+	l, err := b.startLauncher(cfg, 1, "--url", "file://"+page)
 	if err != nil {
 		return r, err
 	}
 	defer b.stopLauncher(l)
-	got, err := l.await(1, 120*time.Second)
+	type ann struct {
+		got []announced
+		err error
+	}
+	line := make(chan ann, 1)
+	go func() {
+		got, err := l.await(1, 120*time.Second)
+		line <- ann{got, err}
+	}()
+	lay := b.layout(l.job)
+	port := 0
+	for deadline := time.Now().Add(60 * time.Second); port == 0; time.Sleep(2 * time.Millisecond) {
+		for _, d := range lay.RuntimeJobDirs() {
+			ents, _ := os.ReadDir(d)
+			for _, e := range ents {
+				if p, err := layout.ParseSessionDirName(e.Name()); err == nil {
+					port = p
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			return r, fmt.Errorf("no session dir within 60 s: %s", l.logTail())
+		}
+	}
+	nav := time.Now()
+	seen, err := br.See("http://127.0.0.1:" + strconv.Itoa(port) + "/")
 	if err != nil {
 		return r, err
 	}
-	seen, err := br.See("http://127.0.0.1:" + strconv.Itoa(got[0].Port) + "/")
-	if err != nil {
-		return r, err
+	paintedAt := nav.Add(seen.Painted)
+	a := <-line
+	if a.err != nil {
+		return r, a.err
 	}
-	r.total = got[0].at.Sub(l.started) + seen.Painted
-	r.browser, r.loaded, r.shown = seen.Painted, seen.Loaded, seen.Window
+	r.total = paintedAt.Sub(l.started)
+	r.browser = paintedAt.Sub(a.got[0].at)
+	r.loaded, r.shown = nav.Add(seen.Loaded).Sub(l.started), nav.Add(seen.Window).Sub(l.started)
+	if seen.WebSocket > 0 && seen.FirstFrame > 0 {
+		r.ws, r.hello = nav.Add(seen.WebSocket).Sub(l.started), nav.Add(seen.FirstFrame).Sub(l.started)
+	}
+	r.requests = seen.Requests
+	time.Sleep(time.Until(paintedAt.Add(20 * time.Second)))
+	r.pss, r.byComm = b.markedPSS(lay.Marker(port))
 	_ = l.cmd.Process.Signal(unix.SIGTERM)
 	<-l.exited
 	httpMS, ok1 := l.logField("session ready", "http_ms")

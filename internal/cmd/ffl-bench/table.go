@@ -31,12 +31,20 @@ type report struct {
 	header []string
 	rows   []row
 	notes  []string
+	// failures are what the bench saw go wrong beyond a missed target (a job's processes or
+	// directories left after its SIGTERM): each fails the whole run (non-zero exit).
+	failures []string
 }
 
 func (r *report) add(x row) { r.rows = append(r.rows, x) }
 
 func (r *report) note(format string, args ...any) {
 	r.notes = append(r.notes, fmt.Sprintf(format, args...))
+}
+
+// failure records something that fails the whole bench run, not just a figure.
+func (r *report) failure(format string, args ...any) {
+	r.failures = append(r.failures, fmt.Sprintf(format, args...))
 }
 
 // verdict is resPass when ok, else resMiss.
@@ -69,6 +77,12 @@ func (r *report) markdown() string {
 	b.WriteString("|---|---|---|---|---|\n")
 	for _, x := range r.rows {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", cell(x.id), cell(x.figure), cell(x.measured), cell(x.target), cell(x.result))
+	}
+	if len(r.failures) > 0 {
+		fmt.Fprintf(&b, "\n**FAILED**: %d leftover(s) or hung launcher(s); each fails the bench:\n\n", len(r.failures))
+		for _, f := range r.failures {
+			fmt.Fprintf(&b, "- %s\n", strings.ReplaceAll(f, "\n", " "))
+		}
 	}
 	if len(r.notes) > 0 {
 		b.WriteString("\nNotes:\n\n")
