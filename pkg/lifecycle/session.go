@@ -73,6 +73,9 @@ type Session struct {
 	// to a throwaway profile (zero otherwise).
 	notice endWarning
 
+	// cmd and xpra are set once by the start (startXpra) and read by a stop that may run
+	// during the start (a SIGTERM while Firefox starts): that read goes through started.
+	procMu  sync.Mutex
 	cmd     *exec.Cmd
 	xpra    proc.Identity
 	exited  chan struct{}
@@ -99,13 +102,14 @@ func (s *Session) Info() Info {
 	s.stateMu.Lock()
 	display := s.state.Display
 	s.stateMu.Unlock()
+	_, xpraID := s.started()
 	return Info{
 		Port:     s.port,
 		Node:     l.Node,
 		Job:      l.JobKey,
 		URL:      "http://" + addr + "/",
 		Display:  display,
-		PID:      s.xpra.PID,
+		PID:      xpraID.PID,
 		Created:  s.created,
 		SSH:      fmt.Sprintf("ssh -N -L %d:%s %s", s.port, addr, l.Node),
 		HTTPMS:   s.ready.HTTP.Milliseconds(),
@@ -291,7 +295,6 @@ func (s *Session) startXpra(url string) (*os.File, time.Time, error) {
 		dr.Close()
 		return nil, time.Time{}, fmt.Errorf("start %s: %w", xpraBin, err)
 	}
-	s.cmd = cmd
 	go func() {
 		// The only Wait on xpra; the reaper never touches an owned PID.
 		_ = cmd.Wait()
@@ -300,11 +303,13 @@ func (s *Session) startXpra(url string) (*os.File, time.Time, error) {
 		}
 		close(s.exited)
 	}()
-	if id, err := proc.Lookup(cmd.Process.Pid); err == nil {
-		s.xpra = id
-	} else {
-		s.xpra = proc.Identity{PID: cmd.Process.Pid, UID: st.Layout.UID}
+	id, err := proc.Lookup(cmd.Process.Pid)
+	if err != nil {
+		id = proc.Identity{PID: cmd.Process.Pid, UID: st.Layout.UID}
 	}
+	s.procMu.Lock()
+	s.cmd, s.xpra = cmd, id
+	s.procMu.Unlock()
 	s.recordProcesses([]proc.Identity{s.xpra})
 	s.log.WithField("pid", s.xpra.PID).Debug("xpra started")
 	return dr, started, nil
@@ -571,6 +576,13 @@ func (s *Session) Stop(ctx context.Context, grace time.Duration) error {
 	}
 }
 
+// started returns xpra's command and identity once the start has run it (nil and zero before).
+func (s *Session) started() (*exec.Cmd, proc.Identity) {
+	s.procMu.Lock()
+	defer s.procMu.Unlock()
+	return s.cmd, s.xpra
+}
+
 func (s *Session) stop(ctx context.Context, grace time.Duration) error {
 	t0 := time.Now()
 	var errs *multierror.Error
@@ -579,10 +591,12 @@ func (s *Session) stop(ctx context.Context, grace time.Duration) error {
 	if s.front.State() == front.Ready {
 		s.front.Idle()
 	}
-	// xpra first: when it gets TERM in time it ends its own tree cleanly (0.2-0.35 s).
-	if s.xpra.PID > 0 {
-		if err := proc.Signal(s.xpra, unix.SIGTERM); err != nil && !errors.Is(err, proc.ErrGone) {
-			errs = oneline.Append(errs, fmt.Errorf("TERM xpra %d: %w", s.xpra.PID, err))
+	// xpra first: when it gets TERM in time it ends its own tree cleanly (0.2-0.35 s). An xpra
+	// the start runs after this look is found by its marker below.
+	_, xpraID := s.started()
+	if xpraID.PID > 0 {
+		if err := proc.Signal(xpraID, unix.SIGTERM); err != nil && !errors.Is(err, proc.ErrGone) {
+			errs = oneline.Append(errs, fmt.Errorf("TERM xpra %d: %w", xpraID.PID, err))
 		}
 	}
 	s.st.failpoint(StepGrace)
@@ -594,7 +608,7 @@ func (s *Session) stop(ctx context.Context, grace time.Duration) error {
 		Find:  func(context.Context) ([]proc.Identity, error) { return s.sessionProcesses(), nil },
 		Grace: max(grace-time.Since(t0), 0), Poll: 10 * time.Millisecond, KillWait: time.Second,
 		// xpra has its TERM: an empty first look is confirmed 25 ms later (see MarkedEnder).
-		Signalled: s.xpra.PID > 0, Settle: 25 * time.Millisecond,
+		Signalled: xpraID.PID > 0, Settle: 25 * time.Millisecond,
 	}.End(ctx)
 	termed, killed := res.Termed, res.Killed
 	if res.Errs != nil {
@@ -603,11 +617,11 @@ func (s *Session) stop(ctx context.Context, grace time.Duration) error {
 	if len(res.Left) > 0 {
 		errs = oneline.Append(errs, fmt.Errorf("session %d: %d processes could not be ended", s.port, len(res.Left)))
 	}
-	if s.cmd != nil {
+	if cmd, id := s.started(); cmd != nil {
 		select {
 		case <-s.exited:
 		case <-time.After(time.Second):
-			errs = oneline.Append(errs, fmt.Errorf("xpra %d not reaped", s.xpra.PID))
+			errs = oneline.Append(errs, fmt.Errorf("xpra %d not reaped", id.PID))
 		}
 	}
 	// After a KILL, Xvfb cannot remove its socket (and lock) itself, and a stale one makes later
@@ -648,7 +662,8 @@ func (s *Session) stop(ctx context.Context, grace time.Duration) error {
 			errs = oneline.Append(errs, fmt.Errorf("release port %d: %w", s.port, err))
 		}
 	}
-	s.log.WithFields(logrus.Fields{"pid": s.xpra.PID, "termed": termed, "killed": killed, "bytes_freed": freed,
+	_, xpraID = s.started()
+	s.log.WithFields(logrus.Fields{"pid": xpraID.PID, "termed": termed, "killed": killed, "bytes_freed": freed,
 		"duration_ms": time.Since(t0).Milliseconds()}).Info("session stopped")
 	return oneline.Err(errs)
 }

@@ -229,6 +229,45 @@ func TestSupervisorProxyPrestart(t *testing.T) {
 	}
 }
 
+// TestSupervisorTermDuringStart: the SIGTERM Slurm sends while a session is still starting
+// (here the proxy port's prestarted one, stopped as soon as its directory exists) ends it like
+// any other: exit 143, nothing left. Under -race it also shows that the stop reads what the start
+// writes (xpra's command and identity) only through their lock.
+func TestSupervisorTermDuringStart(t *testing.T) {
+	faketree, fakexpra, dir, ok := asUser(t, "TestSupervisorTermDuringStart")
+	if !ok {
+		return
+	}
+	cfg, l := testSupervisor(t, faketree, fakexpra, dir, "97", "no-tree")
+	out := filepath.Join(dir, "env.out")
+	cfg.Command = []string{"/bin/sh", "-c", `echo "$FFL_PROXY_PORT" > ` + out + `; exec sleep 60`}
+	cfg.ProxyPort, cfg.ProxyPrestart = true, true
+	sigs, done := runSupervisor(cfg)
+	var port int
+	if !testutil.Eventually(30*time.Second, func() bool {
+		b, err := os.ReadFile(out)
+		port, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+		return err == nil && port > 0
+	}) {
+		t.Fatal("the wrapped command never wrote FFL_PROXY_PORT")
+	}
+	if !testutil.Eventually(30*time.Second, func() bool {
+		for _, d := range l.RuntimeJobDirs() {
+			if testutil.Exists(filepath.Join(d, layout.SessionDirName(port))) {
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Fatal("no session on the proxy port")
+	}
+	sigs <- syscall.SIGTERM
+	if r := waitResult(t, done); r.err != nil || r.code != 143 {
+		t.Errorf("Run = %d, %v; want 143", r.code, r.err)
+	}
+	assertJobGone(t, l, port)
+}
+
 // TestSupervisorEarlierRun: a job key this node has seen before. Leftovers of a provably dead
 // supervisor are reclaimed before anything starts; a live one is refused; session dirs without
 // any record are refused with what is in the way.
