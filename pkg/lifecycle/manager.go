@@ -225,13 +225,13 @@ func (m *Manager) startOne(ctx context.Context, f *front.Front, owned bool, url 
 		created:  time.Now(),
 		paths:    sessionPaths{Home: l.HomeSessionDir(port), Runtime: filepath.Join(m.runtimeDir, layout.SessionDirName(port))},
 		front:    f,
-		ownFront: owned,
 		exited:   make(chan struct{}),
 		display:  make(chan int, 1),
 		stopDone: make(chan struct{}),
 		stopping: make(chan struct{}),
 		log:      m.s.Log.WithFields(logrus.Fields{"port": port, "session": l.Marker(port)}),
 	}
+	s.ownFront.Store(owned)
 	m.mu.Lock()
 	if m.stopping {
 		m.mu.Unlock()
@@ -246,7 +246,7 @@ func (m *Manager) startOne(ctx context.Context, f *front.Front, owned bool, url 
 	if err != nil {
 		// The front shows why to a client that is waiting (the Jupyter user's browser).
 		f.Failed(oneline.Line(err.Error()))
-		s.ownFront = false // a failed start's port is released below, after the cleanup
+		s.ownFront.Store(false) // a failed start's port is released below, after the cleanup
 		// Undo everything of this attempt, whatever step failed; the grace path may run too.
 		if stopErr := s.Stop(context.Background(), m.s.CleanupTimeout); stopErr != nil {
 			err = oneline.Append(err, stopErr)

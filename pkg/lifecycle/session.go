@@ -62,9 +62,10 @@ type Session struct {
 	created time.Time
 	log     *logrus.Entry
 	// front is the port; ownFront says the session releases it when it stops (a lent front,
-	// the supervisor's proxy port, only goes idle).
+	// the supervisor's proxy port, only goes idle). A failed start clears ownFront (it releases
+	// the port itself after its cleanup) while the grace path's stop may read it: atomic.
 	front    *front.Front
-	ownFront bool
+	ownFront atomic.Bool
 
 	// profileDir is the profile Firefox runs with; lock is set while it is the persistent one.
 	profileDir string
@@ -657,7 +658,7 @@ func (s *Session) stop(ctx context.Context, grace time.Duration) error {
 			errs = oneline.Append(errs, fmt.Errorf("remove session %d dir %s: %w", s.port, dir, err))
 		}
 	}
-	if s.ownFront {
+	if s.ownFront.Load() {
 		if err := s.front.Close(); err != nil {
 			errs = oneline.Append(errs, fmt.Errorf("release port %d: %w", s.port, err))
 		}
