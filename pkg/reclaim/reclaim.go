@@ -207,24 +207,29 @@ func (r Report) Err() error {
 	return oneline.Err(errs)
 }
 
-// tally collects one call's report and logs as it goes; safe for concurrent use.
-type tally struct {
+// Tally collects one call's report and logs as it goes; safe for concurrent use. The hooks'
+// steps (pkg/hook) report through it too, so every problem line has one format and one cap.
+type Tally struct {
 	mu  sync.Mutex
 	rep Report
 	log *logrus.Entry
 }
 
-func newTally(log *logrus.Entry) *tally {
+// NewTally starts a report that logs to log (nil discards).
+func NewTally(log *logrus.Entry) *Tally {
 	if log == nil {
 		l := logrus.New()
 		l.SetOutput(io.Discard)
 		log = logrus.NewEntry(l)
 	}
-	return &tally{log: log}
+	return &Tally{log: log}
 }
 
-// problem records and logs one problem; the line names the thing and what was wrong.
-func (t *tally) problem(format string, args ...any) {
+// Log is the logger the tally writes to.
+func (t *Tally) Log() *logrus.Entry { return t.log }
+
+// Problem records and logs one problem; the line names the thing and what was wrong.
+func (t *Tally) Problem(format string, args ...any) {
 	msg := Sanitize(fmt.Sprintf(format, args...))
 	t.mu.Lock()
 	if len(t.rep.Problems) < maxProblems {
@@ -236,9 +241,9 @@ func (t *tally) problem(format string, args ...any) {
 	t.log.Warn(msg)
 }
 
-// foreign counts one entry of another user (path, owned by uid owner) found where ffl keeps
+// Foreign counts one entry of another user (path, owned by uid owner) found where ffl keeps
 // its own, without a line of its own: see Report.Foreign.
-func (t *tally) foreign(path string, owner int) {
+func (t *Tally) Foreign(path string, owner int) {
 	t.mu.Lock()
 	t.rep.Foreign++
 	if t.rep.ForeignExample == "" {
@@ -248,7 +253,7 @@ func (t *tally) foreign(path string, owner int) {
 }
 
 // removed records and logs one removed (or would-be removed) thing.
-func (t *tally) removed(format string, args ...any) {
+func (t *Tally) removed(format string, args ...any) {
 	msg := Sanitize(fmt.Sprintf(format, args...))
 	t.mu.Lock()
 	if len(t.rep.Removed) < maxRemoved {
@@ -258,18 +263,22 @@ func (t *tally) removed(format string, args ...any) {
 	t.log.Info(msg)
 }
 
-// unfinished records that phase was cut short by its deadline.
-func (t *tally) unfinished(phase string) {
+// Unfinished records that phase was cut short by its deadline.
+func (t *Tally) Unfinished(phase string) {
 	t.update(func(r *Report) { r.unfinish(phase) })
 }
 
-func (t *tally) update(fn func(r *Report)) {
+// Add folds o into the report (Report.Add), without logging it.
+func (t *Tally) Add(o Report) { t.update(func(r *Report) { r.Add(o) }) }
+
+func (t *Tally) update(fn func(r *Report)) {
 	t.mu.Lock()
 	fn(&t.rep)
 	t.mu.Unlock()
 }
 
-func (t *tally) report() Report {
+// Report returns a copy of what was collected so far.
+func (t *Tally) Report() Report {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	r := t.rep
@@ -277,6 +286,15 @@ func (t *tally) report() Report {
 	r.Problems = append([]string(nil), r.Problems...)
 	r.Unfinished = append([]string(nil), r.Unfinished...)
 	return r
+}
+
+// DoneVerb is the one wording of a cleanup's lines and summaries: "removed", or "would
+// remove" for a dry run (the sweep's, `ffl-launch clean --dry-run`).
+func DoneVerb(dryRun bool) string {
+	if dryRun {
+		return "would remove"
+	}
+	return "removed"
 }
 
 // Sanitize makes s safe for a log line (oneline.Sanitize, 2 KiB).
