@@ -10,20 +10,10 @@ import (
 	"github.com/ffl-hpc/ffl/internal/reclaimtest"
 )
 
-// helperArg makes the test binary act as the privilege-dropped helper (see TestMain): Helper
-// re-executes /proc/self/exe, which in a test is the test binary.
-const helperArg = "reclaim-test-helper"
-
-var testHelper = Helper{Args: []string{helperArg}}
-
 // faketreeBin is built once by TestMain (when running as root).
 var faketreeBin string
 
 func TestMain(m *testing.M) {
-	if len(os.Args) == 3 && os.Args[1] == helperArg {
-		_ = ServeHelper(os.Args[2], os.Stdout, nil)
-		os.Exit(0)
-	}
 	code := func() int {
 		if os.Geteuid() == 0 {
 			dir, err := os.MkdirTemp("", "reclaim-faketree-")

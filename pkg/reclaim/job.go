@@ -24,7 +24,7 @@ import (
 // subtree and the node-local runtime job dir(s), in that order (the node-local record goes
 // last, so an interrupted run can be repeated). Idempotent; tolerates half-created state. The
 // launcher calls it for an earlier run of its own job; the Epilog does the same steps split
-// between root and the helper (Epilog).
+// between root and the helper (hook.Epilog).
 func Job(ctx context.Context, l layout.Layout, opts Options) (Report, error) {
 	if err := l.Validate(); err != nil {
 		return Report{}, fmt.Errorf("reclaim job: %w", err)

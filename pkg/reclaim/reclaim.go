@@ -1,10 +1,15 @@
 // Package reclaim decides what ffl sessions left behind and removes it: processes, the
 // node-local runtime directories, the session trees in the user's home and the X files of their
 // displays. It is the discovery-and-decision core of ffl-epilog (root, after every job),
-// ffl-prolog, the periodic sweep and `ffl-launch clean` / `list`; the mechanisms it decides with
-// live below it: safefs (every fd-relative filesystem call), proc (identities, signals, the
-// find-TERM-KILL routine), procscan (scans of other processes' memory, in a child), reexec and
-// account (the privilege-dropped helper), xdisplay, runtimedir, layout.
+// ffl-prolog, the periodic sweep and `ffl-launch clean` / `list`: the steps those runs are made
+// of (EndJob, CleanHome, RemoveNodeLocal, Stale, SweepUser, the helper's protocol), while the
+// runs themselves, their order and time budgets, live in pkg/hook. The pure decisions (what is
+// stale, which record describes which session, what a scan may skip) are in decide.go. The
+// mechanisms it decides with live below it: safefs (every fd-relative filesystem call), proc
+// (identities, signals, the find-TERM-KILL routine), procscan (scans of other processes'
+// memory, in a child; the slurmstepd listing), reexec and account (the privilege-dropped
+// helper), xdisplay, runtimedir (the node-local dirs, their listing, the supervisor record),
+// layout.
 //
 // Everything here may run as root in directories a user can write, acting on PIDs a user can
 // write into a state file, so the rules are:
@@ -19,8 +24,8 @@
 //     never slurmstepd or slurmd;
 //   - work in the home (possibly NFS, possibly hung, possibly root_squash) is done by the
 //     helper running as the user (RunHelper), whose answer is trusted only for logging;
-//   - every step has a deadline of its own (Epilog's shares), so a user can make a step slow
-//     but never make it cost the steps after it.
+//   - every step has a deadline of its own (the hooks' shares, pkg/hook), so a user can make a
+//     step slow but never make it cost the steps after it.
 //
 // reclaim never imports lifecycle or control, and they never import it.
 package reclaim
