@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/ffl-hpc/ffl/pkg/hook"
+	"github.com/ffl-hpc/ffl/pkg/metrics"
 	"github.com/ffl-hpc/ffl/pkg/reclaim"
 	"github.com/ffl-hpc/ffl/pkg/slurmenv"
 )
@@ -54,7 +55,7 @@ var sweepCommand = &cli.Command{
 		run := &hook.Run{}
 		dryRun := c.Bool("dry-run")
 		summary := func(rep reclaim.Report) hook.Summary {
-			return hook.Summary{Hook: "sweep", Report: rep, Took: time.Since(t0), Fields: logrus.Fields{"node": node, "dry_run": dryRun}}
+			return hook.Summary{Hook: metrics.HookSweep, Report: rep, Took: time.Since(t0), Fields: logrus.Fields{"node": node, "dry_run": dryRun}}
 		}
 		run.Arm(limit+hook.WatchdogMargin, e.Log, func(phase string) {
 			e.Watchdog(summary(reclaim.Report{}), hook.SweepPhases, phase)

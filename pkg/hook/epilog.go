@@ -11,6 +11,7 @@ import (
 	"github.com/ffl-hpc/ffl/pkg/account"
 	"github.com/ffl-hpc/ffl/pkg/config"
 	"github.com/ffl-hpc/ffl/pkg/layout"
+	"github.com/ffl-hpc/ffl/pkg/metrics"
 	"github.com/ffl-hpc/ffl/pkg/proc"
 	"github.com/ffl-hpc/ffl/pkg/procscan"
 	"github.com/ffl-hpc/ffl/pkg/reclaim"
@@ -76,7 +77,7 @@ func (r EpilogResult) Summary() Summary {
 	if !r.Fast && r.Job != "" && (r.Sessions > 0 || r.Termed > 0 || r.Dirs > 0 || r.Left > 0) {
 		leftovers = 1
 	}
-	return Summary{Hook: "epilog", Report: r.Report, Jobs: 1, JobsWithLeftovers: leftovers, Took: r.Duration,
+	return Summary{Hook: metrics.HookEpilog, Report: r.Report, Jobs: 1, JobsWithLeftovers: leftovers, Took: r.Duration,
 		Fields: logrus.Fields{"job": r.Job, "user": r.User, "uid": r.UID, "fast": r.Fast}}
 }
 

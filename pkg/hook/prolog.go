@@ -7,6 +7,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/ffl-hpc/ffl/pkg/layout"
+	"github.com/ffl-hpc/ffl/pkg/metrics"
 	"github.com/ffl-hpc/ffl/pkg/procscan"
 	"github.com/ffl-hpc/ffl/pkg/reclaim"
 	"github.com/ffl-hpc/ffl/pkg/runtimedir"
@@ -55,7 +56,7 @@ type PrologResult struct {
 
 // Summary is the run's summary line (Env.Summarize).
 func (r PrologResult) Summary() Summary {
-	return Summary{Hook: "prolog", Report: r.Report, Jobs: 1, Took: r.Duration,
+	return Summary{Hook: metrics.HookProlog, Report: r.Report, Jobs: 1, Took: r.Duration,
 		Fields: logrus.Fields{"job": r.Job, "user": r.User, "uid": r.UID, "runtime_dir": r.RuntimeJobDir, "swept": r.Swept}}
 }
 
