@@ -53,33 +53,24 @@ var sweepCommand = &cli.Command{
 		defer cancel()
 		t0 := time.Now()
 		run := &hook.Run{}
-		done := func(rep reclaim.Report) {
-			errs, took := len(rep.Problems)+rep.MoreProblems, time.Since(t0)
-			defer e.Record(metrics.Run{Hook: metrics.HookSweep, Sessions: rep.Sessions, Termed: rep.Termed, Killed: rep.Killed,
-				Left: rep.Left, Refused: rep.Refused, Dirs: rep.Dirs, Files: rep.Files, Bytes: rep.Bytes, Errors: errs,
-				Foreign: rep.Foreign, Duration: took, TimedOut: len(rep.Unfinished) > 0})
-			e.Log.WithFields(logrus.Fields{
-				"node": node, "sessions": rep.Sessions, "termed": rep.Termed, "killed": rep.Killed, "left": rep.Left,
-				"dirs": rep.Dirs, "files": rep.Files, "bytes": rep.Bytes, "refused": rep.Refused, "dry_run": c.Bool("dry-run"),
-				"unfinished": unfinishedField(rep.Unfinished), "duration_ms": took.Milliseconds(), "errors": errs,
-				"foreign": rep.Foreign,
-			}).Info("sweep done")
+		dryRun := c.Bool("dry-run")
+		summary := func(rep reclaim.Report) hook.Summary {
+			return hook.Summary{Hook: metrics.HookSweep, Report: rep, Took: time.Since(t0), Fields: logrus.Fields{"node": node, "dry_run": dryRun}}
 		}
-		run.Arm(limit+hook.WatchdogMargin, e.Log, func(string) {
-			e.Log.Warn("watchdog: the sweep did not end by its timeout plus " + hook.WatchdogMargin.String())
-			done(reclaim.Report{Unfinished: []string{reclaim.PhaseSweep}, Problems: []string{"watchdog"}})
+		run.Arm(limit+hook.WatchdogMargin, e.Log, func(phase string) {
+			e.Watchdog(summary(reclaim.Report{}), hook.SweepPhases, phase)
 		})
-		rep := reclaim.Sweep(ctx, reclaim.SweepParams{
+		rep := hook.Sweep(ctx, hook.SweepParams{
 			Node: node, RuntimeDir: e.Cfg.RuntimeDir, TempDir: e.Cfg.TempDir, StateDir: e.Cfg.StateDir,
-			OlderThan: olderThan, TempOlderThan: tempOlderThan, Grace: min(e.Cfg.CleanupTimeout.Duration, reclaim.MaxEpilogGrace),
-			DryRun: c.Bool("dry-run"), Helper: hook.Helper, Scanner: hook.Scanner, Log: e.Entry(), XDir: c.String("x-dir"),
+			OlderThan: olderThan, TempOlderThan: tempOlderThan, Grace: min(e.Cfg.CleanupTimeout.Duration, hook.MaxEpilogGrace),
+			DryRun: dryRun, Helper: hook.Helper, Scanner: hook.Scanner, Log: e.Entry(), XDir: c.String("x-dir"),
 			SeenDir: e.Cfg.Epilog.SeenDir,
 		})
 		if run.Claim() {
 			for _, line := range rep.Removed {
 				fmt.Println(line)
 			}
-			done(rep)
+			e.Summarize(summary(rep))
 		}
 		return nil
 	},

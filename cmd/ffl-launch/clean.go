@@ -26,11 +26,7 @@ var cleanCommand = &cli.Command{
 		for _, line := range rep.Removed {
 			fmt.Println(line)
 		}
-		verb := "removed"
-		if c.Bool("dry-run") {
-			verb = "would remove"
-		}
-		fmt.Printf("ffl: %s %d stale sessions, ended %d processes, freed %d bytes\n", verb, rep.Sessions, rep.Killed+rep.Termed, rep.Bytes)
+		fmt.Printf("ffl: %s %d stale sessions, ended %d processes, freed %d bytes\n", reclaim.DoneVerb(c.Bool("dry-run")), rep.Sessions, rep.Killed+rep.Termed, rep.Bytes)
 		return err
 	},
 }

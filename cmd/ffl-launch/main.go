@@ -29,7 +29,7 @@ const (
 	exitBadInput   = 2
 	exitMissing    = 3
 	exitNoSession  = 4
-	exitSignalBase = 128
+	exitSignalBase = lifecycle.ExitSignalBase // 128+N: ended by signal N
 )
 
 // exitStatus carries an exit code chosen by a command (a signal's 128+N, a wrapped command's own

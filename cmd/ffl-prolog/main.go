@@ -14,15 +14,12 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
 
 	"github.com/ffl-hpc/ffl/pkg/hook"
-	"github.com/ffl-hpc/ffl/pkg/metrics"
-	"github.com/ffl-hpc/ffl/pkg/reclaim"
 	"github.com/ffl-hpc/ffl/pkg/slurmenv"
 )
 
@@ -63,7 +60,7 @@ func prologAction(c *cli.Context) error {
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	t0 := time.Now()
-	p := reclaim.PrologParams{
+	p := hook.PrologParams{
 		RuntimeDir: e.Cfg.RuntimeDir, TempDir: e.Cfg.TempDir, StateDir: e.Cfg.StateDir,
 		Grace: e.Cfg.CleanupTimeout.Duration, Helper: hook.Helper, Scanner: hook.Scanner, Log: e.Entry(),
 		XDir: c.String("x-dir"), SeenDir: e.Cfg.Epilog.SeenDir,
@@ -75,36 +72,13 @@ func prologAction(c *cli.Context) error {
 	}
 	p.Job, p.Resolve = job, resolve
 	run := &hook.Run{}
-	run.Arm(limit+hook.WatchdogMargin, e.Log, func(string) {
-		e.Log.Warn("watchdog: the run did not end by its timeout plus " + hook.WatchdogMargin.String())
-		summary(e, reclaim.PrologResult{Job: job.ID, UID: job.UID, User: job.User, Duration: time.Since(t0),
-			Report: reclaim.Report{Unfinished: []string{reclaim.PhaseSweep}, Problems: []string{"watchdog"}}})
+	run.Arm(limit+hook.WatchdogMargin, e.Log, func(phase string) {
+		res := hook.PrologResult{Job: job.ID, UID: job.UID, User: job.User, Duration: time.Since(t0)}
+		e.Watchdog(res.Summary(), hook.PrologPhases, phase)
 	})
-	res := reclaim.Prolog(ctx, p)
+	res := hook.Prolog(ctx, p)
 	if run.Claim() {
-		summary(e, res)
+		e.Summarize(res.Summary())
 	}
 	return nil
-}
-
-// summary logs the Prolog's one line per job, and adds the run to the metrics.
-func summary(e *hook.Env, res reclaim.PrologResult) {
-	errCount := len(res.Problems) + res.MoreProblems
-	defer e.Record(metrics.Run{Hook: metrics.HookProlog, Jobs: 1, Sessions: res.Sessions, Termed: res.Termed, Killed: res.Killed,
-		Left: res.Left, Refused: res.Refused, Dirs: res.Dirs, Files: res.Files, Bytes: res.Bytes, Errors: errCount,
-		Duration: res.Duration, TimedOut: len(res.Unfinished) > 0})
-	unfinished := "none"
-	if len(res.Unfinished) > 0 {
-		unfinished = strings.Join(res.Unfinished, ",")
-	}
-	entry := e.Log.WithFields(logrus.Fields{
-		"job": res.Job, "user": res.User, "uid": res.UID, "runtime_dir": res.RuntimeJobDir, "swept": res.Swept,
-		"sessions": res.Sessions, "termed": res.Termed, "killed": res.Killed, "dirs": res.Dirs, "bytes": res.Bytes,
-		"unfinished": unfinished, "duration_ms": res.Duration.Milliseconds(), "errors": errCount,
-	})
-	if errCount > 0 {
-		entry.Warn("prolog done, with problems (see the lines above)")
-	} else {
-		entry.Info("prolog done")
-	}
 }

@@ -1,8 +1,11 @@
-// Package hook is what ffl-epilog and ffl-prolog share around the library calls they make: the
-// first thing they do (close what they did not open), their configuration and logger, the job
-// as Slurm's environment gives it (without asking NSS on the fast path), the hidden
-// subcommands behind their child processes (the privilege-dropped helper, the process scan),
-// and the last-resort watchdog that ends a run at its timeout plus a margin whatever is stuck.
+// Package hook runs ffl's root hooks: the Epilog, the Prolog and the periodic sweep, each as an
+// ordered list of steps (EpilogPhases, ...) with its own share of the run's time (budget.go),
+// built from reclaim's steps and decisions; and what ffl-epilog and ffl-prolog share around
+// them: the first thing they do (close what they did not open), their configuration and
+// logger, the job as Slurm's environment gives it (without asking NSS on the fast path), the
+// hidden subcommands behind their child processes (the privilege-dropped helper, the process
+// scan), the one summary line and metrics of a run (Summarize), and the last-resort watchdog
+// that ends a run at its timeout plus a margin whatever is stuck, naming the step it was in.
 package hook
 
 import (

@@ -2,6 +2,7 @@ package hook
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -9,6 +10,10 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ffl-hpc/ffl/internal/faketree/ftest"
+	"github.com/ffl-hpc/ffl/internal/reclaimtest"
+	"github.com/ffl-hpc/ffl/pkg/reclaim"
 )
 
 // childEnv makes the test binary act as a hook run whose last step never ends (see TestMain).
@@ -24,8 +29,39 @@ func TestMain(m *testing.M) {
 		})
 		select {} // a step stuck in the kernel, as far as this process can tell
 	}
-	os.Exit(m.Run())
+	if len(os.Args) == 3 && os.Args[1] == helperArg {
+		_ = reclaim.ServeHelper(os.Args[2], os.Stdout, nil)
+		os.Exit(0)
+	}
+	code := func() int {
+		if os.Geteuid() == 0 {
+			dir, err := os.MkdirTemp("", "hook-faketree-")
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 1
+			}
+			defer os.RemoveAll(dir)
+			if faketreeBin, err = ftest.BuildIn(dir); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 1
+			}
+		}
+		return m.Run()
+	}()
+	os.Exit(code)
 }
+
+// helperArg makes the test binary act as the privilege-dropped helper (see TestMain): the
+// helper re-executes /proc/self/exe, which in a test is the test binary.
+const helperArg = "hook-test-helper"
+
+var testHelper = reclaim.Helper{Args: []string{helperArg}}
+
+// faketreeBin is built once by TestMain (when running as root).
+var faketreeBin string
+
+// newFixture is reclaimtest's fixture with this binary's faketree (root only: skips otherwise).
+func newFixture(t *testing.T) *reclaimtest.Fixture { return reclaimtest.New(t, faketreeBin) }
 
 // TestWatchdog: a run stuck past its timeout is ended by the watchdog at timeout + margin, with
 // exit status 0 and a summary line naming the step in progress.

@@ -498,7 +498,7 @@ func claimSupervisor(dir string, rec layout.Supervisor) error {
 		return fmt.Errorf("runtime dir %s: %w", dir, err)
 	}
 	defer f.Close()
-	if old, ok := readSupervisor(f); ok && old.BootID == rec.BootID && old.Process.Alive() && old.Process.PID != rec.Process.PID {
+	if old, err := runtimedir.ReadSupervisor(f); err == nil && old.BootID == rec.BootID && old.Process.Alive() && old.Process.PID != rec.Process.PID {
 		return fmt.Errorf("%w: a supervisor for job %s already runs on this node (pid %d): use 'ffl-launch start' to add a session", ErrBadInput, rec.Job, old.Process.PID)
 	}
 	data, err := rec.Marshal()
@@ -506,15 +506,6 @@ func claimSupervisor(dir string, rec layout.Supervisor) error {
 		return err
 	}
 	return safefs.WriteFileAtomic(f, layout.SupervisorFile, data, 0o600)
-}
-
-func readSupervisor(dir *os.File) (layout.Supervisor, bool) {
-	data, err := safefs.ReadFileCapped(dir, layout.SupervisorFile, layout.MaxStateSize)
-	if err != nil {
-		return layout.Supervisor{}, false
-	}
-	sup, err := layout.ParseSupervisor(data)
-	return sup, err == nil
 }
 
 // reclaimEarlierRun looks for what an earlier launcher of this same job key left on this node
@@ -530,7 +521,8 @@ func (s *Supervisor) reclaimEarlierRun(ctx context.Context, l layout.Layout, boo
 		if err != nil {
 			continue
 		}
-		sup, hasRecord := readSupervisor(f)
+		sup, err := runtimedir.ReadSupervisor(f)
+		hasRecord := err == nil
 		names, _ := f.Readdirnames(-1)
 		f.Close()
 		if hasRecord {

@@ -11,35 +11,28 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ffl-hpc/ffl/internal/reclaimtest"
 	"github.com/ffl-hpc/ffl/internal/testutil"
 	"github.com/ffl-hpc/ffl/pkg/account"
-	"github.com/ffl-hpc/ffl/pkg/layout"
-	"github.com/ffl-hpc/ffl/pkg/slurmenv"
 )
 
-func accountOf(u testUser) account.Account {
-	return account.Account{Name: u.name, UID: u.uid, GID: u.gid, Groups: []int{u.gid}, Home: u.home}
+func accountOf(u reclaimtest.User) account.Account {
+	return account.Account{Name: u.Name, UID: u.UID, GID: u.GID, Groups: []int{u.GID}, Home: u.Home}
 }
 
-// shHelper runs a shell script as the helper (the request becomes $0); it answers in reexec's
-// protocol: {"result": REPORT}.
-func shHelper(script string) Helper {
-	return Helper{Path: "/bin/sh", Args: []string{"-c", script}}
-}
-
-func homeRequest(f *fixture) HelperRequest {
-	l := f.layout(f.user, "1")
-	return HelperRequest{Op: OpHome, StateDir: l.StateDir, RuntimeDir: l.RuntimeDir, TempDir: l.TempDir, Node: l.Node, Job: "1", BootID: f.bootID}
+func homeRequest(f *reclaimtest.Fixture) HelperRequest {
+	l := f.Layout(f.User, "1")
+	return HelperRequest{Op: OpHome, StateDir: l.StateDir, RuntimeDir: l.RuntimeDir, TempDir: l.TempDir, Node: l.Node, Job: "1", BootID: f.BootID}
 }
 
 func TestHelperRunsAsTheUserWithNothingInherited(t *testing.T) {
 	f := newFixture(t)
-	h := shHelper(`printf '{"result":{"removed":["%s|%s|%s|%s|%s"]}}\n' "$(id -u)" "$(id -g)" "$(id -G)" "$(wc -c < /proc/$$/environ)" "$(pwd)"`)
-	rep, err := RunHelper(context.Background(), h, accountOf(f.user), f.user.gid, homeRequest(f))
+	h := reclaimtest.ShHelper(`printf '{"result":{"removed":["%s|%s|%s|%s|%s"]}}\n' "$(id -u)" "$(id -g)" "$(id -G)" "$(wc -c < /proc/$$/environ)" "$(pwd)"`)
+	rep, err := RunHelper(context.Background(), h, accountOf(f.User), f.User.GID, homeRequest(f))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := strconv.Itoa(f.user.uid) + "|" + strconv.Itoa(f.user.gid) + "|" + strconv.Itoa(f.user.gid) + "|0|/"
+	want := strconv.Itoa(f.User.UID) + "|" + strconv.Itoa(f.User.GID) + "|" + strconv.Itoa(f.User.GID) + "|0|/"
 	if len(rep.Removed) != 1 || rep.Removed[0] != want {
 		t.Errorf("helper saw %q, want %q", rep.Removed, want)
 	}
@@ -48,7 +41,7 @@ func TestHelperRunsAsTheUserWithNothingInherited(t *testing.T) {
 func TestHelperRefusesRoot(t *testing.T) {
 	testutil.RequireRoot(t)
 	ran := filepath.Join(t.TempDir(), "ran")
-	_, err := RunHelper(context.Background(), shHelper("touch "+ran), account.Account{Name: "root"}, 0, HelperRequest{})
+	_, err := RunHelper(context.Background(), reclaimtest.ShHelper("touch "+ran), account.Account{Name: "root"}, 0, HelperRequest{})
 	if err == nil || testutil.Exists(ran) {
 		t.Errorf("helper ran as root (err %v)", err)
 	}
@@ -65,7 +58,7 @@ func TestHelperBadOutput(t *testing.T) {
 		"two values":    `echo '{"result":{}}{"result":{}}'`,
 	} {
 		t.Run(name, func(t *testing.T) {
-			rep, err := RunHelper(context.Background(), shHelper(script), accountOf(f.user), f.user.gid, homeRequest(f))
+			rep, err := RunHelper(context.Background(), reclaimtest.ShHelper(script), accountOf(f.User), f.User.GID, homeRequest(f))
 			if err == nil {
 				t.Errorf("accepted: %+v", rep)
 			}
@@ -80,7 +73,7 @@ func TestHelperKilledAtDeadline(t *testing.T) {
 	marker := "61.5" + strconv.Itoa(os.Getpid())
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
-	_, err := RunHelper(ctx, shHelper("sleep "+marker+"; :"), accountOf(f.user), f.user.gid, homeRequest(f))
+	_, err := RunHelper(ctx, reclaimtest.ShHelper("sleep "+marker+"; :"), accountOf(f.User), f.User.GID, homeRequest(f))
 	if !errors.Is(err, ErrHelperTimeout) {
 		t.Fatalf("err = %v, want ErrHelperTimeout", err)
 	}
@@ -122,36 +115,4 @@ func TestServeHelperChecksItsUID(t *testing.T) {
 	if _, err := serveHelper(context.Background(), []byte("{not json"), nil); err == nil {
 		t.Error("garbage request accepted")
 	}
-}
-
-// TestEpilogHungHelper: a helper that never finishes (a hung NFS home) does not hold up the
-// Epilog: it is killed at the deadline, and the node-local part is still removed.
-func TestEpilogHungHelper(t *testing.T) {
-	f := newFixture(t)
-	procs := ids(t, f.tree(f.user, f.layout(f.user, "1101").Marker(8001)))
-	f.addSession(sessionSpec{user: f.user, job: "1101", port: 8001, processes: procs})
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	start := time.Now()
-	res := Epilog(ctx, EpilogParams{
-		Job:        slurmenv.Job{ID: "1101", UID: f.user.uid, GID: f.user.gid, User: f.user.name, Node: f.node},
-		RuntimeDir: f.runtime, TempDir: f.temp, StateDir: "~/.firefox-launcher", XDir: f.xdir,
-		Grace: 100 * time.Millisecond, Helper: shHelper("sleep 120; :"), BootID: f.bootID,
-	})
-	took := time.Since(start)
-	t.Logf("result after %s: %+v", took, res)
-	if took > 10*time.Second {
-		t.Errorf("the Epilog waited %s for a hung helper", took)
-	}
-	if !hasLine(res.Problems, "timed out") {
-		t.Errorf("no problem line says the helper timed out: %q", res.Problems)
-	}
-	testutil.WaitGone(t, procs)
-	if testutil.Exists(f.layout(f.user, "1101").PreferredRuntimeJobDir()) {
-		t.Error("node-local dir not removed after the helper timed out")
-	}
-	if !testutil.Exists(f.layout(f.user, "1101").HomeJobDir()) {
-		t.Error("the home was touched by root")
-	}
-	_ = layout.StateFile
 }

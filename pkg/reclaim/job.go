@@ -24,12 +24,12 @@ import (
 // subtree and the node-local runtime job dir(s), in that order (the node-local record goes
 // last, so an interrupted run can be repeated). Idempotent; tolerates half-created state. The
 // launcher calls it for an earlier run of its own job; the Epilog does the same steps split
-// between root and the helper (Epilog).
+// between root and the helper (hook.Epilog).
 func Job(ctx context.Context, l layout.Layout, opts Options) (Report, error) {
 	if err := l.Validate(); err != nil {
 		return Report{}, fmt.Errorf("reclaim job: %w", err)
 	}
-	t := newTally(opts.Log)
+	t := NewTally(opts.Log)
 	bootID, err := bootIDOf(opts)
 	if err != nil {
 		return Report{}, err
@@ -38,7 +38,7 @@ func Job(ctx context.Context, l layout.Layout, opts Options) (Report, error) {
 	readJobNodeLocal(l, j, t)
 	readJobHome(l, j, t)
 	reclaimJobs(ctx, l, []*jobInfo{j}, bootID, opts, t, "job cleanup requested")
-	rep := t.report()
+	rep := t.Report()
 	return rep, rep.Err()
 }
 
@@ -46,30 +46,30 @@ func Job(ctx context.Context, l layout.Layout, opts Options) (Report, error) {
 // runtime job dirs; never the home) and end its processes. It returns the X displays the
 // records name. Only RuntimeDir, TempDir, UID, Node and JobKey of l are used.
 func EndJob(ctx context.Context, l layout.Layout, opts Options) (Report, []int) {
-	t := newTally(opts.Log)
+	t := NewTally(opts.Log)
 	if err := nodeLocalValid(l); err != nil {
-		t.problem("%v", err)
-		return t.report(), nil
+		t.Problem("%v", err)
+		return t.Report(), nil
 	}
 	bootID, err := bootIDOf(opts)
 	if err != nil {
-		t.problem("%v", err)
-		return t.report(), nil
+		t.Problem("%v", err)
+		return t.Report(), nil
 	}
 	j := newJobInfo(l.JobKey)
 	readJobNodeLocal(l, j, t)
 	endProcesses(ctx, l, []*jobInfo{j}, bootID, opts, t)
 	t.update(func(r *Report) { r.Sessions += len(j.sessions) })
-	return t.report(), j.displays(bootID)
+	return t.Report(), j.displays(bootID)
 }
 
 // CleanHome is the Epilog's home step, meant to run as the job's user (in the helper): remove
 // <state>/sessions/<node>/job-<key>.
 func CleanHome(ctx context.Context, l layout.Layout, opts Options) Report {
-	t := newTally(opts.Log)
+	t := NewTally(opts.Log)
 	if err := l.Validate(); err != nil {
-		t.problem("%v", err)
-		return t.report()
+		t.Problem("%v", err)
+		return t.Report()
 	}
 	j := newJobInfo(l.JobKey)
 	readJobHome(l, j, t)
@@ -77,20 +77,20 @@ func CleanHome(ctx context.Context, l layout.Layout, opts Options) Report {
 		removeHomeJob(ctx, l, l.JobKey, opts, t)
 	}
 	t.update(func(r *Report) { r.Sessions += len(j.sessions) })
-	return t.report()
+	return t.Report()
 }
 
 // RemoveNodeLocal is the Epilog's last step (and its fast path), as root: remove job
 // l.JobKey's node-local runtime job dirs, never entering or removing anything not owned by
 // l.UID and never following a symlink.
 func RemoveNodeLocal(ctx context.Context, l layout.Layout, opts Options) Report {
-	t := newTally(opts.Log)
+	t := NewTally(opts.Log)
 	if err := nodeLocalValid(l); err != nil {
-		t.problem("%v", err)
-		return t.report()
+		t.Problem("%v", err)
+		return t.Report()
 	}
 	removeNodeLocalJob(ctx, l, l.JobKey, false, opts, t)
-	return t.report()
+	return t.Report()
 }
 
 // NodeLocalUsage decides, from node-local state alone, whether job l.JobKey may have used ffl
@@ -191,7 +191,7 @@ func NodeLocalUsage(l layout.Layout) (used bool, why string) {
 
 // reclaimJobs ends the processes of jobs together (one grace for all), then removes each job's
 // X files, home subtree and node-local dirs. why, if set, says why the jobs are being removed.
-func reclaimJobs(ctx context.Context, l layout.Layout, jobs []*jobInfo, bootID string, opts Options, t *tally, why string) {
+func reclaimJobs(ctx context.Context, l layout.Layout, jobs []*jobInfo, bootID string, opts Options, t *Tally, why string) {
 	endProcesses(ctx, l, jobs, bootID, opts, t)
 	// Removal is syscall-bound: one worker per CPU removes whole job dirs side by side (a sweep
 	// of thousands of stale jobs then approaches parallel rm -rf). The human lines keep the
@@ -211,15 +211,11 @@ func reclaimJobs(ctx context.Context, l layout.Layout, jobs []*jobInfo, bootID s
 				}
 				removeNodeLocalJob(ctx, l, j.key, true, opts, t)
 				t.update(func(r *Report) { r.Sessions += len(j.sessions) })
-				verb := "removed"
-				if opts.DryRun {
-					verb = "would remove"
-				}
 				reason := why
 				if reason == "" {
 					reason = j.reason
 				}
-				lines[i] = fmt.Sprintf("%s job %s on %s (%s): %s", verb, j.key, l.Node, reason, j.describe())
+				lines[i] = fmt.Sprintf("%s job %s on %s (%s): %s", DoneVerb(opts.DryRun), j.key, l.Node, reason, j.describe())
 			}
 		}()
 	}
@@ -253,13 +249,13 @@ func (j *jobInfo) describe() string {
 }
 
 // readJobHome reads the home job dir of j.key, if any.
-func readJobHome(l layout.Layout, j *jobInfo, t *tally) {
+func readJobHome(l layout.Layout, j *jobInfo, t *Tally) {
 	node, err := openHomeNodeDir(l)
 	if err != nil {
 		if safefs.Refused(err) {
 			t.update(func(r *Report) { r.Refused++ })
 		}
-		t.problem("home: %v", err)
+		t.Problem("home: %v", err)
 		return
 	}
 	if node == nil {
@@ -270,7 +266,7 @@ func readJobHome(l layout.Layout, j *jobInfo, t *tally) {
 	fi, err := safefs.LstatAt(node, name)
 	if err != nil {
 		if !safefs.IsNotExist(err) {
-			t.problem("home job dir %s: %v", filepath.Join(l.HomeNodeDir(), name), err)
+			t.Problem("home job dir %s: %v", filepath.Join(l.HomeNodeDir(), name), err)
 		}
 		return
 	}

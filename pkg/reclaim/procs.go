@@ -15,10 +15,6 @@ import (
 // lock on that door, for a site that runs them otherwise).
 var refusedComms = map[string]bool{"slurmstepd": true, "slurmd": true, "slurmctld": true, "slurmdbd": true}
 
-// scanShare is the part of the process step's time the first marker scan may take: the rest is
-// for the signals and the waits after them.
-const scanShare = 0.7
-
 // endProcesses ends the processes of jobs (all of user l.UID on node l.Node) together with
 // proc.MarkedEnder: one SIGTERM to every process, one grace period, one SIGKILL for the
 // survivors, so that many sessions cost one grace, not one each.
@@ -30,12 +26,12 @@ const scanShare = 0.7
 // identities recorded in state files are cross-checked against the scan and never signalled
 // on their own: a record is a file the user can write, and a process that does not carry the
 // job's marker is not the job's session, whatever a record says.
-func endProcesses(ctx context.Context, l layout.Layout, jobs []*jobInfo, bootID string, opts Options, t *tally) {
+func endProcesses(ctx context.Context, l layout.Layout, jobs []*jobInfo, bootID string, opts Options, t *Tally) {
 	if len(jobs) == 0 {
 		return
 	}
 	if l.UID == 0 {
-		t.problem("jobs of uid 0: processes are never signalled")
+		t.Problem("jobs of uid 0: processes are never signalled")
 		return
 	}
 	killWait := opts.KillWait
@@ -45,7 +41,7 @@ func endProcesses(ctx context.Context, l layout.Layout, jobs []*jobInfo, bootID 
 	q := proc.MarkerQuery{UID: l.UID, Name: layout.MarkerVar, NotBefore: notBefore(jobs, bootID)}
 	for _, j := range jobs {
 		q.Prefixes = append(q.Prefixes, j.key+"/"+l.Node+"/")
-		for _, id := range j.recorded(bootID, l.UID, newTally(nil)) {
+		for _, id := range j.recorded(bootID, l.UID, NewTally(nil)) {
 			q.First = append(q.First, id)
 		}
 	}
@@ -98,62 +94,20 @@ func endProcesses(ctx context.Context, l layout.Layout, jobs []*jobInfo, bootID 
 		r.Left += len(res.Left)
 	})
 	if res.Errs != nil {
-		t.problem("ending processes of jobs %s: %v", jobKeys(jobs), res.Errs)
+		t.Problem("ending processes of jobs %s: %v", jobKeys(jobs), res.Errs)
 	}
 	if ctx.Err() != nil || cutShort {
-		t.unfinished(PhaseProcesses)
+		t.Unfinished(PhaseProcesses)
 	}
 	for _, id := range res.Left {
-		t.problem("%s of job %s survived SIGKILL for %s (uninterruptible sleep?)", id, owner[id], killWait)
+		t.Problem("%s of job %s survived SIGKILL for %s (uninterruptible sleep?)", id, owner[id], killWait)
 	}
-}
-
-// scanTime is how long a marker scan may take of what is left of ctx.
-func scanTime(ctx context.Context) time.Duration {
-	dl, ok := ctx.Deadline()
-	if !ok {
-		return DefaultRemoveTimeout
-	}
-	return time.Duration(float64(time.Until(dl)) * scanShare)
-}
-
-// notBefore is the oldest start time the jobs' records of this boot give for their launchers
-// and sessions: no process of those sessions can have started before it. 0 (no filter) when a
-// job has no such record.
-func notBefore(jobs []*jobInfo, bootID string) uint64 {
-	var oldest uint64
-	for _, j := range jobs {
-		var own uint64
-		consider := func(start uint64) {
-			if start > 0 && (own == 0 || start < own) {
-				own = start
-			}
-		}
-		for _, sup := range j.sups {
-			if sup.BootID == bootID {
-				consider(sup.Process.StartTime)
-			}
-		}
-		for _, st := range j.states(bootID) {
-			consider(st.Supervisor.StartTime)
-			for _, id := range st.Processes {
-				consider(id.StartTime)
-			}
-		}
-		if own == 0 {
-			return 0
-		}
-		if oldest == 0 || own < oldest {
-			oldest = own
-		}
-	}
-	return oldest
 }
 
 // crossCheck logs every recorded identity of j that is alive but not among the processes that
 // carry the job's marker: a forged or stale record (PID 1, root's or another user's process, a
 // reused PID, a process of the user outside the session). Such records are refused.
-func crossCheck(j *jobInfo, bootID string, uid int, node string, marked map[proc.Identity]string, t *tally) {
+func crossCheck(j *jobInfo, bootID string, uid int, node string, marked map[proc.Identity]string, t *Tally) {
 	seen := map[proc.Identity]bool{}
 	for _, rec := range j.recorded(bootID, uid, t) {
 		if seen[rec] {
@@ -164,7 +118,7 @@ func crossCheck(j *jobInfo, bootID string, uid int, node string, marked map[proc
 			continue
 		}
 		if rec.PID <= 1 {
-			t.problem("job %s: state file names %s: refused", j.key, rec)
+			t.Problem("job %s: state file names %s: refused", j.key, rec)
 			t.update(func(r *Report) { r.Refused++ })
 			continue
 		}
@@ -173,14 +127,14 @@ func crossCheck(j *jobInfo, bootID string, uid int, node string, marked map[proc
 		case errors.Is(err, proc.ErrGone):
 			continue // exited: nothing to do
 		case err != nil:
-			t.problem("job %s: recorded %s: %v", j.key, rec, err)
+			t.Problem("job %s: recorded %s: %v", j.key, rec, err)
 		case now.StartTime != rec.StartTime:
-			t.problem("job %s: recorded %s: the pid now belongs to a process started at %d: not signalled", j.key, rec, now.StartTime)
+			t.Problem("job %s: recorded %s: the pid now belongs to a process started at %d: not signalled", j.key, rec, now.StartTime)
 		case now.UID != uid:
-			t.problem("job %s: recorded %s runs as uid %d, not the job's uid %d: refused", j.key, rec, now.UID, uid)
+			t.Problem("job %s: recorded %s runs as uid %d, not the job's uid %d: refused", j.key, rec, now.UID, uid)
 			t.update(func(r *Report) { r.Refused++ })
 		default:
-			t.problem("job %s: recorded %s does not carry %s=%s: not the session's, refused", j.key, rec, layout.MarkerVar, j.key+"/"+node+"/")
+			t.Problem("job %s: recorded %s does not carry %s=%s: not the session's, refused", j.key, rec, layout.MarkerVar, j.key+"/"+node+"/")
 			t.update(func(r *Report) { r.Refused++ })
 		}
 	}

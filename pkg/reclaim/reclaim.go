@@ -1,10 +1,15 @@
 // Package reclaim decides what ffl sessions left behind and removes it: processes, the
 // node-local runtime directories, the session trees in the user's home and the X files of their
 // displays. It is the discovery-and-decision core of ffl-epilog (root, after every job),
-// ffl-prolog, the periodic sweep and `ffl-launch clean` / `list`; the mechanisms it decides with
-// live below it: safefs (every fd-relative filesystem call), proc (identities, signals, the
-// find-TERM-KILL routine), procscan (scans of other processes' memory, in a child), reexec and
-// account (the privilege-dropped helper), xdisplay, runtimedir, layout.
+// ffl-prolog, the periodic sweep and `ffl-launch clean` / `list`: the steps those runs are made
+// of (EndJob, CleanHome, RemoveNodeLocal, Stale, SweepUser, the helper's protocol), while the
+// runs themselves, their order and time budgets, live in pkg/hook. The pure decisions (what is
+// stale, which record describes which session, what a scan may skip) are in decide.go. The
+// mechanisms it decides with live below it: safefs (every fd-relative filesystem call), proc
+// (identities, signals, the find-TERM-KILL routine), procscan (scans of other processes'
+// memory, in a child; the slurmstepd listing), reexec and account (the privilege-dropped
+// helper), xdisplay, runtimedir (the node-local dirs, their listing, the supervisor record),
+// layout.
 //
 // Everything here may run as root in directories a user can write, acting on PIDs a user can
 // write into a state file, so the rules are:
@@ -19,8 +24,8 @@
 //     never slurmstepd or slurmd;
 //   - work in the home (possibly NFS, possibly hung, possibly root_squash) is done by the
 //     helper running as the user (RunHelper), whose answer is trusted only for logging;
-//   - every step has a deadline of its own (Epilog's shares), so a user can make a step slow
-//     but never make it cost the steps after it.
+//   - every step has a deadline of its own (the hooks' shares, pkg/hook), so a user can make a
+//     step slow but never make it cost the steps after it.
 //
 // reclaim never imports lifecycle or control, and they never import it.
 package reclaim
@@ -207,24 +212,29 @@ func (r Report) Err() error {
 	return oneline.Err(errs)
 }
 
-// tally collects one call's report and logs as it goes; safe for concurrent use.
-type tally struct {
+// Tally collects one call's report and logs as it goes; safe for concurrent use. The hooks'
+// steps (pkg/hook) report through it too, so every problem line has one format and one cap.
+type Tally struct {
 	mu  sync.Mutex
 	rep Report
 	log *logrus.Entry
 }
 
-func newTally(log *logrus.Entry) *tally {
+// NewTally starts a report that logs to log (nil discards).
+func NewTally(log *logrus.Entry) *Tally {
 	if log == nil {
 		l := logrus.New()
 		l.SetOutput(io.Discard)
 		log = logrus.NewEntry(l)
 	}
-	return &tally{log: log}
+	return &Tally{log: log}
 }
 
-// problem records and logs one problem; the line names the thing and what was wrong.
-func (t *tally) problem(format string, args ...any) {
+// Log is the logger the tally writes to.
+func (t *Tally) Log() *logrus.Entry { return t.log }
+
+// Problem records and logs one problem; the line names the thing and what was wrong.
+func (t *Tally) Problem(format string, args ...any) {
 	msg := Sanitize(fmt.Sprintf(format, args...))
 	t.mu.Lock()
 	if len(t.rep.Problems) < maxProblems {
@@ -236,9 +246,9 @@ func (t *tally) problem(format string, args ...any) {
 	t.log.Warn(msg)
 }
 
-// foreign counts one entry of another user (path, owned by uid owner) found where ffl keeps
+// Foreign counts one entry of another user (path, owned by uid owner) found where ffl keeps
 // its own, without a line of its own: see Report.Foreign.
-func (t *tally) foreign(path string, owner int) {
+func (t *Tally) Foreign(path string, owner int) {
 	t.mu.Lock()
 	t.rep.Foreign++
 	if t.rep.ForeignExample == "" {
@@ -248,7 +258,7 @@ func (t *tally) foreign(path string, owner int) {
 }
 
 // removed records and logs one removed (or would-be removed) thing.
-func (t *tally) removed(format string, args ...any) {
+func (t *Tally) removed(format string, args ...any) {
 	msg := Sanitize(fmt.Sprintf(format, args...))
 	t.mu.Lock()
 	if len(t.rep.Removed) < maxRemoved {
@@ -258,18 +268,22 @@ func (t *tally) removed(format string, args ...any) {
 	t.log.Info(msg)
 }
 
-// unfinished records that phase was cut short by its deadline.
-func (t *tally) unfinished(phase string) {
+// Unfinished records that phase was cut short by its deadline.
+func (t *Tally) Unfinished(phase string) {
 	t.update(func(r *Report) { r.unfinish(phase) })
 }
 
-func (t *tally) update(fn func(r *Report)) {
+// Add folds o into the report (Report.Add), without logging it.
+func (t *Tally) Add(o Report) { t.update(func(r *Report) { r.Add(o) }) }
+
+func (t *Tally) update(fn func(r *Report)) {
 	t.mu.Lock()
 	fn(&t.rep)
 	t.mu.Unlock()
 }
 
-func (t *tally) report() Report {
+// Report returns a copy of what was collected so far.
+func (t *Tally) Report() Report {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	r := t.rep
@@ -277,6 +291,15 @@ func (t *tally) report() Report {
 	r.Problems = append([]string(nil), r.Problems...)
 	r.Unfinished = append([]string(nil), r.Unfinished...)
 	return r
+}
+
+// DoneVerb is the one wording of a cleanup's lines and summaries: "removed", or "would
+// remove" for a dry run (the sweep's, `ffl-launch clean --dry-run`).
+func DoneVerb(dryRun bool) string {
+	if dryRun {
+		return "would remove"
+	}
+	return "removed"
 }
 
 // Sanitize makes s safe for a log line (oneline.Sanitize, 2 KiB).

@@ -18,8 +18,6 @@ import (
 const (
 	// maxJobEntries bounds the names read from one job dir (sessions are at most max_sessions).
 	maxJobEntries = 4096
-	// maxJobs bounds the job dirs read from one parent.
-	maxJobs = 4096
 )
 
 // sessionInfo is one session of a job as found on disk.
@@ -44,13 +42,6 @@ type jobInfo struct {
 	// removable is true when this process may remove one of its node-local job dirs itself
 	// (root, or the fallback dir under the user's own <temp>/ffl-<uid>).
 	removable bool
-}
-
-// empty reports that the job has nothing this process could remove: no session, no record, no
-// home dir, and only empty node-local dirs it may not remove (a user in the root-owned runtime
-// root). Reporting such a job as removed would repeat at every run until root removes the dir.
-func (j *jobInfo) empty() bool {
-	return len(j.sessions) == 0 && len(j.sups) == 0 && j.home == "" && j.entries == 0 && !j.removable
 }
 
 func newJobInfo(key string) *jobInfo {
@@ -109,12 +100,12 @@ func (j *jobInfo) displays(bootID string) []int {
 
 // recorded returns the process identities of the job's records from this boot, with the uid
 // forced to the job's uid: a record naming another uid is counted as refused, never acted on.
-func (j *jobInfo) recorded(bootID string, uid int, t *tally) []proc.Identity {
+func (j *jobInfo) recorded(bootID string, uid int, t *Tally) []proc.Identity {
 	var out []proc.Identity
 	for _, st := range j.states(bootID) {
 		for _, id := range st.Processes {
 			if id.UID != uid {
-				t.problem("job %s session %d: state file names %s, not of the job's uid %d: refused", j.key, st.Port, id, uid)
+				t.Problem("job %s session %d: state file names %s, not of the job's uid %d: refused", j.key, st.Port, id, uid)
 				t.update(func(r *Report) { r.Refused++ })
 				continue
 			}
@@ -129,17 +120,17 @@ func (j *jobInfo) recorded(bootID string, uid int, t *tally) []proc.Identity {
 // foreign or symlinked ffl-<uid>, reported), the user's private parents ffl-<uid>.<hex>
 // (runtimedir). With allPrivate (the sweep and the stale scan) private parents are looked for
 // even without a squat: the squatter may have removed its plant since. A missing one is skipped.
-func nodeLocalParents(l layout.Layout, allPrivate bool, t *tally) []*os.File {
+func nodeLocalParents(l layout.Layout, allPrivate bool, t *Tally) []*os.File {
 	var out []*os.File
 	if f, err := safefs.OpenTrusted(l.RuntimeDir); err == nil {
 		out = append(out, f)
 	} else if !safefs.IsNotExist(err) {
-		t.problem("runtime dir %s: %v", l.RuntimeDir, err)
+		t.Problem("runtime dir %s: %v", l.RuntimeDir, err)
 	}
 	tmp, err := safefs.OpenTrusted(l.TempDir)
 	if err != nil {
 		if !safefs.IsNotExist(err) {
-			t.problem("temp dir %s: %v", l.TempDir, err)
+			t.Problem("temp dir %s: %v", l.TempDir, err)
 		}
 		return out
 	}
@@ -156,13 +147,13 @@ func nodeLocalParents(l layout.Layout, allPrivate bool, t *tally) []*os.File {
 		// (owners), so with allPrivate it is not counted again here.
 		if !allPrivate {
 			fi, _ := safefs.LstatAt(tmp, name)
-			t.foreign(filepath.Join(l.TempDir, name), fi.UID)
+			t.Foreign(filepath.Join(l.TempDir, name), fi.UID)
 		}
 	default:
 		if safefs.Refused(err) {
 			t.update(func(r *Report) { r.Refused++ })
 		}
-		t.problem("%s: %v: not used", filepath.Join(l.TempDir, name), err)
+		t.Problem("%s: %v: not used", filepath.Join(l.TempDir, name), err)
 	}
 	if !allPrivate && (err == nil || !runtimedir.Squatted(tmp, l.UID)) {
 		return out
@@ -171,13 +162,13 @@ func nodeLocalParents(l layout.Layout, allPrivate bool, t *tally) []*os.File {
 	// private parents; only now is temp_dir listed.
 	names, lerr := runtimedir.PrivateParents(tmp, l.UID, time.Now().Add(runtimedir.ListTimeout))
 	if lerr != nil {
-		t.problem("looking for private parents of uid %d: %v", l.UID, lerr)
+		t.Problem("looking for private parents of uid %d: %v", l.UID, lerr)
 	}
 	for _, n := range names {
 		if f, err := safefs.OpenDirAtOwned(tmp, n, l.UID); err == nil {
 			out = append(out, f)
 		} else if !safefs.IsNotExist(err) {
-			t.problem("%s: %v: not used", filepath.Join(l.TempDir, n), err)
+			t.Problem("%s: %v: not used", filepath.Join(l.TempDir, n), err)
 		}
 	}
 	return out
@@ -186,17 +177,17 @@ func nodeLocalParents(l layout.Layout, allPrivate bool, t *tally) []*os.File {
 // readNodeLocalJob reads one node-local job dir (open as dir, at path) into j: its supervisor
 // record and its sessions' state files. Every record is checked against (node, job, uid, port);
 // anything else is a problem and ignored.
-func readNodeLocalJob(dir *os.File, path string, l layout.Layout, j *jobInfo, t *tally) {
+func readNodeLocalJob(dir *os.File, path string, l layout.Layout, j *jobInfo, t *Tally) {
 	j.runtime = append(j.runtime, path)
 	if fi, err := safefs.Fstat(dir); err == nil {
 		j.touch(fi.Mtime)
 	}
 	names, more, err := safefs.ReadDirNames(dir, maxJobEntries)
 	if err != nil {
-		t.problem("%v", err)
+		t.Problem("%v", err)
 	}
 	if more {
-		t.problem("%s: more than %d entries; only the first were read", path, maxJobEntries)
+		t.Problem("%s: more than %d entries; only the first were read", path, maxJobEntries)
 	}
 	j.entries += len(names)
 	for _, name := range names {
@@ -215,7 +206,7 @@ func readNodeLocalJob(dir *os.File, path string, l layout.Layout, j *jobInfo, t 
 			if safefs.Refused(err) {
 				t.update(func(r *Report) { r.Refused++ })
 			}
-			t.problem("session dir %s: %v: its state is not read", s.runtimeDir, err)
+			t.Problem("session dir %s: %v: its state is not read", s.runtimeDir, err)
 			continue
 		}
 		if fi, err := safefs.Fstat(sd); err == nil {
@@ -231,64 +222,44 @@ func readNodeLocalJob(dir *os.File, path string, l layout.Layout, j *jobInfo, t 
 		sd.Close()
 		if err != nil {
 			if !safefs.IsNotExist(err) { // a session being created has no state file yet
-				t.problem("state file %s/%s: %v", s.runtimeDir, layout.StateFile, err)
+				t.Problem("state file %s/%s: %v", s.runtimeDir, layout.StateFile, err)
 			}
 			continue
 		}
 		st, err := layout.ParseState(data)
 		if err != nil {
-			t.problem("state file %s/%s: %v", s.runtimeDir, layout.StateFile, err)
+			t.Problem("state file %s/%s: %v", s.runtimeDir, layout.StateFile, err)
 			continue
 		}
 		if err := consistent(st, l, j.key, port); err != nil {
-			t.problem("state file %s/%s: %v: ignored", s.runtimeDir, layout.StateFile, err)
+			t.Problem("state file %s/%s: %v: ignored", s.runtimeDir, layout.StateFile, err)
 			continue
 		}
 		s.state = &st
 	}
 }
 
-// consistent checks that a state file describes the session whose directory holds it.
-func consistent(st layout.State, l layout.Layout, key string, port int) error {
-	switch {
-	case st.Node != l.Node:
-		return fmt.Errorf("node %q, this is %q", st.Node, l.Node)
-	case st.Job != key:
-		return fmt.Errorf("job %q, its directory says %q", st.Job, key)
-	case st.UID != l.UID:
-		return fmt.Errorf("uid %d, the directory's owner is %d", st.UID, l.UID)
-	case st.Port != port:
-		return fmt.Errorf("port %d, its directory says %d", st.Port, port)
-	}
-	return nil
-}
-
-func readSupervisor(dir *os.File, path string, l layout.Layout, j *jobInfo, t *tally) {
+func readSupervisor(dir *os.File, path string, l layout.Layout, j *jobInfo, t *Tally) {
 	p := filepath.Join(path, layout.SupervisorFile)
 	if fi, err := safefs.LstatAt(dir, layout.SupervisorFile); err == nil {
 		j.touch(fi.Mtime)
 	}
-	data, err := safefs.ReadFileCapped(dir, layout.SupervisorFile, layout.MaxStateSize)
+	sup, err := runtimedir.ReadSupervisor(dir)
 	if err != nil {
 		if !safefs.IsNotExist(err) {
-			t.problem("supervisor record %s: %v", p, err)
+			t.Problem("supervisor record %s: %v", p, err)
 		}
 		return
 	}
-	sup, err := layout.ParseSupervisor(data)
-	if err != nil {
-		t.problem("supervisor record %s: %v", p, err)
-		return
-	}
 	if sup.Node != l.Node || sup.Job != j.key {
-		t.problem("supervisor record %s: names job %q on node %q: ignored", p, sup.Job, sup.Node)
+		t.Problem("supervisor record %s: names job %q on node %q: ignored", p, sup.Job, sup.Node)
 		return
 	}
 	j.sups = append(j.sups, sup)
 }
 
 // readJobNodeLocal reads the node-local dirs of job l.JobKey (both candidates).
-func readJobNodeLocal(l layout.Layout, j *jobInfo, t *tally) {
+func readJobNodeLocal(l layout.Layout, j *jobInfo, t *Tally) {
 	parents := nodeLocalParents(l, false, t)
 	defer closeAll(parents)
 	name := layout.JobDirName(j.key)
@@ -300,7 +271,7 @@ func readJobNodeLocal(l layout.Layout, j *jobInfo, t *tally) {
 				if safefs.Refused(err) {
 					t.update(func(r *Report) { r.Refused++ })
 				}
-				t.problem("job dir %s: %v: its records are not read", path, err)
+				t.Problem("job dir %s: %v: its records are not read", path, err)
 			}
 			continue
 		}
@@ -309,42 +280,32 @@ func readJobNodeLocal(l layout.Layout, j *jobInfo, t *tally) {
 	}
 }
 
-// jobDir is a "job-<key>" entry of a node-local parent or a home node dir.
-type jobDir struct{ name, key string }
-
-// jobDirs lists the job-<key> entries of dir (at most maxJobs; path names dir in problems).
-func jobDirs(dir *os.File, path string, t *tally) []jobDir {
-	names, more, err := safefs.ReadDirNames(dir, maxJobs)
+// jobDirs is runtimedir.JobDirs of dir with its problems reported (path names dir).
+func jobDirs(dir *os.File, path string, t *Tally) []runtimedir.JobDir {
+	dirs, more, err := runtimedir.JobDirs(dir)
 	if err != nil {
-		t.problem("%v", err)
+		t.Problem("%v", err)
 	}
 	if more {
-		t.problem("%s: more than %d entries; only the first were read", path, maxJobs)
+		t.Problem("%s: more than %d entries; only the first were read", path, runtimedir.MaxJobs)
 	}
-	var out []jobDir
-	for _, name := range names {
-		if key, err := layout.ParseJobDirName(name); err == nil {
-			out = append(out, jobDir{name, key})
-		}
-	}
-	return out
+	return dirs
 }
 
 // scanNodeLocal finds every node-local job dir of user l.UID (both parents) and reads them.
-func scanNodeLocal(l layout.Layout, jobs map[string]*jobInfo, t *tally) {
+func scanNodeLocal(l layout.Layout, jobs map[string]*jobInfo, t *Tally) {
 	parents := nodeLocalParents(l, true, t)
 	defer closeAll(parents)
 	for _, p := range parents {
 		for _, jd := range jobDirs(p, p.Name(), t) {
-			name, key := jd.name, jd.key
-			fi, err := safefs.LstatAt(p, name)
-			if err != nil || !fi.IsDir() || fi.UID != l.UID {
+			name, key := jd.Name, jd.Key
+			if !jd.Info.IsDir() || jd.Info.UID != l.UID {
 				continue // another user's job (the runtime root is shared), or not a dir
 			}
 			d, err := safefs.OpenDirAtOwned(p, name, l.UID)
 			if err != nil {
 				if !safefs.IsNotExist(err) {
-					t.problem("job dir %s: %v", filepath.Join(p.Name(), name), err)
+					t.Problem("job dir %s: %v", filepath.Join(p.Name(), name), err)
 				}
 				continue
 			}
@@ -361,11 +322,6 @@ func scanNodeLocal(l layout.Layout, jobs map[string]*jobInfo, t *tally) {
 		}
 	}
 }
-
-// ParseDisplay is xdisplay.Parse, kept while the launcher switches to it.
-//
-// Deprecated: use xdisplay.Parse.
-func ParseDisplay(s string) (int, error) { return xdisplay.Parse(s) }
 
 // openHomeNodeDir opens <state>/sessions/<node>, checking that every level is the user's and
 // no symlink below an admin-controlled prefix is followed. A missing level returns nil, nil.
@@ -397,13 +353,13 @@ func openHomeNodeDir(l layout.Layout) (*os.File, error) {
 }
 
 // scanHome finds the user's home job dirs for this node and their sessions.
-func scanHome(l layout.Layout, jobs map[string]*jobInfo, t *tally) {
+func scanHome(l layout.Layout, jobs map[string]*jobInfo, t *Tally) {
 	node, err := openHomeNodeDir(l)
 	if err != nil {
 		if safefs.Refused(err) {
 			t.update(func(r *Report) { r.Refused++ })
 		}
-		t.problem("home: %v: not looked at", err)
+		t.Problem("home: %v: not looked at", err)
 		return
 	}
 	if node == nil {
@@ -411,11 +367,7 @@ func scanHome(l layout.Layout, jobs map[string]*jobInfo, t *tally) {
 	}
 	defer node.Close()
 	for _, jd := range jobDirs(node, l.HomeNodeDir(), t) {
-		name, key := jd.name, jd.key
-		fi, err := safefs.LstatAt(node, name)
-		if err != nil {
-			continue
-		}
+		name, key, fi := jd.Name, jd.Key, jd.Info
 		j := jobs[key]
 		if j == nil {
 			j = newJobInfo(key)
@@ -432,18 +384,18 @@ func scanHome(l layout.Layout, jobs map[string]*jobInfo, t *tally) {
 }
 
 // readHomeJob lists the sessions of one home job dir.
-func readHomeJob(node *os.File, name, path string, l layout.Layout, j *jobInfo, t *tally) {
+func readHomeJob(node *os.File, name, path string, l layout.Layout, j *jobInfo, t *Tally) {
 	d, err := safefs.OpenDirAtOwned(node, name, l.UID)
 	if err != nil {
 		if !safefs.IsNotExist(err) {
-			t.problem("home job dir %s: %v", path, err)
+			t.Problem("home job dir %s: %v", path, err)
 		}
 		return
 	}
 	defer d.Close()
 	names, _, err := safefs.ReadDirNames(d, maxJobEntries)
 	if err != nil {
-		t.problem("%v", err)
+		t.Problem("%v", err)
 	}
 	for _, n := range names {
 		port, err := layout.ParseSessionDirName(n)
@@ -454,7 +406,7 @@ func readHomeJob(node *os.File, name, path string, l layout.Layout, j *jobInfo, 
 		s.homeDir = filepath.Join(path, n)
 		if fi, err := safefs.LstatAt(d, n); err == nil {
 			if fi.IsSymlink() {
-				t.problem("home session dir %s is a symlink: only the link is removed, nothing is followed", s.homeDir)
+				t.Problem("home session dir %s is a symlink: only the link is removed, nothing is followed", s.homeDir)
 			}
 			j.touch(fi.Mtime)
 			if fi.Mtime.After(s.activity) {

@@ -15,14 +15,14 @@ import (
 
 // removeTree removes name below parent with the job user as the only owner whose files go, and
 // accounts for it. It returns whether the entry is gone.
-func removeTree(ctx context.Context, parent *os.File, name string, uid int, opts Options, t *tally) bool {
+func removeTree(ctx context.Context, parent *os.File, name string, uid int, opts Options, t *Tally) bool {
 	path := filepath.Join(parent.Name(), name)
 	st, err := safefs.RemoveAllAt(parent, name, safefs.RemoveOptions{UID: uid, Deadline: deadline(ctx, opts.RemoveTimeout)})
 	t.update(func(r *Report) { r.Files += st.Files; r.Bytes += st.Bytes; r.Refused += st.Refused })
 	if err != nil {
-		t.problem("remove %s: %v", path, err)
+		t.Problem("remove %s: %v", path, err)
 		if errors.Is(err, safefs.ErrDeadline) {
-			t.unfinished(PhaseDirs)
+			t.Unfinished(PhaseDirs)
 		}
 	}
 	if _, serr := safefs.LstatAt(parent, name); safefs.IsNotExist(serr) {
@@ -47,7 +47,7 @@ func mayRemoveIn(dir *os.File) bool {
 // removeNodeLocalJob removes job key's node-local job dirs (both candidates). Run by the user
 // in the root-owned runtime root it empties the job dir and leaves the dir itself to the Epilog
 // or the sweep.
-func removeNodeLocalJob(ctx context.Context, l layout.Layout, key string, allPrivate bool, opts Options, t *tally) {
+func removeNodeLocalJob(ctx context.Context, l layout.Layout, key string, allPrivate bool, opts Options, t *Tally) {
 	parents := nodeLocalParents(l, allPrivate, t)
 	defer closeAll(parents)
 	name := layout.JobDirName(key)
@@ -56,13 +56,13 @@ func removeNodeLocalJob(ctx context.Context, l layout.Layout, key string, allPri
 		fi, err := safefs.LstatAt(p, name)
 		if err != nil {
 			if !safefs.IsNotExist(err) {
-				t.problem("job dir %s: %v", path, err)
+				t.Problem("job dir %s: %v", path, err)
 			}
 			continue
 		}
 		if fi.UID != l.UID {
 			t.update(func(r *Report) { r.Refused++ })
-			t.problem("job dir %s: owner uid %d, not the job's uid %d: left alone", path, fi.UID, l.UID)
+			t.Problem("job dir %s: owner uid %d, not the job's uid %d: left alone", path, fi.UID, l.UID)
 			continue
 		}
 		if opts.DryRun {
@@ -79,7 +79,7 @@ func removeNodeLocalJob(ctx context.Context, l layout.Layout, key string, allPri
 		}
 		d, err := safefs.OpenDirAtOwned(p, name, l.UID)
 		if err != nil {
-			t.problem("job dir %s: %v", path, err)
+			t.Problem("job dir %s: %v", path, err)
 			continue
 		}
 		emptyDir(ctx, d, l.UID, opts, t)
@@ -104,11 +104,11 @@ func removeEmptyPrivate(l layout.Layout, name string) {
 }
 
 // emptyDir removes every entry of d (d itself stays).
-func emptyDir(ctx context.Context, d *os.File, uid int, opts Options, t *tally) {
+func emptyDir(ctx context.Context, d *os.File, uid int, opts Options, t *Tally) {
 	for pass := 0; pass < 3; pass++ {
 		names, _, err := safefs.ReadDirNames(d, maxJobEntries)
 		if err != nil {
-			t.problem("%v", err)
+			t.Problem("%v", err)
 			return
 		}
 		if len(names) == 0 {
@@ -128,13 +128,13 @@ func emptyDir(ctx context.Context, d *os.File, uid int, opts Options, t *tally) 
 
 // removeHomeJob removes <state>/sessions/<node>/job-<key> (run as the user: a planted symlink
 // can then reach only what the user may delete anyway; as root it is still never followed).
-func removeHomeJob(ctx context.Context, l layout.Layout, key string, opts Options, t *tally) {
+func removeHomeJob(ctx context.Context, l layout.Layout, key string, opts Options, t *Tally) {
 	node, err := openHomeNodeDir(l)
 	if err != nil {
 		if safefs.Refused(err) {
 			t.update(func(r *Report) { r.Refused++ })
 		}
-		t.problem("home: %v: not removed", err)
+		t.Problem("home: %v: not removed", err)
 		return
 	}
 	if node == nil {
@@ -146,7 +146,7 @@ func removeHomeJob(ctx context.Context, l layout.Layout, key string, opts Option
 	fi, err := safefs.LstatAt(node, name)
 	if err != nil {
 		if !safefs.IsNotExist(err) {
-			t.problem("home job dir %s: %v", path, err)
+			t.Problem("home job dir %s: %v", path, err)
 		}
 		return
 	}
@@ -154,27 +154,17 @@ func removeHomeJob(ctx context.Context, l layout.Layout, key string, opts Option
 		return
 	}
 	if fi.IsSymlink() {
-		t.problem("home job dir %s is a symlink: only the link is removed, nothing is followed", path)
+		t.Problem("home job dir %s is a symlink: only the link is removed, nothing is followed", path)
 	}
 	removeTree(ctx, node, name, l.UID, opts, t)
 }
 
 // removeXFiles removes the X lock and socket of each display the records name, with
 // xdisplay's rule (the uid's files, server proven gone), and accounts for it.
-func removeXFiles(xdir string, displays []int, uid int, dryRun bool, t *tally) {
+func removeXFiles(xdir string, displays []int, uid int, dryRun bool, t *Tally) {
 	res := xdisplay.Remove(xdir, displays, uid, dryRun)
 	t.update(func(r *Report) { r.Files += res.Removed })
 	for _, err := range res.Problems {
-		t.problem("X files: %v", err)
+		t.Problem("X files: %v", err)
 	}
-}
-
-// RemoveXFiles is a thin wrapper kept while the launcher switches to xdisplay.Remove (which it
-// should call directly: lifecycle must not import reclaim).
-//
-// Deprecated: use xdisplay.Remove(xdir, displays, uid, false).
-func RemoveXFiles(xdir string, displays []int, uid int) Report {
-	t := newTally(nil)
-	removeXFiles(xdir, displays, uid, false, t)
-	return t.report()
 }

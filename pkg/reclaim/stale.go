@@ -30,26 +30,26 @@ func Stale(ctx context.Context, l layout.Layout, opts Options) (Report, error) {
 	if err := l.Validate(); err != nil {
 		return Report{}, fmt.Errorf("reclaim stale: %w", err)
 	}
-	t := newTally(opts.Log)
+	t := NewTally(opts.Log)
 	bootID, err := bootIDOf(opts)
 	if err != nil {
 		return Report{}, err
 	}
 	stale := findStale(ctx, l, bootID, opts, opts.OlderThan, t)
 	reclaimJobs(ctx, l, stale, bootID, opts, t, "")
-	rep := t.report()
+	rep := t.Report()
 	return rep, rep.Err()
 }
 
 // findStale scans this user's jobs on this node and returns the stale ones (sorted by key),
 // l.JobKey excluded.
-func findStale(ctx context.Context, l layout.Layout, bootID string, opts Options, olderThan time.Duration, t *tally) []*jobInfo {
+func findStale(ctx context.Context, l layout.Layout, bootID string, opts Options, olderThan time.Duration, t *Tally) []*jobInfo {
 	jobs := map[string]*jobInfo{}
 	scanNodeLocal(l, jobs, t)
 	scanHome(l, jobs, t)
 	delete(jobs, l.JobKey)
 	now := time.Now()
-	running := newRunningJobs(ctx, opts.scanner())
+	running := procscan.NewRunningJobs(ctx, opts.scanner()).Has
 	var stale []*jobInfo
 	for _, key := range sortedKeys(jobs) {
 		j := jobs[key]
@@ -96,12 +96,12 @@ func ListSessions(l layout.Layout, bootID string) ([]SessionStatus, error) {
 			return nil, err
 		}
 	}
-	t := newTally(nil)
+	t := NewTally(nil)
 	jobs := map[string]*jobInfo{}
 	scanNodeLocal(l, jobs, t)
 	scanHome(l, jobs, t)
 	now := time.Now()
-	running := newRunningJobs(context.Background(), procscan.InProcess{})
+	running := procscan.NewRunningJobs(context.Background(), procscan.InProcess{}).Has
 	var out []SessionStatus
 	for _, key := range sortedKeys(jobs) {
 		j := jobs[key]
@@ -127,45 +127,6 @@ func ListSessions(l layout.Layout, bootID string) ([]SessionStatus, error) {
 		}
 	}
 	return out, nil
-}
-
-// liveness decides whether job j's supervisor is alive, and says why in words.
-func liveness(j *jobInfo, uid int, bootID string, now time.Time, running *runningJobs) (bool, string) {
-	gone := ""
-	for _, sup := range j.sups {
-		if sup.BootID != bootID {
-			if gone == "" {
-				gone = "supervisor record from another boot"
-			}
-			continue
-		}
-		id := sup.Process
-		id.UID = uid // a record naming another user's process names no supervisor of ours
-		if id.PID > 1 && id.Alive() {
-			return true, fmt.Sprintf("supervisor pid %d alive", id.PID)
-		}
-		gone = fmt.Sprintf("supervisor pid %d gone", id.PID)
-	}
-	for _, st := range j.states(bootID) {
-		id := st.Supervisor
-		id.UID = uid
-		if id.PID > 1 && id.Alive() {
-			return true, fmt.Sprintf("supervisor pid %d alive (named by the state of session %d)", id.PID, st.Port)
-		}
-	}
-	if gone != "" {
-		return false, gone
-	}
-	if running.has(j.key) {
-		return true, "no supervisor record, but the Slurm job still runs on this node"
-	}
-	if age := now.Sub(j.activity); age < RecordlessGrace {
-		return true, fmt.Sprintf("no supervisor record yet, changed %s ago (starting?)", age.Round(time.Second))
-	}
-	if len(j.runtime) == 0 {
-		return false, "no node-local record (home only: rebooted, or its node-local dir was removed)"
-	}
-	return false, "no supervisor record"
 }
 
 func sortedKeys(jobs map[string]*jobInfo) []string {

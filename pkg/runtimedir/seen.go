@@ -1,4 +1,4 @@
-package reclaim
+package runtimedir
 
 import (
 	"fmt"
@@ -46,9 +46,9 @@ func openSeenDir(dir, node string) (*os.File, error) {
 	return d, nil
 }
 
-// recordSeen notes that uid runs a job on node in boot bootID, and reports whether the user's
+// RecordSeen notes that uid runs a job on node in boot bootID, and reports whether the user's
 // last recorded job here was in another boot (a reboot since: their home may hold stale trees).
-func recordSeen(dir, node string, uid int, bootID string) (rebooted bool, err error) {
+func RecordSeen(dir, node string, uid int, bootID string) (rebooted bool, err error) {
 	if uid <= 0 {
 		return false, fmt.Errorf("seen record for uid %d: refused", uid)
 	}
@@ -68,8 +68,8 @@ func recordSeen(dir, node string, uid int, bootID string) (rebooted bool, err er
 	return rerr == nil, nil
 }
 
-// seenUIDs lists the users recorded for node (a missing directory is no user).
-func seenUIDs(dir, node string) ([]int, error) {
+// SeenUIDs lists the users recorded for node (a missing directory is no user).
+func SeenUIDs(dir, node string) ([]int, error) {
 	if dir == "" {
 		return nil, nil
 	}
