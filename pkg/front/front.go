@@ -91,6 +91,9 @@ type Options struct {
 	// asks for it only when another process holds one loopback family on every free port of the
 	// range, and then prints the bound address literally (see docs/DESIGN.md, "Ports").
 	OneAddress bool
+	// IdleTimeout is the session's idle_timeout, for the words of the disconnect page (see
+	// DisconnectedPath); 0 when off.
+	IdleTimeout time.Duration
 }
 
 // retryAfterFailure is how long a failed start's page is shown before a new visit asks for a
@@ -469,6 +472,10 @@ func (f *Front) handle(w http.ResponseWriter, r *http.Request) {
 		f.logForbidden(r, reason)
 		w.Header().Set("Connection", "close")
 		writePage(w, http.StatusForbidden, "This Firefox session refuses the request", reason)
+		return
+	}
+	if isDisconnected(r) {
+		writeDisconnected(w, f.opts.IdleTimeout)
 		return
 	}
 	c, _ := r.Context().Value(connKey{}).(net.Conn)
