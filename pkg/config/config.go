@@ -41,6 +41,11 @@ const (
 	ProfileSession = "session"
 )
 
+// DefaultIdleTimeout is idle_timeout's default: longer than anyone reads one page without
+// touching mouse or keyboard, short against a walltime of hours, and on the order of the idle
+// timeouts JupyterHub sites give their culler (which adds its own on top).
+const DefaultIdleTimeout = 30 * time.Minute
+
 // DefaultMetricsFile is in the directory Debian's prometheus-node-exporter reads
 // (--collector.textfile.directory).
 const DefaultMetricsFile = "/var/lib/prometheus/node-exporter/ffl.prom"
@@ -105,6 +110,10 @@ type Config struct {
 	// EndWarning is how long before the job's time limit every session shows that it is ending
 	// and where the downloads are (0: never; SIGUSR1 shows it at any time).
 	EndWarning Duration `toml:"end_warning"`
+	// IdleTimeout ends the browser's connection to a session after that long without keyboard
+	// or mouse input (xpra's --idle-timeout; 0: never), so that an open but forgotten tab stops
+	// counting as activity for JupyterHub's idle culler.
+	IdleTimeout Duration `toml:"idle_timeout"`
 	// MaxSessions bounds the sessions one job may run at once.
 	MaxSessions int `toml:"max_sessions"`
 	// LogFormat is "text" or "json".
@@ -167,6 +176,7 @@ func Default() Config {
 		MaxSessions:      4,
 		Profile:          ProfilePersistent,
 		EndWarning:       Duration{10 * time.Minute},
+		IdleTimeout:      Duration{DefaultIdleTimeout},
 		ScreenSize:       "2560x1600",
 		ContentProcesses: 2,
 		LogFormat:        "text",

@@ -52,6 +52,9 @@ type Settings struct {
 	// ScreenSize is Xvfb's screen ("WIDTHxHEIGHT"); xpra resizes the display to the client's,
 	// up to this.
 	ScreenSize string
+	// IdleTimeout disconnects the browser after that long without keyboard or mouse input
+	// (idleArgs; 0: never).
+	IdleTimeout time.Duration
 	// ContentProcesses bounds Firefox's web content processes.
 	ContentProcesses int
 	// StartTimeout bounds one session's start until Firefox is visible.
@@ -318,7 +321,7 @@ func (m *Manager) bind(port int, onDemand func(port int), secret string) (*front
 }
 
 func (m *Manager) frontOptions(port int, onDemand func(port int), one bool, secret string) front.Options {
-	opts := front.Options{UID: m.s.Layout.UID, StartHold: m.s.StartTimeout + 5*time.Second, Log: m.s.Log, IdleHold: 5 * time.Second, OneAddress: one, ProxySecret: secret}
+	opts := front.Options{UID: m.s.Layout.UID, StartHold: m.s.StartTimeout + 5*time.Second, Log: m.s.Log, IdleHold: 5 * time.Second, OneAddress: one, ProxySecret: secret, IdleTimeout: m.s.IdleTimeout}
 	if onDemand != nil {
 		opts.OnDemand = func() { onDemand(port) }
 	}

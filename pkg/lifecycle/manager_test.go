@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -502,5 +503,22 @@ func TestXpraArgsPerVersion(t *testing.T) {
 				t.Errorf("%s: order of the tail: %v", tc.version, args[len(args)-2:])
 			}
 		})
+	}
+}
+
+func TestIdleArgs(t *testing.T) {
+	for _, tc := range []struct {
+		idle time.Duration
+		want []string
+	}{
+		{0, nil},
+		{-time.Second, nil},
+		{30 * time.Minute, []string{"--idle-timeout=1800"}},
+		{20 * time.Second, []string{"--idle-timeout=20"}},
+		{10*time.Second + time.Millisecond, []string{"--idle-timeout=11"}}, // up: never shorter than asked
+	} {
+		if got := idleArgs(tc.idle); !slices.Equal(got, tc.want) {
+			t.Errorf("idleArgs(%v) = %q, want %q", tc.idle, got, tc.want)
+		}
 	}
 }

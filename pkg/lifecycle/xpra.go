@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/ffl-hpc/ffl/pkg/layout"
 	"github.com/ffl-hpc/ffl/pkg/xpra"
@@ -175,6 +176,21 @@ func xpraArgs(v xpra.Version, p sessionPaths, displayFD int, screen string, fire
 	args = append(args, extra...)
 	// Last: nothing in xpra_args may replace the one child of the session.
 	return append(args, "--start-child="+shellJoin(firefox))
+}
+
+// idleArgs makes xpra disconnect the browser after idle without keyboard or mouse input (0:
+// never). xpra 3.1 to 6.x count key presses and repeats, pointer moves, button presses (the
+// wheel included) and the focus of a window as input, never the HTML5 client's pings, so an
+// open tab nobody uses goes quiet and JupyterHub's culler, which sees every byte through
+// jupyter-server-proxy as activity, can stop the server (config key idle_timeout). The client
+// gets the reason "idle timeout" and does not reconnect by itself; the front's disconnect page
+// says what happened. They come before xpra_args, so an admin's --idle-timeout wins.
+func idleArgs(idle time.Duration) []string {
+	if idle <= 0 {
+		return nil
+	}
+	secs := int64((idle + time.Second - 1) / time.Second)
+	return []string{"--idle-timeout=" + strconv.FormatInt(secs, 10)}
 }
 
 // firefoxCommand is Firefox on its profile, never talking to another Firefox of the same user
