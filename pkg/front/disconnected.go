@@ -56,12 +56,39 @@ const disconnectedPage = `<!DOCTYPE html>
     what.textContent = "The connection to the session was lost. Reconnect to go on; if the session has ended, start a new one.";
   }
   if (reason) {
-    document.getElementById("ffl-reason").textContent = "Reason given by xpra: " + reason;
+    document.getElementById("ffl-reason").textContent = "Reason (from xpra's client): " + reason;
   }
 })();
 </script>
 </body></html>
 `
+
+// noReconnect answers a browser's navigation to the HTML5 client's page ("/", "/index.html")
+// that does not say whether the client should reconnect with a redirect to the same page with
+// reconnect=false, and says whether it did. Why: xpra 3.1's client never completes a reconnect
+// (its do_reconnect reads a variable that does not exist, throws, and leaves its
+// reconnect_in_progress flag set, which also silences its ping timeout), so after a dropped
+// connection the tab would show a frozen picture of Firefox for ever. Told not to reconnect,
+// the client goes to the disconnect page (DisconnectedPath), which says the connection was lost
+// and offers Reconnect: the same Firefox, one click away. The redirect is relative (only the
+// query changes), so it works under jupyter-server-proxy's prefix; only navigations
+// (Sec-Fetch-Dest: document, which every current browser sends) get it, so scripts and probes
+// that fetch the page see it as it is.
+func noReconnect(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method != http.MethodGet || (r.URL.Path != "/" && r.URL.Path != "/index.html") ||
+		r.Header.Get("Sec-Fetch-Dest") != "document" {
+		return false
+	}
+	q := r.URL.Query()
+	if q.Has("reconnect") {
+		return false
+	}
+	q.Set("reconnect", "false")
+	w.Header().Set("Location", "?"+q.Encode())
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusFound)
+	return true
+}
 
 // isDisconnected says whether r asks for the disconnect page.
 func isDisconnected(r *http.Request) bool {

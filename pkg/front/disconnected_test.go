@@ -2,6 +2,8 @@ package front
 
 import (
 	"bufio"
+	"io"
+	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -63,5 +65,47 @@ func TestHumanDuration(t *testing.T) {
 		if got := humanDuration(d); got != want {
 			t.Errorf("humanDuration(%v) = %q, want %q", d, got, want)
 		}
+	}
+}
+
+// TestNoClientReconnect: a browser's navigation to the HTML5 client's page is sent to the same
+// page with reconnect=false (a relative redirect: only the query changes); everything else
+// reaches xpra as it is.
+func TestNoClientReconnect(t *testing.T) {
+	nav := "Sec-Fetch-Dest: document"
+	for _, tc := range []struct {
+		name     string
+		off      bool
+		path     string
+		header   string
+		status   int
+		location string
+	}{
+		{"navigation to /", false, "/", nav, 302, "?reconnect=false"},
+		{"navigation to /index.html with a query", false, "/index.html?sharing=no", nav, 302, "?reconnect=false&sharing=no"},
+		{"reconnect already said", false, "/?reconnect=true", nav, 200, ""},
+		{"not a navigation (a probe, curl)", false, "/", "Sec-Fetch-Dest: empty", 200, ""},
+		{"another page", false, "/js/Client.js", nav, 200, ""},
+		{"option off", true, "/", nav, 200, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			x := newFakeXpra(t)
+			f := listen(t, Options{UID: 7, PeerUID: uidIs(7), NoClientReconnect: !tc.off})
+			f.Ready(x.path)
+			host := "localhost:" + strconv.Itoa(f.Port())
+			c := dial(t, f)
+			_, _ = io.WriteString(c, "GET "+tc.path+" HTTP/1.1\r\nHost: "+host+"\r\n"+tc.header+"\r\n\r\n")
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.status || resp.Header.Get("Location") != tc.location {
+				t.Errorf("got %d Location %q, want %d %q", resp.StatusCode, resp.Header.Get("Location"), tc.status, tc.location)
+			}
+			if relayed := x.bytes.Load() > 0; relayed != (tc.status == 200) {
+				t.Errorf("xpra got the request: %v, want %v", relayed, tc.status == 200)
+			}
+		})
 	}
 }
