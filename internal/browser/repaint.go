@@ -60,3 +60,10 @@ func (b *Browser) WaitNewWindow(wait time.Duration) (Seen, error) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// ClickAndType is a user's input through the DevTools protocol (Input.dispatchMouseEvent and
+// Input.dispatchKeyEvent, the events a real mouse and keyboard make): a click at (x, y) in CSS
+// pixels of the viewport, then the keys.
+func (b *Browser) ClickAndType(x, y float64, keys string) error {
+	return chromedp.Do(b.ctx, chromedp.MouseClickXY(x, y), chromedp.KeyEvent(keys))
+}

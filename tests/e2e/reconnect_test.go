@@ -128,6 +128,12 @@ func reconnect(t *testing.T, b *browser.Browser, what string) {
 	if _, err := b.Eval(`(document.getElementById('ffl-reconnect').click(), 'clicked')`); err != nil {
 		t.Fatalf("click Reconnect %s: %v", what, err)
 	}
+	if !testutil.Eventually(30*time.Second, func() bool {
+		where, err := b.Eval(`location.pathname`)
+		return err == nil && !strings.Contains(where, "connect.html")
+	}) {
+		t.Fatalf("Reconnect %s: the tab stays on the disconnect page", what)
+	}
 	seen, err := b.WaitNewWindow(60 * time.Second)
 	if err != nil {
 		if png, err := b.Screenshot(); err == nil {
@@ -166,4 +172,59 @@ func clientSockets(t *testing.T, port int) []string {
 		}
 	}
 	return socks
+}
+
+// TestIdleTimeout: with idle_timeout, a tab whose user clicks and types keeps its connection
+// for many times idle_timeout; left without input, it says so after idle_timeout (and its
+// client, gone to the disconnect page, sends nothing more), and Reconnect brings the same
+// Firefox back.
+func TestIdleTimeout(t *testing.T) {
+	require(t, "xpra", "firefox-esr", "chromium")
+	const idle = 10 * time.Second
+	e := userFilesEnv(t, "9742", map[string]string{"idle_timeout": `"10s"`})
+	l := e.run("--url", e.colorPage(t))
+	info := l.ready(t)
+	profile := filepath.Join(e.dir, "chromium-idle")
+	testutil.MkdirAs(t, profile, e.user, 0o700)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	b, err := browser.Start(ctx, browser.Options{UID: e.user.UID, GID: e.user.GID, ProfileDir: profile, Color: pageColor,
+		Shot: filepath.Join(artifactDir(t), "idle-tab.png"), Wait: 45 * time.Second})
+	testutil.Must(t, err, "chromium")
+	defer b.Close()
+	if _, err := b.See(info.URL); err != nil {
+		t.Fatalf("open the session: %v", err)
+	}
+
+	// Clicks and keys every 2 s for 4 x idle_timeout: the tab keeps showing Firefox.
+	hold := 4 * idle
+	for end := time.Now().Add(hold); time.Now().Before(end); time.Sleep(2 * time.Second) {
+		if err := b.ClickAndType(640, 450, "f"); err != nil {
+			t.Fatalf("input: %v", err)
+		}
+		if where, _ := b.Eval(`location.pathname`); strings.Contains(where, "connect.html") {
+			said, _ := b.Eval(`document.body.innerText`)
+			t.Fatalf("disconnected while the user clicked and typed (idle_timeout %v): %q", idle, said)
+		}
+	}
+	if n, err := b.MarkWindows(); err != nil || n == 0 {
+		t.Fatalf("after %v of input the tab shows no window (%d, %v)", hold, n, err)
+	}
+	t.Logf("%v of clicks and keys (idle_timeout %v): still connected", hold, idle)
+
+	// No input: the tab says why it let go.
+	t0 := time.Now()
+	said := waitTabSays(t, b, "Disconnected after 10 seconds without input")
+	t.Logf("%v after the last input the tab says: %q", time.Since(t0).Round(time.Second), said)
+	if png, err := b.Screenshot(); err == nil {
+		_ = os.WriteFile(filepath.Join(artifactDir(t), "idle-tab-disconnected.png"), png, 0o644)
+	}
+	reconnect(t, b, "after the idle timeout")
+	b2, err := e.command("list", "--json").Output()
+	testutil.Must(t, err, "list")
+	if !bytes.Contains(b2, []byte(fmt.Sprintf(`"pid":%d`, info.PID))) {
+		t.Errorf("after the idle timeout the session is not the same xpra (pid %d): %s", info.PID, b2)
+	}
+	l.stop(t, syscall.SIGTERM)
+	e.assertNothingLeft(t, info.Port)
 }
