@@ -286,7 +286,7 @@ func (s *Session) launch(ctx context.Context, url string) error {
 	}
 	defer dr.Close()
 	ff := firefoxCommand(st.Firefox, s.paths, s.profileDir, st.Home, st.FirefoxArgs, []string{url})
-	args := xpraArgs(st.XpraVersion, s.paths, 3, st.ScreenSize, ff, append(idleArgs(st.IdleTimeout), st.XpraArgs...))
+	args := xpraArgs(st.XpraVersion, s.paths, 3, st.ScreenSize, ff, append(idleArgs(st.XpraVersion, st.IdleTimeout), st.XpraArgs...))
 	xpraBin, err := prereq.LookPath(st.Xpra, st.Path)
 	if err != nil {
 		dw.Close()
