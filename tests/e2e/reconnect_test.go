@@ -158,6 +158,34 @@ func waitTabSays(t *testing.T, b *browser.Browser, want string) string {
 	return said
 }
 
+// traffic maps each established connection of a client to port (by the client's address) to
+// the bytes it has moved both ways so far (the kernel's tcp_info: bytes_acked + bytes_received).
+func traffic(t *testing.T, port int) map[string]int64 {
+	t.Helper()
+	out, err := exec.Command("ss", "-H", "-tin", "state", "established", "dport", "=", ":"+strconv.Itoa(port)).Output()
+	testutil.Must(t, err, "ss")
+	m := map[string]int64{}
+	var sock string
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		if !strings.HasPrefix(line, " ") && !strings.HasPrefix(line, "\t") && len(f) >= 4 {
+			sock = f[2] // Recv-Q Send-Q Local Peer: the client's address
+			m[sock] += 0
+			continue
+		}
+		for _, kv := range f {
+			if k, v, ok := strings.Cut(kv, ":"); ok && (k == "bytes_acked" || k == "bytes_received") {
+				n, _ := strconv.ParseInt(v, 10, 64)
+				m[sock] += n
+			}
+		}
+	}
+	return m
+}
+
 // clientSockets lists the established TCP connections to port on this machine, by their
 // client's address (the browser's side).
 func clientSockets(t *testing.T, port int) []string {
@@ -219,6 +247,17 @@ func TestIdleTimeout(t *testing.T) {
 	if png, err := b.Screenshot(); err == nil {
 		_ = os.WriteFile(filepath.Join(artifactDir(t), "idle-tab-disconnected.png"), png, 0o644)
 	}
+	// What a proxy in front (jupyter-server-proxy) sees of the idle tab: nothing. Over 10 s no
+	// byte moves on the browser's connections to the port, and no connection opens.
+	before := traffic(t, info.Port)
+	time.Sleep(10 * time.Second)
+	after := traffic(t, info.Port)
+	for sock, n := range after {
+		if m, ok := before[sock]; !ok || n != m {
+			t.Errorf("the idle tab still talks to the session: connection %s moved %d bytes in 10 s (%d -> %d)", sock, n-m, m, n)
+		}
+	}
+	t.Logf("the idle tab's connections to the port over 10 s: %v, then %v (bytes)", before, after)
 	reconnect(t, b, "after the idle timeout")
 	b2, err := e.command("list", "--json").Output()
 	testutil.Must(t, err, "list")
