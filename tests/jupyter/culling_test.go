@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
 	"github.com/ffl-hpc/ffl/internal/slurmtest"
@@ -74,8 +76,13 @@ func TestCulling(t *testing.T) {
 	deadline := time.Now().Add(hold)
 	inputs := 0
 	for time.Now().Before(deadline) {
-		ictx, cancel := context.WithTimeout(tab, 20*time.Second)
-		err := chromedp.Do(ictx, chromedp.MouseClickXY(640, 450), chromedp.KeyEvent("f"))
+		// Input goes to the active tab only (a hidden one may never take it): bring the Firefox
+		// tab to the front first, as a user's click on it would.
+		ictx, cancel := context.WithTimeout(tab, 60*time.Second)
+		_, err := chromedp.Call(ictx, page.BringToFront, cdp.Empty{})
+		if err == nil {
+			err = chromedp.Do(ictx, chromedp.MouseClickXY(640, 450), chromedp.KeyEvent("f"))
+		}
 		cancel()
 		if err != nil {
 			t.Fatalf("input in the Firefox tab: %v", err)
