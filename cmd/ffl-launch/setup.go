@@ -118,6 +118,7 @@ func (e *jobEnv) settings() (lifecycle.Settings, error) {
 			MaxSessions:       c.MaxSessions,
 			ScreenSize:        c.ScreenSize,
 			ContentProcesses:  c.ContentProcesses,
+			IdleTimeout:       c.IdleTimeout.Duration,
 			StartTimeout:      c.StartTimeout.Duration,
 			CleanupTimeout:    c.CleanupTimeout.Duration,
 			Path:              os.Getenv("PATH"),

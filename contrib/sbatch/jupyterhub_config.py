@@ -175,3 +175,6 @@ c.JupyterHub.cleanup_servers = False
 # `scancel {job_id}`, and jupyterhub-idle-culler stops idle servers the same way. Nothing
 # ffl-specific to set: the srun task (ffl-launch) gets the SIGTERM, stops the Firefox sessions
 # and ends the server; the node's Epilog (ffl-epilog) ends whatever the SIGKILL finds.
+# An open Firefox tab counts as activity only while its user types or clicks: after
+# idle_timeout in ffl.toml (default 30 minutes) without input, ffl has xpra drop the tab's
+# connection, the tab says why, and the culler's --timeout runs from there.

@@ -45,6 +45,11 @@ const (
 	KeyboardAuto = "auto"
 )
 
+// DefaultIdleTimeout is idle_timeout's default: longer than anyone reads one page without
+// touching mouse or keyboard, short against a walltime of hours, and on the order of the idle
+// timeouts JupyterHub sites give their culler (which adds its own on top).
+const DefaultIdleTimeout = 30 * time.Minute
+
 // DefaultMetricsFile is in the directory Debian's prometheus-node-exporter reads
 // (--collector.textfile.directory).
 const DefaultMetricsFile = "/var/lib/prometheus/node-exporter/ffl.prom"
@@ -116,6 +121,10 @@ type Config struct {
 	// KeyboardLayout is the X keyboard layout of the sessions ("de", "fr", "us"), or
 	// KeyboardAuto: the HTML5 client's guess from the browser's language.
 	KeyboardLayout string `toml:"keyboard_layout"`
+	// IdleTimeout ends the browser's connection to a session after that long without keyboard
+	// or mouse input (xpra's --idle-timeout; 0: never), so that an open but forgotten tab stops
+	// counting as activity for JupyterHub's idle culler.
+	IdleTimeout Duration `toml:"idle_timeout"`
 	// MaxSessions bounds the sessions one job may run at once.
 	MaxSessions int `toml:"max_sessions"`
 	// LogFormat is "text" or "json".
@@ -179,6 +188,7 @@ func Default() Config {
 		Profile:        ProfilePersistent,
 		EndWarning:     Duration{10 * time.Minute},
 		KeyboardLayout: KeyboardAuto,
+		IdleTimeout:    Duration{DefaultIdleTimeout},
 		ScreenSize:     "2560x1600",
 		// One: measured side by side in `make bench` (S-cp), a second content process saves no
 		// time to painted and no memory with one page open, and each one costs tens of MiB once

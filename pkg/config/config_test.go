@@ -131,6 +131,11 @@ func TestKeys(t *testing.T) {
 		{toml: `max_sessions = 1`, check: func(c Config) bool { return c.MaxSessions == 1 }},
 		{toml: `max_sessions = 0`, wantErr: `max_sessions = 0: must be between 1 and 1000`},
 		{toml: "port_min = 8001\nport_max = 8002\nmax_sessions = 3", wantErr: `max_sessions = 3: exceeds the 2 ports from port_min to port_max`},
+		// idle_timeout
+		{toml: `idle_timeout = "1h"`, check: func(c Config) bool { return c.IdleTimeout.Duration == time.Hour }},
+		{toml: `idle_timeout = "0"`, check: func(c Config) bool { return c.IdleTimeout.Duration == 0 }},
+		{toml: `idle_timeout = "5s"`, wantErr: `idle_timeout = "5s": must be 0 (off) or at least 10s`},
+		{toml: `idle_timeout = "-1m"`, wantErr: `must be 0 (off) or at least 10s`},
 		// log_format
 		{toml: `log_format = "json"`, check: func(c Config) bool { return c.LogFormat == "json" }},
 		{toml: `log_format = "JSON"`, wantErr: `log_format = "JSON": must be "text" or "json"`},

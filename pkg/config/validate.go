@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Bounds enforced by Validate.
@@ -78,6 +79,7 @@ func (c Config) Validate() error {
 		{"profile", strconv.Quote(c.Profile), checkProfile(c.Profile)},
 		{"end_warning", quoteDuration(c.EndWarning), checkNonNegative(c.EndWarning)},
 		{"keyboard_layout", strconv.Quote(c.KeyboardLayout), checkKeyboardLayout(c.KeyboardLayout)},
+		{"idle_timeout", quoteDuration(c.IdleTimeout), checkIdleTimeout(c.IdleTimeout)},
 		{"max_sessions", strconv.Itoa(c.MaxSessions), checkMaxSessions(c.MaxSessions, c.PortMin, c.PortMax)},
 		{"log_format", strconv.Quote(c.LogFormat), checkLogFormat(c.LogFormat)},
 		{"epilog.timeout", quoteDuration(c.Epilog.Timeout), checkPositive(c.Epilog.Timeout)},
@@ -155,6 +157,17 @@ func checkMaxSessions(n, portMin, portMax int) error {
 func checkNonNegative(d Duration) error {
 	if d.Duration < 0 {
 		return errors.New(`must be 0 (off) or positive, like "10m"`)
+	}
+	return nil
+}
+
+// MinIdleTimeout is the shortest idle_timeout: a shorter one would cut off a user who stops to
+// read a page.
+const MinIdleTimeout = 10 * time.Second
+
+func checkIdleTimeout(d Duration) error {
+	if d.Duration != 0 && d.Duration < MinIdleTimeout {
+		return fmt.Errorf(`must be 0 (off) or at least %v, like "30m"`, MinIdleTimeout)
 	}
 	return nil
 }

@@ -98,6 +98,13 @@ type Options struct {
 	// name, "de"); "" lets the client take it from the browser's language. It reaches the
 	// client with ClientScriptPath's script tag.
 	KeyboardLayout string
+	// IdleTimeout is the session's idle_timeout, for the words of the disconnect page (see
+	// DisconnectedPath); 0 when off.
+	IdleTimeout time.Duration
+	// NoClientReconnect redirects a browser that opens the HTML5 client's page to the same page
+	// with reconnect=false (see noReconnect): for xpra 3.1's client, whose reconnect never
+	// completes.
+	NoClientReconnect bool
 }
 
 // retryAfterFailure is how long a failed start's page is shown before a new visit asks for a
@@ -507,6 +514,13 @@ func (f *Front) handle(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.URL.Path == startingScriptPath || r.URL.Path == readyPath {
 		f.serveStarting(w, r)
+		return
+	}
+	if isDisconnected(r) {
+		writeDisconnected(w, f.opts.IdleTimeout)
+		return
+	}
+	if f.opts.NoClientReconnect && noReconnect(w, r) {
 		return
 	}
 	c, _ := r.Context().Value(connKey{}).(net.Conn)

@@ -297,6 +297,9 @@ func (m *Manager) bind(port int, onDemand func(port int), secret string) (*front
 
 func (m *Manager) frontOptions(port int, onDemand func(port int), one bool, secret string) front.Options {
 	opts := front.Options{UID: m.s.Layout.UID, StartHold: m.s.StartTimeout + 5*time.Second, Log: m.s.Log, IdleHold: 5 * time.Second, OneAddress: one, ProxySecret: secret, KeyboardLayout: m.s.KeyboardLayout}
+	opts.IdleTimeout = m.s.IdleTimeout
+	// The reconnect bug is in the HTML5 client xpra 3.x ships; xpra 4 and later use xpra-html5.
+	opts.NoClientReconnect = m.s.XpraVersion.Major > 0 && !m.s.XpraVersion.AtLeast(4, 0)
 	if onDemand != nil {
 		opts.OnDemand = func() { onDemand(port) }
 	}

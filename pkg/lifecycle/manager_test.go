@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -495,5 +496,26 @@ func TestXpraArgsPerVersion(t *testing.T) {
 				t.Errorf("%s: order of the tail: %v", tc.version, args[len(args)-2:])
 			}
 		})
+	}
+}
+
+func TestIdleArgs(t *testing.T) {
+	v3, v6 := xpra.Version{Major: 3, Minor: 1, Micro: 3}, xpra.Version{Major: 6, Minor: 5, Micro: 5}
+	for _, tc := range []struct {
+		v    xpra.Version
+		idle time.Duration
+		want []string
+	}{
+		{v3, 0, nil},
+		{v6, 0, nil}, // nothing at all: xpra 6 starts its idle subsystem for either option
+		{v3, -time.Second, nil},
+		{v3, 30 * time.Minute, []string{"--idle-timeout=1800"}},
+		{v3, 20 * time.Second, []string{"--idle-timeout=20"}},
+		{v3, 10*time.Second + time.Millisecond, []string{"--idle-timeout=11"}}, // up: never shorter than asked
+		{v6, 30 * time.Minute, []string{"--idle-timeout=1800", "--server-idle-timeout=4294967"}},
+	} {
+		if got := idleArgs(tc.v, tc.idle); !slices.Equal(got, tc.want) {
+			t.Errorf("idleArgs(%v, %v) = %q, want %q", tc.v, tc.idle, got, tc.want)
+		}
 	}
 }

@@ -270,7 +270,7 @@ func (s *Session) startXpra(url string) (*os.File, time.Time, error) {
 		logs = append(logs, f)
 	}
 	ff := firefoxCommand(st.Firefox, s.paths, s.profileDir, st.Home, st.FirefoxArgs, []string{url})
-	args := xpraArgs(st.XpraVersion, s.paths, 3, st.ScreenSize, ff, st.XpraArgs)
+	args := xpraArgs(st.XpraVersion, s.paths, 3, st.ScreenSize, ff, append(idleArgs(st.XpraVersion, st.IdleTimeout), st.XpraArgs...))
 	xpraBin, err := prereq.LookPath(st.Xpra, st.Path)
 	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("%w: %s not found: install the Debian package xpra", ErrMissing, st.Xpra)

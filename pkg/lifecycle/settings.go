@@ -44,6 +44,9 @@ type Config struct {
 	// ScreenSize is Xvfb's screen ("WIDTHxHEIGHT"); xpra resizes the display to the client's,
 	// up to this.
 	ScreenSize string
+	// IdleTimeout disconnects the browser after that long without keyboard or mouse input
+	// (idleArgs; 0: never).
+	IdleTimeout time.Duration
 	// ContentProcesses bounds Firefox's web content processes.
 	ContentProcesses int
 	// StartTimeout bounds one session's start until Firefox is visible.

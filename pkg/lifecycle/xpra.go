@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/ffl-hpc/ffl/pkg/layout"
 	"github.com/ffl-hpc/ffl/pkg/xpra"
@@ -185,6 +186,35 @@ func xpraArgs(v xpra.Version, p sessionPaths, displayFD int, screen string, fire
 	// Last: nothing in xpra_args may replace the one child of the session.
 	return append(args, "--start-child="+shellJoin(firefox))
 }
+
+// idleArgs makes xpra version v disconnect the browser after idle without keyboard or mouse
+// input (0: never). xpra 3.1 to 6.x count key presses and repeats, pointer moves, button presses
+// (the wheel included) and the focus of a window as input, never the HTML5 client's pings, so
+// an open tab nobody uses goes quiet and JupyterHub's culler, which sees every byte through
+// jupyter-server-proxy as activity, can stop the server (config key idle_timeout). The client
+// gets the reason "idle timeout" and does not reconnect by itself; the front's disconnect page
+// says what happened. They come before xpra_args, so an admin's --idle-timeout wins.
+//
+// xpra 6 turns its idle subsystem on when either idle timeout is set, and that subsystem's
+// start-up schedules the server's own idle timeout even when it is 0 (off): the server exits at
+// once, "No valid client connections for 0 seconds" (seen with 6.5.5: schedule_server_timeout
+// in server/subsystem/idle.py checks for 0 only when cancelling). So from 6.0 ffl also sets
+// --server-idle-timeout to the largest value GLib's timer takes (seconds*1000 in 32 bits,
+// about 49 days): longer than any job, so the server never exits for want of a client.
+func idleArgs(v xpra.Version, idle time.Duration) []string {
+	if idle <= 0 {
+		return nil
+	}
+	secs := int64((idle + time.Second - 1) / time.Second)
+	args := []string{"--idle-timeout=" + strconv.FormatInt(secs, 10)}
+	if v.AtLeast(6, 0) {
+		args = append(args, "--server-idle-timeout="+strconv.Itoa(maxServerIdleTimeout))
+	}
+	return args
+}
+
+// maxServerIdleTimeout is the largest --server-idle-timeout xpra 6 can arm (see idleArgs).
+const maxServerIdleTimeout = (1<<32 - 1) / 1000
 
 // firefoxCommand is Firefox on its profile, never talking to another Firefox of the same user
 // (--no-remote --new-instance), its output in the session's own firefox.log (xpra's log stays

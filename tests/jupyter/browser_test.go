@@ -143,7 +143,7 @@ const checkPageJS = `(() => {
 	if (location.pathname.endsWith("connect.html")) {
 		let why = "";
 		try { why = sessionStorage.getItem("disconnect") || ""; } catch (e) {}
-		why = why || decodeURIComponent(location.search);
+		why = why || decodeURIComponent(location.search) || text.replace(/\s+/g, " "); // ffl's disconnect page clears sessionStorage
 		return {state: /password|authenticat/i.test(why) ? "password" : "disconnected", detail: why.slice(0, 300), match: 0};
 	}
 	const pw = [...document.querySelectorAll("input[type=password]")].find(e => e.offsetParent !== null);

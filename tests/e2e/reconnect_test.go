@@ -1,0 +1,269 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ffl-hpc/ffl/internal/browser"
+	"github.com/ffl-hpc/ffl/internal/testutil"
+)
+
+// otherTabSays is what a tab shows once another tab or window took its session over (the
+// front's disconnect page, for xpra's reason "new client").
+const otherTabSays = "This session was opened in another tab or window"
+
+// lostSays is what a tab shows once its connection was lost.
+const lostSays = "The connection to the session was lost"
+
+// TestReconnect: a user who closes the tab, or whose connection drops, gets the same Firefox
+// back (the same xpra, the page painted again); a second tab takes the session over and the
+// first one says so, in words, with a Reconnect link that takes it back.
+func TestReconnect(t *testing.T) {
+	require(t, "xpra", "firefox-esr", "chromium", "ss")
+	e := userFilesEnv(t, "9741", nil)
+	l := e.run("--url", e.colorPage(t))
+	info := l.ready(t)
+	sameXpra := func(after string) {
+		t.Helper()
+		b, err := e.command("list", "--json").Output()
+		testutil.Must(t, err, "list")
+		if !bytes.Contains(b, []byte(fmt.Sprintf(`"pid":%d`, info.PID))) {
+			t.Errorf("after %s the session is not the same xpra (pid %d): %s", after, info.PID, b)
+		}
+	}
+
+	// The tab closed, the URL opened again.
+	e.seeFirefox(t, info, "reconnect-1.png")
+	e.seeFirefox(t, info, "reconnect-2-after-closing-the-tab.png")
+	sameXpra("closing the tab")
+
+	start := func(name string) *browser.Browser {
+		profile := filepath.Join(e.dir, "chromium-"+name)
+		testutil.MkdirAs(t, profile, e.user, 0o700)
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		t.Cleanup(cancel)
+		b, err := browser.Start(ctx, browser.Options{UID: e.user.UID, GID: e.user.GID, ProfileDir: profile, Color: pageColor,
+			Shot: filepath.Join(artifactDir(t), "reconnect-"+name+".png"), Wait: 45 * time.Second})
+		testutil.Must(t, err, "chromium")
+		t.Cleanup(b.Close)
+		return b
+	}
+	shot := func(b *browser.Browser, name string) {
+		if png, err := b.Screenshot(); err == nil {
+			_ = os.WriteFile(filepath.Join(artifactDir(t), name), png, 0o644)
+		}
+	}
+
+	// The network drops: the kernel aborts the browser's TCP connections to the port (what a
+	// dropped VPN or ssh -L forward does to them), mid-session.
+	first := start("first-tab")
+	if _, err := first.See(info.URL); err != nil {
+		t.Fatalf("first tab: %v", err)
+	}
+	if n, err := first.MarkWindows(); err != nil || n == 0 {
+		t.Fatalf("first tab: %d window canvases to mark (%v)", n, err)
+	}
+	before := clientSockets(t, info.Port)
+	if len(before) == 0 {
+		t.Fatalf("no connection of the browser to port %d to cut", info.Port)
+	}
+	out, err := exec.Command("ss", "-K", "-H", "-tn", "state", "established", "dport", "=", ":"+strconv.Itoa(info.Port)).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ss -K: %v: %s", err, out)
+	}
+	killed := strings.Count(strings.TrimSpace(string(out)), "\n") + 1
+	if strings.TrimSpace(string(out)) == "" {
+		t.Fatalf("ss -K cut no connection of the browser to port %d (it had %v)", info.Port, before)
+	}
+	t.Logf("cut %d connection(s) of the browser to port %d: %v", killed, info.Port, before)
+	// xpra 3.1's client cannot reconnect by itself (see front.noReconnect): the tab says the
+	// connection was lost instead of showing a frozen picture, and Reconnect brings the same
+	// Firefox back.
+	said := waitTabSays(t, first, lostSays)
+	shot(first, "reconnect-first-tab-after-the-drop.png")
+	t.Logf("after the drop the tab says: %q", said)
+	reconnect(t, first, "after the drop")
+	sameXpra("the dropped connection")
+
+	// A second tab takes the session over; the first one says so, and not with xpra's connect
+	// form (server, port, password).
+	second := start("second-tab")
+	if _, err := second.See(info.URL); err != nil {
+		t.Fatalf("second tab: %v", err)
+	}
+	said = waitTabSays(t, first, otherTabSays)
+	shot(first, "reconnect-first-tab-after-the-second-opened.png")
+	t.Logf("the first tab says: %q", said)
+	if strings.Contains(said, "Password") || strings.Contains(said, "Username") {
+		t.Errorf("the first tab shows a connect form: %q", said)
+	}
+
+	// Its Reconnect link takes the session back, and now the second tab says so.
+	reconnect(t, first, "in the first tab")
+	waitTabSays(t, second, otherTabSays)
+	shot(second, "reconnect-second-tab-after-the-first-took-it-back.png")
+	sameXpra("two tabs")
+
+	l.stop(t, syscall.SIGTERM)
+	e.assertNothingLeft(t, info.Port)
+}
+
+// reconnect clicks the Reconnect link of the tab's disconnect page and waits for Firefox's page
+// painted in a window of the new connection.
+func reconnect(t *testing.T, b *browser.Browser, what string) {
+	t.Helper()
+	if _, err := b.MarkWindows(); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	if _, err := b.Eval(`(document.getElementById('ffl-reconnect').click(), 'clicked')`); err != nil {
+		t.Fatalf("click Reconnect %s: %v", what, err)
+	}
+	if !testutil.Eventually(30*time.Second, func() bool {
+		where, err := b.Eval(`location.pathname`)
+		return err == nil && !strings.Contains(where, "connect.html")
+	}) {
+		t.Fatalf("Reconnect %s: the tab stays on the disconnect page", what)
+	}
+	seen, err := b.WaitNewWindow(60 * time.Second)
+	if err != nil {
+		if png, err := b.Screenshot(); err == nil {
+			_ = os.WriteFile(filepath.Join(artifactDir(t), "reconnect-failed.png"), png, 0o644)
+		}
+		t.Fatalf("Reconnect %s: %v", what, err)
+	}
+	t.Logf("Reconnect %s: Firefox's page painted %v after the click (%d of %dx%d pixels)", what, time.Since(t0), seen.Pixels, seen.Width, seen.Height)
+}
+
+// waitTabSays waits until the tab's page says want, and returns what it says (its path and
+// text).
+func waitTabSays(t *testing.T, b *browser.Browser, want string) string {
+	t.Helper()
+	var said string
+	if !testutil.Eventually(45*time.Second, func() bool {
+		said, _ = b.Eval(`location.pathname + ' | ' + (document.body ? document.body.innerText.replace(/\s+/g, ' ').slice(0, 600) : '')`)
+		return strings.Contains(said, want)
+	}) {
+		t.Fatalf("the tab does not say %q: %q", want, said)
+	}
+	return said
+}
+
+// traffic maps each established connection of a client to port (by the client's address) to
+// the bytes it has moved both ways so far (the kernel's tcp_info: bytes_acked + bytes_received).
+func traffic(t *testing.T, port int) map[string]int64 {
+	t.Helper()
+	out, err := exec.Command("ss", "-H", "-tin", "state", "established", "dport", "=", ":"+strconv.Itoa(port)).Output()
+	testutil.Must(t, err, "ss")
+	m := map[string]int64{}
+	var sock string
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		if !strings.HasPrefix(line, " ") && !strings.HasPrefix(line, "\t") && len(f) >= 4 {
+			sock = f[2] // Recv-Q Send-Q Local Peer: the client's address
+			m[sock] += 0
+			continue
+		}
+		for _, kv := range f {
+			if k, v, ok := strings.Cut(kv, ":"); ok && (k == "bytes_acked" || k == "bytes_received") {
+				n, _ := strconv.ParseInt(v, 10, 64)
+				m[sock] += n
+			}
+		}
+	}
+	return m
+}
+
+// clientSockets lists the established TCP connections to port on this machine, by their
+// client's address (the browser's side).
+func clientSockets(t *testing.T, port int) []string {
+	t.Helper()
+	out, err := exec.Command("ss", "-H", "-tn", "state", "established", "dport", "=", ":"+strconv.Itoa(port)).Output()
+	testutil.Must(t, err, "ss")
+	var socks []string
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		// Recv-Q Send-Q Local Peer (state established prints no State column).
+		if f := strings.Fields(line); len(f) >= 4 {
+			socks = append(socks, f[2])
+		}
+	}
+	return socks
+}
+
+// TestIdleTimeout: with idle_timeout, a tab whose user clicks and types keeps its connection
+// for many times idle_timeout; left without input, it says so after idle_timeout (and its
+// client, gone to the disconnect page, sends nothing more), and Reconnect brings the same
+// Firefox back.
+func TestIdleTimeout(t *testing.T) {
+	require(t, "xpra", "firefox-esr", "chromium")
+	const idle = 10 * time.Second
+	e := userFilesEnv(t, "9742", map[string]string{"idle_timeout": `"10s"`})
+	l := e.run("--url", e.colorPage(t))
+	info := l.ready(t)
+	profile := filepath.Join(e.dir, "chromium-idle")
+	testutil.MkdirAs(t, profile, e.user, 0o700)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	b, err := browser.Start(ctx, browser.Options{UID: e.user.UID, GID: e.user.GID, ProfileDir: profile, Color: pageColor,
+		Shot: filepath.Join(artifactDir(t), "idle-tab.png"), Wait: 45 * time.Second})
+	testutil.Must(t, err, "chromium")
+	defer b.Close()
+	if _, err := b.See(info.URL); err != nil {
+		t.Fatalf("open the session: %v", err)
+	}
+
+	// Clicks and keys every 2 s for 4 x idle_timeout: the tab keeps showing Firefox.
+	hold := 4 * idle
+	for end := time.Now().Add(hold); time.Now().Before(end); time.Sleep(2 * time.Second) {
+		if err := b.ClickAndType(640, 450, "f"); err != nil {
+			t.Fatalf("input: %v", err)
+		}
+		if where, _ := b.Eval(`location.pathname`); strings.Contains(where, "connect.html") {
+			said, _ := b.Eval(`document.body.innerText`)
+			t.Fatalf("disconnected while the user clicked and typed (idle_timeout %v): %q", idle, said)
+		}
+	}
+	if n, err := b.MarkWindows(); err != nil || n == 0 {
+		t.Fatalf("after %v of input the tab shows no window (%d, %v)", hold, n, err)
+	}
+	t.Logf("%v of clicks and keys (idle_timeout %v): still connected", hold, idle)
+
+	// No input: the tab says why it let go.
+	t0 := time.Now()
+	said := waitTabSays(t, b, "Disconnected after 10 seconds without input")
+	t.Logf("%v after the last input the tab says: %q", time.Since(t0).Round(time.Second), said)
+	if png, err := b.Screenshot(); err == nil {
+		_ = os.WriteFile(filepath.Join(artifactDir(t), "idle-tab-disconnected.png"), png, 0o644)
+	}
+	// What a proxy in front (jupyter-server-proxy) sees of the idle tab: nothing. Over 10 s no
+	// byte moves on the browser's connections to the port, and no connection opens.
+	before := traffic(t, info.Port)
+	time.Sleep(10 * time.Second)
+	after := traffic(t, info.Port)
+	for sock, n := range after {
+		if m, ok := before[sock]; !ok || n != m {
+			t.Errorf("the idle tab still talks to the session: connection %s moved %d bytes in 10 s (%d -> %d)", sock, n-m, m, n)
+		}
+	}
+	t.Logf("the idle tab's connections to the port over 10 s: %v, then %v (bytes)", before, after)
+	reconnect(t, b, "after the idle timeout")
+	b2, err := e.command("list", "--json").Output()
+	testutil.Must(t, err, "list")
+	if !bytes.Contains(b2, []byte(fmt.Sprintf(`"pid":%d`, info.PID))) {
+		t.Errorf("after the idle timeout the session is not the same xpra (pid %d): %s", info.PID, b2)
+	}
+	l.stop(t, syscall.SIGTERM)
+	e.assertNothingLeft(t, info.Port)
+}
