@@ -90,7 +90,7 @@ print(json.dumps({
 	}
 	for name, script := range map[string]string{"srun": r.Srun, "exec": r.Exec} {
 		want := map[string]string{
-			"srun": `srun "${FFL_LAUNCH:-ffl-launch}" run -- batchspawner-singleuser /opt/venv/bin/jupyterhub-singleuser --debug`,
+			"srun": `srun ${SLURM_CPUS_PER_TASK:+--cpus-per-task="$SLURM_CPUS_PER_TASK"} "${FFL_LAUNCH:-ffl-launch}" run -- batchspawner-singleuser /opt/venv/bin/jupyterhub-singleuser --debug`,
 			"exec": `exec "${FFL_LAUNCH:-ffl-launch}" run -- batchspawner-singleuser /opt/venv/bin/jupyterhub-singleuser --debug`,
 		}[name]
 		if !strings.Contains(script, "\n"+want+"\n") {

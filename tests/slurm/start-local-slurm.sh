@@ -39,6 +39,9 @@
 #   SLURM_FIRST_JOB_ID=N      FirstJobId (job ids restart from it whenever
 #                             the state is wiped)                        [1]
 #   SLURM_SELECT=cons_tres|linear                                        [cons_tres]
+#   SLURM_TASK_PLUGIN=...     TaskPlugin, e.g. task/cgroup,task/affinity
+#                             (with SLURM_CGROUP_CONF_EXTRA=ConstrainCores=yes
+#                             a step's cpuset is its CPUs)               [task/none]
 #   SLURM_DEBUG_LEVEL=info|debug|debug2 (slurmd + slurmctld log level)   [info]
 #   SLURM_SCHED_PARAMS        SchedulerParameters; batch_sched_delay=0 cuts
 #                             submit->start latency from ~2.9 s to ~0.9 s
@@ -80,6 +83,7 @@ SLURM_PROLOG_FLAGS=${SLURM_PROLOG_FLAGS-Alloc}
 SLURM_KILLWAIT=${SLURM_KILLWAIT:-5}
 SLURM_PROCTRACK=${SLURM_PROCTRACK:-auto}
 SLURM_SELECT=${SLURM_SELECT:-cons_tres}
+SLURM_TASK_PLUGIN=${SLURM_TASK_PLUGIN:-task/none}
 SLURM_DEBUG_LEVEL=${SLURM_DEBUG_LEVEL:-info}
 SLURM_SCHED_PARAMS=${SLURM_SCHED_PARAMS-batch_sched_delay=0}
 SLURM_PROLOG_EPILOG_TIMEOUT=${SLURM_PROLOG_EPILOG_TIMEOUT:-}
@@ -281,7 +285,7 @@ if [ "$ALREADY" != 1 ]; then
       echo "SlurmctldDebug=$SLURM_DEBUG_LEVEL"
       echo "SlurmdDebug=$SLURM_DEBUG_LEVEL"
       echo "ProctrackType=proctrack/$pt"
-      echo "TaskPlugin=task/none"
+      echo "TaskPlugin=$SLURM_TASK_PLUGIN"
       echo "SelectType=select/$SLURM_SELECT"
       [ "$SLURM_SELECT" = cons_tres ] && echo "SelectTypeParameters=CR_Core"
       echo "SchedulerType=sched/backfill"
