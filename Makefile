@@ -48,11 +48,11 @@ e2e-xpra6: build ## xpra 6.5 built from PyPI's source (scripts/xpra6.sh), then a
 
 .PHONY: slurm-test
 slurm-test: build ## real Slurm scenarios: sbatch, scancel, time limit, SIGKILL, Epilog (root)
-	flock /run/ffl-slurm-suite.lock env FFL_E2E=1 SLURM_CONFDIR=$(SLURM_CONFDIR) $(GO) test -count=1 -v -timeout 40m -skip '^TestMultiNode$$' ./tests/slurm/...
+	flock -o /run/ffl-slurm-suite.lock env FFL_E2E=1 SLURM_CONFDIR=$(SLURM_CONFDIR) $(GO) test -count=1 -v -timeout 40m -skip '^TestMultiNode$$' ./tests/slurm/...
 
 .PHONY: multinode-test
 multinode-test: build ## real Slurm on three nodes (own namespaces, one /home): same port, srun -N2, kill -9, reboot (root)
-	flock /run/ffl-slurm-suite.lock env FFL_E2E=1 SLURM_MN_CONFDIR=$(SLURM_MN_CONFDIR) $(GO) test -count=1 -v -timeout 20m -run '^TestMultiNode$$' ./tests/slurm/...
+	flock -o /run/ffl-slurm-suite.lock env FFL_E2E=1 SLURM_MN_CONFDIR=$(SLURM_MN_CONFDIR) $(GO) test -count=1 -v -timeout 20m -run '^TestMultiNode$$' ./tests/slurm/...
 
 .PHONY: slurm-versions-test
 slurm-versions-test: build ## the Slurm scenarios on Slurm 24.11 (Debian trixie) and 26.05 (sid), each in a debootstrapped node image (root)
@@ -141,7 +141,7 @@ deb: ## build ffl_<version>_amd64.deb with debhelper and check it with lintian (
 
 .PHONY: deb-test
 deb-test: deb ## install the .deb, run a real Slurm job against it, purge it, show nothing is left (root)
-	flock /run/ffl-slurm-suite.lock ./tests/deb/deb-test.sh ffl_*_amd64.deb
+	flock -o /run/ffl-slurm-suite.lock ./tests/deb/deb-test.sh ffl_*_amd64.deb
 
 .PHONY: clean
 clean: ## remove build output

@@ -61,9 +61,9 @@ for s in "${SUITES[@]}"; do
   log "$s: Slurm ${VER[$s]}: waiting for /run/ffl-slurm-suite.lock"
   t=$(date +%s)
   r=0
-  # The node's processes inherit the lock and end with its PID namespace, so it is released
-  # when the run ends, however it ends.
-  flock /run/ffl-slurm-suite.lock \
+  # -o: the lock is flock's, not inherited by the node's processes (a daemon that outlived a run
+  # would hold it); they end with the node's PID namespace anyway.
+  flock -o /run/ffl-slurm-suite.lock \
     unshare --net --mount --uts --ipc --pid --fork --propagation private -- \
     "$HERE/image-init.sh" "${IMG[$s]}" "$WORK/$s" "$WORK/bin" "$ROOT" "ffl-$s" \
     /bin/sh -c 'cd /ffl/src/tests/slurm && exec env "$@"' sh "${env[@]}" \
