@@ -41,6 +41,13 @@ mkdir -p "$ROOT/ffl/src" "$ROOT/ffl/bin"
 mount --bind "$SRC" "$ROOT/ffl/src"
 mount --bind "$BIN" "$ROOT/ffl/bin"
 mount -o remount,bind,ro "$ROOT/ffl/bin"
+# IMAGE_WEBROOT=DIR: the host's DIR read-only at the same path in the node (versions.sh: the
+# trixie node's stand-in HTML5 web root, see docs/SLURM-VERSIONS.md).
+if [ -n "${IMAGE_WEBROOT:-}" ]; then
+  mkdir -p "$ROOT$IMAGE_WEBROOT"
+  mount --bind "$IMAGE_WEBROOT" "$ROOT$IMAGE_WEBROOT"
+  mount -o remount,bind,ro "$ROOT$IMAGE_WEBROOT"
+fi
 hostname "$NODE"
 printf '127.0.0.1 localhost %s\n::1 localhost\n' "$NODE" >"$ROOT/etc/hosts"
 echo "$NODE" >"$ROOT/etc/hostname"

@@ -52,9 +52,15 @@ declare -A RESULT TOOK VER
 rc=0
 for s in "${SUITES[@]}"; do
   env=(FFL_E2E=1 FFL_PREBUILT_BIN=/ffl/bin SLURM_CONFDIR=/var/tmp/ffl-slurm)
+  webroot=""
   if [ "$s" = trixie ]; then
     env+=(FFL_SLURM_XPRA=/opt/xpra-6.5.5/venv/bin/xpra
-      "FFL_SLURM_NO_HTML5=xpra 6.5 has no HTML5 client here (xpra-html5 is in neither Debian trixie nor PyPI; Debian's 3.1 client does not speak xpra 6)")
+      "FFL_SLURM_NO_HTML5=xpra 6.5 has no HTML5 client here (xpra-html5 is in neither Debian trixie nor PyPI; the stand-in web root, Debian's 3.1 client, does not speak xpra 6)")
+    # ffl-launch refuses to start without a web root (a prerequisite). The trixie node gets the
+    # host's Debian xpra 3.1 client files as a stand-in, so that the server side of every
+    # scenario runs on Slurm 24.11; no browser uses them (FFL_SLURM_NO_HTML5).
+    webroot=/usr/share/xpra/www
+    [ -f "$webroot/index.html" ] || die "$webroot/index.html missing: run scripts/deps.sh (Debian's xpra)"
   fi
   VER[$s]=$(cat "${IMG[$s]}/.ffl-slurm-version")
   mkdir -m 0755 "$WORK/$s"
@@ -63,7 +69,7 @@ for s in "${SUITES[@]}"; do
   r=0
   # -o: the lock is flock's, not inherited by the node's processes (a daemon that outlived a run
   # would hold it); they end with the node's PID namespace anyway.
-  flock -o /run/ffl-slurm-suite.lock \
+  IMAGE_WEBROOT=$webroot flock -o /run/ffl-slurm-suite.lock \
     unshare --net --mount --uts --ipc --pid --fork --propagation private -- \
     "$HERE/image-init.sh" "${IMG[$s]}" "$WORK/$s" "$WORK/bin" "$ROOT" "ffl-$s" \
     /bin/sh -c 'cd /ffl/src/tests/slurm && exec env "$@"' sh "${env[@]}" \
