@@ -30,17 +30,24 @@ for b in unshare chroot ip flock go; do command -v "$b" >/dev/null || die "$b mi
 for s in "${SUITES[@]}"; do case $s in trixie | sid) ;; *) die "unknown suite $s: want trixie or sid" ;; esac; done
 
 T0=$(date +%s)
-declare -A IMG
-for s in "${SUITES[@]}"; do
-  t=$(date +%s)
-  IMG[$s]=$("$ROOT/scripts/node-image.sh" "$s" | tail -n1)
-  log "image $s: ${IMG[$s]} (slurmd $(cat "${IMG[$s]}/.ffl-slurm-version")), ready in $(($(date +%s) - t)) s"
-done
-
 WORK=$(mktemp -d /var/tmp/ffl-slurm-versions.XXXXXX)
 chmod 0755 "$WORK"
 cleanup() { rm -rf --one-file-system "$WORK"; }
 trap cleanup EXIT
+trap 'exit 143' TERM INT
+
+# The images build side by side (a fresh build is mostly download and dpkg; each suite has its
+# own lock in node-image.sh); a cached one is found at once.
+declare -A IMG BUILD
+for s in "${SUITES[@]}"; do
+  "$ROOT/scripts/node-image.sh" "$s" >"$WORK/image-$s" &
+  BUILD[$s]=$!
+done
+for s in "${SUITES[@]}"; do
+  wait "${BUILD[$s]}" || die "image $s: scripts/node-image.sh failed (its log is above)"
+  IMG[$s]=$(tail -n1 "$WORK/image-$s")
+  log "image $s: ${IMG[$s]} (slurmd $(cat "${IMG[$s]}/.ffl-slurm-version")), ready after $(($(date +%s) - T0)) s"
+done
 t=$(date +%s)
 mkdir -m 0755 "$WORK/bin"
 (cd "$ROOT" && CGO_ENABLED=1 go build -trimpath -o "$WORK/bin/" ./cmd/ffl-launch ./cmd/ffl-epilog ./cmd/ffl-prolog &&
