@@ -13,8 +13,8 @@
 #   /sys, /dev          the host's (the cgroup hierarchies slurmd uses: it names its cgroups
 #                       slurm_NODE, apart from the host's clusters)
 #   /run /tmp /dev/shm  fresh tmpfs; /tmp/.X11-unix root's 1777, as at boot
-#   network             its own: loopback only, so its slurmctld and slurmd listen on
-#                       6817/6818 beside the host's clusters
+#   network             its own: loopback and a veth pair inside it (see below), so its
+#                       slurmctld and slurmd listen on 6817/6818 beside the host's clusters
 #   /ffl/src            SRC (the module: tests/slurm's scripts, contrib/sbatch)
 #   /ffl/bin            BINDIR read-only (ffl built on the host, the suite's test binary)
 #   hostname            NODE (UTS namespace); /etc/hosts names it
@@ -52,6 +52,14 @@ hostname "$NODE"
 printf '127.0.0.1 localhost %s\n::1 localhost\n' "$NODE" >"$ROOT/etc/hosts"
 echo "$NODE" >"$ROOT/etc/hostname"
 ip link set lo up
+# An address besides the loopback's: slurmctld 24.11 and later resolve their listening address
+# with AI_ADDRCONFIG, which finds nothing on a loopback-only host ("getaddrinfo((null):6817)
+# failed"). A veth pair whose both ends stay in the node's namespace gives it one, reaching
+# nothing outside.
+ip link add ffl0 type veth peer name ffl1
+ip addr add 10.254.77.1/24 dev ffl0
+ip link set ffl0 up
+ip link set ffl1 up
 log "root $ROOT (image $IMG), slurmd $(cat "$IMG/.ffl-slurm-version")"
 
 chroot "$ROOT" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
