@@ -32,9 +32,14 @@ for s in "${SUITES[@]}"; do case $s in trixie | sid) ;; *) die "unknown suite $s
 T0=$(date +%s)
 WORK=$(mktemp -d /var/tmp/ffl-slurm-versions.XXXXXX)
 chmod 0755 "$WORK"
-cleanup() { rm -rf --one-file-system "$WORK"; }
+# A failed run keeps WORK: each node's files are in WORK/SUITE/upper (the overlay's upper layer:
+# the daemons' logs under var/tmp/ffl-slurm/log, the jobs' output in home/ffluser*).
+rc=0
+cleanup() {
+  if [ "$rc" = 0 ]; then rm -rf --one-file-system "$WORK"; else log "kept $WORK (each node's files in $WORK/SUITE/upper)"; fi
+}
 trap cleanup EXIT
-trap 'exit 143' TERM INT
+trap 'rc=143; exit 143' TERM INT
 
 # The images build side by side (a fresh build is mostly download and dpkg; each suite has its
 # own lock in node-image.sh); a cached one is found at once.
@@ -56,7 +61,6 @@ chmod -R go+rX "$WORK/bin"
 log "built ffl and the suite's test binary in $(($(date +%s) - t)) s"
 
 declare -A RESULT TOOK VER
-rc=0
 for s in "${SUITES[@]}"; do
   env=(FFL_E2E=1 FFL_PREBUILT_BIN=/ffl/bin SLURM_CONFDIR=/var/tmp/ffl-slurm)
   webroot=""
