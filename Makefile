@@ -57,6 +57,10 @@ slurm-test: build ## real Slurm scenarios: sbatch, scancel, time limit, SIGKILL,
 multinode-test: build ## real Slurm on three nodes (own namespaces, one /home): same port, srun -N2, kill -9, reboot (root)
 	flock -o /run/ffl-slurm-suite.lock env FFL_E2E=1 SLURM_MN_CONFDIR=$(SLURM_MN_CONFDIR) $(GO) test -count=1 -v -timeout 20m -run '^TestMultiNode$$' ./tests/slurm/...
 
+.PHONY: slurm-versions-test
+slurm-versions-test: build ## the Slurm scenarios on Slurm 24.11 (Debian trixie) and 26.05 (sid), each in a debootstrapped node image (root)
+	tests/slurm/versions.sh trixie sid
+
 # The Jupyter suite runs once per Python stack (a lock file of tests/jupyter/stacks/): today's
 # stack with every test, the older one without TestCollision (ffl's port logic, the same on
 # every stack; its stack-dependent parts, a failed start and the proxy, are in TestFailFast and
@@ -74,7 +78,7 @@ preflight: build ## ffl-launch doctor: fails (exit 3) when a session could not d
 	$(BIN)/ffl-launch doctor
 
 .PHONY: check
-check: deps lint preflight test e2e e2e-xpra6 slurm-test multinode-test jupyter-test deb-test admin-path-test ## everything CI runs: deps, lint, doctor, unit, e2e (xpra 3.1 and 6.5), Slurm scenarios (one node, three nodes), the Jupyter journey (two stacks), the package, and an admin's path (demo, then the package over it, non-interactive)
+check: deps lint preflight test e2e e2e-xpra6 slurm-test multinode-test slurm-versions-test jupyter-test deb-test admin-path-test ## everything CI runs: deps, lint, doctor, unit, e2e (xpra 3.1 and 6.5), Slurm scenarios (one node, three nodes; 24.11 and 26.05 images), the Jupyter journey (two stacks), the package, and an admin's path (demo, then the package over it, non-interactive)
 
 .PHONY: demo
 demo: deps build ## local single-node Slurm + a real session from contrib/sbatch/firefox.sbatch

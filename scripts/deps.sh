@@ -18,11 +18,13 @@
 #   node-configurable-http-proxy nodejs
 #                           tests/jupyter: the hub's proxy (4.5.3, works with JupyterHub 4.1-6.1)
 #   sudo                    batchspawner's exec_prefix, `sudo -E -u {username}`
+#   debootstrap             make slurm-versions-test builds its Debian trixie and sid node
+#                           images (Slurm 24.11, 26.05) with it (scripts/node-image.sh)
 #   bash-completion         runs the generated completion scripts in their test
 #   debhelper lintian       make deb builds the Debian package with them and checks it
 set -euo pipefail
 PKGS=(xpra python3-pil python3-lz4 firefox-esr xvfb xauth x11-utils chromium slurm-wlm munge curl procps ca-certificates python3 iproute2 util-linux
-  python3-venv node-configurable-http-proxy nodejs sudo bash-completion debhelper lintian)
+  python3-venv node-configurable-http-proxy nodejs sudo bash-completion debhelper lintian debootstrap)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

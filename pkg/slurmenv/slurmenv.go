@@ -235,7 +235,7 @@ func build(o Options, epilog bool) (Job, error) {
 	}{
 		{&j.Cluster, EnvClusterName, validWord},
 		{&j.ScriptContext, EnvScriptContext, validWord},
-		{&j.StepID, EnvStepID, validDecimal},
+		{&j.StepID, EnvStepID, validStepID},
 		{&j.ArrayJobID, EnvArrayJobID, ValidJobID},
 		{&j.ArrayTaskID, EnvArrayTaskID, validDecimal},
 	} {

@@ -111,6 +111,19 @@ func validDecimal(s string) error {
 	return nil
 }
 
+// validStepID checks SLURM_STEP_ID: a canonical decimal, or one of Slurm's special steps as
+// Slurm 26.05 writes them, a small negative number (the batch step is "-5"; 22.05 wrote the
+// same id unsigned, 4294967291). ffl only logs it.
+func validStepID(s string) error {
+	if rest, neg := strings.CutPrefix(s, "-"); neg {
+		if _, err := parseCanonical(rest, 256); err != nil || rest == "0" {
+			return errors.New("not a step ID (a decimal number, or a special step's small negative one)")
+		}
+		return nil
+	}
+	return validDecimal(s)
+}
+
 // validWord checks an informational Slurm value (cluster name, script
 // context) that we only log: a safe name, so it cannot inject lines or
 // control characters into logs.

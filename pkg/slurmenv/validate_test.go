@@ -132,6 +132,17 @@ func TestValidDecimal(t *testing.T) {
 	}
 }
 
+func TestValidStepID(t *testing.T) {
+	for _, in := range []string{"0", "7", "4294967291", "-5", "-4", "-2"} {
+		checkValidator(t, "validStepID", validStepID, in, "")
+	}
+	for _, in := range []string{"", "-", "-0", "--5", "-05", "-256", "-x", "01", "5-", "-5\n"} {
+		if validStepID(in) == nil {
+			t.Errorf("validStepID(%q) = nil, want an error", in)
+		}
+	}
+}
+
 func checkValidator(t *testing.T, name string, f func(string) error, in, wantErr string) {
 	t.Helper()
 	err := f(in)

@@ -93,6 +93,21 @@ ls_drain_jobs() {
 # reconfigure.sh running start-local-slurm.sh) inherits the lock. The lock
 # is fd 9: every daemon is started with 9>&-, or it would hold the lock for
 # its whole life (flock locks belong to the open file, which fork shares).
+# ls_daemon CMD...: run CMD (a daemon that forks into the background) with every
+# descriptor above 2 closed, not only fd 9: a caller's lock (`flock
+# /run/ffl-slurm-suite.lock make slurm-test`, without -o, passes its fd 3
+# down) would otherwise be held by munged or slurmctld for as long as they
+# live, and every other suite on the machine would wait for it.
+ls_daemon() {
+  (
+    for fd in /proc/"$BASHPID"/fd/*; do
+      fd=${fd##*/}
+      if [ "$fd" -gt 2 ]; then eval "exec $fd>&-" 2>/dev/null || true; fi
+    done
+    exec "$@"
+  )
+}
+
 ls_lock() {
   [ "${FFL_LOCAL_SLURM_LOCKED:-0}" = 1 ] && return 0
   local lockfile=/run/ffl-local-slurm.lock wait=${SLURM_LOCK_TIMEOUT:-300}
@@ -110,4 +125,4 @@ ls_lock() {
 # shellcheck disable=SC2034  # used by the scripts that source this file
 LS_KNOBS=(SLURM_PROLOG SLURM_EPILOG SLURM_PROLOG_FLAGS SLURM_KILLWAIT SLURM_PROCTRACK
   SLURM_SELECT SLURM_DEBUG_LEVEL SLURM_SCHED_PARAMS SLURM_PROLOG_EPILOG_TIMEOUT
-  SLURM_FIRST_JOB_ID SLURM_CONF_EXTRA SLURM_CGROUP_CONF_EXTRA)
+  SLURM_FIRST_JOB_ID SLURM_CONF_EXTRA SLURM_CGROUP_CONF_EXTRA SLURM_TASK_PLUGIN)

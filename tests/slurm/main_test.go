@@ -49,6 +49,16 @@ const (
 	// envInstalled=1 runs the scenarios against the installed Debian package (/usr/bin,
 	// /usr/sbin, /usr/share/ffl) instead of binaries built from this tree.
 	envInstalled = "FFL_INSTALLED"
+	// envPrebuilt names a directory with ffl-launch, ffl-prolog and ffl-epilog built already:
+	// `make slurm-versions-test` builds them on the host and runs this suite inside a node image
+	// that has no Go (tests/slurm/image-run.sh).
+	envPrebuilt = "FFL_PREBUILT_BIN"
+	// envXpra is the xpra the sessions run (the config key xpra) when it is not Debian's in
+	// PATH: the trixie image's xpra 6.5, built from source.
+	envXpra = "FFL_SLURM_XPRA"
+	// envNoHTML5 says why the HTML5 client cannot be looked at in a browser on this node (xpra
+	// 6 without xpra-html5); the scenarios then check everything else and log that reason.
+	envNoHTML5 = "FFL_SLURM_NO_HTML5"
 )
 
 // User is a test account (made by users.sh); the same type as the other suites' accounts, so
@@ -71,6 +81,7 @@ type Cluster struct {
 	portMin   int
 	portMax   int
 	proctrack string // as the cluster started ("cgroup" or "linuxproc")
+	version   string // of Slurm, as scontrol --version names it ("slurm 24.11.5")
 	knobs     []string
 	users     map[string]User
 	work      map[string]string // user -> job working dir in the home
@@ -130,7 +141,12 @@ func missingPrerequisites() string {
 	if os.Getuid() != 0 {
 		missing = append(missing, "root (slurmd, users, Prolog/Epilog)")
 	}
-	for _, b := range []string{"sbatch", "squeue", "scancel", "scontrol", "sinfo", "slurmctld", "slurmd", "munged", "xpra", "firefox-esr", "runuser", "go"} {
+	need := []string{"sbatch", "squeue", "scancel", "scontrol", "sinfo", "slurmctld", "slurmd", "munged", "firefox-esr", "runuser"}
+	if os.Getenv(envPrebuilt) == "" && os.Getenv(envInstalled) != "1" {
+		need = append(need, "go")
+	}
+	need = append(need, slurmtest.EnvOr(envXpra, "xpra"))
+	for _, b := range need {
 		if _, err := exec.LookPath(b); err != nil {
 			missing = append(missing, b)
 		}
@@ -178,6 +194,14 @@ func setupCluster() (c *Cluster, err error) {
 			}
 		}
 		logf("%s=1: the installed %s, %s, %s and %s", envInstalled, c.launch, c.prolog, c.epilog, c.script)
+	} else if pre := os.Getenv(envPrebuilt); pre != "" {
+		c.launch, c.prolog, c.epilog = filepath.Join(pre, "ffl-launch"), filepath.Join(pre, "ffl-prolog"), filepath.Join(pre, "ffl-epilog")
+		for _, f := range []string{c.launch, c.prolog, c.epilog} {
+			if _, err := os.Stat(f); err != nil {
+				return nil, fmt.Errorf("%s=%s: %w", envPrebuilt, pre, err)
+			}
+		}
+		logf("%s: ffl-launch, ffl-prolog, ffl-epilog from %s", envPrebuilt, pre)
 	} else {
 		tb := time.Now()
 		if err := slurmtest.BuildFFL(root, filepath.Join(dir, "bin")); err != nil {
@@ -191,7 +215,11 @@ func setupCluster() (c *Cluster, err error) {
 		return nil, err
 	}
 	c.portMax = c.portMin + 99
-	cfg := slurmtest.FFLConfig(configTag, runtimeRoot, c.portMin, c.portMax, "", c.epilogLog)
+	extra := ""
+	if xp := os.Getenv(envXpra); xp != "" {
+		extra = fmt.Sprintf("xpra = %q\n", xp)
+	}
+	cfg := slurmtest.FFLConfig(configTag, runtimeRoot, c.portMin, c.portMax, extra, c.epilogLog)
 	if err := os.WriteFile(c.config, []byte(cfg), 0o644); err != nil {
 		return nil, err
 	}
@@ -217,7 +245,10 @@ func setupCluster() (c *Cluster, err error) {
 	if c.proctrack, err = c.currentProctrack(); err != nil {
 		return nil, err
 	}
-	logf("cluster up (proctrack/%s, KillWait %v, ports %d-%d) in %v", c.proctrack, killWait, c.portMin, c.portMax, time.Since(t0).Round(time.Millisecond))
+	if c.version, err = c.slurm(context.Background(), "scontrol", "--version"); err != nil {
+		return nil, err
+	}
+	logf("cluster up (%s, proctrack/%s, KillWait %v, ports %d-%d) in %v", c.version, c.proctrack, killWait, c.portMin, c.portMax, time.Since(t0).Round(time.Millisecond))
 	return c, nil
 }
 

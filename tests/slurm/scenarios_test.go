@@ -60,7 +60,7 @@ func TestScenarios(t *testing.T) {
 			},
 		})
 	}
-	t.Logf("scenarios on proctrack/%s, KillWait %v:\n%s", c.proctrack, killWait, slurmtest.RunScenarios(t, runs, "total (with bystanders)", t0))
+	t.Logf("scenarios on %s, proctrack/%s, KillWait %v:\n%s", c.version, c.proctrack, killWait, slurmtest.RunScenarios(t, runs, "total (with bystanders)", t0))
 }
 
 // ---------------------------------------------------------------- bystanders

@@ -39,6 +39,9 @@
 #   SLURM_FIRST_JOB_ID=N      FirstJobId (job ids restart from it whenever
 #                             the state is wiped)                        [1]
 #   SLURM_SELECT=cons_tres|linear                                        [cons_tres]
+#   SLURM_TASK_PLUGIN=...     TaskPlugin, e.g. task/cgroup,task/affinity
+#                             (with SLURM_CGROUP_CONF_EXTRA=ConstrainCores=yes
+#                             a step's cpuset is its CPUs)               [task/none]
 #   SLURM_DEBUG_LEVEL=info|debug|debug2 (slurmd + slurmctld log level)   [info]
 #   SLURM_SCHED_PARAMS        SchedulerParameters; batch_sched_delay=0 cuts
 #                             submit->start latency from ~2.9 s to ~0.9 s
@@ -80,6 +83,7 @@ SLURM_PROLOG_FLAGS=${SLURM_PROLOG_FLAGS-Alloc}
 SLURM_KILLWAIT=${SLURM_KILLWAIT:-5}
 SLURM_PROCTRACK=${SLURM_PROCTRACK:-auto}
 SLURM_SELECT=${SLURM_SELECT:-cons_tres}
+SLURM_TASK_PLUGIN=${SLURM_TASK_PLUGIN:-task/none}
 SLURM_DEBUG_LEVEL=${SLURM_DEBUG_LEVEL:-info}
 SLURM_SCHED_PARAMS=${SLURM_SCHED_PARAMS-batch_sched_delay=0}
 SLURM_PROLOG_EPILOG_TIMEOUT=${SLURM_PROLOG_EPILOG_TIMEOUT:-}
@@ -198,8 +202,8 @@ else
   force=()
   # a stale pid file / socket lock from an unclean stop
   if [ -e /run/munge/munged.pid ] && ! ls_pid_is /run/munge/munged.pid munged >/dev/null; then force=(--force); fi
-  # 9>&-: a daemon must not inherit the harness lock (see ls_lock)
-  runuser -u munge -- /usr/sbin/munged "${force[@]}" </dev/null >>"$LOGD/munged.stderr" 2>&1 9>&- ||
+  # ls_daemon: a daemon inherits no lock (see ls_lock, ls_daemon)
+  ls_daemon runuser -u munge -- /usr/sbin/munged "${force[@]}" </dev/null >>"$LOGD/munged.stderr" 2>&1 ||
     ls_die "munged failed to start (see $LOGD/munged.stderr, /var/log/munge/munged.log)"
   for _ in $(seq 1 50); do munge -n </dev/null 2>/dev/null | unmunge >/dev/null 2>&1 && break; sleep 0.1; done
   munge -n </dev/null | unmunge >/dev/null || ls_die "munge does not work after starting munged"
@@ -281,7 +285,7 @@ if [ "$ALREADY" != 1 ]; then
       echo "SlurmctldDebug=$SLURM_DEBUG_LEVEL"
       echo "SlurmdDebug=$SLURM_DEBUG_LEVEL"
       echo "ProctrackType=proctrack/$pt"
-      echo "TaskPlugin=task/none"
+      echo "TaskPlugin=$SLURM_TASK_PLUGIN"
       echo "SelectType=select/$SLURM_SELECT"
       [ "$SLURM_SELECT" = cons_tres ] && echo "SelectTypeParameters=CR_Core"
       echo "SchedulerType=sched/backfill"
@@ -328,10 +332,10 @@ if [ "$ALREADY" != 1 ]; then
     : >"$LOGD/slurmctld.stderr"
     : >"$LOGD/slurmd.stderr"
     CTLD_LOG_OFF=$(stat -c %s "$LOGD/slurmctld.log" 2>/dev/null || echo 0)
-    slurmctld </dev/null >>"$LOGD/slurmctld.stderr" 2>&1 9>&- || { cat "$LOGD/slurmctld.stderr" >&2; return 1; }
+    ls_daemon slurmctld </dev/null >>"$LOGD/slurmctld.stderr" 2>&1 || { cat "$LOGD/slurmctld.stderr" >&2; return 1; }
     for _ in $(seq 1 100); do scontrol ping 2>/dev/null | grep -q 'is UP' && break; sleep 0.1; done
     scontrol ping 2>/dev/null | grep -q 'is UP' || { tail -20 "$LOGD/slurmctld.log" >&2; return 1; }
-    slurmd </dev/null >>"$LOGD/slurmd.stderr" 2>&1 9>&- || { cat "$LOGD/slurmd.stderr" >&2; return 2; }
+    ls_daemon slurmd </dev/null >>"$LOGD/slurmd.stderr" 2>&1 || { cat "$LOGD/slurmd.stderr" >&2; return 2; }
     return 0
   }
   wait_idle() { # $1 timeout; returns 0 idle, 1 timeout, 2 slurmd died
