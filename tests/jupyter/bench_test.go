@@ -8,8 +8,10 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ffl-hpc/ffl/internal/slurmtest"
+	"github.com/ffl-hpc/ffl/internal/testutil"
 )
 
 // EnvBench names the file TestVisitBench writes its figures to (JSON, a list of visitFigure);
@@ -31,6 +33,7 @@ type visitFigure struct {
 	Visit    int     `json:"visit"` // 1: the first visit of the server
 	Seconds  float64 `json:"seconds"`
 	Load     string  `json:"load"`
+	At       string  `json:"at"` // the click, UTC, to compare with the job log's "session ready"
 }
 
 // TestVisitBench is a benchmark, not a test of speed (issue 20): the user's first visit to
@@ -74,9 +77,16 @@ func TestVisitBench(t *testing.T) {
 				if err != nil {
 					t.Fatalf("jupyter_prestart=%v, round %d, visit %d: %v", prestart, round, visit, err)
 				}
-				f := visitFigure{Prestart: prestart, Round: round, Visit: visit, Seconds: d.Seconds(), Load: loadAverage()}
+				f := visitFigure{Prestart: prestart, Round: round, Visit: visit, Seconds: d.Seconds(), Load: loadAverage(),
+					At: time.Now().Add(-d).UTC().Format("15:04:05.000")}
 				figs = append(figs, f)
-				t.Logf("figure: jupyter_prestart=%v round %d visit %d: click to painted %.2f s (%s; load %s)", prestart, round, visit, f.Seconds, st.Detail, f.Load)
+				t.Logf("figure: jupyter_prestart=%v round %d visit %d: click at %s to painted %.2f s (%s; load %s)", prestart, round, visit, f.At, f.Seconds, st.Detail, f.Load)
+			}
+			// When the session was ready, against the clicks above.
+			for _, l := range strings.Split(string(testutil.MustRead(t, s.job.Log())), "\n") {
+				if strings.Contains(l, "session ready") || strings.Contains(l, "Jupyter proxy port") || strings.Contains(l, "wrapped command started") {
+					t.Logf("job %s: %s", s.job.ID, l)
+				}
 			}
 			if err := e.hub.StopServer(u.Name); err != nil {
 				t.Fatal(err)
