@@ -90,7 +90,7 @@ func (b *bench) jupyterFigures() {
 			fmt.Sprintf("first %s (%s); later %s (%s); %.2fx", first.summary(), list(first), later.summary(), list(later), x),
 			"first <= 1.3x later", verdict(x <= 1.3)})
 	}
-	b.rep.note("J1, J2: with jupyter_prestart the log shows each job's \"session ready\" against the clicks (\"click at\"): a first visit slower than later ones although the session was ready before the click is the first visit's own path (jupyter-server-proxy starting `ffl-launch proxy` and checking its port, the client's first connection to that xpra), not Firefox's start.")
+	b.rep.note("J1, J2: with jupyter_prestart the log shows each job's \"session ready\" against the clicks (\"click at\"): a first visit slower than later ones although the session was ready before the click is the first visit's own path, not Firefox's start; each visit's line also has the tab's navigation timing (the page's first byte and load), which tells the wait before the page (the proxies, jupyter-server-proxy starting `ffl-launch proxy`) from the client's connection after it.")
 	b.rep.note("J1, J2: tests/jupyter TestVisitBench (%d round(s) of one server per setting, %d visits each, the first one as soon as the spawn ended), %s wall including the suite's setup and any wait for the Slurm suite lock; load average at the visits: %s. Log: %s.",
 		rounds, len(visits)/(2*rounds), took.Round(time.Second), strings.Join(loadList, "; "), logPath)
 }
