@@ -8,14 +8,15 @@
 #
 #   sudo make bench                      # = make build && scripts/bench.sh
 #   sudo scripts/bench.sh -scale 0.3     # quicker, noisier (fewer repetitions)
-#   sudo scripts/bench.sh -only sweep    # one section: launch, ready, session, node, epilog, attack, sweep
+#   sudo scripts/bench.sh -only sweep    # one section: launch, ready, session, node, jupyter, epilog, attack, sweep
 #
 # Runs as root: the Epilog and the sweep are root's, and the launcher is started as a non-root
 # bench user (fflbench, created with useradd when missing; root's sessions are refused by design).
 # Scratch space: $FFL_BENCH_DIR (default /var/tmp/ffl-bench) and /dev/shm/ffl-bench-sweep (the sweep's
 # trees, removed at the end); the node-full figures add users fflbench1..8 (useradd). The real
 # sessions (side by side with the floor and the peer configuration, then 1, 4 and 8 users at
-# once) take most of the run; perf (linux-perf) adds a profile to the notes for every missed
+# once, and the Jupyter visits: tests/jupyter's TestVisitBench, with the local Slurm and
+# JupyterHub, under /run/ffl-slurm-suite.lock) take most of the run; perf (linux-perf) adds a profile to the notes for every missed
 # target.
 set -euo pipefail
 cd "$(dirname "$0")/.."

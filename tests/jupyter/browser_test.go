@@ -204,6 +204,13 @@ func (b *Browser) openFirefox(tab context.Context, name, color string, limit tim
 	return b.waitPainted(ctx, tab, url, name, color, limit, t0)
 }
 
+// navTimingJS is the tab's navigation timing: first byte and load of the page, in ms from the
+// navigation's start.
+const navTimingJS = `(() => {
+	const n = performance.getEntriesByType("navigation")[0];
+	return n ? "page's first byte at " + Math.round(n.responseStart) + " ms, loaded at " + Math.round(n.loadEventEnd) + " ms of the tab's navigation" : "";
+})()`
+
 // labLauncherJS finds the card titled "Firefox" in JupyterLab's launcher and returns where it is
 // (the centre of its box, in CSS pixels of the viewport), or why not.
 const labLauncherJS = `(() => {
@@ -324,6 +331,12 @@ func (b *Browser) waitPainted(ctx, tab context.Context, url, name, color string,
 			switch st.State {
 			case "painted":
 				d := time.Since(t0)
+				// Where the wait went, for the figures' logs: the page's first byte (the hub,
+				// the notebook server, jupyter-server-proxy, ffl, xpra) and its load, from the
+				// tab's navigation start.
+				if nav, err := chromedp.Run(ctx, chromedp.Evaluate[string](navTimingJS)); err == nil && nav != "" {
+					st.Detail += "; " + nav
+				}
 				b.saveShot(tab, fmt.Sprintf("firefox-%s-by-%s-%d", name, b.user.Name, time.Now().UnixMilli()))
 				return d, st, nil
 			case "password":
