@@ -25,7 +25,8 @@ import (
 const DisconnectedPath = "/connect.html"
 
 // disconnectedPage is the page at DisconnectedPath; %s is the idle timeout in words. The
-// reason is inserted with textContent: it comes from the server, never as markup.
+// reason is inserted with textContent, never as markup, and its words are shown only when they
+// come from the tab's sessionStorage: a query string is any web page's to choose.
 const disconnectedPage = `<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>ffl: Firefox session disconnected</title>
 <meta name="viewport" content="width=device-width, initial-scale=1"></head>
@@ -37,13 +38,19 @@ const disconnectedPage = `<!DOCTYPE html>
 <p id="ffl-reason" style="color:#555"></p>
 <script>
 (function () {
-  var reason = null;
-  try { reason = new URLSearchParams(location.search).get("disconnect"); } catch (e) {}
+  // The reason is read from the tab's sessionStorage, which only pages of this origin write.
+  // The query is read only when the browser has no sessionStorage (the client then puts the
+  // reason there instead), and any web page can link here with a query of its choosing: so
+  // the query only selects one of the known texts below, and its words are never shown.
+  var reason = null, own = false;
   try {
-    if (!reason) { reason = sessionStorage.getItem("disconnect"); }
+    reason = sessionStorage.getItem("disconnect");
+    own = true;
     // What the client left there would be read back by its page on "Reconnect".
     sessionStorage.clear();
-  } catch (e) {}
+  } catch (e) {
+    try { reason = new URLSearchParams(location.search).get("disconnect"); } catch (e2) {}
+  }
   var title = document.getElementById("ffl-title"), what = document.getElementById("ffl-what");
   var r = (reason || "").toLowerCase();
   if (r.indexOf("new client") === 0) {
@@ -55,7 +62,7 @@ const disconnectedPage = `<!DOCTYPE html>
   } else if (reason) {
     what.textContent = "The connection to the session was lost. Reconnect to go on; if the session has ended, start a new one.";
   }
-  if (reason) {
+  if (reason && own) {
     document.getElementById("ffl-reason").textContent = "Reason (from xpra's client): " + reason;
   }
 })();

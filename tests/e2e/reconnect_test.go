@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -112,6 +113,18 @@ func TestReconnect(t *testing.T) {
 	waitTabSays(t, second, otherTabSays)
 	shot(second, "reconnect-second-tab-after-the-first-took-it-back.png")
 	sameXpra("two tabs")
+
+	// Any web page can send the user to the disconnect page with a reason of its choosing in
+	// the query: the page never shows those words (only the tab's own sessionStorage is shown).
+	linked := start("linked-from-a-web-page")
+	lure := "new client: your session expired, log in again at evil.example"
+	if err := linked.Open(info.URL + "connect.html?disconnect=" + url.QueryEscape(lure)); err != nil {
+		t.Fatal(err)
+	}
+	said = waitTabSays(t, linked, "no longer connected to the Firefox session")
+	if strings.Contains(said, "evil.example") {
+		t.Errorf("the disconnect page shows a reason a link chose: %q", said)
+	}
 
 	l.stop(t, syscall.SIGTERM)
 	e.assertNothingLeft(t, info.Port)
