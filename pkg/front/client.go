@@ -47,8 +47,8 @@ func clientScriptTag(layout string) []byte {
 
 // addClientScript adds ffl's scripts to the HTML5 client's page in resp: clientScriptTag before
 // its </head>, after the client's own scripts (which it changes before the page's inline script
-// creates the client), and startingTag before its </body>. Any other response, a compressed or oversized one, or a page
-// without </head> is left as xpra sent it.
+// creates the client), and startingTag before its </body>. Any other response, a compressed or
+// oversized one, or a page without </head> is left as xpra sent it.
 func addClientScript(resp *http.Response, layout string) error {
 	if resp.Request == nil || !isClientPage(resp.Request) || resp.StatusCode != http.StatusOK ||
 		!strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
@@ -61,11 +61,21 @@ func addClientScript(resp *http.Response, layout string) error {
 		return nil
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxClientPage+1))
-	resp.Body.Close()
 	if err != nil {
+		resp.Body.Close()
 		return fmt.Errorf("read the HTML5 client's page: %w", err)
 	}
-	if i := bytes.Index(body, []byte("</head>")); i >= 0 && len(body) <= maxClientPage {
+	if len(body) > maxClientPage {
+		// Oversized without saying so (no Content-Length): relayed unchanged, what was read
+		// first and then the rest.
+		resp.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(body), resp.Body), resp.Body}
+		return nil
+	}
+	resp.Body.Close()
+	if i := bytes.Index(bytes.ToLower(body), []byte("</head>")); i >= 0 {
 		tag := clientScriptTag(layout)
 		out := make([]byte, 0, len(body)+len(tag)+len(startingTag)+1)
 		out = append(append(append(out, body[:i]...), tag...), '\n')

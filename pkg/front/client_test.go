@@ -18,6 +18,7 @@ func TestAddClientScript(t *testing.T) {
 	for _, tc := range []struct {
 		name, method, path, ctype, enc, body, layout string
 		status                                       int
+		chunked                                      bool   // no Content-Length
 		want                                         string // "" = unchanged
 	}{
 		{name: "index.html", method: "GET", path: "/index.html", ctype: "text/html", body: page, layout: "de", status: 200,
@@ -32,11 +33,15 @@ func TestAddClientScript(t *testing.T) {
 		{name: "compressed", method: "GET", path: "/", ctype: "text/html", enc: "gzip", body: page, status: 200},
 		{name: "no head", method: "GET", path: "/", ctype: "text/html", body: "<html><body></body></html>", status: 200},
 		{name: "too big", method: "GET", path: "/", ctype: "text/html", body: strings.Repeat("x", maxClientPage) + "</head>", status: 200},
+		{name: "too big, no length", method: "GET", path: "/", ctype: "text/html", body: strings.Repeat("x", maxClientPage) + "</head>", status: 200, chunked: true},
 		{name: "a POST", method: "POST", path: "/", ctype: "text/html", body: page, status: 200},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			req, _ := http.NewRequest(tc.method, "http://xpra"+tc.path, nil)
 			resp := &http.Response{StatusCode: tc.status, Request: req, Header: http.Header{}, Body: io.NopCloser(strings.NewReader(tc.body)), ContentLength: int64(len(tc.body))}
+			if tc.chunked {
+				resp.ContentLength = -1
+			}
 			resp.Header.Set("Content-Type", tc.ctype)
 			resp.Header.Set("Etag", "e1")
 			if tc.enc != "" {
@@ -53,8 +58,8 @@ func TestAddClientScript(t *testing.T) {
 			if string(got) != want {
 				t.Fatalf("body %q, want %q", got, want)
 			}
-			if resp.ContentLength != int64(len(got)) {
-				t.Errorf("ContentLength %d for a body of %d bytes", resp.ContentLength, len(got))
+			if wantLen := int64(len(got)); tc.chunked && resp.ContentLength != -1 || !tc.chunked && resp.ContentLength != wantLen {
+				t.Errorf("ContentLength %d for a body of %d bytes (sent without a length: %v)", resp.ContentLength, len(got), tc.chunked)
 			}
 			if changed := tc.want != ""; changed == (resp.Header.Get("Etag") != "") {
 				t.Errorf("changed page %v, Etag %q: a changed page must lose xpra's validators, another keep them", changed, resp.Header.Get("Etag"))
