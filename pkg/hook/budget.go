@@ -5,6 +5,7 @@ package hook
 
 import (
 	"context"
+	"errors"
 	"sort"
 	"time"
 
@@ -102,4 +103,10 @@ func unfinishedFrom(phases []string, phase string) []string {
 		}
 	}
 	return append([]string(nil), phases...)
+}
+
+// timedOut says whether a step ended at its deadline (the helper killed at it, or an NSS lookup
+// that ran out) rather than with an answer: the step is then unfinished, not done.
+func timedOut(err error) bool {
+	return errors.Is(err, reclaim.ErrHelperTimeout) || errors.Is(err, context.DeadlineExceeded)
 }

@@ -1,6 +1,9 @@
 package hook
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
@@ -85,6 +88,25 @@ func TestUnfinishedFrom(t *testing.T) {
 	} {
 		if got := unfinishedFrom(EpilogPhases, tc.phase); !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("unfinishedFrom(%q) = %v, want %v", tc.phase, got, tc.want)
+		}
+	}
+}
+
+// TestTimedOut: a step that ran out of time, however the error is wrapped, is unfinished; an
+// answer (a refusal, a missing user) is not.
+func TestTimedOut(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{fmt.Errorf("user u: %w", reclaim.ErrHelperTimeout), true},
+		{fmt.Errorf("uid 1000: lookup: %w", context.DeadlineExceeded), true},
+		{context.Canceled, false},
+		{errors.New("uid 1000: no such user"), false},
+		{nil, false},
+	} {
+		if got := timedOut(tc.err); got != tc.want {
+			t.Errorf("timedOut(%v) = %v, want %v", tc.err, got, tc.want)
 		}
 	}
 }

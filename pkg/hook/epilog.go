@@ -2,7 +2,6 @@ package hook
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -16,7 +15,6 @@ import (
 	"github.com/ffl-hpc/ffl/pkg/procscan"
 	"github.com/ffl-hpc/ffl/pkg/reclaim"
 	"github.com/ffl-hpc/ffl/pkg/slurmenv"
-	"github.com/ffl-hpc/ffl/pkg/xdisplay"
 )
 
 // MaxEpilogGrace caps the SIGTERM grace of the Epilog: the job is over, its processes already
@@ -161,18 +159,14 @@ func epilogSteps(ctx context.Context, p EpilogParams, res *EpilogResult, l layou
 	// (2) X files of the recorded displays, as root (root's 1777 directories; the user's files
 	// only, with proof that their server is gone).
 	p.Phase(reclaim.PhaseXFiles)
-	x := xdisplay.Remove(p.XDir, displays, p.Job.UID, false)
-	t.Add(reclaim.Report{Files: x.Removed})
-	for _, err := range x.Problems {
-		t.Problem("X files: %v", err)
-	}
+	reclaim.RemoveXFiles(p.XDir, displays, p.Job.UID, false, t)
 
 	// (3) The home, as the user, in a helper killed at its deadline; leave time for (4).
 	p.Phase(reclaim.PhaseHome)
 	homeReport, err := runHomeHelper(ctx, p, l, opts)
 	if err != nil {
 		t.Problem("job %s: home: %v", p.Job.ID, err)
-		if errors.Is(err, reclaim.ErrHelperTimeout) || errors.Is(err, context.DeadlineExceeded) {
+		if timedOut(err) {
 			t.Unfinished(reclaim.PhaseHome)
 		}
 	}

@@ -2,7 +2,6 @@ package hook
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -82,6 +81,9 @@ func Sweep(ctx context.Context, p SweepParams) reclaim.Report {
 		if err != nil {
 			cancel()
 			t.Problem("uid %d: %v: skipped", uid, err)
+			if timedOut(err) {
+				t.Unfinished(reclaim.PhaseSweep)
+			}
 			continue
 		}
 		rep := sweepOneUser(uctx, sweepUser{
@@ -136,7 +138,7 @@ func sweepOneUser(ctx context.Context, u sweepUser, t *reclaim.Tally) reclaim.Re
 	cancel()
 	if err != nil {
 		t.Problem("user %s: %v", acct.Name, err)
-		if errors.Is(err, reclaim.ErrHelperTimeout) {
+		if timedOut(err) {
 			t.Unfinished(reclaim.PhaseHome)
 		}
 	}

@@ -205,7 +205,7 @@ func reclaimJobs(ctx context.Context, l layout.Layout, jobs []*jobInfo, bootID s
 			defer wg.Done()
 			for i := range work {
 				j := jobs[i]
-				removeXFiles(opts.XDir, j.displays(bootID), l.UID, opts.DryRun, t)
+				RemoveXFiles(opts.XDir, j.displays(bootID), l.UID, opts.DryRun, t)
 				if j.home != "" {
 					removeHomeJob(ctx, l, j.key, opts, t)
 				}

@@ -159,9 +159,9 @@ func removeHomeJob(ctx context.Context, l layout.Layout, key string, opts Option
 	removeTree(ctx, node, name, l.UID, opts, t)
 }
 
-// removeXFiles removes the X lock and socket of each display the records name, with
+// RemoveXFiles removes the X lock and socket of each display the records name, with
 // xdisplay's rule (the uid's files, server proven gone), and accounts for it.
-func removeXFiles(xdir string, displays []int, uid int, dryRun bool, t *Tally) {
+func RemoveXFiles(xdir string, displays []int, uid int, dryRun bool, t *Tally) {
 	res := xdisplay.Remove(xdir, displays, uid, dryRun)
 	t.update(func(r *Report) { r.Files += res.Removed })
 	for _, err := range res.Problems {

@@ -76,7 +76,7 @@ func SweepUser(ctx context.Context, l layout.Layout, opts Options, tempOlderThan
 		endProcesses(ctx, l, nodeLocal, bootID, opts, t)
 		verb := DoneVerb(opts.DryRun)
 		for _, j := range nodeLocal {
-			removeXFiles(opts.XDir, j.displays(bootID), l.UID, opts.DryRun, t)
+			RemoveXFiles(opts.XDir, j.displays(bootID), l.UID, opts.DryRun, t)
 			removeNodeLocalJob(ctx, l, j.key, true, opts, t)
 			t.removed("%s node-local dirs of job %s on %s (%s; idle more than %s): %s", verb, j.key, l.Node, j.reason, tempOlderThan, j.describe())
 		}
