@@ -216,14 +216,15 @@ func (f *Front) set(s State, target, reason string) {
 		f.mu.Unlock()
 		return
 	}
+	prevTarget := f.target
 	f.state, f.target, f.reason = s, target, reason
 	f.since, f.asked = time.Now(), false
 	close(f.changed)
 	f.changed = make(chan struct{})
 	var drop []net.Conn
 	// Starting -> Ready on the same xpra keeps what was relayed early (Serve); anything else
-	// that leaves Ready or an early relay drops it.
-	if s != Ready || target == "" {
+	// (another state, another xpra) drops what was relayed.
+	if s != Ready || target == "" || target != prevTarget {
 		for c := range f.relayed {
 			drop = append(drop, c)
 		}

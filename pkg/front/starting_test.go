@@ -164,3 +164,37 @@ func TestAddStartingScriptLeavesOthers(t *testing.T) {
 		}
 	}
 }
+
+// TestEarlyRelayKeptOnlyForItsXpra: a connection relayed while the session started (Serve)
+// stays when that same xpra becomes ready, and is dropped when another one does.
+func TestEarlyRelayKeptOnlyForItsXpra(t *testing.T) {
+	for _, same := range []bool{true, false} {
+		sock, other := clientPageXpra(t), clientPageXpra(t)
+		f := listen(t, Options{UID: os.Getuid()})
+		f.Starting()
+		f.Serve(sock)
+		c := dial(t, f)
+		r := bufio.NewReader(c)
+		if code, body := get(t, c, r, host(f), "/js/a.js"); code != 200 || body != "xpra:/js/a.js" {
+			t.Fatalf("relayed while starting: %d %q", code, body)
+		}
+		ready := other
+		if same {
+			ready = sock
+		}
+		f.Ready(ready)
+		if same {
+			if code, body := get(t, c, r, host(f), "/js/b.js"); code != 200 || body != "xpra:/js/b.js" {
+				t.Errorf("the same xpra ready: the early connection got %d %q", code, body)
+			}
+			continue
+		}
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.WriteString(c, "GET /js/b.js HTTP/1.1\r\nHost: "+host(f)+"\r\n\r\n"); err == nil {
+			if resp, err := http.ReadResponse(r, nil); err == nil {
+				b, _ := io.ReadAll(resp.Body)
+				t.Errorf("another xpra ready: the early connection still answered %d %q", resp.StatusCode, b)
+			}
+		}
+	}
+}
