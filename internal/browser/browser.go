@@ -75,12 +75,12 @@ var (
 
 // pollJS reports the client's state as a string (a pixel counts as the page's colour within 24
 // of each channel: xpra's first frames of a window may be lossy, and a user sees them as the
-// page): "connect:<text>" on xpra's disconnect page,
+// page), among the canvases the first argument selects: "connect:<text>" on xpra's disconnect page,
 // "canvas:<pixels>:<w>:<h>:<covered>" for the canvas with most pixels of the colour (covered 1
 // while ffl's "Starting Firefox" overlay is over the page), "none" before any
 // window canvas exists, "empty" for a page that is not the HTML5 client.
 const pollJS = `(() => {
-  const want = [%d, %d, %d];
+  const windows = %q, want = [%d, %d, %d];
   if (location.pathname.includes('connect.html')) {
     return 'connect:' + (document.body ? document.body.innerText.replace(/\s+/g, ' ').slice(0, 300) : '');
   }
@@ -88,7 +88,7 @@ const pollJS = `(() => {
     return 'empty';
   }
   let best = [0, 0, 0];
-  for (const c of document.querySelectorAll('canvas')) {
+  for (const c of document.querySelectorAll(windows)) {
     if (c.width < 100 || c.height < 100) continue;
     let d;
     try { d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; } catch (e) { continue; }
@@ -103,6 +103,24 @@ const pollJS = `(() => {
   const covered = document.getElementById('ffl-starting') ? 1 : 0;
   return best[1] ? 'canvas:' + best.join(':') + ':' + covered : 'none';
 })()`
+
+// pollScript is pollJS for the window canvases selector selects and the page colour color.
+func pollScript(selector string, color uint32) string {
+	return fmt.Sprintf(pollJS, selector, color>>16&0xff, color>>8&0xff, color&0xff)
+}
+
+// readCanvas takes pollJS's "canvas:<pixels>:<w>:<h>:<covered>" into seen.
+func (seen *Seen) readCanvas(state string) {
+	var hit, w, h, covered int
+	fmt.Sscanf(strings.ReplaceAll(strings.TrimPrefix(state, "canvas:"), ":", " "), "%d %d %d %d", &hit, &w, &h, &covered)
+	seen.Pixels, seen.Width, seen.Height, seen.Covered = hit, w, h, covered == 1
+}
+
+// paintedEnough says whether the canvas read last shows the page (minShare of it in the page's
+// colour) and nothing covers it.
+func (seen *Seen) paintedEnough(minShare float64) bool {
+	return seen.Width > 0 && !seen.Covered && float64(seen.Pixels) >= minShare*float64(seen.Width*seen.Height)
+}
 
 // Browser is a running headless chromium, started before it is needed so that a measurement
 // of "the session is ready -> the user sees Firefox" does not include chromium's own start.
@@ -246,7 +264,7 @@ func (b *Browser) see(url string) (Seen, error) {
 	}
 	seen.Loaded = time.Since(t0)
 	deadline := t0.Add(opts.Wait)
-	js := fmt.Sprintf(pollJS, opts.Color>>16&0xff, opts.Color>>8&0xff, opts.Color&0xff)
+	js := pollScript("canvas", opts.Color)
 	last := ""
 	for {
 		state, err := chromedp.Run(bctx, chromedp.Evaluate[string](js))
@@ -261,13 +279,11 @@ func (b *Browser) see(url string) (Seen, error) {
 				}
 				return seen, fmt.Errorf("%w: %s", ErrDisconnected, seen.DisconnectText)
 			case strings.HasPrefix(state, "canvas:"):
-				var hit, w, h, covered int
-				fmt.Sscanf(strings.ReplaceAll(strings.TrimPrefix(state, "canvas:"), ":", " "), "%d %d %d %d", &hit, &w, &h, &covered)
-				seen.Pixels, seen.Width, seen.Height, seen.Covered = hit, w, h, covered == 1
+				seen.readCanvas(state)
 				if seen.Window == 0 {
 					seen.Window = time.Since(t0)
 				}
-				if w > 0 && covered == 0 && float64(hit) >= opts.MinShare*float64(w*h) {
+				if seen.paintedEnough(opts.MinShare) {
 					seen.Painted = time.Since(t0)
 					shot()
 					return seen, nil

@@ -21,12 +21,11 @@ func (b *Browser) MarkWindows() (int, error) {
 }
 
 // WaitNewWindow waits, up to wait and without navigating, until the current page shows
-// Firefox's page of opts.Color (MinShare of the canvas) in a window canvas that MarkWindows
-// did not mark: the client has reconnected and the page was painted again. A tab that went
+// Firefox's page of opts.Color (MinShare of the canvas, not under the starting overlay) in a
+// window canvas that MarkWindows did not mark: the client has reconnected and the page was painted again. A tab that went
 // to the disconnect page instead fails with ErrDisconnected and its text.
 func (b *Browser) WaitNewWindow(wait time.Duration) (Seen, error) {
-	js := fmt.Sprintf(strings.ReplaceAll(pollJS, "querySelectorAll('canvas')", "querySelectorAll('canvas:not(["+seenAttr+"])')"),
-		b.opts.Color>>16&0xff, b.opts.Color>>8&0xff, b.opts.Color&0xff)
+	js := pollScript("canvas:not(["+seenAttr+"])", b.opts.Color)
 	var seen Seen
 	t0 := time.Now()
 	last := ""
@@ -39,13 +38,11 @@ func (b *Browser) WaitNewWindow(wait time.Duration) (Seen, error) {
 				seen.DisconnectText = strings.TrimPrefix(state, "connect:")
 				return seen, fmt.Errorf("%w: %s", ErrDisconnected, seen.DisconnectText)
 			case strings.HasPrefix(state, "canvas:"):
-				var hit, w, h int
-				fmt.Sscanf(strings.ReplaceAll(strings.TrimPrefix(state, "canvas:"), ":", " "), "%d %d %d", &hit, &w, &h)
-				seen.Pixels, seen.Width, seen.Height = hit, w, h
+				seen.readCanvas(state)
 				if seen.Window == 0 {
 					seen.Window = time.Since(t0)
 				}
-				if w > 0 && float64(hit) >= b.opts.MinShare*float64(w*h) {
+				if seen.paintedEnough(b.opts.MinShare) {
 					seen.Painted = time.Since(t0)
 					return seen, nil
 				}
