@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -195,6 +196,28 @@ func TestEarlyRelayKeptOnlyForItsXpra(t *testing.T) {
 				b, _ := io.ReadAll(resp.Body)
 				t.Errorf("another xpra ready: the early connection still answered %d %q", resp.StatusCode, b)
 			}
+		}
+	}
+}
+
+// TestStartingPathsBehindTheDoor: the overlay's two paths and the disconnect page are the
+// front's own answers, and like every request they pass the door first: another site's page
+// (Origin) and a foreign Host get 403, in every state.
+func TestStartingPathsBehindTheDoor(t *testing.T) {
+	sock := clientPageXpra(t)
+	f := listen(t, Options{UID: os.Getuid()})
+	f.Starting()
+	f.Serve(sock)
+	for _, path := range []string{startingScriptPath, readyPath, DisconnectedPath, ClientScriptPath} {
+		for _, bad := range [][2]string{
+			{host(f), "Origin: http://evil.example"},
+			{"evil.example:" + strconv.Itoa(f.Port()), "X-Nothing: 1"},
+		} {
+			c := dial(t, f)
+			if code, body := get(t, c, bufio.NewReader(c), bad[0], path, bad[1]); code != http.StatusForbidden {
+				t.Errorf("GET %s with Host %s, %s: %d %q, want 403", path, bad[0], bad[1], code, body)
+			}
+			c.Close()
 		}
 	}
 }
