@@ -225,12 +225,13 @@ func (s *Supervisor) setup(ctx context.Context, cancel context.CancelFunc) (*run
 // starts a new session there; with ProxyPrestart (jupyter_prestart) one starts at once, before
 // any visit.
 func (s *Supervisor) holdProxyPort(ctx context.Context, mgr *Manager) ([]string, error) {
-	onDemand := func(port int) {
-		s.log.WithField("port", port).Info("a visit to the Jupyter proxy port: starting a session")
+	startOn := func(port int, why string) {
+		s.log.WithField("port", port).Info(why)
 		if _, err := mgr.Start(ctx, StartRequest{Port: port, URL: s.cfg.URL, Reuse: true}); err != nil {
 			s.log.WithError(err).WithField("port", port).Warn("session for the Jupyter proxy port")
 		}
 	}
+	onDemand := func(port int) { startOn(port, "a visit to the Jupyter proxy port: starting a session") }
 	secret, secretFile, err := writeProxySecret(s.rtDir)
 	if err != nil {
 		return nil, fmt.Errorf("secret for the Jupyter proxy port: %w", err)
@@ -241,13 +242,7 @@ func (s *Supervisor) holdProxyPort(ctx context.Context, mgr *Manager) ([]string,
 	mgr.Lend(s.proxy)
 	s.log.WithField("port", s.proxy.Port()).Info("port held for the Jupyter proxy entry")
 	if s.cfg.ProxyPrestart {
-		port := s.proxy.Port()
-		go func() {
-			s.log.WithField("port", port).Info("jupyter_prestart: starting the Jupyter proxy port's session before the first visit")
-			if _, err := mgr.Start(ctx, StartRequest{Port: port, URL: s.cfg.URL, Reuse: true}); err != nil {
-				s.log.WithError(err).WithField("port", port).Warn("session for the Jupyter proxy port")
-			}
-		}()
+		go startOn(s.proxy.Port(), "jupyter_prestart: starting the Jupyter proxy port's session before the first visit")
 	}
 	return []string{EnvProxyPort + "=" + strconv.Itoa(s.proxy.Port()), EnvProxySecretFile + "=" + secretFile}, nil
 }
