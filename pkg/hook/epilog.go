@@ -11,7 +11,6 @@ import (
 	"github.com/ffl-hpc/ffl/pkg/config"
 	"github.com/ffl-hpc/ffl/pkg/layout"
 	"github.com/ffl-hpc/ffl/pkg/metrics"
-	"github.com/ffl-hpc/ffl/pkg/proc"
 	"github.com/ffl-hpc/ffl/pkg/procscan"
 	"github.com/ffl-hpc/ffl/pkg/reclaim"
 	"github.com/ffl-hpc/ffl/pkg/slurmenv"
@@ -137,7 +136,7 @@ func epilogPrepare(ctx context.Context, p *EpilogParams, res *EpilogResult, l la
 		t.Problem("job %s of uid 0: ffl never cleans up after root; nothing done", p.Job.ID)
 		return false
 	}
-	id, err := bootID(opts.BootID)
+	id, err := reclaim.BootID(opts.BootID)
 	if err != nil {
 		t.Problem("%v: nothing done", err)
 		return false
@@ -224,16 +223,4 @@ func runHomeHelper(ctx context.Context, p EpilogParams, l layout.Layout, opts re
 		log.Warn(rep.Problems[i])
 	}
 	return rep, err
-}
-
-// bootID is id, else this boot's id.
-func bootID(id string) (string, error) {
-	if id != "" {
-		return id, nil
-	}
-	id, err := proc.BootID()
-	if err != nil {
-		return "", fmt.Errorf("reclaim: %w", err)
-	}
-	return id, nil
 }

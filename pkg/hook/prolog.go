@@ -104,7 +104,7 @@ func prologPrepare(p *PrologParams, res *PrologResult, t *reclaim.Tally) bool {
 	// that their home may hold stale trees of this node.
 	rebooted := false
 	if p.SeenDir != "" {
-		if id, err := bootID(p.BootID); err != nil {
+		if id, err := reclaim.BootID(p.BootID); err != nil {
 			t.Problem("%v", err)
 		} else if rebooted, err = runtimedir.RecordSeen(p.SeenDir, l.Node, p.Job.UID, id); err != nil {
 			t.Problem("%v", err)

@@ -44,7 +44,6 @@ func TestEpilogHungHelper(t *testing.T) {
 	if !testutil.Exists(f.Layout(f.User, "1101").HomeJobDir()) {
 		t.Error("the home was touched by root")
 	}
-	_ = layout.StateFile
 }
 
 func TestEpilogEndsExactlyItsJob(t *testing.T) {

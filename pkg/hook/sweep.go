@@ -178,7 +178,7 @@ func sweepUserLayout(ctx context.Context, u sweepUser, t *reclaim.Tally) (acct a
 		t.Problem("user %s: %v: not swept", acct.Name, err)
 		return acct, l, "", false
 	}
-	if id, err = bootID(u.bootID); err != nil {
+	if id, err = reclaim.BootID(u.bootID); err != nil {
 		t.Problem("%v", err)
 		return acct, l, "", false
 	}

@@ -30,7 +30,7 @@ func Job(ctx context.Context, l layout.Layout, opts Options) (Report, error) {
 		return Report{}, fmt.Errorf("reclaim job: %w", err)
 	}
 	t := NewTally(opts.Log)
-	bootID, err := bootIDOf(opts)
+	bootID, err := BootID(opts.BootID)
 	if err != nil {
 		return Report{}, err
 	}
@@ -51,7 +51,7 @@ func EndJob(ctx context.Context, l layout.Layout, opts Options) (Report, []int) 
 		t.Problem("%v", err)
 		return t.Report(), nil
 	}
-	bootID, err := bootIDOf(opts)
+	bootID, err := BootID(opts.BootID)
 	if err != nil {
 		t.Problem("%v", err)
 		return t.Report(), nil
@@ -277,9 +277,10 @@ func readJobHome(l layout.Layout, j *jobInfo, t *Tally) {
 	}
 }
 
-func bootIDOf(opts Options) (string, error) {
-	if opts.BootID != "" {
-		return opts.BootID, nil
+// BootID is id, else this boot's id (the hooks pass the boot id they read once per run).
+func BootID(id string) (string, error) {
+	if id != "" {
+		return id, nil
 	}
 	id, err := proc.BootID()
 	if err != nil {

@@ -31,7 +31,7 @@ func Stale(ctx context.Context, l layout.Layout, opts Options) (Report, error) {
 		return Report{}, fmt.Errorf("reclaim stale: %w", err)
 	}
 	t := NewTally(opts.Log)
-	bootID, err := bootIDOf(opts)
+	bootID, err := BootID(opts.BootID)
 	if err != nil {
 		return Report{}, err
 	}
@@ -92,7 +92,7 @@ func ListSessions(l layout.Layout, bootID string) ([]SessionStatus, error) {
 	}
 	if bootID == "" {
 		var err error
-		if bootID, err = bootIDOf(Options{}); err != nil {
+		if bootID, err = BootID(""); err != nil {
 			return nil, err
 		}
 	}

@@ -56,7 +56,7 @@ func SweepUser(ctx context.Context, l layout.Layout, opts Options, tempOlderThan
 		return Report{}, fmt.Errorf("reclaim sweep: %w", err)
 	}
 	t := NewTally(opts.Log)
-	bootID, err := bootIDOf(opts)
+	bootID, err := BootID(opts.BootID)
 	if err != nil {
 		return Report{}, err
 	}

@@ -233,12 +233,10 @@ func (b *bench) peerRun(marker string, br *browser.Browser) (sideResult, error) 
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	seen, err := br.See("http://127.0.0.1:" + strconv.Itoa(port) + "/")
-	if err != nil {
+	if _, err := br.See("http://127.0.0.1:" + strconv.Itoa(port) + "/"); err != nil {
 		return r, fmt.Errorf("peer: %w (log %s)", err, logPath)
 	}
 	r.painted = time.Since(t0)
-	_ = seen
 	time.Sleep(time.Until(t0.Add(r.painted + 20*time.Second)))
 	r.pss, r.byComm = b.markedPSS(marker)
 	return r, nil
