@@ -203,12 +203,6 @@ func rpDecode(data []byte, depth int) (any, []byte, error) {
 		return nil, nil, rpErr("unexpected end of data")
 	}
 	t := data[0]
-	fixed := func(n int) ([]byte, []byte, error) {
-		if len(data) < 1+n {
-			return nil, nil, rpErr("truncated value (type %d needs %d bytes)", t, n)
-		}
-		return data[1 : 1+n], data[1+n:], nil
-	}
 	switch {
 	case t < rpPosFixedCount:
 		return int64(t), data[1:], nil
@@ -233,7 +227,7 @@ func rpDecode(data []byte, depth int) (any, []byte, error) {
 	case t == rpNone:
 		return nil, data[1:], nil
 	case t >= rpStrFixedStart && t < rpStrFixedStart+rpStrFixedCount:
-		v, rest, err := fixed(int(t - rpStrFixedStart))
+		v, rest, err := rpFixed(data, int(t-rpStrFixedStart))
 		if err != nil {
 			return nil, nil, err
 		}
@@ -266,6 +260,14 @@ func rpDecode(data []byte, depth int) (any, []byte, error) {
 
 // rpFixedWidth reads a big-endian number of the width its type byte (data[0]) says: a signed
 // integer of 1, 2, 4 or 8 bytes, or a float of 4 or 8.
+// rpFixed splits the n bytes after data's type byte from the rest.
+func rpFixed(data []byte, n int) ([]byte, []byte, error) {
+	if len(data) < 1+n {
+		return nil, nil, rpErr("truncated value (type %d needs %d bytes)", data[0], n)
+	}
+	return data[1 : 1+n], data[1+n:], nil
+}
+
 func rpFixedWidth(data []byte) (any, []byte, error) {
 	t := data[0]
 	n := 8
@@ -277,10 +279,10 @@ func rpFixedWidth(data []byte) (any, []byte, error) {
 	case rpInt4, rpFloat32:
 		n = 4
 	}
-	if len(data) < 1+n {
-		return nil, nil, rpErr("truncated value (type %d needs %d bytes)", t, n)
+	v, rest, err := rpFixed(data, n)
+	if err != nil {
+		return nil, nil, err
 	}
-	v, rest := data[1:1+n], data[1+n:]
 	switch t {
 	case rpInt1:
 		return int64(int8(v[0])), rest, nil
