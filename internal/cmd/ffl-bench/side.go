@@ -76,14 +76,17 @@ func (b *bench) scratchHome(name string) (string, error) {
 	return d, os.Chown(d, b.user.uid, b.user.gid)
 }
 
-// freeDisplay returns an X display number with no socket and no lock in /tmp.
-func freeDisplay() int {
-	for {
-		n := 600 + int(time.Now().UnixNano()%300)
+// freeDisplay returns an X display number in 600-899 with no socket and no lock in /tmp,
+// starting the search at a random one; an error when all are taken.
+func freeDisplay() (int, error) {
+	start := int(time.Now().UnixNano() % 300)
+	for i := 0; i < 300; i++ {
+		n := 600 + (start+i)%300
 		if !exists(fmt.Sprintf("/tmp/.X11-unix/X%d", n)) && !exists(fmt.Sprintf("/tmp/.X%d-lock", n)) {
-			return n
+			return n, nil
 		}
 	}
+	return 0, fmt.Errorf("no free X display in :600-:899 (/tmp/.X11-unix)")
 }
 
 // floorRun is the floor of the time to painted: Firefox alone on an Xvfb display (no xpra, no
@@ -100,7 +103,10 @@ func (b *bench) floorRun(marker string) (sideResult, error) {
 		return r, err
 	}
 	defer os.RemoveAll(home)
-	n := freeDisplay()
+	n, err := freeDisplay()
+	if err != nil {
+		return r, err
+	}
 	cookie := make([]byte, 16)
 	_, _ = rand.Read(cookie)
 	xauth := filepath.Join(home, "Xauthority")
@@ -192,7 +198,10 @@ func (b *bench) peerRun(marker string, br *browser.Browser) (sideResult, error) 
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
-	n := freeDisplay()
+	n, err := freeDisplay()
+	if err != nil {
+		return r, err
+	}
 	logPath := filepath.Join(b.logs, "peer-"+strconv.Itoa(port)+".log")
 	logf, err := os.Create(logPath)
 	if err != nil {
