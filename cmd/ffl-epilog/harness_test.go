@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -20,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ffl-hpc/ffl/internal/faketree/ftest"
+	"github.com/ffl-hpc/ffl/internal/reclaimtest"
 	"github.com/ffl-hpc/ffl/internal/testutil"
 	"github.com/ffl-hpc/ffl/pkg/layout"
 	"github.com/ffl-hpc/ffl/pkg/proc"
@@ -59,28 +59,11 @@ func (u testUser) cred() *syscall.Credential {
 	return &syscall.Credential{Uid: uint32(u.uid), Gid: uint32(u.gid)}
 }
 
-// ensureUser creates (idempotently) a login-less test user with the given home; the home is
-// created (the user's, 0700) unless it is below /nonexistent.
+// ensureUser is reclaimtest.EnsureUserHome as this package's testUser.
 func ensureUser(t testing.TB, name, home string) testUser {
 	t.Helper()
-	testutil.RequireRoot(t)
-	if _, err := user.Lookup(name); err != nil {
-		out, err := exec.Command("useradd", "-M", "-d", home, "-s", "/usr/sbin/nologin", "-c", "ffl test user", name).CombinedOutput()
-		if _, lerr := user.Lookup(name); lerr != nil {
-			t.Fatalf("useradd %s: %v: %s", name, err, out)
-		}
-	}
-	u, err := user.Lookup(name)
-	testutil.Must(t, err)
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	if !strings.HasPrefix(u.HomeDir, "/nonexistent") {
-		testutil.Must(t, os.MkdirAll(filepath.Dir(u.HomeDir), 0o755))
-		_ = os.Chmod(filepath.Dir(u.HomeDir), 0o755)
-		testutil.Must(t, os.MkdirAll(u.HomeDir, 0o700))
-		testutil.Must(t, os.Chown(u.HomeDir, uid, gid))
-	}
-	return testUser{name: name, uid: uid, gid: gid, home: u.HomeDir}
+	u := reclaimtest.EnsureUserHome(t, name, home)
+	return testUser{name: u.Name, uid: u.UID, gid: u.GID, home: u.Home}
 }
 
 // harness is one test's private world: runtime root, temp dir, X dir, config, log file, and a

@@ -47,9 +47,17 @@ const homesDir = "/var/tmp/ffltest-homes"
 // EnsureUser creates (idempotently) a user without a login whose home is below homesDir.
 func EnsureUser(t testing.TB, name string) User {
 	t.Helper()
+	return EnsureUserHome(t, name, filepath.Join(homesDir, name))
+}
+
+// EnsureUserHome creates (idempotently) a user without a login whose home is home; the home is
+// created (the user's, 0700, in a parent all may traverse) unless it is below /nonexistent, the
+// case of a user whose home does not exist.
+func EnsureUserHome(t testing.TB, name, home string) User {
+	t.Helper()
 	testutil.RequireRoot(t)
 	if _, err := user.Lookup(name); err != nil {
-		out, err := exec.Command("useradd", "-M", "-d", filepath.Join(homesDir, name), "-s", "/usr/sbin/nologin", "-c", "ffl test user", name).CombinedOutput()
+		out, err := exec.Command("useradd", "-M", "-d", home, "-s", "/usr/sbin/nologin", "-c", "ffl test user", name).CombinedOutput()
 		if _, lerr := user.Lookup(name); lerr != nil {
 			t.Fatalf("useradd %s: %v: %s", name, err, out)
 		}
@@ -60,15 +68,11 @@ func EnsureUser(t testing.TB, name string) User {
 	}
 	uid, _ := strconv.Atoi(u.Uid)
 	gid, _ := strconv.Atoi(u.Gid)
-	if err := os.MkdirAll(homesDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	_ = os.Chmod(homesDir, 0o755)
-	if err := os.MkdirAll(u.HomeDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chown(u.HomeDir, uid, gid); err != nil {
-		t.Fatal(err)
+	if !strings.HasPrefix(u.HomeDir, "/nonexistent") {
+		testutil.Must(t, os.MkdirAll(filepath.Dir(u.HomeDir), 0o755))
+		_ = os.Chmod(filepath.Dir(u.HomeDir), 0o755)
+		testutil.Must(t, os.MkdirAll(u.HomeDir, 0o700))
+		testutil.Must(t, os.Chown(u.HomeDir, uid, gid))
 	}
 	return User{Name: name, UID: uid, GID: gid, Home: u.HomeDir}
 }
