@@ -55,14 +55,16 @@ func (b *bench) sessionFigures() {
 // jupyter-xprahtml5-proxy starts them); each run measures exec -> the page painted where its
 // user looks, then the PSS of all its processes 20 s later. The ffl runs with the default
 // content_processes give L6 and its parts; the ratios are of medians of this one run.
+// sideAgg is what the side-by-side runs of one configuration gave.
+type sideAgg struct {
+	painted samples
+	pss     []int64
+	byComm  string
+}
+
 func (b *bench) sideFigures(reps int) {
 	def := config.Default().ContentProcesses
-	type agg struct {
-		painted samples
-		pss     []int64
-		byComm  string
-	}
-	runs := map[string]*agg{}
+	runs := map[string]*sideAgg{}
 	var http, window, seen, total, loaded, shown, wsOpen, hello samples
 	var requests []int64
 	br, closeBr, err := b.startBrowser()
@@ -78,7 +80,7 @@ func (b *bench) sideFigures(reps int) {
 			name := names[(i+k)%len(names)]
 			a := runs[name]
 			if a == nil {
-				a = &agg{}
+				a = &sideAgg{}
 				runs[name] = a
 			}
 			var r sideResult
@@ -130,37 +132,7 @@ func (b *bench) sideFigures(reps int) {
 			ms(http.median()), ms(loaded.median()), medianInt(requests), wsPart, ms(shown.median()), ms(window.median()), ms(total.median()), loadavg())
 		b.rep.note("L6: `ffl-launch run --sessions 1 --json --url file://<page of one colour>` as the bench user with the real xpra and firefox-esr (content_processes %d, the default); chromium (headless, as the bench user: the session admits only its user) is started before the launcher and asks for the session's URL as soon as its port exists (its session dir appears), as the Jupyter user's browser does through jupyter-server-proxy; the page counts as painted when a window canvas of the HTML5 client has >= 30%% of its pixels in the page's colour and ffl's \"Starting Firefox\" overlay is gone (polled every 20 ms).", def)
 	}
-	for _, name := range names {
-		a := runs[name]
-		id := map[string]string{"ffl-cp1": "S-cp1", "ffl-cp2": "S-cp2", "floor": "S-floor", "peer": "S-peer"}[name]
-		fig := map[string]string{
-			"ffl-cp1": "ffl, content_processes 1: exec -> painted in chromium; PSS 20 s later (client connected)",
-			"ffl-cp2": "ffl, content_processes 2: exec -> painted in chromium; PSS 20 s later (client connected)",
-			"floor":   "Floor: Firefox alone on Xvfb (fresh default profile): exec of Xvfb -> page colour in Firefox's X window; PSS 20 s later",
-			"peer":    "Peer: xpra + Firefox with their own defaults (as jupyter-xprahtml5-proxy), chromium polling the port: exec -> painted; PSS 20 s later",
-		}[name]
-		if a == nil || len(a.painted) == 0 {
-			b.rep.add(row{id, fig, "no successful run", "reference", resError})
-			continue
-		}
-		b.rep.add(row{id, fig, fmt.Sprintf("%s; PSS median %s", a.painted.summary(), mib(medianInt(a.pss))), "reference", resInfo})
-		b.rep.note("%s PSS by process name (last run): %s.", id, a.byComm)
-	}
-	ffl, floor, peer := runs[fmt.Sprintf("ffl-cp%d", def)], runs["floor"], runs["peer"]
-	if ffl != nil && len(ffl.painted) > 0 && floor != nil && len(floor.painted) > 0 {
-		r := ratio(ffl.painted.median(), floor.painted.median())
-		b.rep.add(row{"S-x-floor", "ffl (default config) / floor: exec -> painted, medians of this run", fmt.Sprintf("%.2fx", r), "<= 1.3x", verdict(r <= 1.3)})
-	}
-	if ffl != nil && len(ffl.painted) > 0 && peer != nil && len(peer.painted) > 0 {
-		rt := ratio(ffl.painted.median(), peer.painted.median())
-		rm := float64(medianInt(ffl.pss)) / float64(max(medianInt(peer.pss), 1))
-		b.rep.add(row{"S-x-peer", "ffl (default config) / peer: exec -> painted; PSS (medians of this run)", fmt.Sprintf("time %.2fx, memory %.2fx", rt, rm), "information", resInfo})
-	}
-	c1, c2 := runs["ffl-cp1"], runs["ffl-cp2"]
-	if c1 != nil && c2 != nil && len(c1.painted) > 0 && len(c2.painted) > 0 {
-		b.rep.add(row{"S-cp", "content_processes 1 / 2: exec -> painted; PSS (medians of this run)",
-			fmt.Sprintf("time %.2fx, memory %.2fx (default: %d)", ratio(c1.painted.median(), c2.painted.median()), float64(medianInt(c1.pss))/float64(max(medianInt(c2.pss), 1)), def), "information", resInfo})
-	}
+	b.sideRows(runs, names, def)
 }
 
 // startBrowser starts the headless chromium (as the bench user) the side-by-side runs share.
@@ -339,4 +311,39 @@ func (b *bench) paintedRun(br *browser.Browser, cfg string) (paintedResult, erro
 	r.http = time.Duration(httpMS * float64(time.Millisecond))
 	r.window = time.Duration(windowMS * float64(time.Millisecond))
 	return r, nil
+}
+
+// sideRows adds the side-by-side rows (S-*) and their ratios from the runs of sideFigures.
+func (b *bench) sideRows(runs map[string]*sideAgg, names []string, def int) {
+	for _, name := range names {
+		a := runs[name]
+		id := map[string]string{"ffl-cp1": "S-cp1", "ffl-cp2": "S-cp2", "floor": "S-floor", "peer": "S-peer"}[name]
+		fig := map[string]string{
+			"ffl-cp1": "ffl, content_processes 1: exec -> painted in chromium; PSS 20 s later (client connected)",
+			"ffl-cp2": "ffl, content_processes 2: exec -> painted in chromium; PSS 20 s later (client connected)",
+			"floor":   "Floor: Firefox alone on Xvfb (fresh default profile): exec of Xvfb -> page colour in Firefox's X window; PSS 20 s later",
+			"peer":    "Peer: xpra + Firefox with their own defaults (as jupyter-xprahtml5-proxy), chromium polling the port: exec -> painted; PSS 20 s later",
+		}[name]
+		if a == nil || len(a.painted) == 0 {
+			b.rep.add(row{id, fig, "no successful run", "reference", resError})
+			continue
+		}
+		b.rep.add(row{id, fig, fmt.Sprintf("%s; PSS median %s", a.painted.summary(), mib(medianInt(a.pss))), "reference", resInfo})
+		b.rep.note("%s PSS by process name (last run): %s.", id, a.byComm)
+	}
+	ffl, floor, peer := runs[fmt.Sprintf("ffl-cp%d", def)], runs["floor"], runs["peer"]
+	if ffl != nil && len(ffl.painted) > 0 && floor != nil && len(floor.painted) > 0 {
+		r := ratio(ffl.painted.median(), floor.painted.median())
+		b.rep.add(row{"S-x-floor", "ffl (default config) / floor: exec -> painted, medians of this run", fmt.Sprintf("%.2fx", r), "<= 1.3x", verdict(r <= 1.3)})
+	}
+	if ffl != nil && len(ffl.painted) > 0 && peer != nil && len(peer.painted) > 0 {
+		rt := ratio(ffl.painted.median(), peer.painted.median())
+		rm := float64(medianInt(ffl.pss)) / float64(max(medianInt(peer.pss), 1))
+		b.rep.add(row{"S-x-peer", "ffl (default config) / peer: exec -> painted; PSS (medians of this run)", fmt.Sprintf("time %.2fx, memory %.2fx", rt, rm), "information", resInfo})
+	}
+	c1, c2 := runs["ffl-cp1"], runs["ffl-cp2"]
+	if c1 != nil && c2 != nil && len(c1.painted) > 0 && len(c2.painted) > 0 {
+		b.rep.add(row{"S-cp", "content_processes 1 / 2: exec -> painted; PSS (medians of this run)",
+			fmt.Sprintf("time %.2fx, memory %.2fx (default: %d)", ratio(c1.painted.median(), c2.painted.median()), float64(medianInt(c1.pss))/float64(max(medianInt(c2.pss), 1)), def), "information", resInfo})
+	}
 }
