@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -68,6 +69,29 @@ func (h *harness) promised(r result, job string, before map[string]string, allow
 			t.Errorf("%s not removed", p)
 		}
 	}
+}
+
+// promisedOrRanOut is promised for the two tests whose subject is descriptors, not the removal
+// (their tens of thousands of files only make the helper live a while): on a loaded machine the
+// removal may run out of the Epilog's time. Then the first run must still keep its bound, exit
+// 0 and say so (unfinished=... dirs), and the next run (the next Epilog or sweep of the node)
+// removes the rest and keeps the whole promise.
+func (h *harness) promisedOrRanOut(r result, job string, before map[string]string, env []string, allowed ...string) {
+	t := h.t
+	t.Helper()
+	left := false
+	for _, p := range h.jobPaths(h.user, job) {
+		left = left || testutil.Exists(p)
+	}
+	if !left || !regexp.MustCompile(`unfinished=\S*dirs`).MatchString(r.log) {
+		h.promised(r, job, before, allowed...)
+		return
+	}
+	if r.took > bound || r.code != 0 {
+		t.Errorf("the Epilog that ran out of time: exit %d after %s (bound %s)", r.code, r.took, bound)
+	}
+	t.Logf("the removal ran out of the Epilog's %s here (machine load): the next run removes the rest", attackTimeout)
+	h.promised(h.run(env), job, before, allowed...)
 }
 
 // TestAttackEnvironReadBlocks: a process of the job's user makes every read of its environment
@@ -154,9 +178,10 @@ func TestAttackPipeGrabber(t *testing.T) {
 		_, home := h.session(h.user, job, 8001, false, procs, "")
 		manyFiles(t, filepath.Join(home, "profile"), h.user, 20_000) // a helper that lives a while
 		before := testutil.Snapshot(t, h.world()...)
-		r := h.runWith(h.slurmEnv(job, h.user), []*os.File{f})
+		env := h.slurmEnv(job, h.user)
+		r := h.runWith(env, []*os.File{f})
 		// The attacker's own findings file is the attacker's to change.
-		h.promised(r, job, before, grabber.Ready, grabber.Ready+".tmp")
+		h.promisedOrRanOut(r, job, before, env, grabber.Ready, grabber.Ready+".tmp")
 		testutil.WaitGone(t, procs)
 	}
 	found := grabber.Findings()
@@ -182,9 +207,10 @@ func TestAttackInheritedDescriptor(t *testing.T) {
 	seen := make(chan []string, 1)
 	go func() { seen <- watchChildren(stop, secret) }()
 	before := testutil.Snapshot(t, h.world()...)
-	r := h.runWith(h.slurmEnv(jobA, h.user), []*os.File{f})
+	env := h.slurmEnv(jobA, h.user)
+	r := h.runWith(env, []*os.File{f})
 	close(stop)
-	h.promised(r, jobA, before)
+	h.promisedOrRanOut(r, jobA, before, env)
 	got := <-seen
 	t.Logf("children looked at: %v", got)
 	for _, line := range got {
