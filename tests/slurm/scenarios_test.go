@@ -49,6 +49,7 @@ func TestScenarios(t *testing.T) {
 		{"09_shared_home_other_node", scenarioOtherNode},
 		{"10_failpoints", scenarioFailpoints},
 		{"11_same_port_two_users_at_once", scenarioSamePort},
+		{"12_job_container_tmpfs", scenarioJobContainerTmpfs},
 	}
 	var runs []slurmtest.Scenario
 	for _, sc := range scenarios {
