@@ -42,8 +42,8 @@ func scenarioJobContainerTmpfs(t *testing.T, c *Cluster, by *bystanders) {
 	if err != nil {
 		t.Errorf("ffl-epilog doctor under job_container/tmpfs: %v\n%s", err, out)
 	}
-	if !doctorLine(out, "per-job namespace", "job_container/tmpfs") {
-		t.Errorf("doctor: no line on job_container/tmpfs:\n%s", out)
+	if !doctorLine(out, "per-job namespace", " pass ", "job_container/tmpfs", "tested with ffl") {
+		t.Errorf("doctor: no passing line saying job_container/tmpfs is tested:\n%s", out)
 	}
 
 	type session struct {
@@ -100,10 +100,10 @@ func scenarioJobContainerTmpfs(t *testing.T, c *Cluster, by *bystanders) {
 }
 
 // doctorLine reports whether the doctor's output has a line that starts with check and
-// contains want.
-func doctorLine(out, check, want string) bool {
+// contains every one of want.
+func doctorLine(out, check string, want ...string) bool {
 	for _, line := range strings.Split(out, "\n") {
-		if strings.HasPrefix(line, check) && strings.Contains(line, want) {
+		if strings.HasPrefix(line, check) && !slices.ContainsFunc(want, func(w string) bool { return !strings.Contains(line, w) }) {
 			return true
 		}
 	}
