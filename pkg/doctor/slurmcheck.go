@@ -403,11 +403,22 @@ func checkModes(r *Report, o Options, conf *SlurmConf, flags map[string]bool, ha
 				"PrologFlags=Contain")
 		}
 		private := strings.Join(iso.dirs, ",")
+		runtimeHidden := false
 		for _, d := range iso.dirs {
 			if within(o.Config.RuntimeDir, d) {
+				runtimeHidden = true
 				r.Add("runtime dir vs namespace", admin(o, Fail), fmt.Sprintf("runtime_dir %s is inside %s, which %s makes private to each job: the Prolog's and Epilog's %s is not the job's",
 					o.Config.RuntimeDir, d, iso.plugin, o.Config.RuntimeDir), "runtime_dir = \"/run/ffl\" in /etc/ffl/ffl.toml (a dir not in "+private+")")
 			}
+		}
+		// job_container/tmpfs is what ffl's real-Slurm suite runs (scenario 12 of tests/slurm):
+		// with the Prolog making the job's dir in runtime_dir,
+		// outside the private dirs, the Epilog finds every session there, and Slurm removes the
+		// private /tmp, with the X server's lock and socket, itself.
+		if strings.EqualFold(iso.plugin, "job_container/tmpfs") && flags["contain"] && haveProlog && !runtimeHidden {
+			r.Add("per-job namespace", Pass, fmt.Sprintf("%s (%s, %s): each job gets its own %s; tested with ffl: X sockets and locks stay in the job's private /tmp (Slurm removes it), "+
+				"sessions keep their state in runtime_dir %s, where the Prolog and Epilog see it; keep runtime_dir out of %s", iso.plugin, iso.key.Where(), iso.file, private, o.Config.RuntimeDir, private), "")
+			break
 		}
 		detail := fmt.Sprintf("%s (%s, %s): each job gets its own %s. ffl under it is untested: a job's X sockets (/tmp/.X11-unix) and X locks live in its private /tmp, "+
 			"which the Prolog (run outside the job) cannot prepare and the Epilog cannot see (Slurm removes the private dirs with the job)", iso.plugin, iso.key.Where(), iso.file, private)
@@ -447,8 +458,9 @@ func checkModes(r *Report, o Options, conf *SlurmConf, flags map[string]bool, ha
 		case set && !conf.version.AtLeast(23, 11):
 			r.Add("SignalChildrenProcesses", admin(o, Fail), fmt.Sprintf("%s (%s) is unknown to Slurm %s", s.Key, s.Where(), conf.version), "remove the line")
 		case on:
-			r.Add("SignalChildrenProcesses", Warn, fmt.Sprintf("yes (%s): scancel and the time limit send SIGTERM to xpra and Firefox at the same moment as to ffl-launch; ffl's grace path under it is untested (the Epilog still cleans up)", s.Where()),
-				"SignalChildrenProcesses=no in cgroup.conf (the default), or accept the untested grace path")
+			// tests/slurm scenario 13 (on 24.11 and 26.05): scancel and the time limit end
+			// both sessions through the launcher's grace path, and nothing is left.
+			r.Add("SignalChildrenProcesses", Pass, fmt.Sprintf("yes (%s): scancel and the time limit send SIGTERM to xpra and Firefox at the same moment as to ffl-launch; tested with ffl: its grace path still runs and nothing is left", s.Where()), "")
 		default:
 			r.Add("SignalChildrenProcesses", Pass, orDefault(s.Value, "no (default)"), "")
 		}
@@ -456,10 +468,16 @@ func checkModes(r *Report, o Options, conf *SlurmConf, flags map[string]bool, ha
 
 	if flags["runinjob"] {
 		s, _ := conf.Last("PrologFlags")
-		st := Warn
-		detail := fmt.Sprintf("PrologFlags=%s (%s): the Prolog and Epilog run inside the job's extern step (slurmstepd), the Epilog only after the step has SIGKILLed the job's processes and removed its cgroup; ffl's hooks are untested there", s.Value, s.Where())
-		if !conf.version.AtLeast(24, 5) {
+		// tests/slurm scenario 14 (on 26.05, without a job container): scancel and the time
+		// limit leave nothing. With a job container the hooks run in the job's mount namespace,
+		// which no test of ffl covers.
+		st := Pass
+		detail := fmt.Sprintf("PrologFlags=%s (%s): the Prolog and Epilog run inside the job's extern step (slurmstepd); tested with ffl: scancel and the time limit leave nothing", s.Value, s.Where())
+		switch {
+		case !conf.version.AtLeast(24, 5):
 			st, detail = admin(o, Fail), fmt.Sprintf("PrologFlags=%s (%s): RunInJob is unknown to Slurm %s", s.Value, s.Where(), conf.version)
+		case iso.plugin != "":
+			st, detail = Warn, fmt.Sprintf("PrologFlags=%s (%s) with %s: the Prolog and Epilog run inside the job's extern step and its private %s; ffl is tested with each of them alone, not with both", s.Value, s.Where(), iso.plugin, strings.Join(iso.dirs, ","))
 		}
 		r.Add("PrologFlags=RunInJob", st, detail, "PrologFlags=Alloc or Contain (without RunInJob), which ffl is tested with")
 	}

@@ -285,6 +285,22 @@ func TestSlurmSide(t *testing.T) {
 				"job_container.conf": "AutoBasePath=true\nBasePath=/var/nvme/jobs\nDirs=/tmp,/dev/shm,/var/tmp\n", "bin/ffl-epilog": ffl}},
 			want: []want{{"per-job namespace", Warn, "each job gets its own /tmp,/dev/shm,/var/tmp. ffl under it is untested"},
 				{"per-job namespace", Warn, "without ffl-prolog sessions keep their files in /tmp/ffl-<uid>"}}},
+		{name: "job_container/tmpfs with ffl-prolog and runtime_dir outside: the tested setup", version: "22.05",
+			site: site{files: func() map[string]string {
+				f := base("Epilog={dir}/bin/ffl-epilog\nProlog={dir}/bin/ffl-prolog\nPrologFlags=Alloc,Contain\nJobContainerType=job_container/tmpfs\n")
+				f["job_container.conf"] = "AutoBasePath=true\nBasePath=/var/nvme/jobs\n"
+				return f
+			}()},
+			want: []want{{"per-job namespace", Pass, "each job gets its own /tmp,/dev/shm; tested with ffl"},
+				{"per-job namespace", Pass, "keep runtime_dir out of /tmp,/dev/shm"}}},
+		{name: "job_container/tmpfs with ffl-prolog but runtime_dir private", version: "22.05",
+			cfg: func(c *config.Config) { c.RuntimeDir = "/tmp/ffl" },
+			site: site{files: func() map[string]string {
+				f := base("Epilog={dir}/bin/ffl-epilog\nProlog={dir}/bin/ffl-prolog\nPrologFlags=Alloc,Contain\nJobContainerType=job_container/tmpfs\n")
+				f["job_container.conf"] = "BasePath=/var/nvme/jobs\n"
+				return f
+			}()},
+			want: []want{{"runtime dir vs namespace", Fail, "runtime_dir /tmp/ffl is inside /tmp"}, {"per-job namespace", Warn, "ffl under it is untested"}}},
 		{name: "job_container/tmpfs hides runtime_dir", version: "24.11",
 			cfg: func(c *config.Config) { c.RuntimeDir = "/var/tmp/ffl" },
 			site: site{files: map[string]string{"slurm.conf": "Epilog={dir}/bin/ffl-epilog\nPrologEpilogTimeout=60\nJobContainerType=job_container/tmpfs\nPrologFlags=Contain\n",
@@ -308,13 +324,16 @@ func TestSlurmSide(t *testing.T) {
 				"namespace.yaml": "defaults:\n  base_path: /var/nvme\nnode_confs:\n  - nodes:\n    - \"n[2-4,6]\"\n    options:\n      clone_ns_flags: [\"CLONE_NEWPID\"]\n      dir_confs:\n        - path: \"/tmp\"\n          tmpfs: true\n        - path: \"/scratch\"\n",
 				"bin/ffl-epilog": ffl}},
 			want: []want{{"PID namespace", Warn, "CLONE_NEWPID (some nodes (node_confs))"}, {"per-job namespace", Warn, "its own /tmp,/scratch"},
-				{"PrologFlags=RunInJob", Warn, "run inside the job's extern step"}}},
+				{"PrologFlags=RunInJob", Warn, "with namespace/linux: the Prolog and Epilog run inside the job's extern step and its private /tmp,/scratch; ffl is tested with each of them alone"}}},
 		{name: "24.11 does not know NamespaceType: JobContainerType decides", version: "24.11",
 			site: site{files: map[string]string{"slurm.conf": "Epilog={dir}/bin/ffl-epilog\nPrologEpilogTimeout=60\nNamespaceType=namespace/linux\n", "bin/ffl-epilog": ffl}},
 			want: []want{{"per-job namespace", Pass, "none"}}},
 		{name: "23.11 SignalChildrenProcesses", version: "23.11",
 			site: site{files: map[string]string{"slurm.conf": "Epilog={dir}/bin/ffl-epilog\nPrologEpilogTimeout=60\n", "cgroup.conf": "CgroupPlugin=autodetect\nSignalChildrenProcesses=Yes\n", "bin/ffl-epilog": ffl}},
-			want: []want{{"SignalChildrenProcesses", Warn, "SIGTERM to xpra and Firefox at the same moment"}}},
+			want: []want{{"SignalChildrenProcesses", Pass, "SIGTERM to xpra and Firefox at the same moment as to ffl-launch; tested with ffl"}}},
+		{name: "24.11 RunInJob alone is tested", version: "24.11",
+			site: site{files: map[string]string{"slurm.conf": "Epilog={dir}/bin/ffl-epilog\nPrologEpilogTimeout=60\nPrologFlags=Alloc,Contain,RunInJob\n", "bin/ffl-epilog": ffl}},
+			want: []want{{"PrologFlags=RunInJob", Pass, "inside the job's extern step (slurmstepd); tested with ffl"}}},
 		{name: "23.02 does not know SignalChildrenProcesses", version: "23.02",
 			site: site{files: map[string]string{"slurm.conf": "Epilog={dir}/bin/ffl-epilog\nPrologEpilogTimeout=60\n", "cgroup.conf": "SignalChildrenProcesses=yes\n", "bin/ffl-epilog": ffl}},
 			want: []want{{"SignalChildrenProcesses", Fail, "unknown to Slurm 23.02"}}},

@@ -3,7 +3,7 @@
 #
 # PID 1 of a node made from a Debian image of scripts/node-image.sh (image-run.sh starts it with
 # `unshare --net --mount --uts --ipc --pid --fork --propagation private`, as multinode.sh starts
-# node-init.sh; never run it by hand). It builds the node's root and runs CMD in it (chroot),
+# node-init.sh; never run it by hand). It builds the node's root and runs CMD in it (pivot_root),
 # so that CMD's slurmctld, slurmd, munged, xpra and Firefox are the image's, not the host's:
 #
 #   /                   an overlay: the cached IMAGE read-only below, RUNDIR/upper above, so
@@ -62,7 +62,16 @@ ip link set ffl0 up
 ip link set ffl1 up
 log "root $ROOT (image $IMG), slurmd $(cat "$IMG/.ffl-slurm-version")"
 
-chroot "$ROOT" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+# pivot_root, not chroot: a chroot is undone by setns(CLONE_NEWNS), which sets the caller's root
+# to the namespace's, and slurmstepd joins each job's private mount namespace that way under
+# job_container/tmpfs and namespace/linux: in a chroot the job would see the host's /, not the
+# node's. "pivot_root . ." stacks the old root on the new one; the lazy umount drops it, so the
+# node has no path to the host's tree at all.
+cd "$ROOT"
+pivot_root . .
+umount -l .
+cd /
+/usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
   HOME=/root LANG=C.UTF-8 TERM=dumb "$@" &
 cmd=$!
 # PID 1 reaps every orphan of the node (bash reaps any child while it waits) until CMD ends.

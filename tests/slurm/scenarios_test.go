@@ -49,6 +49,9 @@ func TestScenarios(t *testing.T) {
 		{"09_shared_home_other_node", scenarioOtherNode},
 		{"10_failpoints", scenarioFailpoints},
 		{"11_same_port_two_users_at_once", scenarioSamePort},
+		{"12_job_container_tmpfs", scenarioJobContainerTmpfs},
+		{"13_signal_children_processes", scenarioSignalChildren},
+		{"14_prologflags_runinjob", scenarioRunInJob},
 	}
 	var runs []slurmtest.Scenario
 	for _, sc := range scenarios {

@@ -21,8 +21,14 @@ SUITES=("$@")
 [ ${#SUITES[@]} -gt 0 ] || SUITES=(trixie sid)
 # normal end, scancel, time limit, SIGKILL + Epilog, two users on one node (the bystanders of
 # every scenario are two users' sessions; 11 runs two users' jobs on one port), a launcher
-# killed at each of its steps (10), the node doctor (00), and the template's srun step CPUs.
-RUN_TESTS=${FFL_VERSIONS_RUN:-'^(TestScenarios|TestTemplateStepCPUs)$/^(00_node_doctor|01_normal_end|02_scancel|03_time_limit|04_sigkill|10_failpoints|11_same_port_two_users_at_once)$'}
+# killed at each of its steps (10), the node doctor (00), and the template's srun step CPUs;
+# job_container/tmpfs (12) on both; one newer mode per suite (each about 90 s: a scancel and a
+# time limit): SignalChildrenProcesses=yes (13) on trixie, PrologFlags=RunInJob (14) on sid.
+BASE_SCENARIOS='00_node_doctor|01_normal_end|02_scancel|03_time_limit|04_sigkill|10_failpoints|11_same_port_two_users_at_once|12_job_container_tmpfs'
+declare -A MODE_SCENARIO=([trixie]=13_signal_children_processes [sid]=14_prologflags_runinjob)
+run_tests() { # SUITE
+  echo "${FFL_VERSIONS_RUN:-^(TestScenarios|TestTemplateStepCPUs)\$/^($BASE_SCENARIOS|${MODE_SCENARIO[$1]})\$}"
+}
 log() { echo "slurm-versions: $*" >&2; }
 die() { echo "slurm-versions: $*" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || die "run as root (debootstrap, namespaces, Slurm daemons)"
@@ -84,7 +90,7 @@ for s in "${SUITES[@]}"; do
     unshare --net --mount --uts --ipc --pid --fork --propagation private -- \
     "$HERE/image-init.sh" "${IMG[$s]}" "$WORK/$s" "$WORK/bin" "$ROOT" "ffl-$s" \
     /bin/sh -c 'cd /ffl/src/tests/slurm && exec env "$@"' sh "${env[@]}" \
-    /ffl/bin/slurm.test -test.v -test.count=1 -test.timeout 40m -test.run "$RUN_TESTS" || r=$?
+    /ffl/bin/slurm.test -test.v -test.count=1 -test.timeout 40m -test.run "$(run_tests "$s")" || r=$?
   TOOK[$s]=$(($(date +%s) - t))
   if [ $r = 0 ]; then RESULT[$s]=PASS; else RESULT[$s]="FAIL($r)" rc=1; fi
   log "$s: Slurm ${VER[$s]}: ${RESULT[$s]} in ${TOOK[$s]} s"
