@@ -475,8 +475,9 @@ func (s *Session) watch() {
 func (s *Session) Done() <-chan struct{} { return s.stopDone }
 
 // sessionProcesses returns every live process of this session: those carrying the marker (xpra
-// passes its environment to everything it starts, also to what escapes its process group: Xvfb,
-// crashhelper) and the recorded identities that are still alive. Each one is the job user's.
+// passes its environment to what it starts, also to what escapes its process group: crashhelper,
+// and xpra 3.1's Xvfb; xpra 6's Xvfb has none: see stop) and the recorded identities that are
+// still alive. Each one is the job user's.
 // One /proc scan: with many sessions stopping at once on a small node, scans are the cost.
 func (s *Session) sessionProcesses() []proc.Identity {
 	uid := s.st.Layout.UID
@@ -624,6 +625,23 @@ func (s *Session) stop(ctx context.Context, grace time.Duration) error {
 		case <-time.After(time.Second):
 			errs = oneline.Append(errs, fmt.Errorf("xpra %d not reaped", id.PID))
 		}
+	}
+	// xpra 6 starts Xvfb with an environment of its own (no marker), and its SIGTERM path can
+	// exit before its cleanup kills Xvfb (its exit and its cleanup race; TestRealSessionXpra6
+	// found the Xvfb left): once xpra is gone, the user's process that has this session's own
+	// Xauthority as an argument (-auth) is the session's X server, and it ends like the rest.
+	// One /proc walk when it is gone already (xpra 3.1 ends its Xvfb itself).
+	xauth := s.paths.xauthority()
+	xres := proc.MarkedEnder{
+		Find:  func(context.Context) ([]proc.Identity, error) { return proc.FindByArgument(s.st.Layout.UID, xauth) },
+		Grace: max(grace-time.Since(t0), 200*time.Millisecond), Poll: 10 * time.Millisecond, KillWait: time.Second,
+	}.End(ctx)
+	termed, killed = termed+xres.Termed, killed+xres.Killed
+	if xres.Errs != nil {
+		errs = oneline.Append(errs, xres.Errs)
+	}
+	if len(xres.Left) > 0 {
+		errs = oneline.Append(errs, fmt.Errorf("session %d: its X server could not be ended", s.port))
 	}
 	// After a KILL, Xvfb cannot remove its socket (and lock) itself, and a stale one makes later
 	// servers skip that display; the shared routine decides which may go (the user's, server

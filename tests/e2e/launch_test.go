@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -227,6 +228,11 @@ func (e *env) assertNothingLeft(t *testing.T, ports ...int) {
 	for _, p := range []string{l.HomeJobDir(), l.FallbackRuntimeJobDir()} {
 		if _, err := os.Lstat(p); err == nil {
 			t.Errorf("directory left: %s", p)
+		}
+		// A process without the marker that still names the job's files (xpra 6's Xvfb, started
+		// with an environment of its own, names the session's Xauthority) is left too.
+		if out, err := exec.Command("pgrep", "-a", "-u", strconv.Itoa(e.user.UID), "-f", regexp.QuoteMeta(p+"/")).Output(); err == nil {
+			t.Errorf("processes naming %s left:\n%s", p, out)
 		}
 	}
 	for _, port := range ports {
