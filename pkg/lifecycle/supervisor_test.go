@@ -190,14 +190,7 @@ func TestSupervisorProxyPrestart(t *testing.T) {
 			}) {
 				t.Fatal("the wrapped command never wrote FFL_PROXY_PORT")
 			}
-			started := func() bool {
-				for _, d := range l.RuntimeJobDirs() {
-					if testutil.Exists(filepath.Join(d, layout.SessionDirName(port))) {
-						return true
-					}
-				}
-				return false
-			}
+			started := func() bool { return sessionDirExists(l, port) }
 			if prestart {
 				if !testutil.Eventually(30*time.Second, started) {
 					t.Fatal("no session on the proxy port before any visit")
@@ -220,13 +213,29 @@ func TestSupervisorProxyPrestart(t *testing.T) {
 					t.Error("a session started on the proxy port without prestart or a visit")
 				}
 			}
-			sigs <- syscall.SIGTERM
-			if r := waitResult(t, done); r.err != nil || r.code != 143 {
-				t.Errorf("Run = %d, %v; want 143", r.code, r.err)
-			}
-			assertJobGone(t, l, port)
+			termAndAssertGone(t, sigs, done, l, port)
 		})
 	}
+}
+
+// sessionDirExists says whether a session dir of port exists in one of l's runtime job dirs.
+func sessionDirExists(l layout.Layout, port int) bool {
+	for _, d := range l.RuntimeJobDirs() {
+		if testutil.Exists(filepath.Join(d, layout.SessionDirName(port))) {
+			return true
+		}
+	}
+	return false
+}
+
+// termAndAssertGone sends the supervisor SIGTERM and asserts exit 143 and nothing of port left.
+func termAndAssertGone(t *testing.T, sigs chan os.Signal, done chan runResult, l layout.Layout, port int) {
+	t.Helper()
+	sigs <- syscall.SIGTERM
+	if r := waitResult(t, done); r.err != nil || r.code != 143 {
+		t.Errorf("Run = %d, %v; want 143", r.code, r.err)
+	}
+	assertJobGone(t, l, port)
 }
 
 // TestSupervisorTermDuringStart: the SIGTERM Slurm sends while a session is still starting
@@ -251,21 +260,10 @@ func TestSupervisorTermDuringStart(t *testing.T) {
 	}) {
 		t.Fatal("the wrapped command never wrote FFL_PROXY_PORT")
 	}
-	if !testutil.Eventually(30*time.Second, func() bool {
-		for _, d := range l.RuntimeJobDirs() {
-			if testutil.Exists(filepath.Join(d, layout.SessionDirName(port))) {
-				return true
-			}
-		}
-		return false
-	}) {
+	if !testutil.Eventually(30*time.Second, func() bool { return sessionDirExists(l, port) }) {
 		t.Fatal("no session on the proxy port")
 	}
-	sigs <- syscall.SIGTERM
-	if r := waitResult(t, done); r.err != nil || r.code != 143 {
-		t.Errorf("Run = %d, %v; want 143", r.code, r.err)
-	}
-	assertJobGone(t, l, port)
+	termAndAssertGone(t, sigs, done, l, port)
 }
 
 // TestSupervisorEarlierRun: a job key this node has seen before. Leftovers of a provably dead
