@@ -2,7 +2,6 @@ package hook
 
 import (
 	"bytes"
-	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -33,22 +32,7 @@ func TestMain(m *testing.M) {
 		_ = reclaim.ServeHelper(os.Args[2], os.Stdout, nil)
 		os.Exit(0)
 	}
-	code := func() int {
-		if os.Geteuid() == 0 {
-			dir, err := os.MkdirTemp("", "hook-faketree-")
-			if err != nil {
-				fmt.Fprintln(os.Stderr, err)
-				return 1
-			}
-			defer os.RemoveAll(dir)
-			if faketreeBin, err = ftest.BuildIn(dir); err != nil {
-				fmt.Fprintln(os.Stderr, err)
-				return 1
-			}
-		}
-		return m.Run()
-	}()
-	os.Exit(code)
+	os.Exit(ftest.RunAsRoot(m, "hook-faketree-", &faketreeBin))
 }
 
 // helperArg makes the test binary act as the privilege-dropped helper (see TestMain): the

@@ -1,7 +1,6 @@
 package reclaim
 
 import (
-	"fmt"
 	"os"
 	"testing"
 	"time"
@@ -14,22 +13,7 @@ import (
 var faketreeBin string
 
 func TestMain(m *testing.M) {
-	code := func() int {
-		if os.Geteuid() == 0 {
-			dir, err := os.MkdirTemp("", "reclaim-faketree-")
-			if err != nil {
-				fmt.Fprintln(os.Stderr, err)
-				return 1
-			}
-			defer os.RemoveAll(dir)
-			if faketreeBin, err = ftest.BuildIn(dir); err != nil {
-				fmt.Fprintln(os.Stderr, err)
-				return 1
-			}
-		}
-		return m.Run()
-	}()
-	os.Exit(code)
+	os.Exit(ftest.RunAsRoot(m, "reclaim-faketree-", &faketreeBin))
 }
 
 // newFixture is reclaimtest's fixture with this binary's faketree (root only: skips otherwise).

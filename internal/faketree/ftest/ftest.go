@@ -48,6 +48,25 @@ func BuildIn(dir string) (string, error) {
 	return gobuild.In(dir, "github.com/ffl-hpc/ffl/internal/faketree")
 }
 
+// RunAsRoot is a TestMain body: as root it builds faketree into a temporary directory (removed
+// afterwards) and stores its path in *bin, then runs the tests; as another user it just runs
+// them (the root-only tests skip). It returns the exit code for os.Exit.
+func RunAsRoot(m *testing.M, prefix string, bin *string) int {
+	if os.Geteuid() == 0 {
+		dir, err := os.MkdirTemp("", prefix)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		if *bin, err = BuildIn(dir); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+	}
+	return m.Run()
+}
+
 // Options says how to start a tree.
 type Options struct {
 	// Args are faketree flags, without -ready (Start adds it).
