@@ -6,8 +6,8 @@ import (
 	"io"
 	"maps"
 	"math/rand/v2"
-	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -68,16 +68,9 @@ if (start) { f.value = start; f.focus(); f.select(); post(); }
 		}
 		s.mu.Unlock()
 	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	testutil.Must(t, err, "listen")
-	srv := &http.Server{Handler: mux}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	})
-	s.url = "http://" + ln.Addr().String()
+	srv := httptest.NewServer(mux) // on 127.0.0.1, where the session's Firefox reaches it
+	t.Cleanup(srv.Close)
+	s.url = srv.URL
 	return s
 }
 

@@ -2,12 +2,11 @@ package slurm
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -53,18 +52,9 @@ func newDownloadSite(t *testing.T, names ...string) *downloadSite {
 		w.Header().Set("Content-Disposition", `attachment; filename="`+name+`"`)
 		_, _ = w.Write(data)
 	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: mux}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	})
-	s.url = "http://" + ln.Addr().String()
+	srv := httptest.NewServer(mux) // on 127.0.0.1, where the session's Firefox reaches it
+	t.Cleanup(srv.Close)
+	s.url = srv.URL
 	return s
 }
 
