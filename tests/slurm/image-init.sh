@@ -71,11 +71,27 @@ cd "$ROOT"
 pivot_root . .
 umount -l .
 cd /
-/usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-  HOME=/root LANG=C.UTF-8 TERM=dumb "$@" &
-cmd=$!
-# PID 1 reaps every orphan of the node (bash reaps any child while it waits) until CMD ends.
-rc=0
-wait "$cmd" || rc=$?
+# CMD runs in a mount namespace of its own, made on the CPU from which Slurm's job containers
+# can bind every later job's namespace (mntns-exec.sh says why: Linux hands namespace ids out
+# per CPU). PID 1 reaps every orphan of the node (bash reaps any child while it waits) until
+# CMD ends.
+CPUS=$(sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' /proc/self/status)
+rc=75
+for cpu in $(seq 0 $(($(nproc --all) - 1))); do
+  taskset -c "$cpu" true 2>/dev/null || continue
+  rm -f /run/ffl-mntns-chosen
+  taskset -c "$cpu" unshare --mount -- /ffl/src/tests/slurm/mntns-exec.sh "$CPUS" /run/ffl-mntns-chosen \
+    /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    HOME=/root LANG=C.UTF-8 TERM=dumb "$@" &
+  cmd=$!
+  rc=0
+  wait "$cmd" || rc=$?
+  [ -e /run/ffl-mntns-chosen ] && break
+  log "a mount namespace made on CPU $cpu cannot hold later jobs' namespaces (Linux's per-CPU namespace ids); next CPU"
+done
+if [ ! -e /run/ffl-mntns-chosen ]; then
+  log "no CPU gives a mount namespace that can hold later jobs' namespaces: job_container/tmpfs cannot work in this node"
+  rc=2
+fi
 log "done (exit $rc)"
 exit "$rc"

@@ -50,18 +50,15 @@ func scenarioJobContainerTmpfs(t *testing.T, c *Cluster, by *bystanders) {
 		j    *Job
 		info lifecycle.Info
 	}
-	// One after the other, both then running at once: Slurm 24.11's job_container/tmpfs makes
-	// its base mount with a node's first job, and two jobs starting at the same moment after
-	// slurmd's start raced there ("_create_ns: ns base mount failed: Invalid argument"; the job
-	// was requeued and held). That is Slurm's, not ffl's; docs/SLURM-VERSIONS.md says so.
 	var ss []session
 	for _, name := range []string{"ffluser1", "ffluser2"} {
 		j := c.submit(t, submitOpts{user: c.users[name]})
-		ss = append(ss, session{j: j, info: j.waitReady(t)})
+		ss = append(ss, session{j: j})
 	}
 	hostMnt, _ := os.Readlink("/proc/self/ns/mnt")
 	for i := range ss {
 		s := &ss[i]
+		s.info = s.j.waitReady(t)
 		c.assertRunning(t, s.j, s.info)
 		n, err := xdisplay.Parse(s.info.Display)
 		if err != nil {
