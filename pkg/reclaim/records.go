@@ -1,6 +1,7 @@
 package reclaim
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -100,7 +101,11 @@ func (j *jobInfo) displays(bootID string) []int {
 
 // recorded returns the process identities of the job's records from this boot, with the uid
 // forced to the job's uid: a record naming another uid is counted as refused, never acted on.
-func (j *jobInfo) recorded(bootID string, uid int, t *Tally) []proc.Identity {
+// A record made in another PID namespace (State.PIDNS: the job's own, under Slurm's
+// namespace/linux with CLONE_NEWPID) is returned under this process's PID for it (proc.Resolve,
+// PID + start time + uid in that namespace), or not at all when it is gone or out of sight:
+// its number alone names some other process here.
+func (j *jobInfo) recorded(ctx context.Context, bootID string, uid int, t *Tally) []proc.Identity {
 	var out []proc.Identity
 	for _, st := range j.states(bootID) {
 		for _, id := range st.Processes {
@@ -109,7 +114,13 @@ func (j *jobInfo) recorded(bootID string, uid int, t *Tally) []proc.Identity {
 				t.update(func(r *Report) { r.Refused++ })
 				continue
 			}
-			out = append(out, id)
+			got, res, _ := proc.Resolve(ctx, id, st.PIDNS)
+			switch res {
+			case proc.NSSame, proc.NSFound:
+				out = append(out, got)
+			default:
+				t.log.WithField("session", st.Port).Debugf("job %s: recorded %s of PID namespace %d: %v", j.key, id, st.PIDNS, res)
+			}
 		}
 	}
 	return out
