@@ -52,6 +52,7 @@ func TestScenarios(t *testing.T) {
 		{"12_job_container_tmpfs", scenarioJobContainerTmpfs},
 		{"13_signal_children_processes", scenarioSignalChildren},
 		{"14_prologflags_runinjob", scenarioRunInJob},
+		{"15_namespace_linux_pid", scenarioNamespacePID},
 	}
 	var runs []slurmtest.Scenario
 	for _, sc := range scenarios {
