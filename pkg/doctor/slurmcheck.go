@@ -436,17 +436,18 @@ func checkModes(r *Report, o Options, conf *SlurmConf, flags map[string]bool, ha
 		}
 		r.Add("per-job namespace", Warn, detail, fix)
 	}
-	// tests/slurm scenario 15 (Slurm 26.05, namespace/linux, CLONE_NEWPID): two users' jobs,
-	// the same user's second job beside the first, scancel and a SIGKILLed launcher; ffl-launch
-	// records the PID namespace of its PIDs and the hooks find each process through it.
-	pidTested := tested && strings.EqualFold(iso.plugin, "namespace/linux") && !flags["runinjob"]
+	// tests/slurm scenarios 15 and 16 (Slurm 26.05, namespace/linux, CLONE_NEWPID, without
+	// and with RunInJob): two users' jobs, the same user's second job beside the first,
+	// scancel and a SIGKILLed launcher; ffl-launch records the PID namespace of its PIDs and
+	// the hooks find each process through it.
+	pidTested := tested && strings.EqualFold(iso.plugin, "namespace/linux")
 	if iso.pidNS != "" && pidTested {
 		r.Add("PID namespace", Pass, fmt.Sprintf("%s asks for CLONE_NEWPID (%s): tested with ffl: ffl-launch records the PID namespace of the PIDs it writes, and the Prolog and Epilog, in the node's namespace, "+
 			"find each recorded process through it (its PID there, start time and uid), never by the number alone; ffl-launch, ffl-prolog and ffl-epilog must be of the same ffl", iso.file, iso.pidNS), "")
 	} else if iso.pidNS != "" {
 		r.Add("PID namespace", Warn, fmt.Sprintf("%s asks for CLONE_NEWPID (%s): the PIDs in ffl's state files are the job's namespace's, not the ones the hooks see. "+
-			"ffl is tested with it only beside ffl-prolog, PrologFlags=Contain (without RunInJob) and runtime_dir outside the private dirs", iso.file, iso.pidNS),
-			"Prolog=/usr/local/sbin/ffl-prolog, PrologFlags=Contain (without RunInJob), runtime_dir outside "+strings.Join(iso.dirs, ",")+" (default /run/ffl)")
+			"ffl is tested with it only under namespace/linux beside ffl-prolog, PrologFlags=Contain and runtime_dir outside the private dirs", iso.file, iso.pidNS),
+			"Prolog=/usr/local/sbin/ffl-prolog, PrologFlags=Contain, runtime_dir outside "+strings.Join(iso.dirs, ",")+" (default /run/ffl)")
 	}
 	if iso.userNS != "" {
 		r.Add("user namespace", Warn, fmt.Sprintf("%s asks for CLONE_NEWUSER (%s): inside the job uids and file owners may map differently from the node's, which ffl checks at every level. Untested with ffl (it is tested with CLONE_NEWPID)", iso.file, iso.userNS),
@@ -480,13 +481,17 @@ func checkModes(r *Report, o Options, conf *SlurmConf, flags map[string]bool, ha
 	if flags["runinjob"] {
 		s, _ := conf.Last("PrologFlags")
 		// tests/slurm scenario 14 (on 26.05, without a job container): scancel and the time
-		// limit leave nothing. With a job container the hooks run in the job's mount namespace,
-		// which no test of ffl covers.
+		// limit leave nothing; 17 (24.11) the scancel. With namespace/linux (scenario 16, with
+		// CLONE_NEWPID; the extern slurmstepd runs the hooks without joining the job's
+		// namespaces) scancel and a SIGKILLed launcher leave nothing. With job_container/tmpfs
+		// no test of ffl covers it.
 		st := Pass
 		detail := fmt.Sprintf("PrologFlags=%s (%s): the Prolog and Epilog run inside the job's extern step (slurmstepd); tested with ffl: scancel and the time limit leave nothing", s.Value, s.Where())
 		switch {
 		case !conf.version.AtLeast(24, 5):
 			st, detail = admin(o, Fail), fmt.Sprintf("PrologFlags=%s (%s): RunInJob is unknown to Slurm %s", s.Value, s.Where(), conf.version)
+		case strings.EqualFold(iso.plugin, "namespace/linux") && tested:
+			detail = fmt.Sprintf("PrologFlags=%s (%s) with %s: the Prolog and Epilog run from the job's extern step (its cgroup, not its namespaces); tested with ffl (with CLONE_NEWPID): scancel and a SIGKILLed launcher leave nothing", s.Value, s.Where(), iso.plugin)
 		case iso.plugin != "":
 			st, detail = Warn, fmt.Sprintf("PrologFlags=%s (%s) with %s: the Prolog and Epilog run inside the job's extern step and its private %s; ffl is tested with each of them alone, not with both", s.Value, s.Where(), iso.plugin, strings.Join(iso.dirs, ","))
 		}

@@ -340,13 +340,20 @@ func TestSlurmSide(t *testing.T) {
 				return f
 			}()},
 			want: []want{{"PID namespace", Pass, "tested with ffl"}, {"user namespace", Warn, "Untested with ffl (it is tested with CLONE_NEWPID)"}}},
-		{name: "26.05 namespace/linux with CLONE_NEWPID and RunInJob: untested", version: "26.05",
+		{name: "26.05 namespace/linux with CLONE_NEWPID and RunInJob: tested", version: "26.05",
 			site: site{files: func() map[string]string {
 				f := base("Epilog={dir}/bin/ffl-epilog\nProlog={dir}/bin/ffl-prolog\nPrologFlags=Contain,RunInJob\nNamespaceType=namespace/linux\n")
 				f["namespace.yaml"] = "defaults:\n  base_path: /var/nvme\n  clone_ns_flags: [\"CLONE_NEWPID\"]\n"
 				return f
 			}()},
-			want: []want{{"PID namespace", Warn, "ffl is tested with it only beside ffl-prolog, PrologFlags=Contain (without RunInJob)"}}},
+			want: []want{{"PID namespace", Pass, "tested with ffl"}, {"PrologFlags=RunInJob", Pass, "with namespace/linux: the Prolog and Epilog run from the job's extern step (its cgroup, not its namespaces); tested with ffl"}}},
+		{name: "26.05 job_container/tmpfs with RunInJob: untested", version: "26.05",
+			site: site{files: func() map[string]string {
+				f := base("Epilog={dir}/bin/ffl-epilog\nProlog={dir}/bin/ffl-prolog\nPrologFlags=Contain,RunInJob\nJobContainerType=job_container/tmpfs\n")
+				f["job_container.conf"] = "BasePath=/var/nvme/jobs\n"
+				return f
+			}()},
+			want: []want{{"per-job namespace", Pass, "tested with ffl"}, {"PrologFlags=RunInJob", Warn, "ffl is tested with each of them alone"}}},
 		{name: "26.05 namespace/linux with CLONE_NEWPID without ffl-prolog: untested", version: "26.05",
 			site: site{files: map[string]string{"slurm.conf": "Epilog={dir}/bin/ffl-epilog\nPrologEpilogTimeout=60\nNamespaceType=namespace/linux\nPrologFlags=Contain\n",
 				"namespace.yaml": "defaults:\n  base_path: /var/nvme\n  clone_ns_flags: [\"CLONE_NEWPID\"]\n", "bin/ffl-epilog": ffl}},

@@ -35,12 +35,29 @@ import (
 // is left (process, port, session dir, the job's dir under base_path), the node is not
 // drained, and the doctor says PID namespaces are tested.
 func scenarioNamespacePID(t *testing.T, c *Cluster, by *bystanders) {
+	c.namespacePID(t, by, false)
+}
+
+// 16. Scenario 15's mode with PrologFlags=RunInJob (the Prolog and Epilog run inside the job's
+// extern step, which is in the job's namespaces): two users' jobs at once, one cancelled, the
+// other's launcher SIGKILLed and its job cancelled; nothing left, the other untouched.
+func scenarioNamespacePIDRunInJob(t *testing.T, c *Cluster, by *bystanders) {
+	c.namespacePID(t, by, true)
+}
+
+// namespacePID is scenario 15 (runInJob false) and 16 (true, without the second job and the
+// decoy, which 15 covers: the hooks that would meet them run in the node's namespace there).
+func (c *Cluster) namespacePID(t *testing.T, by *bystanders, runInJob bool) {
 	if !slurmAtLeast(c.version, 25, 11) {
 		t.Skipf("%s: NamespaceType=namespace/linux is new in Slurm 25.11", c.version)
 	}
 	by.stopAll(t) // a restart cancels running jobs: end the bystanders first, checked
 	base := filepath.Join(c.dir, "namespace")
-	if err := c.harness("reconfigure.sh", "SLURM_NAMESPACE_BASEPATH="+base, "SLURM_NAMESPACE_FLAGS=CLONE_NEWPID", "SLURM_PROLOG_FLAGS=Alloc,Contain"); err != nil {
+	flags := "Alloc,Contain"
+	if runInJob {
+		flags += ",RunInJob"
+	}
+	if err := c.harness("reconfigure.sh", "SLURM_NAMESPACE_BASEPATH="+base, "SLURM_NAMESPACE_FLAGS=CLONE_NEWPID", "SLURM_PROLOG_FLAGS="+flags); err != nil {
 		t.Fatal(err)
 	}
 	defer func() {
@@ -52,10 +69,13 @@ func scenarioNamespacePID(t *testing.T, c *Cluster, by *bystanders) {
 
 	out, err := slurmtest.Output(context.Background(), nil, c.epilog, "doctor", "--slurm-conf", filepath.Join(c.confDir, "slurm.conf"))
 	if err != nil {
-		t.Errorf("ffl-epilog doctor under namespace/linux: %v\n%s", err, out)
+		t.Errorf("ffl-epilog doctor under namespace/linux (PrologFlags=%s): %v\n%s", flags, err, out)
 	}
 	if !doctorLine(out, "PID namespace", " pass ", "CLONE_NEWPID", "tested with ffl") {
 		t.Errorf("doctor: no passing line saying PID namespaces are tested:\n%s", out)
+	}
+	if runInJob && !doctorLine(out, "PrologFlags=RunInJob", " pass ", "namespace/linux", "tested with ffl") {
+		t.Errorf("doctor: no passing line saying RunInJob with namespace/linux is tested:\n%s", out)
 	}
 
 	nodeNS, err := proc.SelfPIDNamespace()
@@ -102,17 +122,22 @@ func scenarioNamespacePID(t *testing.T, c *Cluster, by *bystanders) {
 		t.Errorf("jobs %s and %s share port %d", ss[0].j.ID, ss[1].j.ID, ss[0].info.Port)
 	}
 
-	// The number the first launcher recorded, on the node: a process of its user made to hold
-	// it, or whatever holds it already. Either must outlive every hook below.
-	decoy := pidDecoy(t, ss[0].j.User, ss[0].rec.Process.PID)
+	var decoy proc.Identity
+	var second *Job
+	if !runInJob {
+		// The number the first launcher recorded, on the node: a process of its user made to
+		// hold it, or whatever holds it already. Either must outlive every hook below.
+		decoy = pidDecoy(t, ss[0].j.User, ss[0].rec.Process.PID)
 
-	// The first user's second job: its Prolog sweeps that user's sessions on the node and its
-	// Epilog ends its own, both from the node's namespace, both beside the first job's records.
-	second := c.submit(t, submitOpts{user: ss[0].j.User})
-	info := second.waitReady(t)
-	second.cancel(t)
-	c.assertClean(t, second, []int{info.Port}, cleanOpts{})
-	c.assertRunning(t, ss[0].j, ss[0].info)
+		// The first user's second job: its Prolog sweeps that user's sessions on the node and
+		// its Epilog ends its own, both from the node's namespace, beside the first job's
+		// records.
+		second = c.submit(t, submitOpts{user: ss[0].j.User})
+		info := second.waitReady(t)
+		second.cancel(t)
+		c.assertClean(t, second, []int{info.Port}, cleanOpts{})
+		c.assertRunning(t, ss[0].j, ss[0].info)
+	}
 
 	ss[0].j.cancel(t)
 	c.assertClean(t, ss[0].j, []int{ss[0].info.Port}, cleanOpts{})
@@ -128,7 +153,10 @@ func scenarioNamespacePID(t *testing.T, c *Cluster, by *bystanders) {
 	if decoy.PID > 0 && !decoy.Alive() {
 		t.Errorf("%v, the node's holder of the PID job %s's launcher recorded, did not survive the hooks", decoy, ss[0].j.ID)
 	}
-	for _, s := range append(ss, session{j: second}) {
+	if second != nil {
+		ss = append(ss, session{j: second})
+	}
+	for _, s := range ss {
 		if _, err := os.Lstat(filepath.Join(base, c.node, s.j.ID)); !os.IsNotExist(err) {
 			t.Errorf("job %s: its dir under base_path %s is left (%v)", s.j.ID, filepath.Join(base, c.node), err)
 		}

@@ -53,6 +53,8 @@ func TestScenarios(t *testing.T) {
 		{"13_signal_children_processes", scenarioSignalChildren},
 		{"14_prologflags_runinjob", scenarioRunInJob},
 		{"15_namespace_linux_pid", scenarioNamespacePID},
+		{"16_namespace_linux_pid_runinjob", scenarioNamespacePIDRunInJob},
+		{"17_prologflags_runinjob_scancel", scenarioRunInJobScancel},
 	}
 	var runs []slurmtest.Scenario
 	for _, sc := range scenarios {
