@@ -139,38 +139,84 @@ func (d pidDir) nsPID(buf []byte) (int, error) {
 // matches PID, start time and uid is ever returned: a process of the reader's namespace that
 // merely has the recorded number is never taken for it.
 func (fs FS) Resolve(ctx context.Context, id Identity, ns uint64) (Identity, NSResult, error) {
+	got, res, err := fs.ResolveAll(ctx, []Identity{id}, ns)
+	if len(got) == 0 {
+		return Identity{}, NSHidden, err
+	}
+	return got[0], res[0], err
+}
+
+// ResolveAll is Resolve for several identities of one namespace in one walk of /proc (a
+// session's recorded processes): got[i] and res[i] are Resolve's answers for ids[i].
+func (fs FS) ResolveAll(ctx context.Context, ids []Identity, ns uint64) (got []Identity, res []NSResult, err error) {
+	got, res = make([]Identity, len(ids)), make([]NSResult, len(ids))
 	if ns == 0 {
-		return id, NSSame, nil
+		copy(got, ids)
+		return got, res, nil // NSSame
 	}
 	self, err := fs.SelfPIDNamespace()
 	if err != nil {
-		return Identity{}, NSHidden, err
+		for i := range res {
+			res[i] = NSHidden
+		}
+		return got, res, err
 	}
 	if self == ns {
-		return id, NSSame, nil
+		copy(got, ids)
+		return got, res, nil
 	}
-	res := NSHidden
-	var found Identity
+	visible := map[int]bool{} // uids with a process in ns
 	s := fs.newScanner()
 	err = s.walkCtx(ctx, true, nil, func(d pidDir, st Stat, uid int) {
-		if uid != id.UID || res == NSFound {
+		want := false
+		for _, id := range ids {
+			if id.UID == uid {
+				want = true
+				break
+			}
+		}
+		if !want {
 			return
 		}
 		if n, err := d.pidNS(); err != nil || n != ns {
 			return
 		}
-		res = NSGone
-		if st.StartTime != id.StartTime || st.Zombie() {
+		visible[uid] = true
+		if st.Zombie() {
 			return
 		}
-		if p, err := d.nsPID(s.statusBuf); err == nil && p == id.PID {
-			found, res = Identity{PID: st.PID, StartTime: st.StartTime, UID: uid}, NSFound
+		nsPID := -1
+		for i, id := range ids {
+			if id.UID != uid || id.StartTime != st.StartTime || res[i] == NSFound {
+				continue
+			}
+			if nsPID < 0 {
+				p, err := d.nsPID(s.statusBuf)
+				if err != nil {
+					return
+				}
+				nsPID = p
+			}
+			if nsPID == id.PID {
+				got[i], res[i] = Identity{PID: st.PID, StartTime: st.StartTime, UID: uid}, NSFound
+			}
 		}
 	})
-	if res == NSFound {
-		return found, res, nil
+	for i, id := range ids {
+		switch {
+		case res[i] == NSFound:
+		case visible[id.UID]:
+			res[i] = NSGone
+		default:
+			res[i] = NSHidden
+		}
 	}
-	return Identity{}, res, err
+	return got, res, err
+}
+
+// ResolveAll reads /proc; see FS.ResolveAll.
+func ResolveAll(ctx context.Context, ids []Identity, ns uint64) ([]Identity, []NSResult, error) {
+	return FS{}.ResolveAll(ctx, ids, ns)
 }
 
 // Resolve reads /proc; see FS.Resolve.

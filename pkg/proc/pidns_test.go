@@ -121,3 +121,34 @@ func TestSelfPIDNamespaceLive(t *testing.T) {
 		t.Errorf("Resolve(self, own namespace %d) = %v, %v, %v; want %v, same", n, got, res, err, id)
 	}
 }
+
+// TestResolveAll: one walk answers each record of a namespace on its own.
+func TestResolveAll(t *testing.T) {
+	procs := []fixtureProc{
+		{pid: 1, comm: "epilog", state: 'S', start: 10, uid: 0},
+		{pid: 7, ppid: 1, comm: "sleep", state: 'S', start: 600, uid: 1000}, // the decoy
+		{pid: 200, ppid: 1, comm: "ffl-launch", state: 'S', start: 600, uid: 1000},
+		{pid: 202, ppid: 200, comm: "firefox-esr", state: 'S', start: 620, uid: 1000},
+	}
+	fs := nsFixture(t, procs, map[int]uint64{1: 1000, 7: 1000, 200: 900, 202: 900}, map[int]string{200: "200\t7", 202: "202\t9"})
+	ids := []Identity{
+		{PID: 7, StartTime: 600, UID: 1000},  // the launcher
+		{PID: 8, StartTime: 610, UID: 1000},  // its xpra, exited
+		{PID: 9, StartTime: 620, UID: 1000},  // Firefox
+		{PID: 9, StartTime: 620, UID: 1001},  // a record naming another uid
+		{PID: 10, StartTime: 600, UID: 1000}, // the launcher's start time, another number
+	}
+	got, res, err := fs.ResolveAll(context.Background(), ids, 900)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []struct {
+		res NSResult
+		pid int
+	}{{NSFound, 200}, {NSGone, 0}, {NSFound, 202}, {NSHidden, 0}, {NSGone, 0}}
+	for i, w := range want {
+		if res[i] != w.res || got[i].PID != w.pid {
+			t.Errorf("ResolveAll(%v) = %v, %v; want %v, pid %d", ids[i], got[i], res[i], w.res, w.pid)
+		}
+	}
+}

@@ -225,3 +225,36 @@ func TestEmpty(t *testing.T) {
 		})
 	}
 }
+
+// TestRecordedPIDNamespace: a recorded process is taken only in the PID namespace its record
+// names. This test's own process stands for the node process that has the recorded number (same
+// uid, same start time): read in its own namespace it is the record's; named by a record of a
+// namespace it is not in (inode 1 is no PID namespace), it is never taken for it.
+func TestRecordedPIDNamespace(t *testing.T) {
+	me := self(t)
+	own, err := proc.SelfPIDNamespace()
+	if err != nil {
+		t.Skipf("no /proc/self/ns/pid: %v", err)
+	}
+	for _, tc := range []struct {
+		name string
+		ns   uint64
+		want int
+	}{
+		{"no namespace recorded (older ffl)", 0, 1},
+		{"this process's namespace", own, 1},
+		{"another namespace", 1, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			j := jobWith("7", time.Now(), true, nil, layout.State{Job: "7", Port: 8001, BootID: thisBoot, Processes: []proc.Identity{me}, PIDNS: tc.ns})
+			tally := NewTally(nil)
+			got := j.recorded(context.Background(), thisBoot, me.UID, tally)
+			if len(got) != tc.want || (tc.want == 1 && got[0] != me) {
+				t.Errorf("recorded = %v; want %d of %v", got, tc.want, me)
+			}
+			if rep := tally.Report(); len(rep.Problems) != 0 {
+				t.Errorf("problems: %v", rep.Problems)
+			}
+		})
+	}
+}

@@ -108,18 +108,22 @@ func (j *jobInfo) displays(bootID string) []int {
 func (j *jobInfo) recorded(ctx context.Context, bootID string, uid int, t *Tally) []proc.Identity {
 	var out []proc.Identity
 	for _, st := range j.states(bootID) {
+		var ids []proc.Identity
 		for _, id := range st.Processes {
 			if id.UID != uid {
 				t.Problem("job %s session %d: state file names %s, not of the job's uid %d: refused", j.key, st.Port, id, uid)
 				t.update(func(r *Report) { r.Refused++ })
 				continue
 			}
-			got, res, _ := proc.Resolve(ctx, id, st.PIDNS)
-			switch res {
+			ids = append(ids, id)
+		}
+		got, res, _ := proc.ResolveAll(ctx, ids, st.PIDNS)
+		for i, id := range ids {
+			switch res[i] {
 			case proc.NSSame, proc.NSFound:
-				out = append(out, got)
+				out = append(out, got[i])
 			default:
-				t.log.WithField("session", st.Port).Debugf("job %s: recorded %s of PID namespace %d: %v", j.key, id, st.PIDNS, res)
+				t.log.WithField("session", st.Port).Debugf("job %s: recorded %s of PID namespace %d: %v", j.key, id, st.PIDNS, res[i])
 			}
 		}
 	}
