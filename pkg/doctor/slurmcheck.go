@@ -449,9 +449,13 @@ func checkModes(r *Report, o Options, conf *SlurmConf, flags map[string]bool, ha
 			"ffl is tested with it only under namespace/linux beside ffl-prolog, PrologFlags=Contain and runtime_dir outside the private dirs", iso.file, iso.pidNS),
 			"Prolog=/usr/local/sbin/ffl-prolog, PrologFlags=Contain, runtime_dir outside "+strings.Join(iso.dirs, ",")+" (default /run/ffl)")
 	}
-	if iso.userNS != "" {
-		r.Add("user namespace", Warn, fmt.Sprintf("%s asks for CLONE_NEWUSER (%s): inside the job uids and file owners may map differently from the node's, which ffl checks at every level. Untested with ffl (it is tested with CLONE_NEWPID)", iso.file, iso.userNS),
-			"remove CLONE_NEWUSER from clone_ns_flags in "+iso.file)
+	// tests/slurm scenario 18: CLONE_NEWUSER beside CLONE_NEWPID, with Slurm's own mapping.
+	if iso.userNS != "" && pidTested && !iso.userNSScript {
+		r.Add("user namespace", Pass, fmt.Sprintf("%s asks for CLONE_NEWUSER (%s) without a user_ns_script: Slurm maps every uid and gid to itself, so owners and uids are the node's; tested with ffl", iso.file, iso.userNS), "")
+	} else if iso.userNS != "" {
+		r.Add("user namespace", Warn, fmt.Sprintf("%s asks for CLONE_NEWUSER (%s): inside the job uids and file owners may map differently from the node's, which ffl checks at every level. Untested with ffl "+
+			"(it is tested with Slurm's own mapping, no user_ns_script, in the setup of the PID namespace's line)", iso.file, iso.userNS),
+			"remove CLONE_NEWUSER from clone_ns_flags in "+iso.file+", or its user_ns_script")
 	}
 
 	cg, err := readCgroupConf(conf, read)

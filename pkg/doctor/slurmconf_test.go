@@ -333,13 +333,20 @@ func TestSlurmSide(t *testing.T) {
 			}()},
 			want: []want{{"per-job namespace", Pass, "namespace/linux"}, {"per-job namespace", Pass, "each job gets its own /tmp,/dev/shm; tested with ffl"},
 				{"PID namespace", Pass, "CLONE_NEWPID (all nodes): tested with ffl"}}},
-		{name: "26.05 namespace/linux with PID and user namespaces: the user namespace is untested", version: "26.05",
+		{name: "26.05 namespace/linux with PID and user namespaces, Slurm's mapping: tested", version: "26.05",
 			site: site{files: func() map[string]string {
 				f := base("Epilog={dir}/bin/ffl-epilog\nProlog={dir}/bin/ffl-prolog\nPrologFlags=Contain\nNamespaceType=namespace/linux\n")
 				f["namespace.yaml"] = "defaults:\n  base_path: /var/nvme\n  clone_ns_flags: [\"CLONE_NEWPID\", \"CLONE_NEWUSER\"]\n"
 				return f
 			}()},
-			want: []want{{"PID namespace", Pass, "tested with ffl"}, {"user namespace", Warn, "Untested with ffl (it is tested with CLONE_NEWPID)"}}},
+			want: []want{{"PID namespace", Pass, "tested with ffl"}, {"user namespace", Pass, "without a user_ns_script: Slurm maps every uid and gid to itself"}}},
+		{name: "26.05 namespace/linux with a user_ns_script: untested", version: "26.05",
+			site: site{files: func() map[string]string {
+				f := base("Epilog={dir}/bin/ffl-epilog\nProlog={dir}/bin/ffl-prolog\nPrologFlags=Contain\nNamespaceType=namespace/linux\n")
+				f["namespace.yaml"] = "defaults:\n  base_path: /var/nvme\n  user_ns_script: \"/etc/slurm/userns.sh\"\n  clone_ns_flags: [\"CLONE_NEWPID\", \"CLONE_NEWUSER\"]\n"
+				return f
+			}()},
+			want: []want{{"user namespace", Warn, "Untested with ffl (it is tested with Slurm's own mapping, no user_ns_script"}}},
 		{name: "26.05 namespace/linux with CLONE_NEWPID and RunInJob: tested", version: "26.05",
 			site: site{files: func() map[string]string {
 				f := base("Epilog={dir}/bin/ffl-epilog\nProlog={dir}/bin/ffl-prolog\nPrologFlags=Contain,RunInJob\nNamespaceType=namespace/linux\n")

@@ -35,19 +35,33 @@ import (
 // is left (process, port, session dir, the job's dir under base_path), the node is not
 // drained, and the doctor says PID namespaces are tested.
 func scenarioNamespacePID(t *testing.T, c *Cluster, by *bystanders) {
-	c.namespacePID(t, by, false)
+	c.namespacePID(t, by, nsMode{})
 }
 
-// 16. Scenario 15's mode with PrologFlags=RunInJob (the Prolog and Epilog run inside the job's
-// extern step, which is in the job's namespaces): two users' jobs at once, one cancelled, the
-// other's launcher SIGKILLed and its job cancelled; nothing left, the other untouched.
+// 16. Scenario 15's mode with PrologFlags=RunInJob (the extern step's slurmstepd runs the
+// Prolog and Epilog in the job's cgroup, without joining its namespaces): two users' jobs at
+// once, one cancelled, the other's launcher SIGKILLed and its job cancelled; nothing left, the
+// other untouched.
 func scenarioNamespacePIDRunInJob(t *testing.T, c *Cluster, by *bystanders) {
-	c.namespacePID(t, by, true)
+	c.namespacePID(t, by, nsMode{runInJob: true})
 }
 
-// namespacePID is scenario 15 (runInJob false) and 16 (true, without the second job and the
+// 18. Scenario 15's mode with clone_ns_flags [CLONE_NEWPID, CLONE_NEWUSER] (no user_ns_script:
+// Slurm maps every uid and gid to itself): 16's ends.
+func scenarioNamespacePIDUser(t *testing.T, c *Cluster, by *bystanders) {
+	c.namespacePID(t, by, nsMode{userNS: true})
+}
+
+// nsMode is what scenarios 15, 16 and 18 vary.
+type nsMode struct {
+	runInJob bool // PrologFlags=RunInJob
+	userNS   bool // CLONE_NEWUSER too
+}
+
+// namespacePID is scenario 15 (the zero mode), 16 and 18 (without the second job and the
 // decoy, which 15 covers: the hooks that would meet them run in the node's namespace there).
-func (c *Cluster) namespacePID(t *testing.T, by *bystanders, runInJob bool) {
+func (c *Cluster) namespacePID(t *testing.T, by *bystanders, mode nsMode) {
+	runInJob := mode.runInJob
 	if !slurmAtLeast(c.version, 25, 11) {
 		t.Skipf("%s: NamespaceType=namespace/linux is new in Slurm 25.11", c.version)
 	}
@@ -57,7 +71,11 @@ func (c *Cluster) namespacePID(t *testing.T, by *bystanders, runInJob bool) {
 	if runInJob {
 		flags += ",RunInJob"
 	}
-	if err := c.harness("reconfigure.sh", "SLURM_NAMESPACE_BASEPATH="+base, "SLURM_NAMESPACE_FLAGS=CLONE_NEWPID", "SLURM_PROLOG_FLAGS="+flags); err != nil {
+	nsFlags := "CLONE_NEWPID"
+	if mode.userNS {
+		nsFlags += ",CLONE_NEWUSER"
+	}
+	if err := c.harness("reconfigure.sh", "SLURM_NAMESPACE_BASEPATH="+base, "SLURM_NAMESPACE_FLAGS="+nsFlags, "SLURM_PROLOG_FLAGS="+flags); err != nil {
 		t.Fatal(err)
 	}
 	defer func() {
@@ -76,6 +94,9 @@ func (c *Cluster) namespacePID(t *testing.T, by *bystanders, runInJob bool) {
 	}
 	if runInJob && !doctorLine(out, "PrologFlags=RunInJob", " pass ", "namespace/linux", "tested with ffl") {
 		t.Errorf("doctor: no passing line saying RunInJob with namespace/linux is tested:\n%s", out)
+	}
+	if mode.userNS && !doctorLine(out, "user namespace", " pass ", "CLONE_NEWUSER", "tested with ffl") {
+		t.Errorf("doctor: no passing line saying user namespaces are tested:\n%s", out)
 	}
 
 	nodeNS, err := proc.SelfPIDNamespace()
@@ -103,6 +124,12 @@ func (c *Cluster) namespacePID(t *testing.T, by *bystanders, runInJob bool) {
 		if ns, err := proc.PIDNamespaceOf(xpra.PID); err != nil || ns == nodeNS {
 			t.Errorf("job %s: xpra %v runs in PID namespace %d (%v), the node's is %d: CLONE_NEWPID not in effect", s.j.ID, xpra, ns, err, nodeNS)
 		}
+		if mode.userNS {
+			own, _ := os.Readlink("/proc/self/ns/user")
+			if u, err := os.Readlink(filepath.Join("/proc", strconv.Itoa(xpra.PID), "ns", "user")); err != nil || u == own {
+				t.Errorf("job %s: xpra %v runs in user namespace %q (%v), the node's is %q: CLONE_NEWUSER not in effect", s.j.ID, xpra, u, err, own)
+			}
+		}
 		rec, err := s.j.supervisor()
 		if err != nil {
 			t.Fatal(err)
@@ -124,7 +151,7 @@ func (c *Cluster) namespacePID(t *testing.T, by *bystanders, runInJob bool) {
 
 	var decoy proc.Identity
 	var second *Job
-	if !runInJob {
+	if mode == (nsMode{}) {
 		// The number the first launcher recorded, on the node: a process of its user made to
 		// hold it, or whatever holds it already. Either must outlive every hook below.
 		decoy = pidDecoy(t, ss[0].j.User, ss[0].rec.Process.PID)

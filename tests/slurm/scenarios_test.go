@@ -55,6 +55,7 @@ func TestScenarios(t *testing.T) {
 		{"15_namespace_linux_pid", scenarioNamespacePID},
 		{"16_namespace_linux_pid_runinjob", scenarioNamespacePIDRunInJob},
 		{"17_prologflags_runinjob_scancel", scenarioRunInJobScancel},
+		{"18_namespace_linux_pid_user", scenarioNamespacePIDUser},
 	}
 	var runs []slurmtest.Scenario
 	for _, sc := range scenarios {
