@@ -37,6 +37,9 @@ type isolation struct {
 	// pidNS, userNS: namespace.yaml asks for CLONE_NEWPID / CLONE_NEWUSER; scope says for
 	// which nodes ("all nodes", "some nodes (node_confs)").
 	pidNS, userNS string
+	// userNSScript: namespace.yaml names a user_ns_script, which maps uids its own way
+	// (without one Slurm maps every uid and gid to itself).
+	userNSScript bool
 }
 
 // readIsolation finds the namespace plugin: NamespaceType (25.11) wins over JobContainerType,
@@ -151,6 +154,9 @@ func scanNamespaceYAML(data []byte, iso *isolation) {
 			if strings.Contains(up, "CLONE_NEWUSER") && (iso.userNS == "" || scope == "all nodes") {
 				iso.userNS = scope
 			}
+		}
+		if hasColon && key == "user_ns_script" && val != "" {
+			iso.userNSScript = true
 		}
 		switch {
 		case hasColon && key == "dirs" && val != "":

@@ -390,6 +390,9 @@ func isProgram(path, prog string) (string, bool) {
 func checkModes(r *Report, o Options, conf *SlurmConf, flags map[string]bool, haveProlog bool) {
 	read := o.slurm.read
 	iso := readIsolation(conf, read)
+	// tested: the setup ffl's real-Slurm suite runs the plugin in (Contain, ffl-prolog,
+	// runtime_dir outside the private dirs, the hooks outside the job: no RunInJob).
+	tested := false
 	switch {
 	case iso.plugin == "":
 		r.Add("per-job namespace", Pass, "none (JobContainerType/NamespaceType not set)", "")
@@ -411,11 +414,12 @@ func checkModes(r *Report, o Options, conf *SlurmConf, flags map[string]bool, ha
 					o.Config.RuntimeDir, d, iso.plugin, o.Config.RuntimeDir), "runtime_dir = \"/run/ffl\" in /etc/ffl/ffl.toml (a dir not in "+private+")")
 			}
 		}
-		// job_container/tmpfs is what ffl's real-Slurm suite runs (scenario 12 of tests/slurm):
-		// with the Prolog making the job's dir in runtime_dir,
-		// outside the private dirs, the Epilog finds every session there, and Slurm removes the
-		// private /tmp, with the X server's lock and socket, itself.
-		if strings.EqualFold(iso.plugin, "job_container/tmpfs") && flags["contain"] && haveProlog && !runtimeHidden {
+		// job_container/tmpfs and namespace/linux are what ffl's real-Slurm suite runs
+		// (scenarios 12 and 15 of tests/slurm): with the Prolog making the job's dir in
+		// runtime_dir, outside the private dirs, the Epilog finds every session there, and Slurm
+		// removes the private /tmp, with the X server's lock and socket, itself.
+		tested = flags["contain"] && haveProlog && !runtimeHidden
+		if (strings.EqualFold(iso.plugin, "job_container/tmpfs") || strings.EqualFold(iso.plugin, "namespace/linux")) && tested {
 			r.Add("per-job namespace", Pass, fmt.Sprintf("%s (%s, %s): each job gets its own %s; tested with ffl: X sockets and locks stay in the job's private /tmp (Slurm removes it), "+
 				"sessions keep their state in runtime_dir %s, where the Prolog and Epilog see it; keep runtime_dir out of %s", iso.plugin, iso.key.Where(), iso.file, private, o.Config.RuntimeDir, private), "")
 			break
@@ -432,14 +436,26 @@ func checkModes(r *Report, o Options, conf *SlurmConf, flags map[string]bool, ha
 		}
 		r.Add("per-job namespace", Warn, detail, fix)
 	}
-	if iso.pidNS != "" {
-		r.Add("PID namespace", Warn, fmt.Sprintf("%s asks for CLONE_NEWPID (%s): the PIDs in ffl's state files are the job's namespace's, not the ones the Epilog sees. "+
-			"Untested: the Epilog refuses records that do not match the process it finds (it never signals them) and ends a session's processes only through its FFL_SESSION marker scan", iso.file, iso.pidNS),
-			"untested with ffl: remove CLONE_NEWPID from clone_ns_flags in "+iso.file+", or rely on the marker scan and the job's cgroup")
+	// tests/slurm scenarios 15 and 16 (Slurm 26.05, namespace/linux, CLONE_NEWPID, without
+	// and with RunInJob): two users' jobs, the same user's second job beside the first,
+	// scancel and a SIGKILLed launcher; ffl-launch records the PID namespace of its PIDs and
+	// the hooks find each process through it.
+	pidTested := tested && strings.EqualFold(iso.plugin, "namespace/linux")
+	if iso.pidNS != "" && pidTested {
+		r.Add("PID namespace", Pass, fmt.Sprintf("%s asks for CLONE_NEWPID (%s): tested with ffl: ffl-launch records the PID namespace of the PIDs it writes, and the Prolog and Epilog, in the node's namespace, "+
+			"find each recorded process through it (its PID there, start time and uid), never by the number alone; ffl-launch, ffl-prolog and ffl-epilog must be of the same ffl", iso.file, iso.pidNS), "")
+	} else if iso.pidNS != "" {
+		r.Add("PID namespace", Warn, fmt.Sprintf("%s asks for CLONE_NEWPID (%s): the PIDs in ffl's state files are the job's namespace's, not the ones the hooks see. "+
+			"ffl is tested with it only under namespace/linux beside ffl-prolog, PrologFlags=Contain and runtime_dir outside the private dirs", iso.file, iso.pidNS),
+			"Prolog=/usr/local/sbin/ffl-prolog, PrologFlags=Contain, runtime_dir outside "+strings.Join(iso.dirs, ",")+" (default /run/ffl)")
 	}
-	if iso.userNS != "" {
-		r.Add("user namespace", Warn, fmt.Sprintf("%s asks for CLONE_NEWUSER (%s): inside the job uids and file owners may map differently from the node's, which ffl checks at every level. Untested", iso.file, iso.userNS),
-			"untested with ffl: remove CLONE_NEWUSER from clone_ns_flags in "+iso.file)
+	// tests/slurm scenario 18: CLONE_NEWUSER beside CLONE_NEWPID, with Slurm's own mapping.
+	if iso.userNS != "" && pidTested && !iso.userNSScript {
+		r.Add("user namespace", Pass, fmt.Sprintf("%s asks for CLONE_NEWUSER (%s) without a user_ns_script: Slurm maps every uid and gid to itself, so owners and uids are the node's; tested with ffl", iso.file, iso.userNS), "")
+	} else if iso.userNS != "" {
+		r.Add("user namespace", Warn, fmt.Sprintf("%s asks for CLONE_NEWUSER (%s): inside the job uids and file owners may map differently from the node's, which ffl checks at every level. Untested with ffl "+
+			"(it is tested with Slurm's own mapping, no user_ns_script, in the setup of the PID namespace's line)", iso.file, iso.userNS),
+			"remove CLONE_NEWUSER from clone_ns_flags in "+iso.file+", or its user_ns_script")
 	}
 
 	cg, err := readCgroupConf(conf, read)
@@ -469,13 +485,17 @@ func checkModes(r *Report, o Options, conf *SlurmConf, flags map[string]bool, ha
 	if flags["runinjob"] {
 		s, _ := conf.Last("PrologFlags")
 		// tests/slurm scenario 14 (on 26.05, without a job container): scancel and the time
-		// limit leave nothing. With a job container the hooks run in the job's mount namespace,
-		// which no test of ffl covers.
+		// limit leave nothing; 17 (24.11) the scancel. With namespace/linux (scenario 16, with
+		// CLONE_NEWPID; the extern slurmstepd runs the hooks without joining the job's
+		// namespaces) scancel and a SIGKILLed launcher leave nothing. With job_container/tmpfs
+		// no test of ffl covers it.
 		st := Pass
 		detail := fmt.Sprintf("PrologFlags=%s (%s): the Prolog and Epilog run inside the job's extern step (slurmstepd); tested with ffl: scancel and the time limit leave nothing", s.Value, s.Where())
 		switch {
 		case !conf.version.AtLeast(24, 5):
 			st, detail = admin(o, Fail), fmt.Sprintf("PrologFlags=%s (%s): RunInJob is unknown to Slurm %s", s.Value, s.Where(), conf.version)
+		case strings.EqualFold(iso.plugin, "namespace/linux") && tested:
+			detail = fmt.Sprintf("PrologFlags=%s (%s) with %s: the Prolog and Epilog run from the job's extern step (its cgroup, not its namespaces); tested with ffl (with CLONE_NEWPID): scancel and a SIGKILLed launcher leave nothing", s.Value, s.Where(), iso.plugin)
 		case iso.plugin != "":
 			st, detail = Warn, fmt.Sprintf("PrologFlags=%s (%s) with %s: the Prolog and Epilog run inside the job's extern step and its private %s; ffl is tested with each of them alone, not with both", s.Value, s.Where(), iso.plugin, strings.Join(iso.dirs, ","))
 		}

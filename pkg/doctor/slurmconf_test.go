@@ -325,6 +325,46 @@ func TestSlurmSide(t *testing.T) {
 				"bin/ffl-epilog": ffl}},
 			want: []want{{"PID namespace", Warn, "CLONE_NEWPID (some nodes (node_confs))"}, {"per-job namespace", Warn, "its own /tmp,/scratch"},
 				{"PrologFlags=RunInJob", Warn, "with namespace/linux: the Prolog and Epilog run inside the job's extern step and its private /tmp,/scratch; ffl is tested with each of them alone"}}},
+		{name: "26.05 namespace/linux with CLONE_NEWPID, ffl-prolog and Contain: the tested setup", version: "26.05",
+			site: site{files: func() map[string]string {
+				f := base("Epilog={dir}/bin/ffl-epilog\nProlog={dir}/bin/ffl-prolog\nPrologFlags=Alloc,Contain\nNamespaceType=namespace/linux\n")
+				f["namespace.yaml"] = "defaults:\n  auto_base_path: true\n  base_path: \"/var/nvme/%n\"\n  clone_ns_flags:\n    - \"CLONE_NEWPID\"\n"
+				return f
+			}()},
+			want: []want{{"per-job namespace", Pass, "namespace/linux"}, {"per-job namespace", Pass, "each job gets its own /tmp,/dev/shm; tested with ffl"},
+				{"PID namespace", Pass, "CLONE_NEWPID (all nodes): tested with ffl"}}},
+		{name: "26.05 namespace/linux with PID and user namespaces, Slurm's mapping: tested", version: "26.05",
+			site: site{files: func() map[string]string {
+				f := base("Epilog={dir}/bin/ffl-epilog\nProlog={dir}/bin/ffl-prolog\nPrologFlags=Contain\nNamespaceType=namespace/linux\n")
+				f["namespace.yaml"] = "defaults:\n  base_path: /var/nvme\n  clone_ns_flags: [\"CLONE_NEWPID\", \"CLONE_NEWUSER\"]\n"
+				return f
+			}()},
+			want: []want{{"PID namespace", Pass, "tested with ffl"}, {"user namespace", Pass, "without a user_ns_script: Slurm maps every uid and gid to itself"}}},
+		{name: "26.05 namespace/linux with a user_ns_script: untested", version: "26.05",
+			site: site{files: func() map[string]string {
+				f := base("Epilog={dir}/bin/ffl-epilog\nProlog={dir}/bin/ffl-prolog\nPrologFlags=Contain\nNamespaceType=namespace/linux\n")
+				f["namespace.yaml"] = "defaults:\n  base_path: /var/nvme\n  user_ns_script: \"/etc/slurm/userns.sh\"\n  clone_ns_flags: [\"CLONE_NEWPID\", \"CLONE_NEWUSER\"]\n"
+				return f
+			}()},
+			want: []want{{"user namespace", Warn, "Untested with ffl (it is tested with Slurm's own mapping, no user_ns_script"}}},
+		{name: "26.05 namespace/linux with CLONE_NEWPID and RunInJob: tested", version: "26.05",
+			site: site{files: func() map[string]string {
+				f := base("Epilog={dir}/bin/ffl-epilog\nProlog={dir}/bin/ffl-prolog\nPrologFlags=Contain,RunInJob\nNamespaceType=namespace/linux\n")
+				f["namespace.yaml"] = "defaults:\n  base_path: /var/nvme\n  clone_ns_flags: [\"CLONE_NEWPID\"]\n"
+				return f
+			}()},
+			want: []want{{"PID namespace", Pass, "tested with ffl"}, {"PrologFlags=RunInJob", Pass, "with namespace/linux: the Prolog and Epilog run from the job's extern step (its cgroup, not its namespaces); tested with ffl"}}},
+		{name: "26.05 job_container/tmpfs with RunInJob: untested", version: "26.05",
+			site: site{files: func() map[string]string {
+				f := base("Epilog={dir}/bin/ffl-epilog\nProlog={dir}/bin/ffl-prolog\nPrologFlags=Contain,RunInJob\nJobContainerType=job_container/tmpfs\n")
+				f["job_container.conf"] = "BasePath=/var/nvme/jobs\n"
+				return f
+			}()},
+			want: []want{{"per-job namespace", Pass, "tested with ffl"}, {"PrologFlags=RunInJob", Warn, "ffl is tested with each of them alone"}}},
+		{name: "26.05 namespace/linux with CLONE_NEWPID without ffl-prolog: untested", version: "26.05",
+			site: site{files: map[string]string{"slurm.conf": "Epilog={dir}/bin/ffl-epilog\nPrologEpilogTimeout=60\nNamespaceType=namespace/linux\nPrologFlags=Contain\n",
+				"namespace.yaml": "defaults:\n  base_path: /var/nvme\n  clone_ns_flags: [\"CLONE_NEWPID\"]\n", "bin/ffl-epilog": ffl}},
+			want: []want{{"PID namespace", Warn, "the PIDs in ffl's state files are the job's namespace's"}, {"per-job namespace", Warn, "ffl under it is untested"}}},
 		{name: "24.11 does not know NamespaceType: JobContainerType decides", version: "24.11",
 			site: site{files: map[string]string{"slurm.conf": "Epilog={dir}/bin/ffl-epilog\nPrologEpilogTimeout=60\nNamespaceType=namespace/linux\n", "bin/ffl-epilog": ffl}},
 			want: []want{{"per-job namespace", Pass, "none"}}},

@@ -42,6 +42,10 @@ type State struct {
 	RuntimeDir string          `json:"runtime_dir"`
 	Supervisor proc.Identity   `json:"supervisor"`
 	Processes  []proc.Identity `json:"processes"`
+	// PIDNS is the PID namespace (inode of /proc/self/ns/pid) the launcher read Supervisor's
+	// and Processes' PIDs in: under Slurm's namespace/linux with CLONE_NEWPID they are the
+	// job's namespace's PIDs, not the node's (proc.Resolve). 0: not recorded (older ffl).
+	PIDNS uint64 `json:"pid_ns,omitempty"`
 }
 
 // Supervisor is the launcher's record in the job's runtime dir: enough to decide locally, without
@@ -54,6 +58,8 @@ type Supervisor struct {
 	Process proc.Identity `json:"process"`
 	Socket  string        `json:"socket"`
 	Started time.Time     `json:"started"`
+	// PIDNS is the PID namespace Process's PID belongs to (see State.PIDNS).
+	PIDNS uint64 `json:"pid_ns,omitempty"`
 }
 
 // Marshal encodes the state file.

@@ -34,6 +34,10 @@ type ProfileHolder struct {
 	Marker   string        `json:"marker"`
 	Launcher proc.Identity `json:"launcher"`
 	Since    time.Time     `json:"since"`
+	// PIDNS is the PID namespace of Launcher's PID (layout.State.PIDNS): under Slurm's
+	// namespace/linux with CLONE_NEWPID each job has its own, and another job's launcher
+	// sees neither this launcher nor its session's processes.
+	PIDNS uint64 `json:"pid_ns,omitempty"`
 }
 
 // String names the holder for the log and the notice.
@@ -93,7 +97,7 @@ func (s *Session) acquireProfile(ctx context.Context) (*profileLock, *ProfileHol
 	st := s.st
 	l := st.Layout
 	me := ProfileHolder{Node: l.Node, BootID: st.BootID, Job: l.JobKey, Port: s.port, Marker: s.marker,
-		Launcher: st.Self, Since: time.Now().UTC()}
+		Launcher: st.Self, Since: time.Now().UTC(), PIDNS: st.PIDNS}
 	data, err := json.Marshal(me)
 	if err != nil {
 		return nil, nil, err
@@ -164,7 +168,22 @@ func (s *Session) staleHolder(ctx context.Context, h ProfileHolder) string {
 		if h.BootID != st.BootID {
 			return "this node has rebooted since"
 		}
-		if h.Launcher.PID > 0 && h.Launcher.Alive() {
+		_, res, _ := proc.Resolve(ctx, h.Launcher, h.PIDNS)
+		switch res {
+		case proc.NSSame:
+			if h.Launcher.PID > 0 && h.Launcher.Alive() {
+				return ""
+			}
+		case proc.NSFound:
+			return ""
+		case proc.NSHidden:
+			// Another job's PID namespace, out of this one's sight (Slurm's namespace/linux
+			// with CLONE_NEWPID): neither its launcher nor its session's processes can be
+			// seen from here, so, as for another node, only Slurm's word that the job ended
+			// frees the profile.
+			if !s.jobLive()(ctx, h.Job) {
+				return "its job " + h.Job + " has ended (squeue)"
+			}
 			return ""
 		}
 		if h.Marker != "" {
@@ -175,14 +194,18 @@ func (s *Session) staleHolder(ctx context.Context, h ProfileHolder) string {
 		}
 		return "its launcher and session processes are gone"
 	}
-	live := st.JobLive
-	if live == nil {
-		live = SqueueJobLive(runner(st.Reaper), st.Path)
-	}
-	if !live(ctx, h.Job) {
+	if !s.jobLive()(ctx, h.Job) {
 		return "its job " + h.Job + " has ended (squeue)"
 	}
 	return ""
+}
+
+// jobLive is how this session asks Slurm whether a job still runs (Deps.JobLive, or squeue).
+func (s *Session) jobLive() JobLive {
+	if s.st.JobLive != nil {
+		return s.st.JobLive
+	}
+	return SqueueJobLive(runner(s.st.Reaper), s.st.Path)
 }
 
 // release removes the holder record when it is still this session's.

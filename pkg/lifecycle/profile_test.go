@@ -118,6 +118,11 @@ func TestProfileLock(t *testing.T) {
 		{"this node, launcher gone, Firefox still running", ProfileHolder{Node: "n1", BootID: "boot-now", Job: "6", Marker: "6/n1/8009/", Launcher: dead}, live, false},
 		{"another node, job running", ProfileHolder{Node: "n2", BootID: "x", Job: "5", Marker: "5/n2/8001/", Launcher: dead}, live, false},
 		{"another node, job ended", ProfileHolder{Node: "n2", BootID: "x", Job: "5", Marker: "5/n2/8001/", Launcher: dead}, ended, true},
+		// A holder in another job's PID namespace (namespace/linux, CLONE_NEWPID), which this
+		// one cannot see: its recorded PID here names another process or none, and its
+		// session's processes are out of sight, so only Slurm can say.
+		{"this node, another job's PID namespace, job running", ProfileHolder{Node: "n1", BootID: "boot-now", Job: "5", Marker: "5/n1/8001/", Launcher: dead, PIDNS: 1}, live, false},
+		{"this node, another job's PID namespace, job ended", ProfileHolder{Node: "n1", BootID: "boot-now", Job: "5", Marker: "5/n1/8001/", Launcher: dead, PIDNS: 1}, ended, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			state := t.TempDir()

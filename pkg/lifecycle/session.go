@@ -173,7 +173,7 @@ func (s *Session) start(ctx context.Context, url string) error {
 		Schema: layout.StateSchema, Job: l.JobKey, Node: l.Node, BootID: st.BootID, UID: l.UID,
 		User: st.User, Port: s.port, Created: s.created.UTC(), Marker: s.marker,
 		SessionDir: s.paths.Home, RuntimeDir: s.paths.Runtime, Supervisor: st.Self,
-		Processes: []proc.Identity{},
+		Processes: []proc.Identity{}, PIDNS: st.PIDNS,
 	}
 	if err := s.writeState(); err != nil {
 		return err

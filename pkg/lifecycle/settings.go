@@ -66,9 +66,11 @@ type JobIdentity struct {
 	// Home is the job owner's home as NSS reports it: Firefox's HOME and working directory, so
 	// that save and print-to-file dialogs open there ("" keeps HOME in the session tree).
 	Home string
-	// BootID and Self identify this launcher in the state files.
+	// BootID and Self identify this launcher in the state files; PIDNS is the PID namespace
+	// Self's PID and its children's PIDs belong to (proc.SelfPIDNamespace; 0: unknown).
 	BootID string
 	Self   proc.Identity
+	PIDNS  uint64
 }
 
 // Deps are what the manager uses and does not own.

@@ -162,8 +162,12 @@ func (s *Supervisor) setup(ctx context.Context, cancel context.CancelFunc) (*run
 	if err != nil {
 		return nil, nil, fmt.Errorf("own identity: %w", err) // nothing made yet
 	}
+	// The PID namespace the records' PIDs belong to: under Slurm's namespace/linux with
+	// CLONE_NEWPID the job's own, which the Prolog and Epilog (in the node's) must translate.
+	// A /proc without ns links (no such kernel feature) records none: 0, the reader's own.
+	pidNS, _ := proc.SelfPIDNamespace()
 	st := s.cfg.Settings
-	st.BootID, st.Self, st.Reaper = bootID, self, reaper
+	st.BootID, st.Self, st.PIDNS, st.Reaper = bootID, self, pidNS, reaper
 	l := st.Layout
 	if err := s.reclaimEarlierRun(ctx, l, bootID, self); err != nil {
 		return nil, nil, err // nothing made yet (what the reclaim removed was a dead run's)
@@ -180,7 +184,7 @@ func (s *Supervisor) setup(ctx context.Context, cancel context.CancelFunc) (*run
 	sockPath := filepath.Join(s.rtDir, layout.ControlSocket)
 	if err := claimSupervisor(s.rtDir, layout.Supervisor{
 		Schema: layout.StateSchema, Job: l.JobKey, Node: l.Node, BootID: bootID,
-		Process: self, Socket: sockPath, Started: time.Now().UTC(),
+		Process: self, Socket: sockPath, Started: time.Now().UTC(), PIDNS: pidNS,
 	}); err != nil {
 		// No teardown, on purpose: the job's directories may be a live supervisor's (the
 		// refusal: two launchers of one job started at once), and teardown would remove its

@@ -11,11 +11,38 @@ import (
 	"time"
 
 	"github.com/ffl-hpc/ffl/pkg/layout"
+	"github.com/ffl-hpc/ffl/pkg/proc"
 )
 
+// aliveFunc reports whether a recorded identity, whose PID belongs to PID namespace ns (0: the
+// reader's own), is alive; hidden says that this process cannot see that namespace at all, so
+// that nothing can be said (see proc.NSHidden).
+type aliveFunc func(id proc.Identity, ns uint64) (alive, hidden bool)
+
+// procAlive is aliveFunc on /proc: a record of this process's own PID namespace is checked as
+// it is (PID + start time + uid); a record of another namespace (Slurm's namespace/linux with
+// CLONE_NEWPID) only through proc.Resolve, never by its number alone, which here may name any
+// other process.
+func procAlive(ctx context.Context) aliveFunc {
+	return func(id proc.Identity, ns uint64) (bool, bool) {
+		_, res, _ := proc.Resolve(ctx, id, ns)
+		switch res {
+		case proc.NSSame:
+			return id.Alive(), false
+		case proc.NSFound:
+			return true, false
+		case proc.NSGone:
+			return false, false
+		}
+		return false, true
+	}
+}
+
 // liveness decides whether job j's supervisor is alive, and says why in words. running says
-// whether a Slurm job still has a step on this node (procscan.RunningJobs.Has).
-func liveness(j *jobInfo, uid int, bootID string, now time.Time, running func(key string) bool) (bool, string) {
+// whether a Slurm job still has a step on this node (procscan.RunningJobs.Has). A supervisor
+// recorded in a PID namespace this process cannot see (another job's, seen from a job's own
+// namespace) counts as alive: it is its job's Epilog's to clean, never a sweep's from here.
+func liveness(j *jobInfo, uid int, bootID string, now time.Time, running func(key string) bool, alive aliveFunc) (bool, string) {
 	gone := ""
 	for _, sup := range j.sups {
 		if sup.BootID != bootID {
@@ -26,16 +53,31 @@ func liveness(j *jobInfo, uid int, bootID string, now time.Time, running func(ke
 		}
 		id := sup.Process
 		id.UID = uid // a record naming another user's process names no supervisor of ours
-		if id.PID > 1 && id.Alive() {
+		if id.PID <= 1 {
+			gone = fmt.Sprintf("supervisor pid %d gone", id.PID)
+			continue
+		}
+		ok, hidden := alive(id, sup.PIDNS)
+		switch {
+		case ok:
 			return true, fmt.Sprintf("supervisor pid %d alive", id.PID)
+		case hidden:
+			return true, fmt.Sprintf("supervisor pid %d of PID namespace %d, which is not visible from here: left to its job's Epilog", id.PID, sup.PIDNS)
 		}
 		gone = fmt.Sprintf("supervisor pid %d gone", id.PID)
 	}
 	for _, st := range j.states(bootID) {
 		id := st.Supervisor
 		id.UID = uid
-		if id.PID > 1 && id.Alive() {
+		if id.PID <= 1 {
+			continue
+		}
+		ok, hidden := alive(id, st.PIDNS)
+		switch {
+		case ok:
 			return true, fmt.Sprintf("supervisor pid %d alive (named by the state of session %d)", id.PID, st.Port)
+		case hidden:
+			return true, fmt.Sprintf("supervisor pid %d of PID namespace %d (named by the state of session %d), which is not visible from here: left to its job's Epilog", id.PID, st.PIDNS, st.Port)
 		}
 	}
 	if gone != "" {

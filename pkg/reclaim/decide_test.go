@@ -42,6 +42,27 @@ func jobWith(key string, activity time.Time, runtime bool, sups []layout.Supervi
 	return j
 }
 
+// nsSup and nsState are records made in PID namespace ns whose supervisor has PID 7 there.
+func nsSup(ns uint64) []layout.Supervisor {
+	return []layout.Supervisor{{Job: "7", BootID: thisBoot, Process: proc.Identity{PID: 7, StartTime: 1}, PIDNS: ns}}
+}
+
+func nsState(ns uint64) layout.State {
+	return layout.State{Job: "7", Port: 8001, BootID: thisBoot, Supervisor: proc.Identity{PID: 7, StartTime: 1}, PIDNS: ns}
+}
+
+// nsFake is an aliveFunc for records of another PID namespace: what proc.Resolve would have
+// found (found: alive; hidden: the namespace out of sight); a record of the reader's own
+// namespace (ns 0) is never alive, so a test that gets there fails.
+func nsFake(same, hidden, found bool) aliveFunc {
+	return func(id proc.Identity, ns uint64) (bool, bool) {
+		if ns == 0 {
+			return same, false
+		}
+		return found, hidden
+	}
+}
+
 func TestLiveness(t *testing.T) {
 	me := self(t)
 	uid := os.Getuid()
@@ -64,22 +85,34 @@ func TestLiveness(t *testing.T) {
 		running func(string) bool
 		live    bool
 		why     string
+		alive   aliveFunc // nil: procAlive
 	}{
-		{"supervisor alive", jobWith("7", old, true, sup(me, thisBoot)), uid, never, true, "alive"},
-		{"supervisor gone", jobWith("7", old, true, sup(dead, thisBoot)), uid, always, false, "gone"},
-		{"pid reused", jobWith("7", old, true, sup(reused, thisBoot)), uid, never, false, "gone"},
-		{"record of another uid names no supervisor of ours", jobWith("7", old, true, sup(me, thisBoot)), uid + 1, never, false, "gone"},
-		{"record of another boot", jobWith("7", now, true, sup(me, otherBoot)), uid, always, false, "another boot"},
-		{"pid 1 is never a supervisor", jobWith("7", old, true, sup(proc.Identity{PID: 1}, thisBoot)), 0, never, false, "gone"},
-		{"gone record, live one named by a state", jobWith("7", old, true, sup(dead, thisBoot), state(me, thisBoot)), uid, never, true, "named by the state of session 8001"},
-		{"state of another boot does not count", jobWith("7", old, true, nil, state(me, otherBoot)), uid, never, false, "no supervisor record"},
-		{"no record, Slurm job still here", jobWith("7", old, true, nil), uid, always, true, "still runs"},
-		{"no record, starting", jobWith("7", now.Add(-RecordlessGrace/2), true, nil), uid, never, true, "starting?"},
-		{"no record, past the grace", jobWith("7", now.Add(-RecordlessGrace-time.Second), true, nil), uid, never, false, "no supervisor record"},
-		{"home only", jobWith("7", old, false, nil), uid, never, false, "no node-local record"},
+		{"supervisor alive", jobWith("7", old, true, sup(me, thisBoot)), uid, never, true, "alive", nil},
+		{"supervisor gone", jobWith("7", old, true, sup(dead, thisBoot)), uid, always, false, "gone", nil},
+		{"pid reused", jobWith("7", old, true, sup(reused, thisBoot)), uid, never, false, "gone", nil},
+		{"record of another uid names no supervisor of ours", jobWith("7", old, true, sup(me, thisBoot)), uid + 1, never, false, "gone", nil},
+		{"record of another boot", jobWith("7", now, true, sup(me, otherBoot)), uid, always, false, "another boot", nil},
+		{"pid 1 is never a supervisor", jobWith("7", old, true, sup(proc.Identity{PID: 1}, thisBoot)), 0, never, false, "gone", nil},
+		{"gone record, live one named by a state", jobWith("7", old, true, sup(dead, thisBoot), state(me, thisBoot)), uid, never, true, "named by the state of session 8001", nil},
+		{"state of another boot does not count", jobWith("7", old, true, nil, state(me, otherBoot)), uid, never, false, "no supervisor record", nil},
+		{"no record, Slurm job still here", jobWith("7", old, true, nil), uid, always, true, "still runs", nil},
+		{"no record, starting", jobWith("7", now.Add(-RecordlessGrace/2), true, nil), uid, never, true, "starting?", nil},
+		{"no record, past the grace", jobWith("7", now.Add(-RecordlessGrace-time.Second), true, nil), uid, never, false, "no supervisor record", nil},
+		{"home only", jobWith("7", old, false, nil), uid, never, false, "no node-local record", nil},
+		// Records of a job's own PID namespace (namespace/linux, CLONE_NEWPID), read from the
+		// node's (the fake says what proc.Resolve found) or from another job's.
+		{"namespaced supervisor found", jobWith("7", old, true, nsSup(900)), uid, never, true, "alive", nsFake(false, false, true)},
+		{"namespaced supervisor gone from its namespace", jobWith("7", old, true, nsSup(900)), uid, always, false, "gone", nsFake(false, false, false)},
+		{"namespace not visible: not stale", jobWith("7", old, true, nsSup(900)), uid, never, true, "not visible from here", nsFake(false, true, false)},
+		{"namespace not visible, named by a state", jobWith("7", old, true, nil, nsState(900)), uid, never, true, "not visible from here", nsFake(false, true, false)},
+		{"namespaced record of another boot", jobWith("7", old, true, []layout.Supervisor{{Job: "7", BootID: otherBoot, Process: proc.Identity{PID: 7, StartTime: 1}, PIDNS: 900}}), uid, never, false, "another boot", nsFake(true, true, true)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			live, why := liveness(tc.job, tc.uid, thisBoot, now, tc.running)
+			alive := tc.alive
+			if alive == nil {
+				alive = procAlive(context.Background())
+			}
+			live, why := liveness(tc.job, tc.uid, thisBoot, now, tc.running, alive)
 			if live != tc.live || !strings.Contains(why, tc.why) {
 				t.Errorf("liveness = %v, %q; want %v, containing %q", live, why, tc.live, tc.why)
 			}
@@ -188,6 +221,39 @@ func TestEmpty(t *testing.T) {
 			tc.setup(j)
 			if got := j.empty(); got != tc.want {
 				t.Errorf("empty = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestRecordedPIDNamespace: a recorded process is taken only in the PID namespace its record
+// names. This test's own process stands for the node process that has the recorded number (same
+// uid, same start time): read in its own namespace it is the record's; named by a record of a
+// namespace it is not in (inode 1 is no PID namespace), it is never taken for it.
+func TestRecordedPIDNamespace(t *testing.T) {
+	me := self(t)
+	own, err := proc.SelfPIDNamespace()
+	if err != nil {
+		t.Skipf("no /proc/self/ns/pid: %v", err)
+	}
+	for _, tc := range []struct {
+		name string
+		ns   uint64
+		want int
+	}{
+		{"no namespace recorded (older ffl)", 0, 1},
+		{"this process's namespace", own, 1},
+		{"another namespace", 1, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			j := jobWith("7", time.Now(), true, nil, layout.State{Job: "7", Port: 8001, BootID: thisBoot, Processes: []proc.Identity{me}, PIDNS: tc.ns})
+			tally := NewTally(nil)
+			got := j.recorded(context.Background(), thisBoot, me.UID, tally)
+			if len(got) != tc.want || (tc.want == 1 && got[0] != me) {
+				t.Errorf("recorded = %v; want %d of %v", got, tc.want, me)
+			}
+			if rep := tally.Report(); len(rep.Problems) != 0 {
+				t.Errorf("problems: %v", rep.Problems)
 			}
 		})
 	}

@@ -41,7 +41,7 @@ func endProcesses(ctx context.Context, l layout.Layout, jobs []*jobInfo, bootID 
 	q := proc.MarkerQuery{UID: l.UID, Name: layout.MarkerVar, NotBefore: notBefore(jobs, bootID)}
 	for _, j := range jobs {
 		q.Prefixes = append(q.Prefixes, j.key+"/"+l.Node+"/")
-		for _, id := range j.recorded(bootID, l.UID, NewTally(nil)) {
+		for _, id := range j.recorded(ctx, bootID, l.UID, NewTally(nil)) {
 			q.First = append(q.First, id)
 		}
 	}
@@ -68,7 +68,7 @@ func endProcesses(ctx context.Context, l layout.Layout, jobs []*jobInfo, bootID 
 		t.log.WithField("round", round).Debugf("marker scan: %d processes, %d environments read, %d skipped, %d found", st.Processes, st.Environs, st.Skipped, len(ids))
 		if round == 0 {
 			for _, j := range jobs {
-				crossCheck(j, bootID, l.UID, l.Node, found, t)
+				crossCheck(ctx, j, bootID, l.UID, l.Node, found, t)
 			}
 			// Later rounds look for what forked meanwhile: a share of what is left.
 			scanDeadline = time.Now().Add(scanTime(ctx))
@@ -107,9 +107,9 @@ func endProcesses(ctx context.Context, l layout.Layout, jobs []*jobInfo, bootID 
 // crossCheck logs every recorded identity of j that is alive but not among the processes that
 // carry the job's marker: a forged or stale record (PID 1, root's or another user's process, a
 // reused PID, a process of the user outside the session). Such records are refused.
-func crossCheck(j *jobInfo, bootID string, uid int, node string, marked map[proc.Identity]string, t *Tally) {
+func crossCheck(ctx context.Context, j *jobInfo, bootID string, uid int, node string, marked map[proc.Identity]string, t *Tally) {
 	seen := map[proc.Identity]bool{}
-	for _, rec := range j.recorded(bootID, uid, t) {
+	for _, rec := range j.recorded(ctx, bootID, uid, t) {
 		if seen[rec] {
 			continue
 		}

@@ -1,6 +1,7 @@
 package reclaim
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -100,16 +101,30 @@ func (j *jobInfo) displays(bootID string) []int {
 
 // recorded returns the process identities of the job's records from this boot, with the uid
 // forced to the job's uid: a record naming another uid is counted as refused, never acted on.
-func (j *jobInfo) recorded(bootID string, uid int, t *Tally) []proc.Identity {
+// A record made in another PID namespace (State.PIDNS: the job's own, under Slurm's
+// namespace/linux with CLONE_NEWPID) is returned under this process's PID for it (proc.Resolve,
+// PID + start time + uid in that namespace), or not at all when it is gone or out of sight:
+// its number alone names some other process here.
+func (j *jobInfo) recorded(ctx context.Context, bootID string, uid int, t *Tally) []proc.Identity {
 	var out []proc.Identity
 	for _, st := range j.states(bootID) {
+		var ids []proc.Identity
 		for _, id := range st.Processes {
 			if id.UID != uid {
 				t.Problem("job %s session %d: state file names %s, not of the job's uid %d: refused", j.key, st.Port, id, uid)
 				t.update(func(r *Report) { r.Refused++ })
 				continue
 			}
-			out = append(out, id)
+			ids = append(ids, id)
+		}
+		got, res, _ := proc.ResolveAll(ctx, ids, st.PIDNS)
+		for i, id := range ids {
+			switch res[i] {
+			case proc.NSSame, proc.NSFound:
+				out = append(out, got[i])
+			default:
+				t.log.WithField("session", st.Port).Debugf("job %s: recorded %s of PID namespace %d: %v", j.key, id, st.PIDNS, res[i])
+			}
 		}
 	}
 	return out

@@ -56,7 +56,7 @@ func findStale(ctx context.Context, l layout.Layout, bootID string, opts Options
 		if j.empty() {
 			continue
 		}
-		live, reason := liveness(j, l.UID, bootID, now, running)
+		live, reason := liveness(j, l.UID, bootID, now, running, procAlive(ctx))
 		j.reason = reason
 		if live {
 			continue
@@ -108,7 +108,7 @@ func ListSessions(l layout.Layout, bootID string) ([]SessionStatus, error) {
 		if j.empty() {
 			continue
 		}
-		live, reason := liveness(j, l.UID, bootID, now, running)
+		live, reason := liveness(j, l.UID, bootID, now, running, procAlive(context.Background()))
 		ports := j.ports()
 		if len(ports) == 0 {
 			if live {

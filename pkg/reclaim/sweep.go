@@ -40,7 +40,7 @@ func DeadRuntimeDirs(ctx context.Context, l layout.Layout, bootID string, scanne
 		j := newJobInfo(jd.Key)
 		readNodeLocalJob(d, filepath.Join(l.RuntimeDir, jd.Name), l, j, quiet)
 		d.Close()
-		if live, _ := liveness(j, l.UID, bootID, now, running.Has); !live {
+		if live, _ := liveness(j, l.UID, bootID, now, running.Has, procAlive(ctx)); !live {
 			dead = append(dead, jd.Name)
 		}
 	}

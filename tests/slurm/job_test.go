@@ -249,7 +249,7 @@ func (j *Job) supervisor() (layout.Supervisor, error) {
 }
 
 // killLauncher sends SIGKILL to the job's ffl-launch (identified by its record: pid, start
-// time, the job user's uid), so that no grace path runs.
+// time, the job user's uid, in the PID namespace the record names), so that no grace path runs.
 func (j *Job) killLauncher(t *testing.T) {
 	t.Helper()
 	rec, err := j.supervisor()
@@ -259,10 +259,14 @@ func (j *Job) killLauncher(t *testing.T) {
 	if rec.Process.UID != j.User.UID {
 		t.Fatalf("job %s: supervisor record names uid %d, want %d", j.ID, rec.Process.UID, j.User.UID)
 	}
-	if err := proc.Signal(rec.Process, unix.SIGKILL); err != nil {
-		t.Fatalf("SIGKILL launcher %v: %v", rec.Process, err)
+	id, res, err := proc.Resolve(context.Background(), rec.Process, rec.PIDNS)
+	if res != proc.NSSame && res != proc.NSFound {
+		t.Fatalf("job %s: launcher %v of PID namespace %d: %v (%v)", j.ID, rec.Process, rec.PIDNS, res, err)
 	}
-	t.Logf("job %s: SIGKILL to ffl-launch %v", j.ID, rec.Process)
+	if err := proc.Signal(id, unix.SIGKILL); err != nil {
+		t.Fatalf("SIGKILL launcher %v: %v", id, err)
+	}
+	t.Logf("job %s: SIGKILL to ffl-launch %v (recorded as %v, %v)", j.ID, id, rec.Process, res)
 }
 
 // launcherLog returns the launcher's log lines (logrus text) of the job's output file.

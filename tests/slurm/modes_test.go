@@ -2,6 +2,7 @@ package slurm
 
 import (
 	"regexp"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -25,11 +26,21 @@ func scenarioRunInJob(t *testing.T, c *Cluster, by *bystanders) {
 	c.endsUnderMode(t, by, []string{"SLURM_PROLOG_FLAGS=Alloc,Contain,RunInJob"}, []string{"SLURM_PROLOG_FLAGS=Alloc"})
 }
 
+// 17. Scenario 14 with its scancel only (the time limit costs a minute more): where CI runs
+// 14 on one Slurm, 17 shows RunInJob's scancel on another.
+func scenarioRunInJobScancel(t *testing.T, c *Cluster, by *bystanders) {
+	if !slurmAtLeast(c.version, 24, 5) {
+		t.Skipf("%s: PrologFlags=RunInJob is new in Slurm 24.05", c.version)
+	}
+	c.endsUnderMode(t, by, []string{"SLURM_PROLOG_FLAGS=Alloc,Contain,RunInJob"}, []string{"SLURM_PROLOG_FLAGS=Alloc"}, "scancel")
+}
+
 // endsUnderMode switches the cluster to knobs, then ends two users' sessions at once, one by
 // scancel, one by its time limit (the script without --signal: the first notice is the SIGTERM
 // at the limit), and checks that each ran its grace path and left nothing (process, port,
-// session dir; node not drained). It switches back with restore.
-func (c *Cluster) endsUnderMode(t *testing.T, by *bystanders, knobs, restore []string) {
+// session dir; node not drained). It switches back with restore. only names the ends to run
+// ("scancel", "time_limit"; none: both).
+func (c *Cluster) endsUnderMode(t *testing.T, by *bystanders, knobs, restore []string, only ...string) {
 	t.Helper()
 	by.stopAll(t) // a restart cancels running jobs: end the bystanders first, checked
 	if err := c.harness("reconfigure.sh", knobs...); err != nil {
@@ -52,6 +63,9 @@ func (c *Cluster) endsUnderMode(t *testing.T, by *bystanders, knobs, restore []s
 	}
 	t.Run("ends", func(t *testing.T) {
 		for _, tc := range cases {
+			if len(only) > 0 && !slices.Contains(only, tc.name) {
+				continue
+			}
 			t.Run(tc.name, func(t *testing.T) {
 				t.Parallel()
 				o := tc.opts

@@ -52,6 +52,10 @@ func TestScenarios(t *testing.T) {
 		{"12_job_container_tmpfs", scenarioJobContainerTmpfs},
 		{"13_signal_children_processes", scenarioSignalChildren},
 		{"14_prologflags_runinjob", scenarioRunInJob},
+		{"15_namespace_linux_pid", scenarioNamespacePID},
+		{"16_namespace_linux_pid_runinjob", scenarioNamespacePIDRunInJob},
+		{"17_prologflags_runinjob_scancel", scenarioRunInJobScancel},
+		{"18_namespace_linux_pid_user", scenarioNamespacePIDUser},
 	}
 	var runs []slurmtest.Scenario
 	for _, sc := range scenarios {

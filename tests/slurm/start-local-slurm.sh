@@ -50,6 +50,12 @@
 #                             with a job_container.conf of AutoBasePath=true
 #                             and this BasePath: each job gets a private /tmp
 #                             and /dev/shm (needs Contain in PrologFlags) [none]
+#   SLURM_NAMESPACE_BASEPATH=/dir  NamespaceType=namespace/linux (Slurm 25.11+)
+#                             with a namespace.yaml of auto_base_path: true,
+#                             base_path: /dir/%n (one dir per node) and the
+#                             clone_ns_flags of SLURM_NAMESPACE_FLAGS (needs
+#                             Contain in PrologFlags)                    [none]
+#   SLURM_NAMESPACE_FLAGS=CLONE_NEWPID[,CLONE_NEWUSER]  its clone_ns_flags [none]
 #   SLURM_CONF_EXTRA          extra lines appended to slurm.conf
 #   SLURM_CGROUP_CONF_EXTRA   extra lines appended to cgroup.conf
 # Behaviour (not part of the recorded configuration):
@@ -94,6 +100,8 @@ SLURM_PROLOG_EPILOG_TIMEOUT=${SLURM_PROLOG_EPILOG_TIMEOUT:-}
 SLURM_FIRST_JOB_ID=${SLURM_FIRST_JOB_ID:-}
 SLURM_CONF_EXTRA=${SLURM_CONF_EXTRA:-}
 SLURM_JOB_CONTAINER_BASEPATH=${SLURM_JOB_CONTAINER_BASEPATH:-}
+SLURM_NAMESPACE_BASEPATH=${SLURM_NAMESPACE_BASEPATH:-}
+SLURM_NAMESPACE_FLAGS=${SLURM_NAMESPACE_FLAGS:-}
 SLURM_CGROUP_CONF_EXTRA=${SLURM_CGROUP_CONF_EXTRA:-}
 KEEP_STATE=${SLURM_KEEP_STATE:-0}
 FORCE_RESTART=${SLURM_FORCE_RESTART:-0}
@@ -119,6 +127,14 @@ if [ -n "$SLURM_JOB_CONTAINER_BASEPATH" ]; then
   case $SLURM_JOB_CONTAINER_BASEPATH in /*) ;; *) ls_die "SLURM_JOB_CONTAINER_BASEPATH=$SLURM_JOB_CONTAINER_BASEPATH: want an absolute path" ;; esac
   case ,$SLURM_PROLOG_FLAGS, in *,Contain,*) ;; *) ls_die "SLURM_JOB_CONTAINER_BASEPATH needs Contain in SLURM_PROLOG_FLAGS (slurmd refuses job_container/tmpfs without it)" ;; esac
 fi
+if [ -n "$SLURM_NAMESPACE_BASEPATH" ]; then
+  case $SLURM_NAMESPACE_BASEPATH in /*) ;; *) ls_die "SLURM_NAMESPACE_BASEPATH=$SLURM_NAMESPACE_BASEPATH: want an absolute path" ;; esac
+  case ,$SLURM_PROLOG_FLAGS, in *,Contain,*) ;; *) ls_die "SLURM_NAMESPACE_BASEPATH needs Contain in SLURM_PROLOG_FLAGS (slurmd refuses namespace/linux without it)" ;; esac
+  [ -z "$SLURM_JOB_CONTAINER_BASEPATH" ] || ls_die "SLURM_NAMESPACE_BASEPATH and SLURM_JOB_CONTAINER_BASEPATH: choose one namespace plugin"
+fi
+for f in ${SLURM_NAMESPACE_FLAGS//,/ }; do
+  case $f in CLONE_NEWPID | CLONE_NEWUSER) ;; *) ls_die "SLURM_NAMESPACE_FLAGS: $f: want CLONE_NEWPID or CLONE_NEWUSER" ;; esac
+done
 for s in "$SLURM_PROLOG" "$SLURM_EPILOG"; do
   [ -z "$s" ] && continue
   case $s in /*) ;; *) ls_die "prolog/epilog $s: slurmd needs an absolute path" ;; esac
@@ -319,6 +335,7 @@ if [ "$ALREADY" != 1 ]; then
       echo "NodeName=$NODE NodeAddr=127.0.0.1 $HW State=UNKNOWN"
       echo "PartitionName=debug Nodes=$NODE Default=YES MaxTime=INFINITE State=UP"
       [ -n "$SLURM_JOB_CONTAINER_BASEPATH" ] && echo "JobContainerType=job_container/tmpfs"
+      [ -n "$SLURM_NAMESPACE_BASEPATH" ] && echo "NamespaceType=namespace/linux"
       [ -n "$SLURM_CONF_EXTRA" ] && printf '%s\n' "$SLURM_CONF_EXTRA"
       :
     } >"$CONFDIR/slurm.conf.tmp"
@@ -328,6 +345,19 @@ if [ "$ALREADY" != 1 ]; then
       mv "$CONFDIR/job_container.conf.tmp" "$CONFDIR/job_container.conf"
     else
       rm -f "$CONFDIR/job_container.conf"
+    fi
+    if [ -n "$SLURM_NAMESPACE_BASEPATH" ]; then
+      {
+        printf 'defaults:\n  auto_base_path: true\n  base_path: "%s/%%n"\n' "$SLURM_NAMESPACE_BASEPATH"
+        if [ -n "$SLURM_NAMESPACE_FLAGS" ]; then
+          echo "  clone_ns_flags:"
+          for f in ${SLURM_NAMESPACE_FLAGS//,/ }; do printf '    - "%s"\n' "$f"; done
+        fi
+      } >"$CONFDIR/namespace.yaml.tmp"
+      chmod 644 "$CONFDIR/namespace.yaml.tmp"
+      mv "$CONFDIR/namespace.yaml.tmp" "$CONFDIR/namespace.yaml"
+    else
+      rm -f "$CONFDIR/namespace.yaml"
     fi
     mv "$CONFDIR/slurm.conf.tmp" "$CONFDIR/slurm.conf"
     {

@@ -23,9 +23,12 @@ SUITES=("$@")
 # every scenario are two users' sessions; 11 runs two users' jobs on one port), a launcher
 # killed at each of its steps (10), the node doctor (00), and the template's srun step CPUs;
 # job_container/tmpfs (12) on both; one newer mode per suite (each about 90 s: a scancel and a
-# time limit): SignalChildrenProcesses=yes (13) on trixie, PrologFlags=RunInJob (14) on sid.
+# time limit): SignalChildrenProcesses=yes (13) on trixie, PrologFlags=RunInJob (14) on sid;
+# on sid also namespace/linux with PID namespaces (15, about 40 s: scancel, SIGKILL + Epilog)
+# and the same with RunInJob (16) and with user namespaces (18, each about 30 s); on trixie
+# RunInJob's scancel alone (17).
 BASE_SCENARIOS='00_node_doctor|01_normal_end|02_scancel|03_time_limit|04_sigkill|10_failpoints|11_same_port_two_users_at_once|12_job_container_tmpfs'
-declare -A MODE_SCENARIO=([trixie]=13_signal_children_processes [sid]=14_prologflags_runinjob)
+declare -A MODE_SCENARIO=([trixie]="13_signal_children_processes|17_prologflags_runinjob_scancel" [sid]="14_prologflags_runinjob|15_namespace_linux_pid|16_namespace_linux_pid_runinjob|18_namespace_linux_pid_user")
 run_tests() { # SUITE
   echo "${FFL_VERSIONS_RUN:-^(TestScenarios|TestTemplateStepCPUs)\$/^($BASE_SCENARIOS|${MODE_SCENARIO[$1]})\$}"
 }
