@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -52,15 +53,36 @@ func parseStatCPU(line string) (time.Duration, error) {
 // startCPU is the CPU time a launcher's session start has used so far: the launcher's own and
 // that of every living process carrying the job's marker (xpra, Xvfb, Firefox and its content
 // processes), each with the children it has reaped (xpra's short-lived helpers). A dead process
-// is counted once, in its parent's cutime/cstime; a living one never is.
-func (b *bench) startCPU(l *launcher) time.Duration {
-	total, _ := statCPU(l.cmd.Process.Pid)
+// is counted once, in its parent's cutime/cstime; a living one never is. byComm is the same
+// split by process name ("ffl-launch", "xpra", "Xvfb", "firefox-esr", "Web Content", ...).
+func (b *bench) startCPU(l *launcher) (total time.Duration, byComm map[string]time.Duration) {
+	byComm = map[string]time.Duration{}
+	if d, err := statCPU(l.cmd.Process.Pid); err == nil {
+		total += d
+		byComm["ffl-launch"] += d
+	}
 	lay := b.layoutFor(l.acct, l.job)
 	ids, _ := proc.FindByMarker(l.acct.uid, layout.MarkerVar, lay.JobMarkerPrefix())
 	for _, id := range ids {
 		if d, err := statCPU(id.PID); err == nil {
 			total += d
+			st, _ := proc.ReadStat(id.PID)
+			byComm[st.Comm] += d
 		}
 	}
-	return total
+	return total, byComm
+}
+
+// cpuSplit says byComm largest first: "firefox-esr 1500 ms, xpra 900 ms, ...".
+func cpuSplit(byComm map[string]time.Duration) string {
+	names := make([]string, 0, len(byComm))
+	for n := range byComm {
+		names = append(names, n)
+	}
+	sort.Slice(names, func(i, j int) bool { return byComm[names[i]] > byComm[names[j]] })
+	parts := make([]string, len(names))
+	for i, n := range names {
+		parts[i] = n + " " + ms(byComm[n])
+	}
+	return strings.Join(parts, ", ")
 }

@@ -37,6 +37,7 @@ func (b *bench) nodeUsers(n int) ([]account, error) {
 type nodeResult struct {
 	ready, cpu samples
 	pss        int64
+	split      string // the CPU of the first session by process name
 }
 
 // nodeRun starts one session for each of users at the same moment (one `ffl-launch run
@@ -77,6 +78,7 @@ func (b *bench) nodeRun(users []account, cfg string) (nodeResult, error) {
 	// Each session's CPU is read the moment it is ready, while the others may still start.
 	ready := make([]time.Duration, len(ls))
 	cpu := make([]time.Duration, len(ls))
+	split := make([]string, len(ls))
 	at := make([]time.Time, len(ls))
 	for i, l := range ls {
 		wg.Add(1)
@@ -87,11 +89,14 @@ func (b *bench) nodeRun(users []account, cfg string) (nodeResult, error) {
 				errs[i] = err
 				return
 			}
-			cpu[i] = b.startCPU(l)
+			var by map[string]time.Duration
+			cpu[i], by = b.startCPU(l)
+			split[i] = cpuSplit(by)
 			ready[i], at[i] = got[0].at.Sub(l.started), got[0].at
 		}()
 	}
 	wg.Wait()
+	r.split = split[0]
 	var last time.Time
 	for i := range ls {
 		if errs[i] != nil {
@@ -133,6 +138,15 @@ func (b *bench) nodeFigures() {
 			continue
 		}
 		got[n] = r
+		if n == 1 {
+			// The same user again: its persistent profile now exists, as for a returning user.
+			b.progress("node full: 1 user's session again, on the profile the first made")
+			if w, err := b.nodeRun(users[:1], b.cfgReal); err != nil {
+				b.rep.note("N-1w failed: %v", err)
+			} else {
+				b.rep.add(row{"N-1w", "1 user's session again, its persistent profile made by N-1 (a returning user): exec -> ready; CPU until then", fmt.Sprintf("%s (CPU %s: %s)", ms(w.ready[0]), ms(w.cpu[0]), w.split), "reference", resInfo})
+			}
+		}
 	}
 	cores := runtime.NumCPU()
 	one, ok1 := got[1]
@@ -149,6 +163,9 @@ func (b *bench) nodeFigures() {
 			parts = append(parts, fmt.Sprintf("%s (CPU %s)", ms(d), ms(r.cpu[i])))
 		}
 		measured := fmt.Sprintf("slowest %s (each: %s); CPU per start median %s; total PSS %s", ms(maxOf(r.ready)), strings.Join(parts, ", "), ms(r.cpu.median()), mib(r.pss))
+		if n == 1 {
+			measured += " (CPU by process: " + r.split + ")"
+		}
 		target, result := "reference", resInfo
 		if n == 8 && ok1 && len(one.ready) > 0 {
 			x := ratio(maxOf(r.ready), one.ready[0])
