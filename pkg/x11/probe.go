@@ -242,6 +242,16 @@ func propString(c xproto.GetPropertyCookie) string {
 	return strings.TrimRight(strings.ReplaceAll(string(r.Value), "\x00", ","), ",")
 }
 
+// ScreenSize is the size of the X screen (its root window), which xpra fits to its client's
+// browser window.
+func (d *Display) ScreenSize() (width, height int, err error) {
+	geo, err := xproto.GetGeometry(d.x, xproto.Drawable(d.root)).Reply()
+	if err != nil {
+		return 0, 0, fmt.Errorf("x11: root geometry: %w", err)
+	}
+	return int(geo.Width), int(geo.Height), nil
+}
+
 // Colors samples rows of a viewable window (a 1-pixel band every height/rows pixels) and
 // returns how many distinct colours they hold. A window nothing has drawn into is one colour
 // (its background); Firefox's first paint (toolbar, tabs, page) gives dozens.

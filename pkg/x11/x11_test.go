@@ -126,6 +126,9 @@ func TestRealXvfb(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Close()
+	if w, h, err := d.ScreenSize(); err != nil || w != 800 || h != 600 {
+		t.Errorf("screen size %dx%d, %v; want Xvfb's 800x600", w, h, err)
+	}
 	x := d.x
 	wid, _ := xproto.NewWindowId(x)
 	screen := xproto.Setup(x).DefaultScreen(x)
