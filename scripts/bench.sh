@@ -8,7 +8,7 @@
 #
 #   sudo make bench                      # = make build && scripts/bench.sh
 #   sudo scripts/bench.sh -scale 0.3     # quicker, noisier (fewer repetitions)
-#   sudo scripts/bench.sh -only sweep    # one section: launch, ready, session, node, jupyter, epilog, attack, sweep
+#   sudo scripts/bench.sh -only sweep    # one section: launch, ready, session, node, revisit, jupyter, epilog, attack, sweep
 #
 # Runs as root: the Epilog and the sweep are root's, and the launcher is started as a non-root
 # bench user (fflbench, created with useradd when missing; root's sessions are refused by design).

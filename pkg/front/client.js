@@ -25,10 +25,35 @@
 	// autorepeat types it again when that takes longer than the repeat delay (a busy node, a
 	// slow link). Unsynced, the server types each keydown the browser sends at once; a key the
 	// user holds repeats at the rate of the user's own keyboard (the browser's repeated keydowns).
+	//
+	// The screen takes the browser's size after Firefox's first frame, not before: for a size its
+	// X server does not have yet (every session's first client), xpra 3.1 adds a RandR mode and
+	// then sleeps 0.5 s on its main thread before it answers the hello (x11_server_core.py,
+	// do_get_best_screen_size), so the first visit of a session showed Firefox 0.5 s later than
+	// any later one (docs/DESIGN.md, "first visit"). Without a size in the hello xpra keeps its
+	// screen as it is and answers at once; the size follows in a desktop_size packet (what the
+	// client sends when the browser window is resized) as soon as the first frame is drawn.
 	var makeHello = P._make_hello;
 	P._make_hello = function () {
 		makeHello.apply(this, arguments);
 		this._update_capabilities({"keyboard_sync": false});
+		delete this.capabilities["desktop_size"];
+		delete this.capabilities["desktop_mode_size"];
+		delete this.capabilities["screen_sizes"];
+		this.fflSizeLater = true;
+	};
+	var draw = P._process_draw;
+	P._process_draw = function (packet, ctx) {
+		draw.apply(this, arguments);
+		if (!ctx.fflSizeLater) {
+			return;
+		}
+		ctx.fflSizeLater = false;
+		setTimeout(function () {
+			if (ctx.connected) {
+				ctx.send(["desktop_size", ctx.desktop_width, ctx.desktop_height, ctx._get_screen_sizes()]);
+			}
+		}, 0);
 	};
 
 	// Dead keys: the browser composes them itself (^ then e is one keydown with key "ê"), but a

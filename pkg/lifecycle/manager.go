@@ -98,16 +98,31 @@ func NewManager(s Settings) (*Manager, error) {
 			return prereq.CheckDrawWith(ctx, r, xpraPath, path)
 		}
 	}
+	// `xpra --version` (a Python start, about 0.05 s) runs beside the prerequisite checks (two
+	// more): all three are on the path of the launcher's first session. A missing program or
+	// module is reported before a version that could not be read, as when they ran in turn.
+	type versionResult struct {
+		v   xpra.Version
+		err error
+	}
+	version := make(chan versionResult, 1)
+	if s.XpraVersion == (xpra.Version{}) {
+		go func() {
+			v, err := xpraVersion(context.Background(), s.Reaper, s.Xpra, s.Path)
+			version <- versionResult{v, err}
+		}()
+	} else {
+		version <- versionResult{v: s.XpraVersion}
+	}
 	if err := CheckPrerequisites(context.Background(), s.Xpra, s.Firefox, s.Path, draw); err != nil {
+		<-version
 		return nil, err
 	}
-	if s.XpraVersion == (xpra.Version{}) {
-		v, err := xpraVersion(context.Background(), s.Reaper, s.Xpra, s.Path)
-		if err != nil {
-			return nil, err
-		}
-		s.XpraVersion = v
-		s.Log.WithField("xpra_version", v.String()).Debug("xpra version")
+	if vr := <-version; vr.err != nil {
+		return nil, vr.err
+	} else if s.XpraVersion == (xpra.Version{}) {
+		s.XpraVersion = vr.v
+		s.Log.WithField("xpra_version", vr.v.String()).Debug("xpra version")
 	}
 	if s.DownloadDir != "" {
 		if err := checkDownloadDir(s.DownloadDir, s.Layout); err != nil {

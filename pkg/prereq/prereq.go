@@ -179,8 +179,14 @@ func CheckDrawWith(ctx context.Context, run Runner, xpraPath, path string) error
 	if err != nil {
 		return fmt.Errorf("%w: %v: reinstall the Debian package xpra", ErrMissing, err)
 	}
+	// The HTML5 check is a second interpreter run of its own (about 0.1 s here); it runs beside
+	// the imports, as both are on the path of every launcher start before xpra's exec. Its
+	// answer counts only once the imports are fine, as when they ran one after the other.
+	html5 := make(chan error, 1)
+	go func() { html5 <- CheckHTML5With(ctx, run, xpraPath, path) }()
 	missing, err := MissingModulesWith(ctx, run, interp, DrawModules)
 	if err != nil {
+		<-html5
 		return fmt.Errorf("%w: xpra's interpreter does not run: %v", ErrMissing, err)
 	}
 	var pkgs, names []string
@@ -190,8 +196,9 @@ func CheckDrawWith(ctx context.Context, run Runner, xpraPath, path string) error
 			names = append(names, m.Name)
 		}
 	}
+	herr := <-html5
 	if len(pkgs) == 0 {
-		return CheckHTML5With(ctx, run, xpraPath, path)
+		return herr
 	}
 	return fmt.Errorf("%w: xpra cannot draw windows: its Python (%s) cannot import %s (%s): install it with apt-get install %s",
 		ErrMissing, interp[0], strings.Join(names, ", "), missing[0].Why, strings.Join(pkgs, " "))
@@ -226,6 +233,14 @@ func CheckHTML5With(ctx context.Context, run Runner, xpraPath, path string) erro
 }
 
 func checkHTML5(ctx context.Context, run Runner, xpraPath, path string, systemDirs []string) error {
+	// The program's answer is "ok" as soon as one system web root has index.html, whatever the
+	// resources dirs hold: then the interpreter (a start of about 0.1 s, importing xpra's
+	// platform code) need not run at all.
+	for _, d := range systemDirs {
+		if st, err := os.Stat(filepath.Join(d, "index.html")); err == nil && st.Mode().IsRegular() {
+			return nil
+		}
+	}
 	interp, err := Interpreter(xpraPath, path)
 	if err != nil {
 		return fmt.Errorf("%w: %v: reinstall the package xpra", ErrMissing, err)

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,11 +20,11 @@ import (
 // with ECHILD, which is what the supervisor's reaper did to the draw check's python3.
 type racingReaper struct {
 	*proc.Reaper
-	waits int
+	waits atomic.Int32
 }
 
 func (r *racingReaper) Wait(cmd *exec.Cmd) error {
-	r.waits++
+	r.waits.Add(1)
 	pid := cmd.Process.Pid
 	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
 		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
@@ -49,8 +50,8 @@ func TestMissingModulesWithReaper(t *testing.T) {
 	if err != nil {
 		t.Fatalf("with a reaper reaping between exit and wait: %v", err)
 	}
-	if r.waits != 1 {
-		t.Errorf("the interpreter ran %d times through the runner, want 1", r.waits)
+	if n := r.waits.Load(); n != 1 {
+		t.Errorf("the interpreter ran %d times through the runner, want 1", n)
 	}
 	if len(missing) != 1 || missing[0].Name != "no_such_module_ffl" {
 		t.Errorf("missing = %v, want [no_such_module_ffl]", missing)
@@ -151,4 +152,44 @@ func TestCheckHTML5Xpra6(t *testing.T) {
 		t.Fatalf("xpra 6 without a web root: %v", err)
 	}
 	t.Log(err)
+}
+
+// TestCheckDraw: the import check and the HTML5 check (run side by side, through one reaper
+// that reaps at the worst moment) give one answer: a missing PIL is the error, naming its
+// package; with PIL and the HTML5 client there, none.
+func TestCheckDraw(t *testing.T) {
+	xp, res := fakeXpraInstall(t)
+	ctx := context.Background()
+	r := &racingReaper{Reaper: proc.NewReaper()}
+	if err := os.MkdirAll(filepath.Join(res, "www"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(res, "www", "index.html"), []byte("<html>"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err := CheckDrawWith(ctx, r, xp, "/usr/bin:/bin")
+	if !errors.Is(err, ErrMissing) || !strings.Contains(err.Error(), "apt-get install python3-pil") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("without PIL: %v", err)
+	}
+	// PIL in the venv, as pip would put it.
+	interp, err := Interpreter(xp, "/usr/bin:/bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	site, _ := filepath.Glob(filepath.Join(filepath.Dir(filepath.Dir(interp[0])), "lib", "python3*", "site-packages"))
+	if len(site) != 1 {
+		t.Fatalf("site-packages next to %s: %v", interp[0], site)
+	}
+	pil := filepath.Join(site[0], "PIL")
+	if err := os.MkdirAll(pil, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"__init__.py", "Image.py"} {
+		if err := os.WriteFile(filepath.Join(pil, f), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := CheckDrawWith(ctx, r, xp, "/usr/bin:/bin"); err != nil {
+		t.Fatalf("with PIL and the HTML5 client: %v", err)
+	}
 }

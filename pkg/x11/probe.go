@@ -32,6 +32,8 @@ type Display struct {
 	conn net.Conn
 	root xproto.Window
 	stop func() bool
+	// atoms caches the atoms asked for by name (atom).
+	atoms map[string]xproto.Atom
 }
 
 // Dial connects to display n through its socket in xdir/.X11-unix (xdir "" is /tmp, where
@@ -66,7 +68,7 @@ func Dial(ctx context.Context, xdir string, n int, cookie []byte) (*Display, err
 		x.Close()
 		return nil, fmt.Errorf("x11: display :%d: no screen", n)
 	}
-	return &Display{x: x, conn: c, root: setup.DefaultScreen(x).Root, stop: stop}, nil
+	return &Display{x: x, conn: c, root: setup.DefaultScreen(x).Root, stop: stop, atoms: map[string]xproto.Atom{}}, nil
 }
 
 // Close ends the connection.
@@ -120,43 +122,57 @@ type Window struct {
 const maxWalk = 512
 
 // Windows returns the windows whose WM_CLASS satisfies match, down to three levels below the
-// root (xpra reparents a client's window into a "corral" window of its own).
+// root (xpra reparents a client's window into a "corral" window of its own), level by level.
+//
+// Each level's requests go out together and their replies are read afterwards (xgb matches
+// them by sequence number), so one call costs a handful of round trips, not one per window and
+// property: the readiness probe calls it every 20 ms during Firefox's start, and each round
+// trip is a wake-up of both this process and the X server (measured with perf: the walk, one
+// request at a time, was most of the launcher's CPU during a start).
 func (d *Display) Windows(match func(class string) bool) ([]Window, error) {
 	var out []Window
 	seen := 0
-	var walk func(w xproto.Window, depth int) error
-	walk = func(w xproto.Window, depth int) error {
-		children, err := d.children(w)
-		if err != nil {
-			return err
+	level := []xproto.Window{d.root}
+	for depth := 1; depth <= 3 && len(level) > 0; depth++ {
+		trees := make([]xproto.QueryTreeCookie, len(level))
+		for i, w := range level {
+			trees[i] = xproto.QueryTree(d.x, w)
 		}
-		for _, ch := range children {
-			if seen++; seen > maxWalk {
-				return nil
+		var next []xproto.Window
+		for i, c := range trees {
+			children, err := d.children(level[i], c)
+			if err != nil {
+				return out, err
 			}
-			cls := d.stringProp(ch, xproto.AtomWmClass, xproto.AtomString)
+			for _, ch := range children {
+				if seen++; seen > maxWalk {
+					break
+				}
+				next = append(next, ch)
+			}
+		}
+		classes := make([]xproto.GetPropertyCookie, len(next))
+		for i, w := range next {
+			classes[i] = xproto.GetProperty(d.x, false, w, xproto.AtomWmClass, xproto.AtomString, 0, 256)
+		}
+		for i, c := range classes {
+			cls := propString(c)
 			if match(cls) {
-				if win, ok := d.describe(ch, cls); ok {
+				if win, ok := d.describe(next[i], cls); ok {
 					out = append(out, win)
 				}
 			}
-			if depth < 3 {
-				if err := walk(ch, depth+1); err != nil {
-					return err
-				}
-			}
 		}
-		return nil
+		level = next
 	}
-	err := walk(d.root, 1)
-	return out, err
+	return out, nil
 }
 
-// children lists w's children. A window destroyed between its parent's listing and this query
-// (Firefox and xpra create and destroy windows while a session starts) has none: BadWindow then
-// means "gone meanwhile", not a broken display.
-func (d *Display) children(w xproto.Window) ([]xproto.Window, error) {
-	tree, err := xproto.QueryTree(d.x, w).Reply()
+// children reads the reply of QueryTree(w). A window destroyed between its parent's listing
+// and this query (Firefox and xpra create and destroy windows while a session starts) has none:
+// BadWindow then means "gone meanwhile", not a broken display.
+func (d *Display) children(w xproto.Window, c xproto.QueryTreeCookie) ([]xproto.Window, error) {
+	tree, err := c.Reply()
 	var gone xproto.WindowError
 	switch {
 	case err == nil:
@@ -169,17 +185,26 @@ func (d *Display) children(w xproto.Window) ([]xproto.Window, error) {
 }
 
 func (d *Display) describe(w xproto.Window, cls string) (Window, bool) {
-	attr, err := xproto.GetWindowAttributes(d.x, w).Reply()
-	if err != nil {
+	attrC := xproto.GetWindowAttributes(d.x, w)
+	geoC := xproto.GetGeometry(d.x, xproto.Drawable(w))
+	var netC, nameC xproto.GetPropertyCookie
+	netName, utf8 := d.atom("_NET_WM_NAME"), d.atom("UTF8_STRING")
+	hasNet := netName != xproto.AtomNone && utf8 != xproto.AtomNone
+	if hasNet {
+		netC = xproto.GetProperty(d.x, false, w, netName, utf8, 0, 256)
+	}
+	nameC = xproto.GetProperty(d.x, false, w, xproto.AtomWmName, xproto.AtomString, 0, 256)
+	attr, aerr := attrC.Reply()
+	geo, gerr := geoC.Reply()
+	title := ""
+	if hasNet {
+		title = propString(netC)
+	}
+	if name := propString(nameC); title == "" {
+		title = name
+	}
+	if aerr != nil || gerr != nil {
 		return Window{}, false // gone meanwhile
-	}
-	geo, err := xproto.GetGeometry(d.x, xproto.Drawable(w)).Reply()
-	if err != nil {
-		return Window{}, false
-	}
-	title := d.stringProp(w, d.atom("_NET_WM_NAME"), d.atom("UTF8_STRING"))
-	if title == "" {
-		title = d.stringProp(w, xproto.AtomWmName, xproto.AtomString)
 	}
 	return Window{
 		ID: uint32(w), Class: cls, Title: title,
@@ -189,25 +214,42 @@ func (d *Display) describe(w xproto.Window, cls string) (Window, bool) {
 	}, true
 }
 
+// atom returns the atom named name if the server has it (AtomNone if not), asked once per
+// connection.
 func (d *Display) atom(name string) xproto.Atom {
+	if a, ok := d.atoms[name]; ok {
+		return a
+	}
 	r, err := xproto.InternAtom(d.x, true, uint16(len(name)), name).Reply()
 	if err != nil {
 		return xproto.AtomNone
 	}
+	if r.Atom != xproto.AtomNone {
+		// An atom, once interned, exists until the server resets; AtomNone is asked again
+		// (the name may be interned later, by Firefox).
+		d.atoms[name] = r.Atom
+	}
 	return r.Atom
 }
 
-// stringProp returns a text property, NULs (WM_CLASS separates its two strings with them)
-// turned into commas, at most 1 KiB.
-func (d *Display) stringProp(w xproto.Window, prop, typ xproto.Atom) string {
-	if prop == xproto.AtomNone || typ == xproto.AtomNone {
-		return ""
-	}
-	r, err := xproto.GetProperty(d.x, false, w, prop, typ, 0, 256).Reply()
+// propString is a text property's reply, NULs (WM_CLASS separates its two strings with them)
+// turned into commas, at most 1 KiB; "" for an error or no property.
+func propString(c xproto.GetPropertyCookie) string {
+	r, err := c.Reply()
 	if err != nil || r == nil {
 		return ""
 	}
 	return strings.TrimRight(strings.ReplaceAll(string(r.Value), "\x00", ","), ",")
+}
+
+// ScreenSize is the size of the X screen (its root window), which xpra fits to its client's
+// browser window.
+func (d *Display) ScreenSize() (width, height int, err error) {
+	geo, err := xproto.GetGeometry(d.x, xproto.Drawable(d.root)).Reply()
+	if err != nil {
+		return 0, 0, fmt.Errorf("x11: root geometry: %w", err)
+	}
+	return int(geo.Width), int(geo.Height), nil
 }
 
 // Colors samples rows of a viewable window (a 1-pixel band every height/rows pixels) and

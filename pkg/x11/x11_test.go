@@ -126,6 +126,9 @@ func TestRealXvfb(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Close()
+	if w, h, err := d.ScreenSize(); err != nil || w != 800 || h != 600 {
+		t.Errorf("screen size %dx%d, %v; want Xvfb's 800x600", w, h, err)
+	}
 	x := d.x
 	wid, _ := xproto.NewWindowId(x)
 	screen := xproto.Setup(x).DefaultScreen(x)
@@ -171,10 +174,45 @@ func TestRealXvfb(t *testing.T) {
 	if err := xproto.DestroyWindowChecked(x, gone).Check(); err != nil {
 		t.Fatal(err)
 	}
-	if ch, err := d.children(gone); err != nil || len(ch) != 0 {
+	if ch, err := d.children(gone, xproto.QueryTree(x, gone)); err != nil || len(ch) != 0 {
 		t.Errorf("children of a destroyed window: %v, %v; want none, no error", ch, err)
 	}
-	if ch, err := d.children(screen.Root); err != nil || len(ch) == 0 {
+	if ch, err := d.children(screen.Root, xproto.QueryTree(x, screen.Root)); err != nil || len(ch) == 0 {
 		t.Errorf("children of the root: %v, %v", ch, err)
+	}
+
+	// Levels: a Firefox window inside two windows of xpra's (depth 3) is found, with its
+	// _NET_WM_NAME title; one a level deeper is not looked at.
+	parent := screen.Root
+	var nested []xproto.Window
+	for i := 0; i < 4; i++ {
+		id, _ := xproto.NewWindowId(x)
+		if err := xproto.CreateWindowChecked(x, screen.RootDepth, id, parent, 0, 0, 300, 200, 0,
+			xproto.WindowClassInputOutput, screen.RootVisual, 0, nil).Check(); err != nil {
+			t.Fatal(err)
+		}
+		nested, parent = append(nested, id), id
+	}
+	utf8, name := d.atom("UTF8_STRING"), d.atom("_NET_WM_NAME")
+	if utf8 == xproto.AtomNone || name == xproto.AtomNone {
+		r1, _ := xproto.InternAtom(x, false, 11, "UTF8_STRING").Reply()
+		r2, _ := xproto.InternAtom(x, false, 12, "_NET_WM_NAME").Reply()
+		utf8, name = r1.Atom, r2.Atom
+	}
+	for i, id := range nested[2:] {
+		title := []byte("deep " + strconv.Itoa(i+3))
+		xproto.ChangeProperty(x, xproto.PropModeReplace, id, xproto.AtomWmClass, xproto.AtomString, 8, uint32(len(cls)), []byte(cls))
+		xproto.ChangeProperty(x, xproto.PropModeReplace, id, name, utf8, 8, uint32(len(title)), title)
+	}
+	ws, err = d.Windows(IsFirefox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var titles []string
+	for _, w := range ws {
+		titles = append(titles, w.Title)
+	}
+	if strings.Join(titles, "|") != "Mozilla Firefox|deep 3" {
+		t.Errorf("windows found: %q; want the top-level one and the one at depth 3", titles)
 	}
 }

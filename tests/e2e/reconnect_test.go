@@ -16,6 +16,9 @@ import (
 
 	"github.com/ffl-hpc/ffl/internal/browser"
 	"github.com/ffl-hpc/ffl/internal/testutil"
+	"github.com/ffl-hpc/ffl/pkg/layout"
+	"github.com/ffl-hpc/ffl/pkg/lifecycle"
+	"github.com/ffl-hpc/ffl/pkg/x11"
 )
 
 // otherTabSays is what a tab shows once another tab or window took its session over (the
@@ -69,6 +72,15 @@ func TestReconnect(t *testing.T) {
 	first := start("first-tab")
 	if _, err := first.See(info.URL); err != nil {
 		t.Fatalf("first tab: %v", err)
+	}
+	// The X screen takes the browser's size once Firefox is shown (ffl's client asks for it after
+	// the first frame, not in its hello: docs/DESIGN.md), so Firefox's dialogs and new windows,
+	// centred on the X screen, open in the browser's view.
+	view, err := first.Eval(`(() => { const s = document.getElementById('screen'); return s.clientWidth + 'x' + s.clientHeight; })()`)
+	testutil.Must(t, err, "the client's screen size")
+	screen := ""
+	if !testutil.Eventually(30*time.Second, func() bool { screen = xScreenSize(t, e, info); return screen == view }) {
+		t.Errorf("the X screen is %s, the browser's view %s: Firefox's dialogs would open outside it", screen, view)
 	}
 	if n, err := first.MarkWindows(); err != nil || n == 0 {
 		t.Fatalf("first tab: %d window canvases to mark (%v)", n, err)
@@ -279,4 +291,23 @@ func TestIdleTimeout(t *testing.T) {
 	}
 	l.stop(t, syscall.SIGTERM)
 	e.assertNothingLeft(t, info.Port)
+}
+
+// xScreenSize is the size of the session's X screen ("WxH"), read as the user with the session's
+// own cookie.
+func xScreenSize(t *testing.T, e *env, info lifecycle.Info) string {
+	t.Helper()
+	n, err := strconv.Atoi(strings.TrimPrefix(info.Display, ":"))
+	testutil.Must(t, err, "display "+info.Display)
+	lay := layout.Layout{StateDir: e.stateDir, Node: e.node, JobKey: e.job}
+	cookie, err := x11.Cookie(filepath.Join(lay.HomeSessionDir(info.Port), "Xauthority"), n)
+	testutil.Must(t, err, "the session's cookie")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	d, err := x11.Dial(ctx, "", n, cookie)
+	testutil.Must(t, err, "the session's display")
+	defer d.Close()
+	w, h, err := d.ScreenSize()
+	testutil.Must(t, err, "the screen's size")
+	return fmt.Sprintf("%dx%d", w, h)
 }

@@ -193,3 +193,25 @@ func FuzzParsePerfReport(f *testing.F) {
 		_ = durationField(string(data))
 	})
 }
+
+func TestParseStatCPU(t *testing.T) {
+	tests := []struct {
+		name string
+		line string
+		want time.Duration
+		err  bool
+	}{
+		{"plain", "42 (Xvfb) S 1 42 42 0 -1 4194560 100 0 0 0 150 25 3 2 20 0 1 0 500 1000 10", 1800 * time.Millisecond, false},
+		{"name with parens and spaces", "7 (Web Content) x) Z 1) R 1 7 7 0 -1 0 0 0 0 0 1 2 3 4 20 0 1 0 5 6 7", 100 * time.Millisecond, false},
+		{"too short", "7 (a) R 1 2 3", 0, true},
+		{"no name", "7 a R", 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseStatCPU(tt.line)
+			if (err != nil) != tt.err || got != tt.want {
+				t.Fatalf("parseStatCPU(%q) = %v, %v; want %v, error %v", tt.line, got, err, tt.want, tt.err)
+			}
+		})
+	}
+}

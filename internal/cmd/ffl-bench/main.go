@@ -14,7 +14,7 @@
 // (or its Epilog) is no figure but a failure: the table lists it and the exit status is 1. `make bench` runs it through scripts/bench.sh, which builds the helpers
 // (fakexpra, faketree) into a directory the bench user can execute from.
 //
-//	ffl-bench -bin DIR -epilog bin/ffl-epilog -out bench-results.md [-scale 0.3] [-only launch,ready,session,node,jupyter,epilog,attack,sweep]
+//	ffl-bench -bin DIR -epilog bin/ffl-epilog -out bench-results.md [-scale 0.3] [-only launch,ready,session,node,revisit,jupyter,epilog,attack,sweep]
 package main
 
 import (
@@ -95,7 +95,7 @@ func main() {
 	flag.StringVar(&o.node, "node", "benchnode", "node name the bench uses (SLURMD_NODENAME)")
 	flag.StringVar(&o.sweepDir, "sweep-dir", "/dev/shm/ffl-bench-sweep", "where the sweep's trees are built (a memory file system isolates the sweep's own cost)")
 	flag.Float64Var(&o.scale, "scale", 1, "multiply every repetition count (e.g. 0.3 for a quick look; medians get noisier)")
-	flag.StringVar(&o.only, "only", "", "comma-separated sections to run: launch (grace path, supervisor memory), ready (time-to-ready overhead), session (real xpra + Firefox), node (1, 4, 8 users at once), jupyter (first and later visits through the real JupyterHub: tests/jupyter), epilog, attack, sweep (default all)")
+	flag.StringVar(&o.only, "only", "", "comma-separated sections to run: launch (grace path, supervisor memory), ready (time-to-ready overhead), session (real xpra + Firefox), node (1, 4, 8 users at once), revisit (a ready session's first client against later ones), jupyter (first and later visits through the real JupyterHub: tests/jupyter), epilog, attack, sweep (default all)")
 	flag.StringVar(&o.version, "version", "", "version string to print in the header (git describe)")
 	flag.Parse()
 	if err := run(o); err != nil {
@@ -117,7 +117,7 @@ func run(o options) error {
 		return err
 	}
 	b.header()
-	sections := map[string]bool{"launch": true, "ready": true, "session": true, "node": true, "jupyter": true, "epilog": true, "attack": true, "sweep": true}
+	sections := map[string]bool{"launch": true, "ready": true, "session": true, "node": true, "revisit": true, "jupyter": true, "epilog": true, "attack": true, "sweep": true}
 	if o.only != "" {
 		sections = map[string]bool{}
 		for _, s := range strings.Split(o.only, ",") {
@@ -135,6 +135,9 @@ func run(o options) error {
 	}
 	if sections["node"] && b.realSessions() {
 		b.nodeFigures()
+	}
+	if sections["revisit"] && b.realSessions() {
+		b.revisitFigures()
 	}
 	if sections["jupyter"] {
 		b.jupyterFigures()

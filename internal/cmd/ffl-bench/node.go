@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -30,12 +31,22 @@ func (b *bench) nodeUsers(n int) ([]account, error) {
 	return out, nil
 }
 
+// nodeResult is one node-full run: each session's exec -> ready, the CPU time its start had
+// used when it was ready (startCPU, read the moment its JSON line came), and the node's total
+// PSS of every session process 20 s after the last was ready.
+type nodeResult struct {
+	ready, cpu samples
+	pss        int64
+	split      string // the CPU of the first session by process name
+}
+
 // nodeRun starts one session for each of users at the same moment (one `ffl-launch run
 // --sessions 1` per user, all exec'd together) and returns each one's exec -> ready (Firefox
-// painted on its X display: the JSON line) and the total PSS of every session process on the
-// node 20 s after the last was ready (PSS: a shared library's pages are split among the
-// processes that map them, so the sum counts them once).
-func (b *bench) nodeRun(users []account, cfg string) (samples, int64, error) {
+// painted on its X display: the JSON line) with the CPU time its start used until then, and the
+// total PSS of every session process on the node 20 s after the last was ready (PSS: a shared
+// library's pages are split among the processes that map them, so the sum counts them once).
+func (b *bench) nodeRun(users []account, cfg string) (nodeResult, error) {
+	var r nodeResult
 	var wg sync.WaitGroup
 	ls := make([]*launcher, len(users))
 	errs := make([]error, len(users))
@@ -61,33 +72,52 @@ func (b *bench) nodeRun(users []account, cfg string) (samples, int64, error) {
 	}()
 	for _, err := range errs {
 		if err != nil {
-			return nil, 0, err
+			return r, err
 		}
 	}
-	var ready samples
+	// Each session's CPU is read the moment it is ready, while the others may still start.
+	ready := make([]time.Duration, len(ls))
+	cpu := make([]time.Duration, len(ls))
+	split := make([]string, len(ls))
+	at := make([]time.Time, len(ls))
+	for i, l := range ls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got, err := l.await(1, 5*time.Minute)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			var by map[string]time.Duration
+			cpu[i], by = b.startCPU(l)
+			split[i] = cpuSplit(by)
+			ready[i], at[i] = got[0].at.Sub(l.started), got[0].at
+		}()
+	}
+	wg.Wait()
+	r.split = split[0]
 	var last time.Time
-	for _, l := range ls {
-		got, err := l.await(1, 5*time.Minute)
-		if err != nil {
-			return nil, 0, err
+	for i := range ls {
+		if errs[i] != nil {
+			return r, errs[i]
 		}
-		ready = append(ready, got[0].at.Sub(l.started))
-		if got[0].at.After(last) {
-			last = got[0].at
+		r.ready, r.cpu = append(r.ready, ready[i]), append(r.cpu, cpu[i])
+		if at[i].After(last) {
+			last = at[i]
 		}
 	}
 	time.Sleep(time.Until(last.Add(20 * time.Second)))
-	var total int64
 	for _, l := range ls {
 		lay := b.layoutFor(l.acct, l.job)
 		ids, _ := proc.FindByMarker(l.acct.uid, layout.MarkerVar, lay.JobMarkerPrefix())
 		for _, id := range ids {
 			if kb, err := smapsKB(id.PID, "Pss"); err == nil {
-				total += kb
+				r.pss += kb
 			}
 		}
 	}
-	return ready, total, nil
+	return r, nil
 }
 
 // nodeFigures: 1, 4 and 8 users' sessions started at the same moment on this node (real xpra
@@ -99,34 +129,43 @@ func (b *bench) nodeFigures() {
 		b.rep.add(row{"N", "Node full of sessions", "users: " + err.Error(), "", resError})
 		return
 	}
-	type res struct {
-		ready samples
-		pss   int64
-	}
-	got := map[int]res{}
+	got := map[int]nodeResult{}
 	for _, n := range []int{1, 4, 8} {
 		b.progress("node full: %d users' sessions started at the same moment", n)
-		ready, pss, err := b.nodeRun(users[:n], b.cfgReal)
+		r, err := b.nodeRun(users[:n], b.cfgReal)
 		if err != nil {
 			b.rep.note("N-%d failed: %v", n, err)
 			continue
 		}
-		got[n] = res{ready, pss}
+		got[n] = r
+		if n == 1 {
+			// The same user again: its persistent profile now exists, as for a returning user.
+			b.progress("node full: 1 user's session again, on the profile the first made")
+			if w, err := b.nodeRun(users[:1], b.cfgReal); err != nil {
+				b.rep.note("N-1w failed: %v", err)
+			} else {
+				b.rep.add(row{"N-1w", "1 user's session again, its persistent profile made by N-1 (a returning user): exec -> ready; CPU until then", fmt.Sprintf("%s (CPU %s: %s)", ms(w.ready[0]), ms(w.cpu[0]), w.split), "reference", resInfo})
+			}
+		}
 	}
+	cores := runtime.NumCPU()
 	one, ok1 := got[1]
 	for _, n := range []int{1, 4, 8} {
 		r, ok := got[n]
 		id := fmt.Sprintf("N-%d", n)
-		fig := fmt.Sprintf("%d users' sessions started at the same moment: each exec -> ready (Firefox painted); node's total PSS 20 s after the last", n)
+		fig := fmt.Sprintf("%d users' sessions started at the same moment: each exec -> ready (Firefox painted), CPU used by each start until then; node's total PSS 20 s after the last", n)
 		if !ok {
 			b.rep.add(row{id, fig, "no successful run", "", resError})
 			continue
 		}
 		var parts []string
-		for _, d := range r.ready {
-			parts = append(parts, ms(d))
+		for i, d := range r.ready {
+			parts = append(parts, fmt.Sprintf("%s (CPU %s)", ms(d), ms(r.cpu[i])))
 		}
-		measured := fmt.Sprintf("slowest %s (each: %s); total PSS %s", ms(maxOf(r.ready)), strings.Join(parts, ", "), mib(r.pss))
+		measured := fmt.Sprintf("slowest %s (each: %s); CPU per start median %s; total PSS %s", ms(maxOf(r.ready)), strings.Join(parts, ", "), ms(r.cpu.median()), mib(r.pss))
+		if n == 1 {
+			measured += " (CPU by process: " + r.split + ")"
+		}
 		target, result := "reference", resInfo
 		if n == 8 && ok1 && len(one.ready) > 0 {
 			x := ratio(maxOf(r.ready), one.ready[0])
@@ -136,10 +175,26 @@ func (b *bench) nodeFigures() {
 		}
 		b.rep.add(row{id, fig, measured, target, result})
 	}
+	if r8, ok8 := got[8]; ok8 && ok1 && len(one.ready) > 0 {
+		// The least time 8 starts can take on this node: the CPU work of 8 starts (each as much as
+		// the single start, or as much as each used in the 8-start run) spread on every core, and
+		// never less than one start's own time.
+		var sum8 time.Duration
+		for _, c := range r8.cpu {
+			sum8 += c
+		}
+		bound1 := max(time.Duration(8)*one.cpu[0]/time.Duration(cores), one.ready[0])
+		bound8 := max(sum8/time.Duration(cores), one.ready[0])
+		b.rep.add(row{"N-cpu", fmt.Sprintf("CPU bound of 8 starts at once on this node's %d cores: (CPU of the starts) / cores, against one start's time", cores),
+			fmt.Sprintf("single start: %s CPU in %s wall (%.2f cores busy); 8 x that / %d cores = %s = %.2fx the single start; the 8 starts used %s CPU in all (%s each, median) = %.2fx at least; measured %.2fx (N-8)",
+				ms(one.cpu[0]), ms(one.ready[0]), one.cpu[0].Seconds()/one.ready[0].Seconds(), cores, ms(bound1), ratio(bound1, one.ready[0]),
+				ms(sum8), ms(r8.cpu.median()), ratio(bound8, one.ready[0]), ratio(maxOf(r8.ready), one.ready[0])),
+			"information (N-8's 2x is out of reach when this bound is above 2x)", resInfo})
+	}
 	if r4, ok4 := got[4]; ok4 {
 		if r8, ok8 := got[8]; ok8 {
 			b.rep.add(row{"N-m", "Marginal memory of one more session: (total PSS with 8 - with 4) / 4", mib((r8.pss - r4.pss) / 4), "information (against L5, one session alone)", resInfo})
 		}
 	}
-	b.rep.note("N: users %s1..8 (created with useradd when missing), one `ffl-launch run --sessions 1 --json` each, exec'd together by the bench; fresh persistent profiles; load average at the end %s.", b.o.userName, loadavg())
+	b.rep.note("N: users %s1..8 (created with useradd when missing), one `ffl-launch run --sessions 1 --json` each, exec'd together by the bench; fresh persistent profiles; a start's CPU is the user and system time (/proc/PID/stat utime+stime+cutime+cstime) of its launcher and of every living process with its job's marker, read when its JSON line came; load average at the end %s.", b.o.userName, loadavg())
 }

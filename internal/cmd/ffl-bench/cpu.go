@@ -1,0 +1,88 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ffl-hpc/ffl/pkg/layout"
+	"github.com/ffl-hpc/ffl/pkg/proc"
+)
+
+// clockTicks is the kernel's USER_HZ, the unit of /proc/PID/stat's times: 100 on every Linux
+// architecture ffl runs on (the kernel's ABI, whatever its internal HZ).
+const clockTicks = 100
+
+// statCPU reads a process's CPU time from /proc/PID/stat: its own user and system time
+// (utime, stime: all its threads) and that of its children it has waited for (cutime, cstime).
+// The fields are counted after the last ')' (the command name may hold anything).
+func statCPU(pid int) (time.Duration, error) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	return parseStatCPU(string(data))
+}
+
+// parseStatCPU is statCPU's parse of one stat line: fields 14-17 (utime, stime, cutime,
+// cstime), in clock ticks.
+func parseStatCPU(line string) (time.Duration, error) {
+	i := strings.LastIndexByte(line, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("stat line without ')'")
+	}
+	f := strings.Fields(line[i+1:])
+	// f[0] is field 3 (state), so field n is f[n-3].
+	if len(f) < 15 {
+		return 0, fmt.Errorf("stat line with %d fields after the name", len(f))
+	}
+	var ticks int64
+	for n := 14; n <= 17; n++ {
+		v, err := strconv.ParseInt(f[n-3], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("stat field %d: %w", n, err)
+		}
+		ticks += v
+	}
+	return time.Duration(ticks) * time.Second / clockTicks, nil
+}
+
+// startCPU is the CPU time a launcher's session start has used so far: the launcher's own and
+// that of every living process carrying the job's marker (xpra, Xvfb, Firefox and its content
+// processes), each with the children it has reaped (xpra's short-lived helpers). A dead process
+// is counted once, in its parent's cutime/cstime; a living one never is. byComm is the same
+// split by process name ("ffl-launch", "xpra", "Xvfb", "firefox-esr", "Web Content", ...).
+func (b *bench) startCPU(l *launcher) (total time.Duration, byComm map[string]time.Duration) {
+	byComm = map[string]time.Duration{}
+	if d, err := statCPU(l.cmd.Process.Pid); err == nil {
+		total += d
+		byComm["ffl-launch"] += d
+	}
+	lay := b.layoutFor(l.acct, l.job)
+	ids, _ := proc.FindByMarker(l.acct.uid, layout.MarkerVar, lay.JobMarkerPrefix())
+	for _, id := range ids {
+		if d, err := statCPU(id.PID); err == nil {
+			total += d
+			st, _ := proc.ReadStat(id.PID)
+			byComm[st.Comm] += d
+		}
+	}
+	return total, byComm
+}
+
+// cpuSplit says byComm largest first: "firefox-esr 1500 ms, xpra 900 ms, ...".
+func cpuSplit(byComm map[string]time.Duration) string {
+	names := make([]string, 0, len(byComm))
+	for n := range byComm {
+		names = append(names, n)
+	}
+	sort.Slice(names, func(i, j int) bool { return byComm[names[i]] > byComm[names[j]] })
+	parts := make([]string, len(names))
+	for i, n := range names {
+		parts[i] = n + " " + ms(byComm[n])
+	}
+	return strings.Join(parts, ", ")
+}
