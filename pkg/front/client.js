@@ -56,6 +56,29 @@
 		}, 0);
 	};
 
+	// Firefox fills the browser's view. Firefox sizes its first window from the X screen it
+	// starts on (a new profile's window on xpra's 2560x1600 screen is 1280x1040), before any
+	// browser is there, and xpra 3.1's client shows a window at the size it has: in a 1280x757
+	// view the bottom 283 pixels of Firefox (the end of every page) were out of reach. A main
+	// window (not override-redirect: menus, tooltips; of type NORMAL; not transient for another:
+	// dialogs) is mapped at the view's size and marked maximized, so the client fits it to the
+	// view again whenever the view changes (the browser window resized, the screen's size sent
+	// after the first frame above). Dialogs keep their own size, centred on the X screen, which
+	// takes the view's size.
+	var newWindow = P._new_window;
+	P._new_window = function (wid, x, y, w, h, metadata, override_redirect, client_properties) {
+		var main = !override_redirect && metadata && String(metadata["window-type"]) === "NORMAL" &&
+			!metadata["transient-for"];
+		if (!main) {
+			return newWindow.apply(this, arguments);
+		}
+		newWindow.call(this, wid, 0, 0, this.desktop_width, this.desktop_height, metadata, override_redirect, client_properties);
+		var win = this.id_to_window[wid];
+		if (win) {
+			win.set_maximized(true);
+		}
+	};
+
 	// Dead keys: the browser composes them itself (^ then e is one keydown with key "ê"), but a
 	// German or French X keymap has no key for "ê", so xpra 3.1 drops it, and the dead key the
 	// client forwarded waits in Firefox for the next key. Instead the dead key stays here, and

@@ -82,6 +82,18 @@ func TestReconnect(t *testing.T) {
 	if !testutil.Eventually(30*time.Second, func() bool { screen = xScreenSize(t, e, info); return screen == view }) {
 		t.Errorf("the X screen is %s, the browser's view %s: Firefox's dialogs would open outside it", screen, view)
 	}
+	// Firefox fills the view and no part of it is out of the user's reach: its window's canvas
+	// lies inside the view and spans its width and all but the client's title bar of its height
+	// (Firefox, started before any browser on xpra's 2560x1600 screen, sized its window 1280x1040,
+	// and in a 1280x757 view the bottom of every page was cut off).
+	var canvases string
+	if !testutil.Eventually(30*time.Second, func() bool {
+		canvases, err = first.Eval(windowCanvasesJS)
+		return err == nil && fillsView(canvases, view)
+	}) {
+		t.Errorf("Firefox's window does not fill the browser's view %s (window canvases, x,y,WxH: %q, %v); X windows of Firefox: %s",
+			view, canvases, err, firefoxWindowSizes(t, e, info))
+	}
 	if n, err := first.MarkWindows(); err != nil || n == 0 {
 		t.Fatalf("first tab: %d window canvases to mark (%v)", n, err)
 	}
@@ -297,17 +309,84 @@ func TestIdleTimeout(t *testing.T) {
 // own cookie.
 func xScreenSize(t *testing.T, e *env, info lifecycle.Info) string {
 	t.Helper()
+	d := sessionDisplay(t, e, info)
+	defer d.Close()
+	w, h, err := d.ScreenSize()
+	testutil.Must(t, err, "the screen's size")
+	return fmt.Sprintf("%dx%d", w, h)
+}
+
+// sessionDisplay connects to the session's X display with the session's own cookie, as the test
+// (root) does: reading the screen and windows only.
+func sessionDisplay(t *testing.T, e *env, info lifecycle.Info) *x11.Display {
+	t.Helper()
 	n, err := strconv.Atoi(strings.TrimPrefix(info.Display, ":"))
 	testutil.Must(t, err, "display "+info.Display)
 	lay := layout.Layout{StateDir: e.stateDir, Node: e.node, JobKey: e.job}
 	cookie, err := x11.Cookie(filepath.Join(lay.HomeSessionDir(info.Port), "Xauthority"), n)
 	testutil.Must(t, err, "the session's cookie")
+	// Every request of the connection fails after 10 s (x11.Dial): a stopped X server cannot
+	// hang the test. The caller closes it.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	t.Cleanup(cancel)
 	d, err := x11.Dial(ctx, "", n, cookie)
 	testutil.Must(t, err, "the session's display")
+	return d
+}
+
+// windowCanvasesJS lists the client's window canvases that are shown, as x,y,WxH relative to its
+// screen, separated by spaces.
+const windowCanvasesJS = `(() => {
+	const s = document.getElementById('screen').getBoundingClientRect();
+	const out = [];
+	for (const c of document.querySelectorAll('#screen canvas')) {
+		const r = c.getBoundingClientRect();
+		if (r.width > 0 && r.height > 0) {
+			out.push(Math.round(r.left - s.left) + ',' + Math.round(r.top - s.top) + ',' + Math.round(r.width) + 'x' + Math.round(r.height));
+		}
+	}
+	return out.join(' ');
+})()`
+
+// fillsView says whether the canvases windowCanvasesJS listed all lie inside a view of size
+// view ("WxH") and the largest spans its width and at least all but 40 pixels (a title bar) of
+// its height. "Inside" allows the 1-pixel border xpra 3.1's client draws around a window and
+// leaves out of its maximized geometry (the canvas of a maximized window is at 1,31 and as wide
+// as the view); the fault this catches is a window hundreds of pixels taller than the view.
+func fillsView(canvases, view string) bool {
+	const border = 1
+	var vw, vh int
+	if _, err := fmt.Sscanf(view, "%dx%d", &vw, &vh); err != nil || canvases == "" {
+		return false
+	}
+	maxW, maxH := 0, 0
+	for _, c := range strings.Fields(canvases) {
+		var x, y, w, h int
+		if _, err := fmt.Sscanf(c, "%d,%d,%dx%d", &x, &y, &w, &h); err != nil {
+			return false
+		}
+		if x < 0 || y < 0 || x+w > vw+border || y+h > vh+border {
+			return false
+		}
+		if w*h > maxW*maxH {
+			maxW, maxH = w, h
+		}
+	}
+	return maxW >= vw-2*border && maxH >= vh-40
+}
+
+// firefoxWindowSizes lists the sizes of Firefox's viewable X windows, for a failure's message.
+func firefoxWindowSizes(t *testing.T, e *env, info lifecycle.Info) string {
+	t.Helper()
+	d := sessionDisplay(t, e, info)
 	defer d.Close()
-	w, h, err := d.ScreenSize()
-	testutil.Must(t, err, "the screen's size")
-	return fmt.Sprintf("%dx%d", w, h)
+	ws, err := d.Windows(x11.IsFirefox)
+	testutil.Must(t, err, "Firefox's windows")
+	var out []string
+	for _, w := range ws {
+		if w.Viewable {
+			out = append(out, fmt.Sprintf("%dx%d", w.Width, w.Height))
+		}
+	}
+	return strings.Join(out, " ")
 }
