@@ -61,7 +61,7 @@ func doorSquat(dir, ports string, n int, ready string) error {
 	tries, connected, sent := 0, 0, 0
 	for _, fd := range bound[from] {
 		tries++
-		if err := unix.Connect(fd, &unix.SockaddrInet4{Port: to, Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		if err := connectThrough(fd, to); err != nil {
 			unix.Close(fd)
 			continue
 		}
@@ -75,4 +75,38 @@ func doorSquat(dir, ports string, n int, ready string) error {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return writeReady(filepath.Join(dir, "done"), fmt.Sprintf("tries %d connected %d sent %d\n", tries, connected, sent))
+}
+
+// connectThrough connects fd to 127.0.0.1:port. A blocking connect interrupted by a signal (Go's
+// runtime preempts with SIGURG) returns EINTR while the handshake goes on in the kernel, and the
+// launcher then sees, and refuses, a connection the attacker would not have counted: so on EINTR
+// it waits (1 s at most) for the handshake's end and takes its result from SO_ERROR.
+func connectThrough(fd, port int) error {
+	err := unix.Connect(fd, &unix.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}})
+	if err != unix.EINTR {
+		return err
+	}
+	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+	deadline := time.Now().Add(time.Second)
+	for {
+		n, err := unix.Poll(pfd, int(time.Until(deadline)/time.Millisecond))
+		if err == unix.EINTR && time.Now().Before(deadline) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return unix.ETIMEDOUT
+		}
+		break
+	}
+	soErr, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+	if err != nil {
+		return err
+	}
+	if soErr != 0 {
+		return unix.Errno(soErr)
+	}
+	return nil
 }
