@@ -15,11 +15,12 @@ type Scenario struct {
 }
 
 // Result is how one scenario went: whether it ran at all (an earlier t.FailNow of the parent
-// stops the rest), whether it passed, and how long it took.
+// stops the rest), whether it skipped itself (a mode this Slurm does not have), whether it
+// passed, and how long it took.
 type Result struct {
-	Name    string
-	Ran, OK bool
-	Took    time.Duration
+	Name             string
+	Ran, Skipped, OK bool
+	Took             time.Duration
 }
 
 // RunScenarios runs each scenario as a subtest of t, in order, and returns the table of their
@@ -33,6 +34,8 @@ func RunScenarios(t *testing.T, scenarios []Scenario, totalLabel string, t0 time
 		r := Result{Name: sc.Name}
 		r.OK = t.Run(sc.Name, func(t *testing.T) {
 			r.Ran = true
+			// t.Skip ends the subtest with runtime.Goexit: only a deferred call sees it.
+			defer func() { r.Skipped = t.Skipped() }()
 			sc.Run(t)
 		})
 		r.Took = time.Since(start)
@@ -42,7 +45,8 @@ func RunScenarios(t *testing.T, scenarios []Scenario, totalLabel string, t0 time
 }
 
 // ResultsTable renders results as RunScenarios logs them: a header, a line a scenario (PASS,
-// FAIL or "not run", seconds), and the total.
+// FAIL, "skipped" or "not run", seconds), and the total. A skipped scenario is never shown as
+// passed: it checked nothing.
 func ResultsTable(results []Result, totalLabel string, total time.Duration) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%-36s %-7s %s\n", "scenario", "result", "duration")
@@ -53,6 +57,8 @@ func ResultsTable(results []Result, totalLabel string, total time.Duration) stri
 			verdict = "not run"
 		case !r.OK:
 			verdict = "FAIL"
+		case r.Skipped:
+			verdict = "skipped"
 		}
 		fmt.Fprintf(&b, "%-36s %-7s %6.1fs\n", r.Name, verdict, r.Took.Seconds())
 	}

@@ -97,12 +97,14 @@ func TestResultsTable(t *testing.T) {
 		{Name: "01_a", Ran: true, OK: true, Took: 1500 * time.Millisecond},
 		{Name: "02_b", Ran: true, Took: 2 * time.Second},
 		{Name: "03_c"},
+		{Name: "04_d", Ran: true, Skipped: true, OK: true},
 	}, "total", 4*time.Second)
 	want := strings.Join([]string{
 		"scenario                             result  duration",
 		"01_a                                 PASS       1.5s",
 		"02_b                                 FAIL       2.0s",
 		"03_c                                 not run    0.0s",
+		"04_d                                 skipped    0.0s",
 		"total                                           4.0s",
 	}, "\n")
 	if got != want {
