@@ -13,6 +13,7 @@ import (
 	"github.com/ffl-hpc/ffl/pkg/metrics"
 	"github.com/ffl-hpc/ffl/pkg/procscan"
 	"github.com/ffl-hpc/ffl/pkg/reclaim"
+	"github.com/ffl-hpc/ffl/pkg/runtimedir"
 	"github.com/ffl-hpc/ffl/pkg/slurmenv"
 )
 
@@ -79,7 +80,7 @@ func (r EpilogResult) Summary() Summary {
 }
 
 // Epilog ends and removes everything job p.Job left on this node. It never fails: every problem
-// is a line in the result (and in the log). Fast path: when reclaim.NodeLocalUsage says the job
+// is a line in the result (and in the log). Fast path: when runtimedir.JobUsed says the job
 // used no ffl session, only its (empty) node-local dirs are removed, with no user lookup and no
 // home access. Slow path, each step (EpilogPhases) with its own share of ctx's deadline: (1) as
 // root, end the job's processes (reclaim.EndJob, the scan in p.Scanner); (2) as root, remove
@@ -115,7 +116,7 @@ func epilogPrepare(ctx context.Context, p *EpilogParams, res *EpilogResult, l la
 		return false
 	}
 	if p.Resolve != nil {
-		if used, _ := reclaim.NodeLocalUsage(l); !used {
+		if used, _ := runtimedir.JobUsed(l); !used {
 			res.Fast = true
 			p.Phase(reclaim.PhaseDirs)
 			res.Report.Add(reclaim.RemoveNodeLocal(ctx, l, *opts))

@@ -2,13 +2,10 @@ package reclaim
 
 import (
 	"context"
-	"fmt"
-	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/ffl-hpc/ffl/internal/testutil"
-	"github.com/ffl-hpc/ffl/pkg/layout"
 )
 
 // TestJobEndsExactlyItsJob: what the launcher calls for an earlier run of its own job.
@@ -26,67 +23,5 @@ func TestJobEndsExactlyItsJob(t *testing.T) {
 	rep, err = Job(context.Background(), f.Layout(f.User, "111"), testOpts(f))
 	if err != nil || rep.Termed != 0 || rep.Dirs != 0 {
 		t.Errorf("second run: %+v, %v", rep, err)
-	}
-}
-
-func TestNodeLocalUsage(t *testing.T) {
-	f := newFixture(t)
-	for _, tc := range []struct {
-		name  string
-		setup func(job string)
-		used  bool
-	}{
-		{"nothing", func(string) {}, false},
-		{"empty prolog dir", func(job string) { testutil.MkdirAs(t, filepath.Join(f.Runtime, "job-"+job), f.User, 0o700) }, false},
-		{"prolog dir with junk", func(job string) {
-			d := filepath.Join(f.Runtime, "job-"+job)
-			testutil.MkdirAs(t, d, f.User, 0o700)
-			testutil.WriteAs(t, filepath.Join(d, "junk"), f.User, nil)
-		}, false},
-		{"session dir", func(job string) {
-			testutil.MkdirAs(t, filepath.Join(f.Runtime, "job-"+job, "session-8001"), f.User, 0o700)
-		}, true},
-		{"supervisor in fallback", func(job string) {
-			d := filepath.Join(f.Temp, layout.UserTempName(f.User.UID), "job-"+job)
-			testutil.MkdirAs(t, d, f.User, 0o700)
-			testutil.WriteAs(t, filepath.Join(d, layout.SupervisorFile), f.User, []byte("{}"))
-		}, true},
-		{"symlink as job dir", func(job string) {
-			testutil.Must(t, os.Symlink("/etc", filepath.Join(f.Runtime, "job-"+job)))
-		}, true},
-		// Another user's squat alone keeps the fast path (a user must not send every Epilog of
-		// the victim down the slow one); a session in a private parent under the squat does not.
-		{"foreign ffl-uid", func(job string) {
-			d := filepath.Join(f.Temp, layout.UserTempName(f.User.UID))
-			testutil.MkdirAs(t, filepath.Join(d, "job-"+job), f.Other, 0o700)
-		}, false},
-		{"foreign ffl-uid, session in a private parent", func(job string) {
-			d := filepath.Join(f.Temp, layout.UserTempName(f.User.UID))
-			testutil.MkdirAs(t, filepath.Join(d, "job-"+job), f.Other, 0o700)
-			p := filepath.Join(f.Temp, layout.PrivateTempName(f.User.UID, "00112233445566ff"))
-			os.RemoveAll(p)
-			t.Cleanup(func() { os.RemoveAll(p) })
-			testutil.MkdirAs(t, p, f.User, 0o700)
-			testutil.MkdirAs(t, filepath.Join(p, "job-"+job), f.User, 0o700)
-			testutil.MkdirAs(t, filepath.Join(p, "job-"+job, "session-8001"), f.User, 0o700)
-		}, true},
-		{"crowded", func(job string) {
-			d := filepath.Join(f.Runtime, "job-"+job)
-			testutil.MkdirAs(t, d, f.User, 0o700)
-			for i := 0; i < 100; i++ {
-				testutil.WriteAs(t, filepath.Join(d, fmt.Sprintf("f%d", i)), f.User, nil)
-			}
-		}, true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			job := fmt.Sprintf("4%d", len(tc.name))
-			os.RemoveAll(filepath.Join(f.Runtime, "job-"+job))
-			os.RemoveAll(filepath.Join(f.Temp, layout.UserTempName(f.User.UID)))
-			tc.setup(job)
-			used, why := NodeLocalUsage(f.Layout(f.User, job))
-			if used != tc.used {
-				t.Errorf("used = %v (%s), want %v", used, why, tc.used)
-			}
-		})
 	}
 }
