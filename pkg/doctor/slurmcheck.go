@@ -458,7 +458,33 @@ func checkModes(r *Report, o Options, conf *SlurmConf, flags map[string]bool, ha
 			"remove CLONE_NEWUSER from clone_ns_flags in "+iso.file+", or its user_ns_script")
 	}
 
-	cg, err := readCgroupConf(conf, read)
+	checkSignalChildren(r, o, conf)
+
+	if flags["runinjob"] {
+		s, _ := conf.Last("PrologFlags")
+		// tests/slurm scenario 14 (on 26.05, without a job container): scancel and the time
+		// limit leave nothing; 17 (24.11) the scancel. With namespace/linux (scenario 16, with
+		// CLONE_NEWPID; the extern slurmstepd runs the hooks without joining the job's
+		// namespaces) scancel and a SIGKILLed launcher leave nothing. With job_container/tmpfs
+		// no test of ffl covers it.
+		st := Pass
+		detail := fmt.Sprintf("PrologFlags=%s (%s): the Prolog and Epilog run inside the job's extern step (slurmstepd); tested with ffl: scancel and the time limit leave nothing", s.Value, s.Where())
+		switch {
+		case !conf.version.AtLeast(24, 5):
+			st, detail = admin(o, Fail), fmt.Sprintf("PrologFlags=%s (%s): RunInJob is unknown to Slurm %s", s.Value, s.Where(), conf.version)
+		case strings.EqualFold(iso.plugin, "namespace/linux") && tested:
+			detail = fmt.Sprintf("PrologFlags=%s (%s) with %s: the Prolog and Epilog run from the job's extern step (its cgroup, not its namespaces); tested with ffl (with CLONE_NEWPID): scancel and a SIGKILLed launcher leave nothing", s.Value, s.Where(), iso.plugin)
+		case iso.plugin != "":
+			st, detail = Warn, fmt.Sprintf("PrologFlags=%s (%s) with %s: the Prolog and Epilog run inside the job's extern step and its private %s; ffl is tested with each of them alone, not with both", s.Value, s.Where(), iso.plugin, strings.Join(iso.dirs, ","))
+		}
+		r.Add("PrologFlags=RunInJob", st, detail, "PrologFlags=Alloc or Contain (without RunInJob), which ffl is tested with")
+	}
+}
+
+// checkSignalChildren reports cgroup.conf's SignalChildrenProcesses (Slurm 23.11+), which sends
+// the job's SIGTERM to xpra and Firefox at the same moment as to ffl-launch.
+func checkSignalChildren(r *Report, o Options, conf *SlurmConf) {
+	cg, err := readCgroupConf(conf, o.slurm.read)
 	switch {
 	case err != nil:
 		r.Add("cgroup.conf", Warn, err.Error(), "make "+filepath.Join(conf.Dir, cgroupConf)+" a readable file owned by root")
@@ -480,26 +506,6 @@ func checkModes(r *Report, o Options, conf *SlurmConf, flags map[string]bool, ha
 		default:
 			r.Add("SignalChildrenProcesses", Pass, orDefault(s.Value, "no (default)"), "")
 		}
-	}
-
-	if flags["runinjob"] {
-		s, _ := conf.Last("PrologFlags")
-		// tests/slurm scenario 14 (on 26.05, without a job container): scancel and the time
-		// limit leave nothing; 17 (24.11) the scancel. With namespace/linux (scenario 16, with
-		// CLONE_NEWPID; the extern slurmstepd runs the hooks without joining the job's
-		// namespaces) scancel and a SIGKILLed launcher leave nothing. With job_container/tmpfs
-		// no test of ffl covers it.
-		st := Pass
-		detail := fmt.Sprintf("PrologFlags=%s (%s): the Prolog and Epilog run inside the job's extern step (slurmstepd); tested with ffl: scancel and the time limit leave nothing", s.Value, s.Where())
-		switch {
-		case !conf.version.AtLeast(24, 5):
-			st, detail = admin(o, Fail), fmt.Sprintf("PrologFlags=%s (%s): RunInJob is unknown to Slurm %s", s.Value, s.Where(), conf.version)
-		case strings.EqualFold(iso.plugin, "namespace/linux") && tested:
-			detail = fmt.Sprintf("PrologFlags=%s (%s) with %s: the Prolog and Epilog run from the job's extern step (its cgroup, not its namespaces); tested with ffl (with CLONE_NEWPID): scancel and a SIGKILLed launcher leave nothing", s.Value, s.Where(), iso.plugin)
-		case iso.plugin != "":
-			st, detail = Warn, fmt.Sprintf("PrologFlags=%s (%s) with %s: the Prolog and Epilog run inside the job's extern step and its private %s; ffl is tested with each of them alone, not with both", s.Value, s.Where(), iso.plugin, strings.Join(iso.dirs, ","))
-		}
-		r.Add("PrologFlags=RunInJob", st, detail, "PrologFlags=Alloc or Contain (without RunInJob), which ffl is tested with")
 	}
 }
 
