@@ -168,15 +168,11 @@ func (s *Session) staleHolder(ctx context.Context, h ProfileHolder) string {
 		if h.BootID != st.BootID {
 			return "this node has rebooted since"
 		}
-		_, res, _ := proc.Resolve(ctx, h.Launcher, h.PIDNS)
-		switch res {
-		case proc.NSSame:
-			if h.Launcher.PID > 0 && h.Launcher.Alive() {
-				return ""
-			}
-		case proc.NSFound:
+		alive, hidden := proc.AliveIn(ctx, h.Launcher, h.PIDNS)
+		switch {
+		case alive:
 			return ""
-		case proc.NSHidden:
+		case hidden:
 			// Another job's PID namespace, out of this one's sight (Slurm's namespace/linux
 			// with CLONE_NEWPID): neither its launcher nor its session's processes can be
 			// seen from here, so, as for another node, only Slurm's word that the job ended

@@ -223,3 +223,20 @@ func ResolveAll(ctx context.Context, ids []Identity, ns uint64) ([]Identity, []N
 func Resolve(ctx context.Context, id Identity, ns uint64) (Identity, NSResult, error) {
 	return FS{}.Resolve(ctx, id, ns)
 }
+
+// AliveIn says whether the process id names, recorded in PID namespace ns (0: the reader's
+// own), is alive (Resolve: in another namespace only through it, never by the number alone);
+// hidden says that the reader sees no process of that namespace at all, so that nothing can be
+// said of the process (NSHidden): its job's own cleanup is the one to decide.
+func AliveIn(ctx context.Context, id Identity, ns uint64) (alive, hidden bool) {
+	_, res, _ := Resolve(ctx, id, ns)
+	switch res {
+	case NSSame:
+		return id.PID > 0 && id.Alive(), false
+	case NSFound:
+		return true, false
+	case NSGone:
+		return false, false
+	}
+	return false, true
+}

@@ -19,23 +19,11 @@ import (
 // that nothing can be said (see proc.NSHidden).
 type aliveFunc func(id proc.Identity, ns uint64) (alive, hidden bool)
 
-// procAlive is aliveFunc on /proc: a record of this process's own PID namespace is checked as
-// it is (PID + start time + uid); a record of another namespace (Slurm's namespace/linux with
-// CLONE_NEWPID) only through proc.Resolve, never by its number alone, which here may name any
-// other process.
+// procAlive is aliveFunc on /proc (proc.AliveIn): a record of another PID namespace (Slurm's
+// namespace/linux with CLONE_NEWPID) is checked only through that namespace, never by its
+// number alone, which here may name any other process.
 func procAlive(ctx context.Context) aliveFunc {
-	return func(id proc.Identity, ns uint64) (bool, bool) {
-		_, res, _ := proc.Resolve(ctx, id, ns)
-		switch res {
-		case proc.NSSame:
-			return id.Alive(), false
-		case proc.NSFound:
-			return true, false
-		case proc.NSGone:
-			return false, false
-		}
-		return false, true
-	}
+	return func(id proc.Identity, ns uint64) (bool, bool) { return proc.AliveIn(ctx, id, ns) }
 }
 
 // liveness decides whether job j's supervisor is alive, and says why in words. running says
