@@ -633,7 +633,9 @@ func (s *Session) stop(ctx context.Context, grace time.Duration) error {
 	// One /proc walk when it is gone already (xpra 3.1 ends its Xvfb itself).
 	xauth := s.paths.xauthority()
 	xres := proc.MarkedEnder{
-		Find:  func(context.Context) ([]proc.Identity, error) { return proc.FindByArgument(s.st.Layout.UID, xauth) },
+		Find: func(ctx context.Context) ([]proc.Identity, error) {
+			return proc.FindByArgument(ctx, s.st.Layout.UID, xauth)
+		},
 		Grace: max(grace-time.Since(t0), 200*time.Millisecond), Poll: 10 * time.Millisecond, KillWait: time.Second,
 	}.End(ctx)
 	termed, killed = termed+xres.Termed, killed+xres.Killed

@@ -385,6 +385,35 @@ func FindByMarker(uid int, name, valuePrefix string) ([]Identity, error) {
 	return FS{}.FindByMarker(uid, name, valuePrefix)
 }
 
+// FindByArgument returns the live processes of uid (uid 0 is refused: never root's) whose
+// command line has arg as one whole argument after the program's name; only the first
+// maxCmdlineRead bytes of each are read, and ctx ends the walk. For an X server that carries no
+// marker (xpra 6 starts Xvfb with an environment of its own) but names a session's own file
+// (-auth XAUTHORITY) on its command line.
+func (fs FS) FindByArgument(ctx context.Context, uid int, arg string) ([]Identity, error) {
+	if uid <= 0 {
+		return nil, fmt.Errorf("processes of uid %d: refused", uid)
+	}
+	var ids []Identity
+	want := []byte("\x00" + arg + "\x00")
+	buf := make([]byte, maxCmdlineRead)
+	err := fs.newScanner().walkCtx(ctx, true, nil, func(d pidDir, st Stat, u int) {
+		if u != uid || st.Zombie() {
+			return
+		}
+		data, _, err := d.read("cmdline", buf)
+		if err == nil && bytes.Contains(data, want) {
+			ids = append(ids, Identity{PID: st.PID, StartTime: st.StartTime, UID: u})
+		}
+	})
+	return ids, err
+}
+
+// FindByArgument searches /proc; see FS.FindByArgument.
+func FindByArgument(ctx context.Context, uid int, arg string) ([]Identity, error) {
+	return FS{}.FindByArgument(ctx, uid, arg)
+}
+
 // Children returns the live (non-zombie) direct children of ppid.
 func (fs FS) Children(ppid int) ([]Identity, error) {
 	return fs.Scan(func(st Stat, _ int) bool { return st.PPID == ppid && !st.Zombie() })

@@ -1,6 +1,7 @@
 package proc
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -306,5 +307,48 @@ func TestFixtureFindByMarkers(t *testing.T) {
 	}
 	if got, err := fs.FindByMarkers(1000, "FFL_SESSION", nil); err != nil || len(got) != 0 {
 		t.Errorf("no prefixes: %v %v", got, err)
+	}
+}
+
+// TestFindByArgument: a whole argument after the program's name, of the uid asked for, alive;
+// never a longer argument that starts with it, a prefix of one, another uid's process or root.
+func TestFindByArgument(t *testing.T) {
+	const auth = "/home/u/s/Xauthority"
+	procs := []fixtureProc{
+		{pid: 10, comm: "Xvfb", state: 'S', start: 100, uid: 1000},
+		{pid: 11, comm: "Xvfb", state: 'S', start: 101, uid: 1000},
+		{pid: 12, comm: "Xvfb", state: 'S', start: 102, uid: 1000},
+		{pid: 13, comm: "Xvfb", state: 'S', start: 103, uid: 1001},
+		{pid: 14, comm: "Xvfb", state: 'Z', start: 104, uid: 1000},
+		{pid: 15, comm: "Xvfb", state: 'S', start: 105, uid: 1000},
+	}
+	fs := writeFixture(t, procs)
+	cmdlines := map[int]string{
+		10: "Xvfb\x00:3\x00-auth\x00" + auth + "\x00",        // the session's X server
+		11: "Xvfb\x00-auth\x00" + auth + ".other\x00",        // a longer argument
+		12: "Xvfb\x00-auth\x00/home/u/s/Xauth\x00",           // a prefix of it
+		13: "Xvfb\x00-auth\x00" + auth + "\x00",              // another uid's
+		14: "Xvfb\x00-auth\x00" + auth + "\x00",              // a zombie
+		15: "Xvfb\x00-auth\x00" + auth + "\x00-nolisten\x00", // in the middle
+	}
+	for pid, c := range cmdlines {
+		if err := os.WriteFile(filepath.Join(fs.Root, strconv.Itoa(pid), "cmdline"), []byte(c), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ids, err := fs.FindByArgument(context.Background(), 1000, auth)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	for _, id := range ids {
+		pids = append(pids, id.PID)
+	}
+	slices.Sort(pids)
+	if !slices.Equal(pids, []int{10, 15}) {
+		t.Errorf("FindByArgument = %v, want pids 10 and 15", pids)
+	}
+	if _, err := fs.FindByArgument(context.Background(), 0, auth); err == nil {
+		t.Error("FindByArgument for uid 0: no error, want refused")
 	}
 }

@@ -58,26 +58,3 @@ func ParseStepdCmdline(data []byte) (string, bool) {
 	}
 	return string(id), true
 }
-
-// FindByArgument returns the processes of uid (uid 0 is refused: never root's) whose command
-// line has arg as one whole argument. Only the first maxCmdlineRead bytes are read. For an X
-// server that carries no marker (xpra 6 starts Xvfb with an environment of its own) but names
-// a session's own file on its command line.
-func FindByArgument(uid int, arg string) ([]Identity, error) {
-	if uid <= 0 {
-		return nil, fmt.Errorf("processes of uid %d: refused", uid)
-	}
-	var ids []Identity
-	want := []byte("\x00" + arg + "\x00")
-	buf := make([]byte, maxCmdlineRead)
-	err := FS{}.newScanner().walk(true, func(d pidDir, st Stat, u int) {
-		if u != uid || st.Zombie() {
-			return
-		}
-		data, _, err := d.read("cmdline", buf)
-		if err == nil && bytes.Contains(data, want) {
-			ids = append(ids, Identity{PID: st.PID, StartTime: st.StartTime, UID: u})
-		}
-	})
-	return ids, err
-}
