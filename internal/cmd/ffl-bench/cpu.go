@@ -17,14 +17,20 @@ import (
 const clockTicks = 100
 
 // statCPU reads a process's CPU time from /proc/PID/stat: its own user and system time
-// (utime, stime: all its threads) and that of its children it has waited for (cutime, cstime).
-// The fields are counted after the last ')' (the command name may hold anything).
-func statCPU(pid int) (time.Duration, error) {
+// (utime, stime: all its threads) and that of its children it has waited for (cutime, cstime),
+// with its name (proc.ParseStat, from the same read). The root code's parser leaves the times
+// out: only the bench needs them, and the Epilog parses every process's line.
+func statCPU(pid int) (time.Duration, string, error) {
 	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
-	return parseStatCPU(string(data))
+	st, err := proc.ParseStat(data)
+	if err != nil {
+		return 0, "", err
+	}
+	d, err := parseStatCPU(string(data))
+	return d, st.Comm, err
 }
 
 // parseStatCPU is statCPU's parse of one stat line: fields 14-17 (utime, stime, cutime,
@@ -57,17 +63,16 @@ func parseStatCPU(line string) (time.Duration, error) {
 // split by process name ("ffl-launch", "xpra", "Xvfb", "firefox-esr", "Web Content", ...).
 func (b *bench) startCPU(l *launcher) (total time.Duration, byComm map[string]time.Duration) {
 	byComm = map[string]time.Duration{}
-	if d, err := statCPU(l.cmd.Process.Pid); err == nil {
+	if d, _, err := statCPU(l.cmd.Process.Pid); err == nil {
 		total += d
 		byComm["ffl-launch"] += d
 	}
 	lay := b.layoutFor(l.acct, l.job)
 	ids, _ := proc.FindByMarker(l.acct.uid, layout.MarkerVar, lay.JobMarkerPrefix())
 	for _, id := range ids {
-		if d, err := statCPU(id.PID); err == nil {
+		if d, comm, err := statCPU(id.PID); err == nil {
 			total += d
-			st, _ := proc.ReadStat(id.PID)
-			byComm[st.Comm] += d
+			byComm[comm] += d
 		}
 	}
 	return total, byComm
