@@ -391,7 +391,7 @@ func checkModes(r *Report, o Options, conf *SlurmConf, flags map[string]bool, ha
 	read := o.slurm.read
 	iso := readIsolation(conf, read)
 	// tested: the setup ffl's real-Slurm suite runs the plugin in (Contain, ffl-prolog,
-	// runtime_dir outside the private dirs, the hooks outside the job: no RunInJob).
+	// runtime_dir outside the private dirs). RunInJob beside it is judged on its own line.
 	tested := false
 	switch {
 	case iso.plugin == "":
