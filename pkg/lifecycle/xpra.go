@@ -335,4 +335,6 @@ user_pref("layout.spellcheckDefault", 0);
 user_pref("extensions.pocket.enabled", false);
 user_pref("browser.ml.enable", false);
 user_pref("browser.translations.enable", false);
+// JS heaps are collected from 8 MiB instead of Firefox's 27: an idle session 8-9 MiB PSS smaller, no slower start (issue 20)
+user_pref("javascript.options.mem.gc_allocation_threshold_mb", 8);
 `
