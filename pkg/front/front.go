@@ -486,7 +486,10 @@ func (f *Front) newServer() (*http.Server, *httputil.ReverseProxy) {
 			writePage(w, http.StatusServiceUnavailable, "The Firefox session does not answer", err.Error())
 		},
 		ModifyResponse: func(resp *http.Response) error {
-			if err := addClientScript(resp, f.opts.KeyboardLayout); err != nil {
+			f.mu.Lock()
+			starting := f.state == Starting
+			f.mu.Unlock()
+			if err := addClientScript(resp, f.opts.KeyboardLayout, starting); err != nil {
 				return err
 			}
 			return compressResponse(resp)
