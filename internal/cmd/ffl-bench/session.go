@@ -411,7 +411,7 @@ func (b *bench) sessionColorOnX(ctx context.Context, lay layout.Layout, port int
 	}
 	var d *x11.Display
 	for d == nil {
-		cookie, err := x11.Cookie(filepath.Join(lay.HomeSessionDir(port), "home", "Xauthority"), n)
+		cookie, err := x11.Cookie(filepath.Join(lay.HomeSessionDir(port), "Xauthority"), n)
 		if err == nil {
 			d, err = x11.Dial(ctx, "", n, cookie)
 		}
