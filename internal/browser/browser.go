@@ -48,6 +48,11 @@ type Seen struct {
 	// Loaded is when the navigation finished (the HTML5 client's page loaded), Window when a
 	// window canvas first existed, both from the start of the navigation.
 	Loaded, Window time.Duration
+	// Colored is when the page colour first covered MinShare of a window canvas, under ffl's
+	// "Starting Firefox" overlay or not; Uncovered when a window canvas was first seen without
+	// the overlay over it (both from the start of the navigation; Painted is the later of the
+	// two). They tell xpra's frames from the session's readiness in Painted.
+	Colored, Uncovered time.Duration
 	// Covered says ffl's "Starting Firefox" overlay was over the page at the last look.
 	Covered bool
 	// The client's start as DevTools saw it, from the start of the navigation (0: not seen):
@@ -280,8 +285,15 @@ func (b *Browser) see(url string) (Seen, error) {
 				return seen, fmt.Errorf("%w: %s", ErrDisconnected, seen.DisconnectText)
 			case strings.HasPrefix(state, "canvas:"):
 				seen.readCanvas(state)
+				now := time.Since(t0)
 				if seen.Window == 0 {
-					seen.Window = time.Since(t0)
+					seen.Window = now
+				}
+				if seen.Colored == 0 && seen.Width > 0 && float64(seen.Pixels) >= opts.MinShare*float64(seen.Width*seen.Height) {
+					seen.Colored = now
+				}
+				if seen.Uncovered == 0 && !seen.Covered {
+					seen.Uncovered = now
 				}
 				if seen.paintedEnough(opts.MinShare) {
 					seen.Painted = time.Since(t0)

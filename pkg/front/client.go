@@ -39,17 +39,23 @@ func serveClientScript(w http.ResponseWriter) {
 }
 
 // clientScriptTag is the tag the client's page gets, carrying the configured keyboard layout
-// ("" for the browser's own).
-func clientScriptTag(layout string) []byte {
-	return []byte(fmt.Sprintf(`<script type="text/javascript" src=".%s" data-keyboard-layout="%s"></script>`,
-		ClientScriptPath, html.EscapeString(layout)))
+// ("" for the browser's own) and, for a page served while Firefox is still starting, a
+// data-starting mark (client.js keeps the screen size in the hello then; see there why).
+func clientScriptTag(layout string, starting bool) []byte {
+	mark := ""
+	if starting {
+		mark = ` data-starting="1"`
+	}
+	return []byte(fmt.Sprintf(`<script type="text/javascript" src=".%s" data-keyboard-layout="%s"%s></script>`,
+		ClientScriptPath, html.EscapeString(layout), mark))
 }
 
 // addClientScript adds ffl's scripts to the HTML5 client's page in resp: clientScriptTag before
 // its </head>, after the client's own scripts (which it changes before the page's inline script
 // creates the client), and startingTag before its </body>. Any other response, a compressed or
-// oversized one, or a page without </head> is left as xpra sent it.
-func addClientScript(resp *http.Response, layout string) error {
+// oversized one, or a page without </head> is left as xpra sent it. starting says the session is
+// still starting as the page is served.
+func addClientScript(resp *http.Response, layout string, starting bool) error {
 	if resp.Request == nil || !isClientPage(resp.Request) || resp.StatusCode != http.StatusOK ||
 		!strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
 		return nil
@@ -76,7 +82,7 @@ func addClientScript(resp *http.Response, layout string) error {
 	}
 	resp.Body.Close()
 	if i := bytes.Index(bytes.ToLower(body), []byte("</head>")); i >= 0 {
-		tag := clientScriptTag(layout)
+		tag := clientScriptTag(layout, starting)
 		out := make([]byte, 0, len(body)+len(tag)+len(startingTag)+1)
 		out = append(append(append(out, body[:i]...), tag...), '\n')
 		// The starting overlay's script goes last in the body (starting.go): it needs the body

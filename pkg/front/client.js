@@ -6,6 +6,7 @@
 	"use strict";
 	var self = document.currentScript;
 	var layout = self ? self.getAttribute("data-keyboard-layout") : "";
+	var starting = self ? self.getAttribute("data-starting") === "1" : false;
 	if (typeof Utilities === "undefined" || typeof XpraClient === "undefined") {
 		return;
 	}
@@ -33,10 +34,17 @@
 	// any later one (docs/DESIGN.md, "first visit"). Without a size in the hello xpra keeps its
 	// screen as it is and answers at once; the size follows in a desktop_size packet (what the
 	// client sends when the browser window is resized) as soon as the first frame is drawn.
+	// While Firefox is still starting (the page was served then, and ffl's "Starting Firefox"
+	// overlay still covers it) the size stays in the hello: xpra's wait then falls within
+	// Firefox's start, where nobody waits on it, and not between Firefox's first frame and its
+	// painted page.
 	var makeHello = P._make_hello;
 	P._make_hello = function () {
 		makeHello.apply(this, arguments);
 		this._update_capabilities({"keyboard_sync": false});
+		if (starting && document.getElementById("ffl-starting")) {
+			return;
+		}
 		delete this.capabilities["desktop_size"];
 		delete this.capabilities["desktop_mode_size"];
 		delete this.capabilities["screen_sizes"];

@@ -17,6 +17,7 @@ func TestAddClientScript(t *testing.T) {
 	page := "<html><head><script src=\"js/Client.js\"></script></head><body>x</body></html>"
 	for _, tc := range []struct {
 		name, method, path, ctype, enc, body, layout string
+		starting                                     bool // served while the session starts
 		status                                       int
 		chunked                                      bool   // no Content-Length
 		want                                         string // "" = unchanged
@@ -25,6 +26,8 @@ func TestAddClientScript(t *testing.T) {
 			want: "<html><head><script src=\"js/Client.js\"></script>" + `<script type="text/javascript" src="./ffl-client.js" data-keyboard-layout="de"></script>` + "\n</head><body>x" + startingTag + "</body></html>"},
 		{name: "the root", method: "GET", path: "/", ctype: "text/html; charset=utf-8", body: page, status: 200,
 			want: "<html><head><script src=\"js/Client.js\"></script>" + `<script type="text/javascript" src="./ffl-client.js" data-keyboard-layout=""></script>` + "\n</head><body>x" + startingTag + "</body></html>"},
+		{name: "while starting", method: "GET", path: "/", ctype: "text/html", body: page, layout: "us", starting: true, status: 200,
+			want: "<html><head><script src=\"js/Client.js\"></script>" + `<script type="text/javascript" src="./ffl-client.js" data-keyboard-layout="us" data-starting="1"></script>` + "\n</head><body>x" + startingTag + "</body></html>"},
 		{name: "a layout is escaped", method: "GET", path: "/", ctype: "text/html", body: page, layout: `x"><script>`, status: 200,
 			want: "<html><head><script src=\"js/Client.js\"></script>" + `<script type="text/javascript" src="./ffl-client.js" data-keyboard-layout="x&#34;&gt;&lt;script&gt;"></script>` + "\n</head><body>x" + startingTag + "</body></html>"},
 		{name: "another page", method: "GET", path: "/connect.html", ctype: "text/html", body: page, status: 200},
@@ -47,7 +50,7 @@ func TestAddClientScript(t *testing.T) {
 			if tc.enc != "" {
 				resp.Header.Set("Content-Encoding", tc.enc)
 			}
-			if err := addClientScript(resp, tc.layout); err != nil {
+			if err := addClientScript(resp, tc.layout, tc.starting); err != nil {
 				t.Fatal(err)
 			}
 			got, _ := io.ReadAll(resp.Body)

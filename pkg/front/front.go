@@ -471,11 +471,13 @@ func (f *Front) newServer() (*http.Server, *httputil.ReverseProxy) {
 			pr.Out.URL.Scheme, pr.Out.URL.Host = "http", "xpra"
 			pr.Out.Header.Del(ProxySecretHeader)
 			if isClientPage(pr.Out) {
-				// The page whole and uncompressed, so addClientScript can add ffl's script.
-				for _, h := range []string{"Accept-Encoding", "If-None-Match", "If-Modified-Since"} {
+				// The page whole and fresh, so addClientScript can add ffl's script.
+				for _, h := range []string{"If-None-Match", "If-Modified-Since"} {
 					pr.Out.Header.Del(h)
 				}
 			}
+			// Uncompressed from xpra, compressed here (compress.go).
+			pr.Out = askUncompressed(pr.In, pr.Out)
 		},
 		Transport:     tr,
 		FlushInterval: -1,
@@ -483,7 +485,15 @@ func (f *Front) newServer() (*http.Server, *httputil.ReverseProxy) {
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			writePage(w, http.StatusServiceUnavailable, "The Firefox session does not answer", err.Error())
 		},
-		ModifyResponse: func(resp *http.Response) error { return addClientScript(resp, f.opts.KeyboardLayout) },
+		ModifyResponse: func(resp *http.Response) error {
+			f.mu.Lock()
+			starting := f.state == Starting
+			f.mu.Unlock()
+			if err := addClientScript(resp, f.opts.KeyboardLayout, starting); err != nil {
+				return err
+			}
+			return compressResponse(resp)
+		},
 	}
 	var protos http.Protocols
 	protos.SetHTTP1(true)

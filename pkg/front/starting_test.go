@@ -156,7 +156,7 @@ func TestAddStartingScriptLeavesOthers(t *testing.T) {
 		{"script", page("GET", "/", "text/javascript", ""), false},
 		{"HEAD", page("HEAD", "/", "text/html", ""), false},
 	} {
-		if err := addClientScript(tc.resp, ""); err != nil {
+		if err := addClientScript(tc.resp, "", true); err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
 		b, _ := io.ReadAll(tc.resp.Body)

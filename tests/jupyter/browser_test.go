@@ -208,7 +208,13 @@ func (b *Browser) openFirefox(tab context.Context, name, color string, limit tim
 // navigation's start.
 const navTimingJS = `(() => {
 	const n = performance.getEntriesByType("navigation")[0];
-	return n ? "page's first byte at " + Math.round(n.responseStart) + " ms, loaded at " + Math.round(n.loadEventEnd) + " ms of the tab's navigation" : "";
+	if (!n) return "";
+	const rs = performance.getEntriesByType("resource");
+	const net = rs.filter(r => r.transferSize > 0);
+	const end = rs.reduce((m, r) => Math.max(m, r.responseEnd), 0);
+	return "page's first byte at " + Math.round(n.responseStart) + " ms, loaded at " + Math.round(n.loadEventEnd) +
+		" ms of the tab's navigation, " + rs.length + " resources (" + net.length + " from the network, " +
+		Math.round(net.reduce((s, r) => s + r.transferSize, 0) / 1024) + " KiB), the last at " + Math.round(end) + " ms";
 })()`
 
 // labLauncherJS finds the card titled "Firefox" in JupyterLab's launcher and returns where it is

@@ -91,3 +91,39 @@ func cpuSplit(byComm map[string]time.Duration) string {
 	}
 	return strings.Join(parts, ", ")
 }
+
+// browserCPU is the CPU time the bench user's chromium processes (the client's browser, which
+// on a real node runs on the user's own machine, not beside the session) have used so far,
+// with the children they have reaped.
+func (b *bench) browserCPU() time.Duration {
+	ids, _ := proc.Scan(func(st proc.Stat, uid int) bool {
+		return uid == b.user.uid && (strings.HasPrefix(st.Comm, "chrom") || strings.HasPrefix(st.Comm, "headless"))
+	})
+	var total time.Duration
+	for _, id := range ids {
+		if d, _, err := statCPU(id.PID); err == nil {
+			total += d
+		}
+	}
+	return total
+}
+
+// nodeCPU is the CPU time every CPU of the node has been busy so far (/proc/stat's "cpu" line:
+// all but idle and iowait), to set the browser's share against.
+func nodeCPU() time.Duration {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	f := strings.Fields(line)
+	var ticks int64
+	for i, v := range f {
+		if i == 0 || i == 4 || i == 5 { // the name, idle, iowait
+			continue
+		}
+		n, _ := strconv.ParseInt(v, 10, 64)
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / clockTicks
+}

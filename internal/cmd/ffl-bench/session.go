@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -15,6 +17,7 @@ import (
 	"github.com/ffl-hpc/ffl/pkg/config"
 	"github.com/ffl-hpc/ffl/pkg/layout"
 	"github.com/ffl-hpc/ffl/pkg/proc"
+	"github.com/ffl-hpc/ffl/pkg/x11"
 )
 
 // benchColor is the colour of the page Firefox opens in L6, which the browser looks for.
@@ -65,7 +68,7 @@ type sideAgg struct {
 func (b *bench) sideFigures(reps int) {
 	def := config.Default().ContentProcesses
 	runs := map[string]*sideAgg{}
-	var http, window, seen, total, loaded, shown, wsOpen, hello samples
+	var http, window, seen, total, loaded, shown, colored, uncovered, browserCPU, nodeCPUs, colorOnX, wsOpen, hello samples
 	var requests []int64
 	br, closeBr, err := b.startBrowser()
 	if err != nil {
@@ -101,6 +104,11 @@ func (b *bench) sideFigures(reps int) {
 				if err == nil && cp == def {
 					http, window, seen, total = append(http, pr.http), append(window, pr.window), append(seen, pr.browser), append(total, pr.total)
 					loaded, shown = append(loaded, pr.loaded), append(shown, pr.shown)
+					colored, uncovered = append(colored, pr.colored), append(uncovered, pr.uncovered)
+					browserCPU, nodeCPUs = append(browserCPU, pr.browserCPU), append(nodeCPUs, pr.nodeCPU)
+					if pr.colorOnX > 0 {
+						colorOnX = append(colorOnX, pr.colorOnX)
+					}
 					if pr.ws > 0 {
 						wsOpen, hello = append(wsOpen, pr.ws), append(hello, pr.hello)
 					}
@@ -128,8 +136,10 @@ func (b *bench) sideFigures(reps int) {
 		if len(wsOpen) > 0 {
 			wsPart = fmt.Sprintf("the WebSocket opened at %s, xpra's first message (hello) arrived at %s", ms(wsOpen.median()), ms(hello.median()))
 		}
-		b.rep.note("L6 in parts (medians, from the launcher's exec; DevTools' network events): xpra served its page at %s (L6a), the HTML5 client's page was loaded at %s (%d HTTP requests), %s, the first window canvas existed at %s, Firefox was painted on the X display (JSON line) at %s, the page painted in chromium with the overlay gone at %s; load average %s.",
-			ms(http.median()), ms(loaded.median()), medianInt(requests), wsPart, ms(shown.median()), ms(window.median()), ms(total.median()), loadavg())
+		b.rep.note("L6 in parts (medians, from the launcher's exec; DevTools' network events): xpra served its page at %s (L6a), the HTML5 client's page was loaded at %s (%d HTTP requests), %s, the first window canvas existed at %s, Firefox was painted on the X display (JSON line) at %s, the page's colour was in Firefox's window on the X display at %s and in a canvas at %s and the overlay was gone at %s, so the page was painted in chromium with the overlay gone at %s; load average %s.",
+			ms(http.median()), ms(loaded.median()), medianInt(requests), wsPart, ms(shown.median()), ms(window.median()), ms(colorOnX.median()), ms(colored.median()), ms(uncovered.median()), ms(total.median()), loadavg())
+		b.rep.note("L6, the CPU the client's browser took from the session's start: chromium (on a real node it runs on the user's own machine) used %s of CPU from its navigation to the painted page, of the %s the node's CPUs were busy in that time (medians).",
+			ms(browserCPU.median()), ms(nodeCPUs.median()))
 		b.rep.note("L6: `ffl-launch run --sessions 1 --json --url file://<page of one colour>` as the bench user with the real xpra and firefox-esr (content_processes %d, the default); chromium (headless, as the bench user: the session admits only its user) is started before the launcher and asks for the session's URL as soon as its port exists (its session dir appears), as the Jupyter user's browser does through jupyter-server-proxy; the page counts as painted when a window canvas of the HTML5 client has >= 30%% of its pixels in the page's colour and ffl's \"Starting Firefox\" overlay is gone (polled every 20 ms).", def)
 	}
 	b.sideRows(runs, names, def)
@@ -232,6 +242,9 @@ func smapsKB(pid int, fields ...string) (int64, error) {
 type paintedResult struct {
 	http, window, browser, total time.Duration
 	loaded, shown                time.Duration
+	colored, uncovered           time.Duration // the page's colour in a canvas, the overlay gone (browser.Seen)
+	browserCPU, nodeCPU          time.Duration // CPU of chromium and of the whole node from the navigation to painted
+	colorOnX                     time.Duration // the page's colour in Firefox's window on the X display (0: not seen)
 	ws, hello                    time.Duration // the client's WebSocket opened, xpra's first message on it
 	requests                     int           // HTTP requests of the client's page before its WebSocket
 	pss                          int64
@@ -282,19 +295,42 @@ func (b *bench) paintedRun(br *browser.Browser, cfg string) (paintedResult, erro
 			return r, fmt.Errorf("no session dir within 60 s: %s", l.logTail())
 		}
 	}
+	// Beside the browser, the X display itself: when the page's colour is in Firefox's window
+	// there (what the floor measures), which tells Firefox's own start from xpra's and the
+	// client's part after it.
+	xctx, xcancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer xcancel()
+	onX := make(chan colorOnX, 1)
+	go func() { onX <- b.sessionColorOnX(xctx, lay, port) }()
 	nav := time.Now()
+	cpu0, node0 := b.browserCPU(), nodeCPU()
 	seen, err := br.See("http://127.0.0.1:" + strconv.Itoa(port) + "/")
 	if err != nil {
 		return r, err
 	}
+	r.browserCPU, r.nodeCPU = b.browserCPU()-cpu0, nodeCPU()-node0
 	paintedAt := nav.Add(seen.Painted)
 	a := <-line
 	if a.err != nil {
 		return r, a.err
 	}
 	r.total = paintedAt.Sub(l.started)
+	// The colour was on the X display before chromium showed it; a last look may be under way.
+	var x colorOnX
+	select {
+	case x = <-onX:
+	case <-time.After(2 * time.Second):
+		xcancel()
+		x = <-onX
+	}
+	if x.err != nil {
+		b.rep.note("L6: the page's colour on the X display was not seen: %v", x.err)
+	} else {
+		r.colorOnX = x.at.Sub(l.started)
+	}
 	r.browser = paintedAt.Sub(a.got[0].at)
 	r.loaded, r.shown = nav.Add(seen.Loaded).Sub(l.started), nav.Add(seen.Window).Sub(l.started)
+	r.colored, r.uncovered = nav.Add(seen.Colored).Sub(l.started), nav.Add(seen.Uncovered).Sub(l.started)
 	if seen.WebSocket > 0 && seen.FirstFrame > 0 {
 		r.ws, r.hello = nav.Add(seen.WebSocket).Sub(l.started), nav.Add(seen.FirstFrame).Sub(l.started)
 	}
@@ -345,5 +381,59 @@ func (b *bench) sideRows(runs map[string]*sideAgg, names []string, def int) {
 	if c1 != nil && c2 != nil && len(c1.painted) > 0 && len(c2.painted) > 0 {
 		b.rep.add(row{"S-cp", "content_processes 1 / 2: exec -> painted; PSS (medians of this run)",
 			fmt.Sprintf("time %.2fx, memory %.2fx (default: %d)", ratio(c1.painted.median(), c2.painted.median()), float64(medianInt(c1.pss))/float64(max(medianInt(c2.pss), 1)), def), "information", resInfo})
+	}
+}
+
+// colorOnX is what sessionColorOnX saw: when, or why not.
+type colorOnX struct {
+	at  time.Time
+	err error
+}
+
+// sessionColorOnX waits until the page's colour is in Firefox's window on the X display of the
+// session on port (the display from its state file, the cookie from its Xauthority; the bench
+// runs as root).
+func (b *bench) sessionColorOnX(ctx context.Context, lay layout.Layout, port int) colorOnX {
+	var n int
+	for n == 0 {
+		for _, d := range lay.RuntimeJobDirs() {
+			data, err := os.ReadFile(filepath.Join(d, layout.SessionDirName(port), layout.StateFile))
+			var st struct {
+				Display string `json:"display"`
+			}
+			if err == nil && json.Unmarshal(data, &st) == nil && st.Display != "" {
+				n, _ = strconv.Atoi(strings.TrimPrefix(st.Display, ":"))
+			}
+		}
+		if n == 0 && !sleepCtx(ctx, 10*time.Millisecond) {
+			return colorOnX{err: fmt.Errorf("no display in the state file of session %d", port)}
+		}
+	}
+	var d *x11.Display
+	for d == nil {
+		cookie, err := x11.Cookie(filepath.Join(lay.HomeSessionDir(port), "Xauthority"), n)
+		if err == nil {
+			d, err = x11.Dial(ctx, "", n, cookie)
+		}
+		if err != nil && !sleepCtx(ctx, 10*time.Millisecond) {
+			return colorOnX{err: fmt.Errorf("display :%d: %w", n, err)}
+		}
+	}
+	defer d.Close()
+	if err := b.waitColor(ctx, d); err != nil {
+		return colorOnX{err: fmt.Errorf("display :%d: %w", n, err)}
+	}
+	return colorOnX{at: time.Now()}
+}
+
+// sleepCtx sleeps for d, or less when ctx ends, and says whether ctx is still going.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
