@@ -201,18 +201,30 @@ func checkKept(t *testing.T, u testutil.User, after string, dls []download) {
 	}
 }
 
-// waitDownload waits until Firefox has saved name completely in dir.
+// waitDownload waits until Firefox has saved name completely in dir: all of its bytes under the
+// final name, and the mode the user's umask gives (Firefox keeps a file it is downloading 0600 and
+// gives it that mode as the last step of the download, after the file has its final name and
+// content: a session killed in between leaves the file 0600, which is Firefox's doing, not ffl's).
 func waitDownload(t *testing.T, dir, name, sum string, size int) download {
 	t.Helper()
 	p := filepath.Join(dir, name)
+	var mode uint32
 	ok := testutil.Eventually(90*time.Second, func() bool {
 		data, err := os.ReadFile(p)
 		if err != nil || len(data) != size {
 			return false
 		}
 		s := sha256.Sum256(data)
-		return hex.EncodeToString(s[:]) == sum
+		var st syscall.Stat_t
+		if hex.EncodeToString(s[:]) != sum || syscall.Lstat(p, &st) != nil {
+			return false
+		}
+		mode = st.Mode & 0o777
+		return mode == 0o666&^testUmask
 	})
+	if !ok && mode != 0 {
+		t.Fatalf("download %s arrived complete in %s but kept mode %03o, not the %03o the umask %03o gives", name, dir, mode, 0o666&^testUmask, testUmask)
+	}
 	if !ok {
 		entries, _ := os.ReadDir(dir)
 		var names []string
