@@ -76,7 +76,9 @@ func newEnv(t *testing.T, userName, job string, cfg map[string]string) *env {
 	t.Helper()
 	u := testutil.TestUser(t, userName)
 	dir := testutil.UserDir(t, u)
-	lo := 21000 + rand.IntN(30000)
+	// Below Linux's default ephemeral range (32768-60999): a port of the range that is some
+	// outgoing connection's local port cannot be bound by a test's squatter.
+	lo := 21000 + rand.IntN(32768-21000-20)
 	e := &env{t: t, user: u, bin: testutil.Build(t, "github.com/ffl-hpc/ffl/cmd/ffl-launch"), dir: dir,
 		portLo: lo, portHi: lo + 19, job: job, node: "e2enode", stateDir: filepath.Join(dir, "home", ".firefox-launcher")}
 	for _, d := range []string{"tmp", "home"} {

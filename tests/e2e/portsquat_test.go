@@ -23,13 +23,14 @@ import os, selectors, socket, sys
 host, lo, hi, log, ready = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
 fam = socket.AF_INET6 if ":" in host else socket.AF_INET
 sel = selectors.DefaultSelector()
-held = 0
+held, failed = 0, []
 for p in range(lo, hi + 1):
     s = socket.socket(fam, socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         s.bind((host, p))
-    except OSError:
+    except OSError as e:
+        failed.append("%d: %s" % (p, e.strerror))
         s.close()
         continue
     s.listen(16)
@@ -38,7 +39,7 @@ for p in range(lo, hi + 1):
     held += 1
 open(log, "wb").close()
 with open(ready + ".tmp", "w") as f:
-    f.write(str(held))
+    f.write("\n".join([str(held)] + failed))
 os.rename(ready + ".tmp", ready)
 while True:
     for key, _ in sel.select():
@@ -77,8 +78,9 @@ func squatPorts(t *testing.T, e *env, host string) string {
 	if !testutil.Eventually(30*time.Second, func() bool { return testutil.Exists(ready) }) {
 		t.Fatal("the port squatter did not start")
 	}
-	if held := string(testutil.MustRead(t, ready)); held != strconv.Itoa(e.portHi-e.portLo+1) {
-		t.Fatalf("the squatter holds %s of the %d ports on %s", held, e.portHi-e.portLo+1, host)
+	held, failed, _ := strings.Cut(string(testutil.MustRead(t, ready)), "\n")
+	if held != strconv.Itoa(e.portHi-e.portLo+1) {
+		t.Fatalf("the squatter holds %s of the %d ports on %s (not bound: %s)", held, e.portHi-e.portLo+1, host, strings.ReplaceAll(failed, "\n", "; "))
 	}
 	return log
 }
