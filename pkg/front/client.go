@@ -66,21 +66,13 @@ func addClientScript(resp *http.Response, layout string, starting bool) error {
 	if resp.ContentLength > maxClientPage {
 		return nil
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxClientPage+1))
+	body, whole, err := readWhole(resp, maxClientPage)
 	if err != nil {
-		resp.Body.Close()
 		return fmt.Errorf("read the HTML5 client's page: %w", err)
 	}
-	if len(body) > maxClientPage {
-		// Oversized without saying so (no Content-Length): relayed unchanged, what was read
-		// first and then the rest.
-		resp.Body = struct {
-			io.Reader
-			io.Closer
-		}{io.MultiReader(bytes.NewReader(body), resp.Body), resp.Body}
+	if !whole {
 		return nil
 	}
-	resp.Body.Close()
 	if i := bytes.Index(bytes.ToLower(body), []byte("</head>")); i >= 0 {
 		tag := clientScriptTag(layout, starting)
 		out := make([]byte, 0, len(body)+len(tag)+len(startingTag)+1)
@@ -101,4 +93,24 @@ func addClientScript(resp *http.Response, layout string, starting bool) error {
 	resp.ContentLength = int64(len(body))
 	resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
 	return nil
+}
+
+// readWhole reads resp's body whole when it is at most limit bytes, and closes it. A body found
+// bigger (sent without a Content-Length) is left to be relayed unchanged: resp.Body then gives
+// what was read first and then the rest, and whole is false. On a read error the body is closed.
+func readWhole(resp *http.Response, limit int) (body []byte, whole bool, err error) {
+	body, err = io.ReadAll(io.LimitReader(resp.Body, int64(limit)+1))
+	if err != nil {
+		resp.Body.Close()
+		return nil, false, err
+	}
+	if len(body) > limit {
+		resp.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(body), resp.Body), resp.Body}
+		return nil, false, nil
+	}
+	resp.Body.Close()
+	return body, true, nil
 }

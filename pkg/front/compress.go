@@ -98,20 +98,10 @@ func compressResponse(resp *http.Response) error {
 		resp.ContentLength >= 0 && (resp.ContentLength < minCompressed || resp.ContentLength > maxCompressed) {
 		return nil
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxCompressed+1))
-	if err != nil {
-		resp.Body.Close()
+	body, whole, err := readWhole(resp, maxCompressed)
+	if err != nil || !whole {
 		return err
 	}
-	if len(body) > maxCompressed {
-		// Oversized without saying so: relayed unchanged, what was read first and then the rest.
-		resp.Body = struct {
-			io.Reader
-			io.Closer
-		}{io.MultiReader(bytes.NewReader(body), resp.Body), resp.Body}
-		return nil
-	}
-	resp.Body.Close()
 	out := body
 	if len(body) >= minCompressed {
 		var buf bytes.Buffer
