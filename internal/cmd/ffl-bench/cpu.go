@@ -69,6 +69,16 @@ func (b *bench) startCPU(l *launcher) (total time.Duration, byComm map[string]ti
 	}
 	lay := b.layoutFor(l.acct, l.job)
 	ids, _ := proc.FindByMarker(l.acct.uid, layout.MarkerVar, lay.JobMarkerPrefix())
+	marked, split := sumCPU(ids)
+	for comm, d := range split {
+		byComm[comm] += d
+	}
+	return total + marked, byComm
+}
+
+// sumCPU is the CPU time (statCPU) of the living processes ids, in all and by process name.
+func sumCPU(ids []proc.Identity) (total time.Duration, byComm map[string]time.Duration) {
+	byComm = map[string]time.Duration{}
 	for _, id := range ids {
 		if d, comm, err := statCPU(id.PID); err == nil {
 			total += d
@@ -99,17 +109,14 @@ func (b *bench) browserCPU() time.Duration {
 	ids, _ := proc.Scan(func(st proc.Stat, uid int) bool {
 		return uid == b.user.uid && (strings.HasPrefix(st.Comm, "chrom") || strings.HasPrefix(st.Comm, "headless"))
 	})
-	var total time.Duration
-	for _, id := range ids {
-		if d, _, err := statCPU(id.PID); err == nil {
-			total += d
-		}
-	}
+	total, _ := sumCPU(ids)
 	return total
 }
 
-// nodeCPU is the CPU time every CPU of the node has been busy so far (/proc/stat's "cpu" line:
-// all but idle and iowait), to set the browser's share against.
+// nodeCPU is the CPU time every CPU of the node has been busy so far, to set the browser's share
+// against: /proc/stat's "cpu" line, user + nice + system + irq + softirq. Not idle or iowait,
+// not steal (time the hypervisor gave to others), and not guest and guest_nice, which the kernel
+// already counts in user and nice.
 func nodeCPU() time.Duration {
 	data, err := os.ReadFile("/proc/stat")
 	if err != nil {
@@ -118,12 +125,11 @@ func nodeCPU() time.Duration {
 	line, _, _ := strings.Cut(string(data), "\n")
 	f := strings.Fields(line)
 	var ticks int64
-	for i, v := range f {
-		if i == 0 || i == 4 || i == 5 { // the name, idle, iowait
-			continue
+	for _, i := range []int{1, 2, 3, 6, 7} {
+		if i < len(f) {
+			n, _ := strconv.ParseInt(f[i], 10, 64)
+			ticks += n
 		}
-		n, _ := strconv.ParseInt(v, 10, 64)
-		ticks += n
 	}
 	return time.Duration(ticks) * time.Second / clockTicks
 }

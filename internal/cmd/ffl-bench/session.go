@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -398,10 +397,10 @@ func (b *bench) sessionColorOnX(ctx context.Context, lay layout.Layout, port int
 	for n == 0 {
 		for _, d := range lay.RuntimeJobDirs() {
 			data, err := os.ReadFile(filepath.Join(d, layout.SessionDirName(port), layout.StateFile))
-			var st struct {
-				Display string `json:"display"`
+			if err != nil {
+				continue
 			}
-			if err == nil && json.Unmarshal(data, &st) == nil && st.Display != "" {
+			if st, err := layout.ParseState(data); err == nil && st.Display != "" {
 				n, _ = strconv.Atoi(strings.TrimPrefix(st.Display, ":"))
 			}
 		}
