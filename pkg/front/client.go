@@ -89,10 +89,15 @@ func addClientScript(resp *http.Response, layout string, starting bool) error {
 		resp.Header.Del("Last-Modified")
 		resp.Header.Set("Cache-Control", "no-cache")
 	}
+	setBody(resp, body)
+	return nil
+}
+
+// setBody makes body resp's whole body, with its length.
+func setBody(resp *http.Response, body []byte) {
 	resp.Body = io.NopCloser(bytes.NewReader(body))
 	resp.ContentLength = int64(len(body))
 	resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
-	return nil
 }
 
 // readWhole reads resp's body whole when it is at most limit bytes, and closes it. A body found

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"io"
 	"mime"
 	"net/http"
 	"strconv"
@@ -114,8 +113,6 @@ func compressResponse(resp *http.Response) error {
 		}
 	}
 	resp.Header.Add("Vary", "Accept-Encoding")
-	resp.Body = io.NopCloser(bytes.NewReader(out))
-	resp.ContentLength = int64(len(out))
-	resp.Header.Set("Content-Length", strconv.Itoa(len(out)))
+	setBody(resp, out)
 	return nil
 }
