@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"compress/gzip"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -41,40 +40,32 @@ func TestAcceptsGzip(t *testing.T) {
 // slowest level when asked), recording the Accept-Encoding of every request.
 func staticXpra(t *testing.T, files map[string]string) (string, func() []string) {
 	t.Helper()
-	sock := filepath.Join(t.TempDir(), "xpra.sock")
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
 	var mu sync.Mutex
 	var asked []string
-	go func() {
-		_ = http.Serve(l, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			mu.Lock()
-			asked = append(asked, r.Header.Get("Accept-Encoding"))
-			mu.Unlock()
-			body, ok := files[r.URL.Path]
-			if !ok {
-				http.NotFound(w, r)
-				return
-			}
-			switch filepath.Ext(r.URL.Path) {
-			case ".js":
-				w.Header().Set("Content-Type", "text/javascript")
-			case ".png":
-				w.Header().Set("Content-Type", "image/png")
-			}
-			if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
-				w.Header().Set("Content-Encoding", "gzip")
-				zw, _ := gzip.NewWriterLevel(w, gzip.BestCompression)
-				_, _ = io.WriteString(zw, body)
-				_ = zw.Close()
-				return
-			}
-			_, _ = io.WriteString(w, body)
-		}))
-	}()
+	sock := unixHTTP(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		asked = append(asked, r.Header.Get("Accept-Encoding"))
+		mu.Unlock()
+		body, ok := files[r.URL.Path]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		switch filepath.Ext(r.URL.Path) {
+		case ".js":
+			w.Header().Set("Content-Type", "text/javascript")
+		case ".png":
+			w.Header().Set("Content-Type", "image/png")
+		}
+		if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
+			w.Header().Set("Content-Encoding", "gzip")
+			zw, _ := gzip.NewWriterLevel(w, gzip.BestCompression)
+			_, _ = io.WriteString(zw, body)
+			_ = zw.Close()
+			return
+		}
+		_, _ = io.WriteString(w, body)
+	}))
 	return sock, func() []string {
 		mu.Lock()
 		defer mu.Unlock()

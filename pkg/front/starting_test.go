@@ -17,25 +17,30 @@ import (
 // xpra serves its precompressed files) and "xpra:" + path elsewhere, on a unix socket.
 func clientPageXpra(t *testing.T) string {
 	t.Helper()
+	return unixHTTP(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/" && r.URL.Path != "/index.html" {
+			_, _ = io.WriteString(w, "xpra:"+r.URL.Path)
+			return
+		}
+		if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
+			w.Header().Set("Content-Encoding", "gzip") // never readable as text: must not be asked for
+		}
+		w.Header().Set("Content-Type", "text/html")
+		_, _ = io.WriteString(w, "<html><head></head><body><div id=\"screen\"></div></BODY></html>")
+	}))
+}
+
+// unixHTTP serves h on a unix socket in a test dir, as xpra serves its socket, until the test
+// ends, and returns the socket's path.
+func unixHTTP(t *testing.T, h http.Handler) string {
+	t.Helper()
 	sock := filepath.Join(t.TempDir(), "xpra.sock")
 	l, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
-	go func() {
-		_ = http.Serve(l, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.URL.Path != "/" && r.URL.Path != "/index.html" {
-				_, _ = io.WriteString(w, "xpra:"+r.URL.Path)
-				return
-			}
-			if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
-				w.Header().Set("Content-Encoding", "gzip") // never readable as text: must not be asked for
-			}
-			w.Header().Set("Content-Type", "text/html")
-			_, _ = io.WriteString(w, "<html><head></head><body><div id=\"screen\"></div></BODY></html>")
-		}))
-	}()
+	go func() { _ = http.Serve(l, h) }()
 	return sock
 }
 
