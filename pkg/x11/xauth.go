@@ -18,8 +18,8 @@ const (
 // CookieName is the only authorization protocol ffl speaks (what xauth and xpra write).
 const CookieName = "MIT-MAGIC-COOKIE-1"
 
-// maxXauthority caps the Xauthority file read (the session's own has one entry).
-const maxXauthority = 64 << 10
+// MaxXauthority caps the Xauthority file read (the session's own has one entry).
+const MaxXauthority = 64 << 10
 
 // Entry is one record of an Xauthority file.
 type Entry struct {
@@ -74,16 +74,26 @@ func Cookie(path string, n int) ([]byte, error) {
 		return nil, fmt.Errorf("xauthority: %w", err)
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxXauthority+1))
+	data, err := io.ReadAll(io.LimitReader(f, MaxXauthority+1))
 	if err != nil {
 		return nil, fmt.Errorf("xauthority %s: %w", path, err)
 	}
-	if len(data) > maxXauthority {
-		return nil, fmt.Errorf("xauthority %s: larger than %d bytes", path, maxXauthority)
+	if len(data) > MaxXauthority {
+		return nil, fmt.Errorf("xauthority %s: larger than %d bytes", path, MaxXauthority)
 	}
+	cookie, err := CookieIn(data, n)
+	if err != nil {
+		return nil, fmt.Errorf("xauthority %s: %w", path, err)
+	}
+	return cookie, nil
+}
+
+// CookieIn is Cookie on the contents of an Xauthority file, for a caller that read it itself
+// (root, through a verified directory fd).
+func CookieIn(data []byte, n int) ([]byte, error) {
 	entries, err := ParseXauthority(data)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, err
 	}
 	want := strconv.Itoa(n)
 	for _, e := range entries {
@@ -91,5 +101,5 @@ func Cookie(path string, n int) ([]byte, error) {
 			return e.Data, nil
 		}
 	}
-	return nil, fmt.Errorf("xauthority %s: no %s for display :%d", path, CookieName, n)
+	return nil, fmt.Errorf("no %s for display :%d", CookieName, n)
 }

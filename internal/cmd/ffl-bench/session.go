@@ -16,6 +16,7 @@ import (
 	"github.com/ffl-hpc/ffl/pkg/config"
 	"github.com/ffl-hpc/ffl/pkg/layout"
 	"github.com/ffl-hpc/ffl/pkg/proc"
+	"github.com/ffl-hpc/ffl/pkg/safefs"
 	"github.com/ffl-hpc/ffl/pkg/x11"
 )
 
@@ -390,13 +391,14 @@ type colorOnX struct {
 }
 
 // sessionColorOnX waits until the page's colour is in Firefox's window on the X display of the
-// session on port (the display from its state file, the cookie from its Xauthority; the bench
-// runs as root).
+// session on port (the display from its state file, the cookie from its Xauthority). The bench
+// runs as root and both files lie in the bench user's dirs: each is read below a directory
+// opened without following a symlink and owned by that user (userFile).
 func (b *bench) sessionColorOnX(ctx context.Context, lay layout.Layout, port int) colorOnX {
 	var n int
 	for n == 0 {
 		for _, d := range lay.RuntimeJobDirs() {
-			data, err := os.ReadFile(filepath.Join(d, layout.SessionDirName(port), layout.StateFile))
+			data, err := b.userFile(filepath.Join(d, layout.SessionDirName(port)), layout.StateFile, 1<<20)
 			if err != nil {
 				continue
 			}
@@ -410,7 +412,11 @@ func (b *bench) sessionColorOnX(ctx context.Context, lay layout.Layout, port int
 	}
 	var d *x11.Display
 	for d == nil {
-		cookie, err := x11.Cookie(filepath.Join(lay.HomeSessionDir(port), "Xauthority"), n)
+		data, err := b.userFile(lay.HomeSessionDir(port), "Xauthority", x11.MaxXauthority)
+		var cookie []byte
+		if err == nil {
+			cookie, err = x11.CookieIn(data, n)
+		}
 		if err == nil {
 			d, err = x11.Dial(ctx, "", n, cookie)
 		}
@@ -423,6 +429,17 @@ func (b *bench) sessionColorOnX(ctx context.Context, lay layout.Layout, port int
 		return colorOnX{err: fmt.Errorf("display :%d: %w", n, err)}
 	}
 	return colorOnX{at: time.Now()}
+}
+
+// userFile reads name (at most max bytes, a regular file, not a symlink) in the bench user's
+// directory dir, opened without following symlinks and checked to be that user's.
+func (b *bench) userFile(dir, name string, max int64) ([]byte, error) {
+	f, err := safefs.OpenTrustedOwned(dir, b.user.uid)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return safefs.ReadFileCapped(f, name, max)
 }
 
 // sleepCtx sleeps for d, or less when ctx ends, and says whether ctx is still going.
