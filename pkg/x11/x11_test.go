@@ -81,7 +81,9 @@ func TestIsFirefox(t *testing.T) {
 // TestRealXvfb runs a real Xvfb with a cookie, draws a window that calls itself Firefox, and
 // checks what the probe sees: not found while unmapped, found and one colour when mapped and
 // blank, two colours once something is painted.
-func TestRealXvfb(t *testing.T) {
+// startXvfb starts a real Xvfb (800x600) for the test and returns its display and cookie.
+func startXvfb(t *testing.T) (int, []byte) {
+	t.Helper()
 	xvfb, err := exec.LookPath("Xvfb")
 	if err != nil {
 		if os.Getenv("FFL_E2E") == "1" {
@@ -116,6 +118,11 @@ func TestRealXvfb(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return n, cookie
+}
+
+func TestRealXvfb(t *testing.T) {
+	n, cookie := startXvfb(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := Dial(ctx, "", n, make([]byte, 16)); err == nil {
@@ -214,5 +221,93 @@ func TestRealXvfb(t *testing.T) {
 	}
 	if strings.Join(titles, "|") != "Mozilla Firefox|deep 3" {
 		t.Errorf("windows found: %q; want the top-level one and the one at depth 3", titles)
+	}
+}
+
+// TestReleaseSelections: on a real X server, the selections a window titled like xpra's
+// clipboard window owns are released (the title as WM_NAME, as xpra 3.1 sets it, or WM_TITLE, as
+// xpra 6 does), and one another window owns is kept.
+func TestReleaseSelections(t *testing.T) {
+	n, cookie := startXvfb(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// The owners on one connection, the releasing display on another, as in a session (xpra and
+	// the launcher are two clients).
+	owners, err := Dial(ctx, "", n, cookie)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer owners.Close()
+	d, err := Dial(ctx, "", n, cookie)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	x := owners.x
+	screen := xproto.Setup(x).DefaultScreen(x)
+	window := func(prop, title string) xproto.Window {
+		wid, _ := xproto.NewWindowId(x)
+		if err := xproto.CreateWindowChecked(x, 0, wid, screen.Root, 0, 0, 1, 1, 0,
+			xproto.WindowClassInputOnly, 0, 0, nil).Check(); err != nil {
+			t.Fatal(err)
+		}
+		a := owners.atom(prop)
+		if prop == "WM_TITLE" {
+			r, err := xproto.InternAtom(x, false, uint16(len(prop)), prop).Reply()
+			if err != nil {
+				t.Fatal(err)
+			}
+			a = r.Atom
+		}
+		if err := xproto.ChangePropertyChecked(x, xproto.PropModeReplace, wid, a, xproto.AtomString, 8, uint32(len(title)), []byte(title)).Check(); err != nil {
+			t.Fatal(err)
+		}
+		return wid
+	}
+	own := func(w xproto.Window, name string) {
+		r, err := xproto.InternAtom(x, false, uint16(len(name)), name).Reply()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := xproto.SetSelectionOwnerChecked(x, w, r.Atom, xproto.TimeCurrentTime).Check(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	owner := func(name string) xproto.Window {
+		r, err := xproto.InternAtom(x, false, uint16(len(name)), name).Reply()
+		if err != nil {
+			t.Fatal(err)
+		}
+		o, err := xproto.GetSelectionOwner(x, r.Atom).Reply()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o.Owner
+	}
+	xpra31 := window("WM_NAME", "Xpra-Clipboard")
+	xpra6 := window("WM_TITLE", "Xpra-Clipboard")
+	other := window("WM_NAME", "Mozilla Firefox")
+	own(xpra31, "CLIPBOARD")
+	own(xpra6, "PRIMARY")
+	own(other, "SECONDARY")
+
+	got, err := d.ReleaseSelections("Xpra-Clipboard", "CLIPBOARD", "PRIMARY", "SECONDARY", "FFL_NEVER_INTERNED")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(got, ",") != "CLIPBOARD,PRIMARY" {
+		t.Errorf("released %v, want CLIPBOARD and PRIMARY", got)
+	}
+	for _, name := range []string{"CLIPBOARD", "PRIMARY"} {
+		if o := owner(name); o != xproto.WindowNone {
+			t.Errorf("%s is still owned by %#x", name, o)
+		}
+	}
+	if o := owner("SECONDARY"); o != other {
+		t.Errorf("SECONDARY is owned by %#x, want the other window %#x: only the named owner's go", o, other)
+	}
+	// Nothing left to release: none again.
+	if got, err := d.ReleaseSelections("Xpra-Clipboard", "CLIPBOARD", "PRIMARY"); err != nil || len(got) != 0 {
+		t.Errorf("second release: %v, %v; want none", got, err)
 	}
 }

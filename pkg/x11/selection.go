@@ -1,0 +1,60 @@
+package x11
+
+import (
+	"fmt"
+
+	"github.com/jezek/xgb/xproto"
+)
+
+// ReleaseSelections gives up each of the selections named in names (CLIPBOARD, PRIMARY, ...)
+// whose owner is a window titled ownerTitle (its WM_NAME or WM_TITLE), and returns the names
+// it released. A selection with no owner, or another window's, is left alone.
+//
+// Why: xpra claims CLIPBOARD, PRIMARY and SECONDARY at its start, before any client has sent it
+// anything to offer, and answers a local program's request for them by asking its client; with
+// no client connected yet, every request waits for xpra's timeout (1.5 s). Firefox asks for the
+// clipboard's targets and text while it starts, before its first paint, and waits for each
+// answer: measured in a session with no client, Firefox's window painted 3.9-4.2 s after xpra's
+// exec with the claim, 2.0-2.3 s without it (docs/DESIGN.md, "xpra's empty clipboard claim").
+// Released, a request gets its "no owner" answer at once; xpra claims again when a client
+// gives it a clipboard.
+func (d *Display) ReleaseSelections(ownerTitle string, names ...string) ([]string, error) {
+	var released []string
+	for _, name := range names {
+		sel := d.atom(name)
+		if sel == xproto.AtomNone {
+			continue
+		}
+		r, err := xproto.GetSelectionOwner(d.x, sel).Reply()
+		if err != nil {
+			return released, fmt.Errorf("x11: owner of %s: %w", name, err)
+		}
+		if r.Owner == xproto.WindowNone || !d.titled(r.Owner, ownerTitle) {
+			continue
+		}
+		// At CurrentTime, which X never refuses: a claim made between the look above and this
+		// release would be undone too. ffl releases before the front lets any client through and
+		// within Firefox's first second, before it can have anything of its own to claim.
+		if err := xproto.SetSelectionOwnerChecked(d.x, xproto.WindowNone, sel, xproto.TimeCurrentTime).Check(); err != nil {
+			return released, fmt.Errorf("x11: release %s: %w", name, err)
+		}
+		released = append(released, name)
+	}
+	return released, nil
+}
+
+// titled says whether window w's WM_NAME or WM_TITLE (xpra 6 names its clipboard window with
+// the latter) is title.
+func (d *Display) titled(w xproto.Window, title string) bool {
+	nameC := xproto.GetProperty(d.x, false, w, xproto.AtomWmName, xproto.AtomString, 0, 256)
+	var titleC xproto.GetPropertyCookie
+	wmTitle := d.atom("WM_TITLE")
+	if wmTitle != xproto.AtomNone {
+		titleC = xproto.GetProperty(d.x, false, w, wmTitle, xproto.AtomString, 0, 256)
+	}
+	match := propString(nameC) == title
+	if wmTitle != xproto.AtomNone && propString(titleC) == title {
+		match = true
+	}
+	return match
+}
