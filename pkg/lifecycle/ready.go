@@ -170,7 +170,7 @@ const xpraClipboardWindow = "Xpra-Clipboard"
 // them by asking its client; with none connected yet, each request waits for xpra's timeout
 // (1.5 s). Firefox asks for the clipboard's targets and text while it starts and waits for the
 // answers before its first paint: with no client, the claim made Firefox's window paint
-// 3.9-4.2 s after xpra's exec instead of 2.0-2.3 s (docs/DESIGN.md, "xpra's empty clipboard
+// 3.9-4.2 s after xpra's exec instead of 2.1-2.3 s (docs/DESIGN.md, "xpra's empty clipboard
 // claim"). It runs before the front lets any client through (so nothing a client gave xpra is
 // given up) and after xpra serves its page (its claim is made by then); once a client gives
 // xpra a clipboard, xpra claims again and pastes reach Firefox as before.

@@ -15,7 +15,7 @@ import (
 // no client connected yet, every request waits for xpra's timeout (1.5 s). Firefox asks for the
 // clipboard's targets and text while it starts, before its first paint, and waits for each
 // answer: measured in a session with no client, Firefox's window painted 3.9-4.2 s after xpra's
-// exec with the claim, 2.0-2.3 s without it (docs/DESIGN.md, "xpra's empty clipboard claim").
+// exec with the claim, 2.1-2.3 s without it (docs/DESIGN.md, "xpra's empty clipboard claim").
 // Released, a request gets its "no owner" answer at once; xpra claims again when a client
 // gives it a clipboard.
 func (d *Display) ReleaseSelections(ownerTitle string, names ...string) ([]string, error) {
