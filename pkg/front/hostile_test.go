@@ -87,8 +87,13 @@ func TestNoProofAttack(t *testing.T) {
 	if admitted.Load() != 0 || x.bytes.Load() != 0 {
 		t.Errorf("%d of %d attack connections admitted as the victim; xpra got %d bytes", admitted.Load(), connected, x.bytes.Load())
 	}
-	if f.Refusals() != connected {
-		t.Errorf("refusals counted: %d, want %d", f.Refusals(), connected)
+	// Every connection the front saw is refused, and it saw every one the attacker counted. It
+	// may see one more: a connect the attacker gave up on (EINTR, then no answer within its 1 s
+	// wait under load; seen once in CI: 39 counted, 40 looked up and refused) can still have
+	// completed its handshake in the kernel.
+	if r := f.Refusals(); int64(r) != lookups.Load() || r < connected || r > tries {
+		t.Errorf("refusals counted: %d; want every one of the %d looked up, at least the %d the attacker connected and at most its %d tries",
+			r, lookups.Load(), connected, tries)
 	}
 	c := dial(t, f)
 	if code, body := get(t, c, bufio.NewReader(c), host(f), "/own"); code != 200 || body != "xpra:/own" {
