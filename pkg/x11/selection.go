@@ -52,9 +52,9 @@ func (d *Display) titled(w xproto.Window, title string) bool {
 	if wmTitle != xproto.AtomNone {
 		titleC = xproto.GetProperty(d.x, false, w, wmTitle, xproto.AtomString, 0, 256)
 	}
-	match := propString(nameC) == title
-	if wmTitle != xproto.AtomNone && propString(titleC) == title {
-		match = true
+	name, wmTitleValue := propString(nameC), ""
+	if wmTitle != xproto.AtomNone {
+		wmTitleValue = propString(titleC)
 	}
-	return match
+	return name == title || wmTitleValue == title
 }

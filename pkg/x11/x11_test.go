@@ -245,40 +245,31 @@ func TestReleaseSelections(t *testing.T) {
 	defer d.Close()
 	x := owners.x
 	screen := xproto.Setup(x).DefaultScreen(x)
+	intern := func(name string) xproto.Atom {
+		r, err := xproto.InternAtom(x, false, uint16(len(name)), name).Reply()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Atom
+	}
 	window := func(prop, title string) xproto.Window {
 		wid, _ := xproto.NewWindowId(x)
 		if err := xproto.CreateWindowChecked(x, 0, wid, screen.Root, 0, 0, 1, 1, 0,
 			xproto.WindowClassInputOnly, 0, 0, nil).Check(); err != nil {
 			t.Fatal(err)
 		}
-		a := owners.atom(prop)
-		if prop == "WM_TITLE" {
-			r, err := xproto.InternAtom(x, false, uint16(len(prop)), prop).Reply()
-			if err != nil {
-				t.Fatal(err)
-			}
-			a = r.Atom
-		}
-		if err := xproto.ChangePropertyChecked(x, xproto.PropModeReplace, wid, a, xproto.AtomString, 8, uint32(len(title)), []byte(title)).Check(); err != nil {
+		if err := xproto.ChangePropertyChecked(x, xproto.PropModeReplace, wid, intern(prop), xproto.AtomString, 8, uint32(len(title)), []byte(title)).Check(); err != nil {
 			t.Fatal(err)
 		}
 		return wid
 	}
 	own := func(w xproto.Window, name string) {
-		r, err := xproto.InternAtom(x, false, uint16(len(name)), name).Reply()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := xproto.SetSelectionOwnerChecked(x, w, r.Atom, xproto.TimeCurrentTime).Check(); err != nil {
+		if err := xproto.SetSelectionOwnerChecked(x, w, intern(name), xproto.TimeCurrentTime).Check(); err != nil {
 			t.Fatal(err)
 		}
 	}
 	owner := func(name string) xproto.Window {
-		r, err := xproto.InternAtom(x, false, uint16(len(name)), name).Reply()
-		if err != nil {
-			t.Fatal(err)
-		}
-		o, err := xproto.GetSelectionOwner(x, r.Atom).Reply()
+		o, err := xproto.GetSelectionOwner(x, intern(name)).Reply()
 		if err != nil {
 			t.Fatal(err)
 		}
