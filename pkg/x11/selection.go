@@ -10,14 +10,8 @@ import (
 // whose owner is a window titled ownerTitle (its WM_NAME or WM_TITLE), and returns the names
 // it released. A selection with no owner, or another window's, is left alone.
 //
-// Why: xpra claims CLIPBOARD, PRIMARY and SECONDARY at its start, before any client has sent it
-// anything to offer, and answers a local program's request for them by asking its client; with
-// no client connected yet, every request waits for xpra's timeout (1.5 s). Firefox asks for the
-// clipboard's targets and text while it starts, before its first paint, and waits for each
-// answer: measured in a session with no client, Firefox's window painted 3.9-4.2 s after xpra's
-// exec with the claim, 2.1-2.3 s without it (docs/DESIGN.md, "xpra's empty clipboard claim").
-// Released, a request gets its "no owner" answer at once; xpra claims again when a client
-// gives it a clipboard.
+// The launcher uses it to give up xpra's empty clipboard claim before Firefox's start waits
+// for it: why, with the figures, at lifecycle's releaseClaim and in docs/DESIGN.md.
 func (d *Display) ReleaseSelections(ownerTitle string, names ...string) ([]string, error) {
 	var released []string
 	for _, name := range names {
