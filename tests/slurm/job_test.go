@@ -289,9 +289,41 @@ func (j *Job) epilogSummary(t *testing.T) logLine {
 		return false
 	})
 	if !ok {
-		t.Fatalf("job %s: no 'epilog done' line in %s", j.ID, j.c.epilogLog)
+		st, code := j.state()
+		t.Fatalf("job %s (%s, exit %s): no 'epilog done' line in %s %v after it left the queue; slurmd's last lines on it: %q",
+			j.ID, st, code, j.c.epilogLog, epilogLimit, j.c.slurmdLines(j.ID, 4))
 	}
 	return found
+}
+
+// slurmdLines returns the last n lines of slurmd's log (its steps' included) that name job id:
+// what a failure says about how Slurm ended the job and ran its Epilog.
+func (c *Cluster) slurmdLines(id string, n int) []string {
+	data, _ := os.ReadFile(filepath.Join(c.confDir, "log", "slurmd.log"))
+	var lines []string
+	for _, l := range strings.Split(string(data), "\n") {
+		if namesJob(l, id) {
+			lines = append(lines, l)
+		}
+	}
+	return lines[max(0, len(lines)-n):]
+}
+
+// namesJob reports whether line holds id as a whole number (not a part of a longer one).
+func namesJob(line, id string) bool {
+	for i := 0; ; {
+		k := strings.Index(line[i:], id)
+		if k < 0 {
+			return false
+		}
+		k += i
+		end := k + len(id)
+		digit := func(p int) bool { return p >= 0 && p < len(line) && line[p] >= '0' && line[p] <= '9' }
+		if !digit(k-1) && !digit(end) {
+			return true
+		}
+		i = k + 1
+	}
 }
 
 // epilogLines parses the Prolog/Epilog log file.

@@ -189,3 +189,22 @@ func isPrintableASCII(s string) bool {
 	}
 	return true
 }
+
+func TestNamesJob(t *testing.T) {
+	for _, tc := range []struct {
+		line string
+		want bool
+	}{
+		{"[2026-12-06T17:22:45.082] [368187.extern] done with job", true},
+		{"[2026-12-06T17:22:41.909] Launching batch job 368187 for UID 1004", true},
+		{"error: [job 368187] epilog failed status=0:9", true},
+		{"Launching batch job 3681870 for UID 1004", false},
+		{"Launching batch job 1368187 for UID 1004", false},
+		{"job 1368187 then job 368187", true},
+		{"nothing here", false},
+	} {
+		if got := namesJob(tc.line, "368187"); got != tc.want {
+			t.Errorf("namesJob(%q) = %v, want %v", tc.line, got, tc.want)
+		}
+	}
+}
