@@ -156,3 +156,47 @@ func TestJobFromEnv(t *testing.T) {
 		t.Error("without SLURM_JOB_GID: still a deferred resolve")
 	}
 }
+
+// slowWriter takes each write after a delay, as a disk that throttles its writers does.
+type slowWriter struct {
+	delay time.Duration
+	buf   syncBuffer
+}
+
+func (w *slowWriter) Write(p []byte) (int, error) {
+	time.Sleep(w.delay)
+	return w.buf.Write(p)
+}
+
+// TestCloseKeepsTheSummary: lines a slow destination holds up longer than the watchdog's flush
+// (FlushTimeout) are still written when the run ends by itself; a run's bound cuts the wait.
+func TestCloseKeepsTheSummary(t *testing.T) {
+	w := &slowWriter{delay: 150 * time.Millisecond}
+	log, _ := Log{Tag: "test", Stderr: w}.New()
+	for i := 0; i < 3; i++ { // 450 ms of writes, more than FlushTimeout
+		log.WithField("i", i).Info("line")
+	}
+	log.Info("epilog done")
+	log.Close()
+	if out := w.buf.String(); !strings.Contains(out, "epilog done") {
+		t.Errorf("the summary line was lost: %q", out)
+	}
+}
+
+func TestCloseDeadline(t *testing.T) {
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name  string
+		bound time.Time
+		want  time.Time
+	}{
+		{"no watchdog", time.Time{}, now.Add(ExitFlushTimeout)},
+		{"the watchdog later", now.Add(time.Minute), now.Add(ExitFlushTimeout)},
+		{"the watchdog sooner", now.Add(300 * time.Millisecond), now.Add(300 * time.Millisecond)},
+		{"the watchdog past", now.Add(-time.Second), now.Add(-time.Second)},
+	} {
+		if got := closeDeadline(now, tc.bound); !got.Equal(tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, got.Sub(now), tc.want.Sub(now))
+		}
+	}
+}

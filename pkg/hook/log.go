@@ -17,8 +17,14 @@ const (
 	// sinkQueue is how many lines a sink holds while its writer is slow; more are dropped
 	// (and counted) rather than waited for.
 	sinkQueue = 4096
-	// FlushTimeout bounds the wait for the sinks at the end of a run.
+	// FlushTimeout bounds the watchdog's wait for the sinks before it ends a run.
 	FlushTimeout = 200 * time.Millisecond
+	// ExitFlushTimeout bounds the wait for the sinks when a run ends by itself (Close), and the
+	// run's own bound (Arm) bounds it too. It is longer than FlushTimeout so that the summary line
+	// survives a write the kernel holds up: a write to a busy disk is throttled by up to 200 ms
+	// per call (balance_dirty_pages), and a run ends with several lines queued. A log file on a
+	// hung file system costs a run at most this.
+	ExitFlushTimeout = 2 * time.Second
 )
 
 // Log configures the logger of ffl-epilog and ffl-prolog. Slurm discards a Prolog's and an
@@ -43,6 +49,9 @@ type Log struct {
 type Logger struct {
 	*logrus.Logger
 	sinks []*sink
+	// bound is when the run's watchdog ends the process (Arm; zero: none): Close never waits
+	// past it.
+	bound time.Time
 }
 
 // Flush waits until every sink has written what it was given, or until deadline, and says how
@@ -54,9 +63,9 @@ func (l *Logger) Flush(deadline time.Time) (dropped int) {
 	return dropped
 }
 
-// Close flushes (FlushTimeout) and closes the sinks' files.
+// Close flushes (ExitFlushTimeout, not past the run's bound) and closes the sinks' files.
 func (l *Logger) Close() {
-	l.Flush(time.Now().Add(FlushTimeout))
+	l.Flush(closeDeadline(time.Now(), l.bound))
 	for _, s := range l.sinks {
 		if c, ok := s.w.(io.Closer); ok && s.w != os.Stderr {
 			_ = c.Close()
@@ -103,6 +112,16 @@ func (h Log) New() (*Logger, []error) {
 		}
 	}
 	return out, errs
+}
+
+// closeDeadline is how long Close waits for the sinks at now: ExitFlushTimeout, cut to the
+// run's bound when there is one (the watchdog then flushes and exits anyway).
+func closeDeadline(now, bound time.Time) time.Time {
+	d := now.Add(ExitFlushTimeout)
+	if !bound.IsZero() && bound.Before(d) {
+		return bound
+	}
+	return d
 }
 
 // openLogFile opens an admin-configured log file for appending without following a symlink in

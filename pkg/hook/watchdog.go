@@ -43,7 +43,10 @@ func (r *Run) Claim() bool {
 // with the step in progress, if the run has not claimed the summary yet, gives the log sinks
 // FlushTimeout, and exits the process with status 0: a hook past PrologEpilogTimeout drains the
 // node, whatever it was waiting for. (If the run claimed but is stuck writing, it exits too.)
+// A run that ends by itself waits for its sinks (log's Close) until then at most. Arm and Close
+// are called from the same goroutine.
 func (r *Run) Arm(after time.Duration, log *Logger, summary func(unfinished string)) {
+	log.bound = time.Now().Add(after)
 	time.AfterFunc(after, func() {
 		if r.Claim() {
 			r.mu.Lock()
