@@ -197,10 +197,7 @@ func (b *bench) nodeFigures() {
 		}
 		measured := fmt.Sprintf("slowest %s (each: %s); CPU per start median %s; total PSS %s", ms(maxOf(r.ready)), strings.Join(parts, ", "), ms(r.cpu.median()), mib(r.pss))
 		if n == 1 {
-			measured = fmt.Sprintf("median %s (each: %s); CPU per start median %s; total PSS %s", ms(r.ready.median()), strings.Join(parts, ", "), ms(r.cpu.median()), mib(r.pss))
-		}
-		if n == 1 {
-			measured += " (CPU by process: " + r.split + ")"
+			measured = fmt.Sprintf("median %s (each: %s); CPU per start median %s; total PSS %s (CPU by process: %s)", ms(r.ready.median()), strings.Join(parts, ", "), ms(r.cpu.median()), mib(r.pss), r.split)
 		}
 		target, result := "reference", resInfo
 		if n == 8 && ok1 && len(one.ready) > 0 {
