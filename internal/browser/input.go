@@ -91,9 +91,8 @@ func (b *Browser) Click(x, y float64) error {
 }
 
 // AllowClipboard answers for the page of pageURL's origin what a user answers when the
-// browser asks "See text and images copied to the clipboard": allowed (read) or blocked (!read);
-// clipboard-write is allowed, as browsers allow it a focused page. It also keeps the page
-// focused as a visible tab is (headless chromium has no window focus, and the Clipboard API
+// browser asks "See text and images copied to the clipboard": allowed (read) or blocked (!read).
+// It also keeps the page focused as a visible tab is (headless chromium has no window focus, and the Clipboard API
 // answers only a focused document).
 func (b *Browser) AllowClipboard(pageURL string, read bool) error {
 	u, err := url.Parse(pageURL)
@@ -105,13 +104,23 @@ func (b *Browser) AllowClipboard(pageURL string, read bool) error {
 	if !read {
 		readSetting = cdpbrowser.PermissionSettingDenied
 	}
-	for name, setting := range map[string]cdpbrowser.PermissionSetting{"clipboard-read": readSetting, "clipboard-write": cdpbrowser.PermissionSettingGranted} {
+	// In this order: with allowWithoutSanitization both names set chromium's one read-write
+	// setting, so the last call is what the page gets, and it must be the user's answer about
+	// reading. (Walked from a map before, clipboard-write came last about one run in eight, and
+	// its grant undid a blocked read: TestClipboardIntoFirefox/reading_blocked then failed.)
+	for _, p := range []struct {
+		name    string
+		setting cdpbrowser.PermissionSetting
+	}{
+		{"clipboard-write", cdpbrowser.PermissionSettingGranted},
+		{"clipboard-read", readSetting},
+	} {
 		_, err := chromedp.CallBrowser(b.ctx, cdpbrowser.SetPermission, cdpbrowser.SetPermissionParams{
-			Permission: &cdpbrowser.PermissionDescriptor{Name: name, AllowWithoutSanitization: true},
-			Setting:    setting, Origin: origin,
+			Permission: &cdpbrowser.PermissionDescriptor{Name: p.name, AllowWithoutSanitization: true},
+			Setting:    p.setting, Origin: origin,
 		})
 		if err != nil {
-			return fmt.Errorf("set %s to %s for %s: %w", name, setting, origin, err)
+			return fmt.Errorf("set %s to %s for %s: %w", p.name, p.setting, origin, err)
 		}
 	}
 	if _, err := chromedp.Call(b.ctx, emulation.SetFocusEmulationEnabled, emulation.SetFocusEmulationEnabledParams{Enabled: true}); err != nil {
