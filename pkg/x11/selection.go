@@ -37,6 +37,21 @@ func (d *Display) ReleaseSelections(ownerTitle string, names ...string) ([]strin
 	return released, nil
 }
 
+// SelectionOwnedBy says whether the selection name (CLIPBOARD, PRIMARY, ...) is owned by a
+// window titled ownerTitle (its WM_NAME or WM_TITLE). The browser tests use it to see that
+// xpra holds what the HTML5 client sent of the browser's clipboard.
+func (d *Display) SelectionOwnedBy(name, ownerTitle string) (bool, error) {
+	sel := d.atom(name)
+	if sel == xproto.AtomNone {
+		return false, nil
+	}
+	r, err := xproto.GetSelectionOwner(d.x, sel).Reply()
+	if err != nil {
+		return false, fmt.Errorf("x11: owner of %s: %w", name, err)
+	}
+	return r.Owner != xproto.WindowNone && d.titled(r.Owner, ownerTitle), nil
+}
+
 // titled says whether window w's WM_NAME or WM_TITLE (xpra 6 names its clipboard window with
 // the latter) is title.
 func (d *Display) titled(w xproto.Window, title string) bool {

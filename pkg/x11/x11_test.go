@@ -281,6 +281,11 @@ func TestReleaseSelections(t *testing.T) {
 	own(xpra31, "CLIPBOARD")
 	own(xpra6, "PRIMARY")
 	own(other, "SECONDARY")
+	for name, want := range map[string]bool{"CLIPBOARD": true, "PRIMARY": true, "SECONDARY": false, "FFL_NEVER_INTERNED": false} {
+		if got, err := d.SelectionOwnedBy(name, "Xpra-Clipboard"); err != nil || got != want {
+			t.Errorf("SelectionOwnedBy(%s) before the release = %v, %v; want %v", name, got, err, want)
+		}
+	}
 
 	got, err := d.ReleaseSelections("Xpra-Clipboard", "CLIPBOARD", "PRIMARY", "SECONDARY", "FFL_NEVER_INTERNED")
 	if err != nil {
@@ -293,6 +298,9 @@ func TestReleaseSelections(t *testing.T) {
 		if o := owner(name); o != xproto.WindowNone {
 			t.Errorf("%s is still owned by %#x", name, o)
 		}
+	}
+	if owned, err := d.SelectionOwnedBy("CLIPBOARD", "Xpra-Clipboard"); err != nil || owned {
+		t.Errorf("SelectionOwnedBy(CLIPBOARD) after the release = %v, %v; want false", owned, err)
 	}
 	if o := owner("SECONDARY"); o != other {
 		t.Errorf("SECONDARY is owned by %#x, want the other window %#x: only the named owner's go", o, other)

@@ -106,7 +106,8 @@ func settled(t *testing.T, s *formSite, b *browser.Browser, want string) string 
 // chromium as the user (browser language lang) on its HTML5 client with Firefox's page
 // painted; reading the clipboard allowed or blocked (readClipboard) as the user answered the
 // browser's question, and with click the mouse clicked into the field (as a user starts typing).
-func inputSession(t *testing.T, job string, cfg map[string]string, pageQuery string, lang string, click, readClipboard bool) (*formSite, *browser.Browser, lifecycle.Info) {
+// It returns the form's site, the browser, the session's env and its announcement.
+func inputSession(t *testing.T, job string, cfg map[string]string, pageQuery string, lang string, click, readClipboard bool) (*formSite, *browser.Browser, *env, lifecycle.Info) {
 	t.Helper()
 	if d := os.Getenv("FFL_E2E_XPRA_DEBUG"); d != "" {
 		// xpra's debug log of these categories, printed when the test fails.
@@ -147,7 +148,7 @@ func inputSession(t *testing.T, job string, cfg map[string]string, pageQuery str
 	if click {
 		clickFirefox(t, b)
 	}
-	return s, b, info
+	return s, b, e, info
 }
 
 // clickFirefox clicks into the middle of Firefox's window in the HTML5 client: the field covers
@@ -223,7 +224,7 @@ func usKeys(t *testing.T, text string) []chord {
 // TestTypingUS: keys typed into the HTML5 client arrive in Firefox's field exactly as typed.
 func TestTypingUS(t *testing.T) {
 	require(t, "xpra", "firefox-esr", "chromium")
-	s, b, _ := inputSession(t, "9801", nil, "", "en-US", true, true)
+	s, b, _, _ := inputSession(t, "9801", nil, "", "en-US", true, true)
 	want := "Hello, World! 42 @home."
 	typeKeys(t, b, usKeys(t, want))
 	if got := settled(t, s, b, want); got != want {
@@ -303,7 +304,7 @@ func deKeys(t *testing.T, text string) []chord {
 // repeats while it is held arrives as often as the browser repeated it.
 func TestTypingHeldKey(t *testing.T) {
 	require(t, "xpra", "firefox-esr", "chromium")
-	s, b, _ := inputSession(t, "9805", nil, "", "en-US", true, true)
+	s, b, _, _ := inputSession(t, "9805", nil, "", "en-US", true, true)
 	x := usKeys(t, "x")[0].key
 	testutil.Must(t, b.Down(x), "x down")
 	time.Sleep(1500 * time.Millisecond) // the release arrives late: a slow link, a busy node
@@ -336,7 +337,7 @@ func TestTypingGerman(t *testing.T) {
 		{"keyboard_layout = de, an English browser", "9806", "en-US", map[string]string{"keyboard_layout": `"de"`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s, b, _ := inputSession(t, tc.job, tc.cfg, "", tc.lang, true, true)
+			s, b, _, _ := inputSession(t, tc.job, tc.cfg, "", tc.lang, true, true)
 			want := "Grüße aus Zürich, yz! @ € ê / Übermaß ^2 à"
 			typeKeys(t, b, deKeys(t, want))
 			if got := settled(t, s, b, want); got != want {
@@ -368,7 +369,7 @@ func TestClipboardIntoFirefox(t *testing.T) {
 		{"reading blocked", "9807", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s, b, _ := inputSession(t, tc.job, nil, "", "en-US", false, tc.read)
+			s, b, _, _ := inputSession(t, tc.job, nil, "", "en-US", false, tc.read)
 			testutil.Must(t, b.CopyElsewhere(s.url+"/form", clipText), "copy on the user's machine")
 			if _, err := b.ReadClipboard(); (err == nil) != tc.read {
 				t.Fatalf("reading the clipboard allowed=%v, but the page's readText() gave error %v", tc.read, err)
@@ -386,12 +387,25 @@ func TestClipboardIntoFirefox(t *testing.T) {
 // user's clipboard (chromium's, read with the Clipboard API), exactly.
 func TestClipboardFromFirefox(t *testing.T) {
 	require(t, "xpra", "firefox-esr", "chromium")
-	s, b, _ := inputSession(t, "9804", nil, "?text="+url.QueryEscape(clipText), "en-US", false, true)
+	s, b, e, info := inputSession(t, "9804", nil, "?text="+url.QueryEscape(clipText), "en-US", false, true)
 	if got := s.waitField(clipText); got != clipText {
 		t.Fatalf("Firefox's field holds %q, want %q (the page's own text)", got, clipText)
 	}
 	testutil.Must(t, b.WriteClipboard("before"), "clipboard")
 	clickFirefox(t, b)
+	// A user's Ctrl+C comes a moment after their click, not within milliseconds: the HTML5
+	// client reads the browser's clipboard at the click (asynchronously) and sends it to xpra,
+	// which claims the X clipboard with it. A copy in Firefox made before that read arrives is
+	// overwritten by it (xpra 3.1's client; seen with --debug=clipboard: the client's "before"
+	// came 10 ms after Firefox's claim). Wait until xpra holds the browser's text.
+	d := sessionDisplay(t, e, info)
+	defer d.Close()
+	if !testutil.Eventually(10*time.Second, func() bool {
+		owned, err := d.SelectionOwnedBy("CLIPBOARD", "Xpra-Clipboard")
+		return err == nil && owned
+	}) {
+		t.Fatal("xpra never claimed the X clipboard with the browser's text after the click")
+	}
 	typeKeys(t, b, []chord{ctrl("a"), ctrl("c")})
 	got := ""
 	testutil.Eventually(20*time.Second, func() bool { got, _ = b.ReadClipboard(); return got == clipText })
