@@ -97,8 +97,13 @@ func TestDoorPeerAttackRealSession(t *testing.T) {
 	refused := refusedTotal(string(testutil.MustRead(t, l.stderr.Name())), to.Port)
 	t.Logf("attack from port %d to %d: %d tries, %d connected, %d sent and reset; the launcher refused %d; xpra.log grew by %d lines",
 		from.Port, to.Port, tries, connected, sent, refused, strings.Count(added, "\n"))
-	if refused != connected {
-		t.Errorf("the launcher refused %d connections on port %d, want %d (every try)", refused, to.Port, connected)
+	// Every connection the attacker made is refused, and the launcher may have refused one it
+	// did not count: a connect the attacker gave up on (no answer within its wait under load)
+	// can still complete in the kernel (CI once: 40 tries, 39 connected, 40 refused). Nothing
+	// reached xpra either way (its log, above).
+	if refused < connected || refused > tries {
+		t.Errorf("the launcher refused %d connections on port %d, want every one of the %d the attacker connected and at most its %d tries",
+			refused, to.Port, connected, tries)
 	}
 }
 
