@@ -188,15 +188,36 @@ func TestCloseDeadline(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		bound time.Time
+		wait  time.Duration
 		want  time.Time
 	}{
-		{"no watchdog", time.Time{}, now.Add(ExitFlushTimeout)},
-		{"the watchdog later", now.Add(time.Minute), now.Add(ExitFlushTimeout)},
-		{"the watchdog sooner", now.Add(300 * time.Millisecond), now.Add(300 * time.Millisecond)},
-		{"the watchdog past", now.Add(-time.Second), now.Add(-time.Second)},
+		{"no watchdog", time.Time{}, ExitFlushTimeout, now.Add(ExitFlushTimeout)},
+		{"the watchdog later", now.Add(time.Minute), ExitFlushTimeout, now.Add(ExitFlushTimeout)},
+		{"the watchdog sooner", now.Add(300 * time.Millisecond), ExitFlushTimeout, now.Add(300 * time.Millisecond)},
+		{"the watchdog past", now.Add(-time.Second), ExitFlushTimeout, now.Add(-time.Second)},
+		{"syslog's short wait", now.Add(time.Minute), FlushTimeout, now.Add(FlushTimeout)},
 	} {
-		if got := closeDeadline(now, tc.bound); !got.Equal(tc.want) {
+		if got := closeDeadline(now, tc.bound, tc.wait); !got.Equal(tc.want) {
 			t.Errorf("%s: %v, want %v", tc.name, got.Sub(now), tc.want.Sub(now))
 		}
+	}
+}
+
+// TestCloseSyslogShortWait: a destination any user can stop (syslog's /dev/log) gets only
+// FlushTimeout at the end of a run, not ExitFlushTimeout: a user cannot make every Epilog wait.
+func TestCloseSyslogShortWait(t *testing.T) {
+	w := &blockingWriter{release: make(chan struct{})}
+	defer close(w.release)
+	log, _ := Log{Tag: "test", Stderr: io.Discard}.New()
+	s := newSink(w)
+	s.userFillable = true
+	log.sinks = append(log.sinks, s)
+	s.put(func(w io.Writer) { _, _ = w.Write([]byte("epilog done\n")) })
+	t0 := time.Now()
+	log.Close()
+	// FlushTimeout is 0.2 s and ExitFlushTimeout 2 s: the margin tells the two apart on a busy
+	// machine.
+	if d := time.Since(t0); d >= ExitFlushTimeout-500*time.Millisecond {
+		t.Errorf("Close waited %s for a stuck syslog; want about %s", d, FlushTimeout)
 	}
 }

@@ -19,11 +19,12 @@ const (
 	sinkQueue = 4096
 	// FlushTimeout bounds the watchdog's wait for the sinks before it ends a run.
 	FlushTimeout = 200 * time.Millisecond
-	// ExitFlushTimeout bounds the wait for the sinks when a run ends by itself (Close), and the
-	// run's own bound (Arm) bounds it too. It is longer than FlushTimeout so that the summary line
-	// survives a write the kernel holds up: a write to a busy disk is throttled by up to 200 ms
-	// per call (balance_dirty_pages), and a run ends with several lines queued. A log file on a
-	// hung file system costs a run at most this.
+	// ExitFlushTimeout bounds the wait for the file and stderr sinks when a run ends by itself
+	// (Close), and the run's own bound (Arm) bounds it too. It is longer than FlushTimeout so that
+	// the summary line survives a write the kernel holds up: a write to a busy disk is throttled
+	// by up to 200 ms per call (balance_dirty_pages), and a run ends with several lines queued. A
+	// log file on a hung file system costs a run at most this. The syslog sink keeps
+	// FlushTimeout: any user can fill /dev/log's queue, and must not make every Epilog slower.
 	ExitFlushTimeout = 2 * time.Second
 )
 
@@ -63,9 +64,17 @@ func (l *Logger) Flush(deadline time.Time) (dropped int) {
 	return dropped
 }
 
-// Close flushes (ExitFlushTimeout, not past the run's bound) and closes the sinks' files.
+// Close flushes (ExitFlushTimeout, syslog FlushTimeout, never past the run's bound) and closes
+// the sinks' files.
 func (l *Logger) Close() {
-	l.Flush(closeDeadline(time.Now(), l.bound))
+	now := time.Now()
+	for _, s := range l.sinks {
+		wait := ExitFlushTimeout
+		if s.userFillable {
+			wait = FlushTimeout
+		}
+		s.flush(closeDeadline(now, l.bound, wait))
+	}
 	for _, s := range l.sinks {
 		if c, ok := s.w.(io.Closer); ok && s.w != os.Stderr {
 			_ = c.Close()
@@ -108,16 +117,18 @@ func (h Log) New() (*Logger, []error) {
 		if err != nil {
 			errs = append(errs, fmt.Errorf("syslog: %w", err))
 		} else {
-			log.AddHook(&syslogHook{s: add(w), w: w})
+			s := add(w)
+			s.userFillable = true
+			log.AddHook(&syslogHook{s: s, w: w})
 		}
 	}
 	return out, errs
 }
 
-// closeDeadline is how long Close waits for the sinks at now: ExitFlushTimeout, cut to the
-// run's bound when there is one (the watchdog then flushes and exits anyway).
-func closeDeadline(now, bound time.Time) time.Time {
-	d := now.Add(ExitFlushTimeout)
+// closeDeadline is until when Close, at now, waits for a sink it gives wait: cut to the run's
+// bound when there is one (the watchdog then flushes and exits anyway).
+func closeDeadline(now, bound time.Time, wait time.Duration) time.Time {
+	d := now.Add(wait)
 	if !bound.IsZero() && bound.Before(d) {
 		return bound
 	}
@@ -157,11 +168,13 @@ func (t *tee) Write(p []byte) (int, error) {
 
 // sink writes to w from its own goroutine, through a bounded queue.
 type sink struct {
-	w       io.Writer
-	mu      sync.Mutex
-	queue   chan func(io.Writer)
-	pending sync.WaitGroup
-	dropped int
+	w io.Writer
+	// userFillable: any user can make this destination stop taking lines (syslog's /dev/log).
+	userFillable bool
+	mu           sync.Mutex
+	queue        chan func(io.Writer)
+	pending      sync.WaitGroup
+	dropped      int
 }
 
 func newSink(w io.Writer) *sink {
