@@ -15,21 +15,17 @@ import (
 func (d *Display) ReleaseSelections(ownerTitle string, names ...string) ([]string, error) {
 	var released []string
 	for _, name := range names {
-		sel := d.atom(name)
-		if sel == xproto.AtomNone {
-			continue
-		}
-		r, err := xproto.GetSelectionOwner(d.x, sel).Reply()
+		owned, err := d.SelectionOwnedBy(name, ownerTitle)
 		if err != nil {
-			return released, fmt.Errorf("x11: owner of %s: %w", name, err)
+			return released, err
 		}
-		if r.Owner == xproto.WindowNone || !d.titled(r.Owner, ownerTitle) {
+		if !owned {
 			continue
 		}
 		// At CurrentTime, which X never refuses: a claim made between the look above and this
 		// release would be undone too. ffl releases before the front lets any client through and
 		// within Firefox's first second, before it can have anything of its own to claim.
-		if err := xproto.SetSelectionOwnerChecked(d.x, xproto.WindowNone, sel, xproto.TimeCurrentTime).Check(); err != nil {
+		if err := xproto.SetSelectionOwnerChecked(d.x, xproto.WindowNone, d.atom(name), xproto.TimeCurrentTime).Check(); err != nil {
 			return released, fmt.Errorf("x11: release %s: %w", name, err)
 		}
 		released = append(released, name)
