@@ -92,36 +92,28 @@ func (b *Browser) Click(x, y float64) error {
 
 // AllowClipboard answers for the page of pageURL's origin what a user answers when the
 // browser asks "See text and images copied to the clipboard": allowed (read) or blocked (!read).
-// It also keeps the page focused as a visible tab is (headless chromium has no window focus, and the Clipboard API
-// answers only a focused document).
+// It also keeps the page focused as a visible tab is (headless chromium has no window focus, and
+// the Clipboard API answers only a focused document).
 func (b *Browser) AllowClipboard(pageURL string, read bool) error {
 	u, err := url.Parse(pageURL)
 	if err != nil {
 		return fmt.Errorf("clipboard permission: %w", err)
 	}
 	origin := u.Scheme + "://" + u.Host
-	readSetting := cdpbrowser.PermissionSettingGranted
+	setting := cdpbrowser.PermissionSettingGranted
 	if !read {
-		readSetting = cdpbrowser.PermissionSettingDenied
+		setting = cdpbrowser.PermissionSettingDenied
 	}
-	// In this order: with allowWithoutSanitization both names set chromium's one read-write
-	// setting, so the last call is what the page gets, and it must be the user's answer about
-	// reading. (Walked from a map before, clipboard-write came last about one run in eight, and
-	// its grant undid a blocked read: TestClipboardIntoFirefox/reading_blocked then failed.)
-	for _, p := range []struct {
-		name    string
-		setting cdpbrowser.PermissionSetting
-	}{
-		{"clipboard-write", cdpbrowser.PermissionSettingGranted},
-		{"clipboard-read", readSetting},
-	} {
-		_, err := chromedp.CallBrowser(b.ctx, cdpbrowser.SetPermission, cdpbrowser.SetPermissionParams{
-			Permission: &cdpbrowser.PermissionDescriptor{Name: p.name, AllowWithoutSanitization: true},
-			Setting:    p.setting, Origin: origin,
-		})
-		if err != nil {
-			return fmt.Errorf("set %s to %s for %s: %w", p.name, p.setting, origin, err)
-		}
+	// One setting: with allowWithoutSanitization chromium maps clipboard-read and clipboard-write
+	// to the same read-write setting, which is the one the user's answer sets. (A grant of
+	// clipboard-write, set as well from a map in random order, undid a blocked read about one
+	// run in eight: TestClipboardIntoFirefox/reading_blocked then failed.)
+	_, err = chromedp.CallBrowser(b.ctx, cdpbrowser.SetPermission, cdpbrowser.SetPermissionParams{
+		Permission: &cdpbrowser.PermissionDescriptor{Name: "clipboard-read", AllowWithoutSanitization: true},
+		Setting:    setting, Origin: origin,
+	})
+	if err != nil {
+		return fmt.Errorf("set clipboard-read to %s for %s: %w", setting, origin, err)
 	}
 	if _, err := chromedp.Call(b.ctx, emulation.SetFocusEmulationEnabled, emulation.SetFocusEmulationEnabledParams{Enabled: true}); err != nil {
 		return fmt.Errorf("focus emulation: %w", err)
