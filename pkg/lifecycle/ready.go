@@ -54,6 +54,9 @@ type Readiness struct {
 	// (see releaseClaim), and why that failed if it did.
 	Released   []string
 	ReleaseErr error
+	// WatchErr says why the probe could not have the X server report changes (x11.Watch,
+	// WatchDrawing) and looked every Poll instead; nil when it could.
+	WatchErr error
 }
 
 // Errors of the readiness steps (wrapped in a StartError).
@@ -75,17 +78,30 @@ var (
 // the start.) xpra keeps client windows unmapped until a client asks for
 // them, so the probe asks xpra to show them (its show-all-windows control command) and then
 // reads the window's pixels from the X server: a window that is one colour has not painted.
+//
+// The probe looks at the X display when the X server reports a change (x11.Display.Watch: a
+// window created, mapped, renamed, or drawn into), not on a timer: a look every 20 ms for the
+// whole start was most of the launcher's CPU and a share of the X server's, and on a node
+// where eight sessions started at once, with each start ten times as long, it took a quarter
+// of each start's CPU. Looks are at least Poll apart (drawing comes in bursts) and at most
+// Fallback apart (a change the server does not report, such as an X server without DAMAGE).
 type VisibleProbe struct {
-	// Poll is the interval between looks at the X display (default 20 ms).
+	// Poll is the least time between two looks at the X display (default 20 ms).
 	Poll time.Duration
+	// Fallback is the longest time between two looks when the X server reports nothing
+	// (default 250 ms).
+	Fallback time.Duration
 }
 
 // Wait implements Probe.
 func (p VisibleProbe) Wait(ctx context.Context, t ProbeTarget) (Readiness, error) {
 	var r Readiness
-	poll := p.Poll
+	poll, fallback := p.Poll, p.Fallback
 	if poll <= 0 {
 		poll = 20 * time.Millisecond
+	}
+	if fallback < poll {
+		fallback = max(250*time.Millisecond, poll)
 	}
 	if err := waitHTTP(ctx, t.Socket); err != nil {
 		return r, err
@@ -109,6 +125,14 @@ func (p VisibleProbe) Wait(ctx context.Context, t ProbeTarget) (Readiness, error
 		return r, fmt.Errorf("%w: %v", ErrNoWindow, err)
 	}
 	defer d.Close()
+	// Not a reason to fail the start either: without the X server's reports the probe looks
+	// every poll, as it did before it had them.
+	var changed <-chan struct{}
+	if r.WatchErr = d.Watch(); r.WatchErr == nil {
+		changed = d.Changed()
+	} else {
+		fallback = poll
+	}
 	// Not a reason to fail the start: the session works with the claim, only later.
 	r.Released, r.ReleaseErr = releaseClaim(d)
 	if t.Serving != nil {
@@ -127,7 +151,7 @@ func (p VisibleProbe) Wait(ctx context.Context, t ProbeTarget) (Readiness, error
 		return x11.Window{}, false, nil
 	}
 	var win x11.Window
-	if err := every(ctx, poll, func() (bool, error) {
+	if err := whenChanged(ctx, changed, poll, fallback, func() (bool, error) {
 		w, ok, err := find(0)
 		win = w
 		return ok, err
@@ -137,7 +161,14 @@ func (p VisibleProbe) Wait(ctx context.Context, t ProbeTarget) (Readiness, error
 	if err := showAllWindows(ctx, t.Socket, t.Encoding, win.ID); err != nil {
 		return r, fmt.Errorf("%w: %v", ErrNotPainted, err)
 	}
-	err = every(ctx, poll, func() (bool, error) {
+	paintFallback := fallback
+	if r.WatchErr == nil {
+		if r.WatchErr = d.WatchDrawing(win); r.WatchErr != nil {
+			// Drawing is then seen only by looking again.
+			paintFallback = poll
+		}
+	}
+	err = whenChanged(ctx, changed, poll, paintFallback, func() (bool, error) {
 		w, ok, err := find(win.ID)
 		if err != nil || !ok {
 			return false, err
@@ -149,6 +180,8 @@ func (p VisibleProbe) Wait(ctx context.Context, t ProbeTarget) (Readiness, error
 		if !w.Viewable {
 			return false, nil
 		}
+		// Before the look: what is drawn after it is reported again.
+		d.Drawn()
 		colors, err := d.Colors(w, 8)
 		return err == nil && colors >= 2, nil
 	})
@@ -216,6 +249,40 @@ func waitHTTP(ctx context.Context, socket string) error {
 		return fmt.Errorf("%w: %v", ErrNoHTTP, context.Cause(ctx))
 	}
 	return err
+}
+
+// whenChanged calls fn, then again after each receive from changed (but no sooner than least
+// after the previous call) or once most has passed without one, until fn says done, fails, or
+// ctx ends (ctx's cause is returned). A nil changed never receives: fn is then called every
+// most.
+func whenChanged(ctx context.Context, changed <-chan struct{}, least, most time.Duration, fn func() (bool, error)) error {
+	idle := time.NewTimer(most)
+	defer idle.Stop()
+	for {
+		last := time.Now()
+		done, err := fn()
+		if err != nil {
+			return err
+		}
+		if done {
+			return nil
+		}
+		idle.Reset(most - time.Since(last))
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-idle.C:
+			continue
+		case <-changed:
+		}
+		if wait := least - time.Since(last); wait > 0 {
+			select {
+			case <-ctx.Done():
+				return context.Cause(ctx)
+			case <-time.After(wait):
+			}
+		}
+	}
 }
 
 // every calls fn every d until it says done, fails, or ctx ends (ctx's cause is returned).

@@ -376,6 +376,9 @@ func (s *Session) waitReady(ctx context.Context, started time.Time) error {
 	if err := s.ready.ReleaseErr; err != nil {
 		s.log.WithError(err).Warn("xpra's empty clipboard claim could not be released: Firefox's start may wait for it")
 	}
+	if err := s.ready.WatchErr; err != nil {
+		s.log.WithError(err).Debug("the X server did not report changes: the readiness probe looked at the display every poll instead")
+	}
 	s.log.WithFields(logrus.Fields{"pid": s.xpra.PID, "display": s.Info().Display, "http_ms": s.ready.HTTP.Milliseconds(),
 		"window_ms": s.ready.Window.Milliseconds(), "title": s.ready.Title, "clipboard_released": strings.Join(s.ready.Released, ",")}).Info("session ready")
 	return nil

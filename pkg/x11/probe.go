@@ -17,6 +17,7 @@ import (
 	"strings"
 
 	"github.com/jezek/xgb"
+	"github.com/jezek/xgb/damage"
 	"github.com/jezek/xgb/xproto"
 )
 
@@ -34,6 +35,11 @@ type Display struct {
 	stop func() bool
 	// atoms caches the atoms asked for by name (atom).
 	atoms map[string]xproto.Atom
+	// changed, watched, damage and damageReady belong to Watch (watch.go): nil until then.
+	changed     chan struct{}
+	watched     map[xproto.Window]bool
+	damage      damage.Damage
+	damageReady bool
 }
 
 // Dial connects to display n through its socket in xdir/.X11-unix (xdir "" is /tmp, where
@@ -163,6 +169,7 @@ func (d *Display) Windows(match func(class string) bool) ([]Window, error) {
 				}
 			}
 		}
+		d.watch(next)
 		level = next
 	}
 	return out, nil

@@ -310,3 +310,112 @@ func TestReleaseSelections(t *testing.T) {
 		t.Errorf("second release: %v, %v; want none", got, err)
 	}
 }
+
+// TestWatch: on a real X server, a watching connection is told of what another client (as
+// Firefox is) does to the windows it looks at, and of nothing while nothing happens: a window
+// created, walked, renamed, mapped and drawn into; drawing is told once until Drawn.
+func TestWatch(t *testing.T) {
+	n, cookie := startXvfb(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	d, err := Dial(ctx, "", n, cookie)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	ff, err := Dial(ctx, "", n, cookie)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ff.Close()
+	if d.Changed() != nil {
+		t.Fatal("Changed before Watch is not nil")
+	}
+	if err := d.WatchDrawing(Window{ID: uint32(d.root)}); err == nil {
+		t.Error("WatchDrawing before Watch succeeded")
+	}
+	if err := d.Watch(); err != nil {
+		t.Fatal(err)
+	}
+	told := func(what string) {
+		t.Helper()
+		select {
+		case <-d.Changed():
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: not told", what)
+		}
+	}
+	// quiet waits a little for a report that must not come (a bound for the test, not a speed).
+	quiet := func(what string) {
+		t.Helper()
+		select {
+		case <-d.Changed():
+			t.Fatalf("%s: told of a change", what)
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+	quiet("nothing happened")
+
+	x := ff.x
+	screen := xproto.Setup(x).DefaultScreen(x)
+	wid, _ := xproto.NewWindowId(x)
+	if err := xproto.CreateWindowChecked(x, screen.RootDepth, wid, screen.Root, 0, 0, 400, 300, 0,
+		xproto.WindowClassInputOutput, screen.RootVisual, xproto.CwBackPixel, []uint32{0x000000}).Check(); err != nil {
+		t.Fatal(err)
+	}
+	told("window created")
+	quiet("after the creation")
+	cls := "Navigator\x00firefox-esr\x00"
+	if err := xproto.ChangePropertyChecked(x, xproto.PropModeReplace, wid, xproto.AtomWmClass, xproto.AtomString, 8, uint32(len(cls)), []byte(cls)).Check(); err != nil {
+		t.Fatal(err)
+	}
+	quiet("a property of a window not walked yet")
+	ws, err := d.Windows(IsFirefox)
+	if err != nil || len(ws) != 1 {
+		t.Fatalf("windows: %+v, %v", ws, err)
+	}
+	told("a window the walk saw first")
+	quiet("after the walk")
+	if _, err := d.Windows(IsFirefox); err != nil {
+		t.Fatal(err)
+	}
+	quiet("a second walk of the same windows")
+	if err := xproto.ChangePropertyChecked(x, xproto.PropModeReplace, wid, xproto.AtomWmName, xproto.AtomString, 8, 15, []byte("Mozilla Firefox")).Check(); err != nil {
+		t.Fatal(err)
+	}
+	told("title set")
+	if err := xproto.MapWindowChecked(x, wid).Check(); err != nil {
+		t.Fatal(err)
+	}
+	told("window mapped")
+	// Mapping draws the window's background: that is damage too.
+	ws, err = d.Windows(IsFirefox)
+	if err != nil || len(ws) != 1 || !ws[0].Viewable {
+		t.Fatalf("mapped window: %+v, %v", ws, err)
+	}
+	if err := d.WatchDrawing(ws[0]); err != nil {
+		t.Fatal(err)
+	}
+	told("drawing watched")
+	d.Drawn()
+	quiet("nothing drawn since Drawn")
+
+	gc, _ := xproto.NewGcontextId(x)
+	xproto.CreateGC(x, gc, xproto.Drawable(wid), xproto.GcForeground, []uint32{0x3a9d23})
+	draw := func() {
+		t.Helper()
+		if err := xproto.PolyFillRectangleChecked(x, xproto.Drawable(wid), gc, []xproto.Rectangle{{X: 0, Y: 0, Width: 50, Height: 50}}).Check(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	draw()
+	told("drawn into")
+	draw()
+	quiet("drawn into again before Drawn")
+	d.Drawn()
+	draw()
+	told("drawn into after Drawn")
+	if c, err := d.Colors(ws[0], 8); err != nil || c != 2 {
+		t.Errorf("painted window: %d colours, %v; want 2", c, err)
+	}
+}
