@@ -195,7 +195,7 @@ func (b *bench) nodeFigures() {
 		for i, d := range r.ready {
 			parts = append(parts, fmt.Sprintf("%s (CPU %s)", ms(d), ms(r.cpu[i])))
 		}
-		measured := fmt.Sprintf("slowest %s (each: %s); CPU per start median %s; total PSS %s", ms(maxOf(r.ready)), strings.Join(parts, ", "), ms(r.cpu.median()), mib(r.pss))
+		measured := fmt.Sprintf("slowest %s (each: %s); CPU per start median %s; total PSS %s (the first start's CPU by process: %s)", ms(maxOf(r.ready)), strings.Join(parts, ", "), ms(r.cpu.median()), mib(r.pss), r.split)
 		if n == 1 {
 			measured = fmt.Sprintf("median %s (each: %s); CPU per start median %s; total PSS %s (CPU by process: %s)", ms(r.ready.median()), strings.Join(parts, ", "), ms(r.cpu.median()), mib(r.pss), r.split)
 		}
