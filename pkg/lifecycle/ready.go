@@ -100,9 +100,10 @@ func (p VisibleProbe) Wait(ctx context.Context, t ProbeTarget) (Readiness, error
 	if poll <= 0 {
 		poll = 20 * time.Millisecond
 	}
-	if fallback < poll {
-		fallback = max(250*time.Millisecond, poll)
+	if fallback <= 0 {
+		fallback = 250 * time.Millisecond
 	}
+	fallback = max(fallback, poll)
 	if err := waitHTTP(ctx, t.Socket); err != nil {
 		return r, err
 	}

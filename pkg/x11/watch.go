@@ -33,6 +33,7 @@ func (d *Display) Watch() error {
 		return fmt.Errorf("x11: watch the root window: %w", err)
 	}
 	d.changed = make(chan struct{}, 1)
+	// The root keeps SubstructureNotify only: xpra changes the root's properties all along.
 	d.watched = map[xproto.Window]bool{d.root: true}
 	go d.pump(d.changed)
 	return nil
