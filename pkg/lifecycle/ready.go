@@ -286,22 +286,8 @@ func whenChanged(ctx context.Context, changed <-chan struct{}, least, most time.
 	}
 }
 
-// every calls fn every d until it says done, fails, or ctx ends (ctx's cause is returned).
+// every calls fn every d until it says done, fails, or ctx ends (ctx's cause is returned): a
+// wait with no reports to wake it.
 func every(ctx context.Context, d time.Duration, fn func() (bool, error)) error {
-	t := time.NewTicker(d)
-	defer t.Stop()
-	for {
-		done, err := fn()
-		if err != nil {
-			return err
-		}
-		if done {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return context.Cause(ctx)
-		case <-t.C:
-		}
-	}
+	return whenChanged(ctx, nil, d, d, fn)
 }

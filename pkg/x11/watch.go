@@ -89,9 +89,9 @@ func (d *Display) watch(ws []xproto.Window) {
 	}
 }
 
-// ErrNoDamage says the X server has no usable DAMAGE extension: a caller learns of drawing
+// errNoDamage says the X server has no usable DAMAGE extension: a caller learns of drawing
 // only by looking again.
-var ErrNoDamage = errors.New("x11: no DAMAGE extension")
+var errNoDamage = errors.New("x11: no DAMAGE extension")
 
 // WatchDrawing makes Changed receive when anything is drawn into w (the DAMAGE extension: one
 // event once the window has undrawn-for damage, then none until Drawn is called). Only one
@@ -102,12 +102,12 @@ func (d *Display) WatchDrawing(w Window) error {
 	}
 	if !d.damageReady {
 		if err := damage.Init(d.x); err != nil {
-			return fmt.Errorf("%w: %v", ErrNoDamage, err)
+			return fmt.Errorf("%w: %v", errNoDamage, err)
 		}
 		// The server refuses every other DAMAGE request of a client that has not told its
 		// version first.
 		if _, err := damage.QueryVersion(d.x, 1, 1).Reply(); err != nil {
-			return fmt.Errorf("%w: version: %v", ErrNoDamage, err)
+			return fmt.Errorf("%w: version: %v", errNoDamage, err)
 		}
 		d.damageReady = true
 	}

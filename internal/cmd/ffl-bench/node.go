@@ -195,10 +195,11 @@ func (b *bench) nodeFigures() {
 		for i, d := range r.ready {
 			parts = append(parts, fmt.Sprintf("%s (CPU %s)", ms(d), ms(r.cpu[i])))
 		}
-		measured := fmt.Sprintf("slowest %s (each: %s); CPU per start median %s; total PSS %s (the first start's CPU by process: %s)", ms(maxOf(r.ready)), strings.Join(parts, ", "), ms(r.cpu.median()), mib(r.pss), r.split)
+		lead, split := "slowest "+ms(maxOf(r.ready)), "the first start's CPU by process"
 		if n == 1 {
-			measured = fmt.Sprintf("median %s (each: %s); CPU per start median %s; total PSS %s (CPU by process: %s)", ms(r.ready.median()), strings.Join(parts, ", "), ms(r.cpu.median()), mib(r.pss), r.split)
+			lead, split = "median "+ms(r.ready.median()), "CPU by process"
 		}
+		measured := fmt.Sprintf("%s (each: %s); CPU per start median %s; total PSS %s (%s: %s)", lead, strings.Join(parts, ", "), ms(r.cpu.median()), mib(r.pss), split, r.split)
 		target, result := "reference", resInfo
 		if n == 8 && ok1 && len(one.ready) > 0 {
 			x := ratio(maxOf(r.ready), one.ready.median())
