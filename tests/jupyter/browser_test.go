@@ -24,6 +24,9 @@ type Browser struct {
 	ctx    context.Context // the browser's first tab; new tabs derive from it
 	cancel func()
 	shots  string // where screenshots go
+	// dwell is how long a tab LaunchFirefoxFromLab opened stays open after Firefox painted, as a
+	// user's does (zero: closed at once).
+	dwell time.Duration
 }
 
 func newBrowser(h *Hub, u User) (*Browser, error) {
@@ -321,7 +324,11 @@ func (b *Browser) LaunchFirefoxFromLab(color string, limit time.Duration) (time.
 	defer closeTab()
 	tctx, tcancel := context.WithTimeout(tab, limit-time.Since(t0))
 	defer tcancel()
-	return b.waitPainted(tctx, tab, url, name, color, limit, t0)
+	d, st, err := b.waitPainted(tctx, tab, url, name, color, limit, t0)
+	if err == nil {
+		time.Sleep(b.dwell)
+	}
+	return d, st, err
 }
 
 // waitPainted polls the tab (ctx, with its deadline) on url until Firefox has painted the page

@@ -19,6 +19,12 @@ const revisitWait = 5 * time.Second
 // revisitVisits is how many clients each revisit run sends: the first, then later ones.
 const revisitVisits = 3
 
+// revisitDwell is how long each client stays on the painted page before the next one comes, as a
+// user's does: long enough for what a client does after its first frames (ffl's client sends
+// the browser's screen size once the draws pause, and xpra 3.1 then adds a RandR mode and waits
+// 0.5 s), so a later client finds the session as a user's first visit left it.
+const revisitDwell = 2 * time.Second
+
 // revisitResult is one revisit run: each client's navigation -> the page painted (and its parts),
 // and the lines of xpra's log about the screen.
 type revisitResult struct {
@@ -103,6 +109,7 @@ func (b *bench) revisitRun(br *browser.Browser) (revisitResult, error) {
 			return r, fmt.Errorf("client %d: %w", k+1, err)
 		}
 		r.seen = append(r.seen, s)
+		time.Sleep(revisitDwell)
 	}
 	if _, err := br.Eval("location.href = 'about:blank'; 'ok'"); err != nil {
 		return r, err
