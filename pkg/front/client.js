@@ -27,17 +27,21 @@
 	// slow link). Unsynced, the server types each keydown the browser sends at once; a key the
 	// user holds repeats at the rate of the user's own keyboard (the browser's repeated keydowns).
 	//
-	// The screen takes the browser's size after Firefox's first frame, not before: for a size its
-	// X server does not have yet (every session's first client), xpra 3.1 adds a RandR mode and
-	// then sleeps 0.5 s on its main thread before it answers the hello (x11_server_core.py,
+	// The screen takes the browser's size once Firefox's first frames are drawn, not before: for
+	// a size its X server does not have yet (every session's first client), xpra 3.1 adds a
+	// RandR mode and then sleeps 0.5 s on its main thread (x11_server_core.py,
 	// do_get_best_screen_size), so the first visit of a session showed Firefox 0.5 s later than
 	// any later one (docs/DESIGN.md, "first visit"). Without a size in the hello xpra keeps its
 	// screen as it is and answers at once; the size follows in a desktop_size packet (what the
-	// client sends when the browser window is resized) as soon as the first frame is drawn.
+	// client sends when the browser window is resized) when the draws pause: sent after the first
+	// draw packet, xpra's wait held the next one, Firefox's repaint at the view's size (the first
+	// frame is often one taken before Firefox had repainted after the window's resize below).
+	// SIZE_QUIET is that pause, SIZE_MOST the longest a page that keeps drawing delays it.
 	// While Firefox is still starting (the page was served then, and ffl's "Starting Firefox"
 	// overlay still covers it) the size stays in the hello: xpra's wait then falls within
 	// Firefox's start, where nobody waits on it, and not between Firefox's first frame and its
 	// painted page.
+	var SIZE_QUIET = 250, SIZE_MOST = 2000;
 	var makeHello = P._make_hello;
 	P._make_hello = function () {
 		makeHello.apply(this, arguments);
@@ -49,19 +53,26 @@
 		delete this.capabilities["desktop_mode_size"];
 		delete this.capabilities["screen_sizes"];
 		this.fflSizeLater = true;
+		this.fflSizeBy = 0;
 	};
+	function sendSize(ctx) {
+		ctx.fflSizeLater = false;
+		if (ctx.connected) {
+			ctx.send(["desktop_size", ctx.desktop_width, ctx.desktop_height, ctx._get_screen_sizes()]);
+		}
+	}
 	var draw = P._process_draw;
 	P._process_draw = function (packet, ctx) {
 		draw.apply(this, arguments);
 		if (!ctx.fflSizeLater) {
 			return;
 		}
-		ctx.fflSizeLater = false;
-		setTimeout(function () {
-			if (ctx.connected) {
-				ctx.send(["desktop_size", ctx.desktop_width, ctx.desktop_height, ctx._get_screen_sizes()]);
-			}
-		}, 0);
+		var now = Date.now();
+		if (!ctx.fflSizeBy) {
+			ctx.fflSizeBy = now + SIZE_MOST;
+		}
+		clearTimeout(ctx.fflSizeTimer);
+		ctx.fflSizeTimer = setTimeout(sendSize, Math.max(0, Math.min(SIZE_QUIET, ctx.fflSizeBy - now)), ctx);
 	};
 
 	// Firefox fills the browser's view. Firefox sizes its first window from the X screen it
