@@ -75,7 +75,9 @@ type Session struct {
 	notice endWarning
 
 	// cmd and xpra are set once by the start (startXpra) and read by a stop that may run
-	// during the start (a SIGTERM while Firefox starts): that read goes through started.
+	// during the start (a SIGTERM while Firefox starts): that read goes through started. The
+	// start holds procMu from before xpra's exec to the record, and execs nothing once the
+	// session is stopping.
 	procMu  sync.Mutex
 	cmd     *exec.Cmd
 	xpra    proc.Identity
@@ -291,8 +293,22 @@ func (s *Session) startXpra(url string) (*os.File, time.Time, error) {
 	cmd.ExtraFiles = []*os.File{dw}
 	// Its own process group, so the whole group can be signalled without touching the launcher.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// xpra is started and recorded under procMu, and not at all once the session is stopping:
+	// the stop's look at xpra (started) then either waits for the record or comes after a start
+	// that did not happen. Without that, a stop between the exec and the record found no xpra
+	// to signal, nor its marker (not in its environment until the exec is done), and removed
+	// the session's directories around a running xpra (TestSupervisorTermDuringStart).
+	s.procMu.Lock()
+	select {
+	case <-s.stopping:
+		s.procMu.Unlock()
+		dr.Close()
+		return nil, time.Time{}, &StartError{Port: s.port, Reason: "the session was stopped before xpra started", Err: ErrStopping}
+	default:
+	}
 	started := time.Now()
 	if err := s.startCmd(cmd); err != nil {
+		s.procMu.Unlock()
 		dr.Close()
 		return nil, time.Time{}, fmt.Errorf("start %s: %w", xpraBin, err)
 	}
@@ -308,7 +324,6 @@ func (s *Session) startXpra(url string) (*os.File, time.Time, error) {
 	if err != nil {
 		id = proc.Identity{PID: cmd.Process.Pid, UID: st.Layout.UID}
 	}
-	s.procMu.Lock()
 	s.cmd, s.xpra = cmd, id
 	s.procMu.Unlock()
 	s.recordProcesses([]proc.Identity{s.xpra})
