@@ -1,91 +1,56 @@
-// Package fswait waits for a path to appear, woken by the kernel (inotify on the path's
-// directory) instead of looking every few milliseconds: a look costs little, but a wait of
-// seconds made of them does not (measured: a dial of a missing unix socket every 2 ms took
-// about 68 ms of CPU per second of waiting, timer wake-ups included), and the waits that
-// matter here are a session's start on a node busy with other starts.
+// Package fswait tells a waiting loop when files changed, woken by the kernel (inotify)
+// instead of looking every few milliseconds: a look costs little, but a wait of seconds made of
+// them does not (measured: a dial of a missing unix socket every 2 ms took about 68 ms of CPU
+// per second of waiting, timer wake-ups included), and the waits that matter here are a
+// session's start on a node busy with other starts.
 package fswait
 
 import (
-	"context"
-	"errors"
 	"os"
-	"path/filepath"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// safetyLook is the longest time between two looks while the directory is watched: a
-// watch reports every new entry, so this only bounds what an unforeseen miss could cost.
-const safetyLook = 250 * time.Millisecond
-
-// Exists returns once path exists (lstat: a symlink counts as itself, never followed), or
-// ctx's cause when ctx ends first. It looks again whenever path's directory reports a new
-// entry (created, or moved in). Where the directory cannot be watched (no inotify, too many
-// watches, the directory missing) it looks every poll instead.
-func Exists(ctx context.Context, path string, poll time.Duration) error {
-	return exists(ctx, path, poll, safetyLook)
-}
-
-// exists is Exists with the safety look's interval as a parameter (the tests set it beyond
-// their deadline, so only a reported event can end their wait).
-func exists(ctx context.Context, path string, poll, safety time.Duration) error {
-	w, werr := watchDir(filepath.Dir(path))
-	if werr == nil {
-		defer w.close()
-	}
-	for {
-		if _, err := os.Lstat(path); err == nil {
-			return nil
-		} else if !errors.Is(err, os.ErrNotExist) {
-			return err
-		}
-		look := poll
-		var changed <-chan struct{}
-		if werr == nil {
-			look, changed = safety, w.changed
-		}
-		t := time.NewTimer(look)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return context.Cause(ctx)
-		case <-changed:
-		case <-t.C:
-		}
-		t.Stop()
-	}
-}
-
-// dirWatch is an inotify watch of one directory for new entries; changed receives (coalesced)
-// after each batch of events.
-type dirWatch struct {
+// Watch reports changes to a set of paths: for a directory, an entry created, moved in or
+// written; for a file, a write. Changed receives (coalesced: one receive may stand for many
+// changes) after each batch the kernel reports. What changed is not said: the caller looks at
+// what it waits for itself.
+type Watch struct {
 	f       *os.File
 	changed chan struct{}
 }
 
-func watchDir(dir string) (*dirWatch, error) {
+// New watches paths (none followed if a symlink). It fails if any cannot be watched (no
+// inotify, too many watches, a path missing): the caller then looks on a timer, as before.
+func New(paths ...string) (*Watch, error) {
 	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
 	if err != nil {
 		return nil, os.NewSyscallError("inotify_init1", err)
 	}
-	if _, err := unix.InotifyAddWatch(fd, dir, unix.IN_CREATE|unix.IN_MOVED_TO|unix.IN_ONLYDIR|unix.IN_DONT_FOLLOW); err != nil {
-		_ = unix.Close(fd)
-		return nil, &os.PathError{Op: "inotify_add_watch", Path: dir, Err: err}
+	for _, p := range paths {
+		if _, err := unix.InotifyAddWatch(fd, p, unix.IN_CREATE|unix.IN_MOVED_TO|unix.IN_MODIFY|unix.IN_DONT_FOLLOW); err != nil {
+			_ = unix.Close(fd)
+			return nil, &os.PathError{Op: "inotify_add_watch", Path: p, Err: err}
+		}
 	}
-	// A non-blocking descriptor in an *os.File waits in Go's poller, and close ends that wait.
-	w := &dirWatch{f: os.NewFile(uintptr(fd), "inotify"), changed: make(chan struct{}, 1)}
+	// A non-blocking descriptor in an *os.File waits in Go's poller, and Close ends that wait.
+	w := &Watch{f: os.NewFile(uintptr(fd), "inotify"), changed: make(chan struct{}, 1)}
 	go w.pump()
 	return w, nil
 }
 
-// pump turns the watch's events into receives on changed until the watch is closed. What the
-// events say is not needed: the caller looks at the path itself.
-func (w *dirWatch) pump() {
+// Changed receives after changes (see Watch). It never closes.
+func (w *Watch) Changed() <-chan struct{} { return w.changed }
+
+// Close ends the watch.
+func (w *Watch) Close() error { return w.f.Close() }
+
+// pump turns the kernel's reports into receives on changed until the watch is closed.
+func (w *Watch) pump() {
 	buf := make([]byte, 4096)
 	for {
 		if _, err := w.f.Read(buf); err != nil {
-			return
+			return // closed (an inotify read fails otherwise only on a buffer too small)
 		}
 		select {
 		case w.changed <- struct{}{}:
@@ -93,5 +58,3 @@ func (w *dirWatch) pump() {
 		}
 	}
 }
-
-func (w *dirWatch) close() { _ = w.f.Close() }

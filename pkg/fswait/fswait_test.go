@@ -1,8 +1,6 @@
 package fswait
 
 import (
-	"context"
-	"errors"
 	"net"
 	"os"
 	"path/filepath"
@@ -11,115 +9,122 @@ import (
 	"time"
 )
 
-// TestExists: each way a path appears wakes the wait, with no look on a timer (poll and the
-// safety look are set beyond the test's deadline, so only the directory's report can end it).
-func TestExists(t *testing.T) {
+// TestWatch: each change a start makes (xpra's socket bound in its directory, a line written to
+// its log, a file created or moved in) is reported; nothing is reported while nothing changes.
+func TestWatch(t *testing.T) {
 	cases := []struct {
 		name   string
-		before func(t *testing.T, path string) // run before the wait; nil: nothing
-		appear func(t *testing.T, path string) // run while it waits; nil: nothing
+		change func(t *testing.T, dir, log string)
 	}{
-		{name: "there already", before: touch},
-		{name: "created", appear: touch},
-		{name: "a unix socket bound, as xpra does", appear: func(t *testing.T, path string) {
-			l, err := net.Listen("unix", path)
+		{"a unix socket bound, as xpra does", func(t *testing.T, dir, _ string) {
+			l, err := net.Listen("unix", filepath.Join(dir, "ffl.sock"))
 			if err != nil {
-				t.Error(err)
-				return
+				t.Fatal(err)
 			}
 			t.Cleanup(func() { l.Close() })
 		}},
-		{name: "moved in", appear: func(t *testing.T, path string) {
-			tmp := filepath.Join(t.TempDir(), "x")
-			touch(t, tmp)
-			if err := os.Rename(tmp, path); err != nil {
-				t.Error(err)
+		{"a line written to the log", func(t *testing.T, _, log string) {
+			f, err := os.OpenFile(log, os.O_WRONLY|os.O_APPEND, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if _, err := f.WriteString("xpra is ready.\n"); err != nil {
+				t.Fatal(err)
 			}
 		}},
-		{name: "a dangling symlink counts as itself", appear: func(t *testing.T, path string) {
-			if err := os.Symlink(filepath.Join(t.TempDir(), "nothing"), path); err != nil {
-				t.Error(err)
+		{"a file created", func(t *testing.T, dir, _ string) { touch(t, filepath.Join(dir, "new")) }},
+		{"a file moved in", func(t *testing.T, dir, _ string) {
+			tmp := filepath.Join(t.TempDir(), "x")
+			touch(t, tmp)
+			if err := os.Rename(tmp, filepath.Join(dir, "moved")); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"a dangling symlink made", func(t *testing.T, dir, _ string) {
+			if err := os.Symlink(filepath.Join(t.TempDir(), "nothing"), filepath.Join(dir, "link")); err != nil {
+				t.Fatal(err)
 			}
 		}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			dir := t.TempDir()
-			path := filepath.Join(dir, "ffl.sock")
-			touch(t, filepath.Join(dir, "other")) // an entry that is not the path
-			if c.before != nil {
-				c.before(t, path)
+			dir := filepath.Join(t.TempDir(), "xpra")
+			if err := os.Mkdir(dir, 0o700); err != nil {
+				t.Fatal(err)
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			if c.appear != nil {
-				go func() {
-					time.Sleep(50 * time.Millisecond)
-					touch(t, filepath.Join(dir, "unrelated")) // a report that is not the path
-					c.appear(t, path)
-				}()
+			log := filepath.Join(t.TempDir(), "xpra.log")
+			touch(t, log)
+			w, err := New(dir, log)
+			if err != nil {
+				t.Fatal(err)
 			}
-			if err := exists(ctx, path, time.Hour, time.Hour); err != nil {
-				t.Fatalf("exists: %v", err)
+			defer w.Close()
+			select {
+			case <-w.Changed():
+				t.Fatal("a change reported before anything changed")
+			case <-time.After(100 * time.Millisecond):
+			}
+			c.change(t, dir, log)
+			select {
+			case <-w.Changed():
+			case <-time.After(30 * time.Second):
+				t.Fatal("the change was not reported")
 			}
 		})
 	}
 }
 
-// TestExistsEnds: a path that never appears ends with the context's cause, and the watch's
-// reader ends with the wait.
-func TestExistsEnds(t *testing.T) {
-	before := runtime.NumGoroutine()
+// TestWatchPaths: a path that cannot be watched is an error (the caller then looks on a timer),
+// and a symlink is watched as itself, never followed to a directory it names.
+func TestWatchPaths(t *testing.T) {
 	dir := t.TempDir()
-	stop := errors.New("the start was given up")
-	ctx, cancel := context.WithCancelCause(context.Background())
-	time.AfterFunc(100*time.Millisecond, func() { cancel(stop) })
-	if err := exists(ctx, filepath.Join(dir, "ffl.sock"), time.Hour, time.Hour); !errors.Is(err, stop) {
-		t.Fatalf("exists = %v, want the context's cause %v", err, stop)
+	if _, err := New(filepath.Join(dir, "missing")); err == nil {
+		t.Error("New on a missing path: no error")
+	}
+	target := filepath.Join(dir, "target")
+	if err := os.Mkdir(target, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	w, err := New(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	touch(t, filepath.Join(target, "new"))
+	select {
+	case <-w.Changed():
+		t.Fatal("a change in the directory a symlink names was reported: the symlink was followed")
+	case <-time.After(200 * time.Millisecond):
+	}
+}
+
+// TestWatchClose: the reader of a closed watch ends.
+func TestWatchClose(t *testing.T) {
+	before := runtime.NumGoroutine()
+	w, err := New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	if n := runtime.NumGoroutine(); n > before {
-		t.Errorf("%d goroutines after the wait, %d before: the watch's reader did not end", n, before)
-	}
-}
-
-// TestExistsUnwatched: where the directory cannot be watched (it does not exist yet), the
-// wait looks every poll and still sees the path when it comes.
-func TestExistsUnwatched(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "later")
-	path := filepath.Join(dir, "ffl.sock")
-	go func() {
-		time.Sleep(50 * time.Millisecond)
-		if err := os.Mkdir(dir, 0o700); err != nil {
-			t.Error(err)
-			return
-		}
-		touch(t, path)
-	}()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := exists(ctx, path, 5*time.Millisecond, time.Hour); err != nil {
-		t.Fatalf("exists: %v", err)
-	}
-}
-
-// TestExistsNotADirectory: a path whose parent is a file is an error at once, not a wait.
-func TestExistsNotADirectory(t *testing.T) {
-	file := filepath.Join(t.TempDir(), "file")
-	touch(t, file)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := exists(ctx, filepath.Join(file, "ffl.sock"), time.Hour, time.Hour); err == nil || ctx.Err() != nil {
-		t.Fatalf("exists under a file = %v (context: %v), want an error at once", err, ctx.Err())
+		t.Errorf("%d goroutines after Close, %d before: the watch's reader did not end", n, before)
 	}
 }
 
 func touch(t *testing.T, path string) {
 	t.Helper()
 	if err := os.WriteFile(path, nil, 0o600); err != nil {
-		t.Error(err)
+		t.Fatal(err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -26,6 +27,8 @@ type Probe interface {
 type ProbeTarget struct {
 	// Socket is xpra's unix socket.
 	Socket string
+	// XpraLog is xpra's log file ("" if none): its writes wake the wait for xpra's page.
+	XpraLog string
 	// Display blocks until xpra has told its display number (or ctx is done).
 	Display func(ctx context.Context) (int, error)
 	// Xauthority is the session's authority file (xpra writes the Xvfb cookie there).
@@ -105,7 +108,7 @@ func (p VisibleProbe) Wait(ctx context.Context, t ProbeTarget) (Readiness, error
 		fallback = 250 * time.Millisecond
 	}
 	fallback = max(fallback, poll)
-	if err := waitHTTP(ctx, t.Socket); err != nil {
+	if err := waitHTTP(ctx, t.Socket, t.XpraLog); err != nil {
 		return r, err
 	}
 	r.HTTP = time.Since(t.Started)
@@ -236,25 +239,33 @@ type HTTPProbe struct{}
 
 // Wait implements Probe.
 func (HTTPProbe) Wait(ctx context.Context, t ProbeTarget) (Readiness, error) {
-	if err := waitHTTP(ctx, t.Socket); err != nil {
+	if err := waitHTTP(ctx, t.Socket, t.XpraLog); err != nil {
 		return Readiness{}, err
 	}
 	d := time.Since(t.Started)
 	return Readiness{HTTP: d, Window: d}, nil
 }
 
-// waitHTTP waits until xpra's socket exists, woken by the kernel when its directory gets a new
-// entry (a look every 2 ms, where it cannot be watched), then asks for xpra's page every 2 ms
-// until it is served. Before the socket exists each look was a wake-up for nothing: 2 ms
-// looks took about 68 ms of CPU per second of waiting here, and on a node where many
-// sessions start at once xpra takes seconds to bind it. Once it exists a look mostly waits
-// in xpra's accept queue for the page, so it stays frequent: ffl adds little to xpra's own
-// time to ready.
-func waitHTTP(ctx context.Context, socket string) error {
-	const poll = 2 * time.Millisecond
-	err := fswait.Exists(ctx, socket, poll)
-	if err == nil {
-		err = every(ctx, poll, func() (bool, error) { return xpra.HTTPReady(ctx, socket) })
+// waitHTTP asks for xpra's page until it is served. xpra 3.1 binds its socket early in its start
+// but listens only once its main loop runs, and then logs "xpra is ready."; a look before that
+// is refused at once. So the wait looks when xpra's log is written or the socket's directory
+// gets an entry (xpra writes its log at every step of its start), never more often than every
+// 2 ms, and at least every 50 ms in case no log line follows the listen. Looks every 2 ms
+// took about 68 ms of CPU per second of waiting here, and on a node where many sessions start
+// at once xpra takes seconds to listen. Where the files cannot be watched it looks every 2 ms.
+func waitHTTP(ctx context.Context, socket, log string) error {
+	const least, most = 2 * time.Millisecond, 50 * time.Millisecond
+	look := func() (bool, error) { return xpra.HTTPReady(ctx, socket) }
+	paths := []string{filepath.Dir(socket)}
+	if log != "" {
+		paths = append(paths, log)
+	}
+	var err error
+	if w, werr := fswait.New(paths...); werr == nil {
+		defer w.Close()
+		err = whenChanged(ctx, w.Changed(), least, most, look)
+	} else {
+		err = every(ctx, least, look)
 	}
 	if err != nil && ctx.Err() != nil {
 		return fmt.Errorf("%w: %v", ErrNoHTTP, context.Cause(ctx))

@@ -361,7 +361,7 @@ func (s *Session) waitReady(ctx context.Context, started time.Time) error {
 	done := make(chan result, 1)
 	go func() {
 		r, err := st.Probe.Wait(ctx, ProbeTarget{
-			Socket: s.paths.socket(), Display: s.waitDisplay, Xauthority: s.paths.xauthority(),
+			Socket: s.paths.socket(), XpraLog: s.paths.xpraLog(), Display: s.waitDisplay, Xauthority: s.paths.xauthority(),
 			XDir: st.XDir, Started: started, Encoding: st.XpraVersion.Encoding(),
 			Serving: func() { s.front.Serve(s.paths.socket()) },
 		})
@@ -614,8 +614,8 @@ func (s *Session) stop(ctx context.Context, grace time.Duration) error {
 	if s.front.State() == front.Ready {
 		s.front.Idle()
 	}
-	// xpra first: when it gets TERM in time it ends its own tree cleanly (0.2-0.35 s). An xpra
-	// the start runs after this look is found by its marker below.
+	// xpra first: when it gets TERM in time it ends its own tree cleanly (0.2-0.35 s). A start
+	// that has not run xpra by this look runs none (startXpra).
 	_, xpraID := s.started()
 	if xpraID.PID > 0 {
 		if err := proc.Signal(xpraID, unix.SIGTERM); err != nil && !errors.Is(err, proc.ErrGone) {
