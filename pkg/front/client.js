@@ -54,6 +54,7 @@
 		delete this.capabilities["screen_sizes"];
 		this.fflSizeLater = true;
 		this.fflSizeBy = 0;
+		clearTimeout(this.fflSizeTimer); // a reconnect's own draws decide
 	};
 	function sendSize(ctx) {
 		ctx.fflSizeLater = false;
