@@ -249,24 +249,22 @@ func (HTTPProbe) Wait(ctx context.Context, t ProbeTarget) (Readiness, error) {
 // waitHTTP asks for xpra's page until it is served. xpra 3.1 binds its socket early in its start
 // but listens only once its main loop runs, and then logs "xpra is ready."; a look before that
 // is refused at once. So the wait looks when xpra's log is written or the socket's directory
-// gets an entry (xpra writes its log at every step of its start), never more often than every
-// 2 ms, and at least every 50 ms in case no log line follows the listen. Looks every 2 ms
-// took about 68 ms of CPU per second of waiting here, and on a node where many sessions start
-// at once xpra takes seconds to listen. Where the files cannot be watched it looks every 2 ms.
+// gets an entry (xpra writes its log at every step of its start; pkg/fswait says what looks on
+// a timer cost instead), never more often than every 2 ms, and at least every 50 ms in case no
+// log line follows the listen. Where the files cannot be watched it looks every 2 ms.
 func waitHTTP(ctx context.Context, socket, log string) error {
-	const least, most = 2 * time.Millisecond, 50 * time.Millisecond
-	look := func() (bool, error) { return xpra.HTTPReady(ctx, socket) }
+	const least = 2 * time.Millisecond
 	paths := []string{filepath.Dir(socket)}
 	if log != "" {
 		paths = append(paths, log)
 	}
-	var err error
-	if w, werr := fswait.New(paths...); werr == nil {
+	var changed <-chan struct{}
+	most := least
+	if w, err := fswait.New(paths...); err == nil {
 		defer w.Close()
-		err = whenChanged(ctx, w.Changed(), least, most, look)
-	} else {
-		err = every(ctx, least, look)
+		changed, most = w.Changed(), 50*time.Millisecond
 	}
+	err := whenChanged(ctx, changed, least, most, func() (bool, error) { return xpra.HTTPReady(ctx, socket) })
 	if err != nil && ctx.Err() != nil {
 		return fmt.Errorf("%w: %v", ErrNoHTTP, context.Cause(ctx))
 	}
