@@ -69,13 +69,13 @@
 	// changed under it). Pointer moves alone do not: a mouse resting over the page would
 	// bring the wait back into the first frames.
 	var INPUT = {"key-action": 1, "button-action": 1, "wheel-motion": 1, "clipboard-token": 1};
-	var send = P.send;
+	var sendPacket = P.send;
 	P.send = function (packet) {
 		if (this.fflSizeLater && packet && INPUT[packet[0]]) {
 			clearTimeout(this.fflSizeTimer);
 			sendSize(this);
 		}
-		return send.apply(this, arguments);
+		return sendPacket.apply(this, arguments);
 	};
 	var draw = P._process_draw;
 	P._process_draw = function (packet, ctx) {
