@@ -290,23 +290,36 @@ func (j *Job) epilogSummary(t *testing.T) logLine {
 	})
 	if !ok {
 		st, code := j.state()
-		t.Fatalf("job %s (%s, exit %s): no 'epilog done' line in %s %v after it left the queue; slurmd's last lines on it: %q",
+		t.Fatalf("job %s (%s, exit %s): no 'epilog done' line in %s %v after it left the queue; slurmd's lines on it (on the Epilog, and the last ones): %q",
 			j.ID, st, code, j.c.epilogLog, epilogLimit, j.c.slurmdLines(j.ID, 4))
 	}
 	return found
 }
 
-// slurmdLines returns the last n lines of slurmd's log (its steps' included) that name job id:
-// what a failure says about how Slurm ended the job and ran its Epilog.
+// slurmdLines returns, of slurmd's log lines (its steps' included) that name job id, those that
+// mention the Epilog and the last n: what a failure says about how Slurm ended the job and ran
+// its Epilog. At SlurmdDebug=debug2 (tests/slurm/versions.sh) the Epilog's lines include
+// prep/script's "epilog success rc:0 output:...", the Epilog's own output.
 func (c *Cluster) slurmdLines(id string, n int) []string {
 	data, _ := os.ReadFile(filepath.Join(c.confDir, "log", "slurmd.log"))
-	var lines []string
-	for _, l := range strings.Split(string(data), "\n") {
+	return jobLines(string(data), id, n)
+}
+
+// jobLines is slurmdLines on the log's text.
+func jobLines(log, id string, n int) []string {
+	var named []string
+	for _, l := range strings.Split(log, "\n") {
 		if namesJob(l, id) {
+			named = append(named, l)
+		}
+	}
+	var lines []string
+	for i, l := range named {
+		if i >= len(named)-n || strings.Contains(strings.ToLower(l), "epilog") {
 			lines = append(lines, l)
 		}
 	}
-	return lines[max(0, len(lines)-n):]
+	return lines
 }
 
 // namesJob reports whether line holds id as a whole number (not a part of a longer one).

@@ -208,3 +208,25 @@ func TestNamesJob(t *testing.T) {
 		}
 	}
 }
+
+func TestJobLines(t *testing.T) {
+	log := strings.Join([]string{
+		"[01:16:40.050] [368187.extern] debug2: prep/script: _run_subpath_command: prolog success rc:0",
+		"[01:16:41.000] [368188.extern] debug2: prep/script: _run_subpath_command: epilog success rc:0 output:other job",
+		"[01:16:44.229] [368187.extern] Sent signal 18 to StepId=368187.extern",
+		"[01:16:44.432] [368187.extern] debug2: prep/script: _run_subpath_command: epilog success rc:0 output:x",
+		"[01:16:44.433] [368187.extern] debug:  JobId=368187: sent epilog complete msg: rc = 0",
+		"[01:16:44.440] [368187.extern] debug:  Message thread exited",
+		"[01:16:44.442] [368187.extern] done with step",
+	}, "\n")
+	got := jobLines(log, "368187", 2)
+	want := []string{
+		"[01:16:44.432] [368187.extern] debug2: prep/script: _run_subpath_command: epilog success rc:0 output:x",
+		"[01:16:44.433] [368187.extern] debug:  JobId=368187: sent epilog complete msg: rc = 0",
+		"[01:16:44.440] [368187.extern] debug:  Message thread exited",
+		"[01:16:44.442] [368187.extern] done with step",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("jobLines:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

@@ -71,7 +71,10 @@ log "built ffl and the suite's test binary in $(($(date +%s) - t)) s"
 
 declare -A RESULT TOOK VER
 for s in "${SUITES[@]}"; do
-  env=(FFL_E2E=1 FFL_PREBUILT_BIN=/ffl/bin SLURM_CONFDIR=/var/tmp/ffl-slurm)
+  # slurmd at debug2: its log then has the Epilog's own output ("prep/script: ... epilog success
+  # rc:0 output:..."), which a missing Epilog line needs to tell "the Epilog did not run" from
+  # "its line did not reach the log file" (a failure's message shows it). 2 MB for a whole run.
+  env=(FFL_E2E=1 FFL_PREBUILT_BIN=/ffl/bin SLURM_CONFDIR=/var/tmp/ffl-slurm SLURM_DEBUG_LEVEL=debug2)
   webroot=""
   if [ "$s" = trixie ]; then
     env+=(FFL_SLURM_XPRA=/opt/xpra-6.5.5/venv/bin/xpra
