@@ -42,10 +42,12 @@ when its directory exists (see **ffl.toml**(5)).`,
 			{Title: "EXIT STATUS", Body: fmt.Sprintf(`**%d**
 : Always for the Epilog run by Slurm: a bad environment, an unknown user, a missing home,
 garbage or hostile files, symlinks, processes that survive SIGKILL, timeouts, attacks are
-logged, never turned into a drained node.
+logged, never turned into a drained node. An Epilog that Slurm started with the job user's
+credentials (PrologFlags=RunInJob before Slurm 26.05 can) does nothing and says so.
 
 **%d**
-: A manual run with bad flags (**--job** without **--user**, an unknown user, ...).
+: A manual run with bad flags (**--job** without **--user**, an unknown user, ...), or a
+manual run or **sweep** not as root.
 
 **%d**
 : **doctor** found a problem.`, exitOK, exitUsage, exitBroken)},

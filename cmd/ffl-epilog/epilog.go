@@ -23,6 +23,10 @@ func epilogAction(c *cli.Context) error {
 			return hook.Usagef("--job and --user go together, e.g. ffl-epilog --job 1234 --user alice")
 		}
 	}
+	manual := c.IsSet("job")
+	if manual && os.Geteuid() != 0 {
+		return hook.Usagef("ffl-epilog --job runs as root (this is uid %d): sudo ffl-epilog --job %s --user %s", os.Geteuid(), c.String("job"), c.String("user"))
+	}
 	e := hook.Setup(c, "ffl-epilog")
 	defer e.Log.Close()
 	limit := timeout(c, e)
@@ -35,7 +39,7 @@ func epilogAction(c *cli.Context) error {
 		Grace: e.Cfg.CleanupTimeout.Duration, Helper: hook.Helper, Scanner: hook.Scanner, Phase: run.Phase,
 		Log: e.Entry(), XDir: c.String("x-dir"),
 	}
-	if c.IsSet("job") {
+	if manual {
 		job, err := slurmenv.Manual(c.String("job"), c.String("user"), slurmenv.Options{})
 		if err != nil {
 			e.Log.WithError(err).Error("manual run: nothing done")
@@ -50,6 +54,11 @@ func epilogAction(c *cli.Context) error {
 			return nil
 		}
 		p.Job, p.Resolve = job, resolve
+		if problem := hook.NotRoot("the Epilog", os.Geteuid(), os.Getegid()); problem != "" {
+			res := hook.EpilogResult{Job: job.ID, UID: job.UID, User: job.User, Duration: time.Since(t0)}
+			e.RefuseNotRoot(res.Summary(), hook.EpilogPhases, problem)
+			return nil
+		}
 	}
 	run.Arm(limit+hook.WatchdogMargin, e.Log, func(phase string) {
 		res := hook.EpilogResult{Job: p.Job.ID, UID: p.Job.UID, User: p.Job.User, Duration: time.Since(t0)}

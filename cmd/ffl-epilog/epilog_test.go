@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -172,6 +173,56 @@ func TestMetricsRecorded(t *testing.T) {
 	for _, want := range []string{`ffl_runs_total{hook="epilog"} 2`, `ffl_jobs_with_leftovers_total{hook="epilog"} 1`, `ffl_sessions_cleaned_total{hook="epilog"} 1`} {
 		if !strings.Contains(string(data), want) {
 			t.Errorf("metrics file lacks %q:\n%s", want, data)
+		}
+	}
+}
+
+// TestNotRoot: before Slurm 26.05, with PrologFlags=RunInJob, slurmstepd can start the Epilog
+// with the job user's credentials (pkg/hook, NotRoot). The Epilog then changes nothing, signals
+// nothing, exits 0 and says why and what removes the job's leftovers on stderr (slurmd logs it
+// at SlurmdDebug=debug2), where the root-owned log file is out of its reach; the remedy it names,
+// `--job --user` as root, removes everything. A manual run or a sweep not as root is refused as
+// a usage error.
+func TestNotRoot(t *testing.T) {
+	h := newHarness(t, "")
+	procs := h.tree(h.user, h.layout(h.user, jobA).Marker(8001))
+	h.session(h.user, jobA, 8001, false, procs, "")
+	before := testutil.Snapshot(t, h.world()...)
+	logBefore, _ := os.ReadFile(h.logFile)
+	r := h.runAs(h.user, h.slurmEnv(jobA, h.user))
+	if r.code != 0 {
+		t.Errorf("exit %d, want 0 (never drain the node)", r.code)
+	}
+	want := fmt.Sprintf("the Epilog not running as root but as uid %d", h.user.uid)
+	for _, s := range []string{want, "ffl-epilog --job ID --user NAME", `msg="epilog done, with problems`, "job=" + jobA, `unfinished="processes,x-files,home,dirs"`} {
+		if !strings.Contains(r.stderr, s) {
+			t.Errorf("stderr lacks %q:\n%s", s, r.stderr)
+		}
+	}
+	if r.log != string(logBefore) {
+		t.Errorf("the root-owned log file changed:\n%s", r.log)
+	}
+	testutil.AssertUnchanged(t, before, testutil.Snapshot(t, h.world()...))
+	testutil.AssertAlive(t, "the session's processes after the Epilog as the user", procs)
+
+	env := []string{"SLURMD_NODENAME=" + h.node, "PATH=/usr/bin:/bin"}
+	for name, args := range map[string][]string{
+		"manual run": {"--job", jobA, "--user", h.user.name},
+		"sweep":      {"sweep"},
+	} {
+		if r := h.runAs(h.user, env, args...); r.code != exitUsage || !strings.Contains(r.stderr, "runs as root") {
+			t.Errorf("%s as uid %d: exit %d, want %d and a line saying it runs as root; stderr: %s", name, h.user.uid, r.code, exitUsage, r.stderr)
+		}
+	}
+	testutil.AssertUnchanged(t, before, testutil.Snapshot(t, h.world()...))
+
+	if r := h.run(env, "--job", jobA, "--user", h.user.name); r.code != 0 {
+		t.Fatalf("the remedy, as root: exit %d: %s", r.code, r.stderr)
+	}
+	testutil.WaitGone(t, procs)
+	for _, p := range h.jobPaths(h.user, jobA) {
+		if testutil.Exists(p) {
+			t.Errorf("%s not removed by the remedy", p)
 		}
 	}
 }

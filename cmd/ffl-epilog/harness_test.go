@@ -162,6 +162,18 @@ func (h *harness) run(env []string, args ...string) result {
 // runWith is run with extra descriptors inherited (fd 3 and up), as slurmd or a shell may pass.
 func (h *harness) runWith(env []string, extra []*os.File, args ...string) result {
 	h.t.Helper()
+	return h.runCred(env, extra, nil, args...)
+}
+
+// runAs is run with u's credentials, as slurmstepd can start the Epilog (pkg/hook, NotRoot).
+func (h *harness) runAs(u testUser, env []string, args ...string) result {
+	h.t.Helper()
+	return h.runCred(env, nil, u.cred(), args...)
+}
+
+// runCred is runWith as cred (nil: as the test, root).
+func (h *harness) runCred(env []string, extra []*os.File, cred *syscall.Credential, args ...string) result {
+	h.t.Helper()
 	full := append([]string{"--config", h.conf, "--x-dir", h.xdir}, args...)
 	// A bug that blocks (a FIFO opened for reading, a hung helper) must fail the test, not hang it.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -170,6 +182,9 @@ func (h *harness) runWith(env []string, extra []*os.File, args ...string) result
 	cmd.Env = env
 	cmd.Dir = h.root
 	cmd.ExtraFiles = extra
+	if cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	t0 := time.Now()

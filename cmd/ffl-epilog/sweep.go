@@ -32,6 +32,9 @@ var sweepCommand = &cli.Command{
 		if c.NArg() > 0 {
 			return hook.Usagef("unexpected argument %q", c.Args().First())
 		}
+		if os.Geteuid() != 0 {
+			return hook.Usagef("ffl-epilog sweep runs as root (this is uid %d): sudo ffl-epilog sweep", os.Geteuid())
+		}
 		node, err := nodeName(c.String("node"))
 		if err != nil {
 			return hook.Usagef("%v", err)

@@ -71,6 +71,11 @@ func prologAction(c *cli.Context) error {
 		return nil
 	}
 	p.Job, p.Resolve = job, resolve
+	if problem := hook.NotRoot("the Prolog", os.Geteuid(), os.Getegid()); problem != "" {
+		res := hook.PrologResult{Job: job.ID, UID: job.UID, User: job.User, Duration: time.Since(t0)}
+		e.RefuseNotRoot(res.Summary(), hook.PrologPhases, problem)
+		return nil
+	}
 	run := &hook.Run{}
 	run.Arm(limit+hook.WatchdogMargin, e.Log, func(phase string) {
 		res := hook.PrologResult{Job: job.ID, UID: job.UID, User: job.User, Duration: time.Since(t0)}

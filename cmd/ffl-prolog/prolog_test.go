@@ -316,3 +316,27 @@ func TestPrologUnderAttack(t *testing.T) {
 		t.Errorf("the stale %s was not removed (the scan's cut does not cost the directories)", old)
 	}
 }
+
+// TestPrologNotRoot: a Prolog started with the job user's credentials (pkg/hook, NotRoot) makes
+// nothing (no runtime root, no .X11-unix of the user's), exits 0 and says why on stderr.
+func TestPrologNotRoot(t *testing.T) {
+	e := setupEnv(t)
+	cmd := exec.Command(prologBin, "--config", e.conf, "--x-dir", e.xdir)
+	cmd.Env = e.slurmEnv("78")
+	cmd.Dir = e.root
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(e.uid), Gid: uint32(e.gid)}}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("ffl-prolog as uid %d: %v (want exit 0); stderr: %s", e.uid, err, stderr.String())
+	}
+	want := fmt.Sprintf("the Prolog not running as root but as uid %d", e.uid)
+	if !strings.Contains(stderr.String(), want) || !strings.Contains(stderr.String(), `msg="prolog done, with problems`) {
+		t.Errorf("stderr lacks %q and the summary line:\n%s", want, stderr.String())
+	}
+	for _, p := range []string{e.runtime, filepath.Join(e.xdir, ".X11-unix")} {
+		if testutil.Exists(p) {
+			t.Errorf("%s was made by a Prolog not running as root", p)
+		}
+	}
+}
