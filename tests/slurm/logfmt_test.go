@@ -230,3 +230,21 @@ func TestJobLines(t *testing.T) {
 		t.Errorf("jobLines:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+func TestEpilogAsUser(t *testing.T) {
+	log := strings.Join([]string{
+		`[00:32:42.160] [95593.extern] debug2: prep/script: _run_subpath_command: epilog success rc:0 output:time="00:32:42.150Z" level=warning msg=logging error="log file: open /x/epilog.log: permission denied"`,
+		`time="00:32:42.150Z" level=error msg="the Epilog not running as root but as uid 1000, gid 1000: nothing done. ..." job=95593 uid=1000 user=ffluser1`,
+		`time="00:32:42.150Z" level=warning msg="epilog done, with problems (see the lines above)" job=95593`,
+		`time="00:33:42.150Z" level=error msg="the Epilog not running as root but as uid 1001, gid 1001: nothing done. ..." job=95594 uid=1001 user=ffluser2`,
+	}, "\n")
+	if line, ok := epilogAsUser(log, "95593"); !ok || !strings.Contains(line, "job=95593") {
+		t.Errorf("epilogAsUser(95593) = %q, %v", line, ok)
+	}
+	if line, ok := epilogAsUser(log, "9559"); ok {
+		t.Errorf("epilogAsUser(9559) found %q", line)
+	}
+	if line, ok := epilogAsUser(log, "95595"); ok {
+		t.Errorf("epilogAsUser(95595) found %q", line)
+	}
+}
