@@ -20,6 +20,9 @@ import (
 // Chromium is Debian's chromium binary.
 const Chromium = "/usr/bin/chromium"
 
+// Chrt is util-linux's chrt, which runs chromium under SCHED_IDLE (Options.Idle).
+const Chrt = "/usr/bin/chrt"
+
 // Options says who looks and what for.
 type Options struct {
 	// UID and GID run chromium as that user (0: as the caller). A session admits only its own
@@ -38,6 +41,10 @@ type Options struct {
 	// Flags are extra chromium switches (name -> value), e.g. "host-resolver-rules" to give a
 	// name of the test's choice an address, as a DNS rebinding attacker would.
 	Flags map[string]any
+	// Idle runs chromium and every process it starts under SCHED_IDLE (chrt --idle 0): it gets
+	// a CPU only when no other process wants one. It is the bench's stand-in for the user's
+	// browser on the user's own machine, where it takes nothing from the node's CPUs.
+	Idle bool
 }
 
 // Seen is what the browser saw.
@@ -158,10 +165,18 @@ func Start(ctx context.Context, opts Options) (*Browser, error) {
 	for name, v := range opts.Flags {
 		flags = append(flags, chromedp.Flag(name, v))
 	}
-	if opts.UID != 0 {
+	if opts.UID != 0 || opts.Idle {
+		// One function: chromedp keeps only the last ModifyCmdFunc.
 		flags = append(flags, chromedp.ModifyCmdFunc(func(cmd *exec.Cmd) {
-			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: &syscall.Credential{Uid: uint32(opts.UID), Gid: uint32(opts.GID)}}
-			cmd.Env = append(cmd.Env, "HOME="+opts.ProfileDir)
+			if opts.UID != 0 {
+				cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: &syscall.Credential{Uid: uint32(opts.UID), Gid: uint32(opts.GID)}}
+				cmd.Env = append(cmd.Env, "HOME="+opts.ProfileDir)
+			}
+			if opts.Idle {
+				// The policy is inherited by chromium's every child (renderers, GPU, network).
+				cmd.Args = append([]string{Chrt, "--idle", "0", cmd.Path}, cmd.Args[1:]...)
+				cmd.Path = Chrt
+			}
 		}))
 	}
 	actx, cancel := chromedp.NewExecAllocator(ctx, flags...)

@@ -39,7 +39,7 @@ type revisitResult struct {
 // costs xpra and Firefox and a later one does not.
 func (b *bench) revisitFigures() {
 	reps := b.reps(3, 2)
-	br, closeBr, err := b.startBrowser()
+	br, closeBr, err := b.startBrowser(false)
 	if err != nil {
 		b.rep.add(row{"R", "first client of a ready session against later ones", "chromium: " + err.Error(), "", resError})
 		return

@@ -78,14 +78,24 @@ func (b *bench) sideFigures(reps int) {
 	runs := map[string]*sideAgg{}
 	var http, window, seen, total, loaded, shown, colored, uncovered, browserCPU, nodeCPUs, colorOnX, wsOpen, hello samples
 	var requests []int64
-	br, closeBr, err := b.startBrowser()
+	br, closeBr, err := b.startBrowser(false)
 	if err != nil {
 		b.rep.add(row{"L6", "exec -> Firefox's page painted in a real browser", "chromium: " + err.Error(), "", resError})
 		return
 	}
 	defer closeBr()
 	names := []string{"ffl-cp1", "ffl-cp2", "floor", "peer"}
-	b.progress("side by side: ffl (content_processes 1 and 2), the floor, the peer configuration; exec -> painted and PSS 20 s later; %d rounds", reps)
+	// ffl-idle: the default configuration with a second chromium under SCHED_IDLE, which then
+	// takes only the CPU the session leaves, as the user's browser on the user's own machine
+	// takes none of the node's (the other rows share the bench's 2 CPUs with chromium).
+	brIdle, closeIdle, err := b.startBrowser(true)
+	if err != nil {
+		b.rep.note("S-idle: chromium under SCHED_IDLE did not start: %v", err)
+	} else {
+		defer closeIdle()
+		names = append(names, "ffl-idle")
+	}
+	b.progress("side by side: ffl (content_processes 1 and 2; the default with the browser under SCHED_IDLE), the floor, the peer configuration; exec -> painted and PSS 20 s later; %d rounds", reps)
 	for i := 0; i < reps; i++ {
 		for k := range names {
 			name := names[(i+k)%len(names)]
@@ -102,6 +112,10 @@ func (b *bench) sideFigures(reps int) {
 				r, err = b.floorRun(marker)
 			case "peer":
 				r, err = b.peerRun(marker, br)
+			case "ffl-idle":
+				var pr paintedResult
+				pr, err = b.paintedRun(brIdle, b.cfgRealCP[def])
+				r = sideResult{painted: pr.total, pss: pr.pss, byComm: pr.byComm}
 			default:
 				cp := 1
 				if name == "ffl-cp2" {
@@ -153,14 +167,15 @@ func (b *bench) sideFigures(reps int) {
 	b.sideRows(runs, names, def)
 }
 
-// startBrowser starts the headless chromium (as the bench user) the side-by-side runs share.
-func (b *bench) startBrowser() (*browser.Browser, func(), error) {
+// startBrowser starts the headless chromium (as the bench user) the side-by-side runs share;
+// idle runs it under SCHED_IDLE (browser.Options.Idle).
+func (b *bench) startBrowser(idle bool) (*browser.Browser, func(), error) {
 	profile, err := b.scratchHome("chromium")
 	if err != nil {
 		return nil, nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	br, err := browser.Start(ctx, browser.Options{UID: b.user.uid, GID: b.user.gid, ProfileDir: profile, Color: benchColor, Wait: 60 * time.Second})
+	br, err := browser.Start(ctx, browser.Options{UID: b.user.uid, GID: b.user.gid, ProfileDir: profile, Color: benchColor, Wait: 60 * time.Second, Idle: idle})
 	if err != nil {
 		cancel()
 		os.RemoveAll(profile)
@@ -362,12 +377,13 @@ func (b *bench) paintedRun(br *browser.Browser, cfg string) (paintedResult, erro
 func (b *bench) sideRows(runs map[string]*sideAgg, names []string, def int) {
 	for _, name := range names {
 		a := runs[name]
-		id := map[string]string{"ffl-cp1": "S-cp1", "ffl-cp2": "S-cp2", "floor": "S-floor", "peer": "S-peer"}[name]
+		id := map[string]string{"ffl-cp1": "S-cp1", "ffl-cp2": "S-cp2", "floor": "S-floor", "peer": "S-peer", "ffl-idle": "S-idle"}[name]
 		fig := map[string]string{
-			"ffl-cp1": "ffl, content_processes 1: exec -> painted in chromium; PSS 20 s later (client connected)",
-			"ffl-cp2": "ffl, content_processes 2: exec -> painted in chromium; PSS 20 s later (client connected)",
-			"floor":   "Floor: Firefox alone on Xvfb (fresh default profile): exec of Xvfb -> page colour in Firefox's X window; PSS 20 s later",
-			"peer":    "Peer: xpra + Firefox with their own defaults (as jupyter-xprahtml5-proxy), chromium polling the port: exec -> painted; PSS 20 s later",
+			"ffl-cp1":  "ffl, content_processes 1: exec -> painted in chromium; PSS 20 s later (client connected)",
+			"ffl-cp2":  "ffl, content_processes 2: exec -> painted in chromium; PSS 20 s later (client connected)",
+			"floor":    "Floor: Firefox alone on Xvfb (fresh default profile): exec of Xvfb -> page colour in Firefox's X window; PSS 20 s later",
+			"peer":     "Peer: xpra + Firefox with their own defaults (as jupyter-xprahtml5-proxy), chromium polling the port: exec -> painted; PSS 20 s later",
+			"ffl-idle": "ffl, default config, chromium under SCHED_IDLE (a CPU only when the session leaves one, as a browser on the user's own machine): exec -> painted in chromium; PSS 20 s later",
 		}[name]
 		if a == nil || len(a.painted) == 0 {
 			b.rep.add(row{id, fig, "no successful run", "reference", resError})
@@ -380,6 +396,10 @@ func (b *bench) sideRows(runs map[string]*sideAgg, names []string, def int) {
 	if ffl != nil && len(ffl.painted) > 0 && floor != nil && len(floor.painted) > 0 {
 		r := ratio(ffl.painted.median(), floor.painted.median())
 		b.rep.add(row{"S-x-floor", "ffl (default config) / floor: exec -> painted, medians of this run", fmt.Sprintf("%.2fx", r), "<= 1.3x", verdict(r <= 1.3)})
+	}
+	if idle := runs["ffl-idle"]; idle != nil && len(idle.painted) > 0 && floor != nil && len(floor.painted) > 0 {
+		r := ratio(idle.painted.median(), floor.painted.median())
+		b.rep.add(row{"S-idle-x-floor", "ffl (default config, chromium under SCHED_IDLE) / floor: exec -> painted, medians of this run", fmt.Sprintf("%.2fx", r), "information", resInfo})
 	}
 	if ffl != nil && len(ffl.painted) > 0 && peer != nil && len(peer.painted) > 0 {
 		rt := ratio(ffl.painted.median(), peer.painted.median())
