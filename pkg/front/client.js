@@ -46,6 +46,9 @@
 	P._make_hello = function () {
 		makeHello.apply(this, arguments);
 		this._update_capabilities({"keyboard_sync": false});
+		this.fflSizeUntil = 0;
+		this.fflQueue = null; // input of a connection before is not replayed into this one
+		clearTimeout(this.fflDrainTimer);
 		if (starting && document.getElementById("ffl-starting")) {
 			return;
 		}
@@ -60,8 +63,29 @@
 		ctx.fflSizeLater = false;
 		if (ctx.connected) {
 			ctx.send(["desktop_size", ctx.desktop_width, ctx.desktop_height, ctx._get_screen_sizes()]);
+			if (sizeChanges(ctx)) {
+				ctx.fflSizeUntil = Date.now() + SIZE_WAIT_MOST; // input waits for xpra's answer (below)
+			}
 		}
 	}
+	// sizeChanges says whether xpra will change its screen for the browser's size and answer
+	// with desktop_size: a size it does not have that fits its maximum (both from its hello).
+	// Otherwise there is no answer to wait for (nor any 0.5 s wait of xpra's to fear, or one the
+	// gate below cannot know of).
+	function sizeChanges(ctx) {
+		var w = ctx.desktop_width, h = ctx.desktop_height, cur = ctx.fflServerSize, max = ctx.fflServerMax;
+		if (!cur || !max) {
+			return false;
+		}
+		return (w !== cur[0] || h !== cur[1]) && w <= max[0] && h <= max[1];
+	}
+	var hello = P._process_hello;
+	P._process_hello = function (packet, ctx) {
+		var caps = packet[1] || {};
+		ctx.fflServerSize = caps["actual_desktop_size"];
+		ctx.fflServerMax = caps["max_desktop_size"];
+		return hello.apply(this, arguments);
+	};
 	// The user's first click, key, wheel or paste sends the size first if it is still waiting:
 	// xpra's 0.5 s wait then comes before that input, as it did when the size went with the
 	// first frame, and never in the middle of it (a paste into Firefox right after the page
@@ -75,7 +99,114 @@
 			clearTimeout(this.fflSizeTimer);
 			sendSize(this);
 		}
-		return sendPacket.apply(this, arguments);
+		if (packet && GATED[packet[0]] && (this.fflQueue || gateWait(this, packet) > 0)) {
+			(this.fflQueue = this.fflQueue || []).push(packet);
+			drain(this);
+			return;
+		}
+		return sendInput(this, packet);
+	};
+
+	// A paste gets the browser's clipboard, also right after a click or a copy elsewhere, which
+	// takes two things xpra 3.1 and its client do not give (TestClipboardIntoFirefox, a paste
+	// right after the click, came out empty in 1 of 8 runs, and in 3 of 15 with the client from
+	// before the size's deferral above):
+	//   - The client reads the browser's clipboard at every click and key (_poll_clipboard;
+	//     readText() is asynchronous) and sends it (a clipboard-token) when it changed, but it
+	//     sends the key itself on a 0 ms timer that does not wait for that read: a paste key can
+	//     leave before the new clipboard. So a key press with Control or Meta, or Insert
+	//     (Shift+Insert), waits while a read is pending (at most HOLD_MOST: a read waiting on the
+	//     browser's permission prompt must not freeze the keyboard).
+	//   - xpra handles a clipboard packet on its main thread by queueing it there a second time
+	//     (clipboard_server.py: idle_add of process_clipboard_packet), a key once: a key that is
+	//     queued before the token's first turn comes is typed before xpra owns the new clipboard.
+	//     That happens whenever both wait for the main thread, as during xpra's 0.5 s for the
+	//     screen size the first input sends (above); seen with --debug=clipboard,keyboard: the
+	//     keys at .072-.082, the token at .092, sent before them. So while that size is being
+	//     applied (until xpra's desktop_size answer, at most SIZE_WAIT_MOST) input waits here,
+	//     and a paste key leaves TOKEN_SETTLE after the last token, which an idle main thread
+	//     has handled by then.
+	// Everything behind a waiting packet waits too, so the order stays the user's. Typing
+	// without those modifiers waits only for the first input's size.
+	var HOLD_MOST = 1000, SIZE_WAIT_MOST = 1500, TOKEN_SETTLE = 50;
+	var GATED = {"key-action": 1, "button-action": 1, "pointer-position": 1, "wheel-motion": 1, "clipboard-token": 1};
+	function pasteChord(packet) {
+		if (packet[0] !== "key-action" || !packet[3]) {
+			return false;
+		}
+		var mods = packet[4] || [];
+		return packet[2] === "Insert" || mods.indexOf("control") >= 0 || mods.indexOf("meta") >= 0;
+	}
+	// gateWait is how many ms packet must still wait (0: it may leave now).
+	function gateWait(ctx, packet) {
+		var now = Date.now();
+		if (ctx.fflSizeUntil > now) {
+			return ctx.fflSizeUntil - now;
+		}
+		if (pasteChord(packet)) {
+			if (ctx.fflPolls > 0 && !(ctx.fflHeldSince && now - ctx.fflHeldSince >= HOLD_MOST)) {
+				return 10; // and at once when the read ends (drain below)
+			}
+			if (ctx.fflTokenAt && now - ctx.fflTokenAt < TOKEN_SETTLE) {
+				return TOKEN_SETTLE - (now - ctx.fflTokenAt);
+			}
+		}
+		return 0;
+	}
+	function sendInput(ctx, packet) {
+		if (packet && packet[0] === "clipboard-token") {
+			ctx.fflTokenAt = Date.now();
+		}
+		return sendPacket.call(ctx, packet);
+	}
+	// drain sends the waiting packets that may leave, in order, and comes back for the rest.
+	function drain(ctx) {
+		clearTimeout(ctx.fflDrainTimer);
+		var q = ctx.fflQueue;
+		while (q && q.length) {
+			var wait = gateWait(ctx, q[0]);
+			if (wait > 0) {
+				if (!ctx.fflHeldSince) {
+					ctx.fflHeldSince = Date.now();
+				}
+				ctx.fflDrainTimer = setTimeout(drain, wait, ctx);
+				return;
+			}
+			sendInput(ctx, q.shift());
+		}
+		ctx.fflQueue = null;
+		ctx.fflHeldSince = 0;
+	}
+	var desktopSize = P._process_desktop_size;
+	P._process_desktop_size = function (packet, ctx) {
+		desktopSize.apply(this, arguments);
+		ctx.fflSizeUntil = 0;
+		drain(ctx);
+	};
+	var poll = P._poll_clipboard;
+	P._poll_clipboard = function () {
+		var cb = navigator.clipboard, ctx = this;
+		if (!cb || !cb.readText) {
+			return poll.apply(this, arguments);
+		}
+		var read = cb.readText;
+		cb.readText = function () {
+			var p = read.call(cb);
+			ctx.fflPolls = (ctx.fflPolls || 0) + 1;
+			var done = function () {
+				ctx.fflPolls--;
+				drain(ctx);
+			};
+			// After the client's own handlers (which send the token): a microtask runs once the
+			// caller's synchronous .then() is in place.
+			Promise.resolve().then(function () { p.then(done, done); });
+			return p;
+		};
+		try {
+			return poll.apply(this, arguments);
+		} finally {
+			delete cb.readText;
+		}
 	};
 	var draw = P._process_draw;
 	P._process_draw = function (packet, ctx) {
