@@ -476,12 +476,12 @@ func checkModes(r *Report, o Options, conf *SlurmConf, flags map[string]bool, ha
 			detail = fmt.Sprintf("PrologFlags=%s (%s) with %s: the Prolog and Epilog run from the job's extern step (its cgroup, not its namespaces); tested with ffl (with CLONE_NEWPID): scancel and a SIGKILLed launcher leave nothing", s.Value, s.Where(), iso.plugin)
 		case iso.plugin != "":
 			st, detail = Warn, fmt.Sprintf("PrologFlags=%s (%s) with %s: the Prolog and Epilog run inside the job's extern step and its private %s; ffl is tested with each of them alone, not with both", s.Value, s.Where(), iso.plugin, strings.Join(iso.dirs, ","))
-		case !conf.version.AtLeast(26, 5):
-			// pkg/hook, NotRoot: seen twice in scenario 17 on 24.11; 26.05 has SchedMD's fix.
-			st, detail = Warn, fmt.Sprintf("PrologFlags=%s (%s): before Slurm 26.05 the job's extern slurmstepd can start the Epilog with the job user's credentials "+
-				"(a race with its X11 shutdown, SchedMD ticket 24439); ffl-epilog then does nothing and says so, and the job's sessions stay on disk until "+
-				"ffl-prolog at the user's next job here, `ffl-epilog sweep` or `ffl-epilog --job ID --user NAME` (docs/EPILOG.md, \"Not root\"); "+
-				"otherwise tested with ffl: scancel and the time limit leave nothing", s.Value, s.Where())
+		}
+		if st != Fail && !conf.version.AtLeast(26, 5) {
+			// pkg/hook, NotRoot: what scenario 17 showed twice on 24.11; 26.05 has SchedMD's fix.
+			st, detail = Warn, detail+"; but before Slurm 26.05 the job's extern slurmstepd can start the Epilog with the job user's credentials "+
+				"(a race with its X11 shutdown, SchedMD ticket 24439): ffl-epilog then does nothing and says so, and the job's sessions stay on disk until "+
+				"ffl-prolog at the user's next job here, `ffl-epilog sweep` or `ffl-epilog --job ID --user NAME` (docs/EPILOG.md, \"Not root\")"
 		}
 		r.Add("PrologFlags=RunInJob", st, detail, "PrologFlags=Alloc or Contain (without RunInJob), which ffl is tested with, or Slurm 26.05; else run `ffl-epilog sweep` from a timer")
 	}

@@ -373,7 +373,7 @@ func TestSlurmSide(t *testing.T) {
 			want: []want{{"SignalChildrenProcesses", Pass, "SIGTERM to xpra and Firefox at the same moment as to ffl-launch; tested with ffl"}}},
 		{name: "24.11 RunInJob alone: tested, but the Epilog can run as the user", version: "24.11",
 			site: site{files: map[string]string{"slurm.conf": "Epilog={dir}/bin/ffl-epilog\nPrologEpilogTimeout=60\nPrologFlags=Alloc,Contain,RunInJob\n", "bin/ffl-epilog": ffl}},
-			want: []want{{"PrologFlags=RunInJob", Warn, "before Slurm 26.05 the job's extern slurmstepd can start the Epilog with the job user's credentials"}}},
+			want: []want{{"PrologFlags=RunInJob", Warn, "tested with ffl: scancel and the time limit leave nothing; but before Slurm 26.05 the job's extern slurmstepd can start the Epilog with the job user's credentials"}}},
 		{name: "26.05 RunInJob alone is tested", version: "26.05",
 			site: site{files: map[string]string{"slurm.conf": "Epilog={dir}/bin/ffl-epilog\nPrologEpilogTimeout=60\nPrologFlags=Alloc,Contain,RunInJob\n", "bin/ffl-epilog": ffl}},
 			want: []want{{"PrologFlags=RunInJob", Pass, "inside the job's extern step (slurmstepd); tested with ffl"}}},

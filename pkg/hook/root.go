@@ -8,7 +8,8 @@ import (
 	"github.com/ffl-hpc/ffl/pkg/reclaim"
 )
 
-// NotRoot says why a hook that does not run as root does nothing, or "" when euid is root's.
+// NotRoot says why what ("the Epilog", "the Prolog") does nothing when it does not run as
+// root (euid), or "" when it does.
 //
 // Slurm runs the Prolog and Epilog as root. Before Slurm 26.05, with PrologFlags=RunInJob, the
 // job's extern slurmstepd can start the Epilog with the job user's credentials: at the step's
@@ -26,14 +27,14 @@ import (
 // what it can reach (stderr, which slurmd logs at SlurmdDebug=debug2, and syslog); a manual
 // `ffl-epilog --job ID --user NAME`, `ffl-epilog sweep`, or ffl-prolog at the user's next job on
 // the node removes what the job left (docs/EPILOG.md, "Not root").
-func NotRoot(hook string, euid, egid int) string {
+func NotRoot(what string, euid, egid int) string {
 	if euid == 0 {
 		return ""
 	}
 	return fmt.Sprintf("%s not running as root but as uid %d, gid %d: nothing done. Slurm started it with the job user's credentials "+
 		"(with PrologFlags=RunInJob, Slurm before 26.05 can: a race with the extern step's X11 shutdown); "+
 		"`ffl-epilog --job ID --user NAME` or `ffl-epilog sweep` as root, or ffl-prolog at the user's next job here, removes what the job left (docs/EPILOG.md, \"Not root\")",
-		hook, euid, egid)
+		what, euid, egid)
 }
 
 // RefuseNotRoot logs problem (NotRoot's), with the job's fields, and the run's summary line s

@@ -323,7 +323,9 @@ func (j *Job) remedyEpilogAsUser(t *testing.T, line string) logLine {
 		t.Fatalf("job %s: %s ran the Epilog as the job's user, a race fixed in 26.05: %s", j.ID, j.c.version, line)
 	}
 	t.Logf("job %s: %s ran the Epilog as the job's user (RunInJob before 26.05, docs/EPILOG.md \"Not root\"); slurmd logged its output: %s", j.ID, j.c.version, line)
-	out, err := exec.Command(j.c.epilog, "--job", j.ID, "--user", j.User.Name).CombinedOutput()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, j.c.epilog, "--job", j.ID, "--user", j.User.Name).CombinedOutput()
 	if err != nil {
 		t.Fatalf("job %s: the remedy, ffl-epilog --job %s --user %s as root: %v: %s", j.ID, j.ID, j.User.Name, err, out)
 	}
