@@ -115,8 +115,10 @@
 	//     readText() is asynchronous) and sends it (a clipboard-token) when it changed, but it
 	//     sends the key itself on a 0 ms timer that does not wait for that read: a paste key can
 	//     leave before the new clipboard. So a key press with Control or Meta, or Insert
-	//     (Shift+Insert), waits while a read is pending (at most HOLD_MOST: a read waiting on the
-	//     browser's permission prompt must not freeze the keyboard).
+	//     (Shift+Insert), waits while a read is pending, at most HOLD_MOST: a read waiting on
+	//     the browser's permission prompt must not freeze the keyboard, nor slow every later
+	//     paste while the prompt stays open (reads that outlasted it are not waited for again
+	//     until all pending ones end).
 	//   - xpra handles a clipboard packet on its main thread by queueing it there a second time
 	//     (clipboard_server.py: idle_add of process_clipboard_packet), a key once: a key that is
 	//     queued before the token's first turn comes is typed before xpra owns the new clipboard.
@@ -144,7 +146,13 @@
 			return ctx.fflSizeUntil - now;
 		}
 		if (pasteChord(packet)) {
-			if (ctx.fflPolls > 0 && !(ctx.fflHeldSince && now - ctx.fflHeldSince >= HOLD_MOST)) {
+			if (ctx.fflPolls > 0 && !ctx.fflReadsStuck) {
+				if (ctx.fflHeldSince && now - ctx.fflHeldSince >= HOLD_MOST) {
+					// Reads that outlast HOLD_MOST (a permission prompt left open) are not
+					// waited for again until every pending one has ended.
+					ctx.fflReadsStuck = true;
+					return 0;
+				}
 				return 10; // and at once when the read ends (drain below)
 			}
 			if (ctx.fflTokenAt && now - ctx.fflTokenAt < TOKEN_SETTLE) {
@@ -194,7 +202,9 @@
 			var p = read.call(cb);
 			ctx.fflPolls = (ctx.fflPolls || 0) + 1;
 			var done = function () {
-				ctx.fflPolls--;
+				if (--ctx.fflPolls === 0) {
+					ctx.fflReadsStuck = false;
+				}
 				drain(ctx);
 			};
 			// After the client's own handlers (which send the token): a microtask runs once the
