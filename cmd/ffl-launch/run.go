@@ -8,11 +8,13 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"time"
 
 	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 
+	"github.com/ffl-hpc/ffl/pkg/config"
 	"github.com/ffl-hpc/ffl/pkg/control"
 	"github.com/ffl-hpc/ffl/pkg/lifecycle"
 	"github.com/ffl-hpc/ffl/pkg/reclaim"
@@ -99,9 +101,10 @@ func (e *jobEnv) supervisorConfig(c *cli.Context, sessions int, args []string, o
 		Command:    args,
 		ProxyPort:  c.Bool("proxy-port"),
 		// The proxy port's session right away (jupyter_prestart), only for a proxy port.
-		ProxyPrestart: c.Bool("proxy-port") && e.cfg.JupyterPrestart,
-		Log:           log,
-		Announce:      func(info lifecycle.Info) { announce(out, asJSON, info) },
+		ProxyPrestart:       c.Bool("proxy-port") && e.cfg.JupyterPrestart == config.PrestartAlways,
+		ProxyPrestartRecent: recentWindow(c.Bool("proxy-port") && e.cfg.JupyterPrestart == config.PrestartRecent),
+		Log:                 log,
+		Announce:            func(info lifecycle.Info) { announce(out, asJSON, info) },
 		ServeAPI: func(sock string, m *lifecycle.Manager) (io.Closer, error) {
 			return control.Serve(sock, m, log)
 		},
@@ -139,4 +142,13 @@ func connectionText(info lifecycle.Info) string {
                     then open http://localhost:%d/  (no password: only your own user gets in)
   stop it:          ffl-launch stop %d   (or end the job: scancel %s)
 `, info.Node, info.Port, info.Job, info.WindowMS, info.URL, info.SSH, info.Port, info.Port, info.Job)
+}
+
+// recentWindow is ProxyPrestartRecent: config.RecentVisit when jupyter_prestart = "recent"
+// applies, else 0.
+func recentWindow(on bool) time.Duration {
+	if on {
+		return config.RecentVisit
+	}
+	return 0
 }

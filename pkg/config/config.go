@@ -45,6 +45,54 @@ const (
 	KeyboardAuto = "auto"
 )
 
+// Prestart is jupyter_prestart: true, false, or "recent".
+type Prestart string
+
+// Values of jupyter_prestart.
+const (
+	// PrestartNever starts the proxy port's session at the first visit.
+	PrestartNever Prestart = "false"
+	// PrestartAlways starts it with every notebook server.
+	PrestartAlways Prestart = "true"
+	// PrestartRecent starts it with the notebook server when the user visited a Jupyter proxy
+	// port's Firefox within RecentVisit before (the record: lifecycle's VisitFile in the state
+	// dir), else at the first visit: the memory is spent on the users who open Firefox, and a
+	// user who stops opening it stops paying after RecentVisit.
+	PrestartRecent Prestart = "recent"
+)
+
+// RecentVisit is how recent a visit makes jupyter_prestart = "recent" start the session early:
+// two weeks spans a user's weekly routine and a holiday week's gap.
+const RecentVisit = 14 * 24 * time.Hour
+
+// UnmarshalTOML implements toml.Unmarshaler: a boolean, or one of the values as a string.
+func (p *Prestart) UnmarshalTOML(v any) error {
+	switch v := v.(type) {
+	case bool:
+		*p = PrestartNever
+		if v {
+			*p = PrestartAlways
+		}
+		return nil
+	case string:
+		switch q := Prestart(v); q {
+		case PrestartNever, PrestartAlways, PrestartRecent:
+			*p = q
+			return nil
+		}
+	}
+	return fmt.Errorf(`must be true, false or "recent" (started with the notebook server when the user opened Firefox from JupyterLab in the last %d days)`, int(RecentVisit/(24*time.Hour)))
+}
+
+// MarshalTOML writes true and false as booleans and "recent" as a string, the way
+// UnmarshalTOML reads them, so that an encoded Config round-trips.
+func (p Prestart) MarshalTOML() ([]byte, error) {
+	if p == PrestartNever || p == PrestartAlways {
+		return []byte(p), nil
+	}
+	return []byte(strconv.Quote(string(p))), nil
+}
+
 // DefaultIdleTimeout is idle_timeout's default: longer than anyone reads one page without
 // touching mouse or keyboard, short against a walltime of hours, and on the order of the idle
 // timeouts JupyterHub sites give their culler (which adds its own on top).
@@ -104,10 +152,11 @@ type Config struct {
 	ScreenSize string `toml:"screen_size"`
 	// ContentProcesses bounds Firefox's web content processes (each costs tens of MiB).
 	ContentProcesses int `toml:"content_processes"`
-	// JupyterPrestart starts the session on the Jupyter proxy port when the notebook server
-	// starts, before anyone asks: the first visit is then as fast as a later one, at the cost of
-	// an idle session's memory for every notebook server, opened or not.
-	JupyterPrestart bool `toml:"jupyter_prestart"`
+	// JupyterPrestart says when the session on the Jupyter proxy port starts with the notebook
+	// server, before anyone asks: the first visit is then as fast as a later one, at the cost of
+	// an idle session's memory for the job's life, opened or not. PrestartRecent (the default)
+	// pays it only for users who opened Firefox from JupyterLab lately.
+	JupyterPrestart Prestart `toml:"jupyter_prestart"`
 	// DownloadDir is where Firefox saves downloads without asking: "" is the user's XDG download
 	// dir (~/.config/user-dirs.dirs) or ~/Downloads; "~/" is the job owner's home. It is never
 	// inside a session tree, so no cleanup can remove what the user downloaded.
@@ -194,6 +243,7 @@ func Default() Config {
 		// time to painted and no memory with one page open, and each one costs tens of MiB once
 		// several sites are.
 		ContentProcesses: 1,
+		JupyterPrestart:  PrestartRecent,
 		LogFormat:        "text",
 		Epilog: EpilogConfig{
 			Timeout:        Duration{10 * time.Second},

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -10,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/BurntSushi/toml"
 )
 
 func TestDefaultIsValid(t *testing.T) {
@@ -137,6 +140,14 @@ func TestKeys(t *testing.T) {
 		{toml: `idle_timeout = "5s"`, wantErr: `idle_timeout = "5s": must be 0 (off) or at least 10s`},
 		{toml: `idle_timeout = "-1m"`, wantErr: `must be 0 (off) or at least 10s`},
 		// log_format
+		{toml: ``, check: func(c Config) bool { return c.JupyterPrestart == PrestartRecent }},
+		{toml: `jupyter_prestart = true`, check: func(c Config) bool { return c.JupyterPrestart == PrestartAlways }},
+		{toml: `jupyter_prestart = false`, check: func(c Config) bool { return c.JupyterPrestart == PrestartNever }},
+		{toml: `jupyter_prestart = "recent"`, check: func(c Config) bool { return c.JupyterPrestart == PrestartRecent }},
+		{toml: `jupyter_prestart = "true"`, check: func(c Config) bool { return c.JupyterPrestart == PrestartAlways }},
+		{toml: `jupyter_prestart = "sometimes"`, wantErr: `jupyter_prestart = "sometimes": must be true, false or "recent" (started with the notebook server when the user opened Firefox from JupyterLab in the last 14 days)`},
+		{toml: `jupyter_prestart = 1`, wantErr: `jupyter_prestart = 1: must be true, false or "recent"`},
+		{toml: `jupyter_prestart = "Recent"`, wantErr: `jupyter_prestart = "Recent": must be true, false or "recent"`},
 		{toml: `log_format = "json"`, check: func(c Config) bool { return c.LogFormat == "json" }},
 		{toml: `log_format = "JSON"`, wantErr: `log_format = "JSON": must be "text" or "json"`},
 		// [epilog]
@@ -740,6 +751,23 @@ func TestKeyboardLayoutKey(t *testing.T) {
 		}
 		if err != nil && !strings.HasPrefix(err.Error(), "keyboard_layout = ") && !strings.Contains(err.Error(), "keyboard_layout = ") {
 			t.Errorf("keyboard_layout %q: error %q does not name the key", tt.in, err)
+		}
+	}
+}
+
+// TestPrestartRoundTrip: every jupyter_prestart value, encoded as TOML, reads back the same
+// (true and false as booleans, "recent" as a string).
+func TestPrestartRoundTrip(t *testing.T) {
+	for _, p := range []Prestart{PrestartNever, PrestartAlways, PrestartRecent} {
+		var buf bytes.Buffer
+		if err := toml.NewEncoder(&buf).Encode(struct {
+			P Prestart `toml:"jupyter_prestart"`
+		}{p}); err != nil {
+			t.Fatalf("encode %q: %v", p, err)
+		}
+		c, err := Parse(buf.Bytes(), "f.toml")
+		if err != nil || c.JupyterPrestart != p {
+			t.Errorf("%q encoded as %q reads back as %q, %v", p, buf.String(), c.JupyterPrestart, err)
 		}
 	}
 }

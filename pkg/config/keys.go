@@ -37,7 +37,7 @@ func Keys() []KeyDoc {
 		{Key: "port_attempts", Doc: `No longer used (ffl binds each port itself, nothing is retried); accepted for old files.`},
 		{Key: "screen_size", Doc: `Xvfb's screen, WIDTHxHEIGHT (640x480 to 8192x8192). xpra resizes the display to the browser window of the client, up to this size; a bigger screen costs memory.`},
 		{Key: "content_processes", Doc: `Firefox's web content processes (1 to 16): each costs tens of MiB on the job's memory.`},
-		{Key: "jupyter_prestart", Doc: `Start Firefox on the Jupyter proxy port (ffl-launch run --proxy-port) when the notebook server starts, before the first visit: the user's first click on Firefox then waits for no xpra or Firefox start (make bench, J1/J2 on a shared 2-core machine: the first visit 1.1-1.3x a later one, against 2.4x without it). It costs an idle session's memory (make bench, L5: 0.4-0.5 GB PSS) in every notebook job for its whole life, opened or not; false (the default) fits a typical site, where most notebook users never open Firefox. Set it where notebook servers are started to run Firefox.`},
+		{Key: "jupyter_prestart", Doc: `When Firefox starts on the Jupyter proxy port (ffl-launch run --proxy-port): with the notebook server, before the first visit, or at the first visit. Started early, the user's first click on Firefox waits for no xpra or Firefox start (make bench, J1/J2 on a shared 2-core machine: the first visit 1.1-1.3x a later one, against 2.4x without), and the job holds an idle session's memory (make bench, L5: 0.35-0.5 GB PSS) for its whole life, opened or not. "recent" (the default): early only for a user whose browser opened a Jupyter Firefox in the last 14 days (ffl records each visit in state_dir, file jupyter-visit), so users who never open it pay nothing and a user who stops stops paying; true: early in every notebook job; false: always at the first visit.`},
 		{Key: "xpra", Doc: `The xpra command: a name looked up in PATH or an absolute path.`},
 		{Key: "xpra_args", Doc: `Extra xpra options ("--option=value"). Options ffl sets itself (bind, auth, daemon, systemd-run, sockets, start-child, ...) are refused. They come after ffl's lean defaults (--opengl=noprobe --video-encoders=none --csc-modules=none --speaker=off --microphone=off --mmap=no --bell=no --system-tray=no --input-method=none, and an Xvfb without GLX), so e.g. ["--video-encoders=all"] or a --xvfb=... of your own turn them back.`},
 		{Key: "firefox", Doc: `The Firefox command: a name looked up in PATH or an absolute path.`},
@@ -100,6 +100,9 @@ func DefaultTOML(key string) (string, error) {
 	switch x := v.Interface().(type) {
 	case Duration:
 		return strconv.Quote(shortDuration(x.Duration)), nil
+	case Prestart:
+		b, err := x.MarshalTOML()
+		return string(b), err
 	case string:
 		return strconv.Quote(x), nil
 	case int:

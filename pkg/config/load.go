@@ -179,6 +179,7 @@ const (
 	kindBool
 	kindStrings
 	kindDuration
+	kindPrestart
 	kindTable
 )
 
@@ -193,6 +194,7 @@ type schemaField struct {
 func schemaOf(t reflect.Type) map[string]schemaField {
 	s := map[string]schemaField{}
 	durationType := reflect.TypeFor[Duration]()
+	prestartType := reflect.TypeFor[Prestart]()
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
 		name, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
@@ -203,6 +205,8 @@ func schemaOf(t reflect.Type) map[string]schemaField {
 		switch {
 		case f.Type == durationType:
 			sf.kind = kindDuration
+		case f.Type == prestartType:
+			sf.kind = kindPrestart
 		case f.Type.Kind() == reflect.String:
 			sf.kind = kindString
 		case f.Type.Kind() == reflect.Int:
@@ -287,6 +291,9 @@ func checkKind(k kind, val any) error {
 	case kindDuration:
 		var d Duration
 		return d.UnmarshalTOML(val)
+	case kindPrestart:
+		var p Prestart
+		return p.UnmarshalTOML(val)
 	case kindTable:
 		if _, ok := val.(map[string]any); ok {
 			return nil

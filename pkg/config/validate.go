@@ -75,6 +75,7 @@ func (c Config) Validate() error {
 		{"start_url", strconv.Quote(c.StartURL), checkURL(c.StartURL)},
 		{"screen_size", strconv.Quote(c.ScreenSize), checkScreen(c.ScreenSize)},
 		{"content_processes", strconv.Itoa(c.ContentProcesses), checkRange(c.ContentProcesses, 1, 16)},
+		{"jupyter_prestart", string(c.JupyterPrestart), checkPrestart(c.JupyterPrestart)},
 		{"download_dir", strconv.Quote(c.DownloadDir), checkDownloadDir(c.DownloadDir)},
 		{"profile", strconv.Quote(c.Profile), checkProfile(c.Profile)},
 		{"end_warning", quoteDuration(c.EndWarning), checkNonNegative(c.EndWarning)},
@@ -223,6 +224,11 @@ func checkKeyboardLayout(s string) error {
 		return fmt.Errorf("must be %q (the browser's language decides) or an X keyboard layout name such as \"de\", \"fr\", \"us\" (see /usr/share/X11/xkb/symbols)", KeyboardAuto)
 	}
 	return nil
+}
+
+func checkPrestart(p Prestart) error {
+	var q Prestart
+	return q.UnmarshalTOML(string(p))
 }
 
 func checkProfile(s string) error {

@@ -25,6 +25,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -140,6 +141,8 @@ type Front struct {
 	// forbidden counts requests answered 403 (door); doorLogged rate-limits their log lines.
 	forbidden  int
 	doorLogged refusal
+	// onVisit is called when a client opens its WebSocket to the session (OnVisit).
+	onVisit func()
 
 	wg sync.WaitGroup
 }
@@ -201,6 +204,15 @@ func Listen(addr string, port int, opts Options) (*Front, error) {
 
 // Port is the bound port.
 func (f *Front) Port() int { return f.port }
+
+// OnVisit sets fn to be called, in its own goroutine, each time a WebSocket upgrade that passed
+// the door is relayed to xpra: the owner's HTML5 client connecting, that is, somebody opening
+// Firefox. Page loads and a proxy's readiness polling (plain GETs) do not count.
+func (f *Front) OnVisit(fn func()) {
+	f.mu.Lock()
+	f.onVisit = fn
+	f.mu.Unlock()
+}
 
 // State returns the current state.
 func (f *Front) State() State {
@@ -557,6 +569,7 @@ func (f *Front) handle(w http.ResponseWriter, r *http.Request) {
 			// A session that is no longer ready takes this connection with it (set).
 			f.relayed[c] = struct{}{}
 		}
+		visit := f.onVisit
 		f.mu.Unlock()
 		if demand {
 			go f.opts.OnDemand()
@@ -568,6 +581,9 @@ func (f *Front) handle(w http.ResponseWriter, r *http.Request) {
 			writePage(w, http.StatusServiceUnavailable, "No Firefox session is running on this port", "The session ended.")
 			return
 		case Ready:
+			if visit != nil && isWebSocket(r) {
+				go visit()
+			}
 			f.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), targetKey{}, target)))
 			return
 		case Failed:
@@ -600,6 +616,11 @@ func (f *Front) handle(w http.ResponseWriter, r *http.Request) {
 		}
 		t.Stop()
 	}
+}
+
+// isWebSocket reports a WebSocket upgrade request (RFC 6455: Upgrade "websocket", any case).
+func isWebSocket(r *http.Request) bool {
+	return strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
 }
 
 // logRefusal counts a refused connection and logs it, at most once per refusalLogEvery for one

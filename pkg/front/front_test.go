@@ -580,3 +580,32 @@ func TestOnDemand(t *testing.T) {
 		t.Fatalf("held visit after a failure: %d %q", code, body)
 	}
 }
+
+// TestOnVisit: the visit hook runs when the owner's client opens its WebSocket to the session,
+// not for page loads (a proxy's readiness polling is one) nor for a request the door refuses.
+func TestOnVisit(t *testing.T) {
+	x := newFakeXpra(t)
+	f := listen(t, Options{UID: os.Getuid()})
+	var visits atomic.Int32
+	f.OnVisit(func() { visits.Add(1) })
+	f.Ready(x.path)
+	c := dial(t, f)
+	r := bufio.NewReader(c)
+	h := "127.0.0.1:" + strconv.Itoa(f.Port())
+	if code, _ := get(t, c, r, h, "/index.html", "Origin: http://"+h); code != 200 {
+		t.Fatalf("page: %d", code)
+	}
+	if code, _ := get(t, c, r, "evil.example:"+strconv.Itoa(f.Port()), "/", "Upgrade: websocket"); code != 403 {
+		t.Fatalf("foreign Host: %d, want 403", code)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if n := visits.Load(); n != 0 {
+		t.Fatalf("%d visits after a page load and a refused upgrade, want 0", n)
+	}
+	ws := dial(t, f)
+	wr := upgrade(t, ws, f)
+	echo(t, ws, wr, "hello")
+	if !testutil.Eventually(5*time.Second, func() bool { return visits.Load() == 1 }) {
+		t.Fatalf("%d visits after the client's WebSocket, want 1", visits.Load())
+	}
+}

@@ -58,8 +58,12 @@ type SupervisorConfig struct {
 	// ProxyPort holds a port for the wrapped command (EnvProxyPort).
 	ProxyPort bool
 	// ProxyPrestart starts the proxy port's session at once, before the first visit
-	// (jupyter_prestart).
+	// (jupyter_prestart = true).
 	ProxyPrestart bool
+	// ProxyPrestartRecent, above 0, starts it at once only when the user's browser opened a
+	// proxy port's Firefox within that long before (VisitFile in the state dir; jupyter_prestart
+	// = "recent"). Every visit to the proxy port's session is recorded, whatever the setting.
+	ProxyPrestartRecent time.Duration
 	// Announce is called with every initially started session's connection info.
 	Announce func(Info)
 	// ServeAPI starts the control API on the socket path (the control package; injected so that
@@ -245,9 +249,20 @@ func (s *Supervisor) holdProxyPort(ctx context.Context, mgr *Manager) ([]string,
 	}
 	mgr.Lend(s.proxy)
 	s.log.WithField("port", s.proxy.Port()).Info("port held for the Jupyter proxy entry")
-	if s.cfg.ProxyPrestart {
+	l := s.cfg.Settings.Layout
+	switch {
+	case s.cfg.ProxyPrestart:
 		go startOn(s.proxy.Port(), "jupyter_prestart: starting the Jupyter proxy port's session before the first visit")
+	case s.cfg.ProxyPrestartRecent > 0:
+		// Read before the visit hook is set: this server's own visits never count for itself.
+		if ok, why := prestartRecent(l.StateDir, l.UID, s.cfg.ProxyPrestartRecent, time.Now()); ok {
+			go startOn(s.proxy.Port(), why)
+		} else {
+			s.log.WithField("port", s.proxy.Port()).Info(why)
+		}
 	}
+	rec := &visitRecorder{stateDir: l.StateDir, uid: l.UID, log: s.log.WithField("port", s.proxy.Port()), now: time.Now}
+	s.proxy.OnVisit(rec.record)
 	return []string{EnvProxyPort + "=" + strconv.Itoa(s.proxy.Port()), EnvProxySecretFile + "=" + secretFile}, nil
 }
 

@@ -160,21 +160,40 @@ func TestSupervisorWrappedCommand(t *testing.T) {
 	})
 }
 
-// TestSupervisorProxyPrestart: with ProxyPrestart (jupyter_prestart) the proxy port's session
-// starts with the supervisor, before anyone visits the port or runs `ffl-launch proxy`; without
-// it, the port stays idle until then.
+// TestSupervisorProxyPrestart: with ProxyPrestart (jupyter_prestart = true) the proxy port's
+// session starts with the supervisor, before anyone visits the port or runs `ffl-launch proxy`;
+// with ProxyPrestartRecent ("recent") only when the state dir records a visit within the
+// window; otherwise the port stays idle until then. The client's WebSocket through the proxy
+// port (a visit) writes the record, in every mode.
 func TestSupervisorProxyPrestart(t *testing.T) {
 	faketree, fakexpra, dir, ok := asUser(t, "TestSupervisorProxyPrestart")
 	if !ok {
 		return
 	}
-	for i, prestart := range []bool{true, false} {
-		t.Run(fmt.Sprintf("prestart=%v", prestart), func(t *testing.T) {
+	tests := []struct {
+		name   string
+		always bool
+		recent time.Duration
+		record time.Duration // a visit this long ago in the state dir (0: none)
+		want   bool
+	}{
+		{name: "true", always: true, want: true},
+		{name: "false", want: false},
+		{name: "recent, visited yesterday", recent: 14 * 24 * time.Hour, record: 24 * time.Hour, want: true},
+		{name: "recent, visited a month ago", recent: 14 * 24 * time.Hour, record: 30 * 24 * time.Hour, want: false},
+		{name: "recent, never visited", recent: 14 * 24 * time.Hour, want: false},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
 			sub := filepath.Join(dir, fmt.Sprintf("p%d", i))
 			cfg, l := testSupervisor(t, faketree, fakexpra, sub, fmt.Sprintf("9%d", 5+i), "no-tree")
+			testutil.Must(t, os.MkdirAll(l.StateDir, 0o700))
+			if tt.record > 0 {
+				testutil.Must(t, writeVisit(l.StateDir, l.UID, time.Now().Add(-tt.record)))
+			}
 			out := filepath.Join(sub, "env.out")
 			cfg.Command = []string{"/bin/sh", "-c", `echo "$FFL_PROXY_PORT $FFL_PROXY_SECRET_FILE" > ` + out + `; exec sleep 60`}
-			cfg.ProxyPort, cfg.ProxyPrestart = true, prestart
+			cfg.ProxyPort, cfg.ProxyPrestart, cfg.ProxyPrestartRecent = true, tt.always, tt.recent
 			sigs, done := runSupervisor(cfg)
 			var port int
 			var secretFile string
@@ -191,27 +210,36 @@ func TestSupervisorProxyPrestart(t *testing.T) {
 				t.Fatal("the wrapped command never wrote FFL_PROXY_PORT")
 			}
 			started := func() bool { return sessionDirExists(l, port) }
-			if prestart {
+			if tt.want {
 				if !testutil.Eventually(30*time.Second, started) {
 					t.Fatal("no session on the proxy port before any visit")
 				}
-				// Held until the session is ready, then relayed to (fake) xpra: the session
-				// was started and is up (and is not stopped in the middle of its start below).
-				secret, err := os.ReadFile(secretFile)
-				testutil.Must(t, err, "read the proxy secret")
-				req, _ := http.NewRequest("GET", "http://127.0.0.1:"+strconv.Itoa(port)+"/", nil)
-				req.Header.Set(front.ProxySecretHeader, strings.TrimSpace(string(secret)))
-				resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
-				if err != nil || resp.StatusCode != 200 {
-					t.Fatalf("the prestarted session does not answer: %v, %v", resp, err)
-				}
-				resp.Body.Close()
-			}
-			if !prestart {
+			} else {
 				time.Sleep(300 * time.Millisecond) // a start would have made its dir by now
 				if started() {
-					t.Error("a session started on the proxy port without prestart or a visit")
+					t.Fatal("a session started on the proxy port before a visit")
 				}
+			}
+			// The client's WebSocket: held until the session is ready (started now by the
+			// visit where it was not before), then relayed to (fake) xpra, and recorded.
+			before := time.Now().Add(-time.Second)
+			secret, err := os.ReadFile(secretFile)
+			testutil.Must(t, err, "read the proxy secret")
+			req, _ := http.NewRequest("GET", "http://127.0.0.1:"+strconv.Itoa(port)+"/", nil)
+			req.Header.Set(front.ProxySecretHeader, strings.TrimSpace(string(secret)))
+			req.Header.Set("Connection", "Upgrade")
+			req.Header.Set("Upgrade", "websocket")
+			resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+			if err != nil {
+				t.Fatalf("the proxy port's session does not answer: %v", err)
+			}
+			resp.Body.Close()
+			if !testutil.Eventually(10*time.Second, func() bool {
+				last, err := lastVisit(l.StateDir, l.UID)
+				return err == nil && last.After(before)
+			}) {
+				last, err := lastVisit(l.StateDir, l.UID)
+				t.Errorf("after a visit the record says %v, %v; want a time after %v", last, err, before)
 			}
 			termAndAssertGone(t, sigs, done, l, port)
 		})
