@@ -62,9 +62,10 @@ slurm-versions-test: build ## the Slurm scenarios on Slurm 24.11 (Debian trixie)
 	tests/slurm/versions.sh trixie sid
 
 # The Jupyter suite runs once per Python stack (a lock file of tests/jupyter/stacks/): today's
-# stack with every test, the older one without TestCollision (ffl's port logic, the same on
-# every stack; its stack-dependent parts, a failed start and the proxy, are in TestFailFast and
-# TestJourney) and TestCulling (two minutes of waiting for the culler).
+# stack with every test, the older one without TestCollision and TestPrestartRecent (ffl's port
+# and prestart logic, the same on every stack; their stack-dependent parts, a failed start, the
+# proxy and its WebSocket, are in TestFailFast and TestJourney), the door's tests (the same) and
+# TestCulling (two minutes of waiting for the culler).
 JUPYTER_OLD_STACK ?= jh41
 JUPYTER_OLD_RUN ?= ^(TestTemplateMatchesBatchspawner|TestServerProxyConfig|TestFailFast|TestJourney)$$
 

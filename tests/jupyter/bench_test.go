@@ -33,7 +33,7 @@ const (
 // click on JupyterLab's Firefox card to Firefox's painted page in the new tab, and the machine's
 // load average then.
 type visitFigure struct {
-	Prestart bool    `json:"prestart"`
+	Prestart string  `json:"prestart"` // jupyter_prestart: "false", "true" or "recent"
 	Round    int     `json:"round"`
 	Visit    int     `json:"visit"` // 1: the first visit of the server
 	Seconds  float64 `json:"seconds"`
@@ -42,7 +42,9 @@ type visitFigure struct {
 }
 
 // TestVisitBench is a benchmark, not a test of speed (issue 20): the user's first visit to
-// Firefox against later ones, with jupyter_prestart false and true in the same run. Each round
+// Firefox against later ones, with jupyter_prestart false, true and "recent" (the default) in
+// the same run; "recent" comes last, when the earlier servers' visits are on record, so it
+// measures the default for a user who opens Firefox from JupyterLab. Each round
 // spawns ffluser1's server with the setting, clicks JupyterLab's Firefox card as soon as the
 // spawn ends (as a user does), looks at Firefox for visitDwell, closes the tab, and clicks again; then stops the server and
 // requires that it left nothing. It asserts what the user sees (the painted page) and writes the
@@ -71,7 +73,7 @@ func TestVisitBench(t *testing.T) {
 	})
 	var figs []visitFigure
 	for round := 1; round <= rounds; round++ {
-		for _, prestart := range []bool{false, true} {
+		for _, prestart := range []string{"false", "true", "recent"} {
 			if err := e.writeBenchConfig(u, prestart); err != nil {
 				t.Fatal(err)
 			}
@@ -81,18 +83,23 @@ func TestVisitBench(t *testing.T) {
 			for visit := 1; visit <= benchVisits; visit++ {
 				d, st, err := s.b.LaunchFirefoxFromLab(s.color, visitLimit)
 				if err != nil {
-					t.Fatalf("jupyter_prestart=%v, round %d, visit %d: %v", prestart, round, visit, err)
+					t.Fatalf("jupyter_prestart=%s, round %d, visit %d: %v", prestart, round, visit, err)
 				}
 				f := visitFigure{Prestart: prestart, Round: round, Visit: visit, Seconds: d.Seconds(), Load: loadAverage(),
 					At: time.Now().Add(-d).UTC().Format("15:04:05.000")}
 				figs = append(figs, f)
-				t.Logf("figure: jupyter_prestart=%v round %d visit %d: click at %s to painted %.2f s (%s; load %s)", prestart, round, visit, f.At, f.Seconds, st.Detail, f.Load)
+				t.Logf("figure: jupyter_prestart=%s round %d visit %d: click at %s to painted %.2f s (%s; load %s)", prestart, round, visit, f.At, f.Seconds, st.Detail, f.Load)
 			}
 			// When the session was ready, against the clicks above.
+			recentStarted := false
 			for _, l := range strings.Split(string(testutil.MustRead(t, s.job.Log())), "\n") {
 				if strings.Contains(l, "session ready") || strings.Contains(l, "Jupyter proxy port") || strings.Contains(l, "wrapped command started") {
 					t.Logf("job %s: %s", s.job.ID, l)
 				}
+				recentStarted = recentStarted || strings.Contains(l, "within 14 days: starting the Jupyter proxy port's session")
+			}
+			if prestart == "recent" && !recentStarted {
+				t.Errorf("jupyter_prestart = \"recent\" after this round's visits: job %s did not start the session with the server", s.job.ID)
 			}
 			if err := e.hub.StopServer(u.Name); err != nil {
 				t.Fatal(err)
@@ -115,9 +122,13 @@ func TestVisitBench(t *testing.T) {
 
 // writeBenchConfig writes u's FFL_CONFIG as the suite's (u's page, the whole port range), with
 // jupyter_prestart set.
-func (e *Env) writeBenchConfig(u User, prestart bool) error {
+func (e *Env) writeBenchConfig(u User, prestart string) error {
 	page := "file://" + filepath.Join(e.dir, "page-"+u.Name+".html")
-	extra := fmt.Sprintf("start_url = %q\njupyter_prestart = %v\n", page, prestart)
+	value := prestart
+	if value != "true" && value != "false" {
+		value = strconv.Quote(value)
+	}
+	extra := fmt.Sprintf("start_url = %q\njupyter_prestart = %s\n", page, value)
 	cfg := slurmtest.FFLConfig(configTag, runtimeRoot, e.portMin, e.portMax, extra, e.epilogLog)
 	return os.WriteFile(e.userConfig(u), []byte(cfg), 0o644)
 }

@@ -31,6 +31,7 @@ import (
 
 	"github.com/ffl-hpc/ffl/internal/slurmtest"
 	"github.com/ffl-hpc/ffl/internal/testutil"
+	"github.com/ffl-hpc/ffl/pkg/lifecycle"
 )
 
 // Settings of the suite.
@@ -225,6 +226,12 @@ func setup(st Stack) (e *Env, err error) {
 	}
 	for _, u := range e.users {
 		if err := e.writeUserConfig(u, e.portMin, e.portMax); err != nil {
+			return nil, err
+		}
+		// Every run starts with users who never opened Firefox from JupyterLab (no record for
+		// jupyter_prestart = "recent" from an earlier run or stack): the tests' first visits
+		// wait for the start they measure, and TestPrestartRecent makes its own record.
+		if err := os.Remove(filepath.Join(u.Home, ".firefox-launcher", lifecycle.VisitFile)); err != nil && !os.IsNotExist(err) {
 			return nil, err
 		}
 	}

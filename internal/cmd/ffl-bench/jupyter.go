@@ -13,7 +13,7 @@ import (
 
 // jupyterVisit is one visit measured by tests/jupyter's TestVisitBench (its visitFigure).
 type jupyterVisit struct {
-	Prestart bool    `json:"prestart"`
+	Prestart string  `json:"prestart"`
 	Round    int     `json:"round"`
 	Visit    int     `json:"visit"`
 	Seconds  float64 `json:"seconds"`
@@ -24,14 +24,15 @@ type jupyterVisit struct {
 // jupyterFigures runs the Jupyter suite's bench mode (tests/jupyter TestVisitBench: the real
 // JupyterHub, SlurmSpawner, jupyter-server-proxy and chromium, under the machine-wide Slurm suite
 // lock) and reports the user's first visit to Firefox against later ones, from the click on
-// JupyterLab's Firefox card to Firefox's painted page, with jupyter_prestart false and true.
+// JupyterLab's Firefox card to Firefox's painted page, with jupyter_prestart false, true and
+// "recent" (the default; measured last, with the earlier servers' visits on record).
 // It runs from the module's root (scripts/bench.sh changes there) with the go on PATH.
 func (b *bench) jupyterFigures() {
 	out := filepath.Join(b.o.scratch, "jupyter-visits.json")
 	logPath := filepath.Join(b.o.scratch, "jupyter-visits.log")
 	_ = os.Remove(out)
 	rounds := b.reps(2, 1)
-	b.progress("jupyter: %d round(s) of a server spawned with jupyter_prestart false, then true, %s",
+	b.progress("jupyter: %d round(s) of a server spawned with jupyter_prestart false, true, then \"recent\", %s",
 		rounds, "waiting for /run/ffl-slurm-suite.lock if another suite holds it")
 	logf, err := os.Create(logPath)
 	if err != nil {
@@ -60,7 +61,7 @@ func (b *bench) jupyterFigures() {
 	}
 	loads := map[string]bool{}
 	var loadList []string
-	for _, prestart := range []bool{false, true} {
+	for _, prestart := range []string{"false", "true", "recent"} {
 		var first, later samples
 		for _, v := range visits {
 			if v.Prestart != prestart {
@@ -77,9 +78,14 @@ func (b *bench) jupyterFigures() {
 				loadList = append(loadList, v.Load)
 			}
 		}
-		id, fig := "J1", "Jupyter, jupyter_prestart = false (the default): the first visit to /user/NAME/firefox/ against later ones (tab closed between), click on JupyterLab's Firefox card to Firefox painted in chromium"
-		if prestart {
-			id, fig = "J2", "Jupyter, jupyter_prestart = true: the same, the session started with the notebook server"
+		var id, fig string
+		switch prestart {
+		case "false":
+			id, fig = "J1", "Jupyter, jupyter_prestart = false (as the default \"recent\" for a user without a visit in 14 days): the first visit to /user/NAME/firefox/ against later ones (tab closed between), click on JupyterLab's Firefox card to Firefox painted in chromium"
+		case "true":
+			id, fig = "J2", "Jupyter, jupyter_prestart = true: the same, the session started with every notebook server"
+		default:
+			id, fig = "J3", "Jupyter, jupyter_prestart = \"recent\" (the default), for a user who opened Firefox from JupyterLab before (J1's and J2's visits): the same, the session started with the notebook server"
 		}
 		if len(first) == 0 || len(later) == 0 {
 			b.rep.add(row{id, fig, "no visits", "", resError})
@@ -90,9 +96,9 @@ func (b *bench) jupyterFigures() {
 			fmt.Sprintf("first %s (%s); later %s (%s); %.2fx", first.summary(), list(first), later.summary(), list(later), x),
 			"first <= 1.3x later", verdict(x <= 1.3)})
 	}
-	b.rep.note("J1, J2: with jupyter_prestart the log shows each job's \"session ready\" against the clicks (\"click at\"): a first visit slower than later ones although the session was ready before the click is the first visit's own path, not Firefox's start; each visit's line also has the tab's navigation timing (the page's first byte and load), which tells the wait before the page (the proxies, jupyter-server-proxy starting `ffl-launch proxy`) from the client's connection after it.")
-	b.rep.note("J1, J2: tests/jupyter TestVisitBench (%d round(s) of one server per setting, %d visits each, the first one as soon as the spawn ended), %s wall including the suite's setup and any wait for the Slurm suite lock; load average at the visits: %s. Log: %s.",
-		rounds, len(visits)/(2*rounds), took.Round(time.Second), strings.Join(loadList, "; "), logPath)
+	b.rep.note("J2, J3: with the session started early the log shows each job's \"session ready\" against the clicks (\"click at\"): a first visit slower than later ones although the session was ready before the click is the first visit's own path, not Firefox's start; each visit's line also has the tab's navigation timing (the page's first byte and load), which tells the wait before the page (the proxies, jupyter-server-proxy starting `ffl-launch proxy`) from the client's connection after it.")
+	b.rep.note("J1-J3: tests/jupyter TestVisitBench (%d round(s) of one server per setting, %d visits each, the first one as soon as the spawn ended), %s wall including the suite's setup and any wait for the Slurm suite lock; load average at the visits: %s. Log: %s.",
+		rounds, len(visits)/(3*rounds), took.Round(time.Second), strings.Join(loadList, "; "), logPath)
 }
 
 // list renders every sample, in order.
