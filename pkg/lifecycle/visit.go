@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -48,22 +49,33 @@ func (v *visitRecorder) record() {
 	}
 }
 
-// writeVisit replaces VisitFile in stateDir, which must be uid's and writable by nobody else.
-func writeVisit(stateDir string, uid int, at time.Time) error {
+// openStateDir opens stateDir (no symlink on its path) and requires it to be uid's and
+// writable by nobody else.
+func openStateDir(stateDir string, uid int) (*os.File, error) {
 	d, err := safefs.OpenDir(stateDir)
+	if err != nil {
+		return nil, err
+	}
+	if err := safefs.CheckOwner(d, uid, true); err != nil {
+		d.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// writeVisit replaces VisitFile in stateDir (openStateDir) with the time at.
+func writeVisit(stateDir string, uid int, at time.Time) error {
+	d, err := openStateDir(stateDir, uid)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
-	if err := safefs.CheckOwner(d, uid, true); err != nil {
-		return err
-	}
 	return safefs.ReplaceFile(d, VisitFile, []byte(at.UTC().Format(time.RFC3339)+"\n"), 0o600)
 }
 
 // lastVisit reads VisitFile in stateDir: the zero time, without an error, when there is none yet.
 func lastVisit(stateDir string, uid int) (time.Time, error) {
-	d, err := safefs.OpenDir(stateDir)
+	d, err := openStateDir(stateDir, uid)
 	if safefs.IsNotExist(err) {
 		return time.Time{}, nil
 	}
@@ -71,9 +83,6 @@ func lastVisit(stateDir string, uid int) (time.Time, error) {
 		return time.Time{}, err
 	}
 	defer d.Close()
-	if err := safefs.CheckOwner(d, uid, true); err != nil {
-		return time.Time{}, err
-	}
 	data, err := safefs.ReadFileCapped(d, VisitFile, 64)
 	if safefs.IsNotExist(err) {
 		return time.Time{}, nil

@@ -47,6 +47,26 @@ func (j *Job) Log() string {
 	return filepath.Join(j.User.Home, "jupyterhub_slurmspawner_"+j.ID+".log")
 }
 
+// waitLogLine waits up to within for a line of the job's log that contains text and returns it;
+// the test fails without one.
+func (j *Job) waitLogLine(t *testing.T, text string, within time.Duration) string {
+	t.Helper()
+	var line string
+	if !slurmtest.WaitUntil(within, func() bool {
+		b, _ := os.ReadFile(j.Log())
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.Contains(l, text) {
+				line = l
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Fatalf("job %s: no line with %q in its log %s within %v", j.ID, text, j.Log(), within)
+	}
+	return line
+}
+
 func (j *Job) inQueue() bool { return j.e.ctl.InQueue(j.ID) }
 
 // state returns JobState and ExitCode (scontrol keeps them MinJobAge = 300 s after the end).

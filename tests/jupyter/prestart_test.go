@@ -10,7 +10,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ffl-hpc/ffl/internal/slurmtest"
-	"github.com/ffl-hpc/ffl/internal/testutil"
 	"github.com/ffl-hpc/ffl/pkg/lifecycle"
 )
 
@@ -36,23 +35,7 @@ func TestPrestartRecent(t *testing.T) {
 	// 1. No visit recorded: the server starts without Firefox.
 	s := e.newSession(t, u.Name)
 	s.spawn(t)
-	wantLine := func(t *testing.T, j *Job, text string, within time.Duration) string {
-		t.Helper()
-		var line string
-		if !slurmtest.WaitUntil(within, func() bool {
-			for _, l := range strings.Split(string(testutil.MustRead(t, j.Log())), "\n") {
-				if strings.Contains(l, text) {
-					line = l
-					return true
-				}
-			}
-			return false
-		}) {
-			t.Fatalf("job %s: no line with %q in its log within %v", j.ID, text, within)
-		}
-		return line
-	}
-	t.Logf("job %s: %s", s.job.ID, wantLine(t, s.job, `jupyter_prestart = \"recent\": no earlier visit recorded`, 30*time.Second))
+	t.Logf("job %s: %s", s.job.ID, s.job.waitLogLine(t, `jupyter_prestart = \"recent\": no earlier visit recorded`, 30*time.Second))
 	time.Sleep(prestartWait)
 	if ps := s.job.sessionProcs(); len(ps) != 0 {
 		t.Fatalf("job %s: a session runs before any visit of a user without a recorded one: %v", s.job.ID, describe(ps))
@@ -85,8 +68,8 @@ func TestPrestartRecent(t *testing.T) {
 	// 2. The next server: Firefox starts with it, ready before anyone clicks.
 	s = e.newSession(t, u.Name)
 	s.spawn(t)
-	t.Logf("job %s: %s", s.job.ID, wantLine(t, s.job, `within 14 days: starting the Jupyter proxy port's session`, 30*time.Second))
-	t.Logf("job %s, before any visit: %s", s.job.ID, wantLine(t, s.job, "session ready", 90*time.Second))
+	t.Logf("job %s: %s", s.job.ID, s.job.waitLogLine(t, `within 14 days: starting the Jupyter proxy port's session`, 30*time.Second))
+	t.Logf("job %s, before any visit: %s", s.job.ID, s.job.waitLogLine(t, "session ready", 90*time.Second))
 	s.launch(t, "first visit of a user with a recent visit (prestarted)")
 	if err := e.hub.StopServer(u.Name); err != nil {
 		t.Fatal(err)
