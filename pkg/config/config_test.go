@@ -139,7 +139,7 @@ func TestKeys(t *testing.T) {
 		{toml: `idle_timeout = "0"`, check: func(c Config) bool { return c.IdleTimeout.Duration == 0 }},
 		{toml: `idle_timeout = "5s"`, wantErr: `idle_timeout = "5s": must be 0 (off) or at least 10s`},
 		{toml: `idle_timeout = "-1m"`, wantErr: `must be 0 (off) or at least 10s`},
-		// log_format
+		// jupyter_prestart
 		{toml: ``, check: func(c Config) bool { return c.JupyterPrestart == PrestartRecent }},
 		{toml: `jupyter_prestart = true`, check: func(c Config) bool { return c.JupyterPrestart == PrestartAlways }},
 		{toml: `jupyter_prestart = false`, check: func(c Config) bool { return c.JupyterPrestart == PrestartNever }},
@@ -148,6 +148,7 @@ func TestKeys(t *testing.T) {
 		{toml: `jupyter_prestart = "sometimes"`, wantErr: `jupyter_prestart = "sometimes": must be true, false or "recent" (started with the notebook server when the user opened Firefox from JupyterLab in the last 14 days)`},
 		{toml: `jupyter_prestart = 1`, wantErr: `jupyter_prestart = 1: must be true, false or "recent"`},
 		{toml: `jupyter_prestart = "Recent"`, wantErr: `jupyter_prestart = "Recent": must be true, false or "recent"`},
+		// log_format
 		{toml: `log_format = "json"`, check: func(c Config) bool { return c.LogFormat == "json" }},
 		{toml: `log_format = "JSON"`, wantErr: `log_format = "JSON": must be "text" or "json"`},
 		// [epilog]
