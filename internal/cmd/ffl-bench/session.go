@@ -18,6 +18,7 @@ import (
 	"github.com/ffl-hpc/ffl/pkg/proc"
 	"github.com/ffl-hpc/ffl/pkg/safefs"
 	"github.com/ffl-hpc/ffl/pkg/x11"
+	"github.com/ffl-hpc/ffl/pkg/xdisplay"
 )
 
 // benchColor is the colour of the page Firefox opens in L6, which the browser looks for.
@@ -158,8 +159,12 @@ func (b *bench) sideFigures(reps int) {
 		if len(wsOpen) > 0 {
 			wsPart = fmt.Sprintf("the WebSocket opened at %s, xpra's first message (hello) arrived at %s", ms(wsOpen.median()), ms(hello.median()))
 		}
-		b.rep.note("L6 in parts (medians, from the launcher's exec; DevTools' network events): xpra served its page at %s (L6a), the HTML5 client's page was loaded at %s (%d HTTP requests), %s, the first window canvas existed at %s, Firefox was painted on the X display (JSON line) at %s, the page's colour was in Firefox's window on the X display at %s and in a canvas at %s and the overlay was gone at %s, so the page was painted in chromium with the overlay gone at %s; load average %s.",
-			ms(http.median()), ms(loaded.median()), medianInt(requests), wsPart, ms(shown.median()), ms(window.median()), ms(colorOnX.median()), ms(colored.median()), ms(uncovered.median()), ms(total.median()), loadavg())
+		xPart := "was not seen in Firefox's window on the X display (the notes say why)"
+		if len(colorOnX) > 0 {
+			xPart = "was in Firefox's window on the X display at " + ms(colorOnX.median())
+		}
+		b.rep.note("L6 in parts (medians, from the launcher's exec; DevTools' network events): xpra served its page at %s (L6a), the HTML5 client's page was loaded at %s (%d HTTP requests), %s, the first window canvas existed at %s, Firefox was painted on the X display (JSON line) at %s, the page's colour %s and in a canvas at %s and the overlay was gone at %s, so the page was painted in chromium with the overlay gone at %s; load average %s.",
+			ms(http.median()), ms(loaded.median()), medianInt(requests), wsPart, ms(shown.median()), ms(window.median()), xPart, ms(colored.median()), ms(uncovered.median()), ms(total.median()), loadavg())
 		b.rep.note("L6, the CPU the client's browser took from the session's start: chromium (on a real node it runs on the user's own machine) used %s of CPU from its navigation to the painted page, of the %s the node's CPUs were busy in that time (medians).",
 			ms(browserCPU.median()), ms(nodeCPUs.median()))
 		b.rep.note("L6: `ffl-launch run --sessions 1 --json --url file://<page of one colour>` as the bench user with the real xpra and firefox-esr (content_processes %d, the default); chromium (headless, as the bench user: the session admits only its user) is started before the launcher and asks for the session's URL as soon as its port exists (its session dir appears), as the Jupyter user's browser does through jupyter-server-proxy; the page counts as painted when a window canvas of the HTML5 client has >= 30%% of its pixels in the page's colour and ffl's \"Starting Firefox\" overlay is gone (polled every 20 ms).", def)
@@ -424,18 +429,22 @@ type colorOnX struct {
 // runs as root and both files lie in the bench user's dirs: each is read below a directory
 // opened without following a symlink and owned by that user (userFile).
 func (b *bench) sessionColorOnX(ctx context.Context, lay layout.Layout, port int) colorOnX {
-	var n int
-	for n == 0 {
+	// -1 until the state file names the display: :0 is a display like any other (the first one
+	// on a node without another X server).
+	n := -1
+	for n < 0 {
 		for _, d := range lay.RuntimeJobDirs() {
 			data, err := b.userFile(filepath.Join(d, layout.SessionDirName(port)), layout.StateFile, 1<<20)
 			if err != nil {
 				continue
 			}
 			if st, err := layout.ParseState(data); err == nil && st.Display != "" {
-				n, _ = strconv.Atoi(strings.TrimPrefix(st.Display, ":"))
+				if v, err := xdisplay.Parse(st.Display); err == nil {
+					n = v
+				}
 			}
 		}
-		if n == 0 && !sleepCtx(ctx, 10*time.Millisecond) {
+		if n < 0 && !sleepCtx(ctx, 10*time.Millisecond) {
 			return colorOnX{err: fmt.Errorf("no display in the state file of session %d", port)}
 		}
 	}
