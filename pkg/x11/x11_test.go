@@ -5,11 +5,13 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -109,12 +111,35 @@ func startXvfb(t *testing.T) (int, []byte) {
 		t.Fatal(err)
 	}
 	w.Close()
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	n := -1
+	// SIGTERM, so that Xvfb removes its socket in /tmp/.X11-unix as it exits (a SIGKILLed one
+	// leaves it behind, and every run would add one); what a killed one left is removed after
+	// it: the display was this test's.
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+			return
+		case <-time.After(5 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		if n < 0 {
+			return
+		}
+		for _, p := range []string{fmt.Sprintf("/tmp/.X11-unix/X%d", n), fmt.Sprintf("/tmp/.X%d-lock", n)} {
+			if err := os.Remove(p); err == nil {
+				t.Logf("removed %s, left by the test's killed Xvfb", p)
+			}
+		}
+	})
 	line, err := bufio.NewReader(r).ReadString('\n')
 	if err != nil {
 		t.Fatalf("Xvfb told no display: %v", err)
 	}
-	n, err := strconv.Atoi(strings.TrimSpace(line))
+	n, err = strconv.Atoi(strings.TrimSpace(line))
 	if err != nil {
 		t.Fatal(err)
 	}
