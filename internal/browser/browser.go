@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -202,7 +203,32 @@ func (b *Browser) Eval(js string) (string, error) {
 }
 
 // Close ends chromium.
-func (b *Browser) Close() { b.cancel() }
+func (b *Browser) Close() {
+	b.cancel()
+	RemoveSingletonDir(b.opts.ProfileDir)
+}
+
+// RemoveSingletonDir removes the directory chromium keeps its single-instance socket in (its
+// profile's SingletonSocket link points there: $TMPDIR/org.chromium.Chromium.XXXXXX), which a
+// chromium that was killed, as chromedp ends it, leaves behind: one more in /tmp for every
+// browser a test or the bench starts. Call it once chromium has exited. Only a real directory
+// of that name right in the temp dir is removed.
+func RemoveSingletonDir(profile string) {
+	if profile == "" {
+		return
+	}
+	target, err := os.Readlink(filepath.Join(profile, "SingletonSocket"))
+	if err != nil {
+		return
+	}
+	dir := filepath.Dir(filepath.Clean(target))
+	if filepath.Dir(dir) != filepath.Clean(os.TempDir()) || !strings.HasPrefix(filepath.Base(dir), "org.chromium.Chromium.") {
+		return
+	}
+	if fi, err := os.Lstat(dir); err == nil && fi.IsDir() {
+		_ = os.RemoveAll(dir)
+	}
+}
 
 // SeePage opens url (the HTML5 client) in headless chromium and waits, up to opts.Wait, for
 // Firefox's page of opts.Color to be painted in a window canvas. It fails with one of the Err*

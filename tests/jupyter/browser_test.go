@@ -48,7 +48,7 @@ func newBrowser(h *Hub, u User) (*Browser, error) {
 	)
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	bctx, cancelTab := chromedp.NewContext(actx)
-	b := &Browser{hub: h, user: u, ctx: bctx, cancel: func() { cancelTab(); cancelAlloc() }, shots: filepath.Join(h.e.dir, "shots")}
+	b := &Browser{hub: h, user: u, ctx: bctx, cancel: func() { cancelTab(); cancelAlloc(); browser.RemoveSingletonDir(profile) }, shots: filepath.Join(h.e.dir, "shots")}
 	if err := chromedp.Do(bctx); err != nil { // starts chromium
 		b.cancel()
 		return nil, fmt.Errorf("start chromium: %w", err)
