@@ -215,3 +215,15 @@ func TestParseStatCPU(t *testing.T) {
 		})
 	}
 }
+
+// TestSharesWithSession: the names of a session's own programs (xpra 3.1 renames its Xvfb).
+func TestSharesWithSession(t *testing.T) {
+	for comm, want := range map[string]bool{
+		"firefox-esr": true, "firefox": true, "xpra": true, "Xvfb": true, "Xvfb-for-Xpra-S": true,
+		"Web Content": false, "chromium": false, "bash": false, "python3": false,
+	} {
+		if got := sharesWithSession(comm); got != want {
+			t.Errorf("sharesWithSession(%q) = %v, want %v", comm, got, want)
+		}
+	}
+}

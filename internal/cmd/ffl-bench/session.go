@@ -33,6 +33,10 @@ func (b *bench) sessionFigures() {
 	var parts []string
 	var ready samples
 	b.progress("session PSS idle (real xpra + firefox-esr on about:blank), %d runs", reps)
+	if others := b.othersSharing(); len(others) > 0 {
+		b.rep.note("L5: %d Firefox, xpra or Xvfb processes of other users run on the node (%s): they share pages with the session, so L5 is lower than on an otherwise idle node.",
+			len(others), strings.Join(others, ", "))
+	}
 	for i := 0; i < reps; i++ {
 		total, by, took, err := b.idlePSSRun()
 		if err != nil {
