@@ -254,7 +254,6 @@ func (s *Supervisor) holdProxyPort(ctx context.Context, mgr *Manager) ([]string,
 	case s.cfg.ProxyPrestart:
 		go startOn(s.proxy.Port(), "jupyter_prestart: starting the Jupyter proxy port's session before the first visit")
 	case s.cfg.ProxyPrestartRecent > 0:
-		// Read before the visit hook is set: this server's own visits never count for itself.
 		if ok, why := prestartRecent(l.StateDir, l.UID, s.cfg.ProxyPrestartRecent, time.Now()); ok {
 			go startOn(s.proxy.Port(), why)
 		} else {

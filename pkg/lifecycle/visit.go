@@ -117,12 +117,5 @@ func prestartRecent(stateDir string, uid int, window time.Duration, now time.Tim
 
 // humanDays writes a window of whole days as "14 days".
 func humanDays(d time.Duration) string {
-	days := int(d / (24 * time.Hour))
-	if days == 1 {
-		return "1 day"
-	}
-	if days > 1 && d%(24*time.Hour) == 0 {
-		return fmt.Sprintf("%d days", days)
-	}
-	return d.String()
+	return fmt.Sprintf("%d days", int(d/(24*time.Hour)))
 }

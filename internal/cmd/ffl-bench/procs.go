@@ -228,20 +228,12 @@ func exists(path string) bool {
 // idle sessions of other users on the node, docs/DESIGN.md).
 func (b *bench) othersSharing() []string {
 	var out []string
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
+	_, _ = proc.Scan(func(st proc.Stat, uid int) bool {
+		if uid != b.user.uid && sharesWithSession(st.Comm) {
+			out = append(out, fmt.Sprintf("%d %s (uid %d)", st.PID, st.Comm, uid))
 		}
-		st, err := proc.ReadStat(pid)
-		if err != nil || !sharesWithSession(st.Comm) {
-			continue
-		}
-		if id, err := proc.Lookup(pid); err == nil && id.UID != b.user.uid {
-			out = append(out, fmt.Sprintf("%d %s (uid %d)", pid, st.Comm, id.UID))
-		}
-	}
+		return false
+	})
 	return out
 }
 
