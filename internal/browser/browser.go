@@ -16,6 +16,7 @@ import (
 
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
+	"golang.org/x/sys/unix"
 )
 
 // Chromium is Debian's chromium binary.
@@ -212,7 +213,8 @@ func (b *Browser) Close() {
 // profile's SingletonSocket link points there: $TMPDIR/org.chromium.Chromium.XXXXXX), which a
 // chromium that was killed, as chromedp ends it, leaves behind: one more in /tmp for every
 // browser a test or the bench starts. Call it once chromium has exited. Only a real directory
-// of that name right in the temp dir is removed.
+// of that name right in the temp dir, owned by the profile's owner (chromium's user), is
+// removed: the link is that user's to point anywhere, and the caller may be root.
 func RemoveSingletonDir(profile string) {
 	if profile == "" {
 		return
@@ -225,7 +227,11 @@ func RemoveSingletonDir(profile string) {
 	if filepath.Dir(dir) != filepath.Clean(os.TempDir()) || !strings.HasPrefix(filepath.Base(dir), "org.chromium.Chromium.") {
 		return
 	}
-	if fi, err := os.Lstat(dir); err == nil && fi.IsDir() {
+	var owner, d unix.Stat_t
+	if unix.Lstat(profile, &owner) != nil || unix.Lstat(dir, &d) != nil {
+		return
+	}
+	if d.Mode&unix.S_IFMT == unix.S_IFDIR && d.Uid == owner.Uid {
 		_ = os.RemoveAll(dir)
 	}
 }

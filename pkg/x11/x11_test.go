@@ -114,7 +114,8 @@ func startXvfb(t *testing.T) (int, []byte) {
 	n := -1
 	// SIGTERM, so that Xvfb removes its socket in /tmp/.X11-unix as it exits (a SIGKILLed one
 	// leaves it behind, and every run would add one); what a killed one left is removed after
-	// it: the display was this test's.
+	// it: the display was this test's. Not with xdisplay.Remove, ffl's own: it refuses root's
+	// displays, and this test runs as root in CI.
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		done := make(chan struct{})
