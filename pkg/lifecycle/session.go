@@ -614,6 +614,14 @@ func (s *Session) stop(ctx context.Context, grace time.Duration) error {
 	if s.front.State() == front.Ready {
 		s.front.Idle()
 	}
+	// Whether Firefox ended before ffl's TERM (the user closed it, or it crashed): then ffl
+	// leaves Firefox's start tracking alone (endStartupTracking).
+	endedBefore := false
+	select {
+	case <-s.exited:
+		endedBefore = true
+	default:
+	}
 	// xpra first: when it gets TERM in time it ends its own tree cleanly (0.2-0.35 s). A start
 	// that has not run xpra by this look runs none (startXpra).
 	_, xpraID := s.started()
@@ -681,6 +689,11 @@ func (s *Session) stop(ctx context.Context, grace time.Duration) error {
 	// Firefox is gone: a download it was writing is cut short, and the profile is free.
 	if s.profileDir != "" {
 		s.tidyDownloads()
+	}
+	if s.lock != nil && s.wasReady.Load() && !endedBefore && killed == 0 && len(res.Left) == 0 && len(xres.Left) == 0 {
+		if err := endStartupTracking(s.profileDir, uid); err != nil {
+			s.log.WithError(err).Warn("Firefox's start marker left in the profile: its next start rebuilds its caches")
+		}
 	}
 	if s.lock != nil {
 		if err := s.lock.release(); err != nil {
