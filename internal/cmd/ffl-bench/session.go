@@ -50,7 +50,7 @@ func (b *bench) sessionFigures() {
 	if len(ready) > 0 {
 		// No browser waits here: a session started before anyone asks (prestart, a batch job).
 		// Before ffl gave up xpra's empty clipboard claim, Firefox's start waited for it.
-		b.rep.add(row{"L5r", "ffl-launch exec -> session ready (Firefox's window painted on the X display) with no browser connected, as a prestarted or batch session starts",
+		b.rep.add(row{"L5r", "ffl-launch exec -> session ready (Firefox's window painted on the X display) with no browser connected, as a prestarted or batch session starts (a new user)",
 			ready.summary(), "information", resInfo})
 	}
 	if len(pss) == 0 {
@@ -67,7 +67,8 @@ func (b *bench) sessionFigures() {
 
 // sideFigures runs, interleaved in one loop (the order rotates every round, so the machine's
 // load moves every configuration alike), ffl with content_processes 1 and 2, the floor (Firefox
-// alone on Xvfb) and the peer configuration (xpra's and Firefox's own defaults, as
+// alone on Xvfb, on a new profile and on one an earlier start left, beside ffl's returning
+// user) and the peer configuration (xpra's and Firefox's own defaults, as
 // jupyter-xprahtml5-proxy starts them); each run measures exec -> the page painted where its
 // user looks, then the PSS of all its processes 20 s later. The ffl runs with the default
 // content_processes give L6 and its parts; the ratios are of medians of this one run.
@@ -89,7 +90,9 @@ func (b *bench) sideFigures(reps int) {
 		return
 	}
 	defer closeBr()
-	names := []string{"ffl-cp1", "ffl-cp2", "floor", "peer"}
+	// Every ffl run but ffl-warm starts from a new user's state, as the floor starts on a new
+	// profile; ffl-warm and floor-warm are a returning user's start on each side.
+	names := []string{"ffl-cp1", "ffl-cp2", "floor", "peer", "ffl-warm", "floor-warm"}
 	// ffl-idle: the default configuration with a second chromium under SCHED_IDLE, which then
 	// takes only the CPU the session leaves, as the user's browser on the user's own machine
 	// takes none of the node's (the other rows share the bench's 2 CPUs with chromium).
@@ -100,7 +103,7 @@ func (b *bench) sideFigures(reps int) {
 		defer closeIdle()
 		names = append(names, "ffl-idle")
 	}
-	b.progress("side by side: ffl (content_processes 1 and 2; the default with the browser under SCHED_IDLE), the floor, the peer configuration; exec -> painted and PSS 20 s later; %d rounds", reps)
+	b.progress("side by side: ffl (content_processes 1 and 2; the default with the browser under SCHED_IDLE; a returning user), the floor (new and returning), the peer configuration; exec -> painted and PSS 20 s later; %d rounds", reps)
 	for i := 0; i < reps; i++ {
 		for k := range names {
 			name := names[(i+k)%len(names)]
@@ -115,11 +118,19 @@ func (b *bench) sideFigures(reps int) {
 			switch name {
 			case "floor":
 				r, err = b.floorRun(marker)
+			case "floor-warm":
+				r, err = b.floorWarmRun(marker)
+			case "ffl-warm":
+				var pr paintedResult
+				pr, err = b.warmPaintedRun(br, b.cfgRealCP[def])
+				r = sideResult{painted: pr.total, pss: pr.pss, byComm: pr.byComm}
 			case "peer":
 				r, err = b.peerRun(marker, br)
 			case "ffl-idle":
 				var pr paintedResult
-				pr, err = b.paintedRun(brIdle, b.cfgRealCP[def])
+				if err = freshState([]account{b.user}); err == nil {
+					pr, err = b.paintedRun(brIdle, b.cfgRealCP[def])
+				}
 				r = sideResult{painted: pr.total, pss: pr.pss, byComm: pr.byComm}
 			default:
 				cp := 1
@@ -127,7 +138,9 @@ func (b *bench) sideFigures(reps int) {
 					cp = 2
 				}
 				var pr paintedResult
-				pr, err = b.paintedRun(br, b.cfgRealCP[cp])
+				if err = freshState([]account{b.user}); err == nil {
+					pr, err = b.paintedRun(br, b.cfgRealCP[cp])
+				}
 				if err == nil && cp == def {
 					http, window, seen, total = append(http, pr.http), append(window, pr.window), append(seen, pr.browser), append(total, pr.total)
 					loaded, shown = append(loaded, pr.loaded), append(shown, pr.shown)
@@ -171,9 +184,29 @@ func (b *bench) sideFigures(reps int) {
 			ms(http.median()), ms(loaded.median()), medianInt(requests), wsPart, ms(shown.median()), ms(window.median()), xPart, ms(colored.median()), ms(uncovered.median()), ms(total.median()), loadavg())
 		b.rep.note("L6, the CPU the client's browser took from the session's start: chromium (on a real node it runs on the user's own machine) used %s of CPU from its navigation to the painted page, of the %s the node's CPUs were busy in that time (medians).",
 			ms(browserCPU.median()), ms(nodeCPUs.median()))
-		b.rep.note("L6: `ffl-launch run --sessions 1 --json --url file://<page of one colour>` as the bench user with the real xpra and firefox-esr (content_processes %d, the default); chromium (headless, as the bench user: the session admits only its user) is started before the launcher and asks for the session's URL as soon as its port exists (its session dir appears), as the Jupyter user's browser does through jupyter-server-proxy; the page counts as painted when a window canvas of the HTML5 client has >= 30%% of its pixels in the page's colour and ffl's \"Starting Firefox\" overlay is gone (polled every 20 ms).", def)
+		b.rep.note("L6: `ffl-launch run --sessions 1 --json --url file://<page of one colour>` as the bench user (a new user: no ffl state, so a new profile, as the floor's; S-warm is a returning user) with the real xpra and firefox-esr (content_processes %d, the default); chromium (headless, as the bench user: the session admits only its user) is started before the launcher and asks for the session's URL as soon as its port exists (its session dir appears), as the Jupyter user's browser does through jupyter-server-proxy; the page counts as painted when a window canvas of the HTML5 client has >= 30%% of its pixels in the page's colour and ffl's \"Starting Firefox\" overlay is gone (polled every 20 ms).", def)
 	}
 	b.sideRows(runs, names, def)
+}
+
+// warmPaintedRun is paintedRun for a returning user: a new user's state, one earlier session
+// of this user (ready, 3 s more, then ended by SIGTERM, as a job ends) on the persistent profile,
+// then the measured one on the profile it left.
+func (b *bench) warmPaintedRun(br *browser.Browser, cfg string) (paintedResult, error) {
+	if err := freshState([]account{b.user}); err != nil {
+		return paintedResult{}, err
+	}
+	l, err := b.startLauncher(cfg, 1)
+	if err != nil {
+		return paintedResult{}, err
+	}
+	if _, err := l.await(1, 120*time.Second); err != nil {
+		b.stopLauncher(l)
+		return paintedResult{}, fmt.Errorf("the earlier session: %w", err)
+	}
+	time.Sleep(3 * time.Second)
+	b.stopLauncher(l)
+	return b.paintedRun(br, cfg)
 }
 
 // startBrowser starts the headless chromium (as the bench user) the side-by-side runs share;
@@ -206,6 +239,10 @@ func diff(a, b samples) samples {
 // idlePSSRun starts one real session on about:blank, lets it idle, and sums the PSS of every
 // process carrying its marker.
 func (b *bench) idlePSSRun() (int64, string, time.Duration, error) {
+	// A new user's first session, on a new profile (a returning user's: S-warm).
+	if err := freshState([]account{b.user}); err != nil {
+		return 0, "", 0, err
+	}
 	l, err := b.startLauncher(b.cfgReal, 1)
 	if err != nil {
 		return 0, "", 0, err
@@ -386,13 +423,16 @@ func (b *bench) paintedRun(br *browser.Browser, cfg string) (paintedResult, erro
 func (b *bench) sideRows(runs map[string]*sideAgg, names []string, def int) {
 	for _, name := range names {
 		a := runs[name]
-		id := map[string]string{"ffl-cp1": "S-cp1", "ffl-cp2": "S-cp2", "floor": "S-floor", "peer": "S-peer", "ffl-idle": "S-idle"}[name]
+		id := map[string]string{"ffl-cp1": "S-cp1", "ffl-cp2": "S-cp2", "floor": "S-floor", "peer": "S-peer", "ffl-idle": "S-idle",
+			"ffl-warm": "S-warm", "floor-warm": "S-floor-warm"}[name]
 		fig := map[string]string{
-			"ffl-cp1":  "ffl, content_processes 1: exec -> painted in chromium; PSS 20 s later (client connected)",
-			"ffl-cp2":  "ffl, content_processes 2: exec -> painted in chromium; PSS 20 s later (client connected)",
-			"floor":    "Floor: Firefox alone on Xvfb (fresh default profile): exec of Xvfb -> page colour in Firefox's X window; PSS 20 s later",
-			"peer":     "Peer: xpra + Firefox with their own defaults (as jupyter-xprahtml5-proxy), chromium polling the port: exec -> painted; PSS 20 s later",
-			"ffl-idle": "ffl, default config, chromium under SCHED_IDLE (a CPU only when the session leaves one, as a browser on the user's own machine): exec -> painted in chromium; PSS 20 s later",
+			"ffl-cp1":    "ffl, content_processes 1, a new user (no profile yet): exec -> painted in chromium; PSS 20 s later (client connected)",
+			"ffl-cp2":    "ffl, content_processes 2, a new user: exec -> painted in chromium; PSS 20 s later (client connected)",
+			"floor":      "Floor: Firefox alone on Xvfb (fresh default profile): exec of Xvfb -> page colour in Firefox's X window; PSS 20 s later",
+			"ffl-warm":   "ffl, default config, a returning user (the persistent profile an earlier session left): exec -> painted in chromium; PSS 20 s later",
+			"floor-warm": "Floor for a returning user: Firefox alone on Xvfb on the profile an earlier Firefox alone left when it quit: exec of Xvfb -> page colour; PSS 20 s later",
+			"peer":       "Peer: xpra + Firefox with their own defaults (as jupyter-xprahtml5-proxy), chromium polling the port: exec -> painted; PSS 20 s later",
+			"ffl-idle":   "ffl, default config, chromium under SCHED_IDLE (a CPU only when the session leaves one, as a browser on the user's own machine): exec -> painted in chromium; PSS 20 s later",
 		}[name]
 		if a == nil || len(a.painted) == 0 {
 			b.rep.add(row{id, fig, "no successful run", "reference", resError})
@@ -405,6 +445,10 @@ func (b *bench) sideRows(runs map[string]*sideAgg, names []string, def int) {
 	if ffl != nil && len(ffl.painted) > 0 && floor != nil && len(floor.painted) > 0 {
 		r := ratio(ffl.painted.median(), floor.painted.median())
 		b.rep.add(row{"S-x-floor", "ffl (default config) / floor: exec -> painted, medians of this run", fmt.Sprintf("%.2fx", r), "<= 1.3x", verdict(r <= 1.3)})
+	}
+	if w, fw := runs["ffl-warm"], runs["floor-warm"]; w != nil && len(w.painted) > 0 && fw != nil && len(fw.painted) > 0 {
+		r := ratio(w.painted.median(), fw.painted.median())
+		b.rep.add(row{"S-warm-x-floor", "ffl / floor, both a returning user's start (S-warm / S-floor-warm): exec -> painted, medians of this run", fmt.Sprintf("%.2fx", r), "information", resInfo})
 	}
 	if idle := runs["ffl-idle"]; idle != nil && len(idle.painted) > 0 && floor != nil && len(floor.painted) > 0 {
 		r := ratio(idle.painted.median(), floor.painted.median())

@@ -19,6 +19,7 @@ import (
 
 	"github.com/ffl-hpc/ffl/internal/browser"
 	"github.com/ffl-hpc/ffl/pkg/layout"
+	"github.com/ffl-hpc/ffl/pkg/lifecycle"
 	"github.com/ffl-hpc/ffl/pkg/proc"
 	"github.com/ffl-hpc/ffl/pkg/x11"
 )
@@ -93,16 +94,38 @@ func freeDisplay() (int, error) {
 // HTML5 client, no launcher), on a fresh profile with Firefox's own defaults, from the exec of
 // Xvfb until the page's colour is in Firefox's window on the X display.
 func (b *bench) floorRun(marker string) (sideResult, error) {
+	home, err := b.scratchHome("floor")
+	if err != nil {
+		return sideResult{}, err
+	}
+	defer os.RemoveAll(home)
+	return b.floorRunIn(marker, home, false)
+}
+
+// floorWarmRun is the floor for a returning user: Firefox alone on the profile an earlier
+// Firefox alone on it left (its page painted, 3 s more, then quit), so that it starts with the
+// startup caches that earlier one wrote, as ffl's persistent profile does (S-warm).
+func (b *bench) floorWarmRun(marker string) (sideResult, error) {
+	home, err := b.scratchHome("floorwarm")
+	if err != nil {
+		return sideResult{}, err
+	}
+	defer os.RemoveAll(home)
+	if _, err := b.floorRunIn(marker+"prime/", home, true); err != nil {
+		return sideResult{}, fmt.Errorf("the earlier start: %w", err)
+	}
+	return b.floorRunIn(marker, home, false)
+}
+
+// floorRunIn is one floor run with home as HOME and profile. prime ends Firefox 3 s after its
+// page was painted, as a user who quits it (its start marker removed, as Firefox's own quit
+// does: a TERM skips that quit), and measures no memory.
+func (b *bench) floorRunIn(marker, home string, prime bool) (sideResult, error) {
 	var r sideResult
 	page, err := b.benchPage()
 	if err != nil {
 		return r, err
 	}
-	home, err := b.scratchHome("floor")
-	if err != nil {
-		return r, err
-	}
-	defer os.RemoveAll(home)
 	n, err := freeDisplay()
 	if err != nil {
 		return r, err
@@ -154,6 +177,15 @@ func (b *bench) floorRun(marker string) (sideResult, error) {
 		return r, fmt.Errorf("floor: %w", err)
 	}
 	r.painted = time.Since(t0)
+	if prime {
+		time.Sleep(3 * time.Second)
+		_ = ff.Process.Signal(unix.SIGTERM)
+		_ = ff.Wait()
+		if err := os.Remove(filepath.Join(home, lifecycle.StartupMarker)); err != nil && !os.IsNotExist(err) {
+			return r, err
+		}
+		return r, nil
+	}
 	time.Sleep(time.Until(t0.Add(r.painted + 20*time.Second)))
 	r.pss, r.byComm = b.markedPSS(marker)
 	return r, nil
