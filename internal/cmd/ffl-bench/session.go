@@ -32,20 +32,29 @@ func (b *bench) sessionFigures() {
 	var pss []int64
 	var parts []string
 	var ready samples
-	b.progress("session PSS idle (real xpra + firefox-esr on about:blank), %d runs", reps)
+	b.progress("session PSS idle (real xpra + firefox-esr on about:blank), %d runs each of a new and a returning user", reps)
 	if others := b.othersSharing(); len(others) > 0 {
 		b.rep.note("L5: %d Firefox, xpra or Xvfb processes of other users run on the node (%s): they share pages with the session, so L5 is lower than on an otherwise idle node.",
 			len(others), strings.Join(others, ", "))
 	}
+	var warmPSS []int64
+	var warmReady samples
+	var warmParts string
 	for i := 0; i < reps; i++ {
-		total, by, took, err := b.idlePSSRun()
+		total, by, took, err := b.idlePSSRun(false)
 		if err != nil {
 			b.rep.note("L5 run %d failed: %v", i, err)
+		} else {
+			pss = append(pss, total)
+			parts = append(parts, by)
+			ready = append(ready, took)
+		}
+		total, by, took, err = b.idlePSSRun(true)
+		if err != nil {
+			b.rep.note("L5w run %d failed: %v", i, err)
 			continue
 		}
-		pss = append(pss, total)
-		parts = append(parts, by)
-		ready = append(ready, took)
+		warmPSS, warmParts, warmReady = append(warmPSS, total), by, append(warmReady, took)
 	}
 	if len(ready) > 0 {
 		// No browser waits here: a session started before anyone asks (prestart, a batch job).
@@ -60,6 +69,13 @@ func (b *bench) sessionFigures() {
 		b.rep.add(row{"L5", "Session PSS, idle 20 s after ready (xpra + Xvfb + Firefox on about:blank, every process with the session's marker)",
 			fmt.Sprintf("median %s, max %s (n=%d)", mib(med), mib(maxInt(pss)), len(pss)), "<= 350 MiB", verdict(med <= 350*1024)})
 		b.rep.note("L5 breakdown of the last run (PSS by process name): %s. PSS splits a shared library's pages among every process mapping it, so other Firefox sessions on the node lower it. Before the lean defaults (xpra's and Firefox's own defaults, 5760x2560 Xvfb with GLX) a session was about 600-670 MiB here (issue 7; 667 MiB measured on this machine with the prototype).", parts[len(parts)-1])
+	}
+	if len(warmReady) == 0 {
+		b.rep.add(row{"L5w", "A returning user's session (the persistent profile an earlier session left)", "no successful run", "information", resError})
+	} else {
+		b.rep.add(row{"L5w", "A returning user's session (the persistent profile an earlier session of 3 s left, ended by SIGTERM): ffl-launch exec -> ready with no browser; PSS idle 20 s after",
+			fmt.Sprintf("ready %s; PSS median %s", warmReady.summary(), mib(medianInt(warmPSS))), "information", resInfo})
+		b.rep.note("L5w breakdown of the last run (PSS by process name): %s.", warmParts)
 	}
 
 	b.sideFigures(reps)
@@ -189,24 +205,31 @@ func (b *bench) sideFigures(reps int) {
 	b.sideRows(runs, names, def)
 }
 
-// warmPaintedRun is paintedRun for a returning user: a new user's state, one earlier session
-// of this user (ready, 3 s more, then ended by SIGTERM, as a job ends) on the persistent profile,
-// then the measured one on the profile it left.
+// warmPaintedRun is paintedRun for a returning user: the measured session on the profile an
+// earlier one left.
 func (b *bench) warmPaintedRun(br *browser.Browser, cfg string) (paintedResult, error) {
-	if err := freshState([]account{b.user}); err != nil {
+	if err := b.earlierSession(cfg); err != nil {
 		return paintedResult{}, err
+	}
+	return b.paintedRun(br, cfg)
+}
+
+// earlierSession makes the bench user a returning one: from a new user's state, one session of
+// cfg on the persistent profile (ready, 3 s more, then ended by SIGTERM, as a job ends).
+func (b *bench) earlierSession(cfg string) error {
+	if err := freshState([]account{b.user}); err != nil {
+		return err
 	}
 	l, err := b.startLauncher(cfg, 1)
 	if err != nil {
-		return paintedResult{}, err
+		return err
 	}
+	defer b.stopLauncher(l)
 	if _, err := l.await(1, 120*time.Second); err != nil {
-		b.stopLauncher(l)
-		return paintedResult{}, fmt.Errorf("the earlier session: %w", err)
+		return fmt.Errorf("the earlier session: %w", err)
 	}
 	time.Sleep(3 * time.Second)
-	b.stopLauncher(l)
-	return b.paintedRun(br, cfg)
+	return nil
 }
 
 // startBrowser starts the headless chromium (as the bench user) the side-by-side runs share;
@@ -237,10 +260,16 @@ func diff(a, b samples) samples {
 }
 
 // idlePSSRun starts one real session on about:blank, lets it idle, and sums the PSS of every
-// process carrying its marker.
-func (b *bench) idlePSSRun() (int64, string, time.Duration, error) {
-	// A new user's first session, on a new profile (a returning user's: S-warm).
-	if err := freshState([]account{b.user}); err != nil {
+// process carrying its marker: a new user's first session, on a new profile, or (returning) the
+// session after an earlier one.
+func (b *bench) idlePSSRun(returning bool) (int64, string, time.Duration, error) {
+	var err error
+	if returning {
+		err = b.earlierSession(b.cfgReal)
+	} else {
+		err = freshState([]account{b.user})
+	}
+	if err != nil {
 		return 0, "", 0, err
 	}
 	l, err := b.startLauncher(b.cfgReal, 1)
