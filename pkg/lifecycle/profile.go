@@ -348,23 +348,26 @@ func noticeText(profile, why, downloads string) endWarning {
 // same profile without it, and 1.37 s on a new profile; 472 against 441 MiB PSS.
 const StartupMarker = ".startup-incomplete"
 
-// endStartupTracking removes StartupMarker from a persistent profile, as Firefox's quit does.
-// ffl ends a session with SIGTERM, which ends Firefox without that quit: a session shorter than
-// Firefox's own tracking window (under a minute here) left the marker, and every start of the
-// profile in the next 6 hours rebuilt the caches. Called only for a session that ffl stopped
-// after Firefox had shown its window and whose processes all ended from the TERM, so a start
-// that did crash, or a Firefox killed while it wrote, keeps Firefox's own recovery. The profile
-// is opened without following a symlink and must be the user's; the marker is unlinked, never
-// followed.
-func endStartupTracking(profile string, uid int) error {
-	dir, err := safefs.OpenDir(profile)
+// endStartupTracking removes StartupMarker from the persistent profile in stateDir, as
+// Firefox's quit does. ffl ends a session with SIGTERM, which ends Firefox without that quit: a
+// session shorter than Firefox's own tracking window (under a minute here) left the marker, and
+// every start of the profile in the next 6 hours rebuilt the caches. Called only for a session
+// that ffl stopped after Firefox had shown its window and whose processes all ended from the
+// TERM, so a start that did crash, or a Firefox killed while it wrote, keeps Firefox's own
+// recovery. The state dir and the profile are opened as the visit record's state dir is
+// (openStateDir: no symlink, the user's, writable by nobody else), the profile below the state
+// dir's fd; the marker is unlinked, never followed.
+func endStartupTracking(stateDir string, uid int) error {
+	state, err := openStateDir(stateDir, uid)
+	if err != nil {
+		return err
+	}
+	defer state.Close()
+	dir, err := safefs.OpenDirAtOwned(state, layout.ProfileDir, uid)
 	if err != nil {
 		return err
 	}
 	defer dir.Close()
-	if err := safefs.CheckOwner(dir, uid, true); err != nil {
-		return err
-	}
 	if err := safefs.UnlinkAt(dir, StartupMarker, 0); err != nil && !safefs.IsNotExist(err) {
 		return err
 	}

@@ -691,7 +691,7 @@ func (s *Session) stop(ctx context.Context, grace time.Duration) error {
 		s.tidyDownloads()
 	}
 	if s.lock != nil && s.wasReady.Load() && !endedBefore && killed == 0 && len(res.Left) == 0 && len(xres.Left) == 0 {
-		if err := endStartupTracking(s.profileDir, uid); err != nil {
+		if err := endStartupTracking(s.st.Layout.StateDir, uid); err != nil {
 			s.log.WithError(err).Warn("Firefox's start marker left in the profile: its next start rebuilds its caches")
 		}
 	}

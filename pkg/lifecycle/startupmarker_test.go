@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ffl-hpc/ffl/internal/testutil"
 	"github.com/ffl-hpc/ffl/pkg/layout"
 	"github.com/ffl-hpc/ffl/pkg/proc"
@@ -38,10 +40,12 @@ func TestEndStartupTracking(t *testing.T) {
 			return p, victim
 		}, false},
 		{"profile is a symlink", func(t *testing.T, state string) (string, string) {
-			real := mkProfile(t, state, 0o700)
+			real := filepath.Join(state, "real")
+			testutil.Must(t, os.Mkdir(real, 0o700), "real")
+			testutil.Must(t, os.WriteFile(filepath.Join(real, "prefs.js"), []byte("// prefs\n"), 0o600), "prefs")
 			victim := filepath.Join(real, StartupMarker)
 			testutil.Must(t, os.WriteFile(victim, nil, 0o644), "marker")
-			link := filepath.Join(state, "link")
+			link := filepath.Join(state, layout.ProfileDir)
 			testutil.Must(t, os.Symlink(real, link), "link")
 			return link, victim
 		}, true},
@@ -56,8 +60,8 @@ func TestEndStartupTracking(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			state := t.TempDir()
 			profile, victim := tt.prepare(t, state)
-			keep := filepath.Join(state, layout.ProfileDir, "prefs.js")
-			err := endStartupTracking(profile, uid)
+			keep := filepath.Join(profile, "prefs.js")
+			err := endStartupTracking(state, uid)
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("err = %v, want error %v", err, tt.wantErr)
 			}
@@ -120,7 +124,7 @@ func TestStopEndsStartupTracking(t *testing.T) {
 			if tt.endedBefore {
 				s := m.session(info.Port)
 				_, id := s.started()
-				testutil.Must(t, proc.Signal(id, 15), "TERM xpra")
+				testutil.Must(t, proc.Signal(id, unix.SIGTERM), "TERM xpra")
 				select {
 				case <-s.exited:
 				case <-time.After(10 * time.Second):

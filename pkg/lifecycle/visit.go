@@ -50,7 +50,8 @@ func (v *visitRecorder) record() {
 }
 
 // openStateDir opens stateDir (no symlink on its path) and requires it to be uid's and
-// writable by nobody else.
+// writable by nobody else: the visit record's dir, and the persistent profile's parent
+// (endStartupTracking).
 func openStateDir(stateDir string, uid int) (*os.File, error) {
 	d, err := safefs.OpenDir(stateDir)
 	if err != nil {
