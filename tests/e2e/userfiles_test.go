@@ -499,6 +499,41 @@ func logOf(l *launcher) string {
 	return string(b)
 }
 
+// waitStartupCacheWritten waits until Firefox has written its startup cache and returns the
+// file's info. Firefox writes that file once, in place (opened with O_TRUNC, no rename), after
+// its idle start-up tasks; on a loaded machine that comes seconds after its window, at the
+// latest on a 60 s timer. A stop in the middle of the write leaves a truncated file, which the
+// next start finds corrupt and rightly removes (a CI run stopped the session 2 s after its
+// window and saw exactly that). The test waits until the file's size and time have held for a
+// second, so that what it checks is the start marker, not that race.
+func waitStartupCacheWritten(t *testing.T, path string) os.FileInfo {
+	t.Helper()
+	var last os.FileInfo
+	var since time.Time
+	start := time.Now()
+	written := testutil.Poll(90*time.Second, 250*time.Millisecond, func() bool {
+		fi, err := os.Stat(path)
+		if err != nil || fi.Size() == 0 {
+			last = nil
+			return false
+		}
+		if last == nil || fi.Size() != last.Size() || !fi.ModTime().Equal(last.ModTime()) {
+			last, since = fi, time.Now()
+			return false
+		}
+		return time.Since(since) >= time.Second
+	})
+	if !written {
+		state := "no such file, or an empty one"
+		if last != nil {
+			state = fmt.Sprintf("still changing, %d bytes", last.Size())
+		}
+		t.Fatalf("Firefox's startup cache %s was not written within 90 s of its window: %s", path, state)
+	}
+	t.Logf("Firefox's startup cache written (%d bytes), held still from %v after the page was seen", last.Size(), since.Sub(start).Round(time.Millisecond))
+	return last
+}
+
 // TestProfileRemembers: with the default profile = "persistent", a cookie a page set in one
 // session is there in the next (the page paints itself in another colour, seen through the
 // HTML5 client). A second session while the first runs gets a temporary profile, shows the page
@@ -514,23 +549,23 @@ func TestProfileRemembers(t *testing.T) {
 	url := s.url + "/cookie"
 	lockPath := filepath.Join(e.stateDir, "profile.lock")
 
+	profile := filepath.Join(e.stateDir, "profile")
+	cache := filepath.Join(profile, "startupCache", "startupCache.8.little")
+
 	l1 := e.runJob("9711", "--url", url)
 	info := l1.ready(t)
 	e.seeColor(t, info, "profile-1-new.png", cookieNew)
+	before := waitStartupCacheWritten(t, cache)
 	l1.stop(t, syscall.SIGTERM)
 	if _, err := os.Lstat(lockPath); err == nil {
 		t.Errorf("profile.lock left after the session ended")
 	}
 	// ffl's stop ends Firefox's start tracking as Firefox's own quit does: the next start finds
-	// no start marker and keeps the startup cache Firefox wrote when it ended (an old marker
-	// made it throw the cache away and build it again, 0.3 s more to the page).
-	profile := filepath.Join(e.stateDir, "profile")
+	// no start marker and keeps the startup cache the first session's Firefox wrote (an old
+	// marker made it throw the cache away and build it again, 0.3 s more to the page).
 	if _, err := os.Lstat(filepath.Join(profile, lifecycle.StartupMarker)); err == nil {
 		t.Errorf("Firefox's start marker %s left in the profile after ffl stopped the session", lifecycle.StartupMarker)
 	}
-	cache := filepath.Join(profile, "startupCache", "startupCache.8.little")
-	before, err := os.Stat(cache)
-	testutil.Must(t, err, "the first session's Firefox wrote no startup cache")
 
 	l2 := e.runJob("9712", "--url", url)
 	info2 := l2.ready(t)
