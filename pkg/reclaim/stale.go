@@ -27,18 +27,29 @@ const SweepJobKey = "sweep"
 // slurmstepd on this node. With OlderThan > 0 only jobs whose last activity is older than
 // that are removed. The processes of all stale jobs are ended together (one grace period).
 func Stale(ctx context.Context, l layout.Layout, opts Options) (Report, error) {
+	t, _, _, err := reclaimStale(ctx, l, opts, "reclaim stale")
+	if err != nil {
+		return Report{}, err
+	}
+	rep := t.Report()
+	return rep, rep.Err()
+}
+
+// reclaimStale is the part Stale and SweepUser share: it finds this user's stale jobs (idle
+// for opts.OlderThan) and reclaims them, and returns the tally, the jobs it reclaimed and the
+// boot ID it judged them by, for a sweep's further work. what names the caller in an error.
+func reclaimStale(ctx context.Context, l layout.Layout, opts Options, what string) (*Tally, []*jobInfo, string, error) {
 	if err := l.Validate(); err != nil {
-		return Report{}, fmt.Errorf("reclaim stale: %w", err)
+		return nil, nil, "", fmt.Errorf("%s: %w", what, err)
 	}
 	t := NewTally(opts.Log)
 	bootID, err := BootID(opts.BootID)
 	if err != nil {
-		return Report{}, err
+		return nil, nil, "", err
 	}
 	stale := findStale(ctx, l, bootID, opts, opts.OlderThan, t)
 	reclaimJobs(ctx, l, stale, bootID, opts, t, "")
-	rep := t.Report()
-	return rep, rep.Err()
+	return t, stale, bootID, nil
 }
 
 // findStale scans this user's jobs on this node and returns the stale ones (sorted by key),

@@ -2,7 +2,6 @@ package reclaim
 
 import (
 	"context"
-	"fmt"
 	"path/filepath"
 	"time"
 
@@ -52,16 +51,10 @@ func DeadRuntimeDirs(ctx context.Context, l layout.Layout, bootID string, scanne
 // part waits for OlderThan), then <temp>/ffl-<uid> itself when it is empty and older than
 // tempOlderThan. l.JobKey is excluded (pass SweepJobKey to exclude nothing).
 func SweepUser(ctx context.Context, l layout.Layout, opts Options, tempOlderThan time.Duration) (Report, error) {
-	if err := l.Validate(); err != nil {
-		return Report{}, fmt.Errorf("reclaim sweep: %w", err)
-	}
-	t := NewTally(opts.Log)
-	bootID, err := BootID(opts.BootID)
+	t, stale, bootID, err := reclaimStale(ctx, l, opts, "reclaim sweep")
 	if err != nil {
 		return Report{}, err
 	}
-	stale := findStale(ctx, l, bootID, opts, opts.OlderThan, t)
-	reclaimJobs(ctx, l, stale, bootID, opts, t, "")
 	if tempOlderThan > 0 {
 		done := map[string]bool{}
 		for _, j := range stale {
