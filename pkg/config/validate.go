@@ -358,17 +358,21 @@ func checkURL(s string) error {
 	return nil
 }
 
-func checkLogFile(p string) error {
+// checkOptionalAbsFile accepts "" (none) or a clean absolute file name without control
+// characters; example is a good name, for the error.
+func checkOptionalAbsFile(p, example string) error {
 	switch {
 	case p == "":
 		return nil
 	case hasControl(p):
 		return errors.New("must not contain control characters")
 	case !filepath.IsAbs(p) || filepath.Clean(p) != p || p == "/":
-		return errors.New(`must be a clean absolute file name, like "/var/log/ffl-epilog.log" (or "" for none)`)
+		return fmt.Errorf(`must be a clean absolute file name, like %q (or "" for none)`, example)
 	}
 	return nil
 }
+
+func checkLogFile(p string) error { return checkOptionalAbsFile(p, "/var/log/ffl-epilog.log") }
 
 // checkOptionalAbsDir accepts "" (off) or a clean absolute directory other than "/".
 func checkOptionalAbsDir(p string) error {
@@ -384,14 +388,10 @@ func checkOptionalAbsDir(p string) error {
 // checkMetricsFile accepts "" or a clean absolute "*.prom" file name: node_exporter's textfile
 // collector reads only *.prom, so another name would be written and never collected.
 func checkMetricsFile(p string) error {
-	switch {
-	case p == "":
-		return nil
-	case hasControl(p):
-		return errors.New("must not contain control characters")
-	case !filepath.IsAbs(p) || filepath.Clean(p) != p || p == "/":
-		return errors.New(`must be a clean absolute file name, like "/var/lib/prometheus/node-exporter/ffl.prom" (or "" for none)`)
-	case !strings.HasSuffix(filepath.Base(p), ".prom") || filepath.Base(p) == ".prom":
+	if err := checkOptionalAbsFile(p, "/var/lib/prometheus/node-exporter/ffl.prom"); err != nil || p == "" {
+		return err
+	}
+	if base := filepath.Base(p); !strings.HasSuffix(base, ".prom") || base == ".prom" {
 		return errors.New(`must end in ".prom" (node_exporter's textfile collector reads only those)`)
 	}
 	return nil
