@@ -209,6 +209,23 @@ func WorkDirs(ctx context.Context, users map[string]testutil.User, name string) 
 	return work, nil
 }
 
+// RequireNothingMissing stops t when the suite's prerequisites named in missing are not there:
+// a skip on a developer's machine, a failure with FFL_E2E=1 (CI, where they must be). fix, when
+// not "", says how to get them.
+func RequireNothingMissing(t testing.TB, missing, fix string) {
+	t.Helper()
+	if missing == "" {
+		return
+	}
+	if fix != "" {
+		missing += " (" + fix + ")"
+	}
+	if os.Getenv("FFL_E2E") == "1" {
+		t.Fatalf("FFL_E2E=1 but missing: %s", missing)
+	}
+	t.Skipf("missing %s; FFL_E2E=1 turns this skip into a failure", missing)
+}
+
 // RunMain runs a suite's tests, then teardown (keep: a test failed, so the work dirs stay for a
 // look), and returns the exit code for os.Exit: a failed teardown fails a run whose tests
 // passed, since what it left behind would meet the next run.

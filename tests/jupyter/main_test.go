@@ -111,22 +111,11 @@ func env(t *testing.T) *Env {
 		}
 		theEnv, envErr = setup(theStack)
 	})
-	requirePrerequisites(t)
+	slurmtest.RequireNothingMissing(t, skipReason, "") // missingPrerequisites names the fix
 	if envErr != nil {
 		t.Fatalf("setting up the local Slurm and JupyterHub: %v", envErr)
 	}
 	return theEnv
-}
-
-func requirePrerequisites(t *testing.T) {
-	t.Helper()
-	if skipReason == "" {
-		return
-	}
-	if os.Getenv("FFL_E2E") == "1" {
-		t.Fatalf("FFL_E2E=1 but missing: %s", skipReason)
-	}
-	t.Skipf("missing %s (FFL_E2E=1 turns this skip into a failure)", skipReason)
 }
 
 // missingPrerequisites names what is missing of the machine's own programs and how to get them.

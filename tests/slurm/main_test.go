@@ -123,17 +123,10 @@ func cluster(t *testing.T) *Cluster {
 	return theCluster
 }
 
-// requireNothingMissing stops t when the suite's prerequisites named in missing are not there:
-// a skip on a developer's machine, a failure with FFL_E2E=1 (CI, where they must be).
+// requireNothingMissing stops t when a prerequisite of the suite is missing (missing names them).
 func requireNothingMissing(t *testing.T, missing string) {
 	t.Helper()
-	if missing == "" {
-		return
-	}
-	if os.Getenv("FFL_E2E") == "1" {
-		t.Fatalf("FFL_E2E=1 but missing: %s (run 'make deps' as root)", missing)
-	}
-	t.Skipf("missing %s: run as root after 'make deps' (FFL_E2E=1 turns this skip into a failure)", missing)
+	slurmtest.RequireNothingMissing(t, missing, "run as root after 'make deps'")
 }
 
 func missingPrerequisites() string {
