@@ -227,3 +227,21 @@ func TestSharesWithSession(t *testing.T) {
 		}
 	}
 }
+
+func TestLargestFirst(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		got  string
+		want string
+	}{
+		{"none", largestFirst(map[string]int64{}, mib), ""},
+		{"PSS, largest first", largestFirst(map[string]int64{"Xvfb": 59392, "firefox-esr": 283955, "xpra": 51200}, mib),
+			"firefox-esr 277.3 MiB, Xvfb 58.0 MiB, xpra 50.0 MiB"},
+		{"CPU, ties by name", largestFirst(map[string]time.Duration{"xpra": 300 * time.Millisecond, "Xvfb": 80 * time.Millisecond, "Web Content": 80 * time.Millisecond}, ms),
+			"xpra " + ms(300*time.Millisecond) + ", Web Content " + ms(80*time.Millisecond) + ", Xvfb " + ms(80*time.Millisecond)},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s: %q, want %q", c.name, c.got, c.want)
+		}
+	}
+}

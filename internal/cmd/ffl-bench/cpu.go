@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -89,18 +88,7 @@ func sumCPU(ids []proc.Identity) (total time.Duration, byComm map[string]time.Du
 }
 
 // cpuSplit says byComm largest first: "firefox-esr 1500 ms, xpra 900 ms, ...".
-func cpuSplit(byComm map[string]time.Duration) string {
-	names := make([]string, 0, len(byComm))
-	for n := range byComm {
-		names = append(names, n)
-	}
-	sort.Slice(names, func(i, j int) bool { return byComm[names[i]] > byComm[names[j]] })
-	parts := make([]string, len(names))
-	for i, n := range names {
-		parts[i] = n + " " + ms(byComm[n])
-	}
-	return strings.Join(parts, ", ")
-}
+func cpuSplit(byComm map[string]time.Duration) string { return largestFirst(byComm, ms) }
 
 // browserCPU is the CPU time the bench user's chromium processes (the client's browser, which
 // on a real node runs on the user's own machine, not beside the session) have used so far,

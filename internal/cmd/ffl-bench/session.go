@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -301,16 +300,7 @@ func (b *bench) idlePSSRun(returning bool) (int64, string, time.Duration, error)
 	if total == 0 {
 		return 0, "", 0, fmt.Errorf("no session process found")
 	}
-	names := make([]string, 0, len(byComm))
-	for n := range byComm {
-		names = append(names, n)
-	}
-	sort.Slice(names, func(i, j int) bool { return byComm[names[i]] > byComm[names[j]] })
-	var parts []string
-	for _, n := range names {
-		parts = append(parts, fmt.Sprintf("%s %s", n, mib(byComm[n])))
-	}
-	return total, fmt.Sprintf("%s; USS (pages no other process shares, the least the session costs) %s", strings.Join(parts, ", "), mib(uss)), took, nil
+	return total, fmt.Sprintf("%s; USS (pages no other process shares, the least the session costs) %s", largestFirst(byComm, mib), mib(uss)), took, nil
 }
 
 // smapsKB reads fields of /proc/PID/smaps_rollup (kB), summed.

@@ -9,9 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -46,16 +44,7 @@ func (b *bench) markedPSS(prefix string) (int64, string) {
 		total += kb
 		byComm[st.Comm] += kb
 	}
-	names := make([]string, 0, len(byComm))
-	for n := range byComm {
-		names = append(names, n)
-	}
-	sort.Slice(names, func(i, j int) bool { return byComm[names[i]] > byComm[names[j]] })
-	var parts []string
-	for _, n := range names {
-		parts = append(parts, fmt.Sprintf("%s %s", n, mib(byComm[n])))
-	}
-	return total, strings.Join(parts, ", ")
+	return total, largestFirst(byComm, mib)
 }
 
 // benchPage writes the page of one colour Firefox opens in the real-session figures.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -76,6 +77,26 @@ func ratio(a, b time.Duration) float64 {
 // mib formats a size in KiB (as /proc/PID/status gives it) as MiB.
 func mib(kib int64) string {
 	return fmt.Sprintf("%.1f MiB", float64(kib)/1024)
+}
+
+// largestFirst says a figure per process name, largest first (ties by name), each formatted by
+// format: "firefox-esr 277.3 MiB, Xvfb 58.2 MiB, ..." or "firefox-esr 1500 ms, xpra 900 ms, ...".
+func largestFirst[V int64 | time.Duration](byComm map[string]V, format func(V) string) string {
+	names := make([]string, 0, len(byComm))
+	for n := range byComm {
+		names = append(names, n)
+	}
+	sort.Slice(names, func(i, j int) bool {
+		if byComm[names[i]] != byComm[names[j]] {
+			return byComm[names[i]] > byComm[names[j]]
+		}
+		return names[i] < names[j]
+	})
+	parts := make([]string, len(names))
+	for i, n := range names {
+		parts[i] = n + " " + format(byComm[n])
+	}
+	return strings.Join(parts, ", ")
 }
 
 // medianInt is the median of integer samples (the lower middle for an even count is fine for
