@@ -406,11 +406,13 @@ var summaryField = regexp.MustCompile(`\b(sessions|termed|killed|left|dirs|files
 
 var unfinishedField = regexp.MustCompile(`\bunfinished=([a-z,-]+)`)
 
-// leftoverRun plants n leftover sessions and times the Epilog that removes them.
-func (b *bench) leftoverRun(n int, ignoreTerm bool) (time.Duration, string, error) {
+// plantLeftovers plants a job of n leftover sessions (plantJob) and returns its layout and the
+// cleanup to defer, also after a failed plant: it ends what is left of the job's processes and
+// removes its dirs and the bench's X lock files, whatever the Epilog under test did.
+func (b *bench) plantLeftovers(n int, ignoreTerm bool) (string, layout.Layout, func(), error) {
 	job, trees, err := b.plantJob(n, ignoreTerm)
 	lay := b.layout(job)
-	defer func() {
+	cleanup := func() {
 		b.killMarked(lay.JobMarkerPrefix())
 		for _, t := range trees {
 			<-t.done
@@ -418,7 +420,18 @@ func (b *bench) leftoverRun(n int, ignoreTerm bool) (time.Duration, string, erro
 		for _, d := range append(lay.RuntimeJobDirs(), lay.HomeJobDir()) {
 			_ = os.RemoveAll(d)
 		}
-	}()
+		locks, _ := filepath.Glob(filepath.Join(b.xdir, ".X*-lock"))
+		for _, l := range locks {
+			os.Remove(l)
+		}
+	}
+	return job, lay, cleanup, err
+}
+
+// leftoverRun plants n leftover sessions and times the Epilog that removes them.
+func (b *bench) leftoverRun(n int, ignoreTerm bool) (time.Duration, string, error) {
+	job, lay, cleanup, err := b.plantLeftovers(n, ignoreTerm)
+	defer cleanup()
 	if err != nil {
 		return 0, "", fmt.Errorf("plant %d sessions: %w", n, err)
 	}
@@ -437,11 +450,7 @@ func (b *bench) leftoverRun(n int, ignoreTerm bool) (time.Duration, string, erro
 		b.rep.failure("the Epilog left %s of job %s: %s", left, job, summary)
 		return d, summary, fmt.Errorf("the Epilog left processes or dirs of job %s: %s", job, summary)
 	}
-	locks, _ := filepath.Glob(filepath.Join(b.xdir, ".X*-lock"))
-	for _, l := range locks {
-		os.Remove(l)
-	}
-	if len(locks) > 0 {
+	if locks, _ := filepath.Glob(filepath.Join(b.xdir, ".X*-lock")); len(locks) > 0 {
 		return d, summary, fmt.Errorf("the Epilog left %d X lock files", len(locks))
 	}
 	var f []string
@@ -525,21 +534,8 @@ func (b *bench) leftoverEvidence(t1, t50 samples) {
 
 // profileLeftovers plants n leftover sessions and profiles the Epilog that removes them.
 func (b *bench) profileLeftovers(n int) string {
-	job, trees, err := b.plantJob(n, false)
-	lay := b.layout(job)
-	defer func() {
-		b.killMarked(lay.JobMarkerPrefix())
-		for _, t := range trees {
-			<-t.done
-		}
-		for _, d := range append(lay.RuntimeJobDirs(), lay.HomeJobDir()) {
-			_ = os.RemoveAll(d)
-		}
-		locks, _ := filepath.Glob(filepath.Join(b.xdir, ".X*-lock"))
-		for _, l := range locks {
-			os.Remove(l)
-		}
-	}()
+	job, _, cleanup, err := b.plantLeftovers(n, false)
+	defer cleanup()
 	if err != nil {
 		return "could not plant: " + err.Error()
 	}
