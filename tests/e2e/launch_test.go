@@ -191,12 +191,19 @@ func (l *launcher) stop(t *testing.T, sig syscall.Signal) (int, time.Duration) {
 	t.Helper()
 	t0 := time.Now()
 	testutil.Must(t, l.cmd.Process.Signal(sig), "signal")
+	return l.exitCode(t, 60*time.Second, "launcher did not exit within 60 s of the signal"), time.Since(t0)
+}
+
+// exitCode waits up to limit for the launcher to exit and returns its exit code; it fails the
+// test with failure when the launcher is still running then.
+func (l *launcher) exitCode(t *testing.T, limit time.Duration, failure string) int {
+	t.Helper()
 	select {
 	case <-l.done:
-	case <-time.After(60 * time.Second):
-		t.Fatal("launcher did not exit within 60 s of the signal")
+	case <-time.After(limit):
+		t.Fatal(failure)
 	}
-	return l.cmd.ProcessState.ExitCode(), time.Since(t0)
+	return l.cmd.ProcessState.ExitCode()
 }
 
 // httpAs fetches url as user u (a session admits only its own user), with the extra request

@@ -119,12 +119,7 @@ func TestSecondSignalKillsNow(t *testing.T) {
 	testutil.Must(t, l.cmd.Process.Signal(syscall.SIGTERM), "TERM")
 	time.Sleep(300 * time.Millisecond)
 	testutil.Must(t, l.cmd.Process.Signal(syscall.SIGTERM), "second TERM")
-	select {
-	case <-l.done:
-	case <-time.After(30 * time.Second):
-		t.Fatal("second signal did not cut the 60 s grace short")
-	}
-	if code := l.cmd.ProcessState.ExitCode(); code != 143 {
+	if code := l.exitCode(t, 30*time.Second, "second signal did not cut the 60 s grace short"); code != 143 {
 		t.Errorf("exit %d, want 143", code)
 	}
 	e.assertNothingLeft(t, info.Port)
@@ -138,12 +133,7 @@ func TestSessionEndsByItself(t *testing.T) {
 	info := l.ready(t)
 	// fakexpra exits 0 on TERM, as xpra does when its last child (Firefox) is gone.
 	testutil.Must(t, syscall.Kill(info.PID, syscall.SIGTERM), "end xpra")
-	select {
-	case <-l.done:
-	case <-time.After(30 * time.Second):
-		t.Fatal("supervisor did not exit after its only session ended")
-	}
-	if code := l.cmd.ProcessState.ExitCode(); code != 0 {
+	if code := l.exitCode(t, 30*time.Second, "supervisor did not exit after its only session ended"); code != 0 {
 		t.Errorf("exit %d, want 0", code)
 	}
 	e.assertNothingLeft(t, info.Port)
