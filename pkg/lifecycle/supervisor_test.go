@@ -105,11 +105,7 @@ func TestSupervisorGracePath(t *testing.T) {
 			t.Fatal("no sessions announced")
 		}
 	}
-	sigs <- syscall.SIGTERM
-	if r := waitResult(t, done); r.err != nil || r.code != 143 {
-		t.Errorf("Run = %d, %v; want 143", r.code, r.err)
-	}
-	assertJobGone(t, l, ports...)
+	termAndAssertGone(t, sigs, done, l, ports...)
 }
 
 // TestSupervisorWrappedCommand: the wrapped command sees the control socket and a proxy port
@@ -152,11 +148,7 @@ func TestSupervisorWrappedCommand(t *testing.T) {
 		if !strings.HasSuffix(fields[1], "/"+layout.ControlSocket) {
 			t.Errorf("FFL_CONTROL_SOCKET %q", fields[1])
 		}
-		sigs <- syscall.SIGTERM
-		if r := waitResult(t, done); r.err != nil || r.code != 143 {
-			t.Errorf("Run = %d, %v; want 143", r.code, r.err)
-		}
-		assertJobGone(t, l, port)
+		termAndAssertGone(t, sigs, done, l, port)
 	})
 }
 
@@ -256,14 +248,15 @@ func sessionDirExists(l layout.Layout, port int) bool {
 	return false
 }
 
-// termAndAssertGone sends the supervisor SIGTERM and asserts exit 143 and nothing of port left.
-func termAndAssertGone(t *testing.T, sigs chan os.Signal, done chan runResult, l layout.Layout, port int) {
+// termAndAssertGone sends the supervisor SIGTERM and asserts exit 143 and nothing of the job
+// (and of ports) left.
+func termAndAssertGone(t *testing.T, sigs chan os.Signal, done chan runResult, l layout.Layout, ports ...int) {
 	t.Helper()
 	sigs <- syscall.SIGTERM
 	if r := waitResult(t, done); r.err != nil || r.code != 143 {
 		t.Errorf("Run = %d, %v; want 143", r.code, r.err)
 	}
-	assertJobGone(t, l, port)
+	assertJobGone(t, l, ports...)
 }
 
 // TestSupervisorTermDuringStart: the SIGTERM Slurm sends while a session is still starting
