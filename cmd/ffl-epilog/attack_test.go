@@ -158,6 +158,18 @@ func TestAttackManyProcesses(t *testing.T) {
 	testutil.WaitGone(t, procs)
 }
 
+// rootOnlyFile makes a root-only (0600) file and opens it for the Epilog to inherit: no process
+// of the user's may end up holding it. The file is closed when the test ends.
+func rootOnlyFile(t *testing.T) (string, *os.File) {
+	t.Helper()
+	secret := filepath.Join(t.TempDir(), "root-only")
+	testutil.Must(t, os.WriteFile(secret, []byte("secret"), 0o600), "secret")
+	f, err := os.Open(secret)
+	testutil.Must(t, err, "open")
+	t.Cleanup(func() { f.Close() })
+	return secret, f
+}
+
 // TestAttackPipeGrabber: a process of the job's user copies the helper's descriptors as soon as
 // the helper starts (pidfd_getfd) and holds them, so the helper's pipes never reach EOF. The
 // root side reads the helper's answer with deadlines and never waits for EOF. The helper also
@@ -166,11 +178,7 @@ func TestAttackManyProcesses(t *testing.T) {
 // of a pipe held open is what pkg/reexec's TestBounds checks deterministically.
 func TestAttackPipeGrabber(t *testing.T) {
 	h := attackHarness(t)
-	secret := filepath.Join(t.TempDir(), "root-only")
-	testutil.Must(t, os.WriteFile(secret, []byte("secret"), 0o600), "secret")
-	f, err := os.Open(secret)
-	testutil.Must(t, err, "open")
-	defer f.Close()
+	secret, f := rootOnlyFile(t)
 	grabber := h.attack(h.user, "-mode", "grab", "-exe", epilogBin)
 	for round := 0; round < 3; round++ {
 		job := strconv.Itoa(520 + round)
@@ -195,11 +203,7 @@ func TestAttackPipeGrabber(t *testing.T) {
 // the helper (the user's process) nor the scan child holds it while they run.
 func TestAttackInheritedDescriptor(t *testing.T) {
 	h := attackHarness(t)
-	secret := filepath.Join(t.TempDir(), "root-only")
-	testutil.Must(t, os.WriteFile(secret, []byte("secret"), 0o600), "secret")
-	f, err := os.Open(secret)
-	testutil.Must(t, err, "open")
-	defer f.Close()
+	secret, f := rootOnlyFile(t)
 	procs := h.tree(h.user, h.layout(h.user, jobA).Marker(8001))
 	_, home := h.session(h.user, jobA, 8001, false, procs, "")
 	manyFiles(t, filepath.Join(home, "profile"), h.user, 50_000)
