@@ -243,15 +243,22 @@ func checkErr(t *testing.T, err error, prefix, part string) {
 	}
 }
 
-func TestLoad(t *testing.T) {
-	dir := t.TempDir()
-	write := func(name, content string) string {
+// writer returns a function that writes a config file (0644) named name in dir and returns its
+// path, failing the test when it cannot.
+func writer(t *testing.T, dir string) func(name, content string) string {
+	return func(name, content string) string {
+		t.Helper()
 		p := filepath.Join(dir, name)
 		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		return p
 	}
+}
+
+func TestLoad(t *testing.T) {
+	dir := t.TempDir()
+	write := writer(t, dir)
 	good := write("good.toml", "port_min = 9000\nport_max = 9100\n[epilog]\nsyslog = false\n")
 	bad := write("bad.toml", "port_min = 99\n")
 	big := write("big.toml", "# "+strings.Repeat("x", MaxFileSize)+"\n")
@@ -306,13 +313,7 @@ func TestLoadUnreadableDefault(t *testing.T) {
 
 func TestLoadFromEnv(t *testing.T) {
 	dir := t.TempDir()
-	write := func(name, content string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	write := writer(t, dir)
 	def := write("default.toml", "port_min = 8100\n")
 	envFile := write("env.toml", "port_min = 8200\n")
 	flagFile := write("flag.toml", "port_min = 8300\n")
