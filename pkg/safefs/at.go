@@ -17,6 +17,8 @@ type Info struct {
 	Mode uint32
 	// UID is the owner.
 	UID int
+	// Size is the size in bytes.
+	Size int64
 	// Mtime is the last modification time.
 	Mtime time.Time
 	// Dev and Ino identify the inode (the X display code matches sockets by them).
@@ -33,7 +35,7 @@ func (i Info) IsRegular() bool { return i.Mode&unix.S_IFMT == unix.S_IFREG }
 func (i Info) Perm() uint32 { return i.Mode & 0o7777 }
 
 func (i fileInfo) export() Info {
-	return Info{Mode: i.mode, UID: int(i.uid), Mtime: time.Unix(i.mtime.Unix()), Dev: i.dev, Ino: i.ino}
+	return Info{Mode: i.mode, UID: int(i.uid), Size: i.size, Mtime: time.Unix(i.mtime.Unix()), Dev: i.dev, Ino: i.ino}
 }
 
 // LstatAt stats ONE name below dir without following a symlink or triggering an automount.

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/ffl-hpc/ffl/internal/browser"
+	"github.com/ffl-hpc/ffl/internal/ffprofile"
 	"github.com/ffl-hpc/ffl/internal/testutil"
 	"github.com/ffl-hpc/ffl/pkg/layout"
 	"github.com/ffl-hpc/ffl/pkg/lifecycle"
@@ -499,41 +500,6 @@ func logOf(l *launcher) string {
 	return string(b)
 }
 
-// waitStartupCacheWritten waits until Firefox has written its startup cache and returns the
-// file's info. Firefox writes that file once, in place (opened with O_TRUNC, no rename), after
-// its idle start-up tasks; on a loaded machine that comes seconds after its window, at the
-// latest on a 60 s timer. A stop in the middle of the write leaves a truncated file, which the
-// next start finds corrupt and rightly removes (a CI run stopped the session 2 s after its
-// window and saw exactly that). The test waits until the file's size and time have held for a
-// second, so that what it checks is the start marker, not that race.
-func waitStartupCacheWritten(t *testing.T, path string) os.FileInfo {
-	t.Helper()
-	var last os.FileInfo
-	var since time.Time
-	start := time.Now()
-	written := testutil.Poll(90*time.Second, 250*time.Millisecond, func() bool {
-		fi, err := os.Stat(path)
-		if err != nil || fi.Size() == 0 {
-			last = nil
-			return false
-		}
-		if last == nil || fi.Size() != last.Size() || !fi.ModTime().Equal(last.ModTime()) {
-			last, since = fi, time.Now()
-			return false
-		}
-		return time.Since(since) >= time.Second
-	})
-	if !written {
-		state := "no such file, or an empty one"
-		if last != nil {
-			state = fmt.Sprintf("still changing, %d bytes", last.Size())
-		}
-		t.Fatalf("Firefox's startup cache %s was not written within 90 s of its window: %s", path, state)
-	}
-	t.Logf("Firefox's startup cache written (%d bytes), held still from %v after the page was seen", last.Size(), since.Sub(start).Round(time.Millisecond))
-	return last
-}
-
 // TestProfileRemembers: with the default profile = "persistent", a cookie a page set in one
 // session is there in the next (the page paints itself in another colour, seen through the
 // HTML5 client). A second session while the first runs gets a temporary profile, shows the page
@@ -550,12 +516,15 @@ func TestProfileRemembers(t *testing.T) {
 	lockPath := filepath.Join(e.stateDir, "profile.lock")
 
 	profile := filepath.Join(e.stateDir, "profile")
-	cache := filepath.Join(profile, "startupCache", "startupCache.8.little")
 
 	l1 := e.runJob("9711", "--url", url)
 	info := l1.ready(t)
 	e.seeColor(t, info, "profile-1-new.png", cookieNew)
-	before := waitStartupCacheWritten(t, cache)
+	// Firefox's one write of its startup cache must be over before the stop: a stop in the middle
+	// of it leaves a truncated file the next start rightly removes (ffprofile.WaitStartupCache).
+	before, took, err := ffprofile.WaitStartupCache(profile, e.user.UID, 90*time.Second)
+	testutil.Must(t, err, "the first session")
+	t.Logf("Firefox's startup cache written (%d bytes), settled %v after the page was seen", before.Size, took.Round(time.Millisecond))
 	l1.stop(t, syscall.SIGTERM)
 	if _, err := os.Lstat(lockPath); err == nil {
 		t.Errorf("profile.lock left after the session ended")
@@ -569,7 +538,7 @@ func TestProfileRemembers(t *testing.T) {
 
 	l2 := e.runJob("9712", "--url", url)
 	info2 := l2.ready(t)
-	if after, err := os.Stat(cache); err != nil || !os.SameFile(before, after) {
+	if after, err := ffprofile.StartupCache(profile, e.user.UID); err != nil || after.Dev != before.Dev || after.Ino != before.Ino {
 		t.Errorf("the second session's Firefox rebuilt its startup cache (%v): its start was taken for a crashed one", err)
 	}
 	e.seeColor(t, info2, "profile-2-remembered.png", cookieSeen)

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ffl-hpc/ffl/internal/browser"
+	"github.com/ffl-hpc/ffl/internal/ffprofile"
 	"github.com/ffl-hpc/ffl/pkg/config"
 	"github.com/ffl-hpc/ffl/pkg/layout"
 	"github.com/ffl-hpc/ffl/pkg/proc"
@@ -229,41 +230,14 @@ func (b *bench) earlierSession(cfg string) error {
 		return fmt.Errorf("the earlier session: %w", err)
 	}
 	ready := time.Now()
-	if err := b.startupCacheWritten(90 * time.Second); err != nil {
+	// A stop in the middle of Firefox's one write of its startup cache would leave the next start
+	// a cache to build again (ffprofile.WaitStartupCache).
+	profile := filepath.Join(b.user.home, ".firefox-launcher", layout.ProfileDir)
+	if _, _, err := ffprofile.WaitStartupCache(profile, b.user.uid, 90*time.Second); err != nil {
 		return fmt.Errorf("the earlier session: %w", err)
 	}
 	time.Sleep(time.Until(ready.Add(3 * time.Second)))
 	return nil
-}
-
-// startupCacheWritten waits until the bench user's Firefox has written the persistent profile's
-// startup cache. Firefox writes that file once, in place (no rename), after its idle start-up
-// tasks: 1-2 s after its window here, on a 60 s timer at the latest. A session ended in the middle
-// of the write leaves a truncated file that the next start finds corrupt and removes, and the
-// returning user's rows would then measure a start that builds the cache again. Written means:
-// there, and its time unchanged for a second. The dir is opened without following a symlink and
-// must be the bench user's.
-func (b *bench) startupCacheWritten(limit time.Duration) error {
-	dir := filepath.Join(b.user.home, ".firefox-launcher", layout.ProfileDir, "startupCache")
-	var last safefs.Info
-	var since time.Time
-	for deadline := time.Now().Add(limit); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		d, err := safefs.OpenTrustedOwned(dir, b.user.uid)
-		if err != nil {
-			continue
-		}
-		fi, err := safefs.LstatAt(d, "startupCache.8.little")
-		d.Close()
-		switch {
-		case err != nil || !fi.IsRegular():
-			last = safefs.Info{}
-		case fi.Ino != last.Ino || !fi.Mtime.Equal(last.Mtime):
-			last, since = fi, time.Now()
-		case time.Since(since) >= time.Second:
-			return nil
-		}
-	}
-	return fmt.Errorf("Firefox wrote no startup cache in %s within %s of its window", dir, limit)
 }
 
 // startBrowser starts the headless chromium (as the bench user) the side-by-side runs share;
