@@ -232,7 +232,7 @@ func (b *bench) earlierSession(cfg string) error {
 	ready := time.Now()
 	// A stop in the middle of Firefox's one write of its startup cache would leave the next start
 	// a cache to build again (ffprofile.WaitStartupCache).
-	profile := filepath.Join(b.user.home, ".firefox-launcher", layout.ProfileDir)
+	profile := filepath.Join(b.layout(l.job).StateDir, layout.ProfileDir)
 	if _, _, err := ffprofile.WaitStartupCache(profile, b.user.uid, 90*time.Second); err != nil {
 		return fmt.Errorf("the earlier session: %w", err)
 	}
