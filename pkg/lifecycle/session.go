@@ -210,7 +210,7 @@ func (s *Session) start(ctx context.Context, url string) error {
 		data []byte
 	}{
 		{home, "Xauthority", nil},
-		{nil, "user.js", []byte(userJS(st.ContentProcesses, st.DownloadDir, filepath.Join(s.paths.Runtime, "cache")))},
+		{nil, "user.js", []byte(UserJS(st.ContentProcesses, st.DownloadDir, filepath.Join(s.paths.Runtime, "cache")))},
 		{nil, "xpra.conf", []byte("# ffl: no default start commands\nstart =\n")},
 	}
 	prof, err := os.OpenFile(s.profileDir, os.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)

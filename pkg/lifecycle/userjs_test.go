@@ -27,7 +27,7 @@ func TestUserJSWellFormed(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			js := userJS(c.contentProcesses, c.downloadDir, "/r/s/cache")
+			js := UserJS(c.contentProcesses, c.downloadDir, "/r/s/cache")
 			seen := map[string]bool{}
 			for i, line := range strings.Split(strings.TrimSuffix(js, "\n"), "\n") {
 				if strings.HasPrefix(line, "// ") {

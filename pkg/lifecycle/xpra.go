@@ -257,7 +257,8 @@ func shellJoin(words []string) string {
 	return strings.Join(q, " ")
 }
 
-// userJS keeps a fresh profile quiet (no first-run tab, telemetry, update or default-browser
+// UserJS is the user.js ffl writes into a session's profile (exported for `make bench`, whose
+// floor with ffl's settings runs Firefox alone with it). It keeps a fresh profile quiet (no first-run tab, telemetry, update or default-browser
 // prompts: a fresh profile opens a first-run tab unless datareporting.policy.firstRunURL is
 // empty) and lean: content processes bounded by contentProcesses, no preallocated
 // or privileged extra processes, no spell-check dictionaries, a bounded memory cache. An idle
@@ -265,7 +266,7 @@ func shellJoin(words []string) string {
 // go to downloadDir without a question, and the disk cache to cacheDir (node-local, removed
 // with the session), also when the profile is the persistent one in the home. ffl rewrites it
 // at every start: the user's own settings live in prefs.js (about:config, Settings).
-func userJS(contentProcesses int, downloadDir, cacheDir string) string {
+func UserJS(contentProcesses int, downloadDir, cacheDir string) string {
 	if contentProcesses < 1 {
 		contentProcesses = 1
 	}

@@ -108,7 +108,7 @@ func (b *bench) sideFigures(reps int) {
 	defer closeBr()
 	// Every ffl run but ffl-warm starts from a new user's state, as the floor starts on a new
 	// profile; ffl-warm and floor-warm are a returning user's start on each side.
-	names := []string{"ffl-cp1", "ffl-cp2", "floor", "peer", "ffl-warm", "floor-warm"}
+	names := []string{"ffl-cp1", "ffl-cp2", "floor", "floor-ffl", "peer", "ffl-warm", "floor-warm"}
 	// ffl-idle: the default configuration with a second chromium under SCHED_IDLE, which then
 	// takes only the CPU the session leaves, as the user's browser on the user's own machine
 	// takes none of the node's (the other rows share the bench's 2 CPUs with chromium).
@@ -134,6 +134,8 @@ func (b *bench) sideFigures(reps int) {
 			switch name {
 			case "floor":
 				r, err = b.floorRun(marker)
+			case "floor-ffl":
+				r, err = b.floorFFLRun(marker, def)
 			case "floor-warm":
 				r, err = b.floorWarmRun(marker)
 			case "ffl-warm":
@@ -451,13 +453,14 @@ func (b *bench) paintedRun(br *browser.Browser, cfg string) (paintedResult, erro
 func (b *bench) sideRows(runs map[string]*sideAgg, names []string, def int) {
 	for _, name := range names {
 		a := runs[name]
-		id := map[string]string{"ffl-cp1": "S-cp1", "ffl-cp2": "S-cp2", "floor": "S-floor", "peer": "S-peer", "ffl-idle": "S-idle",
+		id := map[string]string{"ffl-cp1": "S-cp1", "ffl-cp2": "S-cp2", "floor": "S-floor", "floor-ffl": "S-floor-ffl", "peer": "S-peer", "ffl-idle": "S-idle",
 			"ffl-warm": "S-warm", "floor-warm": "S-floor-warm"}[name]
 		fig := map[string]string{
 			"ffl-cp1":    "ffl, content_processes 1, a new user (no profile yet): exec -> painted in chromium; PSS 20 s later (client connected)",
 			"ffl-cp2":    "ffl, content_processes 2, a new user: exec -> painted in chromium; PSS 20 s later (client connected)",
 			"floor":      "Floor: Firefox alone on Xvfb (fresh default profile): exec of Xvfb -> page colour in Firefox's X window; PSS 20 s later",
 			"ffl-warm":   "ffl, default config, a returning user (the persistent profile an earlier session left): exec -> painted in chromium; PSS 20 s later",
+			"floor-ffl":  "Floor with ffl's settings: Firefox alone on Xvfb as the floor, on a fresh profile with the user.js ffl writes into a session's profile (default content_processes): exec of Xvfb -> page colour; PSS 20 s later",
 			"floor-warm": "Floor for a returning user: Firefox alone on Xvfb on the profile an earlier Firefox alone left when it quit: exec of Xvfb -> page colour; PSS 20 s later",
 			"peer":       "Peer: xpra + Firefox with their own defaults (as jupyter-xprahtml5-proxy), chromium polling the port: exec -> painted; PSS 20 s later",
 			"ffl-idle":   "ffl, default config, chromium under SCHED_IDLE (a CPU only when the session leaves one, as a browser on the user's own machine): exec -> painted in chromium; PSS 20 s later",
@@ -473,6 +476,14 @@ func (b *bench) sideRows(runs map[string]*sideAgg, names []string, def int) {
 	if ffl != nil && len(ffl.painted) > 0 && floor != nil && len(floor.painted) > 0 {
 		r := ratio(ffl.painted.median(), floor.painted.median())
 		b.rep.add(row{"S-x-floor", "ffl (default config) / floor: exec -> painted, medians of this run", fmt.Sprintf("%.2fx", r), "<= 1.3x", verdict(r <= 1.3)})
+	}
+	if ff := runs["floor-ffl"]; ff != nil && len(ff.painted) > 0 && floor != nil && len(floor.painted) > 0 {
+		b.rep.add(row{"S-ffl-settings", "floor with ffl's settings / floor (S-floor-ffl / S-floor): what ffl's user.js alone changes in Firefox's start and memory, medians of this run",
+			fmt.Sprintf("time %.2fx, memory %.2fx", ratio(ff.painted.median(), floor.painted.median()), float64(medianInt(ff.pss))/float64(max(medianInt(floor.pss), 1))), "information", resInfo})
+		if ffl != nil && len(ffl.painted) > 0 {
+			b.rep.add(row{"S-x-floor-ffl", "ffl (default config) / floor with ffl's settings: what xpra, the HTML5 client and their share of the CPUs add to Firefox's own start, medians of this run",
+				fmt.Sprintf("%.2fx", ratio(ffl.painted.median(), ff.painted.median())), "information", resInfo})
+		}
 	}
 	if w, fw := runs["ffl-warm"], runs["floor-warm"]; w != nil && len(w.painted) > 0 && fw != nil && len(fw.painted) > 0 {
 		r := ratio(w.painted.median(), fw.painted.median())

@@ -91,6 +91,26 @@ func (b *bench) floorRun(marker string) (sideResult, error) {
 	return b.floorRunIn(marker, home, false)
 }
 
+// floorFFLRun is the floor with ffl's settings: Firefox alone on Xvfb as in floorRun, on a
+// fresh profile holding the user.js ffl writes into a session's profile (content_processes cp).
+// Beside the floor it says what ffl's settings alone change in Firefox's start; beside ffl it
+// says what xpra, the HTML5 client and their share of the CPUs add.
+func (b *bench) floorFFLRun(marker string, cp int) (sideResult, error) {
+	home, err := b.scratchHome("floorffl")
+	if err != nil {
+		return sideResult{}, err
+	}
+	defer os.RemoveAll(home)
+	js := lifecycle.UserJS(cp, "", filepath.Join(home, "cache"))
+	if err := os.WriteFile(filepath.Join(home, "user.js"), []byte(js), 0o644); err != nil {
+		return sideResult{}, err
+	}
+	if err := os.Chown(filepath.Join(home, "user.js"), b.user.uid, b.user.gid); err != nil {
+		return sideResult{}, err
+	}
+	return b.floorRunIn(marker, home, false)
+}
+
 // floorWarmRun is the floor for a returning user: Firefox alone on the profile an earlier
 // Firefox alone on it left (its page painted, 3 s more, then quit), so that it starts with the
 // startup caches that earlier one wrote, as ffl's persistent profile does (S-warm).
