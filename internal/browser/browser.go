@@ -71,7 +71,10 @@ type Seen struct {
 	// worker's network events on its own target, which See does not attach to).
 	WebSocket, FirstFrame time.Duration
 	Requests              int
-	start                 time.Time // when the navigation started
+	// Revalidated is how many of the page's responses were 304 Not Modified: files the browser
+	// kept from an earlier visit and asked about instead of fetching them again.
+	Revalidated int
+	start       time.Time // when the navigation started
 	// Pixels and Canvas: the coloured pixels and the canvas size where they were.
 	Pixels         int
 	Width, Height  int
@@ -254,16 +257,22 @@ func SeePage(ctx context.Context, url string, opts Options) (Seen, error) {
 func (b *Browser) See(url string) (Seen, error) {
 	var mu sync.Mutex
 	var ws, frame time.Time
-	requests := 0
+	requests, revalidated := 0, 0
 	lctx, stop := context.WithCancel(b.ctx)
 	defer stop()
 	if err := chromedp.Listen(lctx, func(ev any) {
 		mu.Lock()
 		defer mu.Unlock()
-		switch ev.(type) {
+		switch e := ev.(type) {
 		case *network.EventRequestWillBeSent:
 			if ws.IsZero() {
 				requests++
+			}
+		case *network.EventResponseReceivedExtraInfo:
+			// The status on the wire: responseReceived says 200 for a response the browser's
+			// cache answered after the server's 304.
+			if e.StatusCode == 304 {
+				revalidated++
 			}
 		case *network.EventWebSocketCreated:
 			if ws.IsZero() {
@@ -288,7 +297,7 @@ func (b *Browser) See(url string) (Seen, error) {
 	if !frame.IsZero() {
 		seen.FirstFrame = frame.Sub(seen.start)
 	}
-	seen.Requests = requests
+	seen.Requests, seen.Revalidated = requests, revalidated
 	return seen, err
 }
 

@@ -109,10 +109,26 @@ func compressResponse(resp *http.Response) error {
 		if zw.Close() == nil && buf.Len() < len(body) {
 			out = buf.Bytes()
 			resp.Header.Set("Content-Encoding", "gzip")
-			resp.Header.Del("Etag")
+			// A strong tag (xpra's own, if any) names the uncompressed bytes; the front's
+			// weak content tag (revalidate) holds for either encoding.
+			if !strings.HasPrefix(resp.Header.Get("Etag"), "W/") {
+				resp.Header.Del("Etag")
+			}
 		}
 	}
-	resp.Header.Add("Vary", "Accept-Encoding")
+	varyOnEncoding(resp.Header)
 	setBody(resp, out)
 	return nil
+}
+
+// varyOnEncoding says, once, that the response depends on the request's Accept-Encoding.
+func varyOnEncoding(h http.Header) {
+	for _, v := range h.Values("Vary") {
+		for _, f := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(f), "Accept-Encoding") {
+				return
+			}
+		}
+	}
+	h.Add("Vary", "Accept-Encoding")
 }

@@ -504,6 +504,9 @@ func (f *Front) newServer() (*http.Server, *httputil.ReverseProxy) {
 			if err := addClientScript(resp, f.opts.KeyboardLayout, starting); err != nil {
 				return err
 			}
+			if err := revalidate(resp); err != nil {
+				return err
+			}
 			return compressResponse(resp)
 		},
 	}

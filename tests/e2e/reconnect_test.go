@@ -73,6 +73,18 @@ func TestReconnect(t *testing.T) {
 	if _, err := first.See(info.URL); err != nil {
 		t.Fatalf("first tab: %v", err)
 	}
+	// The same browser opening the session again (a reload, the link followed again) asks about
+	// the client's files instead of fetching them again: xpra 3.1 forbids the browser to keep
+	// them, the front tags them by content (docs/DESIGN.md, "The client's files kept").
+	again, err := first.See(info.URL)
+	if err != nil {
+		t.Fatalf("first tab, the session opened again: %v", err)
+	}
+	t.Logf("opened again: %d of %d requests answered 304 Not Modified", again.Revalidated, again.Requests)
+	if again.Revalidated < 30 {
+		t.Errorf("opened again, %d of the page's %d requests were answered 304 Not Modified: the browser fetched the client's 34 scripts and style sheets again",
+			again.Revalidated, again.Requests)
+	}
 	// The X screen takes the browser's size once Firefox is shown (ffl's client asks for it after
 	// the first frame, not in its hello: docs/DESIGN.md), so Firefox's dialogs and new windows,
 	// centred on the X screen, open in the browser's view.
