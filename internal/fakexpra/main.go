@@ -80,11 +80,25 @@ func main() {
 	}
 	var tree *exec.Cmd
 	if !mode["no-tree"] {
-		tree = exec.Command(faketree, "-ignore-term", "-daemon")
+		// Ready only once the tree is up, its child ignoring TERM: a stop right after the
+		// session's readiness must find the tree as it will stay (otherwise a TERM that comes
+		// first ends the child, and a test of a stop that needs KILL sees none needed).
+		treeReady := bind + ".tree-ready"
+		tree = exec.Command(faketree, "-ignore-term", "-daemon", "-ready", treeReady)
 		tree.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 		if err := tree.Start(); err != nil {
 			fmt.Fprintf(os.Stderr, "fakexpra: faketree: %v\n", err)
 			os.Exit(1)
+		}
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(2 * time.Millisecond) {
+			if _, err := os.Stat(treeReady); err == nil {
+				_ = os.Remove(treeReady)
+				break
+			}
+			if time.Now().After(deadline) {
+				fmt.Fprintln(os.Stderr, "fakexpra: faketree not up within 30 s")
+				os.Exit(1)
+			}
 		}
 	}
 	if displayFD >= 0 {
