@@ -1,7 +1,6 @@
 package front
 
 import (
-	"bufio"
 	"compress/gzip"
 	"io"
 	"net/http"
@@ -95,31 +94,12 @@ func TestCompressedByTheFront(t *testing.T) {
 		{"an image", "/icon.png", "Accept-Encoding: gzip", png, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := dial(t, f)
-			req := "GET " + tc.path + " HTTP/1.1\r\nHost: " + host(f) + "\r\nReferer: http://" + host(f) + "/\r\n" + tc.accept + "\r\n\r\n"
-			if _, err := io.WriteString(c, req); err != nil {
-				t.Fatal(err)
-			}
-			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			var body io.Reader = resp.Body
-			gz := resp.Header.Get("Content-Encoding") == "gzip"
-			if gz != tc.wantGzip {
+			resp, got := fetchVia(t, f, tc.path, tc.accept)
+			if gz := resp.Header.Get("Content-Encoding") == "gzip"; gz != tc.wantGzip {
 				t.Fatalf("Content-Encoding %q, want gzip %v", resp.Header.Get("Content-Encoding"), tc.wantGzip)
 			}
-			if gz {
-				zr, err := gzip.NewReader(resp.Body)
-				if err != nil {
-					t.Fatal(err)
-				}
-				body = zr
-			}
-			got, err := io.ReadAll(body)
-			if err != nil || string(got) != tc.want {
-				t.Fatalf("body of %d bytes (%v), want the %d bytes xpra has", len(got), err, len(tc.want))
+			if got != tc.want {
+				t.Fatalf("body of %d bytes, want the %d bytes xpra has", len(got), len(tc.want))
 			}
 		})
 	}
