@@ -9,17 +9,16 @@ import (
 )
 
 // Revalidation of the HTML5 client's files. xpra 3.1 sends every file of its client with
-// "Cache-Control: no-cache, no-store, must-revalidate", "Pragma: no-cache" and "Expires: 0"
-// (its http-headers/00_nocache.txt) and answers no conditional request, so the browser fetches
-// the client's 34 scripts and style sheets (4.2 MB) anew at every visit, and the front
-// compresses them anew. The front gives each such file a validator instead: an entity tag
-// of its content and "Cache-Control: private, no-cache", which lets the user's browser keep the
-// file but ask before every use. A request whose If-None-Match names
-// the file's current tag gets 304 Not Modified with no body: nothing to compress or send. The
-// tag is taken from the body xpra sends at that moment, so a changed file (xpra
-// upgraded between two sessions) is never answered from the browser's copy, and "private"
-// keeps shared caches out. The client's page itself (which the front changes for each
-// session: addClientScript) and any HTML keep xpra's headers.
+// "Cache-Control: no-cache, no-store, must-revalidate", "Pragma: no-cache" and "Expires: 0" (its
+// http-headers/00_nocache.txt) and answers no conditional request, so the browser fetches the
+// client's 34 scripts and style sheets (4.2 MB) anew at every visit, and the front compresses them
+// anew. The front gives each such file a validator instead: an entity tag of its content and
+// "Cache-Control: private, no-cache", which lets the user's browser keep the file but ask before
+// every use. A request whose If-None-Match names the file's current tag gets 304 Not Modified with
+// no body: nothing to compress or send. The tag is taken from the body xpra sends at that moment,
+// so a changed file (xpra upgraded between two sessions) is never answered from the browser's
+// copy, and "private" keeps shared caches out. The client's page itself (which the front changes
+// for each session: addClientScript) and any HTML keep xpra's headers.
 
 // revalidate gives resp a content tag and a cache policy that lets the browser keep it (see
 // above), and turns it into 304 Not Modified when its request's If-None-Match already names that
