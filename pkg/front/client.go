@@ -93,9 +93,18 @@ func addClientScript(resp *http.Response, layout string, starting bool) error {
 	return nil
 }
 
+// wholeBody is a body setBody put in memory: the next step of ModifyResponse (addClientScript,
+// revalidate, compressResponse) takes its bytes instead of reading and copying them again.
+type wholeBody struct {
+	*bytes.Reader
+	data []byte
+}
+
+func (wholeBody) Close() error { return nil }
+
 // setBody makes body resp's whole body, with its length.
 func setBody(resp *http.Response, body []byte) {
-	resp.Body = io.NopCloser(bytes.NewReader(body))
+	resp.Body = wholeBody{bytes.NewReader(body), body}
 	resp.ContentLength = int64(len(body))
 	resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
 }
@@ -103,7 +112,11 @@ func setBody(resp *http.Response, body []byte) {
 // readWhole reads resp's body whole when it is at most limit bytes, and closes it. A body found
 // bigger (sent without a Content-Length) is left to be relayed unchanged: resp.Body then gives
 // what was read first and then the rest, and whole is false. On a read error the body is closed.
+// A body an earlier step set (setBody) is returned as it is, unread.
 func readWhole(resp *http.Response, limit int) (body []byte, whole bool, err error) {
+	if wb, ok := resp.Body.(wholeBody); ok && wb.Len() == len(wb.data) && len(wb.data) <= limit {
+		return wb.data, true, nil
+	}
 	body, err = io.ReadAll(io.LimitReader(resp.Body, int64(limit)+1))
 	if err != nil {
 		resp.Body.Close()

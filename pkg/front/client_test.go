@@ -99,3 +99,23 @@ func TestClientScriptServed(t *testing.T) {
 		t.Errorf("a request from another page got %d, want 403", code)
 	}
 }
+
+// TestReadWholeTakesSetBody: a body an earlier step set is handed on, not read and copied again;
+// one over the limit is still relayed whole.
+func TestReadWholeTakesSetBody(t *testing.T) {
+	data := []byte(strings.Repeat("x", 4096))
+	resp := &http.Response{Header: http.Header{}}
+	setBody(resp, data)
+	got, whole, err := readWhole(resp, len(data))
+	if err != nil || !whole || len(got) != len(data) || &got[0] != &data[0] {
+		t.Fatalf("readWhole of a set body: %d bytes, whole %v, err %v, same bytes %v", len(got), whole, err, len(got) > 0 && &got[0] == &data[0])
+	}
+	setBody(resp, data)
+	if _, whole, err := readWhole(resp, len(data)-1); err != nil || whole {
+		t.Fatalf("a set body over the limit: whole %v, err %v", whole, err)
+	}
+	rest, err := io.ReadAll(resp.Body)
+	if err != nil || string(rest) != string(data) {
+		t.Fatalf("a set body over the limit relays %d of %d bytes (%v)", len(rest), len(data), err)
+	}
+}
