@@ -19,6 +19,7 @@ import (
 	"github.com/ffl-hpc/ffl/pkg/layout"
 	"github.com/ffl-hpc/ffl/pkg/lifecycle"
 	"github.com/ffl-hpc/ffl/pkg/proc"
+	"github.com/ffl-hpc/ffl/pkg/safefs"
 	"github.com/ffl-hpc/ffl/pkg/x11"
 )
 
@@ -101,11 +102,16 @@ func (b *bench) floorFFLRun(marker string, cp int) (sideResult, error) {
 		return sideResult{}, err
 	}
 	defer os.RemoveAll(home)
-	js := lifecycle.UserJS(cp, "", filepath.Join(home, "cache"))
-	if err := os.WriteFile(filepath.Join(home, "user.js"), []byte(js), 0o644); err != nil {
+	// The bench runs as root and home is the bench user's: the file goes in through the dir
+	// opened without following a symlink, replacing (never following) whatever is there. Firefox
+	// only reads it.
+	d, err := safefs.OpenTrustedOwned(home, b.user.uid)
+	if err != nil {
 		return sideResult{}, err
 	}
-	if err := os.Chown(filepath.Join(home, "user.js"), b.user.uid, b.user.gid); err != nil {
+	err = safefs.ReplaceFile(d, "user.js", []byte(lifecycle.UserJS(cp, "", filepath.Join(home, "cache"))), 0o644)
+	d.Close()
+	if err != nil {
 		return sideResult{}, err
 	}
 	return b.floorRunIn(marker, home, false)
